@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Idempotent installer for everything the test suite needs on a clean Debian machine
+# (run as root): kcat from Debian's packages and a Python venv at .venv/ in the repo
+# root with confluent-kafka, kafka-python and pytest.
+#
+# Quiet when everything is already there; fails loudly (non-zero, with the failing
+# command's output) on any error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+VENV="$ROOT/.venv"
+PY_PKGS=(confluent-kafka kafka-python pytest)
+
+log() { echo "[ci/setup] $*" >&2; }
+
+# Run a command quietly; on failure print its output and exit.
+quiet() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    log "FAILED: $*"
+    echo "$out" >&2
+    exit 1
+  fi
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "apt-get update"
+    quiet $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    APT_UPDATED=1
+  fi
+  log "apt-get install -y $*"
+  quiet $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- kcat (Debian's links librdkafka 2.0.x: an old client, a useful compatibility check)
+if ! command -v kcat >/dev/null 2>&1; then
+  apt_install kcat
+fi
+command -v kcat >/dev/null 2>&1 || { log "kcat still missing after install"; exit 1; }
+
+# --- Python venv
+PYTHON="${PYTHON:-python3}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  apt_install python3 python3-venv
+  PYTHON=python3
+fi
+
+venv_ok() { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; }
+
+if ! venv_ok; then
+  rm -rf "$VENV"
+  log "creating venv at $VENV"
+  if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian's python3 needs python3-venv for ensurepip.
+    rm -rf "$VENV"
+    apt_install python3-venv
+    quiet "$PYTHON" -m venv "$VENV"
+  fi
+fi
+
+if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1; then
+  log "pip install ${PY_PKGS[*]}"
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PKGS[@]}"
+  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest' \
+    || { log "python packages still not importable after pip install"; exit 1; }
+fi
+
+exit 0

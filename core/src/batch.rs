@@ -1,0 +1,615 @@
+//! Kafka RecordBatch v2 headers: parsing, validation and the in-place rewrites the leader makes.
+//!
+//! Invariants this module keeps:
+//! - A batch is accepted only if its CRC-32C matches, magic is 2, its length fields agree with the
+//!   bytes present, and (for uncompressed batches) its records walk cleanly with dense offset deltas
+//!   and the header's record count.
+//! - Rewrites touch only the base offset and partition leader epoch (outside the CRC), or, for
+//!   LogAppendTime, the attributes and max timestamp, after which the CRC is recomputed.
+
+use thiserror::Error;
+
+/// Bytes in a RecordBatch v2 header, up to and including the record count.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before the batch length field's payload starts (base offset + batch length).
+pub const LOG_OVERHEAD: usize = 12;
+/// The only batch format skein stores.
+pub const MAGIC_V2: i8 = 2;
+/// Producer id of a non-idempotent batch.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// Producer epoch of a non-idempotent batch.
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// Sequence of a non-idempotent batch.
+pub const NO_SEQUENCE: i32 = -1;
+
+const OFF_BASE_OFFSET: usize = 0;
+const OFF_LENGTH: usize = 8;
+const OFF_LEADER_EPOCH: usize = 12;
+const OFF_MAGIC: usize = 16;
+const OFF_CRC: usize = 17;
+const OFF_ATTRIBUTES: usize = 21;
+const OFF_LAST_OFFSET_DELTA: usize = 23;
+const OFF_BASE_TIMESTAMP: usize = 27;
+const OFF_MAX_TIMESTAMP: usize = 35;
+const OFF_PRODUCER_ID: usize = 43;
+const OFF_PRODUCER_EPOCH: usize = 51;
+const OFF_BASE_SEQUENCE: usize = 53;
+const OFF_RECORD_COUNT: usize = 57;
+
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// Why a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BatchError {
+    /// Fewer bytes than a header, or than the batch length claims.
+    #[error("truncated batch: need {need} bytes, have {have}")]
+    Truncated {
+        /// Bytes the batch claims.
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// A magic byte other than 2.
+    #[error("unsupported magic {0}")]
+    BadMagic(i8),
+    /// The stored CRC does not match the bytes.
+    #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    BadCrc {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// The length field is below the header size or otherwise impossible.
+    #[error("invalid batch length {0}")]
+    BadLength(i32),
+    /// Header fields disagree with each other or with the records.
+    #[error("invalid batch: {0}")]
+    Invalid(&'static str),
+    /// A compression codec id Kafka does not define.
+    #[error("unknown compression codec {0}")]
+    BadCompression(i16),
+}
+
+/// Compression codec of a batch, from its attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Records stored plain.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy (xerial framing).
+    Snappy,
+    /// lz4 frame.
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+/// The header fields of one batch, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Total bytes of the batch including the 12-byte log overhead.
+    pub size: usize,
+    /// Leader epoch stamped by the leader that appended it.
+    pub leader_epoch: i32,
+    /// Raw attributes.
+    pub attributes: i16,
+    /// Offset delta of the last record.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest record timestamp (or the append time under LogAppendTime).
+    pub max_timestamp: i64,
+    /// Idempotent producer id or -1.
+    pub producer_id: i64,
+    /// Producer epoch or -1.
+    pub producer_epoch: i16,
+    /// Sequence of the first record or -1.
+    pub base_sequence: i32,
+    /// Number of records the header claims.
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+    /// Offset after the last record.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+    /// Sequence of the last record, wrapping as Kafka does.
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence == NO_SEQUENCE {
+            return NO_SEQUENCE;
+        }
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        if last > i64::from(i32::MAX) {
+            (last - i64::from(i32::MAX) - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+    /// Codec from the attributes.
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        match self.attributes & ATTR_COMPRESSION_MASK {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4),
+            4 => Ok(Compression::Zstd),
+            other => Err(BatchError::BadCompression(other)),
+        }
+    }
+    /// True when the batch carries an idempotent producer id.
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+    /// True for a transactional batch.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+    /// True for a control batch (transaction markers).
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+    /// True when timestamps are broker append times.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_TIMESTAMP_TYPE != 0
+    }
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+
+/// Total size (with log overhead) of the batch starting at `bytes[0]`, from its first 12 bytes.
+pub fn peek_size(bytes: &[u8]) -> Result<usize, BatchError> {
+    if bytes.len() < LOG_OVERHEAD {
+        return Err(BatchError::Truncated {
+            need: LOG_OVERHEAD,
+            have: bytes.len(),
+        });
+    }
+    let len = be_i32(bytes, OFF_LENGTH);
+    if len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::BadLength(len));
+    }
+    Ok(LOG_OVERHEAD + len as usize)
+}
+
+/// Decodes the header of the batch at `bytes[0]` without checking the CRC.
+pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let size = peek_size(bytes)?;
+    if bytes.len() < HEADER_LEN {
+        return Err(BatchError::Truncated {
+            need: HEADER_LEN,
+            have: bytes.len(),
+        });
+    }
+    let magic = bytes[OFF_MAGIC] as i8;
+    if magic != MAGIC_V2 {
+        return Err(BatchError::BadMagic(magic));
+    }
+    Ok(BatchHeader {
+        base_offset: be_i64(bytes, OFF_BASE_OFFSET),
+        size,
+        leader_epoch: be_i32(bytes, OFF_LEADER_EPOCH),
+        attributes: be_i16(bytes, OFF_ATTRIBUTES),
+        last_offset_delta: be_i32(bytes, OFF_LAST_OFFSET_DELTA),
+        base_timestamp: be_i64(bytes, OFF_BASE_TIMESTAMP),
+        max_timestamp: be_i64(bytes, OFF_MAX_TIMESTAMP),
+        producer_id: be_i64(bytes, OFF_PRODUCER_ID),
+        producer_epoch: be_i16(bytes, OFF_PRODUCER_EPOCH),
+        base_sequence: be_i32(bytes, OFF_BASE_SEQUENCE),
+        record_count: be_i32(bytes, OFF_RECORD_COUNT),
+    })
+}
+
+/// CRC-32C over the bytes the batch CRC covers (attributes to the end).
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[OFF_ATTRIBUTES..])
+}
+
+/// Checks the CRC and the header's self-consistency of one whole batch (`batch.len()` == its size).
+///
+/// This is what recovery runs on every stored batch: cheap, and no record decoding.
+pub fn verify_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = parse_header(batch)?;
+    if batch.len() < h.size {
+        return Err(BatchError::Truncated {
+            need: h.size,
+            have: batch.len(),
+        });
+    }
+    let batch = &batch[..h.size];
+    let stored = be_i32(batch, OFF_CRC) as u32;
+    let computed = compute_crc(batch);
+    if stored != computed {
+        return Err(BatchError::BadCrc { stored, computed });
+    }
+    if h.last_offset_delta < 0 || h.record_count < 0 {
+        return Err(BatchError::Invalid("negative record count or offset delta"));
+    }
+    h.compression()?;
+    Ok(h)
+}
+
+/// Full validation of a batch a producer sent: CRC, header and, when uncompressed, every record.
+pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = verify_stored(batch)?;
+    if h.record_count == 0 {
+        return Err(BatchError::Invalid("batch holds no records"));
+    }
+    if h.last_offset_delta != h.record_count - 1 {
+        return Err(BatchError::Invalid("last offset delta disagrees with record count"));
+    }
+    if h.is_control() {
+        return Err(BatchError::Invalid("control batches may not be produced"));
+    }
+    if h.has_producer_id() && (h.producer_epoch < 0 || h.base_sequence < 0) {
+        return Err(BatchError::Invalid("idempotent batch without epoch or sequence"));
+    }
+    if h.compression()? == Compression::None {
+        let walked = walk_records(&batch[HEADER_LEN..h.size])?;
+        if walked != h.record_count {
+            return Err(BatchError::Invalid("record count disagrees with records"));
+        }
+    }
+    Ok(h)
+}
+
+/// Walks uncompressed records, checking each record's framing and dense offset deltas; returns the count.
+pub fn walk_records(mut body: &[u8]) -> Result<i32, BatchError> {
+    let mut count: i32 = 0;
+    while !body.is_empty() {
+        let (len, n) = read_varint(body)?;
+        if len < 0 {
+            return Err(BatchError::Invalid("negative record length"));
+        }
+        let len = len as usize;
+        body = &body[n..];
+        if body.len() < len {
+            return Err(BatchError::Invalid("record overruns batch"));
+        }
+        let mut rec = &body[..len];
+        body = &body[len..];
+        if rec.is_empty() {
+            return Err(BatchError::Invalid("empty record"));
+        }
+        rec = &rec[1..]; // attributes
+        let (_ts_delta, n) = read_varlong(rec)?;
+        rec = &rec[n..];
+        let (offset_delta, n) = read_varint(rec)?;
+        rec = &rec[n..];
+        if offset_delta != count {
+            return Err(BatchError::Invalid("record offset deltas are not dense"));
+        }
+        rec = skip_bytes_field(rec)?; // key
+        rec = skip_bytes_field(rec)?; // value
+        let (headers, n) = read_varint(rec)?;
+        rec = &rec[n..];
+        if headers < 0 {
+            return Err(BatchError::Invalid("negative header count"));
+        }
+        for _ in 0..headers {
+            let (klen, n) = read_varint(rec)?;
+            if klen < 0 {
+                return Err(BatchError::Invalid("null header key"));
+            }
+            rec = &rec[n..];
+            if rec.len() < klen as usize {
+                return Err(BatchError::Invalid("header key overruns record"));
+            }
+            rec = &rec[klen as usize..];
+            rec = skip_bytes_field(rec)?;
+        }
+        if !rec.is_empty() {
+            return Err(BatchError::Invalid("trailing bytes in record"));
+        }
+        count = count
+            .checked_add(1)
+            .ok_or(BatchError::Invalid("too many records"))?;
+    }
+    Ok(count)
+}
+
+fn skip_bytes_field(rec: &[u8]) -> Result<&[u8], BatchError> {
+    let (len, n) = read_varint(rec)?;
+    let rec = &rec[n..];
+    if len < 0 {
+        return Ok(rec); // null
+    }
+    if rec.len() < len as usize {
+        return Err(BatchError::Invalid("field overruns record"));
+    }
+    Ok(&rec[len as usize..])
+}
+
+/// Reads a zigzag varint; returns the value and bytes consumed.
+pub fn read_varint(b: &[u8]) -> Result<(i32, usize), BatchError> {
+    let (v, n) = read_varlong(b)?;
+    if v < i64::from(i32::MIN) || v > i64::from(i32::MAX) {
+        return Err(BatchError::Invalid("varint out of range"));
+    }
+    Ok((v as i32, n))
+}
+
+/// Reads a zigzag varlong; returns the value and bytes consumed.
+pub fn read_varlong(b: &[u8]) -> Result<(i64, usize), BatchError> {
+    let mut raw: u64 = 0;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let v = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+            return Ok((v, i + 1));
+        }
+    }
+    Err(BatchError::Invalid("malformed varint"))
+}
+
+/// Stamps the offset the log assigned and the leader epoch (both outside the CRC).
+pub fn assign_offset(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    batch[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Marks the batch LogAppendTime with `now_ms` as its max timestamp and recomputes the CRC.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attrs = be_i16(batch, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
+    batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    batch[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Iterates the whole batches in a buffer, yielding `(position, header)`; stops at the first error.
+pub fn iter_headers(bytes: &[u8]) -> impl Iterator<Item = Result<(usize, BatchHeader), BatchError>> + '_ {
+    let mut pos = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || pos >= bytes.len() {
+            return None;
+        }
+        let rest = &bytes[pos..];
+        match parse_header(rest) {
+            Ok(h) if h.size <= rest.len() => {
+                let at = pos;
+                pos += h.size;
+                Some(Ok((at, h)))
+            }
+            Ok(h) => {
+                failed = true;
+                Some(Err(BatchError::Truncated {
+                    need: h.size,
+                    have: rest.len(),
+                }))
+            }
+            Err(e) => {
+                failed = true;
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+/// Builds an uncompressed batch; for tests, the simulator and the CLI's own producer.
+pub mod build {
+    use super::*;
+
+    /// One record to encode.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct SimpleRecord {
+        /// Key or none.
+        pub key: Option<Vec<u8>>,
+        /// Value or none.
+        pub value: Option<Vec<u8>>,
+        /// Headers in order.
+        pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        /// Timestamp in ms.
+        pub timestamp: i64,
+    }
+
+    /// Producer identity for an idempotent batch.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ProducerIdentity {
+        /// Producer id.
+        pub id: i64,
+        /// Producer epoch.
+        pub epoch: i16,
+        /// First sequence.
+        pub base_sequence: i32,
+    }
+
+    fn put_varlong(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+
+    fn put_bytes(out: &mut Vec<u8>, b: &Option<Vec<u8>>) {
+        match b {
+            None => put_varlong(out, -1),
+            Some(b) => {
+                put_varlong(out, b.len() as i64);
+                out.extend_from_slice(b);
+            }
+        }
+    }
+
+    /// Encodes `records` as one uncompressed v2 batch with base offset 0.
+    pub fn batch(records: &[SimpleRecord], producer: Option<ProducerIdentity>) -> Vec<u8> {
+        assert!(!records.is_empty(), "a batch holds at least one record");
+        let base_ts = records[0].timestamp;
+        let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
+        let mut body = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let mut rec = vec![0u8];
+            put_varlong(&mut rec, r.timestamp - base_ts);
+            put_varlong(&mut rec, i as i64);
+            put_bytes(&mut rec, &r.key);
+            put_bytes(&mut rec, &r.value);
+            put_varlong(&mut rec, r.headers.len() as i64);
+            for (k, v) in &r.headers {
+                put_bytes(&mut rec, &Some(k.clone()));
+                put_bytes(&mut rec, v);
+            }
+            put_varlong(&mut body, rec.len() as i64);
+            body.extend_from_slice(&rec);
+        }
+        let (pid, epoch, seq) = match producer {
+            Some(p) => (p.id, p.epoch, p.base_sequence),
+            None => (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
+        };
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&0i64.to_be_bytes());
+        out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        out.push(MAGIC_V2 as u8);
+        out.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
+        out.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        out.extend_from_slice(&((records.len() - 1) as i32).to_be_bytes());
+        out.extend_from_slice(&base_ts.to_be_bytes());
+        out.extend_from_slice(&max_ts.to_be_bytes());
+        out.extend_from_slice(&pid.to_be_bytes());
+        out.extend_from_slice(&epoch.to_be_bytes());
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&(records.len() as i32).to_be_bytes());
+        out.extend_from_slice(&body);
+        let crc = compute_crc(&out);
+        out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// A batch of `n` records with values `value-<i>` at timestamp `ts`.
+    pub fn simple(n: usize, ts: i64, producer: Option<ProducerIdentity>) -> Vec<u8> {
+        let records: Vec<SimpleRecord> = (0..n)
+            .map(|i| SimpleRecord {
+                key: Some(format!("k{i}").into_bytes()),
+                value: Some(format!("value-{i}").into_bytes()),
+                headers: vec![],
+                timestamp: ts,
+            })
+            .collect();
+        batch(&records, producer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::*;
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn built_batch_validates() {
+        let b = simple(3, 1000, None);
+        let h = validate_produced(&b).unwrap();
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.size, b.len());
+        assert_eq!(h.compression().unwrap(), Compression::None);
+    }
+
+    #[test]
+    fn offset_rewrite_keeps_crc() {
+        let mut b = simple(2, 5, None);
+        assign_offset(&mut b, 42, 7);
+        let h = verify_stored(&b).unwrap();
+        assert_eq!(h.base_offset, 42);
+        assert_eq!(h.leader_epoch, 7);
+        assert_eq!(h.last_offset(), 43);
+    }
+
+    #[test]
+    fn log_append_time_recomputes_crc() {
+        let mut b = simple(2, 5, None);
+        set_log_append_time(&mut b, 99);
+        let h = validate_produced(&b).unwrap();
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 99);
+    }
+
+    #[test]
+    fn flipped_bit_is_caught() {
+        let mut b = simple(2, 5, None);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert!(matches!(verify_stored(&b), Err(BatchError::BadCrc { .. })));
+    }
+
+    #[test]
+    fn last_sequence_wraps() {
+        let mut b = simple(3, 5, None);
+        let mut h = parse_header(&b).unwrap();
+        h.base_sequence = i32::MAX - 1;
+        assert_eq!(h.last_sequence(), 0);
+        b.truncate(10);
+        assert!(matches!(parse_header(&b), Err(BatchError::Truncated { .. })));
+    }
+
+    fn record() -> impl Strategy<Value = SimpleRecord> {
+        (
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..50)),
+            proptest::collection::vec(
+                (
+                    proptest::collection::vec(any::<u8>(), 0..5),
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..5)),
+                ),
+                0..3,
+            ),
+            0i64..1_000_000,
+        )
+            .prop_map(|(key, value, headers, timestamp)| SimpleRecord {
+                key,
+                value,
+                headers,
+                timestamp,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_built_batch_validates(records in proptest::collection::vec(record(), 1..10)) {
+            let b = batch(&records, None);
+            let h = validate_produced(&b).unwrap();
+            prop_assert_eq!(h.record_count as usize, records.len());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = validate_produced(&bytes);
+            let _ = iter_headers(&bytes).count();
+        }
+
+        #[test]
+        fn any_corruption_is_refused(records in proptest::collection::vec(record(), 1..5), at in any::<proptest::sample::Index>(), bit in 0u8..8) {
+            let mut b = batch(&records, None);
+            let i = at.index(b.len());
+            // Base offset and leader epoch sit outside the CRC by design.
+            prop_assume!(!(OFF_BASE_OFFSET..OFF_MAGIC).contains(&i));
+            b[i] ^= 1 << bit;
+            prop_assert!(validate_produced(&b).is_err());
+        }
+    }
+}

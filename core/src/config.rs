@@ -1,0 +1,297 @@
+//! Topic configuration: the keys skein honours, their defaults, parsing and validation, and
+//! Kafka's topic-name rules.
+//!
+//! Invariants: a [`TopicConfig`] only ever holds keys from [`KNOWN_KEYS`] with values that parsed;
+//! the resolved [`LogConfig`] is always derived from those overrides over the broker defaults.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+/// A configuration refused, with Kafka's INVALID_CONFIG meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid config {key}={value}: {reason}")]
+pub struct ConfigError {
+    /// The key.
+    pub key: String,
+    /// The value given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// How record timestamps are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps.
+    CreateTime,
+    /// Overwrite with the broker's append time.
+    LogAppendTime,
+}
+
+/// The resolved settings a partition log runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll a segment at this size.
+    pub segment_bytes: u64,
+    /// Roll a segment this old.
+    pub segment_ms: u64,
+    /// Delete segments whose newest record is older than this; -1 keeps forever.
+    pub retention_ms: i64,
+    /// Delete oldest segments while the partition is larger than this; -1 keeps all.
+    pub retention_bytes: i64,
+    /// Largest record batch accepted.
+    pub max_message_bytes: u32,
+    /// CreateTime or LogAppendTime.
+    pub timestamp_type: TimestampType,
+    /// Bytes between sparse index entries.
+    pub index_interval_bytes: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// Every topic config key skein accepts.
+pub const KNOWN_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+/// Default value string for a known key, under the given broker defaults.
+fn default_value(key: &str, d: &LogConfig) -> String {
+    match key {
+        "cleanup.policy" => "delete".into(),
+        "index.interval.bytes" => d.index_interval_bytes.to_string(),
+        "max.message.bytes" => d.max_message_bytes.to_string(),
+        "message.timestamp.type" => ts_name(d.timestamp_type).into(),
+        "retention.bytes" => d.retention_bytes.to_string(),
+        "retention.ms" => d.retention_ms.to_string(),
+        "segment.bytes" => d.segment_bytes.to_string(),
+        "segment.ms" => d.segment_ms.to_string(),
+        _ => unreachable!("default_value called with unknown key {key}"),
+    }
+}
+
+fn ts_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
+    }
+}
+
+fn err(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let v: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| err(key, value, "not an integer"))?;
+    if v < min || v > max {
+        return Err(err(key, value, format!("must be between {min} and {max}")));
+    }
+    Ok(v)
+}
+
+/// Applies one key to a log config, validating it.
+fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
+    match key {
+        "cleanup.policy" => match value.trim() {
+            "delete" => {}
+            "compact" | "compact,delete" | "delete,compact" => {
+                return Err(err(key, value, "log compaction is not supported yet"))
+            }
+            _ => return Err(err(key, value, "must be delete")),
+        },
+        "index.interval.bytes" => {
+            cfg.index_interval_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
+        }
+        "max.message.bytes" => {
+            cfg.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
+        }
+        "message.timestamp.type" => {
+            cfg.timestamp_type = match value.trim() {
+                "CreateTime" => TimestampType::CreateTime,
+                "LogAppendTime" => TimestampType::LogAppendTime,
+                _ => return Err(err(key, value, "must be CreateTime or LogAppendTime")),
+            }
+        }
+        "retention.bytes" => cfg.retention_bytes = parse_int(key, value, -1, i64::MAX)?,
+        "retention.ms" => cfg.retention_ms = parse_int(key, value, -1, i64::MAX)?,
+        "segment.bytes" => cfg.segment_bytes = parse_int(key, value, 14, i32::MAX as i64)? as u64,
+        "segment.ms" => cfg.segment_ms = parse_int(key, value, 1, i64::MAX)? as u64,
+        _ => return Err(err(key, value, "unknown topic config")),
+    }
+    Ok(())
+}
+
+/// One row of a config description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Key.
+    pub name: String,
+    /// Effective value.
+    pub value: String,
+    /// True when it comes from the defaults rather than a topic override.
+    pub is_default: bool,
+}
+
+/// A topic's overrides and the log settings they resolve to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicConfig {
+    overrides: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    /// Validates `overrides` against `defaults`.
+    pub fn new<'a>(
+        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+        defaults: &LogConfig,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = TopicConfig::default();
+        for (k, v) in overrides {
+            cfg.overrides.insert(k.to_string(), v.to_string());
+        }
+        cfg.resolve(defaults)?;
+        Ok(cfg)
+    }
+
+    /// The overrides, sorted by key.
+    pub fn overrides(&self) -> &BTreeMap<String, String> {
+        &self.overrides
+    }
+
+    /// Resolves to log settings.
+    pub fn resolve(&self, defaults: &LogConfig) -> Result<LogConfig, ConfigError> {
+        let mut cfg = defaults.clone();
+        for (k, v) in &self.overrides {
+            apply(&mut cfg, k, v)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Sets (`Some`) or removes (`None`) keys, validating the result; unchanged on error.
+    pub fn alter<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+        defaults: &LogConfig,
+    ) -> Result<TopicConfig, ConfigError> {
+        let mut next = self.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    next.overrides.insert(k.to_string(), v.to_string());
+                }
+                None => {
+                    if !KNOWN_KEYS.contains(&k) {
+                        return Err(err(k, "", "unknown topic config"));
+                    }
+                    next.overrides.remove(k);
+                }
+            }
+        }
+        next.resolve(defaults)?;
+        Ok(next)
+    }
+
+    /// Every known key with its effective value.
+    pub fn describe(&self, defaults: &LogConfig) -> Vec<ConfigEntry> {
+        KNOWN_KEYS
+            .iter()
+            .map(|k| match self.overrides.get(*k) {
+                Some(v) => ConfigEntry {
+                    name: k.to_string(),
+                    value: v.clone(),
+                    is_default: false,
+                },
+                None => ConfigEntry {
+                    name: k.to_string(),
+                    value: default_value(k, defaults),
+                    is_default: true,
+                },
+            })
+            .collect()
+    }
+}
+
+/// Longest topic name Kafka allows.
+pub const TOPIC_NAME_MAX: usize = 249;
+
+/// Checks Kafka's topic-name rules: `[a-zA-Z0-9._-]`, 1..=249 chars, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be '{name}'"));
+    }
+    if name.len() > TOPIC_NAME_MAX {
+        return Err(format!(
+            "topic name is {} characters, the limit is {TOPIC_NAME_MAX}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name '{name}' has the illegal character {c:?}; only [a-zA-Z0-9._-] are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        for bad in ["", ".", "..", "a b", "a/b", "ü"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn configs_validate_and_describe() {
+        let d = LogConfig::default();
+        let c = TopicConfig::new([("retention.ms", "1000"), ("segment.bytes", "2048")], &d).unwrap();
+        let r = c.resolve(&d).unwrap();
+        assert_eq!((r.retention_ms, r.segment_bytes), (1000, 2048));
+        assert!(TopicConfig::new([("cleanup.policy", "compact")], &d).is_err());
+        assert!(TopicConfig::new([("retention.ms", "soon")], &d).is_err());
+        assert!(TopicConfig::new([("no.such.key", "1")], &d).is_err());
+        let rows = c.describe(&d);
+        assert_eq!(rows.len(), KNOWN_KEYS.len());
+        assert!(rows.iter().any(|e| e.name == "retention.ms" && !e.is_default));
+        let c2 = c.alter([("retention.ms", None)], &d).unwrap();
+        assert_eq!(c2.resolve(&d).unwrap().retention_ms, d.retention_ms);
+        assert!(c.alter([("segment.ms", Some("0"))], &d).is_err());
+    }
+}

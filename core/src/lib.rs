@@ -1,0 +1,26 @@
+//! skein-core: a fully deterministic implementation of skein's storage and coordination logic.
+//! It contains no networking code, touches no files, and gets no timestamps or randomness from
+//! the operating system: the driver (the tokio shell in skein-net, or the simulator) passes the
+//! current time in as a plain number of milliseconds and carries out the storage work each call
+//! returns.
+//!
+//! Modules:
+//! - [`batch`]: Kafka RecordBatch v2 header parsing, validation and in-place rewrites.
+//! - [`config`]: topic configs and topic-name rules.
+//! - [`producer`]: idempotent-producer sequence and epoch state.
+//! - [`log`]: the partition log — segments, indexes, appends, reads, retention, recovery.
+//! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
+//!   deterministic state machine over metadata records.
+//!
+//! Calling contract for [`log::PartitionLog`]: call a mutator (`append`, `retention`), carry out
+//! the storage work it returns (roll, then write) in order, and only then call the next mutator.
+//! Reads (`plan_read`) may be planned at any time; the bytes they name are complete once the
+//! write that produced them has been carried out.
+
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod catalog;
+pub mod config;
+pub mod log;
+pub mod producer;

@@ -1,0 +1,1054 @@
+//! The partition log: segments, sparse offset and time indexes, offset assignment, rolling,
+//! retention and recovery — decided here, carried out by the shell.
+//!
+//! The shell holds the files. Every mutation here returns the storage work it implies (write these
+//! bytes at this position of this segment, seal and index that segment, delete those segments),
+//! and the shell performs it before handing the log its next input.
+//!
+//! Invariants this module keeps (checked by [`PartitionLog::check_invariants`]):
+//! - Segments are keyed by base offset, contiguous: each segment's `next_offset` is the next
+//!   segment's base; only the last (active) segment takes appends.
+//! - Offsets are dense and increasing: the log end offset only grows by whole batches, each given
+//!   the offsets `[leo, leo + count)`.
+//! - `log_start_offset` is the first segment's base offset and never goes backwards.
+//! - Index points are strictly increasing in offset and position and lie inside their segment.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::config::{LogConfig, TimestampType};
+use crate::producer::{CachedBatch, ProducerStates, SequenceCheck};
+
+/// One sparse index point: where a batch starts, and the largest timestamp before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexPoint {
+    /// Base offset of the batch, relative to the segment base.
+    pub rel_offset: u32,
+    /// Byte position of the batch in the segment file.
+    pub position: u32,
+    /// Largest max-timestamp of all batches before this point (-1 if none).
+    pub max_ts_before: i64,
+}
+
+/// Bytes per offset-index entry on disk (relative offset, position), as Kafka lays it out.
+pub const OFFSET_INDEX_ENTRY: usize = 8;
+/// Bytes per time-index entry on disk (timestamp, relative offset), as Kafka lays it out.
+pub const TIME_INDEX_ENTRY: usize = 12;
+
+/// One segment's metadata; its bytes live in the shell's `<base>.log` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Offset of its first batch.
+    pub base_offset: i64,
+    /// Offset after its last batch.
+    pub next_offset: i64,
+    /// Bytes of batches in it.
+    pub size: u64,
+    /// Largest batch max-timestamp in it (-1 if empty).
+    pub max_timestamp: i64,
+    /// Injected time when it was created, for `segment.ms`.
+    pub created_ms: u64,
+    points: Vec<IndexPoint>,
+    bytes_since_point: u64,
+}
+
+impl Segment {
+    /// An empty segment starting at `base_offset`.
+    pub fn new(base_offset: i64, created_ms: u64) -> Self {
+        Self {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            max_timestamp: -1,
+            created_ms,
+            points: Vec::new(),
+            bytes_since_point: 0,
+        }
+    }
+
+    /// True when it holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Index points (for tests and describing).
+    pub fn points(&self) -> &[IndexPoint] {
+        &self.points
+    }
+
+    /// Adds a batch that sits at `position`; keeps the sparse index every `interval` bytes.
+    fn push(&mut self, h: &BatchHeader, position: u64, interval: u32) {
+        debug_assert_eq!(position, self.size);
+        debug_assert!(h.base_offset >= self.next_offset);
+        if position > 0 && self.bytes_since_point >= u64::from(interval) {
+            self.points.push(IndexPoint {
+                rel_offset: (h.base_offset - self.base_offset) as u32,
+                position: position as u32,
+                max_ts_before: self.max_timestamp,
+            });
+            self.bytes_since_point = 0;
+        }
+        self.bytes_since_point += h.size as u64;
+        self.size = position + h.size as u64;
+        self.next_offset = h.next_offset();
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+    }
+
+    /// Position to start reading from to find `offset` (the floor index point).
+    pub fn position_for_offset(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base_offset).max(0);
+        let i = self
+            .points
+            .partition_point(|p| i64::from(p.rel_offset) <= rel);
+        if i == 0 {
+            0
+        } else {
+            u64::from(self.points[i - 1].position)
+        }
+    }
+
+    /// Position to start scanning from to find the first batch with max timestamp >= `ts`.
+    pub fn position_for_timestamp(&self, ts: i64) -> u64 {
+        let i = self.points.partition_point(|p| p.max_ts_before < ts);
+        if i == 0 {
+            0
+        } else {
+            u64::from(self.points[i - 1].position)
+        }
+    }
+
+    /// The `.index` file bytes: (relative offset u32, position u32) big-endian per point.
+    pub fn encode_offset_index(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.points.len() * OFFSET_INDEX_ENTRY);
+        for p in &self.points {
+            out.extend_from_slice(&p.rel_offset.to_be_bytes());
+            out.extend_from_slice(&p.position.to_be_bytes());
+        }
+        out
+    }
+
+    /// The `.timeindex` file bytes: (timestamp i64, relative offset u32) big-endian per point.
+    pub fn encode_time_index(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.points.len() * TIME_INDEX_ENTRY);
+        for p in &self.points {
+            out.extend_from_slice(&p.max_ts_before.to_be_bytes());
+            out.extend_from_slice(&p.rel_offset.to_be_bytes());
+        }
+        out
+    }
+
+    /// Loads a sealed segment from its index files and its size; `None` if they are damaged.
+    ///
+    /// The result still needs [`SegmentScan::resume`] over the bytes after the last index point
+    /// to learn the next offset and newest timestamps.
+    pub fn from_indexes(
+        base_offset: i64,
+        size: u64,
+        offset_index: &[u8],
+        time_index: &[u8],
+        created_ms: u64,
+    ) -> Option<Segment> {
+        if !offset_index.len().is_multiple_of(OFFSET_INDEX_ENTRY)
+            || !time_index.len().is_multiple_of(TIME_INDEX_ENTRY)
+            || offset_index.len() / OFFSET_INDEX_ENTRY != time_index.len() / TIME_INDEX_ENTRY
+            || size > u64::from(u32::MAX)
+        {
+            return None;
+        }
+        let mut points: Vec<IndexPoint> = Vec::new();
+        for (o, t) in offset_index
+            .chunks_exact(OFFSET_INDEX_ENTRY)
+            .zip(time_index.chunks_exact(TIME_INDEX_ENTRY))
+        {
+            let rel_offset = u32::from_be_bytes(o[0..4].try_into().ok()?);
+            let position = u32::from_be_bytes(o[4..8].try_into().ok()?);
+            let max_ts_before = i64::from_be_bytes(t[0..8].try_into().ok()?);
+            let t_rel = u32::from_be_bytes(t[8..12].try_into().ok()?);
+            if t_rel != rel_offset || u64::from(position) >= size || position == 0 {
+                return None;
+            }
+            if let Some(prev) = points.last() {
+                if rel_offset <= prev.rel_offset
+                    || position <= prev.position
+                    || max_ts_before < prev.max_ts_before
+                {
+                    return None;
+                }
+            }
+            points.push(IndexPoint {
+                rel_offset,
+                position,
+                max_ts_before,
+            });
+        }
+        let (next_offset, start, max_ts) = match points.last() {
+            Some(p) => (
+                base_offset + i64::from(p.rel_offset),
+                u64::from(p.position),
+                p.max_ts_before,
+            ),
+            None => (base_offset, 0, -1),
+        };
+        Some(Segment {
+            base_offset,
+            next_offset,
+            size: start,
+            max_timestamp: max_ts,
+            created_ms,
+            points,
+            bytes_since_point: 0,
+        })
+    }
+}
+
+/// Rebuilds a segment's metadata from its batches, read in order from the shell's file.
+///
+/// Feed each stored batch to [`SegmentScan::push`]; the first error marks where the valid log
+/// ends (a torn or corrupt tail) and the shell truncates the file there.
+#[derive(Debug)]
+pub struct SegmentScan {
+    segment: Segment,
+    interval: u32,
+    headers: Vec<BatchHeader>,
+}
+
+impl SegmentScan {
+    /// Starts a scan of an empty segment.
+    pub fn new(base_offset: i64, created_ms: u64, index_interval_bytes: u32) -> Self {
+        Self::resume(Segment::new(base_offset, created_ms), index_interval_bytes)
+    }
+
+    /// Continues a segment loaded from its indexes, from `segment.size`.
+    pub fn resume(segment: Segment, index_interval_bytes: u32) -> Self {
+        Self {
+            segment,
+            interval: index_interval_bytes,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Byte position where the next batch is expected.
+    pub fn position(&self) -> u64 {
+        self.segment.size
+    }
+
+    /// Checks one stored batch (CRC, header, offset continuity) and adds it.
+    pub fn push(&mut self, stored: &[u8]) -> Result<BatchHeader, BatchError> {
+        let h = batch::verify_stored(stored)?;
+        if h.size != stored.len() {
+            return Err(BatchError::Invalid("batch length disagrees with bytes read"));
+        }
+        if h.base_offset < self.segment.next_offset
+            || (self.segment.size > 0 && h.base_offset != self.segment.next_offset)
+        {
+            return Err(BatchError::Invalid("batch offset breaks the log's offset sequence"));
+        }
+        if h.next_offset() - self.segment.base_offset > i64::from(u32::MAX) {
+            return Err(BatchError::Invalid("batch offset too far from segment base"));
+        }
+        if self.segment.size + h.size as u64 > u64::from(u32::MAX) {
+            return Err(BatchError::Invalid("segment larger than 4 GiB"));
+        }
+        let pos = self.segment.size;
+        self.segment.push(&h, pos, self.interval);
+        self.headers.push(h);
+        Ok(h)
+    }
+
+    /// The headers of the batches pushed, in order (for producer-state replay).
+    pub fn headers(&self) -> &[BatchHeader] {
+        &self.headers
+    }
+
+    /// The segment as rebuilt.
+    pub fn finish(self) -> (Segment, Vec<BatchHeader>) {
+        (self.segment, self.headers)
+    }
+}
+
+/// Why an append was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AppendError {
+    /// CRC or structure failed: CORRUPT_MESSAGE.
+    #[error("corrupt batch: {0}")]
+    Corrupt(#[from] BatchError),
+    /// Valid bytes, but not a record set the log takes: INVALID_RECORD.
+    #[error("invalid record set: {0}")]
+    InvalidRecord(&'static str),
+    /// Larger than max.message.bytes: MESSAGE_TOO_LARGE.
+    #[error("batch of {size} bytes is larger than max.message.bytes {max}")]
+    TooLarge {
+        /// Batch size.
+        size: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// Larger than a whole segment: RECORD_LIST_TOO_LARGE.
+    #[error("batch of {size} bytes is larger than segment.bytes {max}")]
+    LargerThanSegment {
+        /// Batch size.
+        size: usize,
+        /// The limit.
+        max: u64,
+    },
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER.
+    #[error("out of order sequence for producer {0}")]
+    OutOfOrderSequence(i64),
+    /// DUPLICATE_SEQUENCE_NUMBER.
+    #[error("duplicate sequence for producer {0}")]
+    DuplicateSequence(i64),
+    /// INVALID_PRODUCER_EPOCH.
+    #[error("producer {0} epoch is older than the current one")]
+    InvalidProducerEpoch(i64),
+}
+
+/// A segment sealed by a roll: the shell syncs its log, writes its indexes, and opens the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rolled {
+    /// Base of the segment now sealed.
+    pub sealed_base: i64,
+    /// Base of the new active segment.
+    pub new_base: i64,
+    /// Producer-state snapshot as of `new_base`, for `<new_base>.snapshot`.
+    pub producer_snapshot: Vec<u8>,
+}
+
+/// Where the shell writes an appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteAt {
+    /// Segment base (the file).
+    pub segment_base: i64,
+    /// Byte position in it (its current end).
+    pub position: u64,
+    /// Bytes to write.
+    pub len: usize,
+}
+
+/// The outcome of an accepted append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The append time written under LogAppendTime, else -1.
+    pub log_append_time: i64,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+    /// A roll the shell must carry out before the write.
+    pub roll: Option<Rolled>,
+    /// The write; `None` for a duplicate that writes nothing.
+    pub write: Option<WriteAt>,
+}
+
+/// What a fetch should read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Nothing at or after the offset yet.
+    Empty,
+    /// Read `len` bytes at `position` of segment `segment_base`, then trim with [`trim_read`].
+    Range {
+        /// Segment base (the file).
+        segment_base: i64,
+        /// Start position (a batch boundary at or before the wanted offset).
+        position: u64,
+        /// Bytes to read.
+        len: u64,
+    },
+}
+
+/// A fetch offset outside `[log_start_offset, log_end_offset]`: OFFSET_OUT_OF_RANGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("offset {offset} is outside [{log_start}, {log_end}]")]
+pub struct OffsetOutOfRange {
+    /// Offset asked for.
+    pub offset: i64,
+    /// First offset held.
+    pub log_start: i64,
+    /// Log end offset.
+    pub log_end: i64,
+}
+
+/// Retention's result: an optional roll, then segments to delete.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Retained {
+    /// A roll of an expired active segment, done before deleting it.
+    pub roll: Option<Rolled>,
+    /// Bases of segments to delete, oldest first.
+    pub deleted: Vec<i64>,
+}
+
+/// One partition's log.
+#[derive(Debug, Clone)]
+pub struct PartitionLog {
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    producers: ProducerStates,
+    leader_epoch: i32,
+    /// (epoch, start offset) in increasing order, for OffsetForLeaderEpoch.
+    epochs: Vec<(i32, i64)>,
+}
+
+impl PartitionLog {
+    /// A new, empty log at offset 0.
+    pub fn new(config: LogConfig, now_ms: u64) -> Self {
+        Self::recovered(config, vec![Segment::new(0, now_ms)], ProducerStates::new(), 0)
+    }
+
+    /// A log rebuilt from recovered segments (ordered, contiguous; at least one) and producer state.
+    pub fn recovered(
+        config: LogConfig,
+        segments: Vec<Segment>,
+        producers: ProducerStates,
+        leader_epoch: i32,
+    ) -> Self {
+        assert!(!segments.is_empty(), "a log has at least one segment");
+        let start = segments[0].base_offset;
+        let segments: BTreeMap<i64, Segment> =
+            segments.into_iter().map(|s| (s.base_offset, s)).collect();
+        let log = Self {
+            config,
+            segments,
+            producers,
+            leader_epoch,
+            epochs: vec![(leader_epoch, start)],
+        };
+        log.check_invariants();
+        log
+    }
+
+    /// Asserts the module's invariants; cheap enough to run after every input in tests and sim.
+    pub fn check_invariants(&self) {
+        let mut expect: Option<i64> = None;
+        for (base, s) in &self.segments {
+            assert_eq!(*base, s.base_offset);
+            if let Some(e) = expect {
+                assert_eq!(s.base_offset, e, "segments are contiguous");
+            }
+            assert!(s.next_offset >= s.base_offset);
+            assert_eq!(s.size == 0, s.next_offset == s.base_offset);
+            let mut prev: Option<&IndexPoint> = None;
+            for p in &s.points {
+                assert!(u64::from(p.position) < s.size);
+                assert!(i64::from(p.rel_offset) < s.next_offset - s.base_offset);
+                if let Some(q) = prev {
+                    assert!(p.rel_offset > q.rel_offset && p.position > q.position);
+                }
+                prev = Some(p);
+            }
+            expect = Some(s.next_offset);
+        }
+    }
+
+    /// The resolved config.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the config (an AlterConfigs); takes effect from the next append or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// First offset still held.
+    pub fn log_start_offset(&self) -> i64 {
+        self.first().base_offset
+    }
+
+    /// Offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// Current leader epoch stamped on appends.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    /// Segments in offset order.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
+    }
+
+    /// One segment by base.
+    pub fn segment(&self, base: i64) -> Option<&Segment> {
+        self.segments.get(&base)
+    }
+
+    /// The producer state.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
+    /// Forgets producers idle longer than `expiration_ms`.
+    pub fn expire_producers(&mut self, now_ms: u64, expiration_ms: u64) {
+        self.producers.expire(now_ms, expiration_ms);
+    }
+
+    fn first(&self) -> &Segment {
+        self.segments.values().next().expect("at least one segment")
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("at least one segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("at least one segment")
+    }
+
+    fn roll(&mut self, now_ms: u64) -> Rolled {
+        let sealed_base = self.active().base_offset;
+        let new_base = self.log_end_offset();
+        assert!(new_base > sealed_base, "never roll an empty segment");
+        self.segments.insert(new_base, Segment::new(new_base, now_ms));
+        Rolled {
+            sealed_base,
+            new_base,
+            producer_snapshot: self.producers.to_snapshot(),
+        }
+    }
+
+    /// Validates a produced record set (exactly one v2 batch), assigns its offsets in place and
+    /// says where the shell must write it.
+    pub fn append(&mut self, now_ms: u64, records: &mut [u8]) -> Result<Appended, AppendError> {
+        if records.len() > self.config.max_message_bytes as usize {
+            return Err(AppendError::TooLarge {
+                size: records.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        if records.len() as u64 > self.config.segment_bytes {
+            return Err(AppendError::LargerThanSegment {
+                size: records.len(),
+                max: self.config.segment_bytes,
+            });
+        }
+        let h = batch::validate_produced(records)?;
+        if h.size != records.len() {
+            return Err(AppendError::InvalidRecord(
+                "a produce request carries exactly one record batch per partition",
+            ));
+        }
+        if h.is_transactional() {
+            return Err(AppendError::InvalidRecord("transactional batches are not supported"));
+        }
+        if h.base_timestamp < -1 || h.max_timestamp < -1 {
+            return Err(AppendError::InvalidRecord("timestamps below -1"));
+        }
+        if h.has_producer_id() {
+            match self.producers.check(&h) {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate(CachedBatch {
+                    base_offset,
+                    last_offset,
+                    timestamp,
+                    ..
+                }) => {
+                    return Ok(Appended {
+                        base_offset,
+                        last_offset,
+                        log_append_time: match self.config.timestamp_type {
+                            TimestampType::LogAppendTime => timestamp,
+                            TimestampType::CreateTime => -1,
+                        },
+                        log_start_offset: self.log_start_offset(),
+                        roll: None,
+                        write: None,
+                    })
+                }
+                SequenceCheck::DuplicateSequence => {
+                    return Err(AppendError::DuplicateSequence(h.producer_id))
+                }
+                SequenceCheck::OutOfOrder => {
+                    return Err(AppendError::OutOfOrderSequence(h.producer_id))
+                }
+                SequenceCheck::InvalidEpoch => {
+                    return Err(AppendError::InvalidProducerEpoch(h.producer_id))
+                }
+            }
+        }
+        let base_offset = self.log_end_offset();
+        let count = i64::from(h.last_offset_delta) + 1;
+        let roll = {
+            let a = self.active();
+            let full = a.size + records.len() as u64 > self.config.segment_bytes;
+            let old = now_ms.saturating_sub(a.created_ms) >= self.config.segment_ms;
+            let offsets_full = base_offset + count - a.base_offset > i64::from(u32::MAX);
+            let too_big = a.size + records.len() as u64 > u64::from(u32::MAX);
+            if !a.is_empty() && (full || old || offsets_full || too_big) {
+                Some(self.roll(now_ms))
+            } else {
+                None
+            }
+        };
+        batch::assign_offset(records, base_offset, self.leader_epoch);
+        let log_append_time = match self.config.timestamp_type {
+            TimestampType::LogAppendTime => {
+                batch::set_log_append_time(records, now_ms as i64);
+                now_ms as i64
+            }
+            TimestampType::CreateTime => -1,
+        };
+        let h = batch::parse_header(records).expect("validated above");
+        let interval = self.config.index_interval_bytes;
+        let seg = self.active_mut();
+        let position = seg.size;
+        seg.push(&h, position, interval);
+        let segment_base = seg.base_offset;
+        self.producers.record(&h, now_ms);
+        Ok(Appended {
+            base_offset,
+            last_offset: h.last_offset(),
+            log_append_time,
+            log_start_offset: self.log_start_offset(),
+            roll,
+            write: Some(WriteAt {
+                segment_base,
+                position,
+                len: records.len(),
+            }),
+        })
+    }
+
+    /// Undoes the last append after its write failed, so the log matches the file again.
+    pub fn abort_append(&mut self, appended: &Appended) {
+        let Some(w) = appended.write else { return };
+        let seg = self.active_mut();
+        assert_eq!(seg.base_offset, w.segment_base, "abort only the last append");
+        assert_eq!(seg.size, w.position + w.len as u64, "abort only the last append");
+        seg.size = w.position;
+        seg.next_offset = appended.base_offset;
+        seg.points.retain(|p| u64::from(p.position) < w.position);
+        // The producer cache may now hold a batch that is not on disk: drop it. The segment's max
+        // timestamp keeps the aborted batch's value, which only errs towards retaining longer.
+        self.producers.truncate_to(appended.base_offset);
+    }
+
+    /// Plans a fetch read at `offset` of at most about `max_bytes` (at least one whole batch).
+    pub fn plan_read(&self, offset: i64, max_bytes: u64) -> Result<ReadPlan, OffsetOutOfRange> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < start || offset > end {
+            return Err(OffsetOutOfRange {
+                offset,
+                log_start: start,
+                log_end: end,
+            });
+        }
+        if offset == end {
+            return Ok(ReadPlan::Empty);
+        }
+        let seg = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s)
+            .filter(|s| offset < s.next_offset)
+            .or_else(|| self.segments.range(offset + 1..).next().map(|(_, s)| s))
+            .expect("offset inside the log has a segment");
+        let position = seg.position_for_offset(offset);
+        // The floor index point may sit up to one interval (plus a batch) before the offset.
+        let want = max_bytes
+            .saturating_add(u64::from(self.config.index_interval_bytes))
+            .saturating_add(batch::HEADER_LEN as u64);
+        let len = (seg.size - position).min(want.max(batch::HEADER_LEN as u64));
+        Ok(ReadPlan::Range {
+            segment_base: seg.base_offset,
+            position,
+            len,
+        })
+    }
+
+    /// Plans the scan for the first batch with max timestamp >= `ts`; `None` if no segment has one.
+    pub fn plan_timestamp_scan(&self, ts: i64) -> Option<(i64, u64, u64)> {
+        let seg = self.segments.values().find(|s| s.max_timestamp >= ts)?;
+        let position = seg.position_for_timestamp(ts);
+        Some((seg.base_offset, position, seg.size - position))
+    }
+
+    /// End offset of `epoch` for OffsetForLeaderEpoch: `(epoch, end offset)`, or `(-1, -1)`.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        if epoch < 0 {
+            return (-1, -1);
+        }
+        let Some(i) = self.epochs.iter().rposition(|(e, _)| *e <= epoch) else {
+            return (-1, -1);
+        };
+        let (found, _) = self.epochs[i];
+        match self.epochs.get(i + 1) {
+            Some((_, next_start)) => (found, *next_start),
+            None if found == epoch || epoch > found => (found, self.log_end_offset()),
+            None => (-1, -1),
+        }
+    }
+
+    /// Applies time and size retention: returns segments to delete (and a roll if the active one expired).
+    pub fn retention(&mut self, now_ms: u64) -> Retained {
+        let mut out = Retained::default();
+        let cfg = self.config.clone();
+        if cfg.retention_ms >= 0 {
+            let expired = |s: &Segment| {
+                // Kafka judges a segment by its newest record's timestamp; an empty one never expires.
+                !s.is_empty() && (now_ms as i64).saturating_sub(s.max_timestamp) > cfg.retention_ms
+            };
+            if expired(self.active()) && self.segments.values().all(expired) {
+                out.roll = Some(self.roll(now_ms));
+            }
+            let bases: Vec<i64> = self
+                .segments
+                .values()
+                .take(self.segments.len() - 1)
+                .take_while(|s| expired(s))
+                .map(|s| s.base_offset)
+                .collect();
+            for b in bases {
+                self.segments.remove(&b);
+                out.deleted.push(b);
+            }
+        }
+        if cfg.retention_bytes >= 0 {
+            let mut total = self.size_bytes();
+            while self.segments.len() > 1 {
+                let first = self.first();
+                if total - first.size < cfg.retention_bytes as u64 {
+                    break;
+                }
+                let (b, sz) = (first.base_offset, first.size);
+                total -= sz;
+                self.segments.remove(&b);
+                out.deleted.push(b);
+            }
+        }
+        // Cached producer batches below the new start stay: they still dedupe retries.
+        out
+    }
+
+    /// Takes a producer snapshot (at the log end offset), for a clean shutdown.
+    pub fn producer_snapshot(&self) -> Vec<u8> {
+        self.producers.to_snapshot()
+    }
+}
+
+/// Trims bytes read for a fetch at `offset`: drops batches wholly below it, keeps whole batches
+/// up to `max_bytes` (always the first one, however large, as KIP-74 asks).
+///
+/// Returns the byte range to send, or `Err(total)` when the first wanted batch extends past the
+/// bytes read and the shell must read `total` bytes from the same start.
+pub fn trim_read(bytes: &[u8], offset: i64, max_bytes: u64) -> Result<(usize, usize), usize> {
+    let mut pos = 0usize;
+    let mut start: Option<usize> = None;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let parsed = batch::peek_size(rest).and_then(|size| Ok((size, batch::parse_header(rest)?)));
+        let (size, h) = match parsed {
+            Ok(x) => x,
+            // A header cut off by the read: read more if nothing was found yet.
+            Err(BatchError::Truncated { .. }) if start.is_none() => {
+                let size = batch::peek_size(rest).unwrap_or(batch::HEADER_LEN);
+                return Err(pos + size.max(batch::HEADER_LEN));
+            }
+            Err(_) => break,
+        };
+        match start {
+            None if h.last_offset() < offset => {
+                pos += size;
+                continue;
+            }
+            None => {
+                if pos + size > bytes.len() {
+                    return Err(pos + size);
+                }
+                start = Some(pos);
+                pos += size;
+            }
+            Some(s) => {
+                if pos + size > bytes.len() || (pos + size - s) as u64 > max_bytes {
+                    break;
+                }
+                pos += size;
+            }
+        }
+    }
+    match start {
+        Some(s) => Ok((s, pos)),
+        None => Ok((pos.min(bytes.len()), pos.min(bytes.len()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::build;
+    use proptest::prelude::*;
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1000,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        }
+    }
+
+    /// A tiny in-memory shell: segment files as byte vectors.
+    #[derive(Default)]
+    struct Files {
+        logs: BTreeMap<i64, Vec<u8>>,
+        indexes: BTreeMap<i64, (Vec<u8>, Vec<u8>)>,
+    }
+
+    impl Files {
+        fn apply(&mut self, log: &PartitionLog, a: &Appended, bytes: &[u8]) {
+            if let Some(r) = &a.roll {
+                let s = log.segment(r.sealed_base).unwrap();
+                self.indexes
+                    .insert(r.sealed_base, (s.encode_offset_index(), s.encode_time_index()));
+                self.logs.entry(r.new_base).or_default();
+            }
+            if let Some(w) = a.write {
+                let f = self.logs.entry(w.segment_base).or_default();
+                assert_eq!(f.len() as u64, w.position);
+                f.extend_from_slice(bytes);
+            }
+        }
+
+        fn read(&self, plan: ReadPlan) -> Vec<u8> {
+            match plan {
+                ReadPlan::Empty => vec![],
+                ReadPlan::Range {
+                    segment_base,
+                    position,
+                    len,
+                } => self.logs[&segment_base][position as usize..(position + len) as usize].to_vec(),
+            }
+        }
+
+        /// Recovers a log from the "files" the way the shell does.
+        fn recover(&self, config: LogConfig, use_indexes: bool) -> PartitionLog {
+            let mut segs = Vec::new();
+            let mut producers = ProducerStates::new();
+            let n = self.logs.len();
+            for (i, (base, bytes)) in self.logs.iter().enumerate() {
+                let loaded = match (use_indexes && i + 1 < n, self.indexes.get(base)) {
+                    (true, Some((o, t))) => Segment::from_indexes(*base, bytes.len() as u64, o, t, 0),
+                    _ => None,
+                };
+                let mut scan = match loaded {
+                    Some(s) => SegmentScan::resume(s, config.index_interval_bytes),
+                    None => SegmentScan::new(*base, 0, config.index_interval_bytes),
+                };
+                let mut pos = scan.position() as usize;
+                while pos < bytes.len() {
+                    let Ok(size) = batch::peek_size(&bytes[pos..]) else { break };
+                    if pos + size > bytes.len() || scan.push(&bytes[pos..pos + size]).is_err() {
+                        break;
+                    }
+                    pos += size;
+                }
+                let (seg, headers) = scan.finish();
+                for h in headers {
+                    producers.record(&h, 0);
+                }
+                segs.push(seg);
+            }
+            PartitionLog::recovered(config, segs, producers, 0)
+        }
+    }
+
+    fn read_all(log: &PartitionLog, files: &Files) -> Vec<BatchHeader> {
+        let mut out = Vec::new();
+        let mut off = log.log_start_offset();
+        while off < log.log_end_offset() {
+            let plan = log.plan_read(off, 1).unwrap();
+            let mut bytes = files.read(plan);
+            let (s, e) = match trim_read(&bytes, off, 1) {
+                Ok(r) => r,
+                Err(total) => {
+                    let ReadPlan::Range { segment_base, position, .. } = plan else { panic!() };
+                    bytes = files.read(ReadPlan::Range { segment_base, position, len: total as u64 });
+                    trim_read(&bytes, off, 1).unwrap()
+                }
+            };
+            let h = batch::verify_stored(&bytes[s..e]).unwrap();
+            assert!(h.base_offset <= off && off <= h.last_offset());
+            out.push(h);
+            off = h.next_offset();
+        }
+        out
+    }
+
+    #[test]
+    fn append_assigns_dense_offsets_and_rolls() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut files = Files::default();
+        for i in 0..40 {
+            let mut b = build::simple(1 + i % 3, i as i64, None);
+            let a = log.append(i as u64, &mut b).unwrap();
+            files.apply(&log, &a, &b);
+            log.check_invariants();
+        }
+        assert!(log.segments().count() > 1);
+        let hs = read_all(&log, &files);
+        let mut expect = 0;
+        for h in &hs {
+            assert_eq!(h.base_offset, expect);
+            expect = h.next_offset();
+        }
+        assert_eq!(expect, log.log_end_offset());
+    }
+
+    #[test]
+    fn too_large_and_multi_batch_refused() {
+        let mut log = PartitionLog::new(LogConfig { max_message_bytes: 50, ..cfg() }, 0);
+        let mut b = build::simple(5, 0, None);
+        assert!(matches!(log.append(0, &mut b), Err(AppendError::TooLarge { .. })));
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut two = build::simple(1, 0, None);
+        two.extend(build::simple(1, 0, None));
+        assert!(matches!(log.append(0, &mut two), Err(AppendError::InvalidRecord(_))));
+        assert_eq!(log.log_end_offset(), 0);
+    }
+
+    #[test]
+    fn log_append_time_is_applied() {
+        let mut log = PartitionLog::new(
+            LogConfig {
+                timestamp_type: TimestampType::LogAppendTime,
+                ..cfg()
+            },
+            0,
+        );
+        let mut b = build::simple(2, 5, None);
+        let a = log.append(777, &mut b).unwrap();
+        assert_eq!(a.log_append_time, 777);
+        let h = batch::validate_produced(&b).unwrap();
+        assert!(h.is_log_append_time() && h.max_timestamp == 777);
+    }
+
+    #[test]
+    fn idempotent_retry_writes_nothing() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let p = build::ProducerIdentity { id: 3, epoch: 0, base_sequence: 0 };
+        let mut b = build::simple(2, 0, Some(p));
+        let a1 = log.append(0, &mut b.clone()).unwrap();
+        let a2 = log.append(1, &mut b).unwrap();
+        assert_eq!((a2.base_offset, a2.write), (a1.base_offset, None));
+        let mut gap = build::simple(1, 0, Some(build::ProducerIdentity { base_sequence: 9, ..p }));
+        assert_eq!(log.append(2, &mut gap), Err(AppendError::OutOfOrderSequence(3)));
+        assert_eq!(log.log_end_offset(), 2);
+    }
+
+    #[test]
+    fn abort_restores_state() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut b = build::simple(2, 0, None);
+        let _ = log.append(0, &mut b.clone()).unwrap();
+        let before = (log.log_end_offset(), log.size_bytes());
+        let a = log.append(0, &mut b).unwrap();
+        log.abort_append(&a);
+        log.check_invariants();
+        assert_eq!((log.log_end_offset(), log.size_bytes()), before);
+    }
+
+    #[test]
+    fn retention_by_size_and_time() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut files = Files::default();
+        for i in 0..60 {
+            let mut b = build::simple(3, i * 10, None);
+            let a = log.append(i as u64, &mut b).unwrap();
+            files.apply(&log, &a, &b);
+        }
+        let total = log.size_bytes();
+        log.set_config(LogConfig { retention_bytes: (total / 2) as i64, ..cfg() });
+        let r = log.retention(1000);
+        assert!(!r.deleted.is_empty());
+        assert!(log.size_bytes() >= total / 2 - 1000);
+        assert_eq!(log.log_start_offset(), log.segments().next().unwrap().base_offset);
+        assert!(log.plan_read(0, 10).is_err());
+        log.set_config(LogConfig { retention_ms: 100, ..cfg() });
+        let r = log.retention(10_000);
+        assert!(r.roll.is_some());
+        assert_eq!(log.log_start_offset(), log.log_end_offset());
+        log.check_invariants();
+    }
+
+    #[test]
+    fn epochs() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut b = build::simple(4, 0, None);
+        log.append(0, &mut b).unwrap();
+        assert_eq!(log.end_offset_for_epoch(0), (0, 4));
+        assert_eq!(log.end_offset_for_epoch(3), (0, 4));
+        assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
+    }
+
+    #[test]
+    fn trim_keeps_first_whole_batch() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            let mut b = build::simple(2, 0, None);
+            log.append(0, &mut b).unwrap();
+            all.extend_from_slice(&b);
+        }
+        let one = batch::peek_size(&all).unwrap();
+        assert_eq!(trim_read(&all, 3, 1), Ok((one, 2 * one)));
+        assert_eq!(trim_read(&all, 0, 10_000), Ok((0, all.len())));
+        assert_eq!(trim_read(&all[..one + 5], 2, 10_000), Err(one + batch::HEADER_LEN));
+        assert_eq!(trim_read(&all[..one + 20], 2, 10_000), Err(2 * one));
+        assert_eq!(trim_read(&all[..one + 20], 0, 10_000), Ok((0, one)));
+    }
+
+    proptest! {
+        /// Random appends, a torn tail, and recovery: every batch before the tear comes back intact.
+        #[test]
+        fn recovery_keeps_every_whole_batch(
+            sizes in proptest::collection::vec(1usize..6, 1..60),
+            tear in any::<proptest::sample::Index>(),
+            use_indexes in any::<bool>(),
+        ) {
+            let config = cfg();
+            let mut log = PartitionLog::new(config.clone(), 0);
+            let mut files = Files::default();
+            let mut written = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let mut b = build::simple(*n, i as i64, None);
+                let a = log.append(i as u64, &mut b).unwrap();
+                files.apply(&log, &a, &b);
+                written.push((a.base_offset, b));
+            }
+            // Tear the active segment's file at a random byte.
+            let (&last_base, last) = files.logs.iter_mut().next_back().unwrap();
+            let cut = tear.index(last.len() + 1);
+            last.truncate(cut);
+            let rec = files.recover(config, use_indexes);
+            rec.check_invariants();
+            let survivors: Vec<_> = written.iter()
+                .filter(|(off, b)| *off < last_base || {
+                    let seg_start = files.logs[&last_base].len();
+                    let _ = seg_start;
+                    let pos = written.iter().filter(|(o, _)| *o >= last_base && *o < *off).map(|(_, x)| x.len()).sum::<usize>();
+                    pos + b.len() <= cut
+                })
+                .collect();
+            let expect_end = survivors.last().map(|(o, b)| o + batch::parse_header(b).unwrap().record_count as i64).unwrap_or(0);
+            prop_assert_eq!(rec.log_end_offset(), expect_end.max(last_base));
+            let got = read_all(&rec, &files);
+            prop_assert_eq!(got.len(), survivors.len());
+            for (h, (off, b)) in got.iter().zip(survivors) {
+                prop_assert_eq!(h.base_offset, *off);
+                prop_assert_eq!(h.size, b.len());
+            }
+        }
+    }
+}

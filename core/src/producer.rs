@@ -1,0 +1,394 @@
+//! Idempotent-producer state of one partition: per producer id, its epoch and the last
+//! [`DEDUP_WINDOW`] batches it wrote, so retries are recognised and gaps refused.
+//!
+//! Invariants this module keeps:
+//! - For each producer id, cached batches are in append order with consecutive sequences.
+//! - A batch is accepted only if its first sequence follows the last cached one (wrapping at
+//!   `i32::MAX`), or it starts a newer epoch at sequence 0, or the producer is unknown.
+//! - The state is a pure function of the batches appended (replayable from the log) plus
+//!   expiry, so a snapshot plus the log after it rebuilds it exactly.
+
+use std::collections::BTreeMap;
+
+use crate::batch::BatchHeader;
+
+/// How many batches per producer are remembered for duplicate detection (clients keep 5 in flight).
+pub const DEDUP_WINDOW: usize = 5;
+/// At most this many producer ids are remembered per partition; the least recently used go first.
+pub const PRODUCERS_MAX: usize = 100_000;
+
+/// A batch remembered for duplicate detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedBatch {
+    /// First sequence.
+    pub first_seq: i32,
+    /// Last sequence.
+    pub last_seq: i32,
+    /// Offset the log gave its first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// Its max timestamp (the append time under LogAppendTime).
+    pub timestamp: i64,
+}
+
+/// What the log knows of one producer id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProducerEntry {
+    /// Current epoch.
+    pub epoch: i16,
+    /// Newest last; at most [`DEDUP_WINDOW`].
+    pub batches: Vec<CachedBatch>,
+    /// Injected time of the last append, for expiry.
+    pub last_update_ms: u64,
+}
+
+/// The verdict on an idempotent batch before it is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Accept,
+    /// A retry of a batch already in the log: answer with the original offsets, write nothing.
+    Duplicate(CachedBatch),
+    /// Already-written sequences that match no cached batch exactly.
+    DuplicateSequence,
+    /// A gap or otherwise impossible sequence.
+    OutOfOrder,
+    /// An epoch older than the producer's current one.
+    InvalidEpoch,
+}
+
+/// All producers of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStates {
+    entries: BTreeMap<i64, ProducerEntry>,
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl ProducerStates {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry for one producer id.
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.entries.get(&producer_id)
+    }
+
+    /// How many producer ids are tracked.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no producer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Judges an idempotent batch against the state (the header must carry a producer id).
+    pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        debug_assert!(h.has_producer_id());
+        let Some(entry) = self.entries.get(&h.producer_id) else {
+            // Unknown producer: its state may have expired or been truncated away; accept any
+            // sequence, as Kafka does since KIP-360.
+            return SequenceCheck::Accept;
+        };
+        if h.producer_epoch < entry.epoch {
+            return SequenceCheck::InvalidEpoch;
+        }
+        let first = h.base_sequence;
+        let last = h.last_sequence();
+        if h.producer_epoch > entry.epoch {
+            // A bumped epoch restarts sequences at zero.
+            return if first == 0 {
+                SequenceCheck::Accept
+            } else {
+                SequenceCheck::OutOfOrder
+            };
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first && b.last_seq == last)
+        {
+            return SequenceCheck::Duplicate(*dup);
+        }
+        let Some(newest) = entry.batches.last() else {
+            return SequenceCheck::Accept;
+        };
+        if first == next_seq(newest.last_seq) {
+            return SequenceCheck::Accept;
+        }
+        let oldest = entry.batches[0].first_seq;
+        // Sequences inside the remembered window that match no batch: already written pieces.
+        if oldest <= newest.last_seq && first >= oldest && last <= newest.last_seq {
+            return SequenceCheck::DuplicateSequence;
+        }
+        SequenceCheck::OutOfOrder
+    }
+
+    /// Records an appended batch (live append or log replay).
+    pub fn record(&mut self, h: &BatchHeader, now_ms: u64) {
+        if !h.has_producer_id() {
+            return;
+        }
+        if !self.entries.contains_key(&h.producer_id) && self.entries.len() >= PRODUCERS_MAX {
+            self.evict_oldest();
+        }
+        let entry = self.entries.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == DEDUP_WINDOW {
+            entry.batches.remove(0);
+        }
+        entry.batches.push(CachedBatch {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            timestamp: h.max_timestamp,
+        });
+        entry.last_update_ms = entry.last_update_ms.max(now_ms);
+    }
+
+    fn evict_oldest(&mut self) {
+        let victim = self
+            .entries
+            .iter()
+            .min_by_key(|(id, e)| (e.last_update_ms, **id))
+            .map(|(id, _)| *id);
+        if let Some(id) = victim {
+            self.entries.remove(&id);
+        }
+    }
+
+    /// Forgets producers idle for longer than `expiration_ms`.
+    pub fn expire(&mut self, now_ms: u64, expiration_ms: u64) {
+        self.entries
+            .retain(|_, e| now_ms.saturating_sub(e.last_update_ms) < expiration_ms);
+    }
+
+    /// Forgets cached batches at or above `offset` (the log was truncated there).
+    pub fn truncate_to(&mut self, offset: i64) {
+        for e in self.entries.values_mut() {
+            e.batches.retain(|b| b.last_offset < offset);
+        }
+        self.entries.retain(|_, e| !e.batches.is_empty());
+    }
+
+    /// Serializes the state: a versioned, CRC-protected snapshot.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"SKPS");
+        out.push(1);
+        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        for (id, e) in &self.entries {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_update_ms.to_be_bytes());
+            out.push(e.batches.len() as u8);
+            for b in &e.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.base_offset.to_be_bytes());
+                out.extend_from_slice(&b.last_offset.to_be_bytes());
+                out.extend_from_slice(&b.timestamp.to_be_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Parses a snapshot; `None` if it is damaged in any way.
+    pub fn from_snapshot(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < 13 || &bytes[..4] != b"SKPS" || bytes[4] != 1 {
+            return None;
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let mut r = Reader(&body[5..]);
+        let n = r.u32()?;
+        let mut entries = BTreeMap::new();
+        for _ in 0..n {
+            let id = r.i64()?;
+            let epoch = r.i16()?;
+            let last_update_ms = r.i64()? as u64;
+            let nb = r.u8()? as usize;
+            if nb > DEDUP_WINDOW {
+                return None;
+            }
+            let mut batches = Vec::with_capacity(nb);
+            for _ in 0..nb {
+                batches.push(CachedBatch {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    base_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    timestamp: r.i64()?,
+                });
+            }
+            entries.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_update_ms,
+                },
+            );
+        }
+        if !r.0.is_empty() {
+            return None;
+        }
+        Some(Self { entries })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{build, parse_header};
+    use proptest::prelude::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, n: usize, base_offset: i64) -> BatchHeader {
+        let b = build::simple(
+            n,
+            0,
+            Some(build::ProducerIdentity {
+                id: pid,
+                epoch,
+                base_sequence: seq,
+            }),
+        );
+        let mut h = parse_header(&b).unwrap();
+        h.base_offset = base_offset;
+        h
+    }
+
+    #[test]
+    fn sequence_rules() {
+        let mut s = ProducerStates::new();
+        let a = header(1, 0, 0, 2, 0);
+        assert_eq!(s.check(&a), SequenceCheck::Accept);
+        s.record(&a, 1);
+        // Retry of the same batch is a duplicate with its original offsets.
+        assert!(matches!(s.check(&a), SequenceCheck::Duplicate(c) if c.base_offset == 0));
+        // Gap.
+        assert_eq!(s.check(&header(1, 0, 5, 1, 0)), SequenceCheck::OutOfOrder);
+        // Next in order.
+        let b = header(1, 0, 2, 1, 2);
+        assert_eq!(s.check(&b), SequenceCheck::Accept);
+        s.record(&b, 2);
+        // Overlapping piece of an already written range.
+        assert_eq!(s.check(&header(1, 0, 1, 1, 0)), SequenceCheck::DuplicateSequence);
+        // Old epoch fenced; new epoch must start at 0.
+        assert_eq!(s.check(&header(1, 0, 3, 1, 0)), SequenceCheck::Accept);
+        assert_eq!(s.check(&header(1, 1, 3, 1, 0)), SequenceCheck::OutOfOrder);
+        assert_eq!(s.check(&header(1, 1, 0, 1, 0)), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn older_epoch_is_fenced() {
+        let mut s = ProducerStates::new();
+        s.record(&header(9, 3, 0, 1, 0), 0);
+        assert_eq!(s.check(&header(9, 2, 1, 1, 0)), SequenceCheck::InvalidEpoch);
+    }
+
+    #[test]
+    fn window_keeps_five() {
+        let mut s = ProducerStates::new();
+        for i in 0..8 {
+            s.record(&header(1, 0, i, 1, i as i64), 0);
+        }
+        let e = s.get(1).unwrap();
+        assert_eq!(e.batches.len(), DEDUP_WINDOW);
+        assert_eq!(e.batches[0].first_seq, 3);
+        // Sequence 0 fell out of the window: out of order, not a silent duplicate.
+        assert_eq!(s.check(&header(1, 0, 0, 1, 0)), SequenceCheck::OutOfOrder);
+    }
+
+    #[test]
+    fn expiry_and_truncation() {
+        let mut s = ProducerStates::new();
+        s.record(&header(1, 0, 0, 1, 0), 10);
+        s.record(&header(2, 0, 0, 1, 1), 100);
+        s.expire(150, 100);
+        assert!(s.get(1).is_none() && s.get(2).is_some());
+        s.truncate_to(1);
+        assert!(s.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn snapshot_roundtrips(ops in proptest::collection::vec((0i64..5, 0i16..3, 0i32..100, 1usize..4), 0..40)) {
+            let mut s = ProducerStates::new();
+            let mut off = 0;
+            for (pid, epoch, seq, n) in ops {
+                let h = header(pid, epoch, seq, n, off);
+                off += n as i64;
+                s.record(&h, off as u64);
+            }
+            let snap = s.to_snapshot();
+            prop_assert_eq!(ProducerStates::from_snapshot(&snap), Some(s));
+            let mut bad = snap.clone();
+            let mid = bad.len() / 2;
+            bad[mid] ^= 0x40;
+            prop_assert_eq!(ProducerStates::from_snapshot(&bad), None);
+        }
+
+        #[test]
+        fn in_order_stream_always_accepted(sizes in proptest::collection::vec(1usize..5, 1..30)) {
+            let mut s = ProducerStates::new();
+            let mut seq = 0i32;
+            let mut off = 0i64;
+            for n in sizes {
+                let h = header(7, 0, seq, n, off);
+                prop_assert_eq!(s.check(&h), SequenceCheck::Accept);
+                s.record(&h, 0);
+                prop_assert!(matches!(s.check(&h), SequenceCheck::Duplicate(_)));
+                seq += n as i32;
+                off += n as i64;
+            }
+        }
+    }
+}
