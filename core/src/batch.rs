@@ -255,13 +255,17 @@ pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::Invalid("batch holds no records"));
     }
     if h.last_offset_delta != h.record_count - 1 {
-        return Err(BatchError::Invalid("last offset delta disagrees with record count"));
+        return Err(BatchError::Invalid(
+            "last offset delta disagrees with record count",
+        ));
     }
     if h.is_control() {
         return Err(BatchError::Invalid("control batches may not be produced"));
     }
     if h.has_producer_id() && (h.producer_epoch < 0 || h.base_sequence < 0) {
-        return Err(BatchError::Invalid("idempotent batch without epoch or sequence"));
+        return Err(BatchError::Invalid(
+            "idempotent batch without epoch or sequence",
+        ));
     }
     if h.compression()? == Compression::None {
         let walked = walk_records(&batch[HEADER_LEN..h.size])?;
@@ -377,7 +381,9 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
 }
 
 /// Iterates the whole batches in a buffer, yielding `(position, header)`; stops at the first error.
-pub fn iter_headers(bytes: &[u8]) -> impl Iterator<Item = Result<(usize, BatchHeader), BatchError>> + '_ {
+pub fn iter_headers(
+    bytes: &[u8],
+) -> impl Iterator<Item = Result<(usize, BatchHeader), BatchError>> + '_ {
     let mut pos = 0usize;
     let mut failed = false;
     std::iter::from_fn(move || {
@@ -564,7 +570,10 @@ mod tests {
         h.base_sequence = i32::MAX - 1;
         assert_eq!(h.last_sequence(), 0);
         b.truncate(10);
-        assert!(matches!(parse_header(&b), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            parse_header(&b),
+            Err(BatchError::Truncated { .. })
+        ));
     }
 
     fn record() -> impl Strategy<Value = SimpleRecord> {

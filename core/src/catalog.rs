@@ -342,16 +342,37 @@ mod tests {
         c.apply(&r);
         assert_eq!(c.topic("t").unwrap().partitions, 3);
         assert_eq!(c.log_config("t").unwrap().retention_ms, 5);
-        assert!(matches!(c.plan_create("t", 1, 1, &[], [0; 16]), Err(CatalogError::TopicExists(_))));
-        assert!(matches!(c.plan_create("bad name", 1, 1, &[], [0; 16]), Err(CatalogError::InvalidTopic(_))));
-        assert!(matches!(c.plan_create("u", 0, 1, &[], [0; 16]), Err(CatalogError::InvalidPartitions(_))));
-        assert!(matches!(c.plan_create("u", 1, 3, &[], [0; 16]), Err(CatalogError::InvalidReplicationFactor(_))));
-        assert!(matches!(c.plan_partitions("t", 2), Err(CatalogError::InvalidPartitions(_))));
+        assert!(matches!(
+            c.plan_create("t", 1, 1, &[], [0; 16]),
+            Err(CatalogError::TopicExists(_))
+        ));
+        assert!(matches!(
+            c.plan_create("bad name", 1, 1, &[], [0; 16]),
+            Err(CatalogError::InvalidTopic(_))
+        ));
+        assert!(matches!(
+            c.plan_create("u", 0, 1, &[], [0; 16]),
+            Err(CatalogError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            c.plan_create("u", 1, 3, &[], [0; 16]),
+            Err(CatalogError::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(
+            c.plan_partitions("t", 2),
+            Err(CatalogError::InvalidPartitions(_))
+        ));
         c.apply(&c.plan_partitions("t", 5).unwrap());
         assert_eq!(c.topic("t").unwrap().partitions, 5);
-        c.apply(&c.plan_alter("t", &[("segment.ms".into(), Some("100".into()))], false).unwrap());
+        c.apply(
+            &c.plan_alter("t", &[("segment.ms".into(), Some("100".into()))], false)
+                .unwrap(),
+        );
         assert_eq!(c.log_config("t").unwrap().retention_ms, 5);
-        c.apply(&c.plan_alter("t", &[("segment.ms".into(), Some("100".into()))], true).unwrap());
+        c.apply(
+            &c.plan_alter("t", &[("segment.ms".into(), Some("100".into()))], true)
+                .unwrap(),
+        );
         assert_ne!(c.log_config("t").unwrap().retention_ms, 5);
         c.apply(&c.plan_delete("t").unwrap());
         assert!(c.topic("t").is_none());

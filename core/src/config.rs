@@ -281,7 +281,8 @@ mod tests {
     #[test]
     fn configs_validate_and_describe() {
         let d = LogConfig::default();
-        let c = TopicConfig::new([("retention.ms", "1000"), ("segment.bytes", "2048")], &d).unwrap();
+        let c =
+            TopicConfig::new([("retention.ms", "1000"), ("segment.bytes", "2048")], &d).unwrap();
         let r = c.resolve(&d).unwrap();
         assert_eq!((r.retention_ms, r.segment_bytes), (1000, 2048));
         assert!(TopicConfig::new([("cleanup.policy", "compact")], &d).is_err());
@@ -289,7 +290,9 @@ mod tests {
         assert!(TopicConfig::new([("no.such.key", "1")], &d).is_err());
         let rows = c.describe(&d);
         assert_eq!(rows.len(), KNOWN_KEYS.len());
-        assert!(rows.iter().any(|e| e.name == "retention.ms" && !e.is_default));
+        assert!(rows
+            .iter()
+            .any(|e| e.name == "retention.ms" && !e.is_default));
         let c2 = c.alter([("retention.ms", None)], &d).unwrap();
         assert_eq!(c2.resolve(&d).unwrap().retention_ms, d.retention_ms);
         assert!(c.alter([("segment.ms", Some("0"))], &d).is_err());

@@ -238,15 +238,21 @@ impl SegmentScan {
     pub fn push(&mut self, stored: &[u8]) -> Result<BatchHeader, BatchError> {
         let h = batch::verify_stored(stored)?;
         if h.size != stored.len() {
-            return Err(BatchError::Invalid("batch length disagrees with bytes read"));
+            return Err(BatchError::Invalid(
+                "batch length disagrees with bytes read",
+            ));
         }
         if h.base_offset < self.segment.next_offset
             || (self.segment.size > 0 && h.base_offset != self.segment.next_offset)
         {
-            return Err(BatchError::Invalid("batch offset breaks the log's offset sequence"));
+            return Err(BatchError::Invalid(
+                "batch offset breaks the log's offset sequence",
+            ));
         }
         if h.next_offset() - self.segment.base_offset > i64::from(u32::MAX) {
-            return Err(BatchError::Invalid("batch offset too far from segment base"));
+            return Err(BatchError::Invalid(
+                "batch offset too far from segment base",
+            ));
         }
         if self.segment.size + h.size as u64 > u64::from(u32::MAX) {
             return Err(BatchError::Invalid("segment larger than 4 GiB"));
@@ -394,7 +400,12 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// A new, empty log at offset 0.
     pub fn new(config: LogConfig, now_ms: u64) -> Self {
-        Self::recovered(config, vec![Segment::new(0, now_ms)], ProducerStates::new(), 0)
+        Self::recovered(
+            config,
+            vec![Segment::new(0, now_ms)],
+            ProducerStates::new(),
+            0,
+        )
     }
 
     /// A log rebuilt from recovered segments (ordered, contiguous; at least one) and producer state.
@@ -497,7 +508,10 @@ impl PartitionLog {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("at least one segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("at least one segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -511,7 +525,8 @@ impl PartitionLog {
         let sealed_base = self.active().base_offset;
         let new_base = self.log_end_offset();
         assert!(new_base > sealed_base, "never roll an empty segment");
-        self.segments.insert(new_base, Segment::new(new_base, now_ms));
+        self.segments
+            .insert(new_base, Segment::new(new_base, now_ms));
         Rolled {
             sealed_base,
             new_base,
@@ -541,7 +556,9 @@ impl PartitionLog {
             ));
         }
         if h.is_transactional() {
-            return Err(AppendError::InvalidRecord("transactional batches are not supported"));
+            return Err(AppendError::InvalidRecord(
+                "transactional batches are not supported",
+            ));
         }
         if h.base_timestamp < -1 || h.max_timestamp < -1 {
             return Err(AppendError::InvalidRecord("timestamps below -1"));
@@ -625,8 +642,15 @@ impl PartitionLog {
     pub fn abort_append(&mut self, appended: &Appended) {
         let Some(w) = appended.write else { return };
         let seg = self.active_mut();
-        assert_eq!(seg.base_offset, w.segment_base, "abort only the last append");
-        assert_eq!(seg.size, w.position + w.len as u64, "abort only the last append");
+        assert_eq!(
+            seg.base_offset, w.segment_base,
+            "abort only the last append"
+        );
+        assert_eq!(
+            seg.size,
+            w.position + w.len as u64,
+            "abort only the last append"
+        );
         seg.size = w.position;
         seg.next_offset = appended.base_offset;
         seg.points.retain(|p| u64::from(p.position) < w.position);
@@ -810,8 +834,10 @@ mod tests {
         fn apply(&mut self, log: &PartitionLog, a: &Appended, bytes: &[u8]) {
             if let Some(r) = &a.roll {
                 let s = log.segment(r.sealed_base).unwrap();
-                self.indexes
-                    .insert(r.sealed_base, (s.encode_offset_index(), s.encode_time_index()));
+                self.indexes.insert(
+                    r.sealed_base,
+                    (s.encode_offset_index(), s.encode_time_index()),
+                );
                 self.logs.entry(r.new_base).or_default();
             }
             if let Some(w) = a.write {
@@ -828,7 +854,9 @@ mod tests {
                     segment_base,
                     position,
                     len,
-                } => self.logs[&segment_base][position as usize..(position + len) as usize].to_vec(),
+                } => {
+                    self.logs[&segment_base][position as usize..(position + len) as usize].to_vec()
+                }
             }
         }
 
@@ -839,7 +867,9 @@ mod tests {
             let n = self.logs.len();
             for (i, (base, bytes)) in self.logs.iter().enumerate() {
                 let loaded = match (use_indexes && i + 1 < n, self.indexes.get(base)) {
-                    (true, Some((o, t))) => Segment::from_indexes(*base, bytes.len() as u64, o, t, 0),
+                    (true, Some((o, t))) => {
+                        Segment::from_indexes(*base, bytes.len() as u64, o, t, 0)
+                    }
                     _ => None,
                 };
                 let mut scan = match loaded {
@@ -848,7 +878,9 @@ mod tests {
                 };
                 let mut pos = scan.position() as usize;
                 while pos < bytes.len() {
-                    let Ok(size) = batch::peek_size(&bytes[pos..]) else { break };
+                    let Ok(size) = batch::peek_size(&bytes[pos..]) else {
+                        break;
+                    };
                     if pos + size > bytes.len() || scan.push(&bytes[pos..pos + size]).is_err() {
                         break;
                     }
@@ -873,8 +905,19 @@ mod tests {
             let (s, e) = match trim_read(&bytes, off, 1) {
                 Ok(r) => r,
                 Err(total) => {
-                    let ReadPlan::Range { segment_base, position, .. } = plan else { panic!() };
-                    bytes = files.read(ReadPlan::Range { segment_base, position, len: total as u64 });
+                    let ReadPlan::Range {
+                        segment_base,
+                        position,
+                        ..
+                    } = plan
+                    else {
+                        panic!()
+                    };
+                    bytes = files.read(ReadPlan::Range {
+                        segment_base,
+                        position,
+                        len: total as u64,
+                    });
                     trim_read(&bytes, off, 1).unwrap()
                 }
             };
@@ -908,13 +951,25 @@ mod tests {
 
     #[test]
     fn too_large_and_multi_batch_refused() {
-        let mut log = PartitionLog::new(LogConfig { max_message_bytes: 50, ..cfg() }, 0);
+        let mut log = PartitionLog::new(
+            LogConfig {
+                max_message_bytes: 50,
+                ..cfg()
+            },
+            0,
+        );
         let mut b = build::simple(5, 0, None);
-        assert!(matches!(log.append(0, &mut b), Err(AppendError::TooLarge { .. })));
+        assert!(matches!(
+            log.append(0, &mut b),
+            Err(AppendError::TooLarge { .. })
+        ));
         let mut log = PartitionLog::new(cfg(), 0);
         let mut two = build::simple(1, 0, None);
         two.extend(build::simple(1, 0, None));
-        assert!(matches!(log.append(0, &mut two), Err(AppendError::InvalidRecord(_))));
+        assert!(matches!(
+            log.append(0, &mut two),
+            Err(AppendError::InvalidRecord(_))
+        ));
         assert_eq!(log.log_end_offset(), 0);
     }
 
@@ -937,13 +992,27 @@ mod tests {
     #[test]
     fn idempotent_retry_writes_nothing() {
         let mut log = PartitionLog::new(cfg(), 0);
-        let p = build::ProducerIdentity { id: 3, epoch: 0, base_sequence: 0 };
+        let p = build::ProducerIdentity {
+            id: 3,
+            epoch: 0,
+            base_sequence: 0,
+        };
         let mut b = build::simple(2, 0, Some(p));
         let a1 = log.append(0, &mut b.clone()).unwrap();
         let a2 = log.append(1, &mut b).unwrap();
         assert_eq!((a2.base_offset, a2.write), (a1.base_offset, None));
-        let mut gap = build::simple(1, 0, Some(build::ProducerIdentity { base_sequence: 9, ..p }));
-        assert_eq!(log.append(2, &mut gap), Err(AppendError::OutOfOrderSequence(3)));
+        let mut gap = build::simple(
+            1,
+            0,
+            Some(build::ProducerIdentity {
+                base_sequence: 9,
+                ..p
+            }),
+        );
+        assert_eq!(
+            log.append(2, &mut gap),
+            Err(AppendError::OutOfOrderSequence(3))
+        );
         assert_eq!(log.log_end_offset(), 2);
     }
 
@@ -969,13 +1038,22 @@ mod tests {
             files.apply(&log, &a, &b);
         }
         let total = log.size_bytes();
-        log.set_config(LogConfig { retention_bytes: (total / 2) as i64, ..cfg() });
+        log.set_config(LogConfig {
+            retention_bytes: (total / 2) as i64,
+            ..cfg()
+        });
         let r = log.retention(1000);
         assert!(!r.deleted.is_empty());
         assert!(log.size_bytes() >= total / 2 - 1000);
-        assert_eq!(log.log_start_offset(), log.segments().next().unwrap().base_offset);
+        assert_eq!(
+            log.log_start_offset(),
+            log.segments().next().unwrap().base_offset
+        );
         assert!(log.plan_read(0, 10).is_err());
-        log.set_config(LogConfig { retention_ms: 100, ..cfg() });
+        log.set_config(LogConfig {
+            retention_ms: 100,
+            ..cfg()
+        });
         let r = log.retention(10_000);
         assert!(r.roll.is_some());
         assert_eq!(log.log_start_offset(), log.log_end_offset());
@@ -1004,7 +1082,10 @@ mod tests {
         let one = batch::peek_size(&all).unwrap();
         assert_eq!(trim_read(&all, 3, 1), Ok((one, 2 * one)));
         assert_eq!(trim_read(&all, 0, 10_000), Ok((0, all.len())));
-        assert_eq!(trim_read(&all[..one + 5], 2, 10_000), Err(one + batch::HEADER_LEN));
+        assert_eq!(
+            trim_read(&all[..one + 5], 2, 10_000),
+            Err(one + batch::HEADER_LEN)
+        );
         assert_eq!(trim_read(&all[..one + 20], 2, 10_000), Err(2 * one));
         assert_eq!(trim_read(&all[..one + 20], 0, 10_000), Ok((0, one)));
     }

@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(s.check(&b), SequenceCheck::Accept);
         s.record(&b, 2);
         // Overlapping piece of an already written range.
-        assert_eq!(s.check(&header(1, 0, 1, 1, 0)), SequenceCheck::DuplicateSequence);
+        assert_eq!(
+            s.check(&header(1, 0, 1, 1, 0)),
+            SequenceCheck::DuplicateSequence
+        );
         // Old epoch fenced; new epoch must start at 0.
         assert_eq!(s.check(&header(1, 0, 3, 1, 0)), SequenceCheck::Accept);
         assert_eq!(s.check(&header(1, 1, 3, 1, 0)), SequenceCheck::OutOfOrder);

@@ -1,0 +1,1104 @@
+//! Kafka API handlers: decoded kafka-protocol requests in, responses out. The only place that
+//! maps between the wire messages and the core's types and errors.
+//!
+//! Every handler answers every topic and partition it was asked about, in request order, with
+//! the protocol's error code for what went wrong; none of them panics on client input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::ResponseError as E;
+use skein_core::catalog::CatalogError;
+use skein_core::log::AppendError;
+use tracing::{debug, warn};
+
+use crate::broker::{now_ms, Broker, CreateError};
+use crate::storage::{read_range, StorageError};
+
+/// Every API the broker serves, with the versions it advertises: (key, min, max).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The advertised version range of an API key, if served.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const LEADER_EPOCH: i32 = 0;
+
+fn s(x: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(x.into())
+}
+
+/// The ApiVersions answer; `error` set for the KIP-511 UNSUPPORTED_VERSION fallback.
+pub fn api_versions(error: Option<E>) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error.map(|e| e.code()).unwrap_or(0);
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *k as i16;
+            v.min_version = *lo;
+            v.max_version = *hi;
+            v
+        })
+        .collect();
+    r
+}
+
+fn leader_epoch_check(current: i32) -> Option<E> {
+    match current {
+        -1 => None,
+        e if e > LEADER_EPOCH => Some(E::UnknownLeaderEpoch),
+        e if e < LEADER_EPOCH => Some(E::FencedLeaderEpoch),
+        _ => None,
+    }
+}
+
+fn topic_id_uuid(id: [u8; 16]) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(id)
+}
+
+fn catalog_error(e: &CatalogError) -> E {
+    match e {
+        CatalogError::TopicExists(_) => E::TopicAlreadyExists,
+        CatalogError::UnknownTopic(_) => E::UnknownTopicOrPartition,
+        CatalogError::InvalidTopic(_) => E::InvalidTopicException,
+        CatalogError::InvalidPartitions(_) => E::InvalidPartitions,
+        CatalogError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+        CatalogError::InvalidConfig(_) => E::InvalidConfig,
+    }
+}
+
+fn storage_error(e: &StorageError) -> E {
+    match e {
+        StorageError::Append(a) => match a {
+            AppendError::Corrupt(_) => E::CorruptMessage,
+            AppendError::InvalidRecord(_) => E::InvalidRecord,
+            AppendError::TooLarge { .. } => E::MessageTooLarge,
+            AppendError::LargerThanSegment { .. } => E::RecordListTooLarge,
+            AppendError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
+            AppendError::DuplicateSequence(_) => E::DuplicateSequenceNumber,
+            AppendError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
+        },
+        StorageError::Io { .. } => E::KafkaStorageError,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+/// Metadata.
+pub fn metadata(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut r = MetadataResponse::default();
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = b.settings.node_id.into();
+    broker.host = s(b.settings.advertise_host.clone());
+    broker.port = b.settings.advertise_port;
+    r.brokers = vec![broker];
+    r.cluster_id = Some(s(b.cluster_id.clone()));
+    r.controller_id = b.settings.node_id.into();
+    r.cluster_authorized_operations = i32::MIN;
+    let auto = version < 4 || req.allow_auto_topic_creation;
+    let names: Vec<Result<String, (uuid::Uuid, E)>> = match req.topics {
+        None => b.with_catalog(|c| c.topics().map(|t| Ok(t.name.clone())).collect()),
+        Some(ts) if ts.is_empty() && version == 0 => {
+            b.with_catalog(|c| c.topics().map(|t| Ok(t.name.clone())).collect())
+        }
+        Some(ts) => ts
+            .into_iter()
+            .map(|t| match t.name {
+                Some(n) => Ok(n.0.to_string()),
+                None => b
+                    .with_catalog(|c| {
+                        c.topics()
+                            .find(|x| topic_id_uuid(x.id) == t.topic_id)
+                            .map(|x| x.name.clone())
+                    })
+                    .ok_or((t.topic_id, E::UnknownTopicId)),
+            })
+            .collect(),
+    };
+    for n in names {
+        let mut t = MetadataResponseTopic::default();
+        t.topic_authorized_operations = if req.include_topic_authorized_operations {
+            // READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+            [3, 4, 5, 6, 7, 8, 10, 11].iter().map(|op| 1 << op).sum()
+        } else {
+            i32::MIN
+        };
+        let name = match n {
+            Ok(name) => name,
+            Err((id, e)) => {
+                t.topic_id = id;
+                t.error_code = e.code();
+                r.topics.push(t);
+                continue;
+            }
+        };
+        t.name = Some(TopicName(s(name.clone())));
+        if let Err(why) = skein_core::config::validate_topic_name(&name) {
+            debug!(topic = name, why, "metadata for an invalid topic name");
+            t.error_code = E::InvalidTopicException.code();
+            r.topics.push(t);
+            continue;
+        }
+        let exists = if auto {
+            b.auto_create(&name)
+        } else {
+            b.with_catalog(|c| c.topic(&name).is_some())
+        };
+        let info = b.with_catalog(|c| c.topic(&name).map(|t| (t.id, t.partitions)));
+        match (exists, info) {
+            (true, Some((id, parts))) => {
+                t.topic_id = topic_id_uuid(id);
+                t.partitions = (0..parts as i32)
+                    .map(|p| {
+                        let mut mp = MetadataResponsePartition::default();
+                        mp.partition_index = p;
+                        mp.leader_id = b.settings.node_id.into();
+                        mp.leader_epoch = LEADER_EPOCH;
+                        mp.replica_nodes = vec![b.settings.node_id.into()];
+                        mp.isr_nodes = vec![b.settings.node_id.into()];
+                        mp
+                    })
+                    .collect();
+            }
+            _ => t.error_code = E::UnknownTopicOrPartition.code(),
+        }
+        r.topics.push(t);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Produce
+
+/// Produce; `None` means no response is sent (acks=0).
+pub async fn produce(
+    b: Arc<Broker>,
+    req: ProduceRequest,
+) -> Result<Option<ProduceResponse>, String> {
+    let acks = req.acks;
+    let mut r = ProduceResponse::default();
+    let bad_acks = !(-1..=1).contains(&acks);
+    let transactional = req.transactional_id.is_some();
+    let mut waits = Vec::new();
+    let mut any_error: Option<String> = None;
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut tr = TopicProduceResponse::default();
+        tr.name = topic.name.clone();
+        let valid_name = skein_core::config::validate_topic_name(&name).is_ok();
+        let exists = valid_name && !bad_acks && !transactional && b.auto_create(&name);
+        for pd in topic.partition_data {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = pd.index;
+            pr.base_offset = -1;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = -1;
+            let err = if bad_acks {
+                Some((
+                    E::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, not {acks}"),
+                ))
+            } else if transactional {
+                Some((
+                    E::TransactionalIdAuthorizationFailed,
+                    "transactions are not supported by this broker".to_string(),
+                ))
+            } else if !valid_name {
+                Some((
+                    E::InvalidTopicException,
+                    format!("invalid topic name '{name}'"),
+                ))
+            } else if !exists {
+                Some((
+                    E::UnknownTopicOrPartition,
+                    format!("unknown topic '{name}'"),
+                ))
+            } else {
+                match b.partition(&name, pd.index) {
+                    Err(_) => Some((
+                        E::UnknownTopicOrPartition,
+                        format!("topic '{name}' has no partition {}", pd.index),
+                    )),
+                    Ok(p) => match pd.records {
+                        None => Some((E::InvalidRecord, "no records".to_string())),
+                        Some(records) => {
+                            let mut buf = BytesMut::from(&records[..]);
+                            let res = p
+                                .store
+                                .lock()
+                                .expect("partition lock")
+                                .append(now_ms(), &mut buf);
+                            match res {
+                                Ok(a) => {
+                                    pr.base_offset = a.base_offset;
+                                    pr.log_append_time_ms = a.log_append_time;
+                                    pr.log_start_offset = a.log_start_offset;
+                                    if a.write.is_some() {
+                                        b.appended.send_modify(|n| *n += 1);
+                                    }
+                                    if acks == -1 && !b.settings.interval_flush() {
+                                        waits.push((
+                                            tr.partition_responses.len(),
+                                            p.clone(),
+                                            a.last_offset + 1,
+                                        ));
+                                    }
+                                    if let Some(n) = b.settings.flush_messages {
+                                        let pending = p
+                                            .store
+                                            .lock()
+                                            .expect("partition lock")
+                                            .unflushed_messages();
+                                        if pending >= n {
+                                            let (b2, p2) = (b.clone(), p.clone());
+                                            let end = a.last_offset + 1;
+                                            tokio::spawn(async move {
+                                                let _ = b2;
+                                                let _ = p2.wait_synced(end).await;
+                                            });
+                                        }
+                                    }
+                                    None
+                                }
+                                Err(e) => {
+                                    let code = storage_error(&e);
+                                    if matches!(e, StorageError::Io { .. }) {
+                                        warn!(topic = name, partition = pd.index, error = %e, "append failed");
+                                    } else {
+                                        debug!(topic = name, partition = pd.index, error = %e, "append refused");
+                                    }
+                                    Some((code, e.to_string()))
+                                }
+                            }
+                        }
+                    },
+                }
+            };
+            if let Some((code, msg)) = err {
+                pr.error_code = code.code();
+                pr.error_message = Some(s(msg.clone()));
+                any_error.get_or_insert(format!("{name}-{}: {}", pd.index, msg));
+            }
+            tr.partition_responses.push(pr);
+        }
+        // Durability gate: acks=all answers only after the fsync covering the batch.
+        let wait_results = futures::future::join_all(
+            waits
+                .drain(..)
+                .map(|(i, p, end)| async move { (i, p.wait_synced(end).await) }),
+        )
+        .await;
+        for (i, res) in wait_results {
+            if let Err(e) = res {
+                warn!(topic = name, error = %e, "fsync failed");
+                let pr = &mut tr.partition_responses[i];
+                pr.error_code = E::KafkaStorageError.code();
+                pr.error_message = Some(s(e.to_string()));
+                pr.base_offset = -1;
+            }
+        }
+        r.responses.push(tr);
+    }
+    if acks == 0 {
+        // Kafka answers nothing to acks=0, and closes the connection on an error so the
+        // client notices.
+        return match any_error {
+            Some(e) => Err(format!("acks=0 produce failed: {e}")),
+            None => Ok(None),
+        };
+    }
+    Ok(Some(r))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetch
+
+/// Fetch, with min_bytes / max_wait long polling.
+pub async fn fetch(b: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+    let mut changes = b.appended.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    // KIP-227: skein creates no incremental sessions; it answers every fetch in full with
+    // session id 0, which tells clients to keep sending full fetches.
+    let session_error = if version >= 7 {
+        if req.session_id != 0 {
+            Some(E::FetchSessionIdNotFound)
+        } else if req.session_epoch != 0 && req.session_epoch != -1 {
+            Some(E::InvalidFetchSessionEpoch)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    if let Some(e) = session_error {
+        let mut r = FetchResponse::default();
+        r.error_code = e.code();
+        return r;
+    }
+    loop {
+        changes.borrow_and_update();
+        let (r, bytes) = fetch_once(&b, &req);
+        let now = tokio::time::Instant::now();
+        if bytes >= req.min_bytes.max(1) as usize
+            || now >= deadline
+            || bytes > 0 && req.min_bytes <= 0
+        {
+            return r;
+        }
+        if req.min_bytes <= 0 {
+            return r;
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
+    let mut r = FetchResponse::default();
+    let mut total = 0usize;
+    let max_total = if req.max_bytes <= 0 {
+        i32::MAX
+    } else {
+        req.max_bytes
+    } as usize;
+    for topic in &req.topics {
+        let name = topic.topic.0.to_string();
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = topic.topic.clone();
+        tr.topic_id = topic.topic_id;
+        for fp in &topic.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = fp.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            pd.preferred_read_replica = (-1).into();
+            pd.records = Some(Bytes::new());
+            if let Some(e) = leader_epoch_check(fp.current_leader_epoch) {
+                pd.error_code = e.code();
+                tr.partitions.push(pd);
+                continue;
+            }
+            let p = match b.partition(&name, fp.partition) {
+                Ok(p) => p,
+                Err(_) => {
+                    pd.error_code = E::UnknownTopicOrPartition.code();
+                    tr.partitions.push(pd);
+                    continue;
+                }
+            };
+            let (plan, hw, start) = {
+                let st = p.store.lock().expect("partition lock");
+                let remaining = max_total.saturating_sub(total);
+                // KIP-74: the first partition with data returns at least one whole batch.
+                let limit = (fp.partition_max_bytes.max(0) as usize).min(if total == 0 {
+                    usize::MAX
+                } else {
+                    remaining
+                });
+                (
+                    st.plan_fetch(fp.fetch_offset, limit as u64)
+                        .map(|x| (x, limit)),
+                    st.log().log_end_offset(),
+                    st.log().log_start_offset(),
+                )
+            };
+            pd.high_watermark = hw;
+            pd.last_stable_offset = hw;
+            pd.log_start_offset = start;
+            match plan {
+                Err(_) => pd.error_code = E::OffsetOutOfRange.code(),
+                Ok((None, _)) | Ok((Some(_), 0)) => {}
+                Ok((Some(range), _)) => {
+                    let first = total == 0;
+                    match read_range(&range) {
+                        Ok(bytes) => {
+                            if first || bytes.len() <= max_total.saturating_sub(total) {
+                                total += bytes.len();
+                                pd.records = Some(bytes);
+                            }
+                        }
+                        Err(e) => {
+                            warn!(topic = name, partition = fp.partition, error = %e, "fetch read failed");
+                            pd.error_code = E::KafkaStorageError.code();
+                        }
+                    }
+                }
+            }
+            tr.partitions.push(pd);
+        }
+        r.responses.push(tr);
+    }
+    (r, total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ListOffsets, OffsetForLeaderEpoch
+
+/// ListOffsets: earliest (-2), latest (-1), or by timestamp.
+pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut r = ListOffsetsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            if version >= 4 {
+                pr.leader_epoch = LEADER_EPOCH;
+            }
+            if let Some(e) = leader_epoch_check(p.current_leader_epoch) {
+                pr.error_code = e.code();
+                tr.partitions.push(pr);
+                continue;
+            }
+            match b.partition(&name, p.partition_index) {
+                Err(_) => pr.error_code = E::UnknownTopicOrPartition.code(),
+                Ok(part) => match p.timestamp {
+                    -2 => pr.offset = part.store.lock().expect("lock").log().log_start_offset(),
+                    -1 => pr.offset = part.store.lock().expect("lock").log().log_end_offset(),
+                    ts if ts >= 0 => match offset_for_time(&part, ts) {
+                        Ok(Some((off, found_ts))) => {
+                            pr.offset = off;
+                            pr.timestamp = found_ts;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            warn!(topic = name, error = %e, "timestamp lookup failed");
+                            pr.error_code = E::KafkaStorageError.code();
+                        }
+                    },
+                    _ => pr.error_code = E::InvalidRequest.code(),
+                },
+            }
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    r
+}
+
+/// The first record with timestamp >= `ts`: (offset, its timestamp).
+fn offset_for_time(p: &crate::broker::Partition, ts: i64) -> std::io::Result<Option<(i64, i64)>> {
+    let (file, pos, seg_size) = {
+        let st = p.store.lock().expect("partition lock");
+        let log = st.log();
+        let Some((base, pos, len)) = log.plan_timestamp_scan(ts) else {
+            return Ok(None);
+        };
+        let Some(file) = st.segment_file(base) else {
+            return Ok(None);
+        };
+        (file, pos, pos + len)
+    };
+    // Walk batch headers from the time-index position to the first batch reaching `ts`.
+    let mut at = pos;
+    let mut head = [0u8; skein_core::batch::HEADER_LEN];
+    while at + head.len() as u64 <= seg_size {
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut head, at)?;
+        let Ok(h) = skein_core::batch::parse_header(&head) else {
+            break;
+        };
+        if h.max_timestamp >= ts {
+            if h.is_log_append_time() {
+                return Ok(Some((h.base_offset, h.max_timestamp)));
+            }
+            let mut whole = vec![0u8; h.size];
+            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut whole, at)?;
+            let mut buf = Bytes::from(whole);
+            if let Ok(set) = RecordBatchDecoder::decode(&mut buf) {
+                if let Some(rec) = set.records.iter().find(|r| r.timestamp >= ts) {
+                    return Ok(Some((rec.offset, rec.timestamp)));
+                }
+            }
+            return Ok(Some((h.base_offset, h.max_timestamp)));
+        }
+        at += h.size as u64;
+    }
+    Ok(None)
+}
+
+/// OffsetForLeaderEpoch.
+pub fn offset_for_leader_epoch(
+    b: &Broker,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut r = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let name = t.topic.0.to_string();
+        let mut tr = offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic.clone();
+        for p in t.partitions {
+            let mut e = offset_for_leader_epoch_response::EpochEndOffset::default();
+            e.partition = p.partition;
+            e.leader_epoch = -1;
+            e.end_offset = -1;
+            if let Some(err) = leader_epoch_check(p.current_leader_epoch) {
+                e.error_code = err.code();
+            } else {
+                match b.partition(&name, p.partition) {
+                    Err(_) => e.error_code = E::UnknownTopicOrPartition.code(),
+                    Ok(part) => {
+                        let (ep, off) = part
+                            .store
+                            .lock()
+                            .expect("lock")
+                            .log()
+                            .end_offset_for_epoch(p.leader_epoch);
+                        e.leader_epoch = ep;
+                        e.end_offset = off;
+                    }
+                }
+            }
+            tr.partitions.push(e);
+        }
+        r.topics.push(tr);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// InitProducerId
+
+/// InitProducerId (idempotent producers; transactions are refused).
+pub fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut r = InitProducerIdResponse::default();
+    r.producer_id = (-1).into();
+    r.producer_epoch = -1;
+    if req.transactional_id.is_some() {
+        warn!("InitProducerId with a transactional id: transactions are not supported");
+        r.error_code = E::TransactionalIdAuthorizationFailed.code();
+        return r;
+    }
+    // Kafka gives a non-transactional producer a fresh id at epoch 0 on every call.
+    match b.next_producer_id() {
+        Ok(id) => {
+            r.producer_id = id.into();
+            r.producer_epoch = 0;
+        }
+        Err(e) => {
+            warn!(error = %e, "allocating a producer id failed");
+            r.error_code = E::KafkaStorageError.code();
+        }
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin
+
+/// CreateTopics.
+pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut r = CreateTopicsResponse::default();
+    let mut seen = std::collections::BTreeMap::new();
+    for t in &req.topics {
+        *seen.entry(t.name.0.to_string()).or_insert(0) += 1;
+    }
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut res = CreatableTopicResult::default();
+        res.name = t.name.clone();
+        res.num_partitions = -1;
+        res.replication_factor = -1;
+        let node = b.settings.node_id;
+        let outcome: Result<(), (E, String)> = (|| {
+            if seen[&name] > 1 {
+                return Err((
+                    E::InvalidRequest,
+                    format!("topic '{name}' appears more than once in the request"),
+                ));
+            }
+            let mut partitions = if t.num_partitions == -1 {
+                b.settings.num_partitions
+            } else {
+                t.num_partitions
+            };
+            let mut rf = if t.replication_factor == -1 {
+                1
+            } else {
+                t.replication_factor
+            };
+            if !t.assignments.is_empty() {
+                if t.num_partitions != -1 || t.replication_factor != -1 {
+                    return Err((
+                        E::InvalidRequest,
+                        "give either assignments or partitions and replication factor".into(),
+                    ));
+                }
+                if let Some(a) = t
+                    .assignments
+                    .iter()
+                    .find(|a| a.broker_ids.iter().any(|n| i32::from(*n) != node))
+                {
+                    return Err((
+                        E::InvalidReplicaAssignment,
+                        format!(
+                            "partition {} names a broker that does not exist",
+                            a.partition_index
+                        ),
+                    ));
+                }
+                partitions = t.assignments.len() as i32;
+                rf = t.assignments[0].broker_ids.len() as i16;
+            }
+            let mut configs = Vec::new();
+            for c in &t.configs {
+                match &c.value {
+                    Some(v) => configs.push((c.name.to_string(), v.to_string())),
+                    None => {
+                        return Err((
+                            E::InvalidConfig,
+                            format!("config {} has a null value", c.name.as_str()),
+                        ))
+                    }
+                }
+            }
+            b.create_topic(&name, partitions, rf, &configs, req.validate_only)
+                .map_err(|e| match e {
+                    CreateError::Catalog(c) => (catalog_error(&c), c.to_string()),
+                    CreateError::Storage(e) => (E::KafkaStorageError, format!("{e:#}")),
+                })?;
+            res.num_partitions = partitions;
+            res.replication_factor = rf;
+            Ok(())
+        })();
+        match outcome {
+            Err((code, msg)) => {
+                debug!(topic = name, error = msg, "create topic refused");
+                res.error_code = code.code();
+                res.error_message = Some(s(msg));
+            }
+            Ok(()) => {
+                if version >= 5 {
+                    let described = b.with_catalog(|c| {
+                        let defaults = c.defaults().clone();
+                        let (id, entries) = match c.topic(&name) {
+                            Some(t) => (Some(t.id), t.config.describe(&defaults)),
+                            None => (
+                                None,
+                                skein_core::config::TopicConfig::default().describe(&defaults),
+                            ),
+                        };
+                        (id, entries)
+                    });
+                    if let Some(id) = described.0 {
+                        res.topic_id = topic_id_uuid(id);
+                    }
+                    res.configs = Some(
+                        described
+                            .1
+                            .into_iter()
+                            .map(|e| {
+                                let mut c = CreatableTopicConfigs::default();
+                                c.name = s(e.name);
+                                c.value = Some(s(e.value));
+                                c.config_source = if e.is_default { 5 } else { 1 };
+                                c
+                            })
+                            .collect(),
+                    );
+                }
+            }
+        }
+        r.topics.push(res);
+    }
+    r
+}
+
+/// DeleteTopics.
+pub fn delete_topics(b: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let mut r = DeleteTopicsResponse::default();
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    for (name, id) in targets {
+        let mut res = DeletableTopicResult::default();
+        res.topic_id = id;
+        let name = name.or_else(|| {
+            b.with_catalog(|c| {
+                c.topics()
+                    .find(|t| topic_id_uuid(t.id) == id)
+                    .map(|t| t.name.clone())
+            })
+        });
+        match name {
+            None => res.error_code = E::UnknownTopicId.code(),
+            Some(name) => {
+                res.name = Some(TopicName(s(name.clone())));
+                let plan = b.with_catalog(|c| c.plan_delete(&name));
+                match plan {
+                    Err(e) => {
+                        res.error_code = catalog_error(&e).code();
+                        res.error_message = Some(s(e.to_string()));
+                    }
+                    Ok(rec) => {
+                        if let Err(e) = b.commit(rec) {
+                            res.error_code = E::KafkaStorageError.code();
+                            res.error_message = Some(s(format!("{e:#}")));
+                        }
+                    }
+                }
+            }
+        }
+        r.responses.push(res);
+    }
+    r
+}
+
+/// CreatePartitions.
+pub fn create_partitions(b: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut r = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut res = CreatePartitionsTopicResult::default();
+        res.name = t.name.clone();
+        let node = b.settings.node_id;
+        let bad_assignment = t
+            .assignments
+            .as_ref()
+            .map(|a| {
+                a.iter()
+                    .any(|x| x.broker_ids.iter().any(|n| i32::from(*n) != node))
+            })
+            .unwrap_or(false);
+        let outcome = if bad_assignment {
+            Err((
+                E::InvalidReplicaAssignment,
+                "assignment names a broker that does not exist".to_string(),
+            ))
+        } else {
+            match b.with_catalog(|c| c.plan_partitions(&name, t.count)) {
+                Err(e) => Err((catalog_error(&e), e.to_string())),
+                Ok(_) if req.validate_only => Ok(()),
+                Ok(rec) => b
+                    .commit(rec)
+                    .map_err(|e| (E::KafkaStorageError, format!("{e:#}"))),
+            }
+        };
+        if let Err((code, msg)) = outcome {
+            res.error_code = code.code();
+            res.error_message = Some(s(msg));
+        }
+        r.results.push(res);
+    }
+    r
+}
+
+/// (name, value, Kafka config source) of one described config.
+type ConfigRow = (String, String, i8);
+
+fn config_type(name: &str) -> i8 {
+    // Kafka's ConfigType: STRING 2, INT 3, LONG 5, LIST 7.
+    match name {
+        "cleanup.policy" => 7,
+        "message.timestamp.type" => 2,
+        "index.interval.bytes" | "max.message.bytes" => 3,
+        _ => 5,
+    }
+}
+
+/// DescribeConfigs for topics and the broker.
+pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let mut r = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut out = DescribeConfigsResult::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let name = res.resource_name.to_string();
+        let keys: Option<Vec<String>> = res
+            .configuration_keys
+            .map(|k| k.iter().map(|x| x.to_string()).collect());
+        let wanted = |k: &str| {
+            keys.as_ref()
+                .map(|ks| ks.iter().any(|x| x == k))
+                .unwrap_or(true)
+        };
+        let entries: Result<Vec<ConfigRow>, (E, String)> = match res.resource_type {
+            RESOURCE_TOPIC => b.with_catalog(|c| match c.topic(&name) {
+                None => Err((
+                    E::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                )),
+                Some(t) => Ok(t
+                    .config
+                    .describe(c.defaults())
+                    .into_iter()
+                    .map(|e| (e.name, e.value, if e.is_default { 5 } else { 1 }))
+                    .collect()),
+            }),
+            RESOURCE_BROKER => {
+                if name.is_empty() || name == b.settings.node_id.to_string() {
+                    let st = &b.settings;
+                    let d = &st.log_defaults;
+                    Ok(vec![
+                        (
+                            "auto.create.topics.enable".into(),
+                            st.auto_create_topics.to_string(),
+                            4,
+                        ),
+                        ("num.partitions".into(), st.num_partitions.to_string(), 4),
+                        ("log.segment.bytes".into(), d.segment_bytes.to_string(), 4),
+                        ("log.roll.ms".into(), d.segment_ms.to_string(), 4),
+                        ("log.retention.ms".into(), d.retention_ms.to_string(), 4),
+                        (
+                            "log.retention.bytes".into(),
+                            d.retention_bytes.to_string(),
+                            4,
+                        ),
+                        (
+                            "message.max.bytes".into(),
+                            d.max_message_bytes.to_string(),
+                            4,
+                        ),
+                        (
+                            "socket.request.max.bytes".into(),
+                            st.socket_request_max_bytes.to_string(),
+                            4,
+                        ),
+                        ("broker.id".into(), st.node_id.to_string(), 4),
+                    ])
+                } else {
+                    Err((
+                        E::InvalidRequest,
+                        format!("broker '{name}' is not this broker"),
+                    ))
+                }
+            }
+            other => Err((
+                E::InvalidRequest,
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        match entries {
+            Err((code, msg)) => {
+                out.error_code = code.code();
+                out.error_message = Some(s(msg));
+            }
+            Ok(list) => {
+                out.configs = list
+                    .into_iter()
+                    .filter(|(k, _, _)| wanted(k))
+                    .map(|(k, v, source)| {
+                        let mut c = DescribeConfigsResourceResult::default();
+                        c.config_type = config_type(&k);
+                        if req.include_synonyms {
+                            let mut syn = DescribeConfigsSynonym::default();
+                            syn.name = s(k.clone());
+                            syn.value = Some(s(v.clone()));
+                            syn.source = source;
+                            c.synonyms = vec![syn];
+                        }
+                        c.name = s(k);
+                        c.value = Some(s(v));
+                        c.config_source = source;
+                        c.read_only = res.resource_type == RESOURCE_BROKER;
+                        c
+                    })
+                    .collect();
+            }
+        }
+        r.results.push(out);
+    }
+    r
+}
+
+fn alter_topic(
+    b: &Broker,
+    name: &str,
+    changes: Vec<(String, Option<String>)>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), (E, String)> {
+    let plan = b.with_catalog(|c| c.plan_alter(name, &changes, replace));
+    match plan {
+        Err(e) => Err((catalog_error(&e), e.to_string())),
+        Ok(_) if validate_only => Ok(()),
+        Ok(rec) => b
+            .commit(rec)
+            .map_err(|e| (E::KafkaStorageError, format!("{e:#}"))),
+    }
+}
+
+/// AlterConfigs (replaces a topic's whole override set).
+pub fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut r = AlterConfigsResponse::default();
+    for res in req.resources {
+        let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let outcome = if res.resource_type == RESOURCE_TOPIC {
+            let changes = res
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect();
+            alter_topic(
+                b,
+                res.resource_name.as_str(),
+                changes,
+                true,
+                req.validate_only,
+            )
+        } else {
+            Err((
+                E::InvalidRequest,
+                "only topic configs can be altered".into(),
+            ))
+        };
+        if let Err((code, msg)) = outcome {
+            out.error_code = code.code();
+            out.error_message = Some(s(msg));
+        }
+        r.responses.push(out);
+    }
+    r
+}
+
+/// IncrementalAlterConfigs (SET, DELETE; APPEND / SUBTRACT for list configs).
+pub fn incremental_alter_configs(
+    b: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut r = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let mut out = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let name = res.resource_name.to_string();
+        let outcome = if res.resource_type != RESOURCE_TOPIC {
+            Err((
+                E::InvalidRequest,
+                "only topic configs can be altered".into(),
+            ))
+        } else {
+            let current =
+                b.with_catalog(|c| c.topic(&name).map(|t| t.config.describe(c.defaults())));
+            let mut changes = Vec::new();
+            let mut bad = None;
+            for c in &res.configs {
+                let key = c.name.to_string();
+                let value = c.value.as_ref().map(|v| v.to_string());
+                match c.config_operation {
+                    0 => changes.push((key, value)),
+                    1 => changes.push((key, None)),
+                    op @ (2 | 3) if config_type(&key) == 7 => {
+                        let now = current
+                            .as_ref()
+                            .and_then(|es| {
+                                es.iter().find(|e| e.name == key).map(|e| e.value.clone())
+                            })
+                            .unwrap_or_default();
+                        let mut items: Vec<String> = now
+                            .split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        for v in value
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter(|x| !x.is_empty())
+                        {
+                            if op == 2 && !items.iter().any(|x| x == v) {
+                                items.push(v.to_string());
+                            } else if op == 3 {
+                                items.retain(|x| x != v);
+                            }
+                        }
+                        changes.push((key, Some(items.join(","))));
+                    }
+                    op => {
+                        bad = Some((
+                            E::InvalidConfig,
+                            format!("operation {op} is not valid for {key}"),
+                        ));
+                    }
+                }
+            }
+            match bad {
+                Some(e) => Err(e),
+                None => alter_topic(b, &name, changes, false, req.validate_only),
+            }
+        };
+        if let Err((code, msg)) = outcome {
+            out.error_code = code.code();
+            out.error_message = Some(s(msg));
+        }
+        r.responses.push(out);
+    }
+    r
+}
+
+/// DescribeCluster.
+pub fn describe_cluster(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let mut r = DescribeClusterResponse::default();
+    r.cluster_id = s(b.cluster_id.clone());
+    r.controller_id = b.settings.node_id.into();
+    r.endpoint_type = req.endpoint_type;
+    r.cluster_authorized_operations = i32::MIN;
+    let mut br = DescribeClusterBroker::default();
+    br.broker_id = b.settings.node_id.into();
+    br.host = s(b.settings.advertise_host.clone());
+    br.port = b.settings.advertise_port;
+    r.brokers = vec![br];
+    r
+}

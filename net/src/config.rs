@@ -1,0 +1,279 @@
+//! Broker settings: command-line flags, each also a key of an optional TOML file (`--config`).
+//!
+//! Precedence: a flag given on the command line, then the file, then the built-in default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use skein_core::config::{LogConfig, TopicConfig};
+
+/// `skein broker` flags. Every flag is optional; keys in the TOML file use the same names with
+/// underscores (`data_dir = "d1"`).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerArgs {
+    /// TOML file with any of these settings (flags win over the file).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to accept Kafka clients on [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Address clients are told to connect to [default: the listen address].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Directory holding all data [default: ./skein-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This broker's node id [default: 1].
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<i32>,
+    /// Log filter, e.g. info, debug, skein_net=trace [default: info; RUST_LOG also works].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Create topics on first Metadata or Produce (auto.create.topics.enable) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic (num.partitions) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub num_partitions: Option<i32>,
+    /// Interval flush policy: fsync after this many messages (flush.messages). Setting this or
+    /// --flush-ms means acks=all no longer waits for its own fsync [default: unset].
+    #[arg(long, value_name = "N")]
+    pub flush_messages: Option<u64>,
+    /// Interval flush policy: fsync at least this often (flush.ms) [default: unset].
+    #[arg(long, value_name = "MS")]
+    pub flush_ms: Option<u64>,
+    /// Default segment.bytes of topics (log.segment.bytes) [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub log_segment_bytes: Option<u64>,
+    /// Default segment.ms of topics (log.roll.ms) [default: 604800000].
+    #[arg(long, value_name = "MS")]
+    pub log_roll_ms: Option<u64>,
+    /// Default retention.ms of topics (log.retention.ms) [default: 604800000].
+    #[arg(long, value_name = "MS")]
+    pub log_retention_ms: Option<i64>,
+    /// Default retention.bytes of topics (log.retention.bytes) [default: -1].
+    #[arg(long, value_name = "BYTES")]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention runs (log.retention.check.interval.ms) [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
+    /// Default max.message.bytes of topics (message.max.bytes) [default: 1048588].
+    #[arg(long, value_name = "BYTES")]
+    pub message_max_bytes: Option<u32>,
+    /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
+    #[arg(long, value_name = "BYTES")]
+    pub socket_request_max_bytes: Option<u32>,
+    /// Most client connections at once (max.connections) [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Requests in flight per connection before the broker stops reading it [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_inflight_requests: Option<usize>,
+    /// Bytes of requests in flight across all connections (queued.max.request.bytes) [default: 536870912].
+    #[arg(long, value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<u64>,
+    /// Forget idle idempotent producers after this long (producer.id.expiration.ms) [default: 86400000].
+    #[arg(long, value_name = "MS")]
+    pub producer_id_expiration_ms: Option<u64>,
+}
+
+/// Settings after merging flags, file and defaults, and checking them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Advertised host.
+    pub advertise_host: String,
+    /// Advertised port.
+    pub advertise_port: i32,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Node id.
+    pub node_id: i32,
+    /// Log filter.
+    pub log_level: String,
+    /// auto.create.topics.enable.
+    pub auto_create_topics: bool,
+    /// num.partitions.
+    pub num_partitions: i32,
+    /// flush.messages (interval policy).
+    pub flush_messages: Option<u64>,
+    /// flush.ms (interval policy).
+    pub flush_ms: Option<u64>,
+    /// Topic defaults.
+    pub log_defaults: LogConfig,
+    /// Retention check interval.
+    pub retention_check_ms: u64,
+    /// socket.request.max.bytes.
+    pub socket_request_max_bytes: u32,
+    /// max.connections.
+    pub max_connections: usize,
+    /// In-flight requests per connection.
+    pub max_inflight_requests: usize,
+    /// queued.max.request.bytes.
+    pub queued_max_request_bytes: u64,
+    /// producer.id.expiration.ms.
+    pub producer_id_expiration_ms: u64,
+}
+
+impl Settings {
+    /// True under Kafka's interval flush policy (acks=all does not wait for its own fsync).
+    pub fn interval_flush(&self) -> bool {
+        self.flush_messages.is_some() || self.flush_ms.is_some()
+    }
+}
+
+macro_rules! merge {
+    ($cli:expr, $file:expr, $($f:ident),*) => {
+        $( if $cli.$f.is_none() { $cli.$f = $file.$f.clone(); } )*
+    };
+}
+
+impl BrokerArgs {
+    /// Merges the TOML file (if any) under the flags and checks the result.
+    pub fn resolve(mut self) -> anyhow::Result<Settings> {
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let file: BrokerArgs = toml::from_str(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))?;
+            merge!(
+                self,
+                file,
+                listen,
+                advertise,
+                data_dir,
+                node_id,
+                log_level,
+                auto_create_topics,
+                num_partitions,
+                flush_messages,
+                flush_ms,
+                log_segment_bytes,
+                log_roll_ms,
+                log_retention_ms,
+                log_retention_bytes,
+                log_retention_check_interval_ms,
+                message_max_bytes,
+                socket_request_max_bytes,
+                max_connections,
+                max_inflight_requests,
+                queued_max_request_bytes,
+                producer_id_expiration_ms
+            );
+        }
+        let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen: SocketAddr = listen_s
+            .parse()
+            .with_context(|| format!("--listen {listen_s:?} is not HOST:PORT with an IP host"))?;
+        let advertise = match self.advertise {
+            Some(a) => a,
+            None if listen.ip().is_unspecified() => format!("127.0.0.1:{}", listen.port()),
+            None => listen.to_string(),
+        };
+        let (host, port) = advertise
+            .rsplit_once(':')
+            .with_context(|| format!("--advertise {advertise:?} is not HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("--advertise {advertise:?} has a bad port"))?;
+        let defaults = LogConfig::default();
+        let mut log_defaults = LogConfig {
+            segment_bytes: self.log_segment_bytes.unwrap_or(defaults.segment_bytes),
+            segment_ms: self.log_roll_ms.unwrap_or(defaults.segment_ms),
+            retention_ms: self.log_retention_ms.unwrap_or(defaults.retention_ms),
+            retention_bytes: self.log_retention_bytes.unwrap_or(defaults.retention_bytes),
+            max_message_bytes: self.message_max_bytes.unwrap_or(defaults.max_message_bytes),
+            ..defaults
+        };
+        // Validate the defaults with the same rules as topic configs.
+        let check = [
+            ("segment.bytes", log_defaults.segment_bytes.to_string()),
+            ("segment.ms", log_defaults.segment_ms.to_string()),
+            ("retention.ms", log_defaults.retention_ms.to_string()),
+            ("retention.bytes", log_defaults.retention_bytes.to_string()),
+        ];
+        log_defaults = TopicConfig::new(check.iter().map(|(k, v)| (*k, v.as_str())), &log_defaults)
+            .and_then(|c| c.resolve(&log_defaults))
+            .map_err(|e| anyhow::anyhow!("broker default {e}"))?;
+        let num_partitions = self.num_partitions.unwrap_or(1);
+        if num_partitions < 1 {
+            bail!("--num-partitions must be at least 1");
+        }
+        let max_inflight = self.max_inflight_requests.unwrap_or(16);
+        if max_inflight < 1 {
+            bail!("--max-inflight-requests must be at least 1");
+        }
+        Ok(Settings {
+            listen,
+            advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+            advertise_port: i32::from(port),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("skein-data")),
+            node_id: self.node_id.unwrap_or(1),
+            log_level: self.log_level.unwrap_or_else(|| "info".into()),
+            auto_create_topics: self.auto_create_topics.unwrap_or(true),
+            num_partitions,
+            flush_messages: self.flush_messages,
+            flush_ms: self.flush_ms,
+            log_defaults,
+            retention_check_ms: self
+                .log_retention_check_interval_ms
+                .unwrap_or(30_000)
+                .max(10),
+            socket_request_max_bytes: self.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024),
+            max_connections: self.max_connections.unwrap_or(1000).max(1),
+            max_inflight_requests: max_inflight,
+            queued_max_request_bytes: self.queued_max_request_bytes.unwrap_or(512 << 20),
+            producer_id_expiration_ms: self.producer_id_expiration_ms.unwrap_or(86_400_000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file() {
+        let s = BrokerArgs::default().resolve().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (s.advertise_host.as_str(), s.advertise_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(s.data_dir, PathBuf::from("skein-data"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("b.toml");
+        std::fs::write(
+            &f,
+            "listen = \"0.0.0.0:19092\"\nnode_id = 7\nlog_retention_ms = 5\n",
+        )
+        .unwrap();
+        let s = BrokerArgs {
+            config: Some(f.clone()),
+            node_id: Some(3),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((s.node_id, s.log_defaults.retention_ms), (3, 5));
+        assert_eq!(s.advertise_host, "127.0.0.1");
+        std::fs::write(&f, "no_such_key = 1\n").unwrap();
+        assert!(BrokerArgs {
+            config: Some(f),
+            ..Default::default()
+        }
+        .resolve()
+        .is_err());
+        assert!(BrokerArgs {
+            listen: Some("nope".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! skein-net: the tokio shell around skein-core — the Kafka wire protocol, files, timers,
+//! configuration, and the `skein` binary (broker and admin CLI).
+//!
+//! Architecture invariant: this is the only crate that knows the Kafka wire format. It carries
+//! out the storage work skein-core decides and passes it the wall-clock time.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod server;
+pub mod storage;

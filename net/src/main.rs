@@ -1,0 +1,100 @@
+//! The `skein` binary: `skein broker` runs a broker; the other verbs are a Kafka admin and
+//! client CLI that talks the Kafka protocol to any broker.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use skein_net::broker::Broker;
+use skein_net::config::BrokerArgs;
+use tracing::{error, info};
+
+/// skein: a Kafka-compatible streaming platform.
+#[derive(Parser)]
+#[command(name = "skein", version, about, long_about = None)]
+struct Cli {
+    /// Broker to talk to, for the client verbs (not `broker`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (single node: 127.0.0.1:9092, data in ./skein-data, no config needed).
+    Broker(BrokerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Broker(args) => run_broker(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skein: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    init_logging(&settings.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let broker = Broker::open(settings.clone())?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        info!(
+            listen = %settings.listen,
+            advertise = format!("{}:{}", settings.advertise_host, settings.advertise_port),
+            node_id = settings.node_id,
+            cluster_id = %broker.cluster_id,
+            "skein broker ready"
+        );
+        broker.spawn_background();
+        let stop = broker.shutting_down.subscribe();
+        let server = tokio::spawn(skein_net::server::serve(broker.clone(), listener, stop));
+        wait_for_signal().await;
+        info!("shutting down");
+        broker.shutting_down.send_replace(true);
+        let _ = server.await;
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || b.close()).await {
+            Ok(Ok(())) => info!("clean shutdown complete"),
+            Ok(Err(e)) => error!(error = %e, "shutdown was not clean"),
+            Err(e) => error!(error = %e, "shutdown task failed"),
+        }
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

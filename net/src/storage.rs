@@ -1,0 +1,638 @@
+//! One partition's files: carries out the storage work [`skein_core::log::PartitionLog`] decides.
+//!
+//! Layout of `<data-dir>/<topic>-<partition>/`: `<base>.log` (RecordBatch v2 bytes),
+//! `<base>.index` and `<base>.timeindex` (sparse indexes, written when a segment is sealed and
+//! at clean shutdown), `<offset>.snapshot` (idempotent-producer state as of that offset).
+//!
+//! Invariants: a sealed segment's log is fsynced before its indexes are written and before the
+//! next segment takes writes; the log file of the active segment is exactly as long as the core
+//! log says once a call returns (a failed write is truncated away and undone in the core).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use skein_core::batch::{self, BatchHeader};
+use skein_core::config::LogConfig;
+use skein_core::log::{
+    trim_read, AppendError, Appended, PartitionLog, ReadPlan, Rolled, Segment, SegmentScan,
+};
+use skein_core::producer::ProducerStates;
+use tracing::{info, warn};
+
+/// A storage failure, reported to clients as KAFKA_STORAGE_ERROR.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The core refused the append.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The file system failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// File involved.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Name of a segment-related file: 20-digit zero-padded base offset plus extension, as Kafka does.
+pub fn file_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+/// Bytes read for a fetch of one partition.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches starting at or before the fetch offset (empty if none yet).
+    pub records: bytes::Bytes,
+    /// High watermark (the log end offset on a single node).
+    pub high_watermark: i64,
+    /// First offset held.
+    pub log_start_offset: i64,
+}
+
+/// A partition's log plus its open files.
+pub struct PartitionStore {
+    dir: PathBuf,
+    log: PartitionLog,
+    files: BTreeMap<i64, Arc<File>>,
+    unflushed_messages: u64,
+}
+
+impl PartitionStore {
+    /// Opens (creating if absent) and recovers the partition in `dir`.
+    ///
+    /// `clean` says the last shutdown completed; otherwise the active segment is scanned in full
+    /// and any torn or corrupt tail is truncated.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+        now_ms: u64,
+    ) -> Result<Self, StorageError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut bases = list_bases(dir, "log").map_err(io_err(dir))?;
+        if bases.is_empty() {
+            let p = dir.join(file_name(0, "log"));
+            File::create(&p).map_err(io_err(&p))?;
+            sync_dir(dir);
+            bases.push(0);
+        }
+        let interval = config.index_interval_bytes;
+        // Phase 1: sealed segments from their indexes (plus a scan of their tails).
+        let mut segs: Vec<Segment> = Vec::new();
+        let mut truncated_at: Option<usize> = None;
+        for (i, base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let path = dir.join(file_name(*base, "log"));
+            let size = fs::metadata(&path).map_err(io_err(&path))?.len();
+            let created = mtime_ms(&path).unwrap_or(now_ms);
+            let loaded = if last && !clean {
+                None
+            } else {
+                let idx = fs::read(dir.join(file_name(*base, "index"))).ok();
+                let tidx = fs::read(dir.join(file_name(*base, "timeindex"))).ok();
+                match (idx, tidx) {
+                    (Some(o), Some(t)) => Segment::from_indexes(*base, size, &o, &t, created),
+                    _ => None,
+                }
+            };
+            let from_index = loaded.is_some();
+            let scan = match loaded {
+                Some(s) => SegmentScan::resume(s, interval),
+                None => SegmentScan::new(*base, created, interval),
+            };
+            let (mut seg, mut complete) = scan_file(&path, scan, size)?;
+            if !complete && from_index {
+                warn!(path = %path.display(), "segment index disagrees with its log; rebuilding");
+                (seg, complete) =
+                    scan_file(&path, SegmentScan::new(*base, created, interval), size)?;
+            }
+            if !from_index && !last {
+                write_indexes(dir, &seg)?;
+            }
+            if let Some(prev) = segs.last() {
+                if seg.base_offset != prev.next_offset {
+                    warn!(path = %path.display(), "segment does not continue the previous one; dropping it and later segments");
+                    truncated_at = Some(i);
+                    break;
+                }
+            }
+            segs.push(seg);
+            if !complete {
+                let keep = segs.last().expect("pushed").size;
+                warn!(path = %path.display(), from = size, to = keep, "torn or corrupt log tail found by CRC; truncating");
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                f.set_len(keep).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+                if !last {
+                    truncated_at = Some(i + 1);
+                    break;
+                }
+            }
+        }
+        if let Some(cut) = truncated_at {
+            for base in &bases[cut..] {
+                remove_segment_files(dir, *base);
+            }
+            bases.truncate(cut);
+        }
+        if segs.is_empty() {
+            // Everything was unreadable: start over at the first base so offsets never repeat.
+            segs.push(Segment::new(bases.first().copied().unwrap_or(0), now_ms));
+        }
+        // Phase 2: producer state from the newest usable snapshot plus the batches after it.
+        let log_end = segs.last().map(|s| s.next_offset).unwrap_or(0);
+        let log_start = segs[0].base_offset;
+        let mut snapshots = list_bases(dir, "snapshot").map_err(io_err(dir))?;
+        snapshots.sort_unstable();
+        let mut producers = ProducerStates::new();
+        let mut replay_from = log_start;
+        for off in snapshots.iter().rev() {
+            if *off > log_end {
+                let _ = fs::remove_file(dir.join(file_name(*off, "snapshot")));
+                continue;
+            }
+            if let Some(p) = fs::read(dir.join(file_name(*off, "snapshot")))
+                .ok()
+                .and_then(|b| ProducerStates::from_snapshot(&b))
+            {
+                producers = p;
+                replay_from = (*off).max(log_start);
+                break;
+            }
+        }
+        for seg in segs.iter().filter(|s| s.next_offset > replay_from) {
+            let path = dir.join(file_name(seg.base_offset, "log"));
+            for h in scan_headers(&path, seg.size)? {
+                if h.base_offset >= replay_from {
+                    producers.record(&h, now_ms);
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        for seg in &segs {
+            let path = dir.join(file_name(seg.base_offset, "log"));
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            files.insert(seg.base_offset, Arc::new(f));
+        }
+        let log = PartitionLog::recovered(config, segs, producers, 0);
+        if !clean {
+            info!(dir = %dir.display(), log_start, log_end = log.log_end_offset(), "recovered partition");
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            log,
+            files,
+            unflushed_messages: 0,
+        })
+    }
+
+    /// The core log.
+    pub fn log(&self) -> &PartitionLog {
+        &self.log
+    }
+
+    /// Replaces the log config (after AlterConfigs).
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.log.set_config(config);
+    }
+
+    /// Appends one produced batch, rewriting its offsets in place; returns where it went.
+    pub fn append(&mut self, now_ms: u64, records: &mut [u8]) -> Result<Appended, StorageError> {
+        let appended = self.log.append(now_ms, records)?;
+        if let Some(r) = &appended.roll {
+            if let Err(e) = self.carry_out_roll(r) {
+                // The roll is in the core already; the new segment file could not be made, so undo
+                // nothing of the batch (it was not written) but report the failure.
+                self.log.abort_append(&appended);
+                return Err(e);
+            }
+        }
+        if let Some(w) = appended.write {
+            let file = self
+                .files
+                .get(&w.segment_base)
+                .expect("active segment file")
+                .clone();
+            if let Err(source) = file.write_all_at(records, w.position) {
+                let path = self.dir.join(file_name(w.segment_base, "log"));
+                let _ = file.set_len(w.position);
+                self.log.abort_append(&appended);
+                return Err(StorageError::Io { path, source });
+            }
+            self.unflushed_messages += (appended.last_offset - appended.base_offset + 1) as u64;
+        }
+        Ok(appended)
+    }
+
+    fn carry_out_roll(&mut self, r: &Rolled) -> Result<(), StorageError> {
+        let sealed = self
+            .files
+            .get(&r.sealed_base)
+            .expect("sealed segment file")
+            .clone();
+        let sealed_path = self.dir.join(file_name(r.sealed_base, "log"));
+        sealed.sync_data().map_err(io_err(&sealed_path))?;
+        let seg = self
+            .log
+            .segment(r.sealed_base)
+            .expect("sealed segment")
+            .clone();
+        write_indexes(&self.dir, &seg)?;
+        let path = self.dir.join(file_name(r.new_base, "log"));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let snap = self.dir.join(file_name(r.new_base, "snapshot"));
+        fs::write(&snap, &r.producer_snapshot).map_err(io_err(&snap))?;
+        sync_dir(&self.dir);
+        self.files.insert(r.new_base, Arc::new(f));
+        self.prune_snapshots();
+        Ok(())
+    }
+
+    fn prune_snapshots(&self) {
+        // Keep the snapshots of live segments' bases and the newest ones; older are useless.
+        let start = self.log.log_start_offset();
+        if let Ok(snaps) = list_bases(&self.dir, "snapshot") {
+            let mut snaps = snaps;
+            snaps.sort_unstable();
+            let keep_from = snaps.len().saturating_sub(3);
+            for (i, off) in snaps.iter().enumerate() {
+                if *off < start || i < keep_from {
+                    let _ = fs::remove_file(self.dir.join(file_name(*off, "snapshot")));
+                }
+            }
+        }
+    }
+
+    /// The active segment's file and the log end offset it covers, for a group-commit fsync.
+    pub fn sync_target(&self) -> (Arc<File>, i64) {
+        let (_, f) = self.files.iter().next_back().expect("active file");
+        (f.clone(), self.log.log_end_offset())
+    }
+
+    /// Messages appended since the last [`PartitionStore::note_flushed`].
+    pub fn unflushed_messages(&self) -> u64 {
+        self.unflushed_messages
+    }
+
+    /// Records that a flush completed.
+    pub fn note_flushed(&mut self) {
+        self.unflushed_messages = 0;
+    }
+
+    /// Plans a fetch and returns the file and range to read (read outside the partition lock).
+    pub fn plan_fetch(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<Option<FetchRange>, skein_core::log::OffsetOutOfRange> {
+        match self.log.plan_read(offset, max_bytes)? {
+            ReadPlan::Empty => Ok(None),
+            ReadPlan::Range {
+                segment_base,
+                position,
+                len,
+            } => Ok(Some(FetchRange {
+                file: self.files.get(&segment_base).expect("segment file").clone(),
+                position,
+                len,
+                segment_size: self.log.segment(segment_base).expect("segment").size,
+                offset,
+                max_bytes,
+            })),
+        }
+    }
+
+    /// The open file of a segment.
+    pub fn segment_file(&self, base: i64) -> Option<Arc<File>> {
+        self.files.get(&base).cloned()
+    }
+
+    /// Applies retention; deletes expired segments' files.
+    pub fn retention(&mut self, now_ms: u64) -> Result<usize, StorageError> {
+        let r = self.log.retention(now_ms);
+        if let Some(roll) = &r.roll {
+            self.carry_out_roll(roll)?;
+        }
+        for base in &r.deleted {
+            self.files.remove(base);
+            remove_segment_files(&self.dir, *base);
+        }
+        if !r.deleted.is_empty() {
+            info!(dir = %self.dir.display(), segments = r.deleted.len(), log_start = self.log.log_start_offset(), "retention deleted segments");
+            sync_dir(&self.dir);
+            self.prune_snapshots();
+        }
+        Ok(r.deleted.len())
+    }
+
+    /// Clean shutdown: fsync, write the active segment's indexes and a producer snapshot at the end.
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        let (f, _) = self.sync_target();
+        let active = self.log.segments().last().expect("active").clone();
+        let path = self.dir.join(file_name(active.base_offset, "log"));
+        f.sync_all().map_err(io_err(&path))?;
+        write_indexes(&self.dir, &active)?;
+        let snap = self
+            .dir
+            .join(file_name(self.log.log_end_offset(), "snapshot"));
+        fs::write(&snap, self.log.producer_snapshot()).map_err(io_err(&snap))?;
+        File::open(&snap)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&snap))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Forgets idle producers.
+    pub fn expire_producers(&mut self, now_ms: u64, expiration_ms: u64) {
+        self.log.expire_producers(now_ms, expiration_ms);
+    }
+}
+
+/// A planned fetch read: whole batches from `offset`, taken from `len` bytes at `position`.
+pub struct FetchRange {
+    /// The segment file.
+    pub file: Arc<File>,
+    /// Start position (a batch boundary at or before `offset`).
+    pub position: u64,
+    /// Bytes to read first.
+    pub len: u64,
+    /// The segment's size when planned (complete batches only).
+    pub segment_size: u64,
+    /// Fetch offset.
+    pub offset: i64,
+    /// Byte limit (at least the first batch is returned).
+    pub max_bytes: u64,
+}
+
+/// Reads a planned range and trims it to whole batches from the fetch offset (re-reading once if
+/// the first batch is longer than the plan guessed).
+pub fn read_range(r: &FetchRange) -> io::Result<bytes::Bytes> {
+    let (file, position, seg_size, offset, max_bytes) =
+        (&r.file, r.position, r.segment_size, r.offset, r.max_bytes);
+    let mut buf = vec![0u8; r.len as usize];
+    file.read_exact_at(&mut buf, position)?;
+    let (s, e) = match trim_read(&buf, offset, max_bytes) {
+        Ok(r) => r,
+        Err(total) => {
+            let total = (total as u64).min(seg_size - position);
+            buf.resize(total as usize, 0);
+            file.read_exact_at(&mut buf, position)?;
+            trim_read(&buf, offset, max_bytes).unwrap_or((0, 0))
+        }
+    };
+    let mut bytes = bytes::Bytes::from(buf);
+    bytes.truncate(e);
+    Ok(bytes.slice(s..))
+}
+
+/// Scans a segment file from the scan's position to `size`; returns the segment and whether
+/// the whole file was valid.
+fn scan_file(
+    path: &Path,
+    mut scan: SegmentScan,
+    size: u64,
+) -> Result<(Segment, bool), StorageError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    let mut pos = scan.position();
+    let mut r = BufReader::with_capacity(1 << 20, ReadAt { file: &f, pos });
+    let mut buf = Vec::new();
+    let mut complete = true;
+    while pos < size {
+        let mut head = [0u8; batch::LOG_OVERHEAD];
+        if size - pos < batch::LOG_OVERHEAD as u64 || r.read_exact(&mut head).is_err() {
+            complete = false;
+            break;
+        }
+        let Ok(len) = batch::peek_size(&head) else {
+            complete = false;
+            break;
+        };
+        if len as u64 > size - pos {
+            complete = false;
+            break;
+        }
+        buf.clear();
+        buf.extend_from_slice(&head);
+        buf.resize(len, 0);
+        if r.read_exact(&mut buf[batch::LOG_OVERHEAD..]).is_err() || scan.push(&buf).is_err() {
+            complete = false;
+            break;
+        }
+        pos += len as u64;
+    }
+    Ok((scan.finish().0, complete))
+}
+
+/// Headers of every batch in the first `size` bytes of a segment file (already validated).
+fn scan_headers(path: &Path, size: u64) -> Result<Vec<BatchHeader>, StorageError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    let mut head = [0u8; batch::HEADER_LEN];
+    while pos + batch::HEADER_LEN as u64 <= size {
+        f.read_exact_at(&mut head, pos).map_err(io_err(path))?;
+        let Ok(h) = batch::parse_header(&head) else {
+            break;
+        };
+        out.push(h);
+        pos += h.size as u64;
+    }
+    Ok(out)
+}
+
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn write_indexes(dir: &Path, seg: &Segment) -> Result<(), StorageError> {
+    for (ext, bytes) in [
+        ("index", seg.encode_offset_index()),
+        ("timeindex", seg.encode_time_index()),
+    ] {
+        let p = dir.join(file_name(seg.base_offset, ext));
+        fs::write(&p, bytes).map_err(io_err(&p))?;
+    }
+    Ok(())
+}
+
+fn remove_segment_files(dir: &Path, base: i64) {
+    for ext in ["log", "index", "timeindex", "snapshot"] {
+        let _ = fs::remove_file(dir.join(file_name(base, ext)));
+    }
+}
+
+/// Base offsets of the files in `dir` with extension `ext`, sorted.
+fn list_bases(dir: &Path, ext: &str) -> io::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(&format!(".{ext}")) {
+            if let Ok(b) = stem.parse::<i64>() {
+                out.push(b);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn mtime_ms(path: &Path) -> Option<u64> {
+    let m = fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+/// fsyncs a directory so created, renamed and deleted entries survive a crash.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skein_core::batch::build;
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            segment_bytes: 2000,
+            index_interval_bytes: 200,
+            ..LogConfig::default()
+        }
+    }
+
+    fn fill(store: &mut PartitionStore, n: usize) -> Vec<(i64, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let mut b = build::simple(1 + i % 4, i as i64 * 10, None);
+                let a = store.append(i as u64, &mut b).unwrap();
+                (a.base_offset, b)
+            })
+            .collect()
+    }
+
+    fn read_all(store: &PartitionStore) -> Vec<BatchHeader> {
+        let mut out = Vec::new();
+        let mut off = store.log().log_start_offset();
+        while let Some(range) = store.plan_fetch(off, 100).unwrap() {
+            let bytes = read_range(&range).unwrap();
+            let h = batch::verify_stored(&bytes).unwrap();
+            off = h.next_offset();
+            out.push(h);
+        }
+        out
+    }
+
+    #[test]
+    fn reopen_clean_and_unclean() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t-0");
+        let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+        let written = fill(&mut s, 100);
+        let end = s.log().log_end_offset();
+        assert!(s.log().segments().count() > 3);
+        s.close().unwrap();
+        drop(s);
+        let s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+        assert_eq!(s.log().log_end_offset(), end);
+        assert_eq!(read_all(&s).len(), written.len());
+        drop(s);
+        // Unclean: tear the active segment's tail and remove a sealed segment's index.
+        let bases = list_bases(&p, "log").unwrap();
+        let last = p.join(file_name(*bases.last().unwrap(), "log"));
+        let len = fs::metadata(&last).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len - 7)
+            .unwrap();
+        fs::remove_file(p.join(file_name(bases[0], "index"))).unwrap();
+        let s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+        s.log().check_invariants();
+        let got = read_all(&s);
+        assert_eq!(got.len(), written.len() - 1);
+        for (h, (off, b)) in got.iter().zip(&written) {
+            assert_eq!((h.base_offset, h.size), (*off, b.len()));
+        }
+        assert_eq!(
+            fs::metadata(&last).unwrap().len(),
+            len - written.last().unwrap().1.len() as u64
+        );
+    }
+
+    #[test]
+    fn producer_state_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t-0");
+        let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+        fill(&mut s, 30);
+        let id = build::ProducerIdentity {
+            id: 5,
+            epoch: 0,
+            base_sequence: 0,
+        };
+        let b = build::simple(3, 0, Some(id));
+        let first = s.append(0, &mut b.clone()).unwrap();
+        drop(s); // crash: no close
+        let mut s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+        let again = s.append(0, &mut b.clone()).unwrap();
+        assert_eq!((again.base_offset, again.write), (first.base_offset, None));
+    }
+
+    #[test]
+    fn retention_deletes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t-0");
+        let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+        fill(&mut s, 100);
+        s.set_config(LogConfig {
+            retention_bytes: 3000,
+            ..cfg()
+        });
+        assert!(s.retention(0).unwrap() > 0);
+        let bases = list_bases(&p, "log").unwrap();
+        assert_eq!(bases[0], s.log().log_start_offset());
+        assert!(s.log().size_bytes() <= 3000 + 2000);
+        drop(s);
+        let s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+        assert_eq!(s.log().log_start_offset(), bases[0]);
+    }
+}
