@@ -447,6 +447,10 @@ pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
 }
 
 /// Removes partition directories of deleted topics left by a crash mid-delete.
+///
+/// Only directories that look like skein's own (named `<topic>-<n>` or `...-delete`, holding
+/// nothing but segment, index and snapshot files) are touched, so a data dir pointed at a
+/// directory with other content never loses it.
 fn remove_orphans(dir: &Path, parts: &BTreeMap<(String, i32), Arc<Partition>>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -454,19 +458,34 @@ fn remove_orphans(dir: &Path, parts: &BTreeMap<(String, i32), Arc<Partition>>) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let path = e.path();
-        if !path.is_dir() {
+        if !path.is_dir() || !only_segment_files(&path) {
             continue;
         }
-        let live = name
+        let key = name
             .rsplit_once('-')
-            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
-            .map(|k| parts.contains_key(&k))
-            .unwrap_or(false);
-        if name.ends_with("-delete") || !live {
+            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)));
+        let orphan = match key {
+            Some(k) => !parts.contains_key(&k),
+            None => name.ends_with("-delete"),
+        };
+        if orphan {
             warn!(path = %path.display(), "removing directory of a deleted topic");
             let _ = fs::remove_dir_all(&path);
         }
     }
+}
+
+fn only_segment_files(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().all(|e| {
+        let n = e.file_name().to_string_lossy().to_string();
+        e.path().is_file()
+            && ["log", "index", "timeindex", "snapshot"]
+                .iter()
+                .any(|ext| n.ends_with(&format!(".{ext}")))
+    })
 }
 
 fn load_or_create_properties(dir: &Path, node_id: i32) -> anyhow::Result<String> {

@@ -366,6 +366,7 @@ impl PartitionStore {
             .and_then(|f| f.sync_all())
             .map_err(io_err(&snap))?;
         sync_dir(&self.dir);
+        self.prune_snapshots();
         Ok(())
     }
 
