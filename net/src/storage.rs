@@ -221,18 +221,20 @@ impl PartitionStore {
         let appended = self.log.append(now_ms, records)?;
         if let Some(r) = &appended.roll {
             if let Err(e) = self.carry_out_roll(r) {
-                // The roll is in the core already; the new segment file could not be made, so undo
-                // nothing of the batch (it was not written) but report the failure.
+                // The roll stands in the core (its new segment is empty); the batch was not
+                // written, so undo it and report. The next append makes a missing file.
                 self.log.abort_append(&appended);
                 return Err(e);
             }
         }
         if let Some(w) = appended.write {
-            let file = self
-                .files
-                .get(&w.segment_base)
-                .expect("active segment file")
-                .clone();
+            let file = match self.active_file(w.segment_base) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.log.abort_append(&appended);
+                    return Err(e);
+                }
+            };
             if let Err(source) = file.write_all_at(records, w.position) {
                 let path = self.dir.join(file_name(w.segment_base, "log"));
                 let _ = file.set_len(w.position);
@@ -242,6 +244,25 @@ impl PartitionStore {
             self.unflushed_messages += (appended.last_offset - appended.base_offset + 1) as u64;
         }
         Ok(appended)
+    }
+
+    /// The file of the active segment, created if an earlier roll failed before making it.
+    fn active_file(&mut self, base: i64) -> Result<Arc<File>, StorageError> {
+        if let Some(f) = self.files.get(&base) {
+            return Ok(f.clone());
+        }
+        let path = self.dir.join(file_name(base, "log"));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(&self.dir);
+        let f = Arc::new(f);
+        self.files.insert(base, f.clone());
+        Ok(f)
     }
 
     fn carry_out_roll(&mut self, r: &Rolled) -> Result<(), StorageError> {
@@ -258,18 +279,10 @@ impl PartitionStore {
             .expect("sealed segment")
             .clone();
         write_indexes(&self.dir, &seg)?;
-        let path = self.dir.join(file_name(r.new_base, "log"));
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        self.active_file(r.new_base)?;
         let snap = self.dir.join(file_name(r.new_base, "snapshot"));
         fs::write(&snap, &r.producer_snapshot).map_err(io_err(&snap))?;
         sync_dir(&self.dir);
-        self.files.insert(r.new_base, Arc::new(f));
         self.prune_snapshots();
         Ok(())
     }
