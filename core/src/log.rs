@@ -302,9 +302,6 @@ pub enum AppendError {
     /// OUT_OF_ORDER_SEQUENCE_NUMBER.
     #[error("out of order sequence for producer {0}")]
     OutOfOrderSequence(i64),
-    /// DUPLICATE_SEQUENCE_NUMBER.
-    #[error("duplicate sequence for producer {0}")]
-    DuplicateSequence(i64),
     /// INVALID_PRODUCER_EPOCH.
     #[error("producer {0} epoch is older than the current one")]
     InvalidProducerEpoch(i64),
@@ -583,9 +580,6 @@ impl PartitionLog {
                         roll: None,
                         write: None,
                     })
-                }
-                SequenceCheck::DuplicateSequence => {
-                    return Err(AppendError::DuplicateSequence(h.producer_id))
                 }
                 SequenceCheck::OutOfOrder => {
                     return Err(AppendError::OutOfOrderSequence(h.producer_id))

@@ -50,8 +50,6 @@ pub enum SequenceCheck {
     Accept,
     /// A retry of a batch already in the log: answer with the original offsets, write nothing.
     Duplicate(CachedBatch),
-    /// Already-written sequences that match no cached batch exactly.
-    DuplicateSequence,
     /// A gap or otherwise impossible sequence.
     OutOfOrder,
     /// An epoch older than the producer's current one.
@@ -127,11 +125,9 @@ impl ProducerStates {
         if first == next_seq(newest.last_seq) {
             return SequenceCheck::Accept;
         }
-        let oldest = entry.batches[0].first_seq;
-        // Sequences inside the remembered window that match no batch: already written pieces.
-        if oldest <= newest.last_seq && first >= oldest && last <= newest.last_seq {
-            return SequenceCheck::DuplicateSequence;
-        }
+        // Anything else — a gap, or old sequences that match no remembered batch exactly — is out
+        // of order. Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER here, never DUPLICATE_SEQUENCE_NUMBER:
+        // the Java producer would treat the latter as success and drop records it never wrote.
         SequenceCheck::OutOfOrder
     }
 
@@ -319,11 +315,8 @@ mod tests {
         let b = header(1, 0, 2, 1, 2);
         assert_eq!(s.check(&b), SequenceCheck::Accept);
         s.record(&b, 2);
-        // Overlapping piece of an already written range.
-        assert_eq!(
-            s.check(&header(1, 0, 1, 1, 0)),
-            SequenceCheck::DuplicateSequence
-        );
+        // An old piece that matches no remembered batch: out of order, never a silent success.
+        assert_eq!(s.check(&header(1, 0, 1, 1, 0)), SequenceCheck::OutOfOrder);
         // Old epoch fenced; new epoch must start at 0.
         assert_eq!(s.check(&header(1, 0, 3, 1, 0)), SequenceCheck::Accept);
         assert_eq!(s.check(&header(1, 1, 3, 1, 0)), SequenceCheck::OutOfOrder);

@@ -120,7 +120,6 @@ fn storage_error(e: &StorageError) -> E {
             AppendError::TooLarge { .. } => E::MessageTooLarge,
             AppendError::LargerThanSegment { .. } => E::RecordListTooLarge,
             AppendError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
-            AppendError::DuplicateSequence(_) => E::DuplicateSequenceNumber,
             AppendError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
         },
         StorageError::Io { .. } => E::KafkaStorageError,

@@ -4,6 +4,7 @@
 //! Architecture invariant: this is the only crate that knows the Kafka wire format. It carries
 //! out the storage work skein-core decides and passes it the wall-clock time.
 
+pub mod alloc;
 pub mod api;
 pub mod broker;
 pub mod cli;

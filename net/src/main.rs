@@ -9,6 +9,10 @@ use skein_net::broker::Broker;
 use skein_net::config::BrokerArgs;
 use tracing::{error, info};
 
+/// Turns hostile wire lengths into lazily committed reservations instead of an abort.
+#[global_allocator]
+static ALLOC: skein_net::alloc::GuardedAlloc = skein_net::alloc::GuardedAlloc;
+
 /// skein: a Kafka-compatible streaming platform.
 #[derive(Parser)]
 #[command(name = "skein", version, about, long_about = None)]
@@ -29,12 +33,22 @@ struct Cli {
 enum Command {
     /// Run a broker (single node: 127.0.0.1:9092, data in ./skein-data, no config needed).
     Broker(BrokerArgs),
+    /// Create, list, describe or delete topics.
+    #[command(subcommand)]
+    Topics(skein_net::cli::TopicsCmd),
+    /// Produce lines from stdin to a topic (optionally `key<SEP>value`).
+    Produce(skein_net::cli::ProduceArgs),
+    /// Print a topic's records to stdout.
+    Consume(skein_net::cli::ConsumeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => run_broker(args),
+        Command::Topics(cmd) => client(|| skein_net::cli::run_topics(&cli.bootstrap, cmd)),
+        Command::Produce(args) => client(|| skein_net::cli::run_produce(&cli.bootstrap, args)),
+        Command::Consume(args) => client(|| skein_net::cli::run_consume(&cli.bootstrap, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,6 +57,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a client verb on a small runtime.
+fn client<F: std::future::Future<Output = anyhow::Result<()>>>(
+    f: impl FnOnce() -> F,
+) -> anyhow::Result<()> {
+    init_logging("warn");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(f());
+    // stdin is read on a plain thread that may still be blocked; do not wait for it.
+    rt.shutdown_background();
+    result
 }
 
 fn init_logging(level: &str) {

@@ -273,12 +273,11 @@ impl PartitionStore {
             .clone();
         let sealed_path = self.dir.join(file_name(r.sealed_base, "log"));
         sealed.sync_data().map_err(io_err(&sealed_path))?;
-        let seg = self
-            .log
-            .segment(r.sealed_base)
-            .expect("sealed segment")
-            .clone();
-        write_indexes(&self.dir, &seg)?;
+        // Retention may roll an expired active segment and delete it in the same pass; then
+        // there are no indexes to write.
+        if let Some(seg) = self.log.segment(r.sealed_base) {
+            write_indexes(&self.dir, seg)?;
+        }
         self.active_file(r.new_base)?;
         let snap = self.dir.join(file_name(r.new_base, "snapshot"));
         fs::write(&snap, &r.producer_snapshot).map_err(io_err(&snap))?;
@@ -629,6 +628,30 @@ mod tests {
         let mut s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
         let again = s.append(0, &mut b.clone()).unwrap();
         assert_eq!((again.base_offset, again.write), (first.base_offset, None));
+    }
+
+    #[test]
+    fn retention_of_an_expired_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t-0");
+        let mut s = PartitionStore::open(
+            &p,
+            LogConfig {
+                retention_ms: 1000,
+                ..cfg()
+            },
+            true,
+            0,
+        )
+        .unwrap();
+        let mut b = build::simple(3, 5, None);
+        s.append(10, &mut b).unwrap();
+        assert_eq!(s.retention(100_000).unwrap(), 1);
+        assert_eq!(s.log().log_start_offset(), 3);
+        assert_eq!(list_bases(&p, "log").unwrap(), vec![3]);
+        let mut b = build::simple(1, 100_000, None);
+        assert_eq!(s.append(100_001, &mut b).unwrap().base_offset, 3);
+        s.close().unwrap();
     }
 
     #[test]
