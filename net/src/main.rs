@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (single node: 127.0.0.1:9092, data in ./skein-data, no config needed).
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// Create, list, describe or delete topics.
     #[command(subcommand)]
     Topics(skein_net::cli::TopicsCmd),
@@ -45,7 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Broker(args) => run_broker(args),
+        Command::Broker(args) => run_broker(*args),
         Command::Topics(cmd) => client(|| skein_net::cli::run_topics(&cli.bootstrap, cmd)),
         Command::Produce(args) => client(|| skein_net::cli::run_produce(&cli.bootstrap, args)),
         Command::Consume(args) => client(|| skein_net::cli::run_consume(&cli.bootstrap, args)),
