@@ -53,6 +53,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
 ];
 
 /// The advertised version range of an API key, if served.
@@ -1083,6 +1084,76 @@ pub fn incremental_alter_configs(
             out.error_message = Some(s(msg));
         }
         r.responses.push(out);
+    }
+    r
+}
+
+/// FindCoordinator: on a single node, this broker coordinates every consumer group. Transaction
+/// coordinators do not exist (transactions are refused), so those keys get INVALID_REQUEST.
+///
+/// Why it is served before consumer groups exist: librdkafka enables LZ4 (and older builds also
+/// group features) only for brokers that list FindCoordinator, so without it librdkafka clients
+/// silently send lz4 batches uncompressed.
+pub fn find_coordinator(
+    b: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let mut r = FindCoordinatorResponse::default();
+    let answer = |key: &StrBytes| -> (i16, Option<StrBytes>) {
+        match req.key_type {
+            0 if !key.is_empty() => (0, None),
+            0 => (E::InvalidRequest.code(), Some(s("empty group id"))),
+            1 => (
+                E::InvalidRequest.code(),
+                Some(s("transactions are not supported by this broker")),
+            ),
+            t => (
+                E::InvalidRequest.code(),
+                Some(s(format!("unknown coordinator key type {t}"))),
+            ),
+        }
+    };
+    let (node, host, port) = (
+        b.settings.node_id,
+        s(b.settings.advertise_host.clone()),
+        b.settings.advertise_port,
+    );
+    if version >= 4 {
+        r.coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                let (code, msg) = answer(k);
+                let mut c = find_coordinator_response::Coordinator::default();
+                c.key = k.clone();
+                c.error_code = code;
+                c.error_message = msg;
+                if code == 0 {
+                    c.node_id = node.into();
+                    c.host = host.clone();
+                    c.port = port;
+                } else {
+                    c.node_id = (-1).into();
+                    c.port = -1;
+                }
+                c
+            })
+            .collect();
+    } else {
+        let (code, msg) = answer(&req.key);
+        r.error_code = code;
+        if version >= 1 {
+            r.error_message = msg;
+        }
+        if code == 0 {
+            r.node_id = node.into();
+            r.host = host;
+            r.port = port;
+        } else {
+            r.node_id = (-1).into();
+            r.port = -1;
+        }
     }
     r
 }

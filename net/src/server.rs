@@ -270,6 +270,10 @@ fn dispatch(
                 let req = decode!(IncrementalAlterConfigsRequest);
                 reply!(blocking(move || api::incremental_alter_configs(&b, req)).await?)
             }
+            ApiKey::FindCoordinator => {
+                let req = decode!(FindCoordinatorRequest);
+                reply!(api::find_coordinator(&b, req, version))
+            }
             ApiKey::DescribeCluster => {
                 let req = decode!(DescribeClusterRequest);
                 reply!(api::describe_cluster(&b, req))
