@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 VENV="$ROOT/.venv"
-PY_PKGS=(confluent-kafka kafka-python pytest)
+# Pinned so CI runs the same clients every time (confluent-kafka bundles librdkafka 2.16).
+PY_PKGS=(confluent-kafka==2.16.1 kafka-python==3.0.12 pytest==9.2.0)
 
 log() { echo "[ci/setup] $*" >&2; }
 
@@ -65,12 +66,23 @@ if ! venv_ok; then
   fi
 fi
 
-if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1; then
+py_pkgs_ok() {
+  "$VENV/bin/python" - "${PY_PKGS[@]}" >/dev/null 2>&1 <<'PYEOF'
+import sys
+from importlib.metadata import version
+import confluent_kafka, kafka, pytest  # noqa: F401  (importable, C extension loads)
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PYEOF
+}
+
+if ! py_pkgs_ok; then
   log "pip install ${PY_PKGS[*]}"
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PKGS[@]}"
-  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest' \
-    || { log "python packages still not importable after pip install"; exit 1; }
+  py_pkgs_ok || { log "python packages still missing after pip install: ${PY_PKGS[*]}"; exit 1; }
 fi
 
 exit 0
