@@ -153,9 +153,9 @@ def test_compression(kcat, broker, codec):
         assert codecs == {codec}, f"batches on disk use {codecs}, produced with {codec}"
     else:
         # librdkafka <= 2.11 (Debian's kcat links 2.0.2) compresses gzip, snappy and lz4 only
-        # for brokers that list Produce v0, which skein (like Apache Kafka 4.0, KIP-896) does
-        # not serve: the client logs "Broker does not support compression type" and sends
-        # the batch plain. Whatever arrives is stored as produced. confluent-kafka (2.16)
+        # for brokers whose Produce and Fetch ranges include v2 (its MsgVer1 feature), which
+        # skein (like Apache Kafka 4.0 after KIP-896) does not serve: the client logs "Broker
+        # does not support compression type" and sends the batch plain. Whatever arrives is stored as produced. confluent-kafka (2.16)
         # checks that these codecs reach the disk compressed.
         assert codecs <= {codec, "none"}, f"batches on disk use {codecs}, produced with {codec}"
     assert all(b["magic"] == 2 for b in batches)

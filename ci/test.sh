@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# THE one command that runs skein's whole test suite:
+#   1. ci/setup.sh           installs kcat and the Python venv (.venv/) if missing
+#   2. cargo build --release --bin skein   the broker the end-to-end tests start
+#   3. cargo test --workspace              unit, property and Rust integration tests
+#   4. pytest tests/e2e                    real clients (kcat, confluent-kafka,
+#                                          kafka-python, raw sockets) against the broker
+# Exits non-zero if any step fails. Environment knobs:
+#   CARGO_TARGET_DIR   where cargo builds (default: the repo's target/)
+#   SKEIN_BIN          use this broker binary instead of building one
+#   PYTEST_ARGS        extra pytest arguments (e.g. "-k kcat -x")
+#   SKEIN_SKIP_CARGO_TEST=1   skip step 3 (for iterating on the e2e suite)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+say() { printf '\n==== [ci/test] %s ====\n' "$*"; }
+T0=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - T0 ))s"; }
+LOGDIR="$ROOT/target/ci-logs"
+mkdir -p "$LOGDIR"
+
+say "setup (ci/setup.sh)"
+if ! ./ci/setup.sh; then
+  echo "ci/test.sh: FAILED: ci/setup.sh" >&2
+  exit 1
+fi
+PY="$ROOT/.venv/bin/python"
+
+# Release build: the e2e suite pushes tens of thousands of records through the broker
+# and the kill -9 test needs a fast produce path.
+if [ -z "${SKEIN_BIN:-}" ]; then
+  say "cargo build --release --bin skein ($(elapsed))"
+  if ! timeout 1500 cargo build --release --bin skein; then
+    echo "ci/test.sh: FAILED: cargo build --release --bin skein" >&2
+    exit 1
+  fi
+  TARGET_DIR="$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  export SKEIN_BIN="${TARGET_DIR:-$ROOT/target}/release/skein"
+fi
+if [ ! -x "$SKEIN_BIN" ]; then
+  echo "ci/test.sh: FAILED: broker binary $SKEIN_BIN not found" >&2
+  exit 1
+fi
+echo "SKEIN_BIN=$SKEIN_BIN"
+
+CARGO_STATUS=0
+if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
+  say "cargo test --workspace ($(elapsed))"
+  timeout 1500 cargo test --workspace 2>&1 | tee "$LOGDIR/cargo-test.log"
+  CARGO_STATUS=${PIPESTATUS[0]}
+  say "cargo test summary (exit $CARGO_STATUS)"
+  grep -E '^test result:|^error(\[|:)|^failures:|panicked at' "$LOGDIR/cargo-test.log" | head -50 || true
+fi
+
+say "pytest tests/e2e ($(elapsed))"
+# Broker logs of each test stay under target/e2e-tmp/ after the run.
+# shellcheck disable=SC2086
+(cd tests/e2e && timeout 1500 "$PY" -m pytest -v -ra --durations=10 -p no:cacheprovider \
+  --basetemp="$ROOT/target/e2e-tmp" ${PYTEST_ARGS:-}) 2>&1 | tee "$LOGDIR/pytest.log"
+PYTEST_STATUS=${PIPESTATUS[0]}
+
+say "done in $(elapsed): cargo test exit $CARGO_STATUS, pytest exit $PYTEST_STATUS"
+if [ "$CARGO_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: cargo test --workspace (see above; log in target/ci-logs/cargo-test.log)" >&2
+fi
+if [ "$PYTEST_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: pytest tests/e2e (exit $PYTEST_STATUS; broker logs in target/e2e-tmp/)" >&2
+fi
+# Close with the runners' own summary lines (pytest's last).
+if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { printf "cargo: %d passed, %d failed\n", p, f }' "$LOGDIR/cargo-test.log"
+fi
+grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOGDIR/pytest.log" | tail -n 1
+if [ "$CARGO_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then
+  exit 1
+fi
+exit 0
