@@ -486,9 +486,7 @@ async fn create_topic(
                 })
                 .collect(),
         );
-    let mut use_controller = false;
-    for attempt in 1..=ATTEMPTS_MAX {
-        let client = admin_client(cluster, use_controller).await?;
+    controller_call(cluster, format!("create topic '{name}'"), async |client| {
         let version = client.pick_version::<CreateTopicsRequest>(CREATE_TOPICS_VERSION_MAX)?;
         let request = CreateTopicsRequest::default()
             .with_topics(vec![topic.clone()])
@@ -499,30 +497,16 @@ async fn create_topic(
             .iter()
             .find(|t| t.name.as_str() == name)
             .ok_or_else(|| anyhow!("CreateTopics response does not mention topic '{name}'"))?;
-        let code = result.error_code;
-        if code == 0 {
-            return Ok(());
-        }
-        let err = ClientError::kafka(
-            format!("create topic '{name}'"),
-            code,
-            result.error_message.as_deref(),
-        );
-        if code == NOT_CONTROLLER && attempt < ATTEMPTS_MAX {
-            cluster.metadata(Some(&[])).await?;
-            use_controller = true;
-            backoff().await;
-            continue;
-        }
-        return Err(err.into());
-    }
-    unreachable!("the last attempt returns")
+        Ok((
+            result.error_code,
+            result.error_message.as_deref().map(str::to_string),
+        ))
+    })
+    .await
 }
 
 async fn delete_topic(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
-    let mut use_controller = false;
-    for attempt in 1..=ATTEMPTS_MAX {
-        let client = admin_client(cluster, use_controller).await?;
+    controller_call(cluster, format!("delete topic '{name}'"), async |client| {
         let version = client.pick_version::<DeleteTopicsRequest>(DELETE_TOPICS_VERSION_MAX)?;
         let mut request = DeleteTopicsRequest::default().with_timeout_ms(SERVER_TIMEOUT_MS);
         // v6 names topics by (name, id); earlier versions by name alone.
@@ -538,22 +522,35 @@ async fn delete_topic(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
             .find(|t| t.name.as_deref().map(|n| n.as_str()) == Some(name))
             .or(response.responses.first())
             .ok_or_else(|| anyhow!("DeleteTopics response does not mention topic '{name}'"))?;
-        let code = result.error_code;
+        Ok((
+            result.error_code,
+            result.error_message.as_deref().map(str::to_string),
+        ))
+    })
+    .await
+}
+
+/// Sends an admin request that only the controller may answer, retrying on NOT_CONTROLLER after
+/// refreshing metadata; `call` returns the Kafka error code and message of the answer.
+async fn controller_call(
+    cluster: &mut Cluster,
+    what: String,
+    mut call: impl AsyncFnMut(&mut Client) -> anyhow::Result<(i16, Option<String>)>,
+) -> anyhow::Result<()> {
+    let mut use_controller = false;
+    for attempt in 1..=ATTEMPTS_MAX {
+        let client = admin_client(cluster, use_controller).await?;
+        let (code, message) = call(client).await?;
         if code == 0 {
             return Ok(());
         }
-        let err = ClientError::kafka(
-            format!("delete topic '{name}'"),
-            code,
-            result.error_message.as_deref(),
-        );
         if code == NOT_CONTROLLER && attempt < ATTEMPTS_MAX {
             cluster.metadata(Some(&[])).await?;
             use_controller = true;
             backoff().await;
             continue;
         }
-        return Err(err.into());
+        return Err(ClientError::kafka(what, code, message.as_deref()).into());
     }
     unreachable!("the last attempt returns")
 }
