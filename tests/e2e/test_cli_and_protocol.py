@@ -144,3 +144,21 @@ def _recv(s, n):
         assert chunk, "connection closed early"
         buf += chunk
     return buf
+
+
+def test_api_versions_kip511_fallback(broker):
+    # KIP-511: an ApiVersions request of a version newer than the broker's is answered in v0
+    # format with UNSUPPORTED_VERSION (35) and the broker's own ranges, so the client can retry.
+    req = struct.pack(">hhi", 18, 99, 5) + _kstr("e2e") + b"\x00" * 8
+    host, port = broker.bootstrap.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(req)) + req)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        resp = _recv(s, size)
+    corr, err, n = struct.unpack(">ihi", resp[:10])
+    assert (corr, err) == (5, 35)
+    ranges = {}
+    for i in range(n):
+        key, lo, hi = struct.unpack(">hhh", resp[10 + 6 * i:16 + 6 * i])
+        ranges[key] = (lo, hi)
+    assert ranges[18] == (0, 3) and ranges[0][0] == 3 and ranges[1][0] == 4, ranges
