@@ -162,3 +162,26 @@ def test_api_versions_kip511_fallback(broker):
         key, lo, hi = struct.unpack(">hhh", resp[10 + 6 * i:16 + 6 * i])
         ranges[key] = (lo, hi)
     assert ranges[18] == (0, 3) and ranges[0][0] == 3 and ranges[1][0] == 4, ranges
+
+
+def test_legacy_alter_configs_replaces_overrides(broker):
+    # AlterConfigs (the legacy API) replaces a topic's whole override set; keys not named go
+    # back to their defaults. IncrementalAlterConfigs merges instead (test_confluent_admin.py).
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    topic = unique_topic("legacy-alter")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "3600000", "segment.ms": "600000"})])[topic].result(20)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.bytes": "1048576"})
+    admin.alter_configs([res])[res].result(20)
+    desc = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+    entries = list(desc.values())[0].result(20)
+    assert entries["retention.bytes"].value == "1048576" and not entries["retention.bytes"].is_default
+    assert entries["retention.ms"].is_default and entries["retention.ms"].value == "604800000"
+    assert entries["segment.ms"].is_default
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"cleanup.policy": "compact"})
+    try:
+        admin.alter_configs([bad])[bad].result(20)
+        raise AssertionError("cleanup.policy=compact must be refused")
+    except Exception as e:  # KafkaException carrying INVALID_CONFIG
+        assert "INVALID_CONFIG" in str(e) or "compaction" in str(e), e
