@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent installer for everything the test suite needs on a clean Debian machine
 # (run as root): kcat from Debian's packages and a Python venv at .venv/ in the repo
-# root with confluent-kafka, kafka-python and pytest.
+# root with confluent-kafka, kafka-python and pytest, and kafkajs under tests/e2e/js/.
 #
 # Quiet when everything is already there; fails loudly (non-zero, with the failing
 # command's output) on any error.
@@ -83,6 +83,21 @@ if ! py_pkgs_ok; then
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PKGS[@]}"
   py_pkgs_ok || { log "python packages still missing after pip install: ${PY_PKGS[*]}"; exit 1; }
+fi
+
+# --- kafkajs (Node.js client) in tests/e2e/js/node_modules, pinned by package.json
+KAFKAJS_VERSION=2.2.4
+JS_DIR="$ROOT/tests/e2e/js"
+kafkajs_ok() {
+  [ "$(node -p "require('$JS_DIR/node_modules/kafkajs/package.json').version" 2>/dev/null)" = "$KAFKAJS_VERSION" ]
+}
+if ! command -v node >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+if ! kafkajs_ok; then
+  log "npm install kafkajs@$KAFKAJS_VERSION"
+  quiet npm install --prefix "$JS_DIR" --no-audit --no-fund --no-save "kafkajs@$KAFKAJS_VERSION"
+  kafkajs_ok || { log "kafkajs still missing after npm install"; exit 1; }
 fi
 
 exit 0
