@@ -296,10 +296,8 @@ pub async fn produce(
                                             .expect("partition lock")
                                             .unflushed_messages();
                                         if pending >= n {
-                                            let (b2, p2) = (b.clone(), p.clone());
-                                            let end = a.last_offset + 1;
+                                            let (p2, end) = (p.clone(), a.last_offset + 1);
                                             tokio::spawn(async move {
-                                                let _ = b2;
                                                 let _ = p2.wait_synced(end).await;
                                             });
                                         }
@@ -385,14 +383,18 @@ pub async fn fetch(b: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResp
     loop {
         changes.borrow_and_update();
         let (r, bytes) = fetch_once(&b, &req);
-        let now = tokio::time::Instant::now();
-        if bytes >= req.min_bytes.max(1) as usize
-            || now >= deadline
-            || bytes > 0 && req.min_bytes <= 0
+        // Kafka answers at once when min_bytes is met, when a partition has an error (waiting
+        // would not fix it), or when max_wait has passed.
+        let has_error = r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error_code != 0);
+        if req.min_bytes <= 0
+            || bytes >= req.min_bytes as usize
+            || has_error
+            || tokio::time::Instant::now() >= deadline
         {
-            return r;
-        }
-        if req.min_bytes <= 0 {
             return r;
         }
         tokio::select! {
