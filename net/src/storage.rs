@@ -122,11 +122,18 @@ impl PartitionStore {
             if !from_index && !last {
                 write_indexes(dir, &seg)?;
             }
-            if let Some(prev) = segs.last() {
-                if seg.base_offset != prev.next_offset {
-                    warn!(path = %path.display(), "segment does not continue the previous one; dropping it and later segments");
-                    truncated_at = Some(i);
-                    break;
+            if segs
+                .last()
+                .is_some_and(|prev| seg.base_offset != prev.next_offset)
+            {
+                // A gap can only be left by retention: its deletions become durable with one
+                // directory sync at the end, so a crash before it can bring some deleted (always
+                // the oldest) segments back. New segments are directory-synced before their first
+                // write, so the newer side of a gap is never missing data: keep it and drop the
+                // resurrected fragments before it.
+                warn!(path = %path.display(), dropped = segs.len(), "segments before a gap were left by an interrupted retention; dropping them");
+                for old in segs.drain(..) {
+                    remove_segment_files(dir, old.base_offset);
                 }
             }
             segs.push(seg);
@@ -151,6 +158,9 @@ impl PartitionStore {
             }
             bases.truncate(cut);
         }
+        // Make recovery's own removals durable before anything new is written: a crash could
+        // otherwise bring back segments it dropped, now on the wrong side of a gap.
+        sync_dir(dir);
         if segs.is_empty() {
             // Everything was unreadable: start over at the first base so offsets never repeat.
             segs.push(Segment::new(bases.first().copied().unwrap_or(0), now_ms));
@@ -628,6 +638,26 @@ mod tests {
         let mut s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
         let again = s.append(0, &mut b.clone()).unwrap();
         assert_eq!((again.base_offset, again.write), (first.base_offset, None));
+    }
+
+    /// Found by skein-sim (seeds 3121, 329): a crash during retention can bring back some deleted
+    /// segments, leaving a gap; recovery must keep the newer side, where acknowledged data lives.
+    #[test]
+    fn a_gap_left_by_retention_keeps_the_newer_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t-0");
+        let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+        fill(&mut s, 100);
+        let end = s.log().log_end_offset();
+        drop(s);
+        let bases = list_bases(&p, "log").unwrap();
+        assert!(bases.len() >= 4);
+        // Retention deleted the first three segments; only the first two came back.
+        fs::remove_file(p.join(file_name(bases[2], "log"))).unwrap();
+        let s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+        assert_eq!(s.log().log_end_offset(), end, "no acknowledged data lost");
+        assert_eq!(s.log().log_start_offset(), bases[3]);
+        assert_eq!(list_bases(&p, "log").unwrap(), bases[3..].to_vec());
     }
 
     #[test]
