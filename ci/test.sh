@@ -3,13 +3,15 @@
 #   1. ci/setup.sh           installs kcat and the Python venv (.venv/) if missing
 #   2. cargo build --release --bin skein   the broker the end-to-end tests start
 #   3. cargo test --workspace              unit, property and Rust integration tests
-#   4. pytest tests/e2e                    real clients (kcat, confluent-kafka,
+#   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
+#   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
 #                                          kafka-python, raw sockets) against the broker
 # Exits non-zero if any step fails. Environment knobs:
 #   CARGO_TARGET_DIR   where cargo builds (default: the repo's target/)
 #   SKEIN_BIN          use this broker binary instead of building one
 #   PYTEST_ARGS        extra pytest arguments (e.g. "-k kcat -x")
 #   SKEIN_SKIP_CARGO_TEST=1   skip step 3 (for iterating on the e2e suite)
+#   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..110000); SKEIN_SKIP_SIM=1 skips it
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -58,6 +60,16 @@ if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
   grep -E '^test result:|^error(\[|:)|^failures:|panicked at' "$LOGDIR/cargo-test.log" | head -50 || true
 fi
 
+# A fixed batch of seeded whole-node simulations (release build; about 3 minutes on 2 cores).
+# Regression seeds and the canary tests already ran under cargo test (sim/tests/).
+SIM_STATUS=0
+SIM_SEEDS="${SKEIN_SIM_SEEDS:-100000..110000}"
+if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
+  say "skein-sim --seeds $SIM_SEEDS ($(elapsed))"
+  timeout 900 cargo run --release -q -p skein-sim -- --seeds "$SIM_SEEDS" 2>&1 | tail -n 25 | tee "$LOGDIR/sim.log"
+  SIM_STATUS=${PIPESTATUS[0]}
+fi
+
 say "pytest tests/e2e ($(elapsed))"
 # Broker logs of each test stay under target/e2e-tmp/ after the run.
 # shellcheck disable=SC2086
@@ -65,7 +77,10 @@ say "pytest tests/e2e ($(elapsed))"
   --basetemp="$ROOT/target/e2e-tmp" ${PYTEST_ARGS:-}) 2>&1 | tee "$LOGDIR/pytest.log"
 PYTEST_STATUS=${PIPESTATUS[0]}
 
-say "done in $(elapsed): cargo test exit $CARGO_STATUS, pytest exit $PYTEST_STATUS"
+say "done in $(elapsed): cargo test exit $CARGO_STATUS, skein-sim exit $SIM_STATUS, pytest exit $PYTEST_STATUS"
+if [ "$SIM_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: skein-sim --seeds $SIM_SEEDS (failing seeds and replay commands above; add them to ci/regression-seeds)" >&2
+fi
 if [ "$CARGO_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: cargo test --workspace (see above; log in target/ci-logs/cargo-test.log)" >&2
 fi
@@ -78,7 +93,7 @@ if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
        END { printf "cargo: %d passed, %d failed\n", p, f }' "$LOGDIR/cargo-test.log"
 fi
 grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOGDIR/pytest.log" | tail -n 1
-if [ "$CARGO_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then
+if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then
   exit 1
 fi
 exit 0

@@ -9,6 +9,7 @@
 //! - [`config`]: topic configs and topic-name rules.
 //! - [`producer`]: idempotent-producer sequence and epoch state.
 //! - [`log`]: the partition log — segments, indexes, appends, reads, retention, recovery.
+//! - `canary` (feature `canary`, for skein-sim only): planted bugs the simulator must catch.
 //! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
 //!   deterministic state machine over metadata records.
 //!
@@ -20,6 +21,8 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+#[cfg(feature = "canary")]
+pub mod canary;
 pub mod catalog;
 pub mod config;
 pub mod log;

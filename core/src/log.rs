@@ -212,6 +212,9 @@ pub struct SegmentScan {
     segment: Segment,
     interval: u32,
     headers: Vec<BatchHeader>,
+    /// A planted bug the simulator turned on (only with the `canary` feature).
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 impl SegmentScan {
@@ -226,7 +229,15 @@ impl SegmentScan {
             segment,
             interval: index_interval_bytes,
             headers: Vec::new(),
+            #[cfg(feature = "canary")]
+            canary: None,
         }
+    }
+
+    /// Turns a planted bug on (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
     }
 
     /// Byte position where the next batch is expected.
@@ -236,6 +247,13 @@ impl SegmentScan {
 
     /// Checks one stored batch (CRC, header, offset continuity) and adds it.
     pub fn push(&mut self, stored: &[u8]) -> Result<BatchHeader, BatchError> {
+        #[cfg(feature = "canary")]
+        let h = if self.canary == Some(crate::canary::Canary::SkipCrcOnRecovery) {
+            batch::parse_header(stored)?
+        } else {
+            batch::verify_stored(stored)?
+        };
+        #[cfg(not(feature = "canary"))]
         let h = batch::verify_stored(stored)?;
         if h.size != stored.len() {
             return Err(BatchError::Invalid(
@@ -269,7 +287,17 @@ impl SegmentScan {
     }
 
     /// The segment as rebuilt.
-    pub fn finish(self) -> (Segment, Vec<BatchHeader>) {
+    #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+    pub fn finish(mut self) -> (Segment, Vec<BatchHeader>) {
+        #[cfg(feature = "canary")]
+        if self.canary == Some(crate::canary::Canary::TruncateAcked) {
+            if let Some(h) = self.headers.pop() {
+                let seg = &mut self.segment;
+                seg.size -= h.size as u64;
+                seg.next_offset = h.base_offset;
+                seg.points.retain(|p| u64::from(p.position) < seg.size);
+            }
+        }
         (self.segment, self.headers)
     }
 }
@@ -448,6 +476,12 @@ impl PartitionLog {
             }
             expect = Some(s.next_offset);
         }
+    }
+
+    /// Turns a planted bug on in this log's producer state (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.producers.set_canary(canary);
     }
 
     /// The resolved config.

@@ -60,6 +60,9 @@ pub enum SequenceCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     entries: BTreeMap<i64, ProducerEntry>,
+    /// A planted bug the simulator turned on (only with the `canary` feature).
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -74,6 +77,12 @@ impl ProducerStates {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Turns a planted bug on (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
     }
 
     /// The entry for one producer id.
@@ -117,6 +126,10 @@ impl ProducerStates {
             .iter()
             .find(|b| b.first_seq == first && b.last_seq == last)
         {
+            #[cfg(feature = "canary")]
+            if self.canary == Some(crate::canary::Canary::NoDedup) {
+                return SequenceCheck::Accept;
+            }
             return SequenceCheck::Duplicate(*dup);
         }
         let Some(newest) = entry.batches.last() else {
@@ -248,7 +261,11 @@ impl ProducerStates {
         if !r.0.is_empty() {
             return None;
         }
-        Some(Self { entries })
+        Some(Self {
+            entries,
+            #[cfg(feature = "canary")]
+            canary: None,
+        })
     }
 }
 

@@ -1,0 +1,68 @@
+//! Canaries: planted bugs that prove the checkers bite. Never on unless `--canary NAME` asks.
+//!
+//! `ack-before-fsync` lives in this crate's node driver; the other three are hooks in skein-core
+//! (its `canary` feature) that the driver hands to the scan, log and producer state it builds.
+
+use skein_core::canary::Canary;
+
+/// A planted bug the simulator can turn on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimCanary {
+    /// The driver answers acks=-1 produces before the fsync that makes them durable.
+    AckBeforeFsync,
+    /// Recovery does not check batch CRCs.
+    SkipCrcOnRecovery,
+    /// Idempotent retries are appended again.
+    NoDedup,
+    /// Recovery drops the last batch of every scanned segment.
+    TruncateAcked,
+}
+
+impl SimCanary {
+    /// Every canary, in listing order.
+    pub const ALL: [SimCanary; 4] = [
+        SimCanary::AckBeforeFsync,
+        SimCanary::SkipCrcOnRecovery,
+        SimCanary::NoDedup,
+        SimCanary::TruncateAcked,
+    ];
+
+    /// The `--canary` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimCanary::AckBeforeFsync => "ack-before-fsync",
+            SimCanary::SkipCrcOnRecovery => "skip-crc-on-recovery",
+            SimCanary::NoDedup => "no-dedup",
+            SimCanary::TruncateAcked => "truncate-acked",
+        }
+    }
+
+    /// What the bug does, for `--list-canaries`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SimCanary::AckBeforeFsync => {
+                "sim driver acks acks=-1 produces before their fsync completes"
+            }
+            SimCanary::SkipCrcOnRecovery => {
+                "core SegmentScan::push skips the CRC check during recovery"
+            }
+            SimCanary::NoDedup => "core ProducerStates::check accepts idempotent duplicates",
+            SimCanary::TruncateAcked => "core SegmentScan::finish drops the last batch it scanned",
+        }
+    }
+
+    /// Parses a `--canary` name.
+    pub fn parse(name: &str) -> Option<SimCanary> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The skein-core hook this canary turns on, if it lives in the core.
+    pub fn core(self) -> Option<Canary> {
+        match self {
+            SimCanary::AckBeforeFsync => None,
+            SimCanary::SkipCrcOnRecovery => Some(Canary::SkipCrcOnRecovery),
+            SimCanary::NoDedup => Some(Canary::NoDedup),
+            SimCanary::TruncateAcked => Some(Canary::TruncateAcked),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! `SimDisk`: an in-memory file system with the failure model of a real disk under a page cache.
+//!
+//! Model (each rule is something a correct broker must survive):
+//! - A file's contents are what reads see (the page cache); its *durable image* is what survives
+//!   a crash. `fsync` copies the contents to the durable image. `truncate` is modelled as
+//!   `set_len` + `fsync` in one step, which is how the shell always does it.
+//! - Writes since the last fsync are kept in order. A crash persists a random prefix of them;
+//!   the first write not persisted may be torn at a 512-byte sector boundary, and a torn write may
+//!   leave the file long with the lost sectors reading as zeros (size metadata persisted, data not).
+//! - Directory entries are durable only after `sync_dir` of their directory: a crash may lose a
+//!   file created since, and may bring back (with its durable image) a file deleted since.
+//! - A countdown (`die_after_ops`) kills the disk in the middle of a storage operation: later
+//!   mutations are silently dropped, and the driver crashes the node after the current event.
+//!
+//! Sector corruption is injected by the node driver ([`SimDisk::flip_bit`]), which knows which
+//! bytes a correct system may lose; see `node.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::rng::Rng;
+use crate::swarm::Swarm;
+
+/// Bytes per sector: the unit a torn write is cut at.
+pub const SECTOR: u64 = 512;
+
+#[derive(Debug, Clone, Default)]
+struct SimFile {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    /// Unsynced writes in order: (position, length); their bytes are in `data`.
+    pending: Vec<(u64, usize)>,
+}
+
+/// What a crash did to the disk, for the trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrashReport {
+    /// Unsynced writes lost.
+    pub writes_lost: usize,
+    /// Writes torn at a sector boundary.
+    pub torn: usize,
+    /// Torn writes whose lost sectors read back as zeros.
+    pub zero_filled: usize,
+    /// Files lost because their directory was not synced.
+    pub files_lost: usize,
+    /// Deleted files that came back.
+    pub files_resurrected: usize,
+}
+
+/// The simulated disk of one node.
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk {
+    files: BTreeMap<String, SimFile>,
+    dir_durable: BTreeSet<String>,
+    graveyard: BTreeMap<String, Vec<u8>>,
+    die_after_ops: Option<u32>,
+    dead: bool,
+    /// Mutating operations carried out, for statistics.
+    pub ops: u64,
+}
+
+impl SimDisk {
+    /// An empty disk.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Arms the mid-operation crash: the disk dies at the `n`-th next mutation (0: the next).
+    pub fn die_after(&mut self, n: u32) {
+        self.die_after_ops = Some(n);
+    }
+
+    /// Disarms a pending mid-operation crash.
+    pub fn disarm(&mut self) {
+        self.die_after_ops = None;
+    }
+
+    /// True once the countdown ran out: the node must crash now.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// True when a mutation may proceed; counts down the armed crash.
+    fn tick(&mut self) -> bool {
+        if self.dead {
+            return false;
+        }
+        match self.die_after_ops {
+            Some(0) => {
+                self.dead = true;
+                self.die_after_ops = None;
+                false
+            }
+            Some(n) => {
+                self.die_after_ops = Some(n - 1);
+                self.ops += 1;
+                true
+            }
+            None => {
+                self.ops += 1;
+                true
+            }
+        }
+    }
+
+    /// True when the file exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+    }
+
+    /// Length of a file (0 if absent).
+    pub fn len(&self, name: &str) -> u64 {
+        self.files.get(name).map_or(0, |f| f.data.len() as u64)
+    }
+
+    /// Reads up to `len` bytes at `pos` (fewer at the end of the file).
+    pub fn read(&self, name: &str, pos: u64, len: u64) -> Vec<u8> {
+        let Some(f) = self.files.get(name) else {
+            return Vec::new();
+        };
+        let start = (pos as usize).min(f.data.len());
+        let end = (pos.saturating_add(len) as usize).min(f.data.len());
+        f.data[start..end].to_vec()
+    }
+
+    /// A whole file, or `None` if absent.
+    pub fn read_all(&self, name: &str) -> Option<Vec<u8>> {
+        self.files.get(name).map(|f| f.data.clone())
+    }
+
+    /// Base offsets of files `<dir>/<20 digits>.<ext>`, sorted.
+    pub fn list(&self, dir: &str, ext: &str) -> Vec<i64> {
+        let prefix = format!("{dir}/");
+        let suffix = format!(".{ext}");
+        let mut out: Vec<i64> = self
+            .files
+            .range(prefix.clone()..)
+            .take_while(|(n, _)| n.starts_with(&prefix))
+            .filter_map(|(n, _)| n[prefix.len()..].strip_suffix(&suffix)?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Creates an empty file, or empties an existing one (`O_CREAT|O_TRUNC`; the truncation is
+    /// treated as durable, the new entry as not until `sync_dir`).
+    pub fn create(&mut self, name: &str) {
+        if !self.tick() {
+            return;
+        }
+        self.files.insert(name.to_string(), SimFile::default());
+    }
+
+    /// Writes `bytes` at `pos` (volatile until fsync); creates the file if absent.
+    pub fn write(&mut self, name: &str, pos: u64, bytes: &[u8]) {
+        if !self.tick() {
+            return;
+        }
+        let f = self.files.entry(name.to_string()).or_default();
+        let pos_usize = pos as usize;
+        if f.data.len() < pos_usize + bytes.len() {
+            f.data.resize(pos_usize + bytes.len(), 0);
+        }
+        f.data[pos_usize..pos_usize + bytes.len()].copy_from_slice(bytes);
+        f.pending.push((pos, bytes.len()));
+    }
+
+    /// `fs::write`: replaces a file's contents (volatile until fsync).
+    pub fn write_file(&mut self, name: &str, bytes: &[u8]) {
+        if !self.tick() {
+            return;
+        }
+        let f = self.files.entry(name.to_string()).or_default();
+        f.data = bytes.to_vec();
+        f.pending.push((0, bytes.len()));
+    }
+
+    /// fsync: the file's contents become its durable image.
+    pub fn fsync(&mut self, name: &str) {
+        if !self.tick() {
+            return;
+        }
+        if let Some(f) = self.files.get_mut(name) {
+            f.durable = f.data.clone();
+            f.pending.clear();
+        }
+    }
+
+    /// `set_len` followed by fsync.
+    pub fn truncate(&mut self, name: &str, len: u64) {
+        if !self.tick() {
+            return;
+        }
+        if let Some(f) = self.files.get_mut(name) {
+            f.data.truncate(len as usize);
+            f.durable = f.data.clone();
+            f.pending.clear();
+        }
+    }
+
+    /// Removes a file (the removal is durable only after `sync_dir`).
+    pub fn remove(&mut self, name: &str) {
+        if !self.tick() {
+            return;
+        }
+        if let Some(f) = self.files.remove(name) {
+            if self.dir_durable.contains(name) {
+                self.graveyard.insert(name.to_string(), f.durable);
+            }
+        }
+    }
+
+    /// fsync of a directory: its current entries become durable.
+    pub fn sync_dir(&mut self, dir: &str) {
+        if !self.tick() {
+            return;
+        }
+        let prefix = format!("{dir}/");
+        self.dir_durable.retain(|n| !n.starts_with(&prefix));
+        self.graveyard.retain(|n, _| !n.starts_with(&prefix));
+        for n in self.files.keys().filter(|n| n.starts_with(&prefix)) {
+            self.dir_durable.insert(n.clone());
+        }
+    }
+
+    /// Flips one bit of a file in both its contents and durable image (bit rot on media).
+    pub fn flip_bit(&mut self, name: &str, pos: u64, bit: u8) {
+        if let Some(f) = self.files.get_mut(name) {
+            if let Some(b) = f.durable.get_mut(pos as usize) {
+                *b ^= 1 << bit;
+            }
+            if let Some(b) = f.data.get_mut(pos as usize) {
+                *b ^= 1 << bit;
+            }
+        }
+    }
+
+    /// Power loss: every file falls back to its durable image plus a random prefix of its unsynced
+    /// writes; unsynced directory changes may be lost. The disk works again afterwards.
+    pub fn crash(&mut self, r: &mut Rng, swarm: &Swarm) -> CrashReport {
+        let mut rep = CrashReport::default();
+        let names: Vec<String> = self.files.keys().cloned().collect();
+        for name in names {
+            let f = self.files.get_mut(&name).expect("listed");
+            let mut img = f.durable.clone();
+            let n = f.pending.len();
+            let keep = if n == 0 {
+                0
+            } else {
+                r.below(n as u64 + 1) as usize
+            };
+            let apply = |img: &mut Vec<u8>, data: &[u8], pos: u64, end: u64| {
+                let (p, e) = (pos as usize, (end as usize).min(data.len()));
+                if p >= e {
+                    return;
+                }
+                if img.len() < e {
+                    img.resize(e, 0);
+                }
+                img[p..e].copy_from_slice(&data[p..e]);
+            };
+            for &(pos, len) in &f.pending[..keep] {
+                apply(&mut img, &f.data, pos, pos + len as u64);
+            }
+            rep.writes_lost += n - keep;
+            if keep < n && r.chance(swarm.torn_write_ppm) {
+                let (pos, len) = f.pending[keep];
+                let end = pos + len as u64;
+                let first = pos.div_ceil(SECTOR) * SECTOR;
+                if first < end {
+                    let sectors = (end - first).div_ceil(SECTOR);
+                    let cut = (first + r.below(sectors) * SECTOR).min(end);
+                    apply(&mut img, &f.data, pos, cut);
+                    rep.torn += 1;
+                    if r.chance(swarm.zero_fill_ppm) && (img.len() as u64) < end {
+                        img.resize(end as usize, 0);
+                        rep.zero_filled += 1;
+                    }
+                }
+            }
+            f.data = img.clone();
+            f.durable = img;
+            f.pending.clear();
+        }
+        // Directory entries.
+        let created: Vec<String> = self
+            .files
+            .keys()
+            .filter(|n| !self.dir_durable.contains(*n))
+            .cloned()
+            .collect();
+        for n in created {
+            if r.chance(swarm.lose_new_file_ppm) {
+                self.files.remove(&n);
+                rep.files_lost += 1;
+            }
+        }
+        for (n, img) in std::mem::take(&mut self.graveyard) {
+            if r.chance(swarm.lose_new_file_ppm) {
+                self.files.insert(
+                    n,
+                    SimFile {
+                        data: img.clone(),
+                        durable: img,
+                        pending: Vec::new(),
+                    },
+                );
+                rep.files_resurrected += 1;
+            }
+        }
+        self.dir_durable = self.files.keys().cloned().collect();
+        self.dead = false;
+        self.die_after_ops = None;
+        rep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hostile() -> Swarm {
+        let mut s = Swarm::draw(&mut Rng::new(0));
+        s.torn_write_ppm = 1_000_000;
+        s.lose_new_file_ppm = 0;
+        s
+    }
+
+    #[test]
+    fn synced_bytes_survive_and_unsynced_may_not() {
+        let mut d = SimDisk::new();
+        d.create("p0/a.log");
+        d.sync_dir("p0");
+        d.write("p0/a.log", 0, &[1; 1000]);
+        d.fsync("p0/a.log");
+        d.write("p0/a.log", 1000, &[2; 2000]);
+        let mut r = Rng::new(3);
+        d.crash(&mut r, &hostile());
+        let got = d.read_all("p0/a.log").unwrap();
+        assert!(got.len() >= 1000 && got.len() <= 3000);
+        assert!(got[..1000].iter().all(|b| *b == 1));
+        assert!(got[1000..].iter().all(|b| *b == 2 || *b == 0));
+    }
+
+    #[test]
+    fn dead_disk_drops_mutations() {
+        let mut d = SimDisk::new();
+        d.die_after(1);
+        d.create("x/a");
+        d.write("x/a", 0, b"hi");
+        assert!(d.is_dead());
+        assert_eq!(d.len("x/a"), 0);
+    }
+}

@@ -1,0 +1,178 @@
+//! Swarm testing: each seed draws its own shape and fault probabilities, so a batch of seeds
+//! covers quiet runs, hostile runs, and everything between (Groce et al., "Swarm Testing").
+//!
+//! Invariant: [`Swarm::draw`] consumes only its own generator, and its `Display` form is printed
+//! beside `seed=` so a reader sees what a run was up against.
+
+use std::fmt;
+
+use crate::rng::Rng;
+
+/// What one producer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerShape {
+    /// 0, 1 or -1 (all).
+    pub acks: i16,
+    /// Idempotent (then always acks=-1 and always retries, as Kafka requires).
+    pub idempotent: bool,
+}
+
+/// One run's shape and fault rates; rates are parts per million.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swarm {
+    /// Partitions of the one topic (1-4).
+    pub partitions: usize,
+    /// `segment.bytes`, small so segments roll often.
+    pub segment_bytes: u64,
+    /// `index.interval.bytes`.
+    pub index_interval_bytes: u32,
+    /// `retention.bytes` (-1: off).
+    pub retention_bytes: i64,
+    /// `retention.ms` (-1: off).
+    pub retention_ms: i64,
+    /// Interval between retention passes (0: none).
+    pub retention_pass_ms: u64,
+    /// Mean time between crashes (0: no crashes).
+    pub crash_mean_ms: u64,
+    /// Longest time a crashed node stays down.
+    pub downtime_max_ms: u64,
+    /// Chance a crash strikes in the middle of a later storage operation instead of between events.
+    pub mid_op_crash_ppm: u32,
+    /// Per crash and file with unsynced writes: chance the first lost write is torn at a sector.
+    pub torn_write_ppm: u32,
+    /// Per torn write: chance the file size survived but the lost sectors read as zeros.
+    pub zero_fill_ppm: u32,
+    /// Per crash and file created since the last directory sync: chance the file is lost.
+    pub lose_new_file_ppm: u32,
+    /// Per crash: chance one synced sector beyond the acks=all frontier rots.
+    pub corrupt_ppm: u32,
+    /// Per group-commit fsync: chance it fails with EIO.
+    pub fsync_eio_ppm: u32,
+    /// Per request and per response: chance the network loses it.
+    pub drop_ppm: u32,
+    /// One-way network latency bound.
+    pub latency_max_ms: u64,
+    /// fsync latency bound.
+    pub fsync_latency_max_ms: u64,
+    /// Group-commit delay before an fsync starts.
+    pub group_commit_ms: u64,
+    /// Client request timeout.
+    pub timeout_ms: u64,
+    /// Non-idempotent producers retry a timed-out or failed batch.
+    pub retries: bool,
+    /// The producers.
+    pub producers: Vec<ProducerShape>,
+    /// Number of fetchers.
+    pub fetchers: usize,
+    /// Length of the safety (faulty) phase.
+    pub safety_ms: u64,
+}
+
+fn pct(ppm: u32) -> String {
+    if ppm.is_multiple_of(10_000) {
+        format!("{}%", ppm / 10_000)
+    } else {
+        format!("{}.{}%", ppm / 10_000, (ppm % 10_000) / 1000)
+    }
+}
+
+impl Swarm {
+    /// Draws a shape from the seed's swarm generator.
+    pub fn draw(r: &mut Rng) -> Swarm {
+        let partitions = r.range(1, 4) as usize;
+        let segment_bytes = r.pick(&[2048u64, 3000, 4096, 8192, 16384]);
+        let index_interval_bytes = r.pick(&[128u32, 256, 512, 1024]);
+        let retention = r.chance(500_000);
+        let (retention_bytes, retention_ms) = if retention {
+            (
+                r.pick(&[-1i64, 8192, 20_000, 65_536]),
+                r.pick(&[-1i64, 2000, 5000, 20_000]),
+            )
+        } else {
+            (-1, -1)
+        };
+        let retention_pass_ms = if retention { r.range(200, 2000) } else { 0 };
+        let crash_mean_ms = r.pick(&[0u64, 300, 1000, 3000]);
+        let n_producers = r.range(1, 5) as usize;
+        let producers = (0..n_producers)
+            .map(|_| {
+                let idempotent = r.chance(500_000);
+                let acks = if idempotent {
+                    -1
+                } else {
+                    r.pick(&[-1i16, -1, 1, 0])
+                };
+                ProducerShape { acks, idempotent }
+            })
+            .collect();
+        Swarm {
+            partitions,
+            segment_bytes,
+            index_interval_bytes,
+            retention_bytes,
+            retention_ms,
+            retention_pass_ms,
+            crash_mean_ms,
+            downtime_max_ms: r.pick(&[1u64, 50, 500]),
+            mid_op_crash_ppm: r.pick(&[0u32, 300_000, 700_000]),
+            torn_write_ppm: r.pick(&[0u32, 300_000, 1_000_000]),
+            zero_fill_ppm: r.pick(&[0u32, 300_000]),
+            lose_new_file_ppm: r.pick(&[0u32, 500_000]),
+            corrupt_ppm: r.pick(&[0u32, 100_000, 500_000]),
+            fsync_eio_ppm: r.pick(&[0u32, 0, 10_000, 100_000]),
+            drop_ppm: r.pick(&[0u32, 10_000, 50_000, 200_000]),
+            latency_max_ms: r.pick(&[0u64, 2, 10]),
+            fsync_latency_max_ms: r.pick(&[1u64, 5, 20]),
+            group_commit_ms: r.pick(&[0u64, 1, 5]),
+            timeout_ms: r.pick(&[60u64, 100, 300]),
+            retries: r.chance(700_000),
+            producers,
+            fetchers: r.range(1, 3) as usize,
+            safety_ms: r.pick(&[1000u64, 3000, 6000]),
+        }
+    }
+}
+
+impl fmt::Display for Swarm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let num = |v: i64| {
+            if v < 0 {
+                "-".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let producers: Vec<String> = self
+            .producers
+            .iter()
+            .map(|p| format!("{}{}", p.acks, if p.idempotent { "i" } else { "" }))
+            .collect();
+        write!(
+            f,
+            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms",
+            self.partitions,
+            self.segment_bytes,
+            self.index_interval_bytes,
+            num(self.retention_bytes),
+            num(self.retention_ms),
+            self.retention_pass_ms,
+            self.crash_mean_ms,
+            self.downtime_max_ms,
+            pct(self.mid_op_crash_ppm),
+            pct(self.torn_write_ppm),
+            pct(self.zero_fill_ppm),
+            pct(self.lose_new_file_ppm),
+            pct(self.corrupt_ppm),
+            pct(self.fsync_eio_ppm),
+            pct(self.drop_ppm),
+            self.latency_max_ms,
+            self.fsync_latency_max_ms,
+            self.group_commit_ms,
+            self.timeout_ms,
+            if self.retries { "y" } else { "n" },
+            producers.join(","),
+            self.fetchers,
+            self.safety_ms,
+        )
+    }
+}
