@@ -321,6 +321,15 @@ impl Sim {
         self.phase == Phase::Safety && self.net.chance(self.swarm.drop_ppm)
     }
 
+    /// Sends a message over the simulated network: lost with the swarm's drop rate (safety
+    /// phase only), else delivered after a random latency.
+    fn deliver(&mut self, ev: Event) {
+        if !self.dropped() {
+            let d = self.latency();
+            self.at(d, ev);
+        }
+    }
+
     fn log(&mut self, what: String) {
         self.trace.event(self.now, &what);
     }
@@ -455,21 +464,15 @@ impl Sim {
                 self.log(format!(
                     "fetch c{client} req{req} p{part} at {offset}: {what}"
                 ));
-                if !self.dropped() {
-                    let d = self.latency();
-                    let inc = self.node.incarnation;
-                    self.at(
-                        d,
-                        Event::FetchReply {
-                            client,
-                            req,
-                            part,
-                            offset,
-                            result,
-                            inc,
-                        },
-                    );
-                }
+                let inc = self.node.incarnation;
+                self.deliver(Event::FetchReply {
+                    client,
+                    req,
+                    part,
+                    offset,
+                    result,
+                    inc,
+                });
                 Ok(())
             }
             Event::FetchReply {
@@ -763,20 +766,14 @@ impl Sim {
                 self.next_req += 1;
                 f.waiting = Some(req);
                 let inc = self.node.incarnation;
-                if !self.dropped() {
-                    let d = self.latency();
-                    self.at(
-                        d,
-                        Event::Fetch {
-                            client: c,
-                            req,
-                            part,
-                            offset,
-                            max_bytes,
-                            inc,
-                        },
-                    );
-                }
+                self.deliver(Event::Fetch {
+                    client: c,
+                    req,
+                    part,
+                    offset,
+                    max_bytes,
+                    inc,
+                });
                 self.at(self.swarm.timeout_ms, Event::Timeout { client: c, req });
             }
         }
@@ -811,20 +808,14 @@ impl Sim {
             "send c{c} req{req} batch{serial} p{part} acks={acks}"
         ));
         let inc = self.node.incarnation;
-        if !self.dropped() {
-            let d = self.latency();
-            self.at(
-                d,
-                Event::Produce {
-                    client: c,
-                    req,
-                    part,
-                    bytes,
-                    acks,
-                    inc,
-                },
-            );
-        }
+        self.deliver(Event::Produce {
+            client: c,
+            req,
+            part,
+            bytes,
+            acks,
+            inc,
+        });
         if acks == 0 {
             let d = self.work.range(1, 30);
             self.at(d, Event::Tick(c));
