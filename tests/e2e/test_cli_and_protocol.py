@@ -114,12 +114,7 @@ def test_offset_for_leader_epoch(broker):
     body = struct.pack(">i", 1) + _kstr(topic) + struct.pack(">i", len(parts))
     for part, cur, ep in parts:
         body += struct.pack(">iii", part, cur, ep)
-    req = struct.pack(">hhi", 23, 2, 77) + _kstr("e2e") + body
-    host, port = broker.bootstrap.split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(struct.pack(">i", len(req)) + req)
-        size = struct.unpack(">i", _recv(s, 4))[0]
-        resp = _recv(s, size)
+    resp = _roundtrip(broker, struct.pack(">hhi", 23, 2, 77) + _kstr("e2e") + body)
     corr, _throttle, ntopics = struct.unpack(">iii", resp[:12])
     assert (corr, ntopics) == (77, 1)
     tlen = struct.unpack(">h", resp[12:14])[0]
@@ -137,6 +132,15 @@ def test_offset_for_leader_epoch(broker):
     assert got[3][0] == 75, "a current_leader_epoch above ours is UNKNOWN_LEADER_EPOCH"
 
 
+def _roundtrip(broker, req):
+    """Sends one size-prefixed request frame and returns the response frame's body."""
+    host, port = broker.bootstrap.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(req)) + req)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        return _recv(s, size)
+
+
 def _recv(s, n):
     buf = b""
     while len(buf) < n:
@@ -149,12 +153,7 @@ def _recv(s, n):
 def test_api_versions_kip511_fallback(broker):
     # KIP-511: an ApiVersions request of a version newer than the broker's is answered in v0
     # format with UNSUPPORTED_VERSION (35) and the broker's own ranges, so the client can retry.
-    req = struct.pack(">hhi", 18, 99, 5) + _kstr("e2e") + b"\x00" * 8
-    host, port = broker.bootstrap.split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(struct.pack(">i", len(req)) + req)
-        size = struct.unpack(">i", _recv(s, 4))[0]
-        resp = _recv(s, size)
+    resp = _roundtrip(broker, struct.pack(">hhi", 18, 99, 5) + _kstr("e2e") + b"\x00" * 8)
     corr, err, n = struct.unpack(">ihi", resp[:10])
     assert (corr, err) == (5, 35)
     ranges = {}
