@@ -28,6 +28,9 @@ struct Args {
     /// List the planted bugs and exit.
     #[arg(long)]
     list_canaries: bool,
+    /// Every stop is a crash, no clean shutdowns (replays seeds found before clean stops existed).
+    #[arg(long)]
+    crash_only: bool,
     /// In a batch, print every run's summary line (not only failures).
     #[arg(long)]
     verbose: bool,
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             seed,
             canary: args.canary,
             trace_out,
+            crash_only: args.crash_only,
         });
         steps += o.steps;
         sim_ms += o.sim_ms;

@@ -115,12 +115,19 @@ pub struct Node {
     pub disk: SimDisk,
     /// Bumped at every crash; requests and replies of an older incarnation are dropped.
     pub incarnation: u32,
+    /// Whether the last start found the clean-shutdown marker.
+    pub last_start_clean: bool,
     parts: Vec<PartState>,
     up: bool,
     partitions: usize,
     config: LogConfig,
     canary: Option<SimCanary>,
 }
+
+/// Directory of the broker-wide files.
+const META_DIR: &str = "meta";
+/// skein-net's `.clean-shutdown` marker.
+const CLEAN_MARKER: &str = "meta/.clean-shutdown";
 
 /// `<dir>` of partition `p`.
 pub fn dir(p: usize) -> String {
@@ -143,6 +150,7 @@ impl Node {
         let mut n = Node {
             disk: SimDisk::new(),
             incarnation: 0,
+            last_start_clean: false,
             parts: Vec::new(),
             up: false,
             partitions,
@@ -414,17 +422,48 @@ impl Node {
         (rep, rot)
     }
 
-    /// Starts the node: recovers every partition from the disk (always an unclean start).
+    /// SIGTERM, as skein-net's `Broker::close` and `PartitionStore::close`: per partition, fsync
+    /// the active segment, write its indexes and a producer snapshot at the log end, sync the
+    /// directory; then leave the clean-shutdown marker. Volatile state is gone afterwards.
+    pub fn shutdown(&mut self) {
+        for p in 0..self.partitions {
+            let ps = &self.parts[p];
+            let active = ps.log.segments().last().expect("active").clone();
+            let (end, snap) = (ps.log.log_end_offset(), ps.log.producer_snapshot());
+            self.disk.fsync(&file(p, active.base_offset, "log"));
+            self.write_indexes(p, &active);
+            let name = file(p, end, "snapshot");
+            self.disk.write_file(&name, &snap);
+            self.disk.fsync(&name);
+            self.disk.sync_dir(&dir(p));
+            self.prune_snapshots(p);
+        }
+        self.disk.create(CLEAN_MARKER);
+        self.disk.fsync(CLEAN_MARKER);
+        self.disk.sync_dir(META_DIR);
+        self.parts.clear();
+        self.up = false;
+        self.incarnation += 1;
+    }
+
+    /// Starts the node: recovers every partition from the disk, clean if the marker is there.
     pub fn restart(&mut self, now_ms: u64) {
         assert!(!self.up);
+        let clean = self.disk.exists(CLEAN_MARKER);
         self.parts = (0..self.partitions)
-            .map(|p| self.recover(p, now_ms))
+            .map(|p| self.recover(p, now_ms, clean))
             .collect();
+        // As skein-net: only once every partition is recovered is a crash unclean again.
+        if clean {
+            self.disk.remove(CLEAN_MARKER);
+            self.disk.sync_dir(META_DIR);
+        }
+        self.last_start_clean = clean;
         self.up = true;
     }
 
-    /// `PartitionStore::open` with `clean == false`, over the SimDisk.
-    fn recover(&mut self, p: usize, now_ms: u64) -> PartState {
+    /// `PartitionStore::open` over the SimDisk.
+    fn recover(&mut self, p: usize, now_ms: u64, clean: bool) -> PartState {
         let d = dir(p);
         let mut bases = self.disk.list(&d, "log");
         if bases.is_empty() {
@@ -448,7 +487,7 @@ impl Node {
             let last = i + 1 == bases.len();
             let path = file(p, *base, "log");
             let size = self.disk.len(&path);
-            let loaded = if last {
+            let loaded = if last && !clean {
                 None
             } else {
                 match (

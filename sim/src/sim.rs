@@ -45,6 +45,8 @@ pub struct Options {
     pub canary: Option<SimCanary>,
     /// Where to write the JSON-lines trace.
     pub trace_out: Option<Box<dyn Write>>,
+    /// Every stop is a crash (no clean shutdowns): how seeds ran before clean stops existed.
+    pub crash_only: bool,
 }
 
 impl Options {
@@ -54,6 +56,7 @@ impl Options {
             seed,
             canary: None,
             trace_out: None,
+            crash_only: false,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Outcome {
     pub seed: u64,
     /// The canary that was on.
     pub canary: Option<SimCanary>,
+    /// Whether clean stops were off.
+    pub crash_only: bool,
     /// The drawn shape.
     pub swarm: Swarm,
     /// Events processed.
@@ -98,10 +103,14 @@ impl Outcome {
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        match self.canary {
-            Some(c) => format!("skein-sim --seed {} --canary {}", self.seed, c.name()),
-            None => format!("skein-sim --seed {}", self.seed),
+        let mut cmd = format!("skein-sim --seed {}", self.seed);
+        if let Some(c) = self.canary {
+            cmd += &format!(" --canary {}", c.name());
         }
+        if self.crash_only {
+            cmd += " --crash-only";
+        }
+        cmd
     }
 }
 
@@ -210,6 +219,8 @@ struct Sim {
     queue: BTreeMap<(u64, u64), Event>,
     swarm: Swarm,
     faults: Rng,
+    /// Decides whether a stop is clean (SIGTERM) or a crash.
+    stops: Rng,
     work: Rng,
     net: Rng,
     node: Node,
@@ -226,10 +237,16 @@ struct Sim {
 /// Runs one seed to the end or to the first violation.
 pub fn run(opts: Options) -> Outcome {
     let mut master = Rng::new(opts.seed);
-    let swarm = Swarm::draw(&mut master.fork());
+    let mut swarm = Swarm::draw(&mut master.fork());
     let faults = master.fork();
     let work = master.fork();
     let net = master.fork();
+    // Forked last, so adding clean stops left every earlier stream of a seed as it was.
+    let mut stops = master.fork();
+    swarm.clean_stop_ppm = stops.pick(&[0u32, 0, 300_000, 700_000]);
+    if opts.crash_only {
+        swarm.clean_stop_ppm = 0;
+    }
     let config = LogConfig {
         segment_bytes: swarm.segment_bytes,
         index_interval_bytes: swarm.index_interval_bytes,
@@ -265,6 +282,7 @@ pub fn run(opts: Options) -> Outcome {
         history: History::new(swarm.partitions, idempotent),
         swarm,
         faults,
+        stops,
         work,
         net,
         clients,
@@ -296,6 +314,7 @@ pub fn run(opts: Options) -> Outcome {
     Outcome {
         seed: opts.seed,
         canary: opts.canary,
+        crash_only: opts.crash_only,
         steps: sim.trace.steps(),
         sim_ms: sim.now,
         trace_hash: sim.trace.hash(),
@@ -390,6 +409,16 @@ impl Sim {
         self.at(d, Event::Restart);
     }
 
+    /// SIGTERM: the node closes cleanly (skein-net's `Broker::close`), then restarts later. A
+    /// crash armed earlier can still kill the disk in the middle of the close.
+    fn clean_stop(&mut self) {
+        self.node.shutdown();
+        self.history.on_crash();
+        self.log("clean shutdown".into());
+        let d = self.faults.range(1, self.swarm.downtime_max_ms.max(1));
+        self.at(d, Event::Restart);
+    }
+
     fn restart(&mut self) -> Verdict {
         self.node.restart(self.now);
         let mut offs = Vec::new();
@@ -399,8 +428,9 @@ impl Sim {
             self.history.on_offsets(p, s, e)?;
         }
         self.log(format!(
-            "restart inc={} {}",
+            "restart inc={} clean={} {}",
             self.node.incarnation,
+            self.node.last_start_clean,
             offs.join(" ")
         ));
         Ok(())
@@ -569,7 +599,9 @@ impl Sim {
                 if self.phase != Phase::Safety || !self.node.is_up() {
                     return Ok(());
                 }
-                if self.faults.chance(self.swarm.mid_op_crash_ppm) {
+                if self.stops.chance(self.swarm.clean_stop_ppm) {
+                    self.clean_stop();
+                } else if self.faults.chance(self.swarm.mid_op_crash_ppm) {
                     let n = self.faults.range(0, 6) as u32;
                     self.node.disk.die_after(n);
                     self.log(format!(

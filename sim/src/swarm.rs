@@ -34,6 +34,10 @@ pub struct Swarm {
     pub retention_pass_ms: u64,
     /// Mean time between crashes (0: no crashes).
     pub crash_mean_ms: u64,
+    /// Share of stops that are clean shutdowns (SIGTERM) rather than crashes, in ppm. Drawn
+    /// from its own stream after the rest of the swarm, so the other draws of a seed are the same
+    /// as before it existed.
+    pub clean_stop_ppm: u32,
     /// Longest time a crashed node stays down.
     pub downtime_max_ms: u64,
     /// Chance a crash strikes in the middle of a later storage operation instead of between events.
@@ -113,6 +117,7 @@ impl Swarm {
             retention_ms,
             retention_pass_ms,
             crash_mean_ms,
+            clean_stop_ppm: 0,
             downtime_max_ms: r.pick(&[1u64, 50, 500]),
             mid_op_crash_ppm: r.pick(&[0u32, 300_000, 700_000]),
             torn_write_ppm: r.pick(&[0u32, 300_000, 1_000_000]),
@@ -149,7 +154,7 @@ impl fmt::Display for Swarm {
             .collect();
         write!(
             f,
-            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms",
+            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms clean={} midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms",
             self.partitions,
             self.segment_bytes,
             self.index_interval_bytes,
@@ -158,6 +163,7 @@ impl fmt::Display for Swarm {
             self.retention_pass_ms,
             self.crash_mean_ms,
             self.downtime_max_ms,
+            pct(self.clean_stop_ppm),
             pct(self.mid_op_crash_ppm),
             pct(self.torn_write_ppm),
             pct(self.zero_fill_ppm),

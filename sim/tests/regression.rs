@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{describe, run_seed};
+use common::{describe, run_seed_with};
 use skein_sim::SimCanary;
 
 #[test]
@@ -25,13 +25,18 @@ fn regression_seeds() {
             .next()
             .unwrap_or_else(|| panic!("line {}: no shape", i + 1));
         assert!(fields.next().is_some(), "line {}: no reason", i + 1);
+        // `+crash-only`: replay with clean stops off, as the seed ran when it was found.
+        let (shape, crash_only) = match shape.strip_suffix("+crash-only") {
+            Some(base) => (base, true),
+            None => (shape, false),
+        };
         match shape {
             "-" => {
-                let o = run_seed(seed, None);
+                let o = run_seed_with(seed, None, crash_only);
                 assert!(o.violation.is_none(), "{}", describe(&o));
             }
             "known-bug" => {
-                let o = run_seed(seed, None);
+                let o = run_seed_with(seed, None, crash_only);
                 assert!(
                     o.violation.is_some(),
                     "seed {seed} passes now: flip its shape in ci/regression-seeds to `-`"
@@ -42,7 +47,7 @@ fn regression_seeds() {
                     .strip_prefix("canary=")
                     .unwrap_or_else(|| panic!("line {}: shape {s:?}", i + 1));
                 let c = SimCanary::parse(name).unwrap_or_else(|| panic!("unknown canary {name}"));
-                let o = run_seed(seed, Some(c));
+                let o = run_seed_with(seed, Some(c), crash_only);
                 assert!(
                     o.violation.is_some(),
                     "seed {seed} no longer catches {name}"

@@ -6,10 +6,16 @@ use skein_sim::{run, Options, Outcome, SimCanary};
 
 /// Runs `seed` with `canary`, no trace file.
 pub fn run_seed(seed: u64, canary: Option<SimCanary>) -> Outcome {
+    run_seed_with(seed, canary, false)
+}
+
+/// Runs `seed` with `canary`, and with clean stops off when `crash_only`.
+pub fn run_seed_with(seed: u64, canary: Option<SimCanary>, crash_only: bool) -> Outcome {
     run(Options {
         seed,
         canary,
         trace_out: None,
+        crash_only,
     })
 }
 
