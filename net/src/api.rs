@@ -269,11 +269,11 @@ pub async fn produce(
                         None => Some((E::InvalidRecord, "no records".to_string())),
                         Some(records) => {
                             let mut buf = BytesMut::from(&records[..]);
-                            let res = p
-                                .store
-                                .lock()
-                                .expect("partition lock")
-                                .append(now_ms(), &mut buf);
+                            let (res, pending) = {
+                                let mut st = p.store.lock().expect("partition lock");
+                                let res = st.append(now_ms(), &mut buf);
+                                (res, st.unflushed_messages())
+                            };
                             match res {
                                 Ok(a) => {
                                     pr.base_offset = a.base_offset;
@@ -284,17 +284,13 @@ pub async fn produce(
                                     }
                                     if acks == -1 && !b.settings.interval_flush() {
                                         waits.push((
+                                            r.responses.len(),
                                             tr.partition_responses.len(),
                                             p.clone(),
                                             a.last_offset + 1,
                                         ));
                                     }
                                     if let Some(n) = b.settings.flush_messages {
-                                        let pending = p
-                                            .store
-                                            .lock()
-                                            .expect("partition lock")
-                                            .unflushed_messages();
                                         if pending >= n {
                                             let (p2, end) = (p.clone(), a.last_offset + 1);
                                             tokio::spawn(async move {
@@ -325,23 +321,25 @@ pub async fn produce(
             }
             tr.partition_responses.push(pr);
         }
-        // Durability gate: acks=all answers only after the fsync covering the batch.
-        let wait_results = futures::future::join_all(
-            waits
-                .drain(..)
-                .map(|(i, p, end)| async move { (i, p.wait_synced(end).await) }),
-        )
-        .await;
-        for (i, res) in wait_results {
-            if let Err(e) = res {
-                warn!(topic = name, error = %e, "fsync failed");
-                let pr = &mut tr.partition_responses[i];
-                pr.error_code = E::KafkaStorageError.code();
-                pr.error_message = Some(s(e.to_string()));
-                pr.base_offset = -1;
-            }
-        }
         r.responses.push(tr);
+    }
+    // Durability gate: acks=all answers only after the fsync covering each batch. All the
+    // request's partitions wait at once, so their fsyncs overlap.
+    let wait_results = futures::future::join_all(
+        waits
+            .into_iter()
+            .map(|(t, i, p, end)| async move { (t, i, p.wait_synced(end).await) }),
+    )
+    .await;
+    for (t, i, res) in wait_results {
+        if let Err(e) = res {
+            let tr = &mut r.responses[t];
+            warn!(topic = %tr.name.0.as_str(), error = %e, "fsync failed");
+            let pr = &mut tr.partition_responses[i];
+            pr.error_code = E::KafkaStorageError.code();
+            pr.error_message = Some(s(e.to_string()));
+            pr.base_offset = -1;
+        }
     }
     if acks == 0 {
         // Kafka answers nothing to acks=0, and closes the connection on an error so the
