@@ -211,7 +211,9 @@ impl Segment {
 pub struct SegmentScan {
     segment: Segment,
     interval: u32,
-    headers: Vec<BatchHeader>,
+    /// The last batch pushed (what the `truncate-acked` canary cuts).
+    #[cfg(feature = "canary")]
+    last: Option<BatchHeader>,
     /// A planted bug the simulator turned on (only with the `canary` feature).
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
@@ -228,7 +230,8 @@ impl SegmentScan {
         Self {
             segment,
             interval: index_interval_bytes,
-            headers: Vec::new(),
+            #[cfg(feature = "canary")]
+            last: None,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -277,28 +280,26 @@ impl SegmentScan {
         }
         let pos = self.segment.size;
         self.segment.push(&h, pos, self.interval);
-        self.headers.push(h);
+        #[cfg(feature = "canary")]
+        {
+            self.last = Some(h);
+        }
         Ok(h)
-    }
-
-    /// The headers of the batches pushed, in order (for producer-state replay).
-    pub fn headers(&self) -> &[BatchHeader] {
-        &self.headers
     }
 
     /// The segment as rebuilt.
     #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
-    pub fn finish(mut self) -> (Segment, Vec<BatchHeader>) {
+    pub fn finish(mut self) -> Segment {
         #[cfg(feature = "canary")]
         if self.canary == Some(crate::canary::Canary::TruncateAcked) {
-            if let Some(h) = self.headers.pop() {
+            if let Some(h) = self.last.take() {
                 let seg = &mut self.segment;
                 seg.size -= h.size as u64;
                 seg.next_offset = h.base_offset;
                 seg.points.retain(|p| u64::from(p.position) < seg.size);
             }
         }
-        (self.segment, self.headers)
+        self.segment
     }
 }
 
@@ -909,16 +910,16 @@ mod tests {
                     let Ok(size) = batch::peek_size(&bytes[pos..]) else {
                         break;
                     };
-                    if pos + size > bytes.len() || scan.push(&bytes[pos..pos + size]).is_err() {
+                    if pos + size > bytes.len() {
                         break;
+                    }
+                    match scan.push(&bytes[pos..pos + size]) {
+                        Ok(h) => producers.record(&h, 0),
+                        Err(_) => break,
                     }
                     pos += size;
                 }
-                let (seg, headers) = scan.finish();
-                for h in headers {
-                    producers.record(&h, 0);
-                }
-                segs.push(seg);
+                segs.push(scan.finish());
             }
             PartitionLog::recovered(config, segs, producers, 0)
         }

@@ -470,7 +470,7 @@ fn scan_file(
         }
         pos += len as u64;
     }
-    Ok((scan.finish().0, complete))
+    Ok((scan.finish(), complete))
 }
 
 /// Headers of every batch in the first `size` bytes of a segment file (already validated).

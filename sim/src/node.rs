@@ -602,7 +602,7 @@ impl Node {
             }
             pos += len as u64;
         }
-        (scan.finish().0, complete)
+        (scan.finish(), complete)
     }
 
     /// `storage.rs`'s `scan_headers`.
