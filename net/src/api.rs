@@ -261,11 +261,11 @@ pub async fn produce(
                 ))
             } else {
                 match b.partition(&name, pd.index) {
-                    Err(_) => Some((
+                    None => Some((
                         E::UnknownTopicOrPartition,
                         format!("topic '{name}' has no partition {}", pd.index),
                     )),
-                    Ok(p) => match pd.records {
+                    Some(p) => match pd.records {
                         None => Some((E::InvalidRecord, "no records".to_string())),
                         Some(records) => {
                             let mut buf = BytesMut::from(&records[..]);
@@ -429,8 +429,8 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                 continue;
             }
             let p = match b.partition(&name, fp.partition) {
-                Ok(p) => p,
-                Err(_) => {
+                Some(p) => p,
+                None => {
                     pd.error_code = E::UnknownTopicOrPartition.code();
                     tr.partitions.push(pd);
                     continue;
@@ -505,8 +505,8 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                 continue;
             }
             match b.partition(&name, p.partition_index) {
-                Err(_) => pr.error_code = E::UnknownTopicOrPartition.code(),
-                Ok(part) => match p.timestamp {
+                None => pr.error_code = E::UnknownTopicOrPartition.code(),
+                Some(part) => match p.timestamp {
                     -2 => pr.offset = part.store.lock().expect("lock").log().log_start_offset(),
                     -1 => pr.offset = part.store.lock().expect("lock").log().log_end_offset(),
                     ts if ts >= 0 => match offset_for_time(&part, ts) {
@@ -589,8 +589,8 @@ pub fn offset_for_leader_epoch(
                 e.error_code = err.code();
             } else {
                 match b.partition(&name, p.partition) {
-                    Err(_) => e.error_code = E::UnknownTopicOrPartition.code(),
-                    Ok(part) => {
+                    None => e.error_code = E::UnknownTopicOrPartition.code(),
+                    Some(part) => {
                         let (ep, off) = part
                             .store
                             .lock()

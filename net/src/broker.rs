@@ -111,13 +111,6 @@ pub struct Broker {
     pub shutting_down: watch::Sender<bool>,
 }
 
-/// A partition lookup that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    /// No such topic or partition.
-    Unknown,
-}
-
 impl Broker {
     /// Opens the data directory, replays metadata and recovers every partition.
     pub fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
@@ -315,13 +308,12 @@ impl Broker {
     }
 
     /// One partition.
-    pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, Lookup> {
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.partitions
             .read()
             .expect("partitions lock")
             .get(&(topic.to_string(), index))
             .cloned()
-            .ok_or(Lookup::Unknown)
     }
 
     /// All partitions of a topic, in index order.
