@@ -51,17 +51,6 @@ pub fn file_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
 }
 
-/// Bytes read for a fetch of one partition.
-#[derive(Debug, Clone)]
-pub struct ReadResult {
-    /// Whole batches starting at or before the fetch offset (empty if none yet).
-    pub records: bytes::Bytes,
-    /// High watermark (the log end offset on a single node).
-    pub high_watermark: i64,
-    /// First offset held.
-    pub log_start_offset: i64,
-}
-
 /// A partition's log plus its open files.
 pub struct PartitionStore {
     dir: PathBuf,
