@@ -6,12 +6,11 @@
 //! is answered only when `synced` covers its last offset (unless the interval flush policy is on).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use skein_core::catalog::{Catalog, CatalogError, MetadataRecord};
@@ -20,6 +19,10 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::storage::{sync_dir, PartitionStore, StorageError};
+use crate::sys::{
+    self,
+    fs::{self, File, OpenOptions},
+};
 
 const METADATA_LOG: &str = "__metadata.log";
 const CLEAN_MARKER: &str = ".clean-shutdown";
@@ -27,7 +30,7 @@ const META_PROPERTIES: &str = "meta.properties";
 
 /// Wall-clock milliseconds since the Unix epoch: the time the shell hands the core.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
+    sys::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
@@ -75,9 +78,9 @@ impl Partition {
     /// fsyncs the active segment and publishes the offset it covers.
     async fn flush(&self) -> Result<(), StorageError> {
         let (file, target) = self.store.lock().expect("partition lock").sync_target();
-        let res = tokio::task::spawn_blocking(move || file.sync_data())
+        let res = sys::blocking(move || file.sync_data())
             .await
-            .expect("fsync task");
+            .and_then(|r| r);
         res.map_err(|source| StorageError::Io {
             path: PathBuf::from(format!("{}-{}", self.topic, self.index)),
             source,
@@ -116,8 +119,12 @@ impl Broker {
     pub fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
         let dir = settings.data_dir.clone();
         fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        // A data dir created just now must itself survive a crash, or everything in it is lost.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent);
+        }
         let cluster_id = load_or_create_properties(&dir, settings.node_id)?;
-        let clean = dir.join(CLEAN_MARKER).exists();
+        let clean = fs::metadata(dir.join(CLEAN_MARKER)).is_ok();
         let mut catalog = Catalog::new(settings.log_defaults.clone());
         let log_path = dir.join(METADATA_LOG);
         let records = read_metadata_log(&log_path)?;
@@ -202,12 +209,16 @@ impl Broker {
                         "{}-{}.{}-delete",
                         p.topic,
                         p.index,
-                        uuid::Uuid::new_v4().simple()
+                        sys::uuid().simple()
                     ));
                     if fs::rename(&pdir, &trash).is_ok() {
-                        std::thread::spawn(move || {
+                        if sys::simulated() {
                             let _ = fs::remove_dir_all(trash);
-                        });
+                        } else {
+                            std::thread::spawn(move || {
+                                let _ = fs::remove_dir_all(trash);
+                            });
+                        }
                     }
                 }
                 sync_dir(dir);
@@ -263,7 +274,7 @@ impl Broker {
                 partitions,
                 replication_factor,
                 configs,
-                *uuid::Uuid::new_v4().as_bytes(),
+                *sys::uuid().as_bytes(),
             )
         })?;
         if validate_only {
@@ -395,7 +406,7 @@ impl Broker {
             loop {
                 tick.tick().await;
                 let b2 = b.clone();
-                let _ = tokio::task::spawn_blocking(move || b2.run_retention()).await;
+                let _ = sys::blocking(move || b2.run_retention()).await;
             }
         });
         if let Some(ms) = self.settings.flush_ms {
@@ -447,10 +458,10 @@ fn remove_orphans(dir: &Path, parts: &BTreeMap<(String, i32), Arc<Partition>>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let path = e.path();
-        if !path.is_dir() || !only_segment_files(&path) {
+    for e in entries {
+        let name = e.name.to_string_lossy().to_string();
+        let path = e.path;
+        if e.is_file || !only_segment_files(&path) {
             continue;
         }
         let key = name
@@ -471,9 +482,9 @@ fn only_segment_files(dir: &Path) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
-    entries.flatten().all(|e| {
-        let n = e.file_name().to_string_lossy().to_string();
-        e.path().is_file()
+    entries.iter().all(|e| {
+        let n = e.name.to_string_lossy().to_string();
+        e.is_file
             && ["log", "index", "timeindex", "snapshot"]
                 .iter()
                 .any(|ext| n.ends_with(&format!(".{ext}")))
@@ -489,7 +500,7 @@ fn load_or_create_properties(dir: &Path, node_id: i32) -> anyhow::Result<String>
             }
         }
     }
-    let id = base64_uuid(uuid::Uuid::new_v4());
+    let id = base64_uuid(sys::uuid());
     let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
     let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
     let mut f = File::create(&tmp)?;

@@ -1,4 +1,4 @@
-//! A small async Kafka client over one tokio `TcpStream`, built on the `kafka-protocol` crate.
+//! A small async Kafka client over one TCP stream ([`crate::sys::net::Stream`]), built on the `kafka-protocol` crate.
 //!
 //! Calling contract:
 //! - [`Client::connect`] opens the connection and negotiates versions with ApiVersions
@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use crate::sys::net::Stream;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
@@ -32,7 +33,6 @@ use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest response frame (after the 4-byte length) the client accepts.
 pub const RESPONSE_BYTES_MAX: usize = 100 * 1024 * 1024;
@@ -368,7 +368,7 @@ pub fn api_versions_fallback(resp: &ApiVersionsResponse) -> i16 {
 #[derive(Debug)]
 pub struct Client {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     client_id: String,
     correlation_id_next: i32,
     request_timeout: Duration,
@@ -394,7 +394,7 @@ impl Client {
         client_id: &str,
         request_timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let connect = TcpStream::connect(addr);
+        let connect = Stream::connect(addr);
         let stream = match tokio::time::timeout(request_timeout, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(error)) => {

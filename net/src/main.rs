@@ -91,7 +91,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let broker = Broker::open(settings.clone())?;
-        let listener = tokio::net::TcpListener::bind(settings.listen)
+        let listener = skein_net::sys::net::Listener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         info!(

@@ -16,21 +16,20 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError as E;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::api;
 use crate::broker::Broker;
+use crate::sys::{
+    self,
+    net::{Listener, ReadHalf, Stream},
+};
 
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
 
 /// Accepts clients until `shutdown` turns true.
-pub async fn serve(
-    broker: Arc<Broker>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(broker: Arc<Broker>, listener: Listener, mut shutdown: watch::Receiver<bool>) {
     let conns = Arc::new(Semaphore::new(broker.settings.max_connections));
     // The budget must hold at least one largest frame, or such a frame would wait forever.
     let bytes_budget = (broker.settings.queued_max_request_bytes as usize)
@@ -69,7 +68,7 @@ pub async fn serve(
 
 async fn connection(
     broker: Arc<Broker>,
-    sock: TcpStream,
+    sock: Stream,
     peer: SocketAddr,
     budget: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
@@ -107,7 +106,7 @@ async fn connection(
 
 /// Reads one frame; `None` on a clean end of stream between frames.
 async fn read_frame(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut ReadHalf,
     max_frame: usize,
     budget: &Arc<Semaphore>,
 ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
@@ -289,7 +288,7 @@ fn dispatch(
 
 /// Runs metadata work (which may create files and fsync) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
+    sys::blocking(f)
         .await
         .map_err(|e| format!("handler failed: {e}"))
 }

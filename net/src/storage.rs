@@ -9,7 +9,6 @@
 //! log says once a call returns (a failed write is truncated away and undone in the core).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,8 @@ use skein_core::log::{
 };
 use skein_core::producer::ProducerStates;
 use tracing::{info, warn};
+
+use crate::sys::fs::{self, File, OpenOptions};
 
 /// A storage failure, reported to clients as KAFKA_STORAGE_ERROR.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +86,7 @@ impl PartitionStore {
         for (i, base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let path = dir.join(file_name(*base, "log"));
-            let size = fs::metadata(&path).map_err(io_err(&path))?.len();
+            let size = fs::metadata(&path).map_err(io_err(&path))?.len;
             let created = mtime_ms(&path).unwrap_or(now_ms);
             let loaded = if last && !clean {
                 None
@@ -513,7 +514,7 @@ fn remove_segment_files(dir: &Path, base: i64) {
 fn list_bases(dir: &Path, ext: &str) -> io::Result<Vec<i64>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
-        let name = e?.file_name();
+        let name = e.name;
         let name = name.to_string_lossy();
         if let Some(stem) = name.strip_suffix(&format!(".{ext}")) {
             if let Ok(b) = stem.parse::<i64>() {
@@ -526,14 +527,14 @@ fn list_bases(dir: &Path, ext: &str) -> io::Result<Vec<i64>> {
 }
 
 fn mtime_ms(path: &Path) -> Option<u64> {
-    let m = fs::metadata(path).ok()?.modified().ok()?;
+    let m = fs::metadata(path).ok()?.modified?;
     Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
 /// fsyncs a directory so created, renamed and deleted entries survive a crash.
 pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if let Err(e) = fs::sync_dir(dir) {
+        warn!(dir = %dir.display(), error = %e, "directory sync failed");
     }
 }
 
@@ -589,7 +590,7 @@ mod tests {
         // Unclean: tear the active segment's tail and remove a sealed segment's index.
         let bases = list_bases(&p, "log").unwrap();
         let last = p.join(file_name(*bases.last().unwrap(), "log"));
-        let len = fs::metadata(&last).unwrap().len();
+        let len = fs::metadata(&last).unwrap().len;
         OpenOptions::new()
             .write(true)
             .open(&last)
@@ -605,7 +606,7 @@ mod tests {
             assert_eq!((h.base_offset, h.size), (*off, b.len()));
         }
         assert_eq!(
-            fs::metadata(&last).unwrap().len(),
+            fs::metadata(&last).unwrap().len,
             len - written.last().unwrap().1.len() as u64
         );
     }
