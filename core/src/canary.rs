@@ -3,10 +3,11 @@
 //!
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary`,
-//! `ProducerStates::set_canary`); every consulting site is under `#[cfg(feature = "canary")]`.
+//! `ProducerStates::set_canary`, `Raft::set_canary`); every consulting site is under
+//! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Canary {
     /// `SegmentScan::push` parses headers but does not check the CRC, so recovery keeps a
     /// corrupt or zero-filled batch.
@@ -15,4 +16,12 @@ pub enum Canary {
     NoDedup,
     /// `SegmentScan::finish` drops the last batch it scanned, as if recovery cut one batch too many.
     TruncateAcked,
+    /// `Raft`: a vote grant leaves before the hard state is fsynced, and the vote is never
+    /// written at all, so a restarted node forgets it and can vote twice in one term.
+    VoteTwice,
+    /// `Raft`: the leader commits by counting replicas of an entry of an earlier term
+    /// (the Figure 8 bug of the Raft paper).
+    CommitOldTerm,
+    /// `Raft`: a leader never steps down for lack of a majority (no check-quorum).
+    NoCheckQuorum,
 }

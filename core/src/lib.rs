@@ -12,6 +12,7 @@
 //! - `canary` (feature `canary`, for skein-sim only): planted bugs the simulator must catch.
 //! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
 //!   deterministic state machine over metadata records.
+//! - [`raft`]: a sans-I/O Raft (pre-vote, check-quorum, snapshots, learners) for the metadata quorum.
 //!
 //! Calling contract for [`log::PartitionLog`]: call a mutator (`append`, `retention`), carry out
 //! the storage work it returns (roll, then write) in order, and only then call the next mutator.
@@ -27,3 +28,4 @@ pub mod catalog;
 pub mod config;
 pub mod log;
 pub mod producer;
+pub mod raft;

@@ -1,0 +1,756 @@
+//! A deterministic cluster harness: one u64 seed decides the cluster shape, the fault rates
+//! and every choice. The network drops, duplicates, delays (so reorders) and partitions; the
+//! disk keeps only what a `Persisted` acknowledged, so a crash loses unsynced writes; nodes
+//! restart from their durable state; drivers compact periodically. The checker runs after
+//! every step.
+//!
+//! Phases: safety (all faults) -> liveness A (no loss or crashes; the current leader and
+//! possibly one more voter are cut off from a connected majority, which must elect a leader
+//! and commit every proposal made, while the cut-off leader must step down) -> liveness B
+//! (everything healed: every node, learners too, must apply a final proposal).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+#[cfg(feature = "canary")]
+use crate::canary::Canary;
+use crate::raft::{Durable, Entry, Input, NodeId, Output, Raft, RaftConfig, Role, Snapshot};
+
+use super::checker::Checker;
+
+pub(super) const ELECTION_MIN_MS: u64 = 100;
+pub(super) const ELECTION_MAX_MS: u64 = 200;
+pub(super) const HEARTBEAT_MS: u64 = 20;
+const SAFETY_MS: u64 = 2_500;
+/// Bound for liveness A: a cut-off leader steps down within 2 election timeouts; the majority
+/// needs one lease expiry plus a few election rounds.
+const LIVENESS_A_MS: u64 = 2_500;
+const LIVENESS_B_MS: u64 = 2_000;
+const CLIENT_RETRY_MS: u64 = 60;
+const LIVENESS_PROPOSALS: u64 = 5;
+const STEPS_MAX: u64 = 200_000;
+
+/// splitmix64, the harness's only source of choices.
+#[derive(Clone, Debug)]
+pub(super) struct SimRng(u64);
+
+impl SimRng {
+    pub(super) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0);
+        self.next() % n
+    }
+    /// True with probability `per_mille / 1000`.
+    pub(super) fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// The per-seed shape and fault rates (swarm testing).
+#[derive(Clone, Debug)]
+pub(super) struct Swarm {
+    pub(super) voters: u64,
+    pub(super) learners: u64,
+    drop_pm: u64,
+    dup_pm: u64,
+    delay_max_ms: u64,
+    disk_delay_max_ms: u64,
+    action_gap_max_ms: u64,
+    crash_pm: u64,
+    downtime_max_ms: u64,
+    partition_pm: u64,
+    compact_pm: u64,
+    compact_threshold: u64,
+    entries_per_message_max: u64,
+    inflight_entries_max: u64,
+}
+
+impl Swarm {
+    fn from_seed(rng: &mut SimRng, voters: u64) -> Self {
+        Swarm {
+            voters,
+            learners: rng.below(2),
+            drop_pm: rng.below(150),
+            dup_pm: rng.below(100),
+            delay_max_ms: 1 + rng.below(25),
+            disk_delay_max_ms: rng.below(15),
+            action_gap_max_ms: 5 + rng.below(40),
+            crash_pm: 20 + rng.below(120),
+            downtime_max_ms: [10, 100, 400][rng.below(3) as usize],
+            partition_pm: 20 + rng.below(120),
+            compact_pm: rng.below(200),
+            compact_threshold: 1 + rng.below(30),
+            entries_per_message_max: 1 + rng.below(6),
+            inflight_entries_max: 1 + rng.below(40),
+        }
+    }
+}
+
+/// What a passing run reports.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    pub(super) steps: u64,
+    pub(super) max_term: u64,
+    pub(super) committed: u64,
+    pub(super) crashes: u64,
+    pub(super) snapshots_applied: u64,
+    pub(super) trace_hash: u64,
+}
+
+enum Event {
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        message: crate::raft::Message,
+    },
+    Persisted {
+        node: NodeId,
+        incarnation: u64,
+        seq: u64,
+    },
+    Restart {
+        node: NodeId,
+    },
+}
+
+struct Node {
+    id: NodeId,
+    raft: Option<Raft>,
+    incarnation: u64,
+    /// What survives a crash.
+    durable: Durable,
+    /// What the node has written, synced or not (mirrors the in-memory log).
+    volatile: Durable,
+    /// seq -> the volatile state when that sync was requested.
+    pending: BTreeMap<u64, Durable>,
+    last_sync_done_ms: u64,
+    /// The state machine: every applied (index, term, data).
+    sm: Vec<(u64, u64, Vec<u8>)>,
+    seen_commit: u64,
+}
+
+pub(super) struct Cluster {
+    pub(super) seed: u64,
+    pub(super) swarm: Swarm,
+    rng: SimRng,
+    now: u64,
+    nodes: Vec<Node>,
+    events: BTreeMap<(u64, u64), Event>,
+    event_seq: u64,
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    faults: bool,
+    next_action_ms: u64,
+    next_client_id: u64,
+    pub(super) checker: Checker,
+    #[cfg(feature = "canary")]
+    canary: Option<Canary>,
+    report: Report,
+    hasher: DefaultHasher,
+}
+
+fn encode_sm(sm: &[(u64, u64, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, t, d) in sm {
+        out.extend_from_slice(&i.to_le_bytes());
+        out.extend_from_slice(&t.to_le_bytes());
+        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        out.extend_from_slice(d);
+    }
+    out
+}
+
+fn decode_sm(mut b: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let i = u64::from_le_bytes(b[0..8].try_into().unwrap());
+        let t = u64::from_le_bytes(b[8..16].try_into().unwrap());
+        let n = u32::from_le_bytes(b[16..20].try_into().unwrap()) as usize;
+        out.push((i, t, b[20..20 + n].to_vec()));
+        b = &b[20 + n..];
+    }
+    out
+}
+
+fn durable_term_at(d: &Durable, index: u64) -> Option<u64> {
+    let (si, st) = d.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+    if index == si {
+        return Some(st);
+    }
+    if index < si {
+        return None;
+    }
+    d.entries.get((index - si - 1) as usize).map(|e| e.term)
+}
+
+fn durable_last_index(d: &Durable) -> u64 {
+    d.snapshot.as_ref().map_or(0, |s| s.index) + d.entries.len() as u64
+}
+
+impl Cluster {
+    pub(super) fn new(seed: u64, voters: u64) -> Self {
+        let mut rng = SimRng::new(seed);
+        let swarm = Swarm::from_seed(&mut rng, voters);
+        let n = swarm.voters + swarm.learners;
+        let nodes = (1..=n)
+            .map(|id| Node {
+                id,
+                raft: None,
+                incarnation: 0,
+                durable: Durable::default(),
+                volatile: Durable::default(),
+                pending: BTreeMap::new(),
+                last_sync_done_ms: 0,
+                sm: Vec::new(),
+                seen_commit: 0,
+            })
+            .collect();
+        Cluster {
+            seed,
+            swarm,
+            rng,
+            now: 0,
+            nodes,
+            events: BTreeMap::new(),
+            event_seq: 0,
+            blocked: BTreeSet::new(),
+            faults: true,
+            next_action_ms: 0,
+            next_client_id: 1,
+            checker: Checker::default(),
+            #[cfg(feature = "canary")]
+            canary: None,
+            report: Report::default(),
+            hasher: DefaultHasher::new(),
+        }
+    }
+
+    #[cfg(feature = "canary")]
+    pub(super) fn set_canary(&mut self, canary: Option<Canary>) {
+        self.canary = canary;
+    }
+
+    fn config(&self, id: NodeId, incarnation: u64) -> RaftConfig {
+        let mut c = RaftConfig::new(id, 1..=self.swarm.voters, self.seed ^ (incarnation << 32));
+        c.learners = (self.swarm.voters + 1..=self.swarm.voters + self.swarm.learners).collect();
+        c.election_timeout_min_ms = ELECTION_MIN_MS;
+        c.election_timeout_max_ms = ELECTION_MAX_MS;
+        c.heartbeat_interval_ms = HEARTBEAT_MS;
+        c.entries_per_message_max = self.swarm.entries_per_message_max;
+        c.inflight_entries_max = self.swarm.inflight_entries_max;
+        c.uncommitted_entries_max = 64;
+        c
+    }
+
+    fn schedule(&mut self, at: u64, e: Event) {
+        self.event_seq += 1;
+        self.events.insert((at, self.event_seq), e);
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn up_rafts(&self) -> impl Iterator<Item = &Raft> {
+        self.nodes.iter().filter_map(|n| n.raft.as_ref())
+    }
+
+    fn voter_ids(&self) -> Vec<NodeId> {
+        (1..=self.swarm.voters).collect()
+    }
+
+    /// The leader with the highest term among running nodes, if any.
+    fn leader(&self) -> Option<NodeId> {
+        self.up_rafts()
+            .filter(|r| r.role() == Role::Leader)
+            .max_by_key(|r| r.term())
+            .map(|r| r.id())
+    }
+
+    fn start(&mut self, id: NodeId) -> Result<(), String> {
+        let node = self.node(id);
+        let config = self.config(id, node.incarnation);
+        #[allow(unused_mut)]
+        let mut raft = Raft::new(config, node.durable.clone());
+        #[cfg(feature = "canary")]
+        raft.set_canary(self.canary);
+        let n = self.node_mut(id);
+        n.volatile = n.durable.clone();
+        n.sm.clear();
+        n.seen_commit = raft.commit_index();
+        n.raft = Some(raft);
+        self.drive(id, None)?;
+        self.drive(id, Some(Input::Tick))
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let n = self.node_mut(id);
+        if n.raft.is_none() {
+            return;
+        }
+        n.raft = None;
+        n.incarnation += 1;
+        n.volatile = n.durable.clone();
+        n.pending.clear();
+        n.sm.clear();
+        self.report.crashes += 1;
+    }
+
+    /// Hands `input` (if any) to node `id`, then carries out every output.
+    fn drive(&mut self, id: NodeId, input: Option<Input>) -> Result<(), String> {
+        let now = self.now;
+        let outputs: Vec<Output> = {
+            let raft = self.node_mut(id).raft.as_mut().expect("node is up");
+            if let Some(i) = input {
+                raft.handle(now, i);
+            }
+            raft.check_invariants();
+            std::iter::from_fn(|| raft.poll_output()).collect()
+        };
+        for o in outputs {
+            self.carry_out(id, o)?;
+        }
+        self.after_drive(id)
+    }
+
+    fn carry_out(&mut self, id: NodeId, o: Output) -> Result<(), String> {
+        match o {
+            Output::PersistHardState(hs) => self.node_mut(id).volatile.hard_state = hs,
+            Output::AppendEntries(entries) => {
+                let v = &self.node(id).volatile;
+                let first = entries[0].index;
+                assert_eq!(
+                    first,
+                    durable_last_index(v) + 1,
+                    "append leaves a gap on disk"
+                );
+                let prev_term = durable_term_at(v, first - 1).expect("predecessor on disk");
+                self.checker.on_append(id, prev_term, &entries)?;
+                self.node_mut(id).volatile.entries.extend(entries);
+            }
+            Output::TruncateFrom { index } => self
+                .node_mut(id)
+                .volatile
+                .entries
+                .retain(|e| e.index < index),
+            Output::PersistSnapshot(s) => {
+                let v = &mut self.node_mut(id).volatile;
+                v.entries.retain(|e| e.index > s.index);
+                v.snapshot = Some(s);
+            }
+            Output::Sync { seq } => {
+                let at = self.now + self.rng.below(self.swarm.disk_delay_max_ms + 1);
+                let n = self.node_mut(id);
+                n.pending.insert(seq, n.volatile.clone());
+                let at = n.last_sync_done_ms.max(at);
+                n.last_sync_done_ms = at;
+                let incarnation = n.incarnation;
+                self.schedule(
+                    at,
+                    Event::Persisted {
+                        node: id,
+                        incarnation,
+                        seq,
+                    },
+                );
+            }
+            Output::Send { to, message } => {
+                assert_ne!(to, id);
+                if self.faults && self.rng.chance(self.swarm.drop_pm) {
+                    return Ok(());
+                }
+                let copies = if self.faults && self.rng.chance(self.swarm.dup_pm) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let at = self.now + 1 + self.rng.below(self.swarm.delay_max_ms);
+                    self.schedule(
+                        at,
+                        Event::Deliver {
+                            from: id,
+                            to,
+                            message: message.clone(),
+                        },
+                    );
+                }
+            }
+            Output::Apply(Entry {
+                index, term, data, ..
+            }) => {
+                self.checker.on_apply(id, index, term, &data)?;
+                let sm = &mut self.node_mut(id).sm;
+                let expect = sm.last().map_or(1, |e| e.0 + 1);
+                if index != expect {
+                    return Err(format!("node {id} applied {index}, expected {expect}"));
+                }
+                sm.push((index, term, data));
+            }
+            Output::ApplySnapshot(Snapshot { index, data, .. }) => {
+                let sm = decode_sm(&data);
+                if sm.len() as u64 != index {
+                    return Err(format!("node {id}: snapshot at {index} holds {}", sm.len()));
+                }
+                for (k, (i, t, d)) in sm.iter().enumerate() {
+                    assert_eq!(*i, k as u64 + 1);
+                    self.checker.on_apply(id, *i, *t, d)?;
+                }
+                let n = self.node_mut(id);
+                if let Some(last) = n.sm.last() {
+                    if last.0 >= index {
+                        return Err(format!("node {id}: snapshot {index} goes back"));
+                    }
+                }
+                n.sm = sm;
+                self.report.snapshots_applied += 1;
+            }
+            Output::RoleChanged { role, term, .. } => {
+                self.report.max_term = self.report.max_term.max(term);
+                if role == Role::Leader {
+                    let raft = self.nodes[(id - 1) as usize].raft.as_ref().unwrap();
+                    self.checker.on_leader(raft)?;
+                }
+            }
+            Output::Proposed { .. } | Output::Refused(_) => {}
+        }
+        Ok(())
+    }
+
+    fn after_drive(&mut self, id: NodeId) -> Result<(), String> {
+        let node = &self.nodes[(id - 1) as usize];
+        let raft = node.raft.as_ref().unwrap();
+        // The harness's disk mirrors the node's log.
+        assert_eq!(durable_last_index(&node.volatile), raft.last_index());
+        assert_eq!(
+            node.volatile.snapshot.as_ref().map_or(0, |s| s.index),
+            raft.snapshot().index
+        );
+        assert_eq!(node.volatile.hard_state.term, raft.term());
+        let (from, to) = (node.seen_commit, raft.commit_index());
+        let mut commits = Vec::new();
+        for i in from + 1..=to {
+            if let Some(t) = raft.term_at(i) {
+                commits.push((i, t));
+            }
+        }
+        let nodes = &self.nodes;
+        let checker = &mut self.checker;
+        for &(i, t) in &commits {
+            let leaders = nodes
+                .iter()
+                .filter_map(|n| n.raft.as_ref())
+                .filter(|r| r.role() == Role::Leader);
+            checker.on_commit(raft, i, t, leaders)?;
+        }
+        self.node_mut(id).seen_commit = to.max(from);
+        Ok(())
+    }
+
+    fn propose(&mut self, to: NodeId) -> Result<(), String> {
+        let id = self.next_client_id;
+        self.next_client_id += 1;
+        self.propose_id(to, id)
+    }
+
+    fn propose_id(&mut self, to: NodeId, id: u64) -> Result<(), String> {
+        if self.node(to).raft.is_some() {
+            self.drive(
+                to,
+                Some(Input::Propose {
+                    data: id.to_le_bytes().to_vec(),
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A random fault or client action during the safety phase.
+    fn action(&mut self) -> Result<(), String> {
+        let ids = self.ids();
+        let pick = ids[self.rng.below(ids.len() as u64) as usize];
+        let voter = 1 + self.rng.below(self.swarm.voters);
+        if self.rng.chance(self.swarm.crash_pm) {
+            if self.node(pick).raft.is_some() {
+                self.crash(pick);
+                let down = self.rng.below(self.swarm.downtime_max_ms + 1);
+                self.schedule(self.now + down, Event::Restart { node: pick });
+            }
+        } else if self.rng.chance(self.swarm.partition_pm) {
+            self.blocked.clear();
+            match self.rng.below(4) {
+                0 => {} // heal
+                1 => self.isolate(&[voter]),
+                2 => {
+                    // Two random sides.
+                    let side: Vec<NodeId> = ids
+                        .iter()
+                        .copied()
+                        .filter(|_| self.rng.chance(500))
+                        .collect();
+                    self.isolate(&side);
+                }
+                _ => {
+                    // One-way loss between two nodes.
+                    let other = ids[self.rng.below(ids.len() as u64) as usize];
+                    if other != pick {
+                        self.blocked.insert((pick, other));
+                    }
+                }
+            }
+        } else if self.rng.chance(self.swarm.compact_pm) {
+            self.compact(pick)?;
+        } else if self.rng.chance(600) {
+            let to = match self.leader() {
+                Some(l) if self.rng.chance(800) => l,
+                _ => pick,
+            };
+            self.propose(to)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, id: NodeId) -> Result<(), String> {
+        let Some(raft) = self.node(id).raft.as_ref() else {
+            return Ok(());
+        };
+        let applied = raft.last_applied();
+        if applied < raft.snapshot().index + self.swarm.compact_threshold {
+            return Ok(());
+        }
+        let sm = &self.node(id).sm;
+        assert_eq!(sm.last().map_or(0, |e| e.0), applied);
+        let data = encode_sm(sm);
+        self.drive(
+            id,
+            Some(Input::Compact {
+                index: applied,
+                data,
+            }),
+        )
+    }
+
+    /// Cuts `side` off from everyone else, both ways.
+    fn isolate(&mut self, side: &[NodeId]) {
+        for &a in side {
+            for b in self.ids() {
+                if !side.contains(&b) {
+                    self.blocked.insert((a, b));
+                    self.blocked.insert((b, a));
+                }
+            }
+        }
+    }
+
+    /// One step: the earliest of the next event, timer or action.
+    fn step(&mut self, actions: bool) -> Result<(), String> {
+        self.report.steps += 1;
+        let t_event = self.events.keys().next().map(|k| k.0);
+        let t_timer = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raft.as_ref()?.poll_timeout().map(|t| (t, n.id)))
+            .min();
+        let t_action = actions.then_some(self.next_action_ms);
+        let t = [t_event, t_timer.map(|t| t.0), t_action]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("something is always scheduled");
+        self.now = self.now.max(t);
+        if t_action == Some(t) {
+            self.next_action_ms = self.now + 1 + self.rng.below(self.swarm.action_gap_max_ms);
+            (t, 0u8, 0u64).hash(&mut self.hasher);
+            return self.action();
+        }
+        if t_event == Some(t) {
+            let (_, e) = self.events.pop_first().unwrap();
+            return match e {
+                Event::Deliver { from, to, message } => {
+                    if self.blocked.contains(&(from, to)) || self.node(to).raft.is_none() {
+                        return Ok(());
+                    }
+                    (t, 1u8, from, to, &message).hash(&mut self.hasher);
+                    self.drive(to, Some(Input::Receive { from, message }))
+                }
+                Event::Persisted {
+                    node,
+                    incarnation,
+                    seq,
+                } => {
+                    let n = self.node_mut(node);
+                    if n.incarnation != incarnation || n.raft.is_none() {
+                        return Ok(());
+                    }
+                    let d = n.pending.remove(&seq).expect("pending sync");
+                    n.pending.retain(|&s, _| s > seq);
+                    n.durable = d;
+                    (t, 2u8, node, seq).hash(&mut self.hasher);
+                    self.drive(node, Some(Input::Persisted { seq }))
+                }
+                Event::Restart { node } => {
+                    if self.node(node).raft.is_some() {
+                        return Ok(());
+                    }
+                    (t, 3u8, node).hash(&mut self.hasher);
+                    self.start(node)
+                }
+            };
+        }
+        let (_, id) = t_timer.unwrap();
+        (t, 4u8, id).hash(&mut self.hasher);
+        self.drive(id, Some(Input::Tick))
+    }
+
+    fn run_until(&mut self, end_ms: u64, actions: bool) -> Result<(), String> {
+        while self.now < end_ms {
+            if self.report.steps > STEPS_MAX {
+                return Err("step budget exhausted".into());
+            }
+            self.step(actions)?;
+        }
+        Ok(())
+    }
+
+    /// Runs all phases; `Err` names the first violated property.
+    pub(super) fn run(mut self) -> Result<Report, String> {
+        for id in self.ids() {
+            self.start(id)?;
+        }
+        // Safety phase.
+        self.run_until(SAFETY_MS, true)?;
+
+        // Liveness A: no loss, no crashes; the leader (and maybe one more voter, when a
+        // majority stays) is cut off.
+        self.faults = false;
+        for id in self.ids() {
+            if self.node(id).raft.is_none() {
+                self.start(id)?;
+            }
+        }
+        self.events
+            .retain(|_, e| !matches!(e, Event::Restart { .. }));
+        self.blocked.clear();
+        let voters = self.voter_ids();
+        let mut cut = Vec::new();
+        let first = self
+            .leader()
+            .unwrap_or(1 + self.rng.below(self.swarm.voters));
+        if first <= self.swarm.voters {
+            cut.push(first);
+        }
+        if self.swarm.voters >= 5 && self.rng.chance(500) {
+            let other = voters[self.rng.below(voters.len() as u64) as usize];
+            if !cut.contains(&other) {
+                cut.push(other);
+            }
+        }
+        self.isolate(&cut);
+        let start_a = self.now;
+        let ids: Vec<u64> = (0..LIVENESS_PROPOSALS)
+            .map(|k| 1_000_000 + k + self.seed * 100)
+            .collect();
+        while self.now < start_a + LIVENESS_A_MS {
+            let next_try = self.now + CLIENT_RETRY_MS;
+            let majority_leader = self
+                .up_rafts()
+                .filter(|r| r.role() == Role::Leader && !cut.contains(&r.id()))
+                .max_by_key(|r| r.term())
+                .map(|r| r.id());
+            if let Some(l) = majority_leader {
+                for &cid in &ids {
+                    if !self.checker.applied_ids.contains(&cid) {
+                        self.propose_id(l, cid)?;
+                    }
+                }
+            }
+            self.run_until(next_try.min(start_a + LIVENESS_A_MS), false)?;
+        }
+        for &cid in &ids {
+            if !self.checker.applied_ids.contains(&cid) {
+                return Err(format!(
+                    "liveness: proposal {cid} not committed {LIVENESS_A_MS} ms after the \
+                     majority was connected (cut off: {cut:?})"
+                ));
+            }
+        }
+        for r in self.up_rafts() {
+            if r.role() == Role::Leader && cut.contains(&r.id()) {
+                return Err(format!(
+                    "check-quorum: node {} still leads term {} after {LIVENESS_A_MS} ms cut \
+                     off from the majority",
+                    r.id(),
+                    r.term()
+                ));
+            }
+        }
+
+        // Liveness B: heal everything; every node must apply one more proposal.
+        self.blocked.clear();
+        let start_b = self.now;
+        let final_id = 2_000_000 + self.seed;
+        let mut proposed_at: Option<u64> = None;
+        loop {
+            let all_applied = self.nodes.iter().all(|n| {
+                n.sm.iter()
+                    .any(|(_, _, d)| d.as_slice() == final_id.to_le_bytes())
+            });
+            if all_applied {
+                break;
+            }
+            if self.now >= start_b + LIVENESS_B_MS {
+                return Err(format!(
+                    "liveness: final proposal not applied everywhere {LIVENESS_B_MS} ms after heal"
+                ));
+            }
+            if proposed_at.is_none_or(|t| self.now >= t + CLIENT_RETRY_MS * 3)
+                && !self.checker.applied_ids.contains(&final_id)
+            {
+                if let Some(l) = self.leader() {
+                    self.propose_id(l, final_id)?;
+                    proposed_at = Some(self.now);
+                }
+            }
+            let until = self.now + 10;
+            self.run_until(until, false)?;
+        }
+        // Committed entries are never lost: every state machine holds every committed entry
+        // at or below what it applied.
+        for n in &self.nodes {
+            for (&index, &(term, _)) in &self.checker.committed {
+                let Some(&(i, t, _)) = n.sm.get((index - 1) as usize) else {
+                    continue;
+                };
+                if (i, t) != (index, term) {
+                    return Err(format!(
+                        "committed entry lost: node {} has ({i}, {t}) where ({index}, {term}) was committed",
+                        n.id
+                    ));
+                }
+            }
+        }
+        self.report.committed = self.checker.committed.len() as u64;
+        for n in &self.nodes {
+            n.raft.hash(&mut self.hasher);
+        }
+        self.report.trace_hash = self.hasher.finish();
+        Ok(self.report)
+    }
+}
