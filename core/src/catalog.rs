@@ -279,6 +279,29 @@ impl Catalog {
         self.next_producer_id = self.producer_id_end;
     }
 
+    /// Records that rebuild this catalog when applied in order to a fresh one with the same
+    /// defaults: the metadata quorum's snapshot.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out: Vec<MetadataRecord> = self
+            .topics
+            .values()
+            .map(|t| MetadataRecord::TopicCreated {
+                name: t.name.clone(),
+                id: id_to_hex(&t.id),
+                partitions: t.partitions,
+                configs: t.config.overrides().clone(),
+            })
+            .collect();
+        if self.producer_id_end > 0 {
+            // Only the reserved frontier matters: ids below it may have been handed out.
+            out.push(MetadataRecord::ProducerIdBlock {
+                start: self.producer_id_end,
+                end: self.producer_id_end,
+            });
+        }
+        out
+    }
+
     /// Applies a durable record.
     pub fn apply(&mut self, rec: &MetadataRecord) {
         match rec {
@@ -288,6 +311,11 @@ impl Catalog {
                 partitions,
                 configs,
             } => {
+                // First wins: two creates of one name can both commit when proposed from
+                // different brokers; every node keeps the first, so they all agree.
+                if self.topics.contains_key(name) {
+                    return;
+                }
                 let config = TopicConfig::new(
                     configs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                     &self.defaults,
@@ -332,6 +360,43 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_rebuild_the_catalog_and_a_second_create_of_a_name_is_ignored() {
+        let mut c = Catalog::new(LogConfig::default());
+        let r = c
+            .plan_create("a", 2, 1, &[("retention.ms".into(), "7".into())], [3; 16])
+            .unwrap();
+        c.apply(&r);
+        let r2 = c.plan_create("b", 1, 1, &[], [4; 16]).unwrap();
+        c.apply(&r2);
+        let dup = MetadataRecord::TopicCreated {
+            name: "a".into(),
+            id: id_to_hex(&[9; 16]),
+            partitions: 5,
+            configs: BTreeMap::new(),
+        };
+        c.apply(&dup);
+        assert_eq!(c.topic("a").unwrap().id, [3; 16]);
+        assert_eq!(c.topic("a").unwrap().partitions, 2);
+        let Err(block) = c.next_producer_id() else {
+            panic!("no block yet")
+        };
+        c.apply(&block);
+        let first = c.next_producer_id().unwrap();
+        let mut d = Catalog::new(LogConfig::default());
+        for r in c.to_records() {
+            d.apply(&r);
+        }
+        assert_eq!(d.topic("a").unwrap().id, [3; 16]);
+        assert_eq!(d.log_config("a").unwrap().retention_ms, 7);
+        assert_eq!(d.topic("b").unwrap().partitions, 1);
+        d.fence_producer_ids();
+        match d.next_producer_id() {
+            Err(MetadataRecord::ProducerIdBlock { start, .. }) => assert!(start > first),
+            other => panic!("ids after a snapshot must come from a fresh block: {other:?}"),
+        }
+    }
 
     #[test]
     fn create_alter_delete() {
