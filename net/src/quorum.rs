@@ -1,0 +1,682 @@
+//! The metadata quorum's driver: runs skein-core's [`Raft`] on a tokio task, carries out its
+//! storage work through [`RaftStore`], its messages through the peer transport, and feeds
+//! committed entries to the broker's state machine.
+//!
+//! Proposals can be made on any node: the leader appends them; a follower forwards them to the
+//! leader it knows and waits for the entry to be applied locally. A proposal resolves only when
+//! this node has applied the entry at its index with its term, so when it returns the caller's
+//! own view already includes it.
+//!
+//! Invariants: the driver follows Raft's calling contract (every `handle` is followed by a full
+//! drain of `poll_output`, storage outputs are carried out in order, `Sync` is acknowledged only
+//! after the fsync); the state machine sees only committed entries, in index order; the time
+//! handed to Raft is monotonic (tokio's clock, simulated under turmoil).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use skein_core::raft::{
+    Durable, Entry, EntryKind, HardState, Input, Message, NodeId, Output, ProposeError, Raft,
+    RaftConfig, Role,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::peer::Outbox;
+use crate::raft_store::{RaftStore, RaftStoreError};
+
+/// Entries applied since the last snapshot before the driver takes a new one.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1024;
+/// How long a proposal may wait for its entry to be applied here.
+pub const PROPOSAL_TIMEOUT_MS: u64 = 15_000;
+/// Proposals queued in the driver before callers are told to back off.
+pub const PROPOSALS_QUEUED_MAX: usize = 1024;
+
+/// What a node applies: the broker's metadata.
+pub trait StateMachine: Send + 'static {
+    /// Applies the committed entry at `index` (a record the broker proposed).
+    fn apply(&mut self, index: u64, data: &[u8]);
+    /// Replaces the whole state with a snapshot's.
+    fn restore(&mut self, data: &[u8]);
+    /// The whole state, for a snapshot.
+    fn snapshot(&self) -> Vec<u8>;
+}
+
+/// Messages between quorum nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Raft's own traffic.
+    Raft(Message),
+    /// A follower asks the leader to propose `data`.
+    Forward {
+        /// The follower's request id.
+        req: u64,
+        /// The record.
+        data: Vec<u8>,
+    },
+    /// The leader's answer to a Forward: where the entry went, or why not.
+    Forwarded {
+        /// The follower's request id.
+        req: u64,
+        /// `(index, term)` of the appended entry, or the refusal.
+        result: Result<(u64, u64), String>,
+    },
+}
+
+/// Why a proposal did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuorumError {
+    /// No leader is known right now (an election is under way); retry.
+    #[error("the metadata quorum has no leader right now")]
+    NoLeader,
+    /// The leader refused or lost the entry (leadership changed); retry.
+    #[error("the proposal was not committed: {0}")]
+    NotCommitted(String),
+    /// No answer within the proposal timeout.
+    #[error("the metadata quorum did not commit the proposal in time")]
+    Timeout,
+    /// The driver has stopped.
+    #[error("the metadata quorum is shut down")]
+    Stopped,
+}
+
+/// What the quorum looks like from this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// The voters.
+    pub voters: Vec<NodeId>,
+    /// This node's role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// The leader, if known.
+    pub leader: Option<NodeId>,
+    /// Highest committed index known here.
+    pub commit_index: u64,
+    /// Highest index applied here.
+    pub last_applied: u64,
+}
+
+/// How to start the quorum on this node.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// Voter ids and their controller addresses (`host:port`).
+    pub voters: BTreeMap<NodeId, String>,
+    /// Where the Raft state lives.
+    pub dir: PathBuf,
+    /// Records to start from when the state is fresh (a single voter migrating an older
+    /// single-node `__metadata.log`); ignored otherwise.
+    pub bootstrap: Vec<Vec<u8>>,
+    /// Seed for election timeouts (fresh per process start).
+    pub rng_seed: u64,
+}
+
+enum Cmd {
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, QuorumError>>,
+    },
+}
+
+/// A handle to the running quorum driver; cheap to clone.
+#[derive(Clone)]
+pub struct Quorum {
+    cmds: mpsc::Sender<Cmd>,
+    status: watch::Receiver<QuorumStatus>,
+}
+
+impl Quorum {
+    /// Recovers the Raft state and starts the driver task.
+    pub fn start<S: StateMachine>(
+        cfg: QuorumConfig,
+        machine: S,
+        outbox: Outbox<PeerMsg>,
+        inbox: mpsc::Receiver<(NodeId, PeerMsg)>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Quorum, RaftStoreError> {
+        let (mut store, mut durable) = RaftStore::open(&cfg.dir)?;
+        let fresh = durable == Durable::default();
+        if fresh && !cfg.bootstrap.is_empty() && cfg.voters.len() == 1 {
+            // A lone voter may write its own term-1 log: nobody else could have voted.
+            let hard = HardState {
+                term: 1,
+                voted_for: Some(cfg.node_id),
+            };
+            let entries: Vec<Entry> = cfg
+                .bootstrap
+                .iter()
+                .enumerate()
+                .map(|(i, d)| Entry {
+                    term: 1,
+                    index: i as u64 + 1,
+                    kind: EntryKind::Normal,
+                    data: d.clone(),
+                })
+                .collect();
+            store.apply(&Output::PersistHardState(hard))?;
+            store.apply(&Output::AppendEntries(entries.clone()))?;
+            store.sync()?;
+            durable = Durable {
+                hard_state: hard,
+                snapshot: None,
+                entries,
+            };
+            info!(
+                records = cfg.bootstrap.len(),
+                "metadata log migrated into the quorum"
+            );
+        }
+        let mut rc = RaftConfig::new(cfg.node_id, cfg.voters.keys().copied(), cfg.rng_seed);
+        if cfg.voters.len() == 1 {
+            // Nobody to wait for: elect ourselves almost at once.
+            rc.election_timeout_min_ms = 20;
+            rc.election_timeout_max_ms = 40;
+            rc.heartbeat_interval_ms = 10;
+        }
+        let raft = Raft::new(rc, durable);
+        let status = QuorumStatus {
+            node_id: cfg.node_id,
+            voters: cfg.voters.keys().copied().collect(),
+            role: raft.role(),
+            term: raft.term(),
+            leader: raft.leader_id(),
+            commit_index: raft.commit_index(),
+            last_applied: raft.last_applied(),
+        };
+        let (status_tx, status_rx) = watch::channel(status);
+        let (cmd_tx, cmd_rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
+        let driver = Driver {
+            raft,
+            store,
+            machine,
+            outbox,
+            status: status_tx,
+            start: Instant::now(),
+            waiters: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            req_next: 0,
+            applied_terms: BTreeMap::new(),
+            failed: false,
+            last_proposed: None,
+        };
+        tokio::spawn(driver.run(cmd_rx, inbox, stop));
+        Ok(Quorum {
+            cmds: cmd_tx,
+            status: status_rx,
+        })
+    }
+
+    /// Proposes `data` and waits until it is committed and applied on this node; returns its
+    /// index.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<u64, QuorumError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmds
+            .try_send(Cmd::Propose { data, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    QuorumError::NotCommitted("too many proposals queued".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => QuorumError::Stopped,
+            })?;
+        match tokio::time::timeout(Duration::from_millis(PROPOSAL_TIMEOUT_MS), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(QuorumError::Stopped),
+            Err(_) => Err(QuorumError::Timeout),
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> QuorumStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until this node has applied everything committed as of the moment a leader is
+    /// known (start-up: the broker serves nothing before its metadata is current).
+    pub async fn caught_up(&self, timeout: Duration) -> bool {
+        let mut rx = self.status.clone();
+        let wait = async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if s.leader.is_some() && s.last_applied >= s.commit_index && s.commit_index > 0
+                    {
+                        return;
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+type Reply = oneshot::Sender<Result<u64, QuorumError>>;
+
+struct Driver<S> {
+    raft: Raft,
+    store: RaftStore,
+    machine: S,
+    outbox: Outbox<PeerMsg>,
+    status: watch::Sender<QuorumStatus>,
+    start: Instant,
+    /// Local proposals waiting to be applied: index -> (term, reply).
+    waiters: BTreeMap<u64, Vec<(u64, Reply)>>,
+    /// Proposals forwarded to the leader, waiting for its answer: request id -> (the leader
+    /// it went to, reply). Failed at once when this node learns of another leader.
+    forwarded: BTreeMap<u64, (NodeId, Reply)>,
+    req_next: u64,
+    /// Terms of recently applied entries (for answers that arrive after the apply).
+    applied_terms: BTreeMap<u64, u64>,
+    /// Storage failed: the node stops taking part (a restart recovers from disk).
+    failed: bool,
+    /// Where the last successful `propose_here` put its entry.
+    last_proposed: Option<(u64, u64)>,
+}
+
+impl<S: StateMachine> Driver<S> {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut inbox: mpsc::Receiver<(NodeId, PeerMsg)>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        self.drain();
+        let now = self.now();
+        self.raft.handle(now, Input::Tick);
+        self.drain();
+        loop {
+            if self.failed {
+                error!("metadata quorum storage failed; this node no longer takes part");
+                return;
+            }
+            let deadline = self
+                .raft
+                .poll_timeout()
+                .map(|t| self.start + Duration::from_millis(t.max(self.now())));
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Propose { data, reply }) => self.propose(data, reply),
+                    None => return,
+                },
+                msg = inbox.recv() => match msg {
+                    Some((from, m)) => self.receive(from, m),
+                    None => return,
+                },
+                _ = sleep => {
+                    let now = self.now();
+                    self.raft.handle(now, Input::Tick);
+                }
+                _ = stop.changed() => return,
+            }
+            self.drain();
+            self.expire_waiters();
+        }
+    }
+
+    fn propose(&mut self, data: Vec<u8>, reply: Reply) {
+        match self.raft.role() {
+            Role::Leader => {
+                if let Err(e) = self.propose_here(data) {
+                    let _ = reply.send(Err(e));
+                } else if let Some((index, term)) = self.last_proposed.take() {
+                    self.waiters.entry(index).or_default().push((term, reply));
+                }
+            }
+            _ => match self.raft.leader_id() {
+                Some(leader) if leader != self.raft.id() => {
+                    let req = self.req_next;
+                    self.req_next += 1;
+                    if self.outbox.send(leader, PeerMsg::Forward { req, data }) {
+                        self.forwarded.insert(req, (leader, reply));
+                    } else {
+                        let _ = reply.send(Err(QuorumError::NoLeader));
+                    }
+                }
+                _ => {
+                    let _ = reply.send(Err(QuorumError::NoLeader));
+                }
+            },
+        }
+    }
+
+    /// Hands a proposal to Raft; on success `last_proposed` holds where it went.
+    fn propose_here(&mut self, data: Vec<u8>) -> Result<(), QuorumError> {
+        let now = self.now();
+        self.raft.handle(now, Input::Propose { data });
+        // The answer is the first Proposed/Refused output; everything else is carried out.
+        let mut answer = None;
+        while let Some(out) = self.raft.poll_output() {
+            match out {
+                Output::Proposed { index, term } if answer.is_none() => {
+                    answer = Some(Ok((index, term)));
+                }
+                Output::Refused(e) if answer.is_none() => {
+                    answer = Some(Err(match e {
+                        ProposeError::NotLeader { .. } => QuorumError::NoLeader,
+                        ProposeError::TooManyUncommitted => {
+                            QuorumError::NotCommitted("too many uncommitted entries".into())
+                        }
+                    }));
+                }
+                other => self.carry_out(other),
+            }
+        }
+        match answer {
+            Some(Ok(at)) => {
+                self.last_proposed = Some(at);
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(QuorumError::NotCommitted("no answer from raft".into())),
+        }
+    }
+
+    fn receive(&mut self, from: NodeId, m: PeerMsg) {
+        match m {
+            PeerMsg::Raft(message) => {
+                let now = self.now();
+                self.raft.handle(now, Input::Receive { from, message });
+            }
+            PeerMsg::Forward { req, data } => {
+                let result = if self.raft.role() == Role::Leader {
+                    match self.propose_here(data) {
+                        Ok(()) => Ok(self.last_proposed.take().expect("proposed")),
+                        Err(e) => Err(e.to_string()),
+                    }
+                } else {
+                    Err(QuorumError::NoLeader.to_string())
+                };
+                self.outbox.send(from, PeerMsg::Forwarded { req, result });
+            }
+            PeerMsg::Forwarded { req, result } => {
+                let Some((_, reply)) = self.forwarded.remove(&req) else {
+                    return;
+                };
+                match result {
+                    Ok((index, term)) => {
+                        if index <= self.raft.last_applied() {
+                            let r = match self.applied_terms.get(&index) {
+                                Some(t) if *t == term => Ok(index),
+                                _ => Err(QuorumError::NotCommitted("entry was replaced".into())),
+                            };
+                            let _ = reply.send(r);
+                        } else {
+                            self.waiters.entry(index).or_default().push((term, reply));
+                        }
+                    }
+                    Err(why) => {
+                        let _ = reply.send(Err(QuorumError::NotCommitted(why)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains and carries out every output.
+    fn drain(&mut self) {
+        while let Some(out) = self.raft.poll_output() {
+            self.carry_out(out);
+        }
+        self.publish_status();
+    }
+
+    fn carry_out(&mut self, out: Output) {
+        if self.failed {
+            return;
+        }
+        match out {
+            Output::PersistHardState(_)
+            | Output::AppendEntries(_)
+            | Output::TruncateFrom { .. }
+            | Output::PersistSnapshot(_) => {
+                if let Err(e) = self.store.apply(&out) {
+                    error!(error = %e, "metadata quorum storage write failed");
+                    self.failed = true;
+                }
+            }
+            Output::Sync { seq } => {
+                // Metadata is small and rare: fsync inline on the driver task.
+                if let Err(e) = self.store.sync() {
+                    error!(error = %e, "metadata quorum fsync failed");
+                    self.failed = true;
+                    return;
+                }
+                let now = self.now();
+                self.raft.handle(now, Input::Persisted { seq });
+            }
+            Output::Send { to, message } => {
+                self.outbox.send(to, PeerMsg::Raft(message));
+            }
+            Output::Apply(entry) => self.apply(entry),
+            Output::ApplySnapshot(s) => {
+                self.machine.restore(&s.data);
+                self.applied_terms.clear();
+                // Waiters at or below the snapshot cannot be judged any more.
+                let later = self.waiters.split_off(&(s.index + 1));
+                for (_, ws) in std::mem::replace(&mut self.waiters, later) {
+                    for (_, reply) in ws {
+                        let _ = reply.send(Err(QuorumError::NotCommitted(
+                            "replaced by a snapshot".into(),
+                        )));
+                    }
+                }
+            }
+            Output::RoleChanged { role, term, leader } => {
+                info!(?role, term, ?leader, "metadata quorum role changed");
+            }
+            Output::Proposed { .. } | Output::Refused(_) => {
+                warn!("unexpected proposal answer outside a proposal");
+            }
+        }
+    }
+
+    fn apply(&mut self, entry: Entry) {
+        if entry.kind == EntryKind::Normal {
+            self.machine.apply(entry.index, &entry.data);
+        }
+        self.applied_terms.insert(entry.index, entry.term);
+        if self.applied_terms.len() > 4096 {
+            self.applied_terms.pop_first();
+        }
+        if let Some(ws) = self.waiters.remove(&entry.index) {
+            for (term, reply) in ws {
+                let r = if term == entry.term {
+                    Ok(entry.index)
+                } else {
+                    Err(QuorumError::NotCommitted("leadership changed".into()))
+                };
+                let _ = reply.send(r);
+            }
+        }
+        if entry.index >= self.raft.snapshot().index + SNAPSHOT_EVERY_ENTRIES
+            && entry.index == self.raft.commit_index()
+        {
+            let data = self.machine.snapshot();
+            let now = self.now();
+            self.raft.handle(
+                now,
+                Input::Compact {
+                    index: entry.index,
+                    data,
+                },
+            );
+        }
+    }
+
+    fn expire_waiters(&mut self) {
+        self.waiters.retain(|_, ws| {
+            ws.retain(|(_, r)| !r.is_closed());
+            !ws.is_empty()
+        });
+        let leader = self.raft.leader_id();
+        let stale: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (to, r))| r.is_closed() || Some(*to) != leader)
+            .map(|(req, _)| *req)
+            .collect();
+        for req in stale {
+            if let Some((_, reply)) = self.forwarded.remove(&req) {
+                let _ = reply.send(Err(QuorumError::NoLeader));
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let s = QuorumStatus {
+            node_id: self.raft.id(),
+            voters: self.raft.config().voters.iter().copied().collect(),
+            role: self.raft.role(),
+            term: self.raft.term(),
+            leader: self.raft.leader_id(),
+            commit_index: self.raft.commit_index(),
+            last_applied: self.raft.last_applied(),
+        };
+        self.status.send_if_modified(|old| {
+            let changed = *old != s;
+            *old = s;
+            changed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl StateMachine for Recorder {
+        fn apply(&mut self, _index: u64, data: &[u8]) {
+            self.0.lock().unwrap().push(data.to_vec());
+        }
+        fn restore(&mut self, data: &[u8]) {
+            *self.0.lock().unwrap() = serde_json::from_slice(data).unwrap();
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            serde_json::to_vec(&*self.0.lock().unwrap()).unwrap()
+        }
+    }
+
+    struct Node {
+        quorum: Quorum,
+        applied: Recorder,
+        stop: watch::Sender<bool>,
+    }
+
+    async fn start(
+        id: NodeId,
+        voters: &BTreeMap<NodeId, String>,
+        listener: crate::sys::net::Listener,
+        dir: &std::path::Path,
+    ) -> Node {
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(crate::peer::serve(
+            listener,
+            "c".into(),
+            tx,
+            stop_rx.clone(),
+        ));
+        let outbox = Outbox::new(id, "c".into(), voters.clone(), stop_rx.clone());
+        let applied = Recorder::default();
+        let cfg = QuorumConfig {
+            node_id: id,
+            voters: voters.clone(),
+            dir: dir.join(format!("n{id}")),
+            bootstrap: vec![],
+            rng_seed: id * 7919,
+        };
+        let quorum = Quorum::start(cfg, applied.clone(), outbox, rx, stop_rx).unwrap();
+        Node {
+            quorum,
+            applied,
+            stop,
+        }
+    }
+
+    async fn propose_retrying(q: &Quorum, data: &[u8]) -> u64 {
+        for _ in 0..200 {
+            match q.propose(data.to_vec()).await {
+                Ok(i) => return i,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("proposal never committed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_voters_elect_commit_from_a_follower_and_survive_losing_the_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = BTreeMap::new();
+        let mut voters = BTreeMap::new();
+        for id in 1..=3u64 {
+            let l = crate::sys::net::Listener::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            voters.insert(id, l.local_addr().unwrap().to_string());
+            listeners.insert(id, l);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, l) in listeners {
+            nodes.insert(id, start(id, &voters, l, dir.path()).await);
+        }
+        // Propose through a node that is not the leader once one is elected.
+        let i1 = propose_retrying(&nodes[&1].quorum, b"one").await;
+        let leader = nodes[&1]
+            .quorum
+            .status()
+            .leader
+            .expect("leader after a commit");
+        let follower = *nodes.keys().find(|id| **id != leader).unwrap();
+        let i2 = propose_retrying(&nodes[&follower].quorum, b"two").await;
+        assert!(i2 > i1);
+        assert!(nodes[&follower]
+            .applied
+            .0
+            .lock()
+            .unwrap()
+            .ends_with(&[b"two".to_vec()]));
+        // Stop the leader: the other two elect a new one and keep committing.
+        nodes[&leader].stop.send_replace(true);
+        let survivor = *nodes.keys().find(|id| **id != leader).unwrap();
+        propose_retrying(&nodes[&survivor].quorum, b"three").await;
+        let s = nodes[&survivor].quorum.status();
+        assert_ne!(s.leader, Some(leader));
+        for (id, n) in &nodes {
+            if *id == leader {
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = n.applied.0.lock().unwrap().clone();
+                if got == vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()] {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {id} applied {got:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
