@@ -1109,9 +1109,11 @@ impl Raft {
             return;
         }
         let prev_term = self.log.term_at(prev).expect("prev is in the log");
-        let hi = last
-            .min(pr.next_index + self.config.entries_per_message_max - 1)
-            .min(pr.match_index + self.config.inflight_entries_max);
+        let mut hi = last.min(pr.next_index + self.config.entries_per_message_max - 1);
+        if pr.state == ProgressState::Replicate {
+            // Pipelining is bounded; a probe is a single message anyway.
+            hi = hi.min(pr.match_index + self.config.inflight_entries_max);
+        }
         let entries = if pr.next_index <= hi {
             self.log.slice(pr.next_index, hi).to_vec()
         } else {
@@ -1161,11 +1163,15 @@ impl Raft {
                     self.send_append(p, true);
                 }
                 ProgressState::Snapshot { .. } => self.send_snapshot(p),
-                ProgressState::Replicate if pr.match_index < last => {
-                    // Something sent is unacknowledged: resend from the match point, since
-                    // the network may have lost it.
+                ProgressState::Replicate if pr.match_index < last && pr.stalled => {
+                    // Nothing was acknowledged for a whole heartbeat interval: the network may
+                    // have lost what was sent, so resend from the match point.
                     pr.next_index = pr.match_index + 1;
                     self.send_append(p, true);
+                }
+                ProgressState::Replicate if pr.match_index < last => {
+                    pr.stalled = true;
+                    self.send_append(p, false);
                 }
                 ProgressState::Replicate => {
                     let prev = pr.match_index;

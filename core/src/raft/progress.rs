@@ -27,6 +27,8 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// The peer answered since the last check-quorum.
     pub(crate) recent_active: bool,
+    /// Replicate only: `match_index` has not moved since the last heartbeat.
+    pub(crate) stalled: bool,
 }
 
 impl Progress {
@@ -37,10 +39,14 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             recent_active: false,
+            stalled: false,
         }
     }
 
     pub(crate) fn on_success(&mut self, match_index: u64) {
+        if match_index > self.match_index {
+            self.stalled = false;
+        }
         self.match_index = self.match_index.max(match_index);
         match self.state {
             ProgressState::Probe => {

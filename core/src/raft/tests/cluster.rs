@@ -19,13 +19,12 @@ use crate::raft::{Durable, Entry, Input, NodeId, Output, Raft, RaftConfig, Role,
 use super::checker::Checker;
 
 pub(super) const ELECTION_MIN_MS: u64 = 100;
-pub(super) const ELECTION_MAX_MS: u64 = 200;
 pub(super) const HEARTBEAT_MS: u64 = 20;
 const SAFETY_MS: u64 = 2_500;
 /// Bound for liveness A: a cut-off leader steps down within 2 election timeouts; the majority
 /// needs one lease expiry plus a few election rounds.
 const LIVENESS_A_MS: u64 = 2_500;
-const LIVENESS_B_MS: u64 = 2_000;
+const LIVENESS_B_MS: u64 = 3_000;
 const CLIENT_RETRY_MS: u64 = 60;
 const LIVENESS_PROPOSALS: u64 = 5;
 const STEPS_MAX: u64 = 200_000;
@@ -61,12 +60,17 @@ impl SimRng {
 pub(super) struct Swarm {
     pub(super) voters: u64,
     pub(super) learners: u64,
+    /// Upper bound of the election timeout (the lower is `ELECTION_MIN_MS`): a narrow range
+    /// makes concurrent candidates and split votes common.
+    election_max_ms: u64,
     drop_pm: u64,
     dup_pm: u64,
     delay_max_ms: u64,
     disk_delay_max_ms: u64,
     action_gap_max_ms: u64,
     crash_pm: u64,
+    /// Chance that a node crashes at the moment it asks for a sync (losing that write).
+    crash_on_sync_pm: u64,
     downtime_max_ms: u64,
     partition_pm: u64,
     compact_pm: u64,
@@ -80,18 +84,21 @@ impl Swarm {
         Swarm {
             voters,
             learners: rng.below(2),
+            election_max_ms: [130, 200][rng.below(2) as usize],
             drop_pm: rng.below(150),
             dup_pm: rng.below(100),
-            delay_max_ms: 1 + rng.below(25),
+            delay_max_ms: [5, 15, 30, 60][rng.below(4) as usize],
             disk_delay_max_ms: rng.below(15),
             action_gap_max_ms: 5 + rng.below(40),
             crash_pm: 20 + rng.below(120),
+            crash_on_sync_pm: rng.below(40),
             downtime_max_ms: [10, 100, 400][rng.below(3) as usize],
-            partition_pm: 20 + rng.below(120),
+            // Some seeds churn partitions so fast that leaders rarely last.
+            partition_pm: [20 + rng.below(120), 300 + rng.below(700)][rng.below(2) as usize],
             compact_pm: rng.below(200),
             compact_threshold: 1 + rng.below(30),
-            entries_per_message_max: 1 + rng.below(6),
-            inflight_entries_max: 1 + rng.below(40),
+            entries_per_message_max: [1, 1, 2, 3, 8][rng.below(5) as usize],
+            inflight_entries_max: [4, 16, 64][rng.below(3) as usize],
         }
     }
 }
@@ -151,6 +158,8 @@ pub(super) struct Cluster {
     faults: bool,
     next_action_ms: u64,
     next_client_id: u64,
+    /// Proposals refused so far.
+    refused: u64,
     pub(super) checker: Checker,
     #[cfg(feature = "canary")]
     canary: Option<Canary>,
@@ -226,6 +235,7 @@ impl Cluster {
             faults: true,
             next_action_ms: 0,
             next_client_id: 1,
+            refused: 0,
             checker: Checker::default(),
             #[cfg(feature = "canary")]
             canary: None,
@@ -243,7 +253,7 @@ impl Cluster {
         let mut c = RaftConfig::new(id, 1..=self.swarm.voters, self.seed ^ (incarnation << 32));
         c.learners = (self.swarm.voters + 1..=self.swarm.voters + self.swarm.learners).collect();
         c.election_timeout_min_ms = ELECTION_MIN_MS;
-        c.election_timeout_max_ms = ELECTION_MAX_MS;
+        c.election_timeout_max_ms = self.swarm.election_max_ms;
         c.heartbeat_interval_ms = HEARTBEAT_MS;
         c.entries_per_message_max = self.swarm.entries_per_message_max;
         c.inflight_entries_max = self.swarm.inflight_entries_max;
@@ -324,13 +334,41 @@ impl Cluster {
             raft.check_invariants();
             std::iter::from_fn(|| raft.poll_output()).collect()
         };
+        let raft = self.nodes[(id - 1) as usize].raft.as_ref().unwrap();
+        if raft.role() == Role::Leader && self.checker.leaders.get(&raft.term()) != Some(&id) {
+            self.checker.on_leader(raft)?;
+        }
+        // Crash points: syncs, above all those of a vote or term change and those of leaders.
+        let leader = raft.role() == Role::Leader;
+        let mut hard_state = false;
         for o in outputs {
+            let sync = matches!(o, Output::Sync { .. });
+            hard_state |= matches!(o, Output::PersistHardState(_));
             self.carry_out(id, o)?;
+            let crash_pm = if hard_state || leader {
+                self.swarm.crash_on_sync_pm * 5
+            } else {
+                self.swarm.crash_on_sync_pm
+            };
+            if sync && self.faults && self.rng.chance(crash_pm) {
+                // Crash before the write is durable; the rest of this step's outputs are lost.
+                self.crash(id);
+                let down = self.rng.below(self.swarm.delay_max_ms + 1);
+                self.schedule(self.now + down, Event::Restart { node: id });
+                return Ok(());
+            }
         }
         self.after_drive(id)
     }
 
     fn carry_out(&mut self, id: NodeId, o: Output) -> Result<(), String> {
+        if matches!(
+            o,
+            Output::Proposed { .. } | Output::Refused(_) | Output::RoleChanged { .. }
+        ) && std::env::var("SKEIN_RAFT_TRACE").is_ok()
+        {
+            eprintln!("{} node {id}: {o:?}", self.now);
+        }
         match o {
             Output::PersistHardState(hs) => self.node_mut(id).volatile.hard_state = hs,
             Output::AppendEntries(entries) => {
@@ -422,14 +460,12 @@ impl Cluster {
                 n.sm = sm;
                 self.report.snapshots_applied += 1;
             }
-            Output::RoleChanged { role, term, .. } => {
+            Output::RoleChanged { term, .. } => {
+                // Leaders are checked from the node's state right after each step.
                 self.report.max_term = self.report.max_term.max(term);
-                if role == Role::Leader {
-                    let raft = self.nodes[(id - 1) as usize].raft.as_ref().unwrap();
-                    self.checker.on_leader(raft)?;
-                }
             }
-            Output::Proposed { .. } | Output::Refused(_) => {}
+            Output::Proposed { .. } => {}
+            Output::Refused(_) => self.refused += 1,
         }
         Ok(())
     }
@@ -488,17 +524,36 @@ impl Cluster {
         let pick = ids[self.rng.below(ids.len() as u64) as usize];
         let voter = 1 + self.rng.below(self.swarm.voters);
         if self.rng.chance(self.swarm.crash_pm) {
-            if self.node(pick).raft.is_some() {
-                self.crash(pick);
+            // Leaders are the interesting victims: half the crashes hit the current one.
+            let victim = match self.leader() {
+                Some(l) if self.rng.chance(500) => l,
+                _ => pick,
+            };
+
+            if self.node(victim).raft.is_some() {
+                self.crash(victim);
                 let down = self.rng.below(self.swarm.downtime_max_ms + 1);
-                self.schedule(self.now + down, Event::Restart { node: pick });
+                self.schedule(self.now + down, Event::Restart { node: victim });
             }
         } else if self.rng.chance(self.swarm.partition_pm) {
             self.blocked.clear();
-            match self.rng.below(4) {
+            match self.rng.below(5) {
                 0 => {} // heal
                 1 => self.isolate(&[voter]),
                 2 => {
+                    // The leader with a minority: it keeps replicating to a few followers
+                    // without committing (the road to Figure 8).
+                    let mut side: Vec<NodeId> = self.leader().into_iter().collect();
+                    let extra = self.rng.below(self.swarm.voters.div_ceil(2));
+                    for _ in 0..extra {
+                        let v = 1 + self.rng.below(self.swarm.voters);
+                        if !side.contains(&v) {
+                            side.push(v);
+                        }
+                    }
+                    self.isolate(&side);
+                }
+                3 => {
                     // Two random sides.
                     let side: Vec<NodeId> = ids
                         .iter()
@@ -588,6 +643,9 @@ impl Cluster {
                         return Ok(());
                     }
                     (t, 1u8, from, to, &message).hash(&mut self.hasher);
+                    if std::env::var("SKEIN_RAFT_TRACE").is_ok() {
+                        eprintln!("{t} {from}->{to} {message:?}");
+                    }
                     self.drive(to, Some(Input::Receive { from, message }))
                 }
                 Event::Persisted {
@@ -629,6 +687,39 @@ impl Cluster {
         Ok(())
     }
 
+    /// One line per node, for failure reports.
+    fn status(&self) -> String {
+        let mut out = format!("now={}\n", self.now);
+        for n in &self.nodes {
+            match &n.raft {
+                None => out += &format!("  node {}: down\n", n.id),
+                Some(r) => {
+                    out += &format!(
+                        "  node {}: {:?} term={} leader={:?} commit={} applied={} last={} \
+                         persisted={} snapshot={} sm={} synced={}/{} gated={}\n",
+                        n.id,
+                        r.role(),
+                        r.term(),
+                        r.leader_id(),
+                        r.commit_index(),
+                        r.last_applied(),
+                        r.last_index(),
+                        r.persisted_index(),
+                        r.snapshot().index,
+                        n.sm.len(),
+                        r.synced_seq,
+                        r.issued_seq,
+                        r.gated.len()
+                    );
+                    for (p, pr) in &r.progress {
+                        out += &format!("    -> {p}: {pr:?}\n");
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Runs all phases; `Err` names the first violated property.
     pub(super) fn run(mut self) -> Result<Report, String> {
         for id in self.ids() {
@@ -664,9 +755,8 @@ impl Cluster {
         }
         self.isolate(&cut);
         let start_a = self.now;
-        let ids: Vec<u64> = (0..LIVENESS_PROPOSALS)
-            .map(|k| 1_000_000 + k + self.seed * 100)
-            .collect();
+        let mut proposed_to: Option<(NodeId, u64)> = None;
+        let ids: Vec<u64> = (0..LIVENESS_PROPOSALS).map(|k| (1 << 40) + k).collect();
         while self.now < start_a + LIVENESS_A_MS {
             let next_try = self.now + CLIENT_RETRY_MS;
             let majority_leader = self
@@ -674,10 +764,26 @@ impl Cluster {
                 .filter(|r| r.role() == Role::Leader && !cut.contains(&r.id()))
                 .max_by_key(|r| r.term())
                 .map(|r| r.id());
+            for id in self.ids() {
+                if self.rng.chance(self.swarm.compact_pm) {
+                    self.compact(id)?;
+                }
+            }
+            // A proposal is made again only to a leader that has not taken it yet.
+            if std::env::var("SKEIN_RAFT_TRACE").is_ok() {
+                eprintln!("{} client: majority leader {majority_leader:?}", self.now);
+            }
             if let Some(l) = majority_leader {
-                for &cid in &ids {
-                    if !self.checker.applied_ids.contains(&cid) {
-                        self.propose_id(l, cid)?;
+                let lt = (l, self.node(l).raft.as_ref().unwrap().term());
+                if proposed_to != Some(lt) {
+                    let refused = self.refused;
+                    for &cid in &ids {
+                        if !self.checker.applied_ids.contains(&cid) {
+                            self.propose_id(l, cid)?;
+                        }
+                    }
+                    if self.refused == refused {
+                        proposed_to = Some(lt);
                     }
                 }
             }
@@ -687,7 +793,8 @@ impl Cluster {
             if !self.checker.applied_ids.contains(&cid) {
                 return Err(format!(
                     "liveness: proposal {cid} not committed {LIVENESS_A_MS} ms after the \
-                     majority was connected (cut off: {cut:?})"
+                     majority was connected (cut off: {cut:?})\n{}",
+                    self.status()
                 ));
             }
         }
@@ -705,7 +812,7 @@ impl Cluster {
         // Liveness B: heal everything; every node must apply one more proposal.
         self.blocked.clear();
         let start_b = self.now;
-        let final_id = 2_000_000 + self.seed;
+        let final_id: u64 = 1 << 41;
         let mut proposed_at: Option<u64> = None;
         loop {
             let all_applied = self.nodes.iter().all(|n| {
@@ -717,7 +824,9 @@ impl Cluster {
             }
             if self.now >= start_b + LIVENESS_B_MS {
                 return Err(format!(
-                    "liveness: final proposal not applied everywhere {LIVENESS_B_MS} ms after heal"
+                    "liveness: final proposal not applied everywhere {LIVENESS_B_MS} ms after \
+                     heal\n{}",
+                    self.status()
                 ));
             }
             if proposed_at.is_none_or(|t| self.now >= t + CLIENT_RETRY_MS * 3)
@@ -726,6 +835,11 @@ impl Cluster {
                 if let Some(l) = self.leader() {
                     self.propose_id(l, final_id)?;
                     proposed_at = Some(self.now);
+                }
+            }
+            for id in self.ids() {
+                if self.rng.chance(self.swarm.compact_pm / 4) {
+                    self.compact(id)?;
                 }
             }
             let until = self.now + 10;

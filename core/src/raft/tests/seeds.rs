@@ -61,7 +61,21 @@ fn replay() {
     };
     let seed: u64 = seed.parse().expect("SKEIN_RAFT_SEED is a u64");
     let voters = std::env::var("SKEIN_RAFT_VOTERS").map_or(3, |v| v.parse().unwrap());
-    let c = Cluster::new(seed, voters);
+    #[allow(unused_mut)]
+    let mut c = Cluster::new(seed, voters);
+    #[cfg(feature = "canary")]
+    if let Ok(name) = std::env::var("SKEIN_RAFT_CANARY") {
+        use crate::canary::Canary;
+        let canary = [
+            Canary::VoteTwice,
+            Canary::CommitOldTerm,
+            Canary::NoCheckQuorum,
+        ]
+        .into_iter()
+        .find(|c| format!("{c:?}") == name)
+        .expect("SKEIN_RAFT_CANARY names a Raft canary");
+        c.set_canary(Some(canary));
+    }
     eprintln!("seed={seed} voters={voters} swarm={:?}", c.swarm);
     let r = c.run();
     eprintln!("{r:?}");
@@ -86,6 +100,35 @@ mod canaries {
         panic!("{canary:?} not caught by seeds {seeds:?} with {voters} voters");
     }
 
+    /// How often each canary is caught: `SKEIN_RAFT_SOAK=<seeds> cargo test --release -p
+    /// skein-core --features canary canary_rates -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn canary_rates() {
+        let n: u64 = std::env::var("SKEIN_RAFT_SOAK").map_or(500, |v| v.parse().unwrap());
+        for canary in [
+            Canary::VoteTwice,
+            Canary::CommitOldTerm,
+            Canary::NoCheckQuorum,
+        ] {
+            for voters in [3, 5] {
+                let mut caught = Vec::new();
+                for seed in 0..n {
+                    let mut c = Cluster::new(seed, voters);
+                    c.set_canary(Some(canary));
+                    if let Err(e) = c.run() {
+                        caught.push((seed, e.lines().next().unwrap_or("").to_string()));
+                    }
+                }
+                eprintln!(
+                    "{canary:?} voters={voters}: caught by {}/{n} seeds, first: {:?}",
+                    caught.len(),
+                    caught.first()
+                );
+            }
+        }
+    }
+
     #[test]
     fn vote_twice_is_caught() {
         let (_, e) = first_catch(Canary::VoteTwice, 3, 0..300);
@@ -94,7 +137,7 @@ mod canaries {
 
     #[test]
     fn commit_old_term_is_caught() {
-        let (_, e) = first_catch(Canary::CommitOldTerm, 3, 0..300);
+        let (_, e) = first_catch(Canary::CommitOldTerm, 5, 0..2000);
         assert!(
             e.contains("leader completeness")
                 || e.contains("committed entry")
@@ -108,4 +151,14 @@ mod canaries {
         let (_, e) = first_catch(Canary::NoCheckQuorum, 3, 0..50);
         assert!(e.contains("check-quorum"), "{e}");
     }
+}
+
+/// A longer batch: `SKEIN_RAFT_SOAK=<seeds> cargo test --release -p skein-core soak --
+/// --ignored --nocapture` runs that many seeds with 3 and with 5 voters.
+#[test]
+#[ignore]
+fn soak() {
+    let n: u64 = std::env::var("SKEIN_RAFT_SOAK").map_or(2000, |v| v.parse().unwrap());
+    run_seeds(3, 10_000..10_000 + n);
+    run_seeds(5, 20_000..20_000 + n);
 }
