@@ -8,6 +8,10 @@
 //!   of every leader of a term above T.
 //! - State machine safety: every node applies the same entry at each index, and it is the
 //!   committed one.
+//!
+//! The harness adds two more: commit safety (`Cluster::check_committed_is_safe`: no voter
+//! lacking a committed entry could gather a quorum of log-based votes) and, at the end,
+//! committed entries never lost (every state machine holds every committed entry).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -25,6 +25,7 @@ const SAFETY_MS: u64 = 2_500;
 /// needs one lease expiry plus a few election rounds.
 const LIVENESS_A_MS: u64 = 2_500;
 const LIVENESS_B_MS: u64 = 3_000;
+const LIVENESS_DELAY_MAX_MS: u64 = 15;
 const CLIENT_RETRY_MS: u64 = 60;
 const LIVENESS_PROPOSALS: u64 = 5;
 const STEPS_MAX: u64 = 200_000;
@@ -111,6 +112,9 @@ pub(super) struct Report {
     pub(super) committed: u64,
     pub(super) crashes: u64,
     pub(super) snapshots_applied: u64,
+    /// Times a leader's commit index moved onto an entry of an earlier term (only the
+    /// CommitOldTerm canary does that).
+    pub(super) old_term_commits: u64,
     pub(super) trace_hash: u64,
 }
 
@@ -420,7 +424,14 @@ impl Cluster {
                     1
                 };
                 for _ in 0..copies {
-                    let at = self.now + 1 + self.rng.below(self.swarm.delay_max_ms);
+                    // Liveness phases run on a network that meets Raft's timing requirement
+                    // (broadcast time well below the election timeout).
+                    let delay_max = if self.faults {
+                        self.swarm.delay_max_ms
+                    } else {
+                        self.swarm.delay_max_ms.min(LIVENESS_DELAY_MAX_MS)
+                    };
+                    let at = self.now + 1 + self.rng.below(delay_max);
                     self.schedule(
                         at,
                         Event::Deliver {
@@ -481,6 +492,9 @@ impl Cluster {
         );
         assert_eq!(node.volatile.hard_state.term, raft.term());
         let (from, to) = (node.seen_commit, raft.commit_index());
+        if raft.role() == Role::Leader && to > from && raft.term_at(to) != Some(raft.term()) {
+            self.report.old_term_commits += 1;
+        }
         let mut commits = Vec::new();
         for i in from + 1..=to {
             if let Some(t) = raft.term_at(i) {
@@ -573,9 +587,17 @@ impl Cluster {
         } else if self.rng.chance(self.swarm.compact_pm) {
             self.compact(pick)?;
         } else if self.rng.chance(600) {
-            let to = match self.leader() {
-                Some(l) if self.rng.chance(800) => l,
-                _ => pick,
+            // Clients route by stale information too: any node that believes it leads, or
+            // any node at all.
+            let leaders: Vec<NodeId> = self
+                .up_rafts()
+                .filter(|r| r.role() == Role::Leader)
+                .map(|r| r.id())
+                .collect();
+            let to = if !leaders.is_empty() && self.rng.chance(800) {
+                leaders[self.rng.below(leaders.len() as u64) as usize]
+            } else {
+                pick
             };
             self.propose(to)?;
         }
@@ -683,6 +705,54 @@ impl Cluster {
                 return Err("step budget exhausted".into());
             }
             self.step(actions)?;
+            self.check_committed_is_safe()?;
+        }
+        Ok(())
+    }
+
+    /// No voter lacking the highest committed entry could win an election: counting its own
+    /// vote, fewer than a quorum of voters would find its log at least as up to date as theirs
+    /// (taken as their durable logs, what they hold even after a crash). Raft's commit rule
+    /// keeps this true at every moment, so a premature commit is caught at once, before the
+    /// election that would overwrite it.
+    fn check_committed_is_safe(&self) -> Result<(), String> {
+        let Some((&index, &(term, _))) = self.checker.committed.last_key_value() else {
+            return Ok(());
+        };
+        let log_end = |d: &Durable| {
+            let last = durable_last_index(d);
+            (durable_term_at(d, last).unwrap_or(0), last)
+        };
+        for x in 1..=self.swarm.voters {
+            let n = self.node(x);
+            let (has, x_end) = match &n.raft {
+                Some(r) => (
+                    index <= r.snapshot().index || r.term_at(index) == Some(term),
+                    (r.last_term(), r.last_index()),
+                ),
+                None => (
+                    durable_term_at(&n.durable, index) == Some(term)
+                        || n.durable
+                            .snapshot
+                            .as_ref()
+                            .is_some_and(|s| s.index >= index),
+                    log_end(&n.durable),
+                ),
+            };
+            if has {
+                continue;
+            }
+            let grants = (1..=self.swarm.voters)
+                .filter(|&v| v == x || x_end >= log_end(&self.node(v).durable))
+                .count();
+            if grants as u64 > self.swarm.voters / 2 {
+                return Err(format!(
+                    "commit safety: node {x} (log end {x_end:?}) lacks committed ({index}, {term}) \
+                     yet {grants} of {} voters would elect it\n{}",
+                    self.swarm.voters,
+                    self.status()
+                ));
+            }
         }
         Ok(())
     }

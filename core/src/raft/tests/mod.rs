@@ -510,6 +510,17 @@ fn log_conflict_is_resolved_with_fast_back_off() {
 
 #[test]
 fn figure_8_old_term_entries_commit_only_with_a_current_term_entry() {
+    figure_8(None);
+}
+
+#[cfg(feature = "canary")]
+#[test]
+fn figure_8_commit_old_term_canary_commits_by_counting() {
+    figure_8(Some(Canary::CommitOldTerm));
+}
+
+#[cfg_attr(not(feature = "canary"), allow(unused_variables))]
+fn figure_8(canary: Option<Canary>) {
     // Raft paper Figure 8 (c): S1 leads again with (2, term 2) on S1 and S2; S5 holds
     // (2, term 3). S1 may not commit index 2 by counting replicas, or S5 could overwrite it.
     let hs = HardState {
@@ -536,6 +547,8 @@ fn figure_8_old_term_entries_commit_only_with_a_current_term_entry() {
         ));
     }
     let mut t = Tiny::with(nodes);
+    #[cfg(feature = "canary")]
+    t.nodes.get_mut(&1).unwrap().set_canary(canary);
     t.cut.insert(4);
     t.cut.insert(5);
     t.fire(1);
@@ -561,6 +574,15 @@ fn figure_8_old_term_entries_commit_only_with_a_current_term_entry() {
         .filter(|&id| t.raft(id).term_at(2) == Some(2))
         .count();
     assert_eq!(holders, 3, "index 2 (term 2) is on a majority");
+    #[cfg(feature = "canary")]
+    if canary == Some(Canary::CommitOldTerm) {
+        assert_eq!(
+            t.raft(1).commit_index(),
+            2,
+            "the canary commits by counting"
+        );
+        return;
+    }
     assert_eq!(
         t.raft(1).commit_index(),
         0,
