@@ -9,10 +9,14 @@
 //!   leave the file long with the lost sectors reading as zeros (size metadata persisted, data not).
 //! - Directory entries are durable only after `sync_dir` of their directory: a crash may lose a
 //!   file created since, and may bring back (with its durable image) a file deleted since.
+//! - A full disk (`set_full`) refuses writes that need new space with ENOSPC, after writing what
+//!   fits in the file's last sector (as a real `write` does: a short write, then the error).
+//!   `set_len` is volatile like a write: a crash may or may not keep it.
 //! - A countdown (`die_after_ops`) kills the disk in the middle of a storage operation: later
 //!   mutations are silently dropped, and the driver crashes the node after the current event.
 //!
-//! Sector corruption is injected by the node driver ([`SimDisk::flip_bit`]), which knows which
+//! Sector corruption and misdirected writes are injected by the node driver
+//! ([`SimDisk::flip_bit`], [`SimDisk::clobber`]), which knows which
 //! bytes a correct system may lose; see `node.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,8 +31,29 @@ pub const SECTOR: u64 = 512;
 struct SimFile {
     data: Vec<u8>,
     durable: Vec<u8>,
-    /// Unsynced writes in order: (position, length); their bytes are in `data`.
-    pending: Vec<(u64, usize)>,
+    /// Unsynced operations in order; written bytes are in `data`.
+    pending: Vec<Pending>,
+}
+
+/// An unsynced change to a file.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// `len` bytes written at `pos`.
+    Write(u64, usize),
+    /// The file was cut (or extended) to this length.
+    SetLen(u64),
+    /// The whole file was replaced by `len` bytes (`fs::write`).
+    Replace(usize),
+}
+
+/// ENOSPC: the disk is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoSpace;
+
+impl std::fmt::Display for NoSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("No space left on device (ENOSPC)")
+    }
 }
 
 /// What a crash did to the disk, for the trace.
@@ -54,6 +79,7 @@ pub struct SimDisk {
     graveyard: BTreeMap<String, Vec<u8>>,
     die_after_ops: Option<u32>,
     dead: bool,
+    full: bool,
     /// Mutating operations carried out, for statistics.
     pub ops: u64,
 }
@@ -72,6 +98,16 @@ impl SimDisk {
     /// Disarms a pending mid-operation crash.
     pub fn disarm(&mut self) {
         self.die_after_ops = None;
+    }
+
+    /// Fills (or frees) the disk: while full, writes needing new space fail with ENOSPC.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+
+    /// True while the disk is full.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     /// True once the countdown ran out: the node must crash now.
@@ -105,6 +141,11 @@ impl SimDisk {
     /// True when the file exists.
     pub fn exists(&self, name: &str) -> bool {
         self.files.contains_key(name)
+    }
+
+    /// Length of a file, `None` if absent.
+    pub fn len_if_exists(&self, name: &str) -> Option<u64> {
+        self.files.get(name).map(|f| f.data.len() as u64)
     }
 
     /// Length of a file (0 if absent).
@@ -150,28 +191,66 @@ impl SimDisk {
         self.files.insert(name.to_string(), SimFile::default());
     }
 
-    /// Writes `bytes` at `pos` (volatile until fsync); creates the file if absent.
-    pub fn write(&mut self, name: &str, pos: u64, bytes: &[u8]) {
+    /// Writes `bytes` at `pos` (volatile until fsync); creates the file if absent. On a full
+    /// disk only the bytes that fit in the file's last allocated sector land, then ENOSPC.
+    pub fn write(&mut self, name: &str, pos: u64, bytes: &[u8]) -> Result<(), NoSpace> {
         if !self.tick() {
-            return;
+            return Ok(());
         }
+        let full = self.full;
         let f = self.files.entry(name.to_string()).or_default();
-        let pos_usize = pos as usize;
-        if f.data.len() < pos_usize + bytes.len() {
-            f.data.resize(pos_usize + bytes.len(), 0);
+        let mut n = bytes.len();
+        if full {
+            let room = (f.data.len() as u64).div_ceil(SECTOR) * SECTOR;
+            n = n.min(room.saturating_sub(pos) as usize);
         }
-        f.data[pos_usize..pos_usize + bytes.len()].copy_from_slice(bytes);
-        f.pending.push((pos, bytes.len()));
+        let pos_usize = pos as usize;
+        if n > 0 {
+            if f.data.len() < pos_usize + n {
+                f.data.resize(pos_usize + n, 0);
+            }
+            f.data[pos_usize..pos_usize + n].copy_from_slice(&bytes[..n]);
+            f.pending.push(Pending::Write(pos, n));
+        }
+        if n < bytes.len() {
+            return Err(NoSpace);
+        }
+        Ok(())
     }
 
-    /// `fs::write`: replaces a file's contents (volatile until fsync).
-    pub fn write_file(&mut self, name: &str, bytes: &[u8]) {
+    /// `fs::write`: replaces a file's contents (volatile until fsync); on a full disk the file
+    /// is left empty (its old blocks were freed by the truncation, the new ones do not fit).
+    pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), NoSpace> {
+        if !self.tick() {
+            return Ok(());
+        }
+        let full = self.full;
+        let f = self.files.entry(name.to_string()).or_default();
+        if full && !bytes.is_empty() {
+            f.data.clear();
+            f.pending.push(Pending::SetLen(0));
+            return Err(NoSpace);
+        }
+        f.data = bytes.to_vec();
+        f.pending.push(Pending::Replace(bytes.len()));
+        Ok(())
+    }
+
+    /// `set_len` without an fsync: volatile, like a write.
+    pub fn set_len(&mut self, name: &str, len: u64) {
         if !self.tick() {
             return;
         }
-        let f = self.files.entry(name.to_string()).or_default();
-        f.data = bytes.to_vec();
-        f.pending.push((0, bytes.len()));
+        if let Some(f) = self.files.get_mut(name) {
+            f.data.resize(len as usize, 0);
+            f.pending.push(Pending::SetLen(len));
+        }
+    }
+
+    /// Appends `bytes` at the end of the file (`O_APPEND`), volatile until fsync.
+    pub fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), NoSpace> {
+        let end = self.len(name);
+        self.write(name, end, bytes)
     }
 
     /// fsync: the file's contents become its durable image.
@@ -234,6 +313,40 @@ impl SimDisk {
         }
     }
 
+    /// A misdirected write: `bytes` land at `pos` of `name` (both its contents and its durable
+    /// image) though they were meant for somewhere else; only inside the file's current length.
+    pub fn clobber(&mut self, name: &str, pos: u64, bytes: &[u8]) {
+        if let Some(f) = self.files.get_mut(name) {
+            for img in [&mut f.durable, &mut f.data] {
+                let end = (pos as usize + bytes.len()).min(img.len());
+                if (pos as usize) < end {
+                    img[pos as usize..end].copy_from_slice(&bytes[..end - pos as usize]);
+                }
+            }
+        }
+    }
+
+    /// Names of the directories holding at least one file (`<dir>/<file>`), sorted.
+    pub fn dirs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|n| n.split_once('/').map(|(d, _)| d.to_string()))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Names of every file in `dir`.
+    pub fn files_in(&self, dir: &str) -> Vec<String> {
+        let prefix = format!("{dir}/");
+        self.files
+            .range(prefix.clone()..)
+            .take_while(|(n, _)| n.starts_with(&prefix))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
     /// Power loss: every file falls back to its durable image plus a random prefix of its unsynced
     /// writes; unsynced directory changes may be lost. The disk works again afterwards.
     pub fn crash(&mut self, r: &mut Rng, swarm: &Swarm) -> CrashReport {
@@ -258,12 +371,23 @@ impl SimDisk {
                 }
                 img[p..e].copy_from_slice(&data[p..e]);
             };
-            for &(pos, len) in &f.pending[..keep] {
-                apply(&mut img, &f.data, pos, pos + len as u64);
+            for op in &f.pending[..keep] {
+                match *op {
+                    Pending::Write(pos, len) => apply(&mut img, &f.data, pos, pos + len as u64),
+                    Pending::SetLen(len) => img.resize(len as usize, 0),
+                    Pending::Replace(len) => {
+                        img.clear();
+                        apply(&mut img, &f.data, 0, len as u64);
+                    }
+                }
             }
             rep.writes_lost += n - keep;
-            if keep < n && r.chance(swarm.torn_write_ppm) {
-                let (pos, len) = f.pending[keep];
+            let torn = match f.pending.get(keep) {
+                Some(Pending::Write(pos, len)) => Some((*pos, *len)),
+                Some(Pending::Replace(len)) => Some((0, *len)),
+                _ => None,
+            };
+            if let (true, Some((pos, len))) = (keep < n && r.chance(swarm.torn_write_ppm), torn) {
                 let end = pos + len as u64;
                 let first = pos.div_ceil(SECTOR) * SECTOR;
                 if first < end {
@@ -330,9 +454,9 @@ mod tests {
         let mut d = SimDisk::new();
         d.create("p0/a.log");
         d.sync_dir("p0");
-        d.write("p0/a.log", 0, &[1; 1000]);
+        d.write("p0/a.log", 0, &[1; 1000]).unwrap();
         d.fsync("p0/a.log");
-        d.write("p0/a.log", 1000, &[2; 2000]);
+        d.write("p0/a.log", 1000, &[2; 2000]).unwrap();
         let mut r = Rng::new(3);
         d.crash(&mut r, &hostile());
         let got = d.read_all("p0/a.log").unwrap();
@@ -346,8 +470,24 @@ mod tests {
         let mut d = SimDisk::new();
         d.die_after(1);
         d.create("x/a");
-        d.write("x/a", 0, b"hi");
+        d.write("x/a", 0, b"hi").unwrap();
         assert!(d.is_dead());
         assert_eq!(d.len("x/a"), 0);
+    }
+
+    #[test]
+    fn a_full_disk_writes_what_fits_then_refuses() {
+        let mut d = SimDisk::new();
+        d.write("x/a", 0, &[1; 100]).unwrap();
+        d.set_full(true);
+        assert_eq!(d.write("x/a", 100, &[2; 1000]), Err(NoSpace));
+        assert_eq!(d.len("x/a"), SECTOR);
+        d.set_len("x/a", 100);
+        assert_eq!(d.len("x/a"), 100);
+        assert_eq!(d.write_file("x/b", b"abc"), Err(NoSpace));
+        assert_eq!(d.len("x/b"), 0);
+        d.set_full(false);
+        d.write("x/a", 100, &[2; 1000]).unwrap();
+        assert_eq!(d.len("x/a"), 1100);
     }
 }

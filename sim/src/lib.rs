@@ -1,8 +1,9 @@
 //! skein-sim: a VOPR-style deterministic simulator for skein.
 //!
 //! One u64 seed decides everything: the swarm (shape and fault rates, [`swarm`]), the faults
-//! injected into a simulated node's disk ([`disk`], [`node`]), the workload of producers and
-//! fetchers, and the network's losses and latencies ([`sim`]). There is no async runtime: a
+//! injected into a simulated node's disk ([`disk`], [`node`]), the workload of producers,
+//! fetchers and an admin client ([`sim`]), and the network's resets, duplicates, partitions and
+//! latencies ([`net`]). A failing run shrinks to a smaller replayable schedule ([`schedule`]). There is no async runtime: a
 //! discrete-event loop jumps simulated time to the next event and drives skein-core directly.
 //! A client-side history checker ([`checker`], one file per property) judges every
 //! acknowledgement and every record read; node invariants are asserted after every event; a
@@ -17,12 +18,15 @@
 pub mod canary;
 pub mod checker;
 pub mod disk;
+pub mod net;
 pub mod node;
 pub mod records;
 pub mod rng;
+pub mod schedule;
 pub mod sim;
 pub mod swarm;
 pub mod trace;
 
 pub use canary::SimCanary;
+pub use schedule::{shrink, shrink_with, Replay, Schedule};
 pub use sim::{run, Options, Outcome};

@@ -1,45 +1,58 @@
-//! `skein-sim`: run one seed or a batch of seeds; exit 1 if any run violates an invariant.
+//! `skein-sim`: run one seed or a batch of seeds, shrink a failing seed, replay a shrunk file;
+//! exit 1 if any run violates an invariant, 2 on bad usage.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::ops::Range;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use skein_sim::{run, Options, Outcome, SimCanary};
+use skein_sim::{run, shrink, Options, Outcome, Replay, Schedule, SimCanary};
 
 /// Deterministic simulator for skein: one seed decides everything.
+///
+/// `skein-sim shrink --seed N` is the same as `skein-sim --shrink --seed N`.
 #[derive(Parser, Debug)]
 #[command(name = "skein-sim", version)]
 struct Args {
     /// Run one seed.
-    #[arg(long, conflicts_with = "seeds")]
+    #[arg(long, conflicts_with_all = ["seeds", "replay"])]
     seed: Option<u64>,
     /// Run a batch of seeds, `A..B` (B exclusive).
-    #[arg(long, value_parser = parse_range)]
+    #[arg(long, value_parser = parse_range, conflicts_with = "replay")]
     seeds: Option<Range<u64>>,
     /// Write every event of the (single) run as JSON lines to this file.
-    #[arg(long, requires = "seed")]
+    #[arg(long, conflicts_with = "seeds")]
     trace: Option<String>,
     /// Turn on a planted bug (see --list-canaries).
-    #[arg(long, value_parser = parse_canary)]
+    #[arg(long, value_parser = parse_canary, conflicts_with = "replay")]
     canary: Option<SimCanary>,
     /// List the planted bugs and exit.
     #[arg(long)]
     list_canaries: bool,
     /// Every stop is a crash, no clean shutdowns (replays seeds found before clean stops existed).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replay")]
     crash_only: bool,
     /// In a batch, print every run's summary line (not only failures).
     #[arg(long)]
     verbose: bool,
+    /// Shrink the failing run of --seed to a smaller schedule that still fails, and write it
+    /// as a replay file (see --out).
+    #[arg(long, requires = "seed")]
+    shrink: bool,
+    /// Where --shrink writes the replay file (default `skein-sim-<seed>.shrunk.json`).
+    #[arg(long, requires = "shrink")]
+    out: Option<String>,
+    /// Replay a file written by --shrink; exits 1 if it fails (as it should).
+    #[arg(long)]
+    replay: Option<String>,
 }
 
 fn parse_range(s: &str) -> Result<Range<u64>, String> {
     let (a, b) = s.split_once("..").ok_or("expected A..B")?;
-    let a: u64 = a.parse().map_err(|e| format!("{e}"))?;
-    let b: u64 = b.parse().map_err(|e| format!("{e}"))?;
+    let a: u64 = a.trim().parse().map_err(|e| format!("start {a:?}: {e}"))?;
+    let b: u64 = b.trim().parse().map_err(|e| format!("end {b:?}: {e}"))?;
     if a >= b {
         return Err("empty range".into());
     }
@@ -54,17 +67,45 @@ fn parse_canary(s: &str) -> Result<SimCanary, String> {
 }
 
 fn report_failure(o: &Outcome) {
+    report_failure_with(o, &o.replay_command());
+}
+
+fn report_failure_with(o: &Outcome, replay: &str) {
     let v = o.violation.as_ref().expect("failed");
     println!("VIOLATION {v}");
     println!("last events:");
     for line in &o.tail {
         println!("  {line}");
     }
-    println!("replay: {}", o.replay_command());
+    println!("replay: {replay}");
+}
+
+fn open_trace(path: &Option<String>) -> Result<Option<Box<dyn Write>>, ExitCode> {
+    match path {
+        Some(path) => match File::create(path) {
+            Ok(f) => Ok(Some(Box::new(BufWriter::new(f)))),
+            Err(e) => {
+                eprintln!("cannot create {path}: {e}");
+                Err(ExitCode::from(2))
+            }
+        },
+        None => Ok(None),
+    }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // `skein-sim shrink --seed N`: the subcommand form of `--shrink`.
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("shrink") {
+        argv[1] = "--shrink".into();
+    }
+    let args = match Args::try_parse_from(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
     if args.list_canaries {
         for c in SimCanary::ALL {
             println!("{:<22} {}", c.name(), c.describe());
@@ -74,57 +115,85 @@ fn main() -> ExitCode {
     // A panic inside a run is caught and reported as a violation; keep its default message off
     // the terminal, the report says it.
     std::panic::set_hook(Box::new(|_| {}));
+    if let Some(path) = &args.replay {
+        return replay(path, &args.trace);
+    }
+    if args.shrink {
+        return shrink_seed(&args);
+    }
     let seeds = match (args.seed, args.seeds.clone()) {
-        (Some(s), _) => s..s + 1,
+        (Some(s), _) => s..s.saturating_add(1),
         (None, Some(r)) => r,
         (None, None) => {
-            eprintln!("give --seed N or --seeds A..B (or --list-canaries)");
+            eprintln!("give --seed N, --seeds A..B, --replay FILE or shrink --seed N (or --list-canaries)");
             return ExitCode::from(2);
         }
     };
-    let single = seeds.end - seeds.start == 1;
+    batch(&args, seeds)
+}
+
+fn batch(args: &Args, seeds: Range<u64>) -> ExitCode {
+    let single = args.seed.is_some();
+    let tty = std::io::stderr().is_terminal();
     // Wall-clock time only measures the simulator's own speed (events/s); no run depends on it.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let (mut steps, mut sim_ms, mut failed) = (0u64, 0u64, Vec::new());
     let total = seeds.end - seeds.start;
+    let progress = |done: u64, failed: &[u64], steps: u64, sim_ms: u64, tty: bool| {
+        let wall = started.elapsed().as_secs_f64().max(1e-9);
+        let line = format!(
+            "[{done}/{total}] failed={} {:.0} events/s, {:.0} sim-s per wall-s, {:.0} seeds/min",
+            failed.len(),
+            steps as f64 / wall,
+            sim_ms as f64 / 1000.0 / wall,
+            done as f64 * 60.0 / wall
+        );
+        if tty {
+            let width = 30usize;
+            let filled = (done * width as u64 / total.max(1)) as usize;
+            eprint!(
+                "\r[{}{}] {line}\x1b[K",
+                "#".repeat(filled),
+                "-".repeat(width - filled)
+            );
+            if done == total {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+    };
     for (i, seed) in seeds.clone().enumerate() {
-        let trace_out: Option<Box<dyn Write>> = match &args.trace {
-            Some(path) => match File::create(path) {
-                Ok(f) => Some(Box::new(BufWriter::new(f))),
-                Err(e) => {
-                    eprintln!("cannot create {path}: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-            None => None,
+        let trace_out = match open_trace(&args.trace) {
+            Ok(t) => t,
+            Err(code) => return code,
         };
         let o = run(Options {
             seed,
             canary: args.canary,
             trace_out,
             crash_only: args.crash_only,
+            schedule: Schedule::default(),
         });
         steps += o.steps;
         sim_ms += o.sim_ms;
+        let done = i as u64 + 1;
         if single || args.verbose || o.violation.is_some() {
+            if tty && !single {
+                eprint!("\r\x1b[K");
+            }
             println!("{}", o.summary());
         }
         if o.violation.is_some() {
             report_failure(&o);
             failed.push(seed);
         }
-        if !single && ((i as u64 + 1).is_multiple_of(50) || i as u64 + 1 == total) {
-            let wall = started.elapsed().as_secs_f64();
-            eprintln!(
-                "[{}/{}] failed={} {:.0} events/s, {:.0} sim-s per wall-s, {:.0} seeds/min",
-                i + 1,
-                total,
-                failed.len(),
-                steps as f64 / wall,
-                sim_ms as f64 / 1000.0 / wall,
-                (i + 1) as f64 * 60.0 / wall
-            );
+        if !single {
+            let step = if tty { 5 } else { 50 };
+            if done.is_multiple_of(step) || done == total {
+                progress(done, &failed, steps, sim_ms, tty);
+            }
         }
     }
     if !single {
@@ -143,5 +212,76 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn shrink_seed(args: &Args) -> ExitCode {
+    let seed = args.seed.expect("clap requires --seed");
+    eprintln!("shrinking seed {seed} ...");
+    let Some(s) = shrink(seed, args.canary, args.crash_only) else {
+        println!("seed {seed} passes: nothing to shrink");
+        return ExitCode::SUCCESS;
+    };
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| format!("skein-sim-{seed}.shrunk.json"));
+    if let Err(e) = std::fs::write(&path, s.replay.to_json()) {
+        eprintln!("cannot write {path}: {e}");
+        return ExitCode::from(2);
+    }
+    let o = &s.outcome;
+    println!("{}", o.summary());
+    report_failure_with(o, &format!("skein-sim --replay {path}"));
+    println!(
+        "shrunk in {} runs: {} -> {} decisions, steps={}; written to {path}",
+        s.runs,
+        s.decisions_before,
+        o.decisions.len(),
+        o.steps
+    );
+    ExitCode::FAILURE
+}
+
+fn replay(path: &str, trace: &Option<String>) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = match Replay::from_json(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = r.options();
+    opts.trace_out = match open_trace(trace) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let o = run(opts);
+    println!("{}", o.summary());
+    match &o.violation {
+        Some(v) => {
+            report_failure_with(&o, &format!("skein-sim --replay {path}"));
+            if !r.property.is_empty() && v.property != r.property {
+                println!(
+                    "note: the file recorded a {} violation; this build found {}",
+                    r.property, v.property
+                );
+            }
+            ExitCode::FAILURE
+        }
+        None => {
+            println!(
+                "replay passed: the recorded {} violation is gone",
+                r.property
+            );
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -15,6 +15,9 @@ pub struct ProducerShape {
     pub acks: i16,
     /// Idempotent (then always acks=-1 and always retries, as Kafka requires).
     pub idempotent: bool,
+    /// Batches in flight at once (`max.in.flight.requests.per.connection`): 1, or up to 5 for
+    /// an idempotent producer. Drawn by [`Swarm::draw_more`].
+    pub in_flight: u32,
 }
 
 /// One run's shape and fault rates; rates are parts per million.
@@ -70,6 +73,27 @@ pub struct Swarm {
     pub fetchers: usize,
     /// Length of the safety (faulty) phase.
     pub safety_ms: u64,
+    // Everything below is drawn by `draw_more` from its own stream, after the rest, so the
+    // draws above are what they were before these existed.
+    /// Per message: chance it is delivered twice (a duplicated request is a retransmit the
+    /// node sees twice).
+    pub dup_ppm: u32,
+    /// Mean time between network partitions between clients and the node (0: none).
+    pub partition_mean_ms: u64,
+    /// Longest a partition lasts before it heals.
+    pub partition_max_ms: u64,
+    /// Mean time between pauses of the node (0: none).
+    pub pause_mean_ms: u64,
+    /// Longest a pause lasts.
+    pub pause_max_ms: u64,
+    /// Mean time between spells of a full disk (0: none).
+    pub enospc_mean_ms: u64,
+    /// Longest a full-disk spell lasts.
+    pub enospc_max_ms: u64,
+    /// Per crash: chance a misdirected write landed beyond the acks=all frontier.
+    pub misdirect_ppm: u32,
+    /// Mean time between admin actions (create / delete topic, add partitions; 0: none).
+    pub admin_mean_ms: u64,
 }
 
 fn pct(ppm: u32) -> String {
@@ -106,7 +130,11 @@ impl Swarm {
                 } else {
                     r.pick(&[-1i16, -1, 1, 0])
                 };
-                ProducerShape { acks, idempotent }
+                ProducerShape {
+                    acks,
+                    idempotent,
+                    in_flight: 1,
+                }
             })
             .collect();
         Swarm {
@@ -134,6 +162,36 @@ impl Swarm {
             producers,
             fetchers: r.range(1, 3) as usize,
             safety_ms: r.pick(&[1000u64, 3000, 6000]),
+            dup_ppm: 0,
+            partition_mean_ms: 0,
+            partition_max_ms: 0,
+            pause_mean_ms: 0,
+            pause_max_ms: 0,
+            enospc_mean_ms: 0,
+            enospc_max_ms: 0,
+            misdirect_ppm: 0,
+            admin_mean_ms: 0,
+        }
+    }
+
+    /// Draws the rates added after the first swarm (network duplication and partitions, pauses,
+    /// full disks, misdirected writes, admin actions, in-flight batches) from their own stream.
+    pub fn draw_more(&mut self, r: &mut Rng) {
+        self.dup_ppm = r.pick(&[0u32, 0, 10_000, 50_000]);
+        self.partition_mean_ms = r.pick(&[0u64, 0, 500, 2000]);
+        self.partition_max_ms = r.pick(&[50u64, 300, 1000]);
+        self.pause_mean_ms = r.pick(&[0u64, 0, 1000, 3000]);
+        self.pause_max_ms = r.pick(&[20u64, 200, 1000]);
+        self.enospc_mean_ms = r.pick(&[0u64, 0, 1000, 3000]);
+        self.enospc_max_ms = r.pick(&[20u64, 200, 1000]);
+        self.misdirect_ppm = r.pick(&[0u32, 0, 100_000, 500_000]);
+        self.admin_mean_ms = r.pick(&[0u64, 0, 300, 1000]);
+        for p in &mut self.producers {
+            p.in_flight = if p.idempotent {
+                r.pick(&[1u32, 2, 5, 5])
+            } else {
+                1
+            };
         }
     }
 }
@@ -150,11 +208,18 @@ impl fmt::Display for Swarm {
         let producers: Vec<String> = self
             .producers
             .iter()
-            .map(|p| format!("{}{}", p.acks, if p.idempotent { "i" } else { "" }))
+            .map(|p| {
+                let inf = if p.in_flight > 1 {
+                    format!("x{}", p.in_flight)
+                } else {
+                    String::new()
+                };
+                format!("{}{}{inf}", p.acks, if p.idempotent { "i" } else { "" })
+            })
             .collect();
         write!(
             f,
-            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms clean={} midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms",
+            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms clean={} midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms dup={} part={}ms/{}ms pause={}ms/{}ms enospc={}ms/{}ms misdir={} admin={}ms",
             self.partitions,
             self.segment_bytes,
             self.index_interval_bytes,
@@ -179,6 +244,15 @@ impl fmt::Display for Swarm {
             producers.join(","),
             self.fetchers,
             self.safety_ms,
+            pct(self.dup_ppm),
+            self.partition_mean_ms,
+            self.partition_max_ms,
+            self.pause_mean_ms,
+            self.pause_max_ms,
+            self.enospc_mean_ms,
+            self.enospc_max_ms,
+            pct(self.misdirect_ppm),
+            self.admin_mean_ms,
         )
     }
 }

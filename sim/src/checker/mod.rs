@@ -26,6 +26,14 @@
 //! - `order.rs`: an idempotent producer's records sit at increasing offsets in the order it
 //!   produced them (per partition, among standing observations).
 //! - `liveness.rs`: after the faults stop, every idempotent produce is acknowledged within a bound.
+//! - `topics.rs`: topics are judged by topic id (produce and fetch answers carry it), so a topic
+//!   deleted and created again under the same name is a new history. A topic whose creation was
+//!   acknowledged (and whose name no delete was sent for since) must survive every restart with
+//!   at least the partitions acknowledged; once a delete is sent for its name, its records are no
+//!   longer owed; a produce or fetch sent after a delete was acknowledged must not reach the
+//!   deleted topic (UNKNOWN_TOPIC_OR_PARTITION or a newer topic id).
+//!
+//! Partitions are keyed by (topic id, partition index).
 
 pub mod consistency;
 pub mod duplicates;
@@ -34,11 +42,12 @@ pub mod integrity;
 pub mod liveness;
 pub mod offsets;
 pub mod order;
+pub mod topics;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::node::FetchResult;
+use crate::node::{FetchResult, TopicId};
 use crate::records::RecordId;
 
 /// A broken invariant.
@@ -91,11 +100,29 @@ impl PartHistory {
     }
 }
 
+/// A partition of a topic, as the checker keys it.
+pub type Part = (TopicId, u32);
+
+/// What the clients know of one topic id.
+#[derive(Debug, Clone, Default)]
+pub struct TopicHistory {
+    /// Its name.
+    pub name: String,
+    /// Partitions acknowledged (creation or CreatePartitions).
+    pub partitions: u32,
+    /// A delete was sent for its name after it was created: no longer owed.
+    pub delete_sent: bool,
+    /// When a delete of it was acknowledged (simulated ms).
+    pub deleted_at: Option<u64>,
+}
+
 /// The whole history of a run.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     /// Per partition.
-    pub parts: Vec<PartHistory>,
+    pub parts: BTreeMap<Part, PartHistory>,
+    /// Per topic id whose creation was acknowledged.
+    pub topics: BTreeMap<TopicId, TopicHistory>,
     /// Clients that are idempotent producers.
     pub idempotent: BTreeSet<u32>,
     /// Acknowledgements judged.
@@ -105,24 +132,28 @@ pub struct History {
 }
 
 impl History {
-    /// An empty history of `partitions` partitions.
-    pub fn new(partitions: usize, idempotent: BTreeSet<u32>) -> Self {
+    /// An empty history.
+    pub fn new(idempotent: BTreeSet<u32>) -> Self {
         History {
-            parts: vec![PartHistory::default(); partitions],
             idempotent,
             ..Default::default()
         }
     }
 
-    /// The acks=all frontier of each partition.
-    pub fn frontiers(&self) -> Vec<i64> {
-        self.parts.iter().map(|p| p.frontier).collect()
+    /// The acks=all frontier of a partition (0 if unknown).
+    pub fn frontier(&self, part: Part) -> i64 {
+        self.parts.get(&part).map_or(0, |p| p.frontier)
     }
 
-    /// Records that `offset` of partition `p` holds `id`.
-    pub fn observe(&mut self, p: usize, offset: i64, id: RecordId) -> Verdict {
+    fn part(&mut self, part: Part) -> &mut PartHistory {
+        self.parts.entry(part).or_default()
+    }
+
+    /// Records that `offset` of `part` holds `id`.
+    pub fn observe(&mut self, part: Part, offset: i64, id: RecordId) -> Verdict {
         let idempotent = self.idempotent.contains(&id.client);
-        let ph = &mut self.parts[p];
+        let p = part.1 as usize;
+        let ph = self.part(part);
         if offset < ph.log_start {
             return Ok(());
         }
@@ -136,41 +167,54 @@ impl History {
         Ok(())
     }
 
-    /// A produce acknowledgement: `ids` were written at `base_offset..=last_offset`.
+    /// A produce acknowledgement: `ids` were written at `base_offset..=last_offset` of `part`;
+    /// the produce was sent at `sent_ms`.
     pub fn on_ack(
         &mut self,
-        p: usize,
+        part: Part,
         ids: &[RecordId],
         base_offset: i64,
         last_offset: i64,
         acks: i16,
+        sent_ms: u64,
     ) -> Verdict {
         self.acks += 1;
-        offsets::check_ack(p, ids.len(), base_offset, last_offset)?;
+        topics::check_reached(self, part.0, sent_ms, "produce")?;
+        offsets::check_ack(part.1 as usize, ids.len(), base_offset, last_offset)?;
         for (i, id) in ids.iter().enumerate() {
-            self.observe(p, base_offset + i as i64, *id)?;
+            self.observe(part, base_offset + i as i64, *id)?;
         }
         if acks == -1 {
-            durability::advance(&mut self.parts[p], last_offset + 1);
+            durability::advance(self.part(part), last_offset + 1);
         }
         Ok(())
     }
 
-    /// A fetch response for `offset`.
-    pub fn on_fetch(&mut self, p: usize, offset: i64, result: &FetchResult) -> Verdict {
+    /// A fetch response for `offset` of partition index `p`, sent at `sent_ms`.
+    pub fn on_fetch(&mut self, p: u32, offset: i64, result: &FetchResult, sent_ms: u64) -> Verdict {
         match result {
-            FetchResult::OutOfRange { log_start, .. } => {
-                self.on_log_start(p, *log_start);
+            FetchResult::UnknownTopic => Ok(()),
+            FetchResult::OutOfRange {
+                log_start,
+                topic_id,
+                ..
+            } => {
+                topics::check_reached(self, *topic_id, sent_ms, "fetch")?;
+                self.on_log_start((*topic_id, p), *log_start);
                 Ok(())
             }
             FetchResult::Ok {
                 bytes,
                 high_watermark,
                 log_start,
+                topic_id,
             } => {
-                self.on_log_start(p, *log_start);
-                let batches = integrity::check(p, bytes)?;
-                let records = offsets::check_fetch(p, offset, *high_watermark, &batches)?;
+                topics::check_reached(self, *topic_id, sent_ms, "fetch")?;
+                let part = (*topic_id, p);
+                self.on_log_start(part, *log_start);
+                let pi = p as usize;
+                let batches = integrity::check(pi, bytes)?;
+                let records = offsets::check_fetch(pi, offset, *high_watermark, &batches)?;
                 for (off, value) in records {
                     let Some(id) = RecordId::parse(&value) else {
                         return Err(violation(
@@ -179,7 +223,7 @@ impl History {
                         ));
                     };
                     self.records_read += 1;
-                    self.observe(p, off, id)?;
+                    self.observe(part, off, id)?;
                 }
                 Ok(())
             }
@@ -187,8 +231,8 @@ impl History {
     }
 
     /// The log start moved (retention): observations below it no longer stand.
-    pub fn on_log_start(&mut self, p: usize, log_start: i64) {
-        let ph = &mut self.parts[p];
+    pub fn on_log_start(&mut self, part: Part, log_start: i64) {
+        let ph = self.part(part);
         if log_start > ph.log_start {
             ph.log_start = log_start;
             let gone: Vec<i64> = ph.observed.range(..log_start).map(|(o, _)| *o).collect();
@@ -198,16 +242,21 @@ impl History {
         }
     }
 
-    /// ListOffsets after a restart or at the end.
-    pub fn on_offsets(&mut self, p: usize, log_start: i64, log_end: i64) -> Verdict {
-        durability::check_end(&self.parts[p], p, log_end)?;
-        self.on_log_start(p, log_start);
-        Ok(())
+    /// ListOffsets of every partition the node has, after a restart or at the end; judges
+    /// that no owed topic or partition is missing.
+    pub fn on_offsets(&mut self, parts: &[(Part, i64, i64)]) -> Verdict {
+        for (part, log_start, log_end) in parts {
+            if !self.topics.get(&part.0).is_some_and(|t| t.delete_sent) {
+                durability::check_end(self.part(*part), part.1 as usize, *log_end)?;
+            }
+            self.on_log_start(*part, *log_start);
+        }
+        topics::check_present(self, parts)
     }
 
-    /// The node crashed: observations not protected by the frontier no longer stand.
+    /// The node stopped: observations not protected by the frontier no longer stand.
     pub fn on_crash(&mut self) {
-        for ph in &mut self.parts {
+        for ph in self.parts.values_mut() {
             durability::forget_volatile(ph);
         }
     }

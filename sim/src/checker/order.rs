@@ -1,5 +1,7 @@
 //! Order: an idempotent producer's records sit at offsets increasing in the order it produced
-//! them (the producer keeps one batch in flight, so production order is its (serial, index) order).
+//! them. A producer numbers its batches (serials) in the order it makes them and gives each
+//! partition's batches increasing sequence numbers in that order, so even with up to five batches
+//! in flight, production order in a partition is its (serial, index) order.
 
 use super::{violation, PartHistory, Verdict};
 use crate::records::RecordId;
