@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::config::{LogConfig, TimestampType};
-use crate::producer::{CachedBatch, ProducerStates, SequenceCheck};
+use crate::producer::{CachedBatch, ProducerEntry, ProducerStates, SequenceCheck};
 
 /// One sparse index point: where a batch starts, and the largest timestamp before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +421,20 @@ pub struct PartitionLog {
     leader_epoch: i32,
     /// (epoch, start offset) in increasing order, for OffsetForLeaderEpoch.
     epochs: Vec<(i32, i64)>,
+    /// What the last append changed, so `abort_append` can put it back exactly.
+    undo: Option<Undo>,
+}
+
+/// The state one append overwrote: restored by `abort_append` when the write fails.
+#[derive(Debug, Clone)]
+struct Undo {
+    base_offset: i64,
+    bytes_since_point: u64,
+    max_timestamp: i64,
+    points: usize,
+    /// The producer id, its entry before the append recorded the batch, and the batch's epoch
+    /// and first sequence (`None`: not an idempotent batch).
+    producer: Option<(i64, Option<ProducerEntry>, i16, i32)>,
 }
 
 impl PartitionLog {
@@ -451,6 +465,7 @@ impl PartitionLog {
             producers,
             leader_epoch,
             epochs: vec![(leader_epoch, start)],
+            undo: None,
         };
         log.check_invariants();
         log
@@ -648,11 +663,27 @@ impl PartitionLog {
         };
         let h = batch::parse_header(records).expect("validated above");
         let interval = self.config.index_interval_bytes;
+        let producer = h.has_producer_id().then(|| {
+            (
+                h.producer_id,
+                self.producers.get(h.producer_id).cloned(),
+                h.producer_epoch,
+                h.base_sequence,
+            )
+        });
         let seg = self.active_mut();
+        let undo = Undo {
+            base_offset,
+            bytes_since_point: seg.bytes_since_point,
+            max_timestamp: seg.max_timestamp,
+            points: seg.points.len(),
+            producer,
+        };
         let position = seg.size;
         seg.push(&h, position, interval);
         let segment_base = seg.base_offset;
         self.producers.record(&h, now_ms);
+        self.undo = Some(undo);
         Ok(Appended {
             base_offset,
             last_offset: h.last_offset(),
@@ -670,6 +701,10 @@ impl PartitionLog {
     /// Undoes the last append after its write failed, so the log matches the file again.
     pub fn abort_append(&mut self, appended: &Appended) {
         let Some(w) = appended.write else { return };
+        let undo = self
+            .undo
+            .take()
+            .filter(|u| u.base_offset == appended.base_offset);
         let seg = self.active_mut();
         assert_eq!(
             seg.base_offset, w.segment_base,
@@ -682,10 +717,24 @@ impl PartitionLog {
         );
         seg.size = w.position;
         seg.next_offset = appended.base_offset;
-        seg.points.retain(|p| u64::from(p.position) < w.position);
-        // The producer cache may now hold a batch that is not on disk: drop it. The segment's max
-        // timestamp keeps the aborted batch's value, which only errs towards retaining longer.
-        self.producers.truncate_to(appended.base_offset);
+        match undo {
+            Some(u) => {
+                // Put back exactly what the append changed: the index bookkeeping (or the next
+                // point would land up to two intervals later than `plan_read` assumes) and the
+                // producer's entry (dropping it would make its next batch look like a new
+                // producer's and be appended over the gap).
+                seg.points.truncate(u.points);
+                seg.bytes_since_point = u.bytes_since_point;
+                seg.max_timestamp = u.max_timestamp;
+                if let Some((id, entry, epoch, seq)) = u.producer {
+                    self.producers.restore(id, entry, epoch, seq);
+                }
+            }
+            None => {
+                seg.points.retain(|p| u64::from(p.position) < w.position);
+                self.producers.truncate_to(appended.base_offset);
+            }
+        }
     }
 
     /// Plans a fetch read at `offset` of at most about `max_bytes` (at least one whole batch).

@@ -60,6 +60,10 @@ pub enum SequenceCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     entries: BTreeMap<i64, ProducerEntry>,
+    /// Producers unknown here whose first batch failed to be written: (epoch, the sequence
+    /// their next batch must start at). Without this, the batch after the failed one would be
+    /// accepted as an unknown producer's (any sequence), leaving a gap the retry can never fill.
+    awaiting: BTreeMap<i64, (i16, i32)>,
     /// A planted bug the simulator turned on (only with the `canary` feature).
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
@@ -104,6 +108,11 @@ impl ProducerStates {
     pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
         debug_assert!(h.has_producer_id());
         let Some(entry) = self.entries.get(&h.producer_id) else {
+            if let Some(&(epoch, seq)) = self.awaiting.get(&h.producer_id) {
+                if h.producer_epoch == epoch && h.base_sequence != seq {
+                    return SequenceCheck::OutOfOrder;
+                }
+            }
             // Unknown producer: its state may have expired or been truncated away; accept any
             // sequence, as Kafka does since KIP-360.
             return SequenceCheck::Accept;
@@ -149,6 +158,7 @@ impl ProducerStates {
         if !h.has_producer_id() {
             return;
         }
+        self.awaiting.remove(&h.producer_id);
         if !self.entries.contains_key(&h.producer_id) && self.entries.len() >= PRODUCERS_MAX {
             self.evict_oldest();
         }
@@ -185,6 +195,29 @@ impl ProducerStates {
     pub fn expire(&mut self, now_ms: u64, expiration_ms: u64) {
         self.entries
             .retain(|_, e| now_ms.saturating_sub(e.last_update_ms) < expiration_ms);
+    }
+
+    /// Puts back `producer_id`'s entry as it was before the `record` of a batch (`epoch`,
+    /// first sequence `base_sequence`) whose write failed (`None`: it had none; then its next
+    /// batch must be that one again).
+    pub fn restore(
+        &mut self,
+        producer_id: i64,
+        entry: Option<ProducerEntry>,
+        epoch: i16,
+        base_sequence: i32,
+    ) {
+        match entry {
+            Some(e) => {
+                self.entries.insert(producer_id, e);
+            }
+            None => {
+                self.entries.remove(&producer_id);
+                if self.awaiting.len() < PRODUCERS_MAX {
+                    self.awaiting.insert(producer_id, (epoch, base_sequence));
+                }
+            }
+        }
     }
 
     /// Forgets cached batches at or above `offset` (the log was truncated there).
@@ -263,6 +296,7 @@ impl ProducerStates {
         }
         Some(Self {
             entries,
+            awaiting: BTreeMap::new(),
             #[cfg(feature = "canary")]
             canary: None,
         })

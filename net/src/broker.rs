@@ -533,9 +533,19 @@ fn append_metadata(log: &mut File, rec: &MetadataRecord) -> anyhow::Result<()> {
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
     frame.extend_from_slice(&payload);
-    log.write_all(&frame).context("writing metadata log")?;
-    log.sync_data().context("syncing metadata log")?;
-    Ok(())
+    let before = log.size().context("sizing metadata log")?;
+    let written = log
+        .write_all(&frame)
+        .and_then(|()| log.sync_data())
+        .context("writing metadata log");
+    if written.is_err() {
+        // Cut a partial frame off (a full disk, say), or the records appended after it would
+        // be unreachable at the next start, which stops reading at the first bad frame.
+        if let Err(e) = log.set_len(before).and_then(|()| log.sync_data()) {
+            error!(error = %e, "could not cut a failed metadata write off __metadata.log");
+        }
+    }
+    written
 }
 
 fn read_metadata_log(path: &Path) -> anyhow::Result<Vec<MetadataRecord>> {

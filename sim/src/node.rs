@@ -389,8 +389,13 @@ impl Node {
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         frame.extend_from_slice(&payload);
-        // As skein-net's `append_metadata`: a failed (short) write is left where it is.
-        self.disk.append(METADATA_LOG, &frame)?;
+        // As skein-net's `append_metadata`: a failed (short) write is cut off again, or the
+        // records after it would be unreachable at the next start.
+        let before = self.disk.len(METADATA_LOG);
+        if let Err(e) = self.disk.append(METADATA_LOG, &frame) {
+            self.disk.truncate(METADATA_LOG, before);
+            return Err(e);
+        }
         self.disk.fsync(METADATA_LOG);
         self.catalog.apply(rec);
         match rec {
