@@ -68,6 +68,20 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   say "skein-sim --seeds $SIM_SEEDS ($(elapsed))"
   timeout 900 cargo run --release -q -p skein-sim -- --seeds "$SIM_SEEDS" 2>&1 | tail -n 25 | tee "$LOGDIR/sim.log"
   SIM_STATUS=${PIPESTATUS[0]}
+  # Seeds listed as known-bug in ci/regression-seeds are tracked there (cargo test asserts they
+  # still fail); the batch fails only on a seed that is not.
+  if [ "$SIM_STATUS" != "0" ]; then
+    FAILED_SEEDS="$(sed -n 's/.*seeds failed: //p' "$LOGDIR/sim.log" | tr -d ',')"
+    KNOWN="$(awk '$2 ~ /^known-bug/ {print $1}' ci/regression-seeds)"
+    NEW=""
+    for s in $FAILED_SEEDS; do
+      if ! grep -qx "$s" <<<"$KNOWN"; then NEW="$NEW $s"; fi
+    done
+    if [ -n "$FAILED_SEEDS" ] && [ -z "$NEW" ]; then
+      echo "skein-sim: only known-bug seeds failed ($FAILED_SEEDS); see ci/regression-seeds"
+      SIM_STATUS=0
+    fi
+  fi
 fi
 
 say "pytest tests/e2e ($(elapsed))"
