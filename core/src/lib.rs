@@ -13,6 +13,7 @@
 //! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
 //!   deterministic state machine over metadata records.
 //! - [`raft`]: a sans-I/O Raft (pre-vote, check-quorum, snapshots, learners) for the metadata quorum.
+//! - [`rng`]: SplitMix64, the seeded generator for election timeouts (and the drivers' streams).
 //!
 //! Calling contract for [`log::PartitionLog`]: call a mutator (`append`, `retention`), carry out
 //! the storage work it returns (roll, then write) in order, and only then call the next mutator.
@@ -29,3 +30,4 @@ pub mod config;
 pub mod log;
 pub mod producer;
 pub mod raft;
+pub mod rng;

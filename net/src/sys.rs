@@ -14,6 +14,8 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
+use skein_core::rng::SplitMix64;
+
 /// Whether this call runs inside a turmoil simulation.
 #[inline]
 pub fn simulated() -> bool {
@@ -55,8 +57,10 @@ where
 /// run's topic and cluster ids repeat with its seed).
 pub fn uuid() -> uuid::Uuid {
     if simulated() {
-        let hi = SIM_UUIDS.with(|s| splitmix(&mut s.borrow_mut()));
-        let lo = SIM_UUIDS.with(|s| splitmix(&mut s.borrow_mut()));
+        let (hi, lo) = SIM_UUIDS.with(|s| {
+            let mut s = s.borrow_mut();
+            (s.next_u64(), s.next_u64())
+        });
         return uuid::Builder::from_random_bytes(
             ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes(),
         )
@@ -67,19 +71,12 @@ pub fn uuid() -> uuid::Uuid {
 
 /// Seeds the UUIDs handed out inside simulations on this thread.
 pub fn seed_uuids(seed: u64) {
-    SIM_UUIDS.with(|s| *s.borrow_mut() = seed);
+    SIM_UUIDS.with(|s| *s.borrow_mut() = SplitMix64::new(seed));
 }
 
 thread_local! {
-    static SIM_UUIDS: std::cell::RefCell<u64> = const { std::cell::RefCell::new(0) };
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    static SIM_UUIDS: std::cell::RefCell<SplitMix64> =
+        std::cell::RefCell::new(SplitMix64::new(0));
 }
 
 /// Files and directories.

@@ -10,25 +10,12 @@ pub struct Rng {
     s: [u64; 4],
 }
 
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl Rng {
     /// A generator whose whole output is decided by `seed`.
     pub fn new(seed: u64) -> Self {
-        let mut st = seed;
+        let mut st = skein_core::rng::SplitMix64::new(seed);
         Self {
-            s: [
-                splitmix64(&mut st),
-                splitmix64(&mut st),
-                splitmix64(&mut st),
-                splitmix64(&mut st),
-            ],
+            s: [st.next_u64(), st.next_u64(), st.next_u64(), st.next_u64()],
         }
     }
 

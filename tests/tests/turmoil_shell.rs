@@ -30,6 +30,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use skein_core::batch::{self, build};
+use skein_core::rng::SplitMix64;
 use skein_net::broker::Broker;
 use skein_net::client::Client;
 use skein_net::config::BrokerArgs;
@@ -62,20 +63,12 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// A tiny deterministic generator for the fault schedule (splitmix64).
-struct Rng(u64);
+/// The fault schedule's generator.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
 
     fn chance(&mut self, ppm: u64) -> bool {
@@ -291,7 +284,7 @@ async fn read_back(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
 /// Runs one seed; `Err` names the violated property (a stuck run panics).
 fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
     skein_net::sys::seed_uuids(seed);
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SplitMix64::new(seed));
     let mut b = turmoil::Builder::new();
     b.rng_seed(seed)
         .epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))

@@ -63,6 +63,7 @@ pub use self::types::{
     AppendResult, Durable, Entry, EntryKind, HardState, Input, Message, NodeId, Output,
     ProposeError, RaftConfig, Role, Snapshot,
 };
+use crate::rng::SplitMix64;
 
 /// At most this many durability-gated messages wait for a sync; beyond it the oldest is
 /// dropped, which is always safe (the network may lose any message).
@@ -101,20 +102,6 @@ impl TimerTable {
     }
     fn earliest(&self) -> Option<u64> {
         self.0.iter().flatten().copied().min()
-    }
-}
-
-/// splitmix64: a tiny deterministic generator for election timeouts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 
@@ -161,7 +148,7 @@ pub struct Raft {
     timers: TimerTable,
     now_ms: u64,
     started: bool,
-    rng: Rng,
+    rng: SplitMix64,
     /// Pre-vote or vote answers in the current campaign.
     votes: BTreeMap<NodeId, bool>,
     /// Leader only: replication state of every other member.
@@ -212,7 +199,7 @@ impl Raft {
             timers: TimerTable::default(),
             now_ms: 0,
             started: false,
-            rng: Rng(seed),
+            rng: SplitMix64::new(seed),
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             leader_contact_ms: None,
@@ -474,7 +461,7 @@ impl Raft {
             return;
         }
         let span = self.config.election_timeout_max_ms - self.config.election_timeout_min_ms;
-        let timeout = self.config.election_timeout_min_ms + self.rng.next() % span;
+        let timeout = self.config.election_timeout_min_ms + self.rng.below(span);
         self.timers.set(Timer::Election, self.now_ms + timeout);
     }
 

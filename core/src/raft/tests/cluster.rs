@@ -32,23 +32,15 @@ const STEPS_MAX: u64 = 200_000;
 
 /// splitmix64, the harness's only source of choices.
 #[derive(Clone, Debug)]
-pub(super) struct SimRng(u64);
+pub(super) struct SimRng(crate::rng::SplitMix64);
 
 impl SimRng {
     pub(super) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Self(crate::rng::SplitMix64::new(seed))
     }
     /// Uniform in `0..n`.
     pub(super) fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0);
-        self.next() % n
+        self.0.below(n)
     }
     /// True with probability `per_mille / 1000`.
     pub(super) fn chance(&mut self, per_mille: u64) -> bool {
