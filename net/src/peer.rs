@@ -11,7 +11,6 @@
 //! between attempts.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -234,11 +233,6 @@ async fn read_peer<M: DeserializeOwned>(
     }
 }
 
-/// Binds the controller listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<Listener> {
-    Listener::bind(addr).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +240,9 @@ mod tests {
     #[tokio::test]
     async fn messages_flow_between_two_nodes_and_foreign_clusters_are_refused() {
         let (stop_tx, stop) = watch::channel(false);
-        let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let l = Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let (tx, mut rx) = mpsc::channel::<(NodeId, String)>(16);
         tokio::spawn(serve(l, "c1".into(), tx, stop.clone()));

@@ -102,6 +102,20 @@ pub struct QuorumStatus {
     pub last_applied: u64,
 }
 
+impl QuorumStatus {
+    fn of(raft: &Raft) -> Self {
+        QuorumStatus {
+            node_id: raft.id(),
+            voters: raft.config().voters.iter().copied().collect(),
+            role: raft.role(),
+            term: raft.term(),
+            leader: raft.leader_id(),
+            commit_index: raft.commit_index(),
+            last_applied: raft.last_applied(),
+        }
+    }
+}
+
 /// How to start the quorum on this node.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
@@ -181,16 +195,7 @@ impl Quorum {
             rc.heartbeat_interval_ms = 10;
         }
         let raft = Raft::new(rc, durable);
-        let status = QuorumStatus {
-            node_id: cfg.node_id,
-            voters: cfg.voters.keys().copied().collect(),
-            role: raft.role(),
-            term: raft.term(),
-            leader: raft.leader_id(),
-            commit_index: raft.commit_index(),
-            last_applied: raft.last_applied(),
-        };
-        let (status_tx, status_rx) = watch::channel(status);
+        let (status_tx, status_rx) = watch::channel(QuorumStatus::of(&raft));
         let (cmd_tx, cmd_rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
         let driver = Driver {
             raft,
@@ -204,7 +209,6 @@ impl Quorum {
             req_next: 0,
             applied_terms: BTreeMap::new(),
             failed: false,
-            last_proposed: None,
         };
         tokio::spawn(driver.run(cmd_rx, inbox, stop));
         Ok(Quorum {
@@ -278,8 +282,6 @@ struct Driver<S> {
     applied_terms: BTreeMap<u64, u64>,
     /// Storage failed: the node stops taking part (a restart recovers from disk).
     failed: bool,
-    /// Where the last successful `propose_here` put its entry.
-    last_proposed: Option<(u64, u64)>,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -334,13 +336,12 @@ impl<S: StateMachine> Driver<S> {
 
     fn propose(&mut self, data: Vec<u8>, reply: Reply) {
         match self.raft.role() {
-            Role::Leader => {
-                if let Err(e) = self.propose_here(data) {
+            Role::Leader => match self.propose_here(data) {
+                Ok((index, term)) => self.waiters.entry(index).or_default().push((term, reply)),
+                Err(e) => {
                     let _ = reply.send(Err(e));
-                } else if let Some((index, term)) = self.last_proposed.take() {
-                    self.waiters.entry(index).or_default().push((term, reply));
                 }
-            }
+            },
             _ => match self.raft.leader_id() {
                 Some(leader) if leader != self.raft.id() => {
                     let req = self.req_next;
@@ -358,8 +359,8 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    /// Hands a proposal to Raft; on success `last_proposed` holds where it went.
-    fn propose_here(&mut self, data: Vec<u8>) -> Result<(), QuorumError> {
+    /// Hands a proposal to Raft; returns the `(index, term)` it was appended at.
+    fn propose_here(&mut self, data: Vec<u8>) -> Result<(u64, u64), QuorumError> {
         let now = self.now();
         self.raft.handle(now, Input::Propose { data });
         // The answer is the first Proposed/Refused output; everything else is carried out.
@@ -380,14 +381,7 @@ impl<S: StateMachine> Driver<S> {
                 other => self.carry_out(other),
             }
         }
-        match answer {
-            Some(Ok(at)) => {
-                self.last_proposed = Some(at);
-                Ok(())
-            }
-            Some(Err(e)) => Err(e),
-            None => Err(QuorumError::NotCommitted("no answer from raft".into())),
-        }
+        answer.unwrap_or_else(|| Err(QuorumError::NotCommitted("no answer from raft".into())))
     }
 
     fn receive(&mut self, from: NodeId, m: PeerMsg) {
@@ -398,10 +392,7 @@ impl<S: StateMachine> Driver<S> {
             }
             PeerMsg::Forward { req, data } => {
                 let result = if self.raft.role() == Role::Leader {
-                    match self.propose_here(data) {
-                        Ok(()) => Ok(self.last_proposed.take().expect("proposed")),
-                        Err(e) => Err(e.to_string()),
-                    }
+                    self.propose_here(data).map_err(|e| e.to_string())
                 } else {
                     Err(QuorumError::NoLeader.to_string())
                 };
@@ -542,15 +533,7 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn publish_status(&self) {
-        let s = QuorumStatus {
-            node_id: self.raft.id(),
-            voters: self.raft.config().voters.iter().copied().collect(),
-            role: self.raft.role(),
-            term: self.raft.term(),
-            leader: self.raft.leader_id(),
-            commit_index: self.raft.commit_index(),
-            last_applied: self.raft.last_applied(),
-        };
+        let s = QuorumStatus::of(&self.raft);
         self.status.send_if_modified(|old| {
             let changed = *old != s;
             *old = s;

@@ -91,7 +91,7 @@ impl RaftStore {
             .create(true)
             .open(&hard_path)
             .map_err(io_err(&hard_path))?;
-        let (hard_state, hard_seq, hard_slot) = read_hard_state(&hard, &hard_path)?;
+        let (hard_state, hard_seq, hard_slot) = read_hard_state(&hard);
         let snapshot = read_snapshot(&dir.join("snapshot"))?;
         let log_path = dir.join("log");
         let log = OpenOptions::new()
@@ -297,7 +297,7 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
     f.sync_all().map_err(io_err(path))
 }
 
-fn read_hard_state(f: &File, path: &Path) -> Result<(HardState, u64, u64), RaftStoreError> {
+fn read_hard_state(f: &File) -> (HardState, u64, u64) {
     let mut best: Option<(u64, HardState, u64)> = None;
     for slot in 0..2u64 {
         let mut b = [0u8; SLOT_PAYLOAD];
@@ -319,12 +319,11 @@ fn read_hard_state(f: &File, path: &Path) -> Result<(HardState, u64, u64), RaftS
             best = Some((seq, h, slot));
         }
     }
-    let _ = path;
-    Ok(match best {
+    match best {
         // The next write goes to the other slot, keeping this one intact.
         Some((seq, h, slot)) => (h, seq, 1 - slot),
         None => (HardState::default(), 0, 0),
-    })
+    }
 }
 
 fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, RaftStoreError> {
