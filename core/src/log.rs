@@ -701,10 +701,11 @@ impl PartitionLog {
     /// Undoes the last append after its write failed, so the log matches the file again.
     pub fn abort_append(&mut self, appended: &Appended) {
         let Some(w) = appended.write else { return };
-        let undo = self
+        let u = self
             .undo
             .take()
-            .filter(|u| u.base_offset == appended.base_offset);
+            .filter(|u| u.base_offset == appended.base_offset)
+            .expect("abort only the last append");
         let seg = self.active_mut();
         assert_eq!(
             seg.base_offset, w.segment_base,
@@ -715,25 +716,17 @@ impl PartitionLog {
             w.position + w.len as u64,
             "abort only the last append"
         );
+        // Put back exactly what the append changed: the index bookkeeping (or the next point
+        // would land up to two intervals later than `plan_read` assumes) and the producer's
+        // entry (dropping it would make its next batch look like a new producer's and be
+        // appended over the gap).
         seg.size = w.position;
         seg.next_offset = appended.base_offset;
-        match undo {
-            Some(u) => {
-                // Put back exactly what the append changed: the index bookkeeping (or the next
-                // point would land up to two intervals later than `plan_read` assumes) and the
-                // producer's entry (dropping it would make its next batch look like a new
-                // producer's and be appended over the gap).
-                seg.points.truncate(u.points);
-                seg.bytes_since_point = u.bytes_since_point;
-                seg.max_timestamp = u.max_timestamp;
-                if let Some((id, entry, epoch, seq)) = u.producer {
-                    self.producers.restore(id, entry, epoch, seq);
-                }
-            }
-            None => {
-                seg.points.retain(|p| u64::from(p.position) < w.position);
-                self.producers.truncate_to(appended.base_offset);
-            }
+        seg.points.truncate(u.points);
+        seg.bytes_since_point = u.bytes_since_point;
+        seg.max_timestamp = u.max_timestamp;
+        if let Some((id, entry, epoch, seq)) = u.producer {
+            self.producers.restore(id, entry, epoch, seq);
         }
     }
 
