@@ -27,3 +27,78 @@ pub fn skein_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// Kafka requests the Rust end-to-end tests send, built one way for all of them.
+pub mod requests {
+    use bytes::Bytes;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        CreateTopicsRequest, FetchRequest, InitProducerIdRequest, ProduceRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    /// A topic name on the wire.
+    pub fn topic_name(s: &str) -> TopicName {
+        TopicName(StrBytes::from_string(s.to_string()))
+    }
+
+    /// CreateTopics for one topic with replication factor 1.
+    pub fn create_topic(topic: &str, partitions: i32) -> CreateTopicsRequest {
+        let mut t = CreatableTopic::default();
+        t.name = topic_name(topic);
+        t.num_partitions = partitions;
+        t.replication_factor = 1;
+        let mut req = CreateTopicsRequest::default();
+        req.topics = vec![t];
+        req.timeout_ms = 10_000;
+        req
+    }
+
+    /// InitProducerId for a fresh idempotent (non-transactional) producer.
+    pub fn init_producer_id() -> InitProducerIdRequest {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = None;
+        req.transaction_timeout_ms = 60_000;
+        req.producer_id = (-1).into();
+        req.producer_epoch = -1;
+        req
+    }
+
+    /// An acks=all Produce of one batch to partition 0 of `topic`.
+    pub fn produce_all(topic: &str, batch: Vec<u8>, timeout_ms: i32) -> ProduceRequest {
+        let mut pd = PartitionProduceData::default();
+        pd.index = 0;
+        pd.records = Some(Bytes::from(batch));
+        let mut td = TopicProduceData::default();
+        td.name = topic_name(topic);
+        td.partition_data = vec![pd];
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = timeout_ms;
+        req.topic_data = vec![td];
+        req
+    }
+
+    /// A Fetch of partition 0 of `topic` from `offset` that does not wait.
+    pub fn fetch(topic: &str, offset: i64) -> FetchRequest {
+        let mut fp = FetchPartition::default();
+        fp.partition = 0;
+        fp.fetch_offset = offset;
+        fp.partition_max_bytes = 1 << 20;
+        fp.current_leader_epoch = -1;
+        fp.log_start_offset = -1;
+        let mut ft = FetchTopic::default();
+        ft.topic = topic_name(topic);
+        ft.partitions = vec![fp];
+        let mut req = FetchRequest::default();
+        req.replica_id = (-1).into();
+        req.max_wait_ms = 0;
+        req.min_bytes = 1;
+        req.max_bytes = 1 << 24;
+        req.session_epoch = -1;
+        req.topics = vec![ft];
+        req
+    }
+}

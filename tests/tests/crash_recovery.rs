@@ -8,14 +8,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use skein_core::batch::{self, build};
 use skein_net::client::Client;
+use skein_tests::requests;
 
 struct Broker {
     child: Child,
@@ -67,21 +63,8 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
 async fn produce(c: &mut Client, topic: &str, batch: Vec<u8>) -> (i16, i64) {
-    let mut pd = PartitionProduceData::default();
-    pd.index = 0;
-    pd.records = Some(Bytes::from(batch));
-    let mut td = TopicProduceData::default();
-    td.name = topic_name(topic);
-    td.partition_data = vec![pd];
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 10_000;
-    req.topic_data = vec![td];
+    let req = requests::produce_all(topic, batch, 10_000);
     let v = c.pick_version::<ProduceRequest>(9).unwrap();
     let r = c.send(req, v).await.expect("produce");
     let p = &r.responses[0].partition_responses[0];
@@ -92,22 +75,7 @@ async fn fetch_all(c: &mut Client, topic: &str) -> Vec<(i64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut offset = 0i64;
     loop {
-        let mut fp = FetchPartition::default();
-        fp.partition = 0;
-        fp.fetch_offset = offset;
-        fp.partition_max_bytes = 1 << 20;
-        fp.current_leader_epoch = -1;
-        fp.log_start_offset = -1;
-        let mut ft = FetchTopic::default();
-        ft.topic = topic_name(topic);
-        ft.partitions = vec![fp];
-        let mut req = FetchRequest::default();
-        req.replica_id = (-1).into();
-        req.max_wait_ms = 0;
-        req.min_bytes = 1;
-        req.max_bytes = 1 << 24;
-        req.session_epoch = -1;
-        req.topics = vec![ft];
+        let req = requests::fetch(topic, offset);
         let v = c.pick_version::<FetchRequest>(12).unwrap();
         let r = c.send(req, v).await.expect("fetch");
         let p = &r.responses[0].partitions[0];
@@ -142,25 +110,14 @@ async fn acknowledged_records_survive_kill9_and_retries_dedupe() {
     let broker = Broker::start(dir.path(), &addr);
     let mut c = Client::connect(&addr).await.expect("connect");
 
-    let mut t = CreatableTopic::default();
-    t.name = topic_name("durable");
-    t.num_partitions = 1;
-    t.replication_factor = 1;
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 10_000;
+    let req = requests::create_topic("durable", 1);
     let v = c.pick_version::<CreateTopicsRequest>(7).unwrap();
     let r = c.send(req, v).await.unwrap();
     assert_eq!(r.topics[0].error_code, 0);
 
     // InitProducerId: a fresh id at epoch 0.
     let v = c.pick_version::<InitProducerIdRequest>(4).unwrap();
-    let mut ipr = InitProducerIdRequest::default();
-    ipr.transactional_id = None;
-    ipr.transaction_timeout_ms = 60_000;
-    ipr.producer_id = (-1).into();
-    ipr.producer_epoch = -1;
-    let ip = c.send(ipr, v).await.unwrap();
+    let ip = c.send(requests::init_producer_id(), v).await.unwrap();
     assert_eq!(ip.error_code, 0);
     let pid = i64::from(ip.producer_id);
 

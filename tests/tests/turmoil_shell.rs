@@ -23,18 +23,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use skein_core::batch::{self, build};
 use skein_core::rng::SplitMix64;
 use skein_net::broker::Broker;
 use skein_net::client::Client;
 use skein_net::config::BrokerArgs;
 use skein_net::sys::net::Listener;
+use skein_tests::requests;
 
 const TOPIC: &str = "t";
 /// Batches each producer must get acknowledged.
@@ -57,10 +52,6 @@ struct Trace {
     fatal: Vec<(usize, usize, i16)>,
     /// Everything read back at the end: (base offset, producer id, base sequence, records, CRC).
     read: Vec<(i64, i64, i32, i32, u32)>,
-}
-
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
 }
 
 /// The fault schedule's generator.
@@ -143,14 +134,7 @@ where
 }
 
 async fn create_topic(c: &mut Option<Client>) {
-    let mut t = CreatableTopic::default();
-    t.name = topic_name(TOPIC);
-    t.num_partitions = 1;
-    t.replication_factor = 1;
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 10_000;
-    let r = call(c, req, 7).await;
+    let r = call(c, requests::create_topic(TOPIC, 1), 7).await;
     let code = r.topics[0].error_code;
     // 36: TOPIC_ALREADY_EXISTS (the other producer, or a retry whose answer was lost).
     assert!(code == 0 || code == 36, "CreateTopics failed: {code}");
@@ -159,12 +143,7 @@ async fn create_topic(c: &mut Option<Client>) {
 async fn producer(id: usize, trace: Rc<RefCell<Trace>>) -> turmoil::Result {
     let mut c = None;
     create_topic(&mut c).await;
-    let mut ipr = InitProducerIdRequest::default();
-    ipr.transactional_id = None;
-    ipr.transaction_timeout_ms = 60_000;
-    ipr.producer_id = (-1).into();
-    ipr.producer_epoch = -1;
-    let ip = call(&mut c, ipr, 4).await;
+    let ip = call(&mut c, requests::init_producer_id(), 4).await;
     assert_eq!(ip.error_code, 0, "InitProducerId: {:?}", ip);
     let pid = i64::from(ip.producer_id);
     let epoch = ip.producer_epoch;
@@ -188,16 +167,7 @@ async fn producer(id: usize, trace: Rc<RefCell<Trace>>) -> turmoil::Result {
                 attempts < 10_000,
                 "producer {id} batch {i}: never acknowledged"
             );
-            let mut pd = PartitionProduceData::default();
-            pd.index = 0;
-            pd.records = Some(Bytes::from(bytes.clone()));
-            let mut td = TopicProduceData::default();
-            td.name = topic_name(TOPIC);
-            td.partition_data = vec![pd];
-            let mut req = ProduceRequest::default();
-            req.acks = -1;
-            req.timeout_ms = 5_000;
-            req.topic_data = vec![td];
+            let req = requests::produce_all(TOPIC, bytes.clone(), 5_000);
             let r = call(&mut c, req, 9).await;
             let p = &r.responses[0].partition_responses[0];
             trace.borrow_mut().events.push(format!(
@@ -237,23 +207,7 @@ async fn read_back(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
     let mut c = None;
     let mut offset = 0i64;
     loop {
-        let mut fp = FetchPartition::default();
-        fp.partition = 0;
-        fp.fetch_offset = offset;
-        fp.partition_max_bytes = 1 << 20;
-        fp.current_leader_epoch = -1;
-        fp.log_start_offset = -1;
-        let mut ft = FetchTopic::default();
-        ft.topic = topic_name(TOPIC);
-        ft.partitions = vec![fp];
-        let mut req = FetchRequest::default();
-        req.replica_id = (-1).into();
-        req.max_wait_ms = 0;
-        req.min_bytes = 1;
-        req.max_bytes = 1 << 24;
-        req.session_epoch = -1;
-        req.topics = vec![ft];
-        let r = call(&mut c, req, 12).await;
+        let r = call(&mut c, requests::fetch(TOPIC, offset), 12).await;
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "fetch at {offset}");
         let records = p.records.clone().unwrap_or_default();
