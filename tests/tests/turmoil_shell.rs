@@ -264,7 +264,7 @@ fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
     let crash_ppm = [0, 1_000, 5_000, 20_000][rng.below(4) as usize];
     let partition_ppm = [0, 2_000, 10_000][rng.below(3) as usize];
     let mut down_until: Option<u64> = None;
-    let mut cut: Option<(usize, u64, u8)> = None;
+    let mut cut: Option<(usize, u64)> = None;
     let mut step = 0u64;
     loop {
         step += 1;
@@ -283,7 +283,7 @@ fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
             trace.borrow_mut().events.push(format!("t={now_ms} crash"));
             down_until = Some(now_ms + 1 + rng.below(2_000));
         }
-        if let Some((p, until, mode)) = cut {
+        if let Some((p, until)) = cut {
             if now_ms >= until {
                 sim.repair(format!("producer{p}"), "broker");
                 cut = None;
@@ -292,7 +292,6 @@ fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
                     .events
                     .push(format!("t={now_ms} heal p{p}"));
             }
-            let _ = mode;
         } else if now_ms < FAULT_PHASE_MS && rng.chance(partition_ppm) {
             let p = rng.below(PRODUCERS as u64) as usize;
             let mode = rng.below(3) as u8;
@@ -302,7 +301,7 @@ fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
                 1 => sim.partition_oneway(a, b),
                 _ => sim.partition_oneway(b, a),
             }
-            cut = Some((p, now_ms + 1 + rng.below(3_000), mode));
+            cut = Some((p, now_ms + 1 + rng.below(3_000)));
             trace
                 .borrow_mut()
                 .events
@@ -320,7 +319,7 @@ fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
     if down_until.is_some() {
         sim.bounce("broker");
     }
-    if let Some((p, ..)) = cut {
+    if let Some((p, _)) = cut {
         sim.repair(format!("producer{p}"), "broker");
     }
     let t = trace.clone();
