@@ -27,6 +27,7 @@ pub mod batch;
 pub mod canary;
 pub mod catalog;
 pub mod config;
+pub mod controller;
 pub mod log;
 pub mod producer;
 pub mod raft;

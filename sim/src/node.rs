@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use skein_core::batch::{self, BatchHeader};
-use skein_core::catalog::{Catalog, CatalogError, MetadataRecord};
+use skein_core::catalog::{Catalog, CatalogError, MetadataRecord, Placement};
 use skein_core::config::LogConfig;
 use skein_core::log::{trim_read, PartitionLog, ReadPlan, Rolled, Segment, SegmentScan};
 use skein_core::producer::ProducerStates;
@@ -236,6 +236,7 @@ fn catalog_code(e: &CatalogError) -> &'static str {
         CatalogError::InvalidTopic(_) => "INVALID_TOPIC_EXCEPTION",
         CatalogError::InvalidPartitions(_) => "INVALID_PARTITIONS",
         CatalogError::InvalidReplicationFactor(_) => "INVALID_REPLICATION_FACTOR",
+        CatalogError::InvalidReplicaAssignment(_) => "INVALID_REPLICA_ASSIGNMENT",
         CatalogError::InvalidConfig(_) => "INVALID_CONFIG",
     }
 }
@@ -282,6 +283,26 @@ impl fmt::Display for AdminResult {
     }
 }
 
+/// One replica on the one broker.
+const ONE_REPLICA: Placement = Placement::Spread {
+    replication_factor: 1,
+    start: 0,
+};
+
+/// The single node's catalog before its metadata log is replayed: broker 1 registered (the
+/// cluster simulation covers registration and fencing; here the one broker is always live).
+fn single_broker_catalog(config: &LogConfig) -> Catalog {
+    let mut c = Catalog::new(config.clone());
+    c.apply(&MetadataRecord::BrokerRegistered {
+        id: 1,
+        incarnation: "sim".into(),
+        host: "sim".into(),
+        port: 9092,
+        rack: None,
+    });
+    c
+}
+
 impl Node {
     /// A node with an empty disk and no topics, started.
     pub fn new(config: LogConfig, canary: Option<SimCanary>, now_ms: u64) -> Self {
@@ -289,7 +310,7 @@ impl Node {
             disk: SimDisk::new(),
             incarnation: 0,
             last_start_clean: false,
-            catalog: Catalog::new(config.clone()),
+            catalog: single_broker_catalog(&config),
             parts: BTreeMap::new(),
             up: false,
             config,
@@ -353,10 +374,11 @@ impl Node {
                 id,
             } => self
                 .catalog
-                .plan_create(name, *partitions as i32, 1, &[], *id),
+                .plan_create(name, *partitions as i32, &ONE_REPLICA, &[], *id),
             AdminOp::Delete { name } => self.catalog.plan_delete(name),
             AdminOp::AddPartitions { name, total } => {
-                self.catalog.plan_partitions(name, *total as i32)
+                self.catalog
+                    .plan_partitions(name, *total as i32, &ONE_REPLICA)
             }
         };
         let rec = match planned {
@@ -402,7 +424,7 @@ impl Node {
             MetadataRecord::TopicCreated {
                 name, partitions, ..
             } => self.open_partitions(name, 0, *partitions, now_ms)?,
-            MetadataRecord::PartitionsAdded { name, total } => {
+            MetadataRecord::PartitionsAdded { name, total, .. } => {
                 let have = self
                     .parts
                     .range((name.clone(), 0)..=(name.clone(), u32::MAX))
@@ -422,7 +444,7 @@ impl Node {
                     self.remove_dir(&dir(&k));
                 }
             }
-            MetadataRecord::ConfigAltered { .. } | MetadataRecord::ProducerIdBlock { .. } => {}
+            _ => {}
         }
         Ok(())
     }
@@ -699,7 +721,7 @@ impl Node {
 
     fn stop(&mut self) {
         self.parts.clear();
-        self.catalog = Catalog::new(self.config.clone());
+        self.catalog = single_broker_catalog(&self.config);
         self.up = false;
         self.incarnation += 1;
     }
@@ -819,11 +841,10 @@ impl Node {
     pub fn restart(&mut self, now_ms: u64) -> Result<(), NoSpace> {
         assert!(!self.up);
         let clean = self.disk.exists(CLEAN_MARKER);
-        let mut catalog = Catalog::new(self.config.clone());
+        let mut catalog = single_broker_catalog(&self.config);
         for rec in self.read_metadata_log() {
             catalog.apply(&rec);
         }
-        catalog.fence_producer_ids();
         if !self.disk.exists(METADATA_LOG) {
             self.disk.create(METADATA_LOG);
         }
