@@ -525,6 +525,20 @@ impl PartitionLog {
         self.leader_epoch
     }
 
+    /// Moves to a newer leader epoch (this replica became leader again); appends from here
+    /// on are stamped with it. An older or equal epoch changes nothing.
+    pub fn set_leader_epoch(&mut self, epoch: i32) {
+        if epoch <= self.leader_epoch {
+            return;
+        }
+        let end = self.log_end_offset();
+        if self.epochs.last().is_some_and(|(_, start)| *start == end) {
+            self.epochs.pop();
+        }
+        self.epochs.push((epoch, end));
+        self.leader_epoch = epoch;
+    }
+
     /// Total bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
@@ -1139,6 +1153,14 @@ mod tests {
         assert_eq!(log.end_offset_for_epoch(0), (0, 4));
         assert_eq!(log.end_offset_for_epoch(3), (0, 4));
         assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
+        log.set_leader_epoch(2);
+        log.set_leader_epoch(1);
+        assert_eq!(log.leader_epoch(), 2);
+        let mut b = build::simple(3, 0, None);
+        log.append(0, &mut b).unwrap();
+        assert_eq!(log.end_offset_for_epoch(0), (0, 4));
+        assert_eq!(log.end_offset_for_epoch(1), (0, 4));
+        assert_eq!(log.end_offset_for_epoch(2), (2, 7));
     }
 
     #[test]

@@ -30,11 +30,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError as E;
-use skein_core::catalog::CatalogError;
+use skein_core::catalog::{CatalogError, Placement};
 use skein_core::log::AppendError;
 use tracing::{debug, warn};
 
-use crate::broker::{now_ms, Broker, CreateError};
+use crate::broker::{now_ms, quorum_error, Broker};
 use crate::storage::{read_range, StorageError};
 
 /// Every API the broker serves, with the versions it advertises: (key, min, max).
@@ -66,7 +66,6 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const LEADER_EPOCH: i32 = 0;
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
@@ -89,11 +88,12 @@ pub fn api_versions(error: Option<E>) -> ApiVersionsResponse {
     r
 }
 
-fn leader_epoch_check(current: i32) -> Option<E> {
+/// The client's view of the leader epoch against ours (-1: the client does not say).
+fn leader_epoch_check(current: i32, ours: i32) -> Option<E> {
     match current {
         -1 => None,
-        e if e > LEADER_EPOCH => Some(E::UnknownLeaderEpoch),
-        e if e < LEADER_EPOCH => Some(E::FencedLeaderEpoch),
+        e if e > ours => Some(E::UnknownLeaderEpoch),
+        e if e < ours => Some(E::FencedLeaderEpoch),
         _ => None,
     }
 }
@@ -102,13 +102,15 @@ fn topic_id_uuid(id: [u8; 16]) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id)
 }
 
-fn catalog_error(e: &CatalogError) -> E {
+/// The Kafka error code of a refused metadata change.
+pub fn catalog_error(e: &CatalogError) -> E {
     match e {
         CatalogError::TopicExists(_) => E::TopicAlreadyExists,
         CatalogError::UnknownTopic(_) => E::UnknownTopicOrPartition,
         CatalogError::InvalidTopic(_) => E::InvalidTopicException,
         CatalogError::InvalidPartitions(_) => E::InvalidPartitions,
         CatalogError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+        CatalogError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
         CatalogError::InvalidConfig(_) => E::InvalidConfig,
     }
 }
@@ -131,15 +133,23 @@ fn storage_error(e: &StorageError) -> E {
 // Metadata
 
 /// Metadata.
-pub fn metadata(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn metadata(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut r = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = b.settings.node_id.into();
-    broker.host = s(b.settings.advertise_host.clone());
-    broker.port = b.settings.advertise_port;
-    r.brokers = vec![broker];
-    r.cluster_id = Some(s(b.cluster_id.clone()));
-    r.controller_id = b.settings.node_id.into();
+    r.brokers = b.with_catalog(|c| {
+        c.brokers()
+            .filter(|x| !x.fenced)
+            .map(|x| {
+                let mut m = MetadataResponseBroker::default();
+                m.node_id = x.id.into();
+                m.host = s(x.host.clone());
+                m.port = x.port;
+                m.rack = x.rack.clone().map(s);
+                m
+            })
+            .collect()
+    });
+    r.cluster_id = Some(s(b.cluster_id()));
+    r.controller_id = controller_id(b).into();
     r.cluster_authorized_operations = i32::MIN;
     let auto = version < 4 || req.allow_auto_topic_creation;
     let names: Vec<Result<String, (uuid::Uuid, E)>> = match req.topics {
@@ -186,22 +196,38 @@ pub fn metadata(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespo
             continue;
         }
         let exists = if auto {
-            b.auto_create(&name)
+            b.auto_create(&name).await
         } else {
             b.with_catalog(|c| c.topic(&name).is_some())
         };
-        let info = b.with_catalog(|c| c.topic(&name).map(|t| (t.id, t.partitions)));
+        let info = b.with_catalog(|c| {
+            c.topic(&name).map(|t| {
+                let live: Vec<i32> = c.live_brokers();
+                (t.id, t.parts.clone(), live)
+            })
+        });
         match (exists, info) {
-            (true, Some((id, parts))) => {
+            (true, Some((id, parts, live))) => {
                 t.topic_id = topic_id_uuid(id);
-                t.partitions = (0..parts as i32)
-                    .map(|p| {
+                t.partitions = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
                         let mut mp = MetadataResponsePartition::default();
-                        mp.partition_index = p;
-                        mp.leader_id = b.settings.node_id.into();
-                        mp.leader_epoch = LEADER_EPOCH;
-                        mp.replica_nodes = vec![b.settings.node_id.into()];
-                        mp.isr_nodes = vec![b.settings.node_id.into()];
+                        mp.partition_index = i as i32;
+                        mp.leader_id = p.leader.into();
+                        mp.leader_epoch = p.leader_epoch;
+                        mp.replica_nodes = p.replicas.iter().map(|x| (*x).into()).collect();
+                        mp.isr_nodes = p.isr.iter().map(|x| (*x).into()).collect();
+                        mp.offline_replicas = p
+                            .replicas
+                            .iter()
+                            .filter(|x| !live.contains(x))
+                            .map(|x| (*x).into())
+                            .collect();
+                        if p.leader < 0 {
+                            mp.error_code = E::LeaderNotAvailable.code();
+                        }
                         mp
                     })
                     .collect();
@@ -211,6 +237,20 @@ pub fn metadata(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespo
         r.topics.push(t);
     }
     r
+}
+
+/// The node Metadata and DescribeCluster name as controller: the quorum leader, if known and
+/// registered (clients only use it to send admin requests, which any broker forwards).
+fn controller_id(b: &Broker) -> i32 {
+    let leader = b
+        .quorum()
+        .status()
+        .leader
+        .and_then(|l| i32::try_from(l).ok());
+    match leader {
+        Some(l) if b.with_catalog(|c| c.broker(l).is_some_and(|x| !x.fenced)) => l,
+        _ => b.settings.node_id,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -232,7 +272,7 @@ pub async fn produce(
         let mut tr = TopicProduceResponse::default();
         tr.name = topic.name.clone();
         let valid_name = skein_core::config::validate_topic_name(&name).is_ok();
-        let exists = valid_name && !bad_acks && !transactional && b.auto_create(&name);
+        let exists = valid_name && !bad_acks && !transactional && b.auto_create(&name).await;
         for pd in topic.partition_data {
             let mut pr = PartitionProduceResponse::default();
             pr.index = pd.index;
@@ -260,12 +300,9 @@ pub async fn produce(
                     format!("unknown topic '{name}'"),
                 ))
             } else {
-                match b.partition(&name, pd.index) {
-                    None => Some((
-                        E::UnknownTopicOrPartition,
-                        format!("topic '{name}' has no partition {}", pd.index),
-                    )),
-                    Some(p) => match pd.records {
+                match b.leader_partition(&name, pd.index) {
+                    Err(e) => Some((e, format!("topic '{name}' partition {}: {e:?}", pd.index))),
+                    Ok((p, _)) => match pd.records {
                         None => Some((E::InvalidRecord, "no records".to_string())),
                         Some(records) => {
                             let mut buf = BytesMut::from(&records[..]);
@@ -423,15 +460,17 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
             pd.log_start_offset = -1;
             pd.preferred_read_replica = (-1).into();
             pd.records = Some(Bytes::new());
-            if let Some(e) = leader_epoch_check(fp.current_leader_epoch) {
-                pd.error_code = e.code();
-                tr.partitions.push(pd);
-                continue;
-            }
-            let p = match b.partition(&name, fp.partition) {
-                Some(p) => p,
-                None => {
-                    pd.error_code = E::UnknownTopicOrPartition.code();
+            let p = match b.leader_partition(&name, fp.partition) {
+                Ok((p, epoch)) => match leader_epoch_check(fp.current_leader_epoch, epoch) {
+                    None => p,
+                    Some(e) => {
+                        pd.error_code = e.code();
+                        tr.partitions.push(pd);
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    pd.error_code = e.code();
                     tr.partitions.push(pd);
                     continue;
                 }
@@ -496,17 +535,20 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
             pr.partition_index = p.partition_index;
             pr.timestamp = -1;
             pr.offset = -1;
-            if version >= 4 {
-                pr.leader_epoch = LEADER_EPOCH;
+            let found = b.leader_partition(&name, p.partition_index);
+            if let Ok((_, epoch)) = &found {
+                if version >= 4 {
+                    pr.leader_epoch = *epoch;
+                }
+                if let Some(e) = leader_epoch_check(p.current_leader_epoch, *epoch) {
+                    pr.error_code = e.code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
             }
-            if let Some(e) = leader_epoch_check(p.current_leader_epoch) {
-                pr.error_code = e.code();
-                tr.partitions.push(pr);
-                continue;
-            }
-            match b.partition(&name, p.partition_index) {
-                None => pr.error_code = E::UnknownTopicOrPartition.code(),
-                Some(part) => match p.timestamp {
+            match found {
+                Err(e) => pr.error_code = e.code(),
+                Ok((part, _)) => match p.timestamp {
                     -2 => pr.offset = part.store.lock().expect("lock").log().log_start_offset(),
                     -1 => pr.offset = part.store.lock().expect("lock").log().log_end_offset(),
                     ts if ts >= 0 => match offset_for_time(&part, ts) {
@@ -585,12 +627,17 @@ pub fn offset_for_leader_epoch(
             e.partition = p.partition;
             e.leader_epoch = -1;
             e.end_offset = -1;
-            if let Some(err) = leader_epoch_check(p.current_leader_epoch) {
+            let found = b.leader_partition(&name, p.partition);
+            let epoch_err = match &found {
+                Ok((_, ours)) => leader_epoch_check(p.current_leader_epoch, *ours),
+                Err(_) => None,
+            };
+            if let Some(err) = epoch_err {
                 e.error_code = err.code();
             } else {
-                match b.partition(&name, p.partition) {
-                    None => e.error_code = E::UnknownTopicOrPartition.code(),
-                    Some(part) => {
+                match found {
+                    Err(err) => e.error_code = err.code(),
+                    Ok((part, _)) => {
                         let (ep, off) = part
                             .store
                             .lock()
@@ -613,7 +660,7 @@ pub fn offset_for_leader_epoch(
 // InitProducerId
 
 /// InitProducerId (idempotent producers; transactions are refused).
-pub fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse::default();
     r.producer_id = (-1).into();
     r.producer_epoch = -1;
@@ -623,14 +670,14 @@ pub fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerI
         return r;
     }
     // Kafka gives a non-transactional producer a fresh id at epoch 0 on every call.
-    match b.next_producer_id() {
+    match b.next_producer_id().await {
         Ok(id) => {
             r.producer_id = id.into();
             r.producer_epoch = 0;
         }
         Err(e) => {
             warn!(error = %e, "allocating a producer id failed");
-            r.error_code = E::KafkaStorageError.code();
+            r.error_code = quorum_error(&e).code();
         }
     }
     r
@@ -640,7 +687,11 @@ pub fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerI
 // Admin
 
 /// CreateTopics.
-pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn create_topics(
+    b: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut r = CreateTopicsResponse::default();
     let mut seen = std::collections::BTreeMap::new();
     for t in &req.topics {
@@ -652,8 +703,7 @@ pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> Crea
         res.name = t.name.clone();
         res.num_partitions = -1;
         res.replication_factor = -1;
-        let node = b.settings.node_id;
-        let outcome: Result<(), (E, String)> = (|| {
+        let outcome: Result<(), (E, String)> = async {
             if seen[&name] > 1 {
                 return Err((
                     E::InvalidRequest,
@@ -666,10 +716,11 @@ pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> Crea
                 t.num_partitions
             };
             let mut rf = if t.replication_factor == -1 {
-                1
+                b.settings.default_replication_factor
             } else {
                 t.replication_factor
             };
+            let mut placement = b.spread(rf);
             if !t.assignments.is_empty() {
                 if t.num_partitions != -1 || t.replication_factor != -1 {
                     return Err((
@@ -677,21 +728,24 @@ pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> Crea
                         "give either assignments or partitions and replication factor".into(),
                     ));
                 }
-                if let Some(a) = t
-                    .assignments
-                    .iter()
-                    .find(|a| a.broker_ids.iter().any(|n| i32::from(*n) != node))
+                let mut a = t.assignments.clone();
+                a.sort_by_key(|x| x.partition_index);
+                if a.iter()
+                    .enumerate()
+                    .any(|(i, x)| x.partition_index != i as i32)
                 {
                     return Err((
                         E::InvalidReplicaAssignment,
-                        format!(
-                            "partition {} names a broker that does not exist",
-                            a.partition_index
-                        ),
+                        "assignments must number the partitions 0, 1, 2, ...".into(),
                     ));
                 }
-                partitions = t.assignments.len() as i32;
-                rf = t.assignments[0].broker_ids.len() as i16;
+                partitions = a.len() as i32;
+                rf = a[0].broker_ids.len() as i16;
+                placement = Placement::Manual(
+                    a.iter()
+                        .map(|x| x.broker_ids.iter().map(|n| i32::from(*n)).collect())
+                        .collect(),
+                );
             }
             let mut configs = Vec::new();
             for c in &t.configs {
@@ -705,15 +759,14 @@ pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> Crea
                     }
                 }
             }
-            b.create_topic(&name, partitions, rf, &configs, req.validate_only)
-                .map_err(|e| match e {
-                    CreateError::Catalog(c) => (catalog_error(&c), c.to_string()),
-                    CreateError::Storage(e) => (E::KafkaStorageError, format!("{e:#}")),
-                })?;
+            b.create_topic(&name, partitions, placement, &configs, req.validate_only)
+                .await
+                .map_err(|e| (e.code(), e.to_string()))?;
             res.num_partitions = partitions;
             res.replication_factor = rf;
             Ok(())
-        })();
+        }
+        .await;
         match outcome {
             Err((code, msg)) => {
                 debug!(topic = name, error = msg, "create topic refused");
@@ -758,7 +811,11 @@ pub fn create_topics(b: &Broker, req: CreateTopicsRequest, version: i16) -> Crea
 }
 
 /// DeleteTopics.
-pub fn delete_topics(b: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    b: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut r = DeleteTopicsResponse::default();
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics
@@ -785,18 +842,9 @@ pub fn delete_topics(b: &Broker, req: DeleteTopicsRequest, version: i16) -> Dele
             None => res.error_code = E::UnknownTopicId.code(),
             Some(name) => {
                 res.name = Some(TopicName(s(name.clone())));
-                let plan = b.with_catalog(|c| c.plan_delete(&name));
-                match plan {
-                    Err(e) => {
-                        res.error_code = catalog_error(&e).code();
-                        res.error_message = Some(s(e.to_string()));
-                    }
-                    Ok(rec) => {
-                        if let Err(e) = b.commit(rec) {
-                            res.error_code = E::KafkaStorageError.code();
-                            res.error_message = Some(s(format!("{e:#}")));
-                        }
-                    }
+                if let Err(e) = b.commit(|c| c.plan_delete(&name)).await {
+                    res.error_code = e.code().code();
+                    res.error_message = Some(s(e.to_string()));
                 }
             }
         }
@@ -806,34 +854,31 @@ pub fn delete_topics(b: &Broker, req: DeleteTopicsRequest, version: i16) -> Dele
 }
 
 /// CreatePartitions.
-pub fn create_partitions(b: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    b: &Broker,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut r = CreatePartitionsResponse::default();
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatePartitionsTopicResult::default();
         res.name = t.name.clone();
-        let node = b.settings.node_id;
-        let bad_assignment = t
-            .assignments
-            .as_ref()
-            .map(|a| {
+        let placement = match &t.assignments {
+            Some(a) => Placement::Manual(
                 a.iter()
-                    .any(|x| x.broker_ids.iter().any(|n| i32::from(*n) != node))
-            })
-            .unwrap_or(false);
-        let outcome = if bad_assignment {
-            Err((
-                E::InvalidReplicaAssignment,
-                "assignment names a broker that does not exist".to_string(),
-            ))
+                    .map(|x| x.broker_ids.iter().map(|n| i32::from(*n)).collect())
+                    .collect(),
+            ),
+            None => b.spread(1),
+        };
+        let outcome = if req.validate_only {
+            b.with_catalog(|c| c.plan_partitions(&name, t.count, &placement))
+                .map(|_| ())
+                .map_err(|e| (catalog_error(&e), e.to_string()))
         } else {
-            match b.with_catalog(|c| c.plan_partitions(&name, t.count)) {
-                Err(e) => Err((catalog_error(&e), e.to_string())),
-                Ok(_) if req.validate_only => Ok(()),
-                Ok(rec) => b
-                    .commit(rec)
-                    .map_err(|e| (E::KafkaStorageError, format!("{e:#}"))),
-            }
+            b.commit(|c| c.plan_partitions(&name, t.count, &placement))
+                .await
+                .map_err(|e| (e.code(), e.to_string()))
         };
         if let Err((code, msg)) = outcome {
             res.error_code = code.code();
@@ -962,25 +1007,26 @@ pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConf
     r
 }
 
-fn alter_topic(
+async fn alter_topic(
     b: &Broker,
     name: &str,
     changes: Vec<(String, Option<String>)>,
     replace: bool,
     validate_only: bool,
 ) -> Result<(), (E, String)> {
-    let plan = b.with_catalog(|c| c.plan_alter(name, &changes, replace));
-    match plan {
-        Err(e) => Err((catalog_error(&e), e.to_string())),
-        Ok(_) if validate_only => Ok(()),
-        Ok(rec) => b
-            .commit(rec)
-            .map_err(|e| (E::KafkaStorageError, format!("{e:#}"))),
+    if validate_only {
+        return b
+            .with_catalog(|c| c.plan_alter(name, &changes, replace))
+            .map(|_| ())
+            .map_err(|e| (catalog_error(&e), e.to_string()));
     }
+    b.commit(|c| c.plan_alter(name, &changes, replace))
+        .await
+        .map_err(|e| (e.code(), e.to_string()))
 }
 
 /// AlterConfigs (replaces a topic's whole override set).
-pub fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut r = AlterConfigsResponse::default();
     for res in req.resources {
         let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
@@ -999,6 +1045,7 @@ pub fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsRespon
                 true,
                 req.validate_only,
             )
+            .await
         } else {
             Err((
                 E::InvalidRequest,
@@ -1015,7 +1062,7 @@ pub fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsRespon
 }
 
 /// IncrementalAlterConfigs (SET, DELETE; APPEND / SUBTRACT for list configs).
-pub fn incremental_alter_configs(
+pub async fn incremental_alter_configs(
     b: &Broker,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -1076,7 +1123,7 @@ pub fn incremental_alter_configs(
             }
             match bad {
                 Some(e) => Err(e),
-                None => alter_topic(b, &name, changes, false, req.validate_only),
+                None => alter_topic(b, &name, changes, false, req.validate_only).await,
             }
         };
         if let Err((code, msg)) = outcome {
@@ -1161,14 +1208,22 @@ pub fn find_coordinator(
 /// DescribeCluster.
 pub fn describe_cluster(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let mut r = DescribeClusterResponse::default();
-    r.cluster_id = s(b.cluster_id.clone());
-    r.controller_id = b.settings.node_id.into();
+    r.cluster_id = s(b.cluster_id());
+    r.controller_id = controller_id(b).into();
     r.endpoint_type = req.endpoint_type;
     r.cluster_authorized_operations = i32::MIN;
-    let mut br = DescribeClusterBroker::default();
-    br.broker_id = b.settings.node_id.into();
-    br.host = s(b.settings.advertise_host.clone());
-    br.port = b.settings.advertise_port;
-    r.brokers = vec![br];
+    r.brokers = b.with_catalog(|c| {
+        c.brokers()
+            .filter(|x| !x.fenced)
+            .map(|x| {
+                let mut br = DescribeClusterBroker::default();
+                br.broker_id = x.id.into();
+                br.host = s(x.host.clone());
+                br.port = x.port;
+                br.rack = x.rack.clone().map(s);
+                br
+            })
+            .collect()
+    });
     r
 }

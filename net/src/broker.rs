@@ -1,23 +1,32 @@
-//! The broker's shared state: the metadata catalog and its durable log, the open partitions,
-//! group-commit flushing, retention, and clean shutdown.
+//! The broker's shared state: the metadata catalog (applied from the metadata quorum), the
+//! partitions this broker holds replicas of, group-commit flushing, retention, the controller's
+//! broker-liveness loop, and clean shutdown.
 //!
-//! Invariants: a metadata record is fsynced in `__metadata.log` before it is applied; a
-//! partition exists in the map only while its topic exists in the catalog; an acks=all produce
-//! is answered only when `synced` covers its last offset (unless the interval flush policy is on).
+//! Invariants: the catalog changes only by applying records the quorum committed, in commit
+//! order, so every broker sees the same metadata history; a partition is open here exactly while
+//! its topic exists and this broker is one of its replicas; requests that need the partition
+//! leader are served only while the catalog names this broker leader; an acks=all produce is
+//! answered only when `synced` covers its last offset (unless the interval flush policy is on).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context;
-use skein_core::catalog::{Catalog, CatalogError, MetadataRecord};
-use tokio::sync::watch;
-use tracing::{error, info, warn};
+use anyhow::{bail, Context};
+use kafka_protocol::ResponseError as E;
+use skein_core::catalog::{
+    Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
+};
+use skein_core::controller::Controller;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
+use crate::peer::Outbox;
+use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
 use crate::storage::{sync_dir, PartitionStore, StorageError};
 use crate::sys::{
     self,
@@ -25,6 +34,7 @@ use crate::sys::{
 };
 
 const METADATA_LOG: &str = "__metadata.log";
+const RAFT_DIR: &str = "__raft";
 const CLEAN_MARKER: &str = ".clean-shutdown";
 const META_PROPERTIES: &str = "meta.properties";
 
@@ -95,203 +105,416 @@ impl Partition {
     }
 }
 
-struct Meta {
-    catalog: Catalog,
-    log: File,
+/// Why a metadata change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Refused by the catalog.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The metadata quorum did not commit it.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+}
+
+impl CreateError {
+    /// The Kafka error code for this failure.
+    pub fn code(&self) -> E {
+        match self {
+            CreateError::Catalog(c) => crate::api::catalog_error(c),
+            CreateError::Quorum(q) => quorum_error(q),
+        }
+    }
+}
+
+/// The Kafka error code for a proposal the quorum did not commit: retriable either way.
+pub fn quorum_error(e: &QuorumError) -> E {
+    match e {
+        QuorumError::NoLeader | QuorumError::NotCommitted(_) => E::NotController,
+        QuorumError::Timeout | QuorumError::Stopped => E::RequestTimedOut,
+    }
+}
+
+/// The producer ids this broker hands out: `[next, end)` of its current block.
+#[derive(Default)]
+struct ProducerIds {
+    next: i64,
+    end: i64,
 }
 
 /// The broker.
 pub struct Broker {
     /// Settings.
     pub settings: Settings,
-    /// Cluster id (persisted in meta.properties).
-    pub cluster_id: String,
-    meta: Mutex<Meta>,
+    /// This process's incarnation (registered with the quorum).
+    pub incarnation: String,
+    /// Cluster id of meta.properties (the committed one wins once known).
+    local_cluster_id: String,
+    clean_start: bool,
+    catalog: Mutex<Catalog>,
     partitions: RwLock<BTreeMap<(String, i32), Arc<Partition>>>,
+    quorum: OnceLock<Quorum>,
+    outbox: OnceLock<Outbox<PeerMsg>>,
+    controller: Mutex<Controller>,
+    /// Origin of the monotonic clock the controller runs on.
+    started: tokio::time::Instant,
+    producer_ids: tokio::sync::Mutex<ProducerIds>,
     /// Bumped after every append; long-polling fetches wait on it.
     pub appended: watch::Sender<u64>,
     /// Flipped on shutdown.
     pub shutting_down: watch::Sender<bool>,
 }
 
+/// The broker as the quorum's state machine.
+struct Machine(Arc<Broker>);
+
+impl StateMachine for Machine {
+    fn apply(&mut self, index: u64, data: &[u8]) {
+        match serde_json::from_slice::<MetadataRecord>(data) {
+            Ok(rec) => self.0.apply_record(&rec),
+            // Every node skips the same entry, so they still agree.
+            Err(e) => error!(index, error = %e, "skipping a metadata record that does not parse"),
+        }
+    }
+
+    fn restore(&mut self, data: &[u8]) {
+        match serde_json::from_slice::<CatalogSnapshot>(data) {
+            Ok(snap) => self.0.restore_catalog(&snap),
+            Err(e) => error!(error = %e, "metadata snapshot does not parse; keeping the old state"),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let snap = self.0.with_catalog(Catalog::snapshot);
+        serde_json::to_vec(&snap).expect("snapshots serialize")
+    }
+}
+
 impl Broker {
-    /// Opens the data directory, replays metadata and recovers every partition.
-    pub fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
+    /// Opens the data directory, joins the metadata quorum, waits until this broker's metadata
+    /// is current (recovering every partition it holds on the way) and registers the broker.
+    pub async fn start(settings: Settings) -> anyhow::Result<Arc<Broker>> {
         let dir = settings.data_dir.clone();
         fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
         // A data dir created just now must itself survive a crash, or everything in it is lost.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent);
         }
-        let cluster_id = load_or_create_properties(&dir, settings.node_id)?;
+        let local_cluster_id = load_or_create_properties(&dir, settings.node_id)?;
         let clean = fs::metadata(dir.join(CLEAN_MARKER)).is_ok();
-        let mut catalog = Catalog::new(settings.log_defaults.clone());
-        let log_path = dir.join(METADATA_LOG);
-        let records = read_metadata_log(&log_path)?;
-        for r in &records {
-            catalog.apply(r);
+        let bootstrap = legacy_bootstrap(&settings, &local_cluster_id)?;
+        let incarnation = sys::uuid().simple().to_string();
+        let broker = Arc::new(Broker {
+            catalog: Mutex::new(Catalog::new(settings.log_defaults.clone())),
+            controller: Mutex::new(Controller::new(settings.broker_session_timeout_ms)),
+            started: tokio::time::Instant::now(),
+            settings,
+            incarnation,
+            local_cluster_id,
+            clean_start: clean,
+            partitions: RwLock::new(BTreeMap::new()),
+            quorum: OnceLock::new(),
+            outbox: OnceLock::new(),
+            producer_ids: tokio::sync::Mutex::new(ProducerIds::default()),
+            appended: watch::channel(0).0,
+            shutting_down: watch::channel(false).0,
+        });
+        broker.join_quorum(bootstrap).await?;
+        let migrated = !broker.legacy_log_gone();
+        if migrated {
+            let from = dir.join(METADATA_LOG);
+            let to = dir.join(format!("{METADATA_LOG}.migrated"));
+            fs::rename(&from, &to).with_context(|| format!("renaming {}", from.display()))?;
+            sync_dir(&dir);
         }
-        catalog.fence_producer_ids();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let now = now_ms();
-        let mut parts = BTreeMap::new();
-        for t in catalog.topics() {
-            let cfg = catalog.log_config(&t.name).expect("topic exists");
-            for p in 0..t.partitions as i32 {
-                let pdir = partition_dir(&dir, &t.name, p);
-                let store = PartitionStore::open(&pdir, cfg.clone(), clean, now)
-                    .with_context(|| format!("recovering {}", pdir.display()))?;
-                parts.insert((t.name.clone(), p), new_partition(&t.name, p, store));
-            }
+        let quorum = broker.quorum();
+        let mut waited = 0u64;
+        while !quorum.caught_up(Duration::from_secs(5)).await {
+            waited += 5;
+            let s = quorum.status();
+            warn!(
+                waited_s = waited,
+                leader = ?s.leader,
+                term = s.term,
+                "waiting for the metadata quorum to elect a leader and catch this broker up"
+            );
         }
-        remove_orphans(&dir, &parts);
+        broker.register().await;
+        remove_orphans(&dir, &broker.partitions.read().expect("partitions lock"));
         // Only now is every partition recovered: from here on a crash is unclean again.
         let _ = fs::remove_file(dir.join(CLEAN_MARKER));
         sync_dir(&dir);
         info!(
             data_dir = %dir.display(),
-            topics = catalog.topics().count(),
-            partitions = parts.len(),
+            topics = broker.with_catalog(|c| c.topics().count()),
+            partitions = broker.partitions.read().expect("partitions lock").len(),
             clean,
             "data directory loaded"
         );
-        Ok(Arc::new(Broker {
-            settings,
-            cluster_id,
-            meta: Mutex::new(Meta { catalog, log }),
-            partitions: RwLock::new(parts),
-            appended: watch::channel(0).0,
-            shutting_down: watch::channel(false).0,
-        }))
+        Ok(broker)
+    }
+
+    fn legacy_log_gone(&self) -> bool {
+        fs::metadata(self.settings.data_dir.join(METADATA_LOG)).is_err()
+    }
+
+    /// Starts the quorum driver (and, with other voters, the controller listener).
+    async fn join_quorum(self: &Arc<Self>, bootstrap: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let me = s.node_id as u64;
+        let voters: BTreeMap<u64, String> = if s.voters.is_empty() {
+            BTreeMap::from([(me, String::new())])
+        } else {
+            s.voters
+                .iter()
+                .map(|(id, a)| (*id as u64, a.clone()))
+                .collect()
+        };
+        let stop = self.shutting_down.subscribe();
+        let tag = cluster_tag(&voters);
+        let peers: BTreeMap<u64, String> = voters
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(i, a)| (*i, a.clone()))
+            .collect();
+        let outbox = Outbox::new(me, tag.clone(), peers, stop.clone());
+        let (qtx, qrx) = mpsc::channel(4096);
+        if let Some(addr) = s.controller_listen {
+            let listener = sys::net::Listener::bind(addr)
+                .await
+                .with_context(|| format!("listening for controllers on {addr}"))?;
+            let (ptx, prx) = mpsc::channel(4096);
+            tokio::spawn(crate::peer::serve(listener, tag, ptx, stop.clone()));
+            tokio::spawn(route_peer_messages(self.clone(), prx, qtx));
+            info!(%addr, voters = ?s.voters, "controller listener up");
+        }
+        let cfg = QuorumConfig {
+            node_id: me,
+            voters,
+            dir: s.data_dir.join(RAFT_DIR),
+            bootstrap,
+            rng_seed: u64::from_le_bytes(sys::uuid().as_bytes()[..8].try_into().expect("8 bytes")),
+        };
+        let quorum = Quorum::start(cfg, Machine(self.clone()), outbox.clone(), qrx, stop)
+            .context("starting the metadata quorum")?;
+        let _ = self.quorum.set(quorum);
+        let _ = self.outbox.set(outbox);
+        Ok(())
+    }
+
+    /// The metadata quorum.
+    pub fn quorum(&self) -> &Quorum {
+        self.quorum.get().expect("quorum started")
+    }
+
+    /// Proposes this broker's registration until it is committed.
+    async fn register(&self) {
+        let rec = MetadataRecord::BrokerRegistered {
+            id: self.settings.node_id,
+            incarnation: self.incarnation.clone(),
+            host: self.settings.advertise_host.clone(),
+            port: self.settings.advertise_port,
+            rack: self.settings.rack.clone(),
+        };
+        loop {
+            match self.propose(&rec).await {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(error = %e, "registering with the metadata quorum failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        info!(
+            node_id = self.settings.node_id,
+            incarnation = %self.incarnation,
+            "broker registered"
+        );
+    }
+
+    /// The cluster id: the committed one, else this data dir's.
+    pub fn cluster_id(&self) -> String {
+        self.with_catalog(|c| c.cluster_id().map(str::to_string))
+            .unwrap_or_else(|| self.local_cluster_id.clone())
     }
 
     /// Reads the catalog under its lock.
     pub fn with_catalog<T>(&self, f: impl FnOnce(&Catalog) -> T) -> T {
-        f(&self.meta.lock().expect("meta lock").catalog)
+        f(&self.catalog.lock().expect("catalog lock"))
     }
 
-    /// Makes a record durable, applies it, and opens or removes partitions it creates or deletes.
-    pub fn commit(&self, rec: MetadataRecord) -> anyhow::Result<()> {
-        let mut meta = self.meta.lock().expect("meta lock");
-        append_metadata(&mut meta.log, &rec)?;
-        meta.catalog.apply(&rec);
-        let dir = &self.settings.data_dir;
-        let now = now_ms();
-        match &rec {
-            MetadataRecord::TopicCreated {
-                name, partitions, ..
-            } => self.open_partitions(&meta.catalog, name, 0, *partitions as i32, now)?,
-            MetadataRecord::PartitionsAdded { name, total } => {
-                let have = self
-                    .partitions
-                    .read()
-                    .expect("partitions lock")
-                    .range((name.clone(), 0)..=(name.clone(), i32::MAX))
-                    .count() as i32;
-                self.open_partitions(&meta.catalog, name, have, *total as i32, now)?
+    /// Commits a record through the quorum; returns once it is applied here.
+    pub async fn propose(&self, rec: &MetadataRecord) -> Result<(), QuorumError> {
+        let data = serde_json::to_vec(rec).expect("records serialize");
+        self.quorum().propose(data).await.map(|_| ())
+    }
+
+    /// Applies a committed record and carries it out on this broker's partitions.
+    fn apply_record(&self, rec: &MetadataRecord) {
+        let mut cat = self.catalog.lock().expect("catalog lock");
+        cat.apply(rec);
+        match rec {
+            MetadataRecord::TopicCreated { name, .. }
+            | MetadataRecord::PartitionsAdded { name, .. }
+            | MetadataRecord::TopicDeleted { name } => self.reconcile(&cat, Some(name)),
+            MetadataRecord::BrokerRegistered { .. }
+            | MetadataRecord::BrokerFenced { .. }
+            | MetadataRecord::BrokerUnfenced { .. } => self.reconcile(&cat, None),
+            MetadataRecord::ConfigAltered { name, .. } => {
+                if let Some(cfg) = cat.log_config(name) {
+                    for p in self.topic_partitions(name) {
+                        p.store
+                            .lock()
+                            .expect("partition lock")
+                            .set_config(cfg.clone());
+                    }
+                }
             }
-            MetadataRecord::TopicDeleted { name } => {
-                let removed: Vec<_> = {
-                    let mut parts = self.partitions.write().expect("partitions lock");
-                    let keys: Vec<_> = parts
-                        .range((name.clone(), 0)..=(name.clone(), i32::MAX))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
-                };
-                for p in removed {
-                    let pdir = partition_dir(dir, &p.topic, p.index);
-                    let trash = dir.join(format!(
-                        "{}-{}.{}-delete",
-                        p.topic,
-                        p.index,
-                        sys::uuid().simple()
-                    ));
-                    if fs::rename(&pdir, &trash).is_ok() {
-                        if sys::simulated() {
-                            let _ = fs::remove_dir_all(trash);
-                        } else {
-                            std::thread::spawn(move || {
-                                let _ = fs::remove_dir_all(trash);
-                            });
+            MetadataRecord::ClusterId { .. }
+            | MetadataRecord::ProducerIdBlock { .. }
+            | MetadataRecord::ProducerIdsAllocated { .. } => {}
+        }
+    }
+
+    /// Replaces the catalog with a snapshot's and reconciles every partition.
+    fn restore_catalog(&self, snap: &CatalogSnapshot) {
+        let mut cat = self.catalog.lock().expect("catalog lock");
+        *cat = Catalog::from_snapshot(self.settings.log_defaults.clone(), snap);
+        self.reconcile(&cat, None);
+    }
+
+    /// Opens the partitions `catalog` gives this broker a replica of, removes the ones it no
+    /// longer does, and moves logs this broker leads to their leader epoch; one topic or all.
+    fn reconcile(&self, catalog: &Catalog, topic: Option<&str>) {
+        let me = self.settings.node_id;
+        let mut want: BTreeMap<(String, i32), &PartitionState> = BTreeMap::new();
+        let topics: Vec<_> = match topic {
+            Some(n) => catalog.topic(n).into_iter().collect(),
+            None => catalog.topics().collect(),
+        };
+        for t in &topics {
+            for (i, p) in t.parts.iter().enumerate() {
+                if p.replicas.contains(&me) {
+                    want.insert((t.name.clone(), i as i32), p);
+                }
+            }
+        }
+        let have: Vec<(String, i32)> = {
+            let parts = self.partitions.read().expect("partitions lock");
+            match topic {
+                Some(n) => parts
+                    .range((n.to_string(), 0)..=(n.to_string(), i32::MAX))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                None => parts.keys().cloned().collect(),
+            }
+        };
+        let dir = &self.settings.data_dir;
+        let mut changed = false;
+        for key in have.iter().filter(|k| !want.contains_key(*k)) {
+            let removed = self
+                .partitions
+                .write()
+                .expect("partitions lock")
+                .remove(key);
+            if let Some(p) = removed {
+                trash_partition_dir(dir, &p.topic, p.index);
+                changed = true;
+            }
+        }
+        let now = now_ms();
+        for ((name, index), state) in &want {
+            let open = self.partition(name, *index);
+            let p = match open {
+                Some(p) => p,
+                None => {
+                    let cfg = catalog.log_config(name).expect("topic exists");
+                    let pdir = partition_dir(dir, name, *index);
+                    // A directory that does not exist yet has nothing to recover.
+                    let clean = self.clean_start || fs::metadata(&pdir).is_err();
+                    match PartitionStore::open(&pdir, cfg, clean, now) {
+                        Ok(store) => {
+                            let p = new_partition(name, *index, store);
+                            self.partitions
+                                .write()
+                                .expect("partitions lock")
+                                .insert((name.clone(), *index), p.clone());
+                            changed = true;
+                            p
+                        }
+                        Err(e) => {
+                            error!(topic = %name, partition = index, error = %e, "opening partition failed");
+                            continue;
                         }
                     }
                 }
-                sync_dir(dir);
+            };
+            if state.leader == me {
+                p.store
+                    .lock()
+                    .expect("partition lock")
+                    .set_leader_epoch(state.leader_epoch);
             }
-            MetadataRecord::ConfigAltered { name, .. } => {
-                let cfg = meta.catalog.log_config(name).expect("topic exists");
-                for p in self.topic_partitions(name) {
-                    p.store
-                        .lock()
-                        .expect("partition lock")
-                        .set_config(cfg.clone());
-                }
-            }
-            MetadataRecord::ProducerIdBlock { .. } => {}
         }
-        Ok(())
+        if changed {
+            sync_dir(dir);
+        }
     }
 
-    fn open_partitions(
-        &self,
-        catalog: &Catalog,
-        name: &str,
-        from: i32,
-        to: i32,
-        now: u64,
-    ) -> anyhow::Result<()> {
-        let cfg = catalog.log_config(name).expect("topic exists");
-        for p in from..to {
-            let pdir = partition_dir(&self.settings.data_dir, name, p);
-            let store = PartitionStore::open(&pdir, cfg.clone(), true, now)?;
-            self.partitions
-                .write()
-                .expect("partitions lock")
-                .insert((name.to_string(), p), new_partition(name, p, store));
-        }
-        sync_dir(&self.settings.data_dir);
-        Ok(())
-    }
-
-    /// Creates a topic (validated by the catalog); `Ok(false)` if it already existed by the time
-    /// the lock was taken and `ignore_existing` is set.
-    pub fn create_topic(
+    /// Validates and commits a topic creation; `Ok` once it is applied here.
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
-        replication_factor: i16,
+        placement: Placement,
         configs: &[(String, String)],
         validate_only: bool,
     ) -> Result<(), CreateError> {
-        let rec = self.with_catalog(|c| {
-            c.plan_create(
-                name,
-                partitions,
-                replication_factor,
-                configs,
-                *sys::uuid().as_bytes(),
-            )
-        })?;
+        let id = *sys::uuid().as_bytes();
+        let rec =
+            self.with_catalog(|c| c.plan_create(name, partitions, &placement, configs, id))?;
         if validate_only {
             return Ok(());
         }
-        self.commit(rec).map_err(CreateError::Storage)
+        self.propose(&rec).await?;
+        // Another broker's create of the same name may have committed first.
+        let ours = self.with_catalog(|c| c.topic(name).is_some_and(|t| t.id == id));
+        if !ours {
+            return Err(CatalogError::TopicExists(name.into()).into());
+        }
+        Ok(())
+    }
+
+    /// Validates and commits any other planned change.
+    pub async fn commit(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<MetadataRecord, CatalogError>,
+    ) -> Result<(), CreateError> {
+        let rec = self.with_catalog(plan)?;
+        self.propose(&rec).await?;
+        Ok(())
+    }
+
+    /// Spread placement with a fresh random rotation.
+    pub fn spread(&self, replication_factor: i16) -> Placement {
+        Placement::Spread {
+            replication_factor,
+            start: u32::from_le_bytes(sys::uuid().as_bytes()[..4].try_into().expect("4 bytes")),
+        }
     }
 
     /// Creates a topic with default settings if auto-creation is on; true if it exists afterwards.
-    pub fn auto_create(&self, name: &str) -> bool {
+    pub async fn auto_create(&self, name: &str) -> bool {
         if self.with_catalog(|c| c.topic(name).is_some()) {
             return true;
         }
         if !self.settings.auto_create_topics {
             return false;
         }
-        match self.create_topic(name, self.settings.num_partitions, 1, &[], false) {
+        let placement = self.spread(self.settings.default_replication_factor);
+        match self
+            .create_topic(name, self.settings.num_partitions, placement, &[], false)
+            .await
+        {
             Ok(()) => {
                 info!(topic = name, "auto-created topic");
                 true
@@ -304,17 +527,39 @@ impl Broker {
         }
     }
 
-    /// Hands out a fresh producer id (persisting a new block when needed).
-    pub fn next_producer_id(&self) -> anyhow::Result<i64> {
-        let mut meta = self.meta.lock().expect("meta lock");
-        loop {
-            match meta.catalog.next_producer_id() {
-                Ok(id) => return Ok(id),
-                Err(rec) => {
-                    append_metadata(&mut meta.log, &rec)?;
-                    meta.catalog.apply(&rec);
-                }
-            }
+    /// Hands out a fresh producer id (committing a new block for this broker when needed).
+    pub async fn next_producer_id(&self) -> Result<i64, QuorumError> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.next >= ids.end {
+            let me = self.settings.node_id;
+            self.propose(&MetadataRecord::ProducerIdsAllocated { broker: me })
+                .await?;
+            let (start, end) = self
+                .with_catalog(|c| c.producer_block(me))
+                .expect("the block was just applied");
+            *ids = ProducerIds { next: start, end };
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// The partition for a client request that must go to its leader: the error code when this
+    /// broker does not lead it (or it does not exist).
+    pub fn leader_partition(&self, topic: &str, index: i32) -> Result<(Arc<Partition>, i32), E> {
+        let state = self.with_catalog(|c| {
+            c.topic(topic)
+                .map(|t| t.parts.get(usize::try_from(index).ok()?).cloned())
+        });
+        match state {
+            None | Some(None) => Err(E::UnknownTopicOrPartition),
+            Some(Some(p)) if p.leader < 0 => Err(E::LeaderNotAvailable),
+            Some(Some(p)) if p.leader != self.settings.node_id => Err(E::NotLeaderOrFollower),
+            Some(Some(p)) => match self.partition(topic, index) {
+                Some(open) => Ok((open, p.leader_epoch)),
+                // Leader by the catalog, but its log failed to open here.
+                None => Err(E::KafkaStorageError),
+            },
         }
     }
 
@@ -397,8 +642,105 @@ impl Broker {
         Ok(())
     }
 
-    /// Spawns the background tasks: retention, interval flushes.
+    /// Milliseconds on the monotonic clock since this broker started.
+    fn mono_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A heartbeat reached this node's controller.
+    fn heard(&self, broker: i32, incarnation: &str) {
+        let now = self.mono_ms();
+        self.controller
+            .lock()
+            .expect("controller lock")
+            .heartbeat(now, broker, incarnation);
+    }
+
+    /// One round of the controller: while this node leads the quorum, commit the cluster id if
+    /// none is yet, and fence or unfence brokers by their heartbeats.
+    async fn control(&self) {
+        let now = self.mono_ms();
+        let leader = self.quorum().status().role == skein_core::raft::Role::Leader;
+        let recs = {
+            let mut ctl = self.controller.lock().expect("controller lock");
+            ctl.set_leader(now, leader);
+            if !leader {
+                return;
+            }
+            ctl.heartbeat(now, self.settings.node_id, &self.incarnation);
+            self.with_catalog(|c| {
+                let mut recs = ctl.poll(now, c);
+                if c.cluster_id().is_none() {
+                    recs.insert(
+                        0,
+                        MetadataRecord::ClusterId {
+                            id: self.local_cluster_id.clone(),
+                        },
+                    );
+                }
+                recs
+            })
+        };
+        for rec in recs {
+            match &rec {
+                MetadataRecord::BrokerFenced { id, .. } => {
+                    warn!(
+                        broker = id,
+                        "fencing a broker: no heartbeat within the session timeout"
+                    )
+                }
+                MetadataRecord::BrokerUnfenced { id, .. } => {
+                    info!(broker = id, "unfencing a broker: heartbeats resumed")
+                }
+                _ => {}
+            }
+            if let Err(e) = self.propose(&rec).await {
+                debug!(error = %e, "controller proposal not committed");
+            }
+        }
+    }
+
+    /// Sends this broker's heartbeat to the quorum leader.
+    fn heartbeat(&self) {
+        let me = self.settings.node_id;
+        if let Some(leader) = self.quorum().status().leader {
+            if leader != me as u64 {
+                if let Some(out) = self.outbox.get() {
+                    out.send(
+                        leader,
+                        PeerMsg::Heartbeat {
+                            broker: me,
+                            incarnation: self.incarnation.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Spawns the background tasks: retention, interval flushes, heartbeats and the controller.
     pub fn spawn_background(self: &Arc<Self>) {
+        let b = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(
+                (b.settings.broker_heartbeat_interval_ms / 2).max(10),
+            ));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                b.control().await;
+            }
+        });
+        let b = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(
+                b.settings.broker_heartbeat_interval_ms,
+            ));
+            loop {
+                tick.tick().await;
+                b.heartbeat();
+            }
+        });
         let b = self.clone();
         tokio::spawn(async move {
             let mut tick =
@@ -422,15 +764,106 @@ impl Broker {
     }
 }
 
-/// Why CreateTopics failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateError {
-    /// Refused by the catalog.
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    /// Could not persist or open files.
-    #[error("storage failure: {0:#}")]
-    Storage(anyhow::Error),
+/// Hands heartbeats to the controller and everything else to the quorum driver.
+async fn route_peer_messages(
+    b: Arc<Broker>,
+    mut rx: mpsc::Receiver<(u64, PeerMsg)>,
+    quorum: mpsc::Sender<(u64, PeerMsg)>,
+) {
+    while let Some((from, m)) = rx.recv().await {
+        match m {
+            PeerMsg::Heartbeat {
+                broker,
+                incarnation,
+            } => b.heard(broker, &incarnation),
+            other => {
+                if quorum.send((from, other)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Peers refuse frames from another cluster: the tag is the voter set.
+fn cluster_tag(voters: &BTreeMap<u64, String>) -> String {
+    voters
+        .iter()
+        .map(|(id, a)| format!("{id}@{a}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Moves a partition directory out of the way at once and deletes it in the background.
+fn trash_partition_dir(dir: &Path, topic: &str, index: i32) {
+    let pdir = partition_dir(dir, topic, index);
+    let trash = dir.join(format!("{topic}-{index}.{}-delete", sys::uuid().simple()));
+    if fs::rename(&pdir, &trash).is_ok() {
+        if sys::simulated() {
+            let _ = fs::remove_dir_all(trash);
+        } else {
+            std::thread::spawn(move || {
+                let _ = fs::remove_dir_all(trash);
+            });
+        }
+    }
+}
+
+/// The records a single-node `__metadata.log` (from before the quorum) becomes: the first entries
+/// of a fresh one-voter quorum, with every partition placed on this broker.
+fn legacy_bootstrap(settings: &Settings, cluster_id: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let dir = &settings.data_dir;
+    let legacy = dir.join(METADATA_LOG);
+    if fs::metadata(&legacy).is_err() || fs::metadata(dir.join(RAFT_DIR)).is_ok() {
+        return Ok(Vec::new());
+    }
+    if settings.voters.len() > 1 {
+        bail!(
+            "{} holds metadata from a single-node broker; start it once without --voters to \
+             migrate it before joining a multi-voter quorum",
+            legacy.display()
+        );
+    }
+    let me = settings.node_id;
+    let mut out = vec![MetadataRecord::ClusterId {
+        id: cluster_id.to_string(),
+    }];
+    for rec in read_metadata_log(&legacy)? {
+        out.push(match rec {
+            MetadataRecord::TopicCreated {
+                name,
+                id,
+                partitions,
+                configs,
+                assignments,
+            } if assignments.is_empty() => MetadataRecord::TopicCreated {
+                name,
+                id,
+                partitions,
+                configs,
+                assignments: vec![vec![me]; partitions as usize],
+            },
+            MetadataRecord::PartitionsAdded {
+                name,
+                total,
+                assignments,
+            } if assignments.is_empty() => MetadataRecord::PartitionsAdded {
+                name,
+                total,
+                // Enough for any count it could have grown from.
+                assignments: vec![vec![me]; total as usize],
+            },
+            other => other,
+        });
+    }
+    info!(
+        records = out.len() - 1,
+        "migrating the single-node metadata log into the quorum"
+    );
+    Ok(out
+        .iter()
+        .map(|r| serde_json::to_vec(r).expect("records serialize"))
+        .collect())
 }
 
 fn new_partition(topic: &str, index: i32, store: PartitionStore) -> Arc<Partition> {
@@ -524,28 +957,6 @@ fn base64_uuid(u: uuid::Uuid) -> String {
         }
     }
     out
-}
-
-/// Frame: u32 length, u32 CRC-32C of the payload, JSON payload.
-fn append_metadata(log: &mut File, rec: &MetadataRecord) -> anyhow::Result<()> {
-    let payload = serde_json::to_vec(rec)?;
-    let mut frame = Vec::with_capacity(8 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    frame.extend_from_slice(&payload);
-    let before = log.size().context("sizing metadata log")?;
-    let written = log
-        .write_all(&frame)
-        .and_then(|()| log.sync_data())
-        .context("writing metadata log");
-    if written.is_err() {
-        // Cut a partial frame off (a full disk, say), or the records appended after it would
-        // be unreachable at the next start, which stops reading at the first bad frame.
-        if let Err(e) = log.set_len(before).and_then(|()| log.sync_data()) {
-            error!(error = %e, "could not cut a failed metadata write off __metadata.log");
-        }
-    }
-    written
 }
 
 fn read_metadata_log(path: &Path) -> anyhow::Result<Vec<MetadataRecord>> {

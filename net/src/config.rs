@@ -2,6 +2,7 @@
 //!
 //! Precedence: a flag given on the command line, then the file, then the built-in default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -79,6 +80,27 @@ pub struct BrokerArgs {
     /// Forget idle idempotent producers after this long (producer.id.expiration.ms) [default: 86400000].
     #[arg(long, value_name = "MS")]
     pub producer_id_expiration_ms: Option<u64>,
+    /// The metadata quorum's voters, `id@host:port` of each one's controller listener, comma
+    /// separated; this broker must be one of them [default: none: a one-voter quorum of itself].
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    pub voters: Option<String>,
+    /// Address to accept other voters on [default: this node's entry in --voters].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub controller_listen: Option<String>,
+    /// The controller fences a broker it has not heard from for this long
+    /// (broker.session.timeout.ms) [default: 9000].
+    #[arg(long, value_name = "MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often a broker heartbeats the controller (broker.heartbeat.interval.ms) [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// This broker's rack (broker.rack), carried in metadata [default: none].
+    #[arg(long, value_name = "RACK")]
+    pub rack: Option<String>,
+    /// Replication factor of auto-created topics and of CreateTopics asking for the default
+    /// (default.replication.factor) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub default_replication_factor: Option<i16>,
 }
 
 /// Settings after merging flags, file and defaults, and checking them.
@@ -118,6 +140,18 @@ pub struct Settings {
     pub queued_max_request_bytes: u64,
     /// producer.id.expiration.ms.
     pub producer_id_expiration_ms: u64,
+    /// Metadata quorum voters: node id to controller address (empty: a one-voter quorum).
+    pub voters: BTreeMap<i32, String>,
+    /// Controller listener (only with other voters).
+    pub controller_listen: Option<SocketAddr>,
+    /// broker.session.timeout.ms.
+    pub broker_session_timeout_ms: u64,
+    /// broker.heartbeat.interval.ms.
+    pub broker_heartbeat_interval_ms: u64,
+    /// broker.rack.
+    pub rack: Option<String>,
+    /// default.replication.factor.
+    pub default_replication_factor: i16,
 }
 
 impl Settings {
@@ -163,7 +197,13 @@ impl BrokerArgs {
                 max_connections,
                 max_inflight_requests,
                 queued_max_request_bytes,
-                producer_id_expiration_ms
+                producer_id_expiration_ms,
+                voters,
+                controller_listen,
+                broker_session_timeout_ms,
+                broker_heartbeat_interval_ms,
+                rack,
+                default_replication_factor
             );
         }
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
@@ -208,12 +248,56 @@ impl BrokerArgs {
         if max_inflight < 1 {
             bail!("--max-inflight-requests must be at least 1");
         }
+        let node_id = self.node_id.unwrap_or(1);
+        if node_id < 0 {
+            bail!("--node-id must be 0 or more, got {node_id}");
+        }
+        let voters = match &self.voters {
+            Some(v) => parse_voters(v)?,
+            None => BTreeMap::new(),
+        };
+        if !voters.is_empty() && !voters.contains_key(&node_id) {
+            bail!(
+                "--voters does not list this broker's --node-id {node_id}: every broker must be \
+                 a voter (brokers outside the quorum are not supported yet)"
+            );
+        }
+        let controller_listen = match (&self.controller_listen, voters.get(&node_id)) {
+            _ if voters.len() <= 1 => None,
+            (Some(a), _) => Some(a.as_str()),
+            (None, Some(a)) => Some(a.as_str()),
+            (None, None) => None,
+        }
+        .map(|a| {
+            a.parse::<SocketAddr>().with_context(|| {
+                format!("controller address {a:?} is not HOST:PORT with an IP host")
+            })
+        })
+        .transpose()?;
+        let session = self.broker_session_timeout_ms.unwrap_or(9000);
+        let heartbeat = self.broker_heartbeat_interval_ms.unwrap_or(2000);
+        if heartbeat == 0 || heartbeat >= session {
+            bail!(
+                "--broker-heartbeat-interval-ms ({heartbeat}) must be above 0 and below \
+                 --broker-session-timeout-ms ({session})"
+            );
+        }
+        let default_replication_factor = self.default_replication_factor.unwrap_or(1);
+        if default_replication_factor < 1 {
+            bail!("--default-replication-factor must be at least 1");
+        }
         Ok(Settings {
+            voters,
+            controller_listen,
+            broker_session_timeout_ms: session,
+            broker_heartbeat_interval_ms: heartbeat,
+            rack: self.rack,
+            default_replication_factor,
             listen,
             advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
             advertise_port: i32::from(port),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("skein-data")),
-            node_id: self.node_id.unwrap_or(1),
+            node_id,
             log_level: self.log_level.unwrap_or_else(|| "info".into()),
             auto_create_topics: self.auto_create_topics.unwrap_or(true),
             num_partitions,
@@ -231,6 +315,32 @@ impl BrokerArgs {
             producer_id_expiration_ms: self.producer_id_expiration_ms.unwrap_or(86_400_000),
         })
     }
+}
+
+/// Parses `1@host:port,2@host:port`.
+pub fn parse_voters(spec: &str) -> anyhow::Result<BTreeMap<i32, String>> {
+    let mut out = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .with_context(|| format!("voter {part:?} is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .parse()
+            .with_context(|| format!("voter {part:?} has a bad node id"))?;
+        if id < 0 {
+            bail!("voter {part:?} has a negative node id");
+        }
+        if !addr.contains(':') {
+            bail!("voter {part:?} has no port");
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            bail!("node id {id} appears twice in --voters");
+        }
+    }
+    if out.is_empty() {
+        bail!("--voters is empty");
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let broker = Broker::open(settings.clone())?;
+        let broker = Broker::start(settings.clone()).await?;
         let listener = skein_net::sys::net::Listener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
@@ -98,7 +98,8 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             listen = %settings.listen,
             advertise = format!("{}:{}", settings.advertise_host, settings.advertise_port),
             node_id = settings.node_id,
-            cluster_id = %broker.cluster_id,
+            cluster_id = %broker.cluster_id(),
+            voters = settings.voters.len().max(1),
             "skein broker ready"
         );
         broker.spawn_background();

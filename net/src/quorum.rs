@@ -57,6 +57,13 @@ pub enum PeerMsg {
         /// The record.
         data: Vec<u8>,
     },
+    /// A broker's liveness heartbeat to the quorum leader's controller.
+    Heartbeat {
+        /// The broker.
+        broker: i32,
+        /// Its incarnation.
+        incarnation: String,
+    },
     /// The leader's answer to a Forward: where the entry went, or why not.
     Forwarded {
         /// The follower's request id.
@@ -299,6 +306,7 @@ impl<S: StateMachine> Driver<S> {
         let now = self.now();
         self.raft.handle(now, Input::Tick);
         self.drain();
+        let mut inbox_open = true;
         loop {
             if self.failed {
                 error!("metadata quorum storage failed; this node no longer takes part");
@@ -319,9 +327,10 @@ impl<S: StateMachine> Driver<S> {
                     Some(Cmd::Propose { data, reply }) => self.propose(data, reply),
                     None => return,
                 },
-                msg = inbox.recv() => match msg {
+                msg = inbox.recv(), if inbox_open => match msg {
                     Some((from, m)) => self.receive(from, m),
-                    None => return,
+                    // A lone voter has no peer listener feeding it.
+                    None => inbox_open = false,
                 },
                 _ = sleep => {
                     let now = self.now();
@@ -337,6 +346,14 @@ impl<S: StateMachine> Driver<S> {
     fn propose(&mut self, data: Vec<u8>, reply: Reply) {
         match self.raft.role() {
             Role::Leader => match self.propose_here(data) {
+                // A lone voter commits and applies within the proposal itself.
+                Ok((index, term)) if index <= self.raft.last_applied() => {
+                    let r = match self.applied_terms.get(&index) {
+                        Some(t) if *t == term => Ok(index),
+                        _ => Err(QuorumError::NotCommitted("entry was replaced".into())),
+                    };
+                    let _ = reply.send(r);
+                }
                 Ok((index, term)) => self.waiters.entry(index).or_default().push((term, reply)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -398,6 +415,7 @@ impl<S: StateMachine> Driver<S> {
                 };
                 self.outbox.send(from, PeerMsg::Forwarded { req, result });
             }
+            PeerMsg::Heartbeat { .. } => {}
             PeerMsg::Forwarded { req, result } => {
                 let Some((_, reply)) = self.forwarded.remove(&req) else {
                     return;

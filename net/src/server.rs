@@ -218,9 +218,7 @@ fn dispatch(
             }
             ApiKey::Metadata => {
                 let req = decode!(MetadataRequest);
-                let b2 = b.clone();
-                let r = blocking(move || api::metadata(&b2, req, version)).await?;
-                reply!(r)
+                reply!(api::metadata(&b, req, version).await)
             }
             ApiKey::Produce => {
                 let req = decode!(ProduceRequest);
@@ -243,19 +241,19 @@ fn dispatch(
             }
             ApiKey::InitProducerId => {
                 let req = decode!(InitProducerIdRequest);
-                reply!(blocking(move || api::init_producer_id(&b, req)).await?)
+                reply!(api::init_producer_id(&b, req).await)
             }
             ApiKey::CreateTopics => {
                 let req = decode!(CreateTopicsRequest);
-                reply!(blocking(move || api::create_topics(&b, req, version)).await?)
+                reply!(api::create_topics(&b, req, version).await)
             }
             ApiKey::DeleteTopics => {
                 let req = decode!(DeleteTopicsRequest);
-                reply!(blocking(move || api::delete_topics(&b, req, version)).await?)
+                reply!(api::delete_topics(&b, req, version).await)
             }
             ApiKey::CreatePartitions => {
                 let req = decode!(CreatePartitionsRequest);
-                reply!(blocking(move || api::create_partitions(&b, req)).await?)
+                reply!(api::create_partitions(&b, req).await)
             }
             ApiKey::DescribeConfigs => {
                 let req = decode!(DescribeConfigsRequest);
@@ -263,11 +261,11 @@ fn dispatch(
             }
             ApiKey::AlterConfigs => {
                 let req = decode!(AlterConfigsRequest);
-                reply!(blocking(move || api::alter_configs(&b, req)).await?)
+                reply!(api::alter_configs(&b, req).await)
             }
             ApiKey::IncrementalAlterConfigs => {
                 let req = decode!(IncrementalAlterConfigsRequest);
-                reply!(blocking(move || api::incremental_alter_configs(&b, req)).await?)
+                reply!(api::incremental_alter_configs(&b, req).await)
             }
             ApiKey::FindCoordinator => {
                 let req = decode!(FindCoordinatorRequest);

@@ -211,6 +211,11 @@ impl PartitionStore {
         &self.log
     }
 
+    /// Moves the log to a newer leader epoch (see [`PartitionLog::set_leader_epoch`]).
+    pub fn set_leader_epoch(&mut self, epoch: i32) {
+        self.log.set_leader_epoch(epoch);
+    }
+
     /// Replaces the log config (after AlterConfigs).
     pub fn set_config(&mut self, config: LogConfig) {
         self.log.set_config(config);

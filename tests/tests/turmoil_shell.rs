@@ -88,7 +88,7 @@ async fn broker_host(ack_before_fsync: bool) -> turmoil::Result {
     let settings = broker_settings(ack_before_fsync);
     // A supervisor would restart a broker whose recovery hit a transient error; so do we.
     let broker = loop {
-        match Broker::open(settings.clone()) {
+        match Broker::start(settings.clone()).await {
             Ok(b) => break b,
             Err(e) => {
                 eprintln!("broker open failed: {e:#}; retrying");
