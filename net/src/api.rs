@@ -54,6 +54,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::DescribeQuorum, 0, 1),
 ];
 
 /// The advertised version range of an API key, if served.
@@ -1225,5 +1226,66 @@ pub fn describe_cluster(b: &Broker, req: DescribeClusterRequest) -> DescribeClus
             })
             .collect()
     });
+    r
+}
+
+/// The name KRaft gives the metadata log in DescribeQuorum.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// DescribeQuorum: the metadata quorum as its leader sees it (offsets are Raft log indexes);
+/// other nodes answer NOT_LEADER_OR_FOLLOWER with the leader they know.
+pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorumResponse {
+    use describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+    let st = b.quorum().status();
+    let leader_id = st.leader.and_then(|l| i32::try_from(l).ok()).unwrap_or(-1);
+    let mut r = DescribeQuorumResponse::default();
+    for t in req.topics {
+        let mut td = TopicData::default();
+        td.topic_name = t.topic_name.clone();
+        for p in t.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = p.partition_index;
+            pd.leader_id = leader_id.into();
+            pd.leader_epoch = i32::try_from(st.term).unwrap_or(i32::MAX);
+            if t.topic_name.as_str() != METADATA_TOPIC || p.partition_index != 0 {
+                pd.error_code = E::UnknownTopicOrPartition.code();
+            } else if st.role != skein_core::raft::Role::Leader {
+                pd.error_code = E::NotLeaderOrFollower.code();
+            } else {
+                pd.high_watermark = st.commit_index as i64;
+                pd.current_voters = st
+                    .voters
+                    .iter()
+                    .map(|v| {
+                        let mut rs = ReplicaState::default();
+                        rs.replica_id = (*v as i32).into();
+                        rs.log_end_offset = st
+                            .matched
+                            .iter()
+                            .find(|(id, _)| id == v)
+                            .map_or(-1, |(_, m)| *m as i64);
+                        rs.last_fetch_timestamp = -1;
+                        rs.last_caught_up_timestamp = -1;
+                        rs
+                    })
+                    .collect();
+                pd.observers = b.with_catalog(|c| {
+                    c.brokers()
+                        .filter(|x| !st.voters.contains(&(x.id as u64)))
+                        .map(|x| {
+                            let mut rs = ReplicaState::default();
+                            rs.replica_id = x.id.into();
+                            rs.log_end_offset = -1;
+                            rs.last_fetch_timestamp = -1;
+                            rs.last_caught_up_timestamp = -1;
+                            rs
+                        })
+                        .collect()
+                });
+            }
+            td.partitions.push(pd);
+        }
+        r.topics.push(td);
+    }
     r
 }

@@ -292,6 +292,7 @@ impl Broker {
             voters,
             dir: s.data_dir.join(RAFT_DIR),
             bootstrap,
+            snapshot_every: s.metadata_snapshot_entries,
             rng_seed: u64::from_le_bytes(sys::uuid().as_bytes()[..8].try_into().expect("8 bytes")),
         };
         let quorum = Quorum::start(cfg, Machine(self.clone()), outbox.clone(), qrx, stop)

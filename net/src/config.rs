@@ -94,6 +94,10 @@ pub struct BrokerArgs {
     /// How often a broker heartbeats the controller (broker.heartbeat.interval.ms) [default: 2000].
     #[arg(long, value_name = "MS")]
     pub broker_heartbeat_interval_ms: Option<u64>,
+    /// Snapshot the metadata (and drop the quorum log before it) every this many records
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub metadata_snapshot_entries: Option<u64>,
     /// This broker's rack (broker.rack), carried in metadata [default: none].
     #[arg(long, value_name = "RACK")]
     pub rack: Option<String>,
@@ -150,6 +154,8 @@ pub struct Settings {
     pub broker_heartbeat_interval_ms: u64,
     /// broker.rack.
     pub rack: Option<String>,
+    /// Metadata snapshot interval in records.
+    pub metadata_snapshot_entries: u64,
     /// default.replication.factor.
     pub default_replication_factor: i16,
 }
@@ -203,6 +209,7 @@ impl BrokerArgs {
                 broker_session_timeout_ms,
                 broker_heartbeat_interval_ms,
                 rack,
+                metadata_snapshot_entries,
                 default_replication_factor
             );
         }
@@ -292,6 +299,7 @@ impl BrokerArgs {
             broker_session_timeout_ms: session,
             broker_heartbeat_interval_ms: heartbeat,
             rack: self.rack,
+            metadata_snapshot_entries: self.metadata_snapshot_entries.unwrap_or(1024).max(1),
             default_replication_factor,
             listen,
             advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),

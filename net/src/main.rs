@@ -36,6 +36,9 @@ enum Command {
     /// Create, list, describe or delete topics.
     #[command(subcommand)]
     Topics(skein_net::cli::TopicsCmd),
+    /// Show the cluster: metadata quorum and live brokers.
+    #[command(subcommand)]
+    Cluster(skein_net::cli::ClusterCmd),
     /// Produce lines from stdin to a topic (optionally `key<SEP>value`).
     Produce(skein_net::cli::ProduceArgs),
     /// Print a topic's records to stdout.
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Broker(args) => run_broker(*args),
         Command::Topics(cmd) => client(|| skein_net::cli::run_topics(&cli.bootstrap, cmd)),
+        Command::Cluster(cmd) => client(|| skein_net::cli::run_cluster(&cli.bootstrap, cmd)),
         Command::Produce(args) => client(|| skein_net::cli::run_produce(&cli.bootstrap, args)),
         Command::Consume(args) => client(|| skein_net::cli::run_consume(&cli.bootstrap, args)),
     };

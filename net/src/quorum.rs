@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 use crate::peer::Outbox;
 use crate::raft_store::{RaftStore, RaftStoreError};
 
-/// Entries applied since the last snapshot before the driver takes a new one.
+/// Entries applied since the last snapshot before the driver takes a new one (default).
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1024;
 /// How long a proposal may wait for its entry to be applied here.
 pub const PROPOSAL_TIMEOUT_MS: u64 = 15_000;
@@ -107,6 +107,12 @@ pub struct QuorumStatus {
     pub commit_index: u64,
     /// Highest index applied here.
     pub last_applied: u64,
+    /// Last index in this node's log.
+    pub last_index: u64,
+    /// Index of the latest snapshot here.
+    pub snapshot_index: u64,
+    /// As leader: each voter's highest replicated index.
+    pub matched: Vec<(NodeId, u64)>,
 }
 
 impl QuorumStatus {
@@ -119,6 +125,14 @@ impl QuorumStatus {
             leader: raft.leader_id(),
             commit_index: raft.commit_index(),
             last_applied: raft.last_applied(),
+            last_index: raft.last_index(),
+            snapshot_index: raft.snapshot().index,
+            matched: raft
+                .config()
+                .voters
+                .iter()
+                .filter_map(|v| Some((*v, raft.match_index(*v)?)))
+                .collect(),
         }
     }
 }
@@ -137,6 +151,8 @@ pub struct QuorumConfig {
     pub bootstrap: Vec<Vec<u8>>,
     /// Seed for election timeouts (fresh per process start).
     pub rng_seed: u64,
+    /// Take a snapshot (and drop the log before it) every this many applied entries.
+    pub snapshot_every: u64,
 }
 
 enum Cmd {
@@ -216,6 +232,7 @@ impl Quorum {
             req_next: 0,
             applied_terms: BTreeMap::new(),
             failed: false,
+            snapshot_every: cfg.snapshot_every.max(1),
         };
         tokio::spawn(driver.run(cmd_rx, inbox, stop));
         Ok(Quorum {
@@ -289,6 +306,7 @@ struct Driver<S> {
     applied_terms: BTreeMap<u64, u64>,
     /// Storage failed: the node stops taking part (a restart recovers from disk).
     failed: bool,
+    snapshot_every: u64,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -477,6 +495,11 @@ impl<S: StateMachine> Driver<S> {
             }
             Output::Apply(entry) => self.apply(entry),
             Output::ApplySnapshot(s) => {
+                info!(
+                    index = s.index,
+                    term = s.term,
+                    "metadata restored from a snapshot"
+                );
                 self.machine.restore(&s.data);
                 self.applied_terms.clear();
                 // Waiters at or below the snapshot cannot be judged any more.
@@ -516,7 +539,7 @@ impl<S: StateMachine> Driver<S> {
                 let _ = reply.send(r);
             }
         }
-        if entry.index >= self.raft.snapshot().index + SNAPSHOT_EVERY_ENTRIES
+        if entry.index >= self.raft.snapshot().index + self.snapshot_every
             && entry.index == self.raft.commit_index()
         {
             let data = self.machine.snapshot();
@@ -607,6 +630,7 @@ mod tests {
             voters: voters.clone(),
             dir: dir.join(format!("n{id}")),
             bootstrap: vec![],
+            snapshot_every: SNAPSHOT_EVERY_ENTRIES,
             rng_seed: id * 7919,
         };
         let quorum = Quorum::start(cfg, applied.clone(), outbox, rx, stop_rx).unwrap();

@@ -271,6 +271,10 @@ fn dispatch(
                 let req = decode!(FindCoordinatorRequest);
                 reply!(api::find_coordinator(&b, req, version))
             }
+            ApiKey::DescribeQuorum => {
+                let req = decode!(DescribeQuorumRequest);
+                reply!(api::describe_quorum(&b, req))
+            }
             ApiKey::DescribeCluster => {
                 let req = decode!(DescribeClusterRequest);
                 reply!(api::describe_cluster(&b, req))

@@ -142,6 +142,12 @@ class Broker:
             f.write(f"\n===== [e2e harness {time.strftime('%H:%M:%S')}] {line} =====\n")
 
     def start(self, timeout=START_TIMEOUT):
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self):
+        """Start the process without waiting (a cluster member serves only once a quorum of
+        voters is up)."""
         assert not self.alive(), "broker already running"
         self.starts += 1
         self._log(f"start #{self.starts}: {' '.join(self.argv())}")
@@ -156,6 +162,10 @@ class Broker:
             )
         finally:
             logf.close()
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        """Wait until the port accepts connections (the broker is caught up and registered)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rc = self.proc.poll()
@@ -265,6 +275,32 @@ def broker_factory(request, tmp_path):
         b.stop()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def cluster_factory(broker_factory):
+    """Make an n-broker cluster where every broker is a metadata-quorum voter, start all of
+    them and wait until each serves. Returns the list of brokers (node ids 1..n)."""
+
+    def make(n=3, extra_args=()):
+        ports = [free_port() for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
+        brokers = [
+            broker_factory(
+                name=f"node{i + 1}",
+                node_id=i + 1,
+                extra_args=["--voters", voters, *extra_args],
+            )
+            for i in range(n)
+        ]
+        for b in brokers:
+            b.controller_port = ports[b.node_id - 1]
+            b.launch()
+        for b in brokers:
+            b.wait_ready()
+        return brokers
+
+    return make
 
 
 @pytest.fixture

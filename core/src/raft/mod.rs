@@ -250,6 +250,16 @@ impl Raft {
     pub fn hard_state(&self) -> HardState {
         self.hard_state
     }
+    /// As leader: the highest index known replicated on `peer` (this node: its persisted index).
+    pub fn match_index(&self, peer: NodeId) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        if peer == self.config.id {
+            return Some(self.persisted_index);
+        }
+        self.progress.get(&peer).map(|p| p.match_index)
+    }
     /// The leader of the current term, if known.
     pub fn leader_id(&self) -> Option<NodeId> {
         self.leader_id

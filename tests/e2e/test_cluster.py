@@ -1,0 +1,249 @@
+"""A three-broker cluster on loopback: every broker is a voter of the metadata quorum.
+
+Checked with real clients (kcat, confluent-kafka) and raw protocol requests:
+- every broker's Metadata lists all three brokers; a 6-partition, replication-factor-3 topic
+  has replicas on all three brokers and its leaders spread evenly;
+- clients produce and consume through the partition leaders; a broker that does not lead a
+  partition answers NOT_LEADER_OR_FOLLOWER;
+- kill -9 the quorum leader: a surviving broker creates a topic within seconds, the dead broker
+  is fenced (it leaves Metadata and its partitions lose their leader), and after a restart it
+  catches up through a snapshot (the survivors compacted their log meanwhile), is unfenced and
+  leads its partitions again.
+"""
+
+import re
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import skein_bin
+from helpers import consume_exact, flush_all, producer, unique_topic
+
+NOT_LEADER_OR_FOLLOWER = 6
+
+FAST = [
+    "--broker-session-timeout-ms",
+    "2000",
+    "--broker-heartbeat-interval-ms",
+    "300",
+]
+
+
+def cli(broker, *args, timeout=30):
+    return subprocess.run(
+        [skein_bin(), "--bootstrap", broker.bootstrap, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cluster_status(broker):
+    r = cli(broker, "cluster", "status")
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def quorum_leader(broker):
+    m = re.search(r"Quorum leader:\s+(\d+)", cluster_status(broker))
+    assert m, "no quorum leader in `skein cluster status`"
+    return int(m.group(1))
+
+
+def kcat_brokers(kcat, broker):
+    out = subprocess.run(
+        [kcat, "-L", "-b", broker.bootstrap], capture_output=True, text=True, timeout=30
+    ).stdout
+    return sorted(int(x) for x in re.findall(r"broker (\d+) at ", out)), out
+
+
+def wait_for(what, check, timeout=20.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+_ADMINS = {}
+
+
+def admin(broker):
+    """One AdminClient per broker address, kept alive (librdkafka tears a handle down when
+    Python drops the last reference, failing calls still in flight on it)."""
+    if broker.bootstrap not in _ADMINS:
+        _ADMINS[broker.bootstrap] = AdminClient({"bootstrap.servers": broker.bootstrap})
+    return _ADMINS[broker.bootstrap]
+
+
+@pytest.fixture(autouse=True)
+def _drop_admins(cluster_factory):
+    """Close the admin clients before the brokers stop (set up after cluster_factory, so torn
+    down before it)."""
+    yield
+    _ADMINS.clear()
+
+
+def create(broker, topic, partitions, rf):
+    fs = admin(broker).create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=rf)]
+    )
+    fs[topic].result(timeout=30)
+
+
+def partitions_of(broker, topic):
+    md = admin(broker).list_topics(topic=topic, timeout=10)
+    t = md.topics[topic]
+    assert t.error is None, t.error
+    return {p.id: p for p in t.partitions.values()}
+
+
+def list_offsets_error(broker, topic, partition):
+    """Raw ListOffsets v1 for (topic, partition): the partition's error code."""
+    name = topic.encode()
+    body = struct.pack(">i", -1)  # replica id
+    body += struct.pack(">i", 1) + struct.pack(">h", len(name)) + name
+    body += struct.pack(">i", 1) + struct.pack(">iq", partition, -1)
+    client = b"skein-e2e"
+    header = struct.pack(">hhih", 2, 1, 7, len(client)) + client
+    payload = header + body
+    with socket.create_connection((broker.host, broker.port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        resp = _recv(s, size)
+    # correlation id, topics[1], name, partitions[1], partition, error code
+    pos = 4 + 4
+    (nlen,) = struct.unpack_from(">h", resp, pos)
+    pos += 2 + nlen + 4
+    _, err = struct.unpack_from(">ih", resp, pos)
+    return err
+
+
+def _recv(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        assert chunk, "connection closed"
+        buf += chunk
+    return buf
+
+
+def test_three_brokers_spread_a_replicated_topic(cluster_factory, kcat):
+    nodes = cluster_factory(3, FAST)
+    for b in nodes:
+        ids, out = wait_for(
+            f"broker {b.node_id} to list 3 brokers",
+            lambda b=b: (lambda r: r if r[0] == [1, 2, 3] else None)(kcat_brokers(kcat, b)),
+        )
+        assert ids == [1, 2, 3], out
+        md = admin(b).list_topics(timeout=10)
+        assert sorted(md.brokers) == [1, 2, 3]
+    topic = unique_topic("spread")
+    create(nodes[1], topic, 6, 3)
+    parts = wait_for("the topic on broker 3", lambda: partitions_of(nodes[2], topic))
+    leads = {1: 0, 2: 0, 3: 0}
+    for p in parts.values():
+        assert sorted(p.replicas) == [1, 2, 3], p
+        assert p.leader == p.replicas[0]
+        leads[p.leader] += 1
+    assert leads == {1: 2, 2: 2, 3: 2}, leads
+
+    # Clients route every partition to its leader.
+    pr = producer(nodes[0].bootstrap)
+    for part in range(6):
+        for i in range(10):
+            pr.produce(topic, value=f"{part}-{i}".encode(), partition=part)
+    flush_all(pr)
+    for part in range(6):
+        got = consume_exact(nodes[2].bootstrap, topic, part, 10)
+        assert [m.value() for m in got] == [f"{part}-{i}".encode() for i in range(10)]
+
+    # A broker answers only for what it leads.
+    for b in nodes:
+        for part, p in parts.items():
+            err = list_offsets_error(b, topic, part)
+            if p.leader == b.node_id:
+                assert err == 0
+            else:
+                assert err == NOT_LEADER_OR_FOLLOWER, (b.node_id, part, err)
+
+    status = cluster_status(nodes[0])
+    assert "Brokers (3 live)" in status, status
+    for b in nodes:
+        assert re.search(rf"^\s+{b.node_id}\t127\.0\.0\.1:{b.port}\t", status, re.M), status
+
+
+def test_quorum_leader_killed_survivors_create_and_restart_catches_up_by_snapshot(
+    cluster_factory, kcat
+):
+    # Snapshot every 8 records, so the dead node misses a compacted log.
+    nodes = cluster_factory(3, FAST + ["--metadata-snapshot-entries", "8"])
+    by_id = {b.node_id: b for b in nodes}
+    before = unique_topic("before")
+    create(nodes[0], before, 6, 3)
+    wait_for("metadata everywhere", lambda: all(partitions_of(b, before) for b in nodes))
+
+    leader = by_id[quorum_leader(nodes[0])]
+    survivors = [b for b in nodes if b is not leader]
+    leader.kill9()
+    t0 = time.monotonic()
+    after = unique_topic("after")
+
+    def try_create():
+        try:
+            create(survivors[0], after, 2, 1)
+            return True
+        except Exception as e:  # NOT_CONTROLLER / timeouts while a new leader is elected
+            return None if "already exists" not in str(e) else True
+
+    wait_for("a topic created through a survivor", try_create, timeout=15)
+    took = time.monotonic() - t0
+    assert took < 10, f"creating a topic after losing the quorum leader took {took:.1f}s"
+
+    # The dead broker is fenced: it leaves Metadata, and partitions it led have no leader.
+    wait_for(
+        "the dead broker to be fenced",
+        lambda: kcat_brokers(kcat, survivors[0])[0] == sorted(b.node_id for b in survivors),
+    )
+    parts = partitions_of(survivors[1], before)
+    for p in parts.values():
+        if p.replicas[0] == leader.node_id:
+            assert p.leader == -1, p
+        else:
+            assert p.leader == p.replicas[0], p
+
+    # Enough metadata while it is down that the survivors snapshot past its log.
+    extra = [unique_topic(f"more{i}") for i in range(12)]
+    for t in extra:
+        wait_for(f"create {t}", lambda t=t: (create(survivors[1], t, 1, 1) or True), timeout=30)
+
+    leader.start(timeout=30)
+    wait_for(
+        "the restarted broker to see every topic",
+        lambda: set(admin(leader).list_topics(timeout=10).topics) >= {before, after, *extra},
+    )
+    with open(leader.log_path) as f:
+        log = f.read()
+    assert "metadata restored from a snapshot" in log, leader.log_tail()
+
+    # Unfenced again: listed everywhere, leading its partitions, quorum fully caught up.
+    wait_for(
+        "all three brokers listed",
+        lambda: all(kcat_brokers(kcat, b)[0] == [1, 2, 3] for b in nodes),
+    )
+    parts = partitions_of(leader, before)
+    assert all(p.leader == p.replicas[0] for p in parts.values()), parts
+
+    def caught_up():
+        s = cluster_status(survivors[0])
+        lags = re.findall(r"^\s+\d+\t\d+\t(\d+)\t", s, re.M)
+        return s if len(lags) == 3 and all(int(x) == 0 for x in lags) else None
+
+    wait_for("every voter caught up", caught_up)
