@@ -994,3 +994,78 @@ fn read_metadata_log(path: &Path) -> anyhow::Result<Vec<MetadataRecord>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerArgs;
+
+    fn frame(rec: &MetadataRecord) -> Vec<u8> {
+        let payload = serde_json::to_vec(rec).unwrap();
+        let mut f = Vec::new();
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+        f.extend_from_slice(&payload);
+        f
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_node_metadata_log_migrates_into_the_quorum() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = BrokerArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            log_level: Some("warn".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        // What a pre-quorum broker left behind: its cluster id and a metadata log whose records
+        // carry no replica assignments.
+        std::fs::write(
+            dir.path().join(META_PROPERTIES),
+            "version=1\ncluster.id=OldClusterId\nnode.id=1\n",
+        )
+        .unwrap();
+        let legacy: Vec<u8> = [
+            r#"{"type":"TopicCreated","name":"t","id":"0102030405060708090a0b0c0d0e0f10","partitions":1,"configs":{"retention.ms":"5000"}}"#,
+            r#"{"type":"PartitionsAdded","name":"t","total":3}"#,
+            r#"{"type":"ProducerIdBlock","start":0,"end":1000}"#,
+        ]
+        .iter()
+        .flat_map(|j| frame(&serde_json::from_str(j).unwrap()))
+        .collect();
+        std::fs::write(dir.path().join(METADATA_LOG), legacy).unwrap();
+
+        let b = Broker::start(settings.clone()).await.unwrap();
+        assert_eq!(b.cluster_id(), "OldClusterId");
+        b.with_catalog(|c| {
+            let t = c.topic("t").expect("migrated topic");
+            assert_eq!(t.id[0], 1);
+            assert_eq!(t.partitions, 3);
+            assert!(t
+                .parts
+                .iter()
+                .all(|p| p.replicas == vec![1] && p.leader == 1));
+            assert_eq!(c.log_config("t").unwrap().retention_ms, 5000);
+        });
+        assert_eq!(b.topic_partitions("t").len(), 3);
+        // Producer ids continue above the old block.
+        assert!(b.next_producer_id().await.unwrap() >= 1000);
+        assert!(fs::metadata(dir.path().join(METADATA_LOG)).is_err());
+        assert!(fs::metadata(dir.path().join(format!("{METADATA_LOG}.migrated"))).is_ok());
+        b.shutting_down.send_replace(true);
+        b.close().unwrap();
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        // The next start reads the quorum log alone.
+        let b = Broker::start(settings).await.unwrap();
+        assert_eq!(b.cluster_id(), "OldClusterId");
+        assert_eq!(
+            b.with_catalog(|c| c.topic("t").map(|t| t.partitions)),
+            Some(3)
+        );
+        assert_eq!(b.topic_partitions("t").len(), 3);
+        b.shutting_down.send_replace(true);
+    }
+}
