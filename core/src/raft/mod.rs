@@ -1027,14 +1027,20 @@ impl Raft {
                 // The old log cannot be trusted past what was committed; the disk will hold
                 // the new snapshot only after the next sync.
                 self.cap_persisted(self.commit_index);
+                // Its entries after the snapshot do not follow it: delete them before the
+                // snapshot is written, not after. A store makes a snapshot durable no earlier
+                // than what was written before it (RaftStore syncs first), so a crash can no
+                // longer leave the new snapshot in front of the old suffix (a log whose terms
+                // go down, or that breaks log matching). Found by skein-sim cluster seed 17461.
+                if self.log.last_index() > snapshot.index {
+                    self.persist(Output::TruncateFrom {
+                        index: snapshot.index + 1,
+                    });
+                }
             }
             self.log.install(snapshot.clone(), keep_suffix);
             self.commit_index = snapshot.index;
-            let index = snapshot.index;
             self.persist(Output::PersistSnapshot(snapshot));
-            if !keep_suffix {
-                self.persist(Output::TruncateFrom { index: index + 1 });
-            }
         }
         self.send_durable(from, Message::InstallSnapshotResponse { term, match_index });
     }

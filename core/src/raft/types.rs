@@ -336,6 +336,8 @@ pub enum Output {
         index: u64,
     },
     /// Storage: replace the stored snapshot with this one and delete entries up to its index.
+    /// It must not become durable before the operations emitted ahead of it (a store that
+    /// writes it at once syncs those first, as net's RaftStore does).
     PersistSnapshot(Snapshot),
     /// Storage: make every operation above durable (fsync), then hand in
     /// `Input::Persisted { seq }`. Acknowledgements are cumulative and must come in order.

@@ -652,6 +652,64 @@ fn lagging_follower_gets_an_install_snapshot() {
 }
 
 #[test]
+fn a_snapshot_over_a_conflicting_log_deletes_the_old_suffix_first() {
+    // Node 2 holds entries 3..=4 of a deposed term-2 leader; the term-3 leader's snapshot ends
+    // at index 3 with term 3 (found by skein-sim cluster seed 17461).
+    let d = Durable {
+        hard_state: HardState {
+            term: 2,
+            voted_for: None,
+        },
+        snapshot: None,
+        entries: log_of(&[1, 1, 2, 2]),
+    };
+    let mut r = Raft::new(config(2, 3), d.clone());
+    r.handle(0, Input::Tick);
+    drain(&mut r);
+    let snapshot = Snapshot {
+        index: 3,
+        term: 3,
+        data: b"s3".to_vec(),
+    };
+    r.handle(
+        1,
+        Input::Receive {
+            from: 1,
+            message: Message::InstallSnapshot { term: 3, snapshot },
+        },
+    );
+    r.check_invariants();
+    let outs = drain(&mut r);
+    let truncate = outs
+        .iter()
+        .position(|o| *o == Output::TruncateFrom { index: 4 })
+        .expect("the old suffix is deleted");
+    let snap = outs
+        .iter()
+        .position(|o| matches!(o, Output::PersistSnapshot(_)))
+        .expect("the snapshot is written");
+    assert!(truncate < snap, "{outs:?}");
+    // A crash right after the snapshot became durable together with everything written before
+    // it (as RaftStore makes it), before the next sync: the disk holds a valid log.
+    let mut disk = d;
+    for o in &outs[..=snap] {
+        match o {
+            Output::PersistHardState(hs) => disk.hard_state = *hs,
+            Output::TruncateFrom { index } => disk.entries.retain(|e| e.index < *index),
+            Output::PersistSnapshot(s) => {
+                disk.entries.retain(|e| e.index > s.index);
+                disk.snapshot = Some(s.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut r = Raft::new(config(2, 3), disk);
+    drain(&mut r);
+    r.check_invariants();
+    assert_eq!((r.last_index(), r.last_term()), (3, 3));
+}
+
+#[test]
 fn restart_recovers_snapshot_and_log_from_durable_state() {
     let mut t = Tiny::new(3);
     t.elect(1);
