@@ -295,8 +295,31 @@ impl Broker {
             snapshot_every: s.metadata_snapshot_entries,
             rng_seed: u64::from_le_bytes(sys::uuid().as_bytes()[..8].try_into().expect("8 bytes")),
         };
-        let quorum = Quorum::start(cfg, Machine(self.clone()), outbox.clone(), qrx, stop)
-            .context("starting the metadata quorum")?;
+        let quorum = if cfg.voters.contains_key(&me) {
+            Quorum::start(cfg, Machine(self.clone()), outbox.clone(), qrx, stop)
+                .context("starting the metadata quorum")?
+        } else {
+            let addr = s
+                .controller_listen
+                .expect("observers have a controller listener");
+            let addr = if addr.ip().is_unspecified() {
+                format!("127.0.0.1:{}", addr.port())
+            } else {
+                addr.to_string()
+            };
+            info!(voters = ?s.voters, "not a voter: observing the metadata quorum");
+            crate::observer::start(
+                crate::observer::ObserverConfig {
+                    node_id: me,
+                    voters: cfg.voters.keys().copied().collect(),
+                    addr,
+                },
+                Machine(self.clone()),
+                outbox.clone(),
+                qrx,
+                stop,
+            )
+        };
         let _ = self.quorum.set(quorum);
         let _ = self.outbox.set(outbox);
         Ok(())

@@ -263,14 +263,15 @@ impl BrokerArgs {
             Some(v) => parse_voters(v)?,
             None => BTreeMap::new(),
         };
-        if !voters.is_empty() && !voters.contains_key(&node_id) {
+        let observer = !voters.is_empty() && !voters.contains_key(&node_id);
+        if observer && self.controller_listen.is_none() {
             bail!(
-                "--voters does not list this broker's --node-id {node_id}: every broker must be \
-                 a voter (brokers outside the quorum are not supported yet)"
+                "--voters does not list this broker's --node-id {node_id}, so it joins as an \
+                 observer and needs --controller-listen HOST:PORT for the quorum's answers"
             );
         }
         let controller_listen = match (&self.controller_listen, voters.get(&node_id)) {
-            _ if voters.len() <= 1 => None,
+            _ if voters.len() <= 1 && !observer => None,
             (Some(a), _) => Some(a.as_str()),
             (None, Some(a)) => Some(a.as_str()),
             (None, None) => None,

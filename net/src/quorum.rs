@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use skein_core::raft::{
     Durable, Entry, EntryKind, HardState, Input, Message, NodeId, Output, ProposeError, Raft,
-    RaftConfig, Role,
+    RaftConfig, Role, Snapshot,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -32,6 +32,8 @@ use crate::raft_store::{RaftStore, RaftStoreError};
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1024;
 /// How long a proposal may wait for its entry to be applied here.
 pub const PROPOSAL_TIMEOUT_MS: u64 = 15_000;
+/// Most entries one Observed answer carries.
+pub const OBSERVE_ENTRIES_MAX: usize = 512;
 /// Proposals queued in the driver before callers are told to back off.
 pub const PROPOSALS_QUEUED_MAX: usize = 1024;
 
@@ -56,6 +58,28 @@ pub enum PeerMsg {
         req: u64,
         /// The record.
         data: Vec<u8>,
+    },
+    /// A broker outside the voter set asks a voter for committed entries from `next` on;
+    /// replies go to `addr` (its controller listener).
+    Observe {
+        /// First index it has not applied.
+        next: u64,
+        /// Where to send the answer.
+        addr: String,
+    },
+    /// A voter's answer to Observe: committed entries from `next` (after `snapshot`, when
+    /// `next` was compacted away), and who leads.
+    Observed {
+        /// The leader the voter knows.
+        leader: Option<NodeId>,
+        /// The voter's term.
+        term: u64,
+        /// The voter's commit index.
+        commit: u64,
+        /// The voter's snapshot, when the entries asked for are compacted.
+        snapshot: Option<Snapshot>,
+        /// Committed entries, in order.
+        entries: Vec<Entry>,
     },
     /// A broker's liveness heartbeat to the quorum leader's controller.
     Heartbeat {
@@ -155,7 +179,7 @@ pub struct QuorumConfig {
     pub snapshot_every: u64,
 }
 
-enum Cmd {
+pub(crate) enum Cmd {
     Propose {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<u64, QuorumError>>,
@@ -165,8 +189,8 @@ enum Cmd {
 /// A handle to the running quorum driver; cheap to clone.
 #[derive(Clone)]
 pub struct Quorum {
-    cmds: mpsc::Sender<Cmd>,
-    status: watch::Receiver<QuorumStatus>,
+    pub(crate) cmds: mpsc::Sender<Cmd>,
+    pub(crate) status: watch::Receiver<QuorumStatus>,
 }
 
 impl Quorum {
@@ -287,7 +311,7 @@ impl Quorum {
     }
 }
 
-type Reply = oneshot::Sender<Result<u64, QuorumError>>;
+pub(crate) type Reply = oneshot::Sender<Result<u64, QuorumError>>;
 
 struct Driver<S> {
     raft: Raft,
@@ -433,7 +457,12 @@ impl<S: StateMachine> Driver<S> {
                 };
                 self.outbox.send(from, PeerMsg::Forwarded { req, result });
             }
-            PeerMsg::Heartbeat { .. } => {}
+            PeerMsg::Observe { next, addr } => {
+                self.outbox.set_addr(from, addr);
+                let answer = self.observed(next);
+                self.outbox.send(from, answer);
+            }
+            PeerMsg::Heartbeat { .. } | PeerMsg::Observed { .. } => {}
             PeerMsg::Forwarded { req, result } => {
                 let Some((_, reply)) = self.forwarded.remove(&req) else {
                     return;
@@ -455,6 +484,32 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// Committed entries from `next` for an observer (at most [`OBSERVE_ENTRIES_MAX`]).
+    fn observed(&self, next: u64) -> PeerMsg {
+        let commit = self.raft.commit_index();
+        let snap = self.raft.snapshot();
+        let (snapshot, from) = if next <= snap.index && snap.index > 0 {
+            (Some(snap.clone()), snap.index + 1)
+        } else {
+            (None, next.max(1))
+        };
+        let entries = self
+            .raft
+            .entries()
+            .iter()
+            .filter(|e| e.index >= from && e.index <= commit)
+            .take(OBSERVE_ENTRIES_MAX)
+            .cloned()
+            .collect();
+        PeerMsg::Observed {
+            leader: self.raft.leader_id(),
+            term: self.raft.term(),
+            commit,
+            snapshot,
+            entries,
         }
     }
 

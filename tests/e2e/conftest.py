@@ -295,6 +295,7 @@ def cluster_factory(broker_factory):
         ]
         for b in brokers:
             b.controller_port = ports[b.node_id - 1]
+            b.voters = voters
             b.launch()
         for b in brokers:
             b.wait_ready()

@@ -20,7 +20,7 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import skein_bin
+from conftest import free_port, skein_bin
 from helpers import consume_exact, flush_all, producer, unique_topic
 
 NOT_LEADER_OR_FOLLOWER = 6
@@ -247,3 +247,42 @@ def test_quorum_leader_killed_survivors_create_and_restart_catches_up_by_snapsho
         return s if len(lags) == 3 and all(int(x) == 0 for x in lags) else None
 
     wait_for("every voter caught up", caught_up)
+
+
+def test_a_broker_outside_the_voters_observes_and_serves(cluster_factory, broker_factory, kcat):
+    nodes = cluster_factory(3, FAST + ["--metadata-snapshot-entries", "8"])
+    # Enough history that the observer starts from a snapshot.
+    for i in range(10):
+        create(nodes[i % 3], unique_topic(f"old{i}"), 1, 1)
+    obs = broker_factory(
+        name="observer",
+        node_id=4,
+        extra_args=[
+            "--voters",
+            nodes[0].voters,
+            "--controller-listen",
+            f"127.0.0.1:{free_port()}",
+            *FAST,
+        ],
+    ).start(timeout=30)
+    wait_for(
+        "every broker to list the observer",
+        lambda: all(kcat_brokers(kcat, b)[0] == [1, 2, 3, 4] for b in [*nodes, obs]),
+    )
+    # Admin requests through the observer; its replicas and leadership like anyone's.
+    topic = unique_topic("wide")
+    create(obs, topic, 8, 4)
+    parts = wait_for("the topic on the observer", lambda: partitions_of(obs, topic))
+    assert sorted(p.leader for p in parts.values()) == [1, 1, 2, 2, 3, 3, 4, 4]
+    mine = [i for i, p in parts.items() if p.leader == 4]
+    pr = producer(nodes[0].bootstrap)
+    for part in mine:
+        pr.produce(topic, value=b"via-observer", partition=part)
+    flush_all(pr)
+    for part in mine:
+        assert [m.value() for m in consume_exact(obs.bootstrap, topic, part, 1)] == [b"via-observer"]
+        assert list_offsets_error(obs, topic, part) == 0
+    status = cluster_status(obs)
+    assert "Brokers (4 live)" in status, status
+    with open(obs.log_path) as f:
+        assert "observing the metadata quorum" in f.read()
