@@ -18,7 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::{
-    Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
+    id_to_hex, Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
 };
 use skein_core::controller::Controller;
 use tokio::sync::{mpsc, watch};
@@ -453,10 +453,24 @@ impl Broker {
                 None => {
                     let cfg = catalog.log_config(name).expect("topic exists");
                     let pdir = partition_dir(dir, name, *index);
+                    let topic_id = catalog
+                        .topic(name)
+                        .map(|t| id_to_hex(&t.id))
+                        .unwrap_or_default();
+                    if let Some(old) = stored_topic_id(&pdir).filter(|old| *old != topic_id) {
+                        // The topic was deleted and created again while this broker was away
+                        // (it learned both from a snapshot): the old data is not this topic's.
+                        warn!(topic = %name, partition = index, old_id = %old, new_id = %topic_id,
+                            "removing the data of an earlier topic with the same name");
+                        trash_partition_dir(dir, name, *index);
+                    }
                     // A directory that does not exist yet has nothing to recover.
                     let clean = self.clean_start || fs::metadata(&pdir).is_err();
                     match PartitionStore::open(&pdir, cfg, clean, now) {
                         Ok(store) => {
+                            if let Err(e) = write_topic_id(&pdir, &topic_id) {
+                                error!(topic = %name, partition = index, error = %e, "writing partition.metadata failed");
+                            }
                             let p = new_partition(name, *index, store);
                             self.partitions
                                 .write()
@@ -818,6 +832,31 @@ fn cluster_tag(voters: &BTreeMap<u64, String>) -> String {
         .join(",")
 }
 
+/// Which topic a partition directory belongs to (Kafka's `partition.metadata`).
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// The topic id a partition directory was created for, if it says.
+fn stored_topic_id(pdir: &Path) -> Option<String> {
+    let text = fs::read_to_string(pdir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id: "))
+        .map(|s| s.trim().to_string())
+}
+
+/// Records the topic id in a partition directory (once; atomically and durably).
+fn write_topic_id(pdir: &Path, topic_id: &str) -> std::io::Result<()> {
+    if stored_topic_id(pdir).as_deref() == Some(topic_id) {
+        return Ok(());
+    }
+    let tmp = pdir.join(format!("{PARTITION_METADATA}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, pdir.join(PARTITION_METADATA))?;
+    sync_dir(pdir);
+    Ok(())
+}
+
 /// Moves a partition directory out of the way at once and deletes it in the background.
 fn trash_partition_dir(dir: &Path, topic: &str, index: i32) {
     let pdir = partition_dir(dir, topic, index);
@@ -942,9 +981,10 @@ fn only_segment_files(dir: &Path) -> bool {
     entries.iter().all(|e| {
         let n = e.name.to_string_lossy().to_string();
         e.is_file
-            && ["log", "index", "timeindex", "snapshot"]
-                .iter()
-                .any(|ext| n.ends_with(&format!(".{ext}")))
+            && (n == PARTITION_METADATA
+                || ["log", "index", "timeindex", "snapshot", "tmp"]
+                    .iter()
+                    .any(|ext| n.ends_with(&format!(".{ext}"))))
     })
 }
 
@@ -1089,6 +1129,35 @@ mod tests {
             Some(3)
         );
         assert_eq!(b.topic_partitions("t").len(), 3);
+        b.shutting_down.send_replace(true);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_of_an_earlier_topic_with_the_same_name_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = BrokerArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            log_level: Some("warn".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        // A directory left by an older "t" (another topic id) with a segment in it.
+        let old = dir.path().join("t-0");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join(PARTITION_METADATA), "version: 0\ntopic_id: 0000\n").unwrap();
+        std::fs::write(old.join("00000000000000000000.log"), b"").unwrap();
+        std::fs::write(old.join("left-by-the-old-topic.tmp"), b"x").unwrap();
+        let b = Broker::start(settings).await.unwrap();
+        b.create_topic("t", 1, b.spread(1), &[], false)
+            .await
+            .unwrap();
+        let id = b.with_catalog(|c| id_to_hex(&c.topic("t").unwrap().id));
+        assert_eq!(stored_topic_id(&old), Some(id));
+        assert!(
+            !old.join("left-by-the-old-topic.tmp").exists(),
+            "the old directory was moved away, not reused"
+        );
         b.shutting_down.send_replace(true);
     }
 }
