@@ -324,8 +324,9 @@ struct Sim {
     net: Network,
     /// The connection epoch each client believes it is on.
     conn_seen: Vec<u32>,
-    /// A client's connection attempt was refused (node down) and it waits to reconnect.
-    refused: Vec<bool>,
+    /// A client's connection attempt was refused (node down) and it waits to reconnect: the
+    /// connection epoch of the refusal, whose own ConnLost ends the wait.
+    refused: Vec<Option<u32>>,
     /// Request -> the connection epoch it arrived on (the reply goes back on it).
     req_conn: BTreeMap<u64, u32>,
     clients: Vec<Client>,
@@ -433,7 +434,7 @@ pub fn run(opts: Options) -> Outcome {
         held: Vec::new(),
         net: Network::new(n_clients, 1),
         conn_seen: vec![0; n_clients],
-        refused: vec![false; n_clients],
+        refused: vec![None; n_clients],
         req_conn: BTreeMap::new(),
         history: History::new(idempotent),
         swarm,
@@ -565,14 +566,14 @@ impl Sim {
     /// reconnect backoff.
     fn request(&mut self, client: usize, msg: Msg) {
         let epoch = self.conn_seen[client];
-        if self.refused[client] {
+        if self.refused[client].is_some() {
             // Nothing goes out before the connection is up again (it would overtake the
             // requests waiting to be resent).
             return;
         }
         if !self.node.is_up() {
             {
-                self.refused[client] = true;
+                self.refused[client] = Some(epoch);
                 self.log(format!("c{client} connection refused"));
                 self.at(RECONNECT_BACKOFF_MS, Event::ConnLost { client, epoch });
             }
@@ -808,8 +809,15 @@ impl Sim {
                 Ok(())
             }
             Event::ConnLost { client, epoch } => {
-                self.refused[client] = false;
-                if self.conn_seen[client] <= epoch {
+                // Only the refusal's own ConnLost ends it, and it always counts: every request
+                // made while refused was dropped and must be resent, in order, before anything
+                // newer (an older, stale ConnLost ending the refusal let a later batch overtake
+                // them: seed 100186).
+                let refusal_over = self.refused[client] == Some(epoch);
+                if refusal_over {
+                    self.refused[client] = None;
+                }
+                if self.conn_seen[client] <= epoch || refusal_over {
                     self.conn_seen[client] = self.net.epoch(client, NODE);
                     self.log(format!("c{client} reconnects"));
                     self.conn_lost(client, RETRY_BACKOFF_MS);
