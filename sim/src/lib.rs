@@ -10,6 +10,18 @@
 //! liveness phase without faults ends each run; the trace hash proves determinism ([`trace`]).
 //! Planted bugs ([`canary`]) prove that the checkers bite.
 //!
+//! A second simulation, [`cluster`] (`skein-sim cluster --seed N`), covers the metadata
+//! quorum: 3 or 5 voters (each also a broker) and up to two non-voting brokers running
+//! skein-core's Raft, `Catalog` and `Controller` as the real shell wires them, under crashes
+//! that lose unsynced writes (possibly in part), pauses, partitions, loss and duplication, with
+//! brokers registering, dying and being fenced. Its checkers ([`cluster::check`]) judge vote
+//! and election safety, log matching, leader completeness, commit safety, identical applied
+//! histories (snapshots included), the catalog's invariants and the admin clients'
+//! acknowledgements after every step, check-quorum once the faults heal, and convergence of
+//! the metadata after a quiet period. Its canaries are the Raft ones (`vote-twice`,
+//! `commit-old-term`, `no-check-quorum`); its regression seeds live in
+//! `ci/cluster-regression-seeds`.
+//!
 //! Architecture invariant: nothing in this crate reads the clock, the OS RNG or iterates a
 //! HashMap; the only I/O is writing a trace file the caller asked for.
 
@@ -17,6 +29,7 @@
 
 pub mod canary;
 pub mod checker;
+pub mod cluster;
 pub mod disk;
 pub mod net;
 pub mod node;

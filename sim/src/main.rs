@@ -1,5 +1,6 @@
 //! `skein-sim`: run one seed or a batch of seeds, shrink a failing seed, replay a shrunk file;
-//! exit 1 if any run violates an invariant, 2 on bad usage.
+//! `skein-sim cluster ...` runs the metadata-quorum cluster simulation instead (see
+//! `skein_sim::cluster`). Exit 1 if any run violates an invariant, 2 on bad usage.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use skein_sim::cluster::{self, ClusterCanary};
 use skein_sim::{run, shrink, Options, Outcome, Replay, Schedule, SimCanary};
 
 /// Deterministic simulator for skein: one seed decides everything.
@@ -96,6 +98,9 @@ fn open_trace(path: &Option<String>) -> Result<Option<Box<dyn Write>>, ExitCode>
 fn main() -> ExitCode {
     // `skein-sim shrink --seed N`: the subcommand form of `--shrink`.
     let mut argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("cluster") {
+        return cluster_main(&argv[1..]);
+    }
     if argv.get(1).map(String::as_str) == Some("shrink") {
         argv[1] = "--shrink".into();
     }
@@ -283,5 +288,133 @@ fn replay(path: &str, trace: &Option<String>) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// The metadata-quorum cluster simulation: a seeded cluster of 3 or 5 voters (each also a
+/// broker) and up to two non-voting brokers, under crashes, partitions, loss and duplication.
+#[derive(Parser, Debug)]
+#[command(name = "skein-sim cluster")]
+struct ClusterArgs {
+    /// Run one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run a batch of seeds, `A..B` (B exclusive).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<Range<u64>>,
+    /// Voters in the quorum (3 or 5); by default each seed chooses.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]))]
+    voters: Option<String>,
+    /// Turn on a planted Raft bug (see --list-canaries).
+    #[arg(long, value_parser = parse_cluster_canary)]
+    canary: Option<ClusterCanary>,
+    /// List the planted bugs and exit.
+    #[arg(long)]
+    list_canaries: bool,
+    /// In a batch, print every run's summary line (not only failures).
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn parse_cluster_canary(s: &str) -> Result<ClusterCanary, String> {
+    ClusterCanary::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = ClusterCanary::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown canary {s:?}; known: {}", names.join(", "))
+    })
+}
+
+fn cluster_main(argv: &[String]) -> ExitCode {
+    let args = match ClusterArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if args.list_canaries {
+        for c in ClusterCanary::ALL {
+            println!("{:<18} {}", c.name(), c.describe());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let seeds = match (args.seed, args.seeds.clone()) {
+        (Some(s), _) => s..s.saturating_add(1),
+        (None, Some(r)) => r,
+        (None, None) => {
+            eprintln!("give --seed N or --seeds A..B (or --list-canaries)");
+            return ExitCode::from(2);
+        }
+    };
+    let voters = args.voters.as_deref().map(|v| v.parse().expect("3 or 5"));
+    // A panic inside a run is caught and reported as a violation; the report says it.
+    std::panic::set_hook(Box::new(|_| {}));
+    let single = args.seed.is_some();
+    let tty = std::io::stderr().is_terminal();
+    // Wall-clock time only measures the simulator's own speed (seeds/min); no run depends on it.
+    #[allow(clippy::disallowed_methods)]
+    let started = Instant::now();
+    let total = seeds.end - seeds.start;
+    let (mut steps, mut sim_ms, mut failed) = (0u64, 0u64, Vec::new());
+    for (i, seed) in seeds.clone().enumerate() {
+        let o = cluster::run(cluster::Options {
+            seed,
+            voters,
+            canary: args.canary,
+        });
+        steps += o.steps;
+        sim_ms += o.sim_ms;
+        if single || args.verbose || o.violation.is_some() {
+            if tty && !single {
+                eprint!("\r\x1b[K");
+            }
+            println!("{}", o.summary());
+        }
+        if o.violation.is_some() {
+            println!("{}", o.report());
+            failed.push(seed);
+        }
+        let done = i as u64 + 1;
+        let step = if tty { 5 } else { 100 };
+        if !single && (done.is_multiple_of(step) || done == total) {
+            let wall = started.elapsed().as_secs_f64().max(1e-9);
+            let line = format!(
+                "[{done}/{total}] failed={} {:.0} steps/s, {:.0} sim-s per wall-s, {:.0} seeds/min",
+                failed.len(),
+                steps as f64 / wall,
+                sim_ms as f64 / 1000.0 / wall,
+                done as f64 * 60.0 / wall
+            );
+            if tty {
+                let width = 30usize;
+                let filled = (done * width as u64 / total.max(1)) as usize;
+                eprint!(
+                    "\r[{}{}] {line}\x1b[K",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled)
+                );
+                if done == total {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+    if !single {
+        if failed.is_empty() {
+            println!("all {total} cluster seeds passed");
+        } else {
+            let list: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
+            println!(
+                "{} of {total} cluster seeds failed: {}",
+                failed.len(),
+                list.join(" ")
+            );
+        }
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
