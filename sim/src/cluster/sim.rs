@@ -228,7 +228,7 @@ pub struct Stats {
     pub compactions: u64,
     /// Snapshots restored (at restart or from the leader).
     pub restores: u64,
-    /// Admin proposals made.
+    /// Client proposals made (admin operations and voters' registrations).
     pub proposals: u64,
     /// ... acknowledged.
     pub acked: u64,
@@ -1151,7 +1151,6 @@ impl Cluster {
         };
         let data = serde_json::to_vec(&rec).expect("record encodes");
         let op = self.clients.begin(p, rec, data);
-        self.stats.proposals += 1;
         let text = format!(
             "op {op} on node {p}: {}",
             String::from_utf8_lossy(&self.clients.ops[op].data)
@@ -1690,17 +1689,7 @@ impl Cluster {
     pub(super) fn finish_stats(&mut self) {
         self.stats.committed = self.meta.len();
         (self.stats.acked, self.stats.lost, _) = self.clients.counts();
-        if std::env::var("DBG_OPS").is_ok() {
-            let mut m: BTreeMap<String, u64> = BTreeMap::new();
-            for o in &self.clients.ops {
-                let k = match &o.outcome {
-                    OpOutcome::Acked { .. } => "acked".to_string(),
-                    x => format!("{x:?}"),
-                };
-                *m.entry(k).or_default() += 1;
-            }
-            eprintln!("DBG {m:?}");
-        }
+        self.stats.proposals = self.clients.ops.len() as u64;
         for a in self.meta.history() {
             match &a.record {
                 Some(MetadataRecord::BrokerRegistered { .. }) => self.stats.registrations += 1,
