@@ -4,6 +4,7 @@
 #   2. cargo build --release --bin skein   the broker the end-to-end tests start
 #   3. cargo test --workspace              unit, property and Rust integration tests
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
+#   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
 #                                          kafka-python, raw sockets) against the broker
 # Exits non-zero if any step fails. Environment knobs:
@@ -12,6 +13,7 @@
 #   PYTEST_ARGS        extra pytest arguments (e.g. "-k kcat -x")
 #   SKEIN_SKIP_CARGO_TEST=1   skip step 3 (for iterating on the e2e suite)
 #   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..110000); SKEIN_SKIP_SIM=1 skips it
+#   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..15000); SKEIN_SKIP_SIM=1 skips it too
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -84,6 +86,20 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   fi
 fi
 
+# A fixed batch of seeded metadata-quorum cluster simulations (release build; about a minute on
+# one core). Its regression seeds and canary tests already ran under cargo test (sim/tests/cluster.rs).
+CLUSTER_STATUS=0
+CLUSTER_SEEDS="${SKEIN_CLUSTER_SEEDS:-0..15000}"
+if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
+  say "skein-sim cluster --seeds $CLUSTER_SEEDS ($(elapsed))"
+  timeout 600 cargo run --release -q -p skein-sim -- cluster --seeds "$CLUSTER_SEEDS" >"$LOGDIR/sim-cluster.log" 2>&1
+  CLUSTER_STATUS=$?
+  # Each failure's violation and replay command, the speed, and the verdict (full reports in the log).
+  grep -E '^(VIOLATION|replay:)' "$LOGDIR/sim-cluster.log" | head -n 40
+  grep -E '^\[[0-9]+/[0-9]+\]' "$LOGDIR/sim-cluster.log" | tail -n 1
+  grep -E 'cluster seeds (passed|failed)' "$LOGDIR/sim-cluster.log"
+fi
+
 say "pytest tests/e2e ($(elapsed))"
 # Broker logs of each test stay under target/e2e-tmp/ after the run.
 # shellcheck disable=SC2086
@@ -94,6 +110,9 @@ PYTEST_STATUS=${PIPESTATUS[0]}
 say "done in $(elapsed): cargo test exit $CARGO_STATUS, skein-sim exit $SIM_STATUS, pytest exit $PYTEST_STATUS"
 if [ "$SIM_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim --seeds $SIM_SEEDS (failing seeds and replay commands above; add them to ci/regression-seeds)" >&2
+fi
+if [ "$CLUSTER_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: skein-sim cluster --seeds $CLUSTER_SEEDS (exit $CLUSTER_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-cluster.log; add them to ci/cluster-regression-seeds)" >&2
 fi
 if [ "$CARGO_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: cargo test --workspace (see above; log in target/ci-logs/cargo-test.log)" >&2
@@ -107,6 +126,9 @@ if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
        END { printf "cargo: %d passed, %d failed\n", p, f }' "$LOGDIR/cargo-test.log"
 fi
 grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOGDIR/pytest.log" | tail -n 1
+if [ "$CLUSTER_STATUS" -ne 0 ]; then
+  exit 1
+fi
 if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then
   exit 1
 fi
