@@ -3,7 +3,8 @@
 //! - every broker that is running and heartbeating is registered with its current incarnation
 //!   and unfenced;
 //! - every broker that stayed silent or dead through the quiet period is fenced (or was never
-//!   registered).
+//!   registered);
+//! - every partition with a live (registered, unfenced) broker in its ISR has a leader.
 
 use skein_core::catalog::Catalog;
 use skein_core::raft::NodeId;
@@ -37,6 +38,20 @@ pub fn check(
                      build:\n  node:    {c:?}\n  records: {reference:?}"
                 ),
             ));
+        }
+    }
+    for t in reference.topics() {
+        for (i, p) in t.parts.iter().enumerate() {
+            let live = |r: &i32| reference.broker(*r).is_some_and(|b| !b.fenced);
+            if p.leader < 0 && p.isr.iter().any(live) {
+                return Err(violation(
+                    "partition-leadership",
+                    format!(
+                        "{}-{i} has no leader though its ISR holds a live broker: {p:?}",
+                        t.name
+                    ),
+                ));
+            }
         }
     }
     for b in brokers {

@@ -7,8 +7,9 @@
 //! Alongside it runs a reference [`Catalog`] that applies the history from empty, with
 //! checkpoints, so the catalog at any index can be rebuilt: a node restoring a snapshot at
 //! index S must end up with exactly that catalog (and the snapshot's term must be the history's
-//! term at S). The reference also asserts `Catalog::check_invariants` after each record, and
-//! records every producer-id block granted, which must never overlap an earlier one.
+//! term at S). The reference also asserts `Catalog::check_invariants` after each record, checks
+//! that every partition leader is a registered, unfenced broker (or none), and records every
+//! producer-id block granted, which must never overlap an earlier one.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +56,23 @@ impl Default for MetadataChecker {
             granted: Vec::new(),
         }
     }
+}
+
+/// Every partition leader is a registered, unfenced broker (or -1).
+pub fn leaders_are_live(c: &Catalog) -> Result<(), String> {
+    for t in c.topics() {
+        for (i, p) in t.parts.iter().enumerate() {
+            if p.leader >= 0 && !c.broker(p.leader).is_some_and(|b| !b.fenced) {
+                return Err(format!(
+                    "{}-{i} ({p:?}) is led by broker {}, which is {:?}",
+                    t.name,
+                    p.leader,
+                    c.broker(p.leader)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Decodes a record's JSON.
@@ -130,6 +148,12 @@ impl MetadataChecker {
         if let Some(r) = &record {
             self.reference.apply(r);
             self.reference.check_invariants();
+            leaders_are_live(&self.reference).map_err(|e| {
+                violation(
+                    "partition-leadership",
+                    format!("after index {index} ({r:?}): {e}"),
+                )
+            })?;
             if let MetadataRecord::ProducerIdsAllocated { broker } = r {
                 let (start, end) = self
                     .reference
