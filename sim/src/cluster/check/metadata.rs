@@ -62,7 +62,7 @@ impl Default for MetadataChecker {
 pub fn leaders_are_live(c: &Catalog) -> Result<(), String> {
     for t in c.topics() {
         for (i, p) in t.parts.iter().enumerate() {
-            if p.leader >= 0 && !c.broker(p.leader).is_some_and(|b| !b.fenced) {
+            if p.leader >= 0 && c.broker(p.leader).is_none_or(|b| b.fenced) {
                 return Err(format!(
                     "{}-{i} ({p:?}) is led by broker {}, which is {:?}",
                     t.name,
