@@ -294,7 +294,7 @@ fn replay(path: &str, trace: &Option<String>) -> ExitCode {
 /// The metadata-quorum cluster simulation: a seeded cluster of 3 or 5 voters (each also a
 /// broker) and up to two non-voting brokers, under crashes, partitions, loss and duplication.
 #[derive(Parser, Debug)]
-#[command(name = "skein-sim cluster")]
+#[command(name = "skein-sim cluster", bin_name = "skein-sim cluster")]
 struct ClusterArgs {
     /// Run one seed.
     #[arg(long, conflicts_with = "seeds")]
