@@ -1072,16 +1072,21 @@ mod tests {
         f
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_single_node_metadata_log_migrates_into_the_quorum() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = BrokerArgs {
-            data_dir: Some(dir.path().to_path_buf()),
+    /// Default single-node settings with the data in `dir`.
+    fn settings_in(dir: &Path) -> Settings {
+        BrokerArgs {
+            data_dir: Some(dir.to_path_buf()),
             log_level: Some("warn".into()),
             ..Default::default()
         }
         .resolve()
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_node_metadata_log_migrates_into_the_quorum() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings_in(dir.path());
         // What a pre-quorum broker left behind: its cluster id and a metadata log whose records
         // carry no replica assignments.
         std::fs::write(
@@ -1135,13 +1140,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_of_an_earlier_topic_with_the_same_name_is_not_served() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = BrokerArgs {
-            data_dir: Some(dir.path().to_path_buf()),
-            log_level: Some("warn".into()),
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap();
+        let settings = settings_in(dir.path());
         // A directory left by an older "t" (another topic id) with a segment in it.
         let old = dir.path().join("t-0");
         std::fs::create_dir_all(&old).unwrap();

@@ -327,24 +327,9 @@ impl<S: StateMachine> Observer<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::tests::Recorder;
     use crate::quorum::QuorumConfig;
     use crate::sys::net::Listener;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
-
-    impl StateMachine for Recorder {
-        fn apply(&mut self, _index: u64, data: &[u8]) {
-            self.0.lock().unwrap().push(data.to_vec());
-        }
-        fn restore(&mut self, data: &[u8]) {
-            *self.0.lock().unwrap() = serde_json::from_slice(data).unwrap();
-        }
-        fn snapshot(&self) -> Vec<u8> {
-            serde_json::to_vec(&*self.0.lock().unwrap()).unwrap()
-        }
-    }
 
     async fn listener() -> (Listener, String) {
         let l = Listener::bind("127.0.0.1:0".parse().unwrap())

@@ -639,12 +639,13 @@ impl<S: StateMachine> Driver<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// A state machine that records every applied entry (snapshot: the whole list).
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+    pub(crate) struct Recorder(pub(crate) Arc<Mutex<Vec<Vec<u8>>>>);
 
     impl StateMachine for Recorder {
         fn apply(&mut self, _index: u64, data: &[u8]) {
