@@ -10,7 +10,9 @@
 //!
 //! 1. Build a node with [`Raft::new`] from its [`RaftConfig`] and the [`Durable`] state the
 //!    driver recovered from disk (`Durable::default()` for a fresh node), drain
-//!    [`Raft::poll_output`] (a recovered snapshot comes out as `ApplySnapshot`), and call
+//!    [`Raft::poll_output`] (a recovered snapshot comes out as `ApplySnapshot`; a hard state
+//!    whose term is behind the log's last entry, as a crash can leave when the two are stored
+//!    apart, is raised to that term without a vote and written back with a `Sync`), and call
 //!    `handle(now, Input::Tick)` once to start the timers.
 //! 2. Mutate only through [`Raft::handle`]`(now_ms, input)`. `now_ms` never goes backwards.
 //! 3. After every `handle`, drain [`Raft::poll_output`] until `None` and carry the outputs out
@@ -171,18 +173,28 @@ impl Raft {
             "raft: recovered snapshot term above the hard state term"
         );
         let log = RaftLog::new(snapshot, durable.entries);
-        assert!(
-            log.last_term() <= durable.hard_state.term,
-            "raft: recovered entry term above the hard state term"
-        );
-        if let Some(v) = durable.hard_state.voted_for {
+        // The stored log may end in a term the stored hard state never reached: a store may
+        // keep them apart (net's RaftStore uses two files) and a crash may then keep unsynced
+        // log writes but lose the hard-state write made before them. Every message that
+        // promises durability waits for a sync covering both, so nothing was promised in that
+        // term (no vote, no acknowledgement): adopt it with no vote, and write it back.
+        // Found by skein-sim cluster with per-file crash loss.
+        let mut hard_state = durable.hard_state;
+        let raised = log.last_term() > hard_state.term;
+        if raised {
+            hard_state = HardState {
+                term: log.last_term(),
+                voted_for: None,
+            };
+        }
+        if let Some(v) = hard_state.voted_for {
             assert!(config.is_voter(v), "raft: recovered vote for a non-voter");
         }
         let seed = config.rng_seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407);
         let commit = log.snapshot_index();
         let persisted = log.last_index();
         let mut raft = Raft {
-            hard_state: durable.hard_state,
+            hard_state,
             log,
             role: Role::Follower,
             leader_id: None,
@@ -208,6 +220,10 @@ impl Raft {
             #[cfg(feature = "canary")]
             canary: None,
         };
+        if raised {
+            raft.persist_hard_state();
+            raft.flush_sync();
+        }
         raft.maybe_apply();
         raft
     }

@@ -710,6 +710,56 @@ fn a_snapshot_over_a_conflicting_log_deletes_the_old_suffix_first() {
 }
 
 #[test]
+fn a_hard_state_behind_the_log_is_raised_at_recovery() {
+    // The hard-state write of term 3 was lost in a crash, the log's append of a term-3 entry
+    // was not (they live in different files); found by skein-sim cluster.
+    let d = Durable {
+        hard_state: HardState {
+            term: 2,
+            voted_for: Some(2),
+        },
+        snapshot: None,
+        entries: log_of(&[1, 2, 3]),
+    };
+    let mut r = Raft::new(config(1, 3), d);
+    r.check_invariants();
+    assert_eq!(r.term(), 3);
+    assert_eq!(
+        r.hard_state().voted_for,
+        None,
+        "no vote is assumed in the raised term"
+    );
+    let outs = drain(&mut r);
+    assert_eq!(
+        outs,
+        vec![
+            Output::PersistHardState(HardState {
+                term: 3,
+                voted_for: None
+            }),
+            Output::Sync { seq: 1 },
+        ]
+    );
+    r.handle(0, Input::Persisted { seq: 1 });
+    r.handle(0, Input::Tick);
+    r.check_invariants();
+    // It votes in term 3 at most once, like any node in a term it has not voted in.
+    r.handle(
+        1,
+        Input::Receive {
+            from: 2,
+            message: Message::Vote {
+                term: 3,
+                last_log_index: 3,
+                last_log_term: 3,
+            },
+        },
+    );
+    r.check_invariants();
+    assert_eq!(r.hard_state().voted_for, Some(2));
+}
+
+#[test]
 fn restart_recovers_snapshot_and_log_from_durable_state() {
     let mut t = Tiny::new(3);
     t.elect(1);
