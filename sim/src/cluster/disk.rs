@@ -8,7 +8,9 @@
 //! renames it, and rewrites the log without the entries the snapshot covers, keeping the ones
 //! after it). A crash keeps the durable state plus, at the swarm's choice, a random prefix of the
 //! unsynced operations, the last of them possibly torn at an entry boundary (the real log drops
-//! a torn frame, and the two-slot hard state keeps the previous slot).
+//! a torn frame, and the two-slot hard state keeps the previous slot). With
+//! [`CrashLoss::PerFile`] the prefix is drawn separately for the hard-state file and the log
+//! file, as the page cache may write back either file's pages before the other's.
 //!
 //! Invariants: the volatile view is exactly what Raft believes is stored (the driver asserts it
 //! against the node's log after every step); the durable state only moves forward through
@@ -73,6 +75,17 @@ fn apply(d: &mut Durable, op: &DiskOp) {
     }
 }
 
+/// What a crash keeps of the writes no sync covered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashLoss {
+    /// Nothing.
+    All,
+    /// A random prefix, in write order (the last append possibly torn).
+    Prefix,
+    /// A random prefix of each file's writes (hard state; log), independently.
+    PerFile,
+}
+
 /// A voter's disk.
 #[derive(Debug, Clone, Default)]
 pub struct RaftDisk {
@@ -130,10 +143,34 @@ impl RaftDisk {
         }
     }
 
-    /// The process crashed: unsynced writes are lost, unless `partial` keeps a random prefix
-    /// of them (the last kept append possibly torn). Returns how many operations were lost.
-    pub fn crash(&mut self, rng: &mut Rng, partial: bool) -> usize {
+    /// The process crashed: unsynced writes are lost, except what `loss` keeps. Returns how
+    /// many operations were lost.
+    pub fn crash(&mut self, rng: &mut Rng, loss: CrashLoss) -> usize {
         let ops: Vec<DiskOp> = self.pending.drain(..).map(|(_, op)| op).collect();
+        if loss == CrashLoss::PerFile {
+            let is_hard = |op: &DiskOp| matches!(op, DiskOp::HardState(_));
+            let hard = ops.iter().filter(|op| is_hard(op)).count() as u64;
+            let log = ops.len() as u64 - hard;
+            let (keep_hard, keep_log) = (rng.below(hard + 1), rng.below(log + 1));
+            let (mut h, mut l, mut kept) = (0, 0, 0);
+            for op in &ops {
+                let keep = if is_hard(op) {
+                    h += 1;
+                    h <= keep_hard
+                } else {
+                    l += 1;
+                    l <= keep_log
+                };
+                if keep {
+                    apply(&mut self.durable, op);
+                    kept += 1;
+                }
+            }
+            self.syncs.clear();
+            self.volatile = self.durable.clone();
+            return ops.len() - kept;
+        }
+        let partial = loss == CrashLoss::Prefix;
         let mut keep = if partial {
             rng.below(ops.len() as u64 + 1) as usize
         } else {
@@ -185,7 +222,7 @@ mod tests {
         assert_eq!(last_index(d.durable()), 0);
         d.complete_sync(1);
         assert_eq!(last_index(d.durable()), 2);
-        assert_eq!(d.crash(&mut rng, false), 1);
+        assert_eq!(d.crash(&mut rng, CrashLoss::All), 1);
         assert_eq!(last_index(d.volatile()), 2);
         assert_eq!(d.durable().hard_state.term, 1);
     }
@@ -201,7 +238,7 @@ mod tests {
             data: vec![],
         }));
         d.write(DiskOp::Truncate(3));
-        d.crash(&mut rng, false);
+        d.crash(&mut rng, CrashLoss::All);
         // The truncation after the snapshot was never synced: entry 3 is back.
         assert_eq!(d.durable().snapshot.as_ref().unwrap().index, 2);
         assert_eq!(d.durable().entries, vec![e(3, 1)]);
@@ -216,7 +253,7 @@ mod tests {
             let mut rng = Rng::new(seed);
             d.write(DiskOp::Append(vec![e(1, 1), e(2, 1), e(3, 1)]));
             d.write(DiskOp::Append(vec![e(4, 1)]));
-            d.crash(&mut rng, true);
+            d.crash(&mut rng, CrashLoss::Prefix);
             let kept: Vec<u64> = d.durable().entries.iter().map(|e| e.index).collect();
             let n = kept.len() as u64;
             assert_eq!(kept, (1..=n).collect::<Vec<_>>(), "seed {seed}");

@@ -45,7 +45,7 @@ use super::check::clients::{ClientChecker, Outcome as OpOutcome};
 use super::check::converge;
 use super::check::metadata::{decode, MetadataChecker};
 use super::check::raft::{RaftChecker, VoterLog};
-use super::disk::{self, DiskOp, RaftDisk};
+use super::disk::{self, CrashLoss, DiskOp, RaftDisk};
 use super::net::ClusterNet;
 use super::swarm::ClusterSwarm;
 use crate::checker::{violation, Verdict};
@@ -262,6 +262,8 @@ pub(super) struct Cluster {
     pub(super) swarm: ClusterSwarm,
     canary: Option<ClusterCanary>,
     rng: Rng,
+    /// Draws added after the first version, on their own stream so `rng`'s stay put.
+    rng_more: Rng,
     pub(super) now: u64,
     nodes: Vec<Node>,
     events: BTreeMap<(u64, u64), Event>,
@@ -356,6 +358,8 @@ impl Cluster {
             swarm.voters = v;
         }
         let rng = root.fork();
+        let mut rng_more = root.fork();
+        swarm.draw_more(&mut rng_more);
         let n = swarm.voters + swarm.observers;
         let nodes = (1..=n)
             .map(|id| Node::new(id, id <= swarm.voters))
@@ -371,6 +375,7 @@ impl Cluster {
             swarm,
             canary,
             rng,
+            rng_more,
             now: 0,
             nodes,
             events: BTreeMap::new(),
@@ -493,6 +498,9 @@ impl Cluster {
             n.hard_state_unsynced = false;
             n.last_sync_done_ms = now;
             self.drive(id, None)?;
+            if !self.node(id).up {
+                return Ok(()); // crashed at the fsync of a hard state raised at recovery
+            }
             self.drive(id, Some(Input::Tick))?;
             let at = self.now + 1 + self.rng.below(CONTROLLER_POLL_MS);
             self.schedule(at, Event::ControllerTick { node: id, life });
@@ -510,6 +518,15 @@ impl Cluster {
             return;
         }
         let partial = self.chance_pm(self.swarm.partial_loss_pm);
+        let loss = if !partial {
+            CrashLoss::All
+        } else if self.swarm.per_file_loss_pm > 0
+            && self.rng_more.below(1000) < self.swarm.per_file_loss_pm
+        {
+            CrashLoss::PerFile
+        } else {
+            CrashLoss::Prefix
+        };
         let n = &mut self.nodes[(id - 1) as usize];
         n.up = false;
         n.paused = false;
@@ -517,7 +534,7 @@ impl Cluster {
         n.registration = None;
         let lost = if n.voter {
             n.raft = None;
-            n.disk.crash(&mut self.rng, partial)
+            n.disk.crash(&mut self.rng, loss)
         } else {
             0
         };
