@@ -1047,7 +1047,8 @@ impl Raft {
                 // snapshot is written, not after. A store makes a snapshot durable no earlier
                 // than what was written before it (RaftStore syncs first), so a crash can no
                 // longer leave the new snapshot in front of the old suffix (a log whose terms
-                // go down, or that breaks log matching). Found by skein-sim cluster seed 17461.
+                // go down, or that breaks log matching). Found by skein-sim cluster (seeds in
+                // ci/cluster-regression-seeds).
                 if self.log.last_index() > snapshot.index {
                     self.persist(Output::TruncateFrom {
                         index: snapshot.index + 1,

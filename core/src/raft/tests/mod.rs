@@ -654,7 +654,7 @@ fn lagging_follower_gets_an_install_snapshot() {
 #[test]
 fn a_snapshot_over_a_conflicting_log_deletes_the_old_suffix_first() {
     // Node 2 holds entries 3..=4 of a deposed term-2 leader; the term-3 leader's snapshot ends
-    // at index 3 with term 3 (found by skein-sim cluster seed 17461).
+    // at index 3 with term 3 (found by skein-sim cluster; seeds in ci/cluster-regression-seeds).
     let d = Durable {
         hard_state: HardState {
             term: 2,
