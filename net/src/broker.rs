@@ -330,23 +330,32 @@ impl Broker {
         self.quorum.get().expect("quorum started")
     }
 
-    /// Proposes this broker's registration until it is committed.
-    async fn register(&self) {
-        let rec = MetadataRecord::BrokerRegistered {
+    /// This incarnation's registration record.
+    fn registration(&self) -> MetadataRecord {
+        MetadataRecord::BrokerRegistered {
             id: self.settings.node_id,
             incarnation: self.incarnation.clone(),
             host: self.settings.advertise_host.clone(),
             port: self.settings.advertise_port,
             rack: self.settings.rack.clone(),
-        };
-        loop {
-            match self.propose(&rec).await {
-                Ok(()) => break,
-                Err(e) => {
-                    warn!(error = %e, "registering with the metadata quorum failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+        }
+    }
+
+    /// Proposes this broker's registration once; true if it committed.
+    async fn register_once(&self) -> bool {
+        match self.propose(&self.registration()).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "registering with the metadata quorum failed");
+                false
             }
+        }
+    }
+
+    /// Proposes this broker's registration until it is committed.
+    async fn register(&self) {
+        while !self.register_once().await {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         info!(
             node_id = self.settings.node_id,
@@ -697,6 +706,17 @@ impl Broker {
     /// One round of the controller: while this node leads the quorum, commit the cluster id if
     /// none is yet, and fence or unfence brokers by their heartbeats.
     async fn control(&self) {
+        // A registration of an earlier incarnation committed after ours would leave this
+        // broker fenced for good (its heartbeats name another incarnation): register again.
+        let me = self.settings.node_id;
+        let stale = self.with_catalog(|c| {
+            c.broker(me)
+                .is_some_and(|b| b.incarnation != self.incarnation)
+        });
+        if stale {
+            warn!("the metadata names an earlier incarnation of this broker; registering again");
+            self.register_once().await;
+        }
         let now = self.mono_ms();
         let leader = self.quorum().status().role == skein_core::raft::Role::Leader;
         let recs = {
@@ -1157,6 +1177,24 @@ mod tests {
             !old.join("left-by-the-old-topic.tmp").exists(),
             "the old directory was moved away, not reused"
         );
+        b.shutting_down.send_replace(true);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_registration_of_an_earlier_incarnation_is_overridden() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::start(settings_in(dir.path())).await.unwrap();
+        let stale = MetadataRecord::BrokerRegistered {
+            id: 1,
+            incarnation: "an-earlier-process".into(),
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        };
+        b.propose(&stale).await.unwrap();
+        b.control().await;
+        let inc = b.with_catalog(|c| c.broker(1).map(|x| x.incarnation.clone()));
+        assert_eq!(inc.as_deref(), Some(b.incarnation.as_str()));
         b.shutting_down.send_replace(true);
     }
 }
