@@ -218,6 +218,19 @@ impl Broker {
             appended: watch::channel(0).0,
             shutting_down: watch::channel(false).0,
         });
+        let started = broker.clone().start_inner(bootstrap).await;
+        if started.is_err() {
+            // Stop what this attempt spawned (the controller listener above all), so that a
+            // supervisor's next attempt in this process can bind it again.
+            broker.shutting_down.send_replace(true);
+        }
+        started.map(|()| broker)
+    }
+
+    async fn start_inner(self: Arc<Self>, bootstrap: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        let broker = self;
+        let dir = broker.settings.data_dir.clone();
+        let clean = broker.clean_start;
         broker.join_quorum(bootstrap).await?;
         let migrated = !broker.legacy_log_gone();
         if migrated {
@@ -228,7 +241,10 @@ impl Broker {
         }
         let quorum = broker.quorum();
         let mut waited = 0u64;
-        while !quorum.caught_up(Duration::from_secs(5)).await {
+        while !quorum.caught_up(Duration::from_secs(5)).await || quorum.is_stopped() {
+            if quorum.is_stopped() {
+                bail!("the metadata quorum stopped during start-up (see the error above)");
+            }
             waited += 5;
             let s = quorum.status();
             warn!(
@@ -238,7 +254,7 @@ impl Broker {
                 "waiting for the metadata quorum to elect a leader and catch this broker up"
             );
         }
-        broker.register().await;
+        broker.register().await?;
         remove_orphans(&dir, &broker.partitions.read().expect("partitions lock"));
         // Only now is every partition recovered: from here on a crash is unclean again.
         let _ = fs::remove_file(dir.join(CLEAN_MARKER));
@@ -250,7 +266,7 @@ impl Broker {
             clean,
             "data directory loaded"
         );
-        Ok(broker)
+        Ok(())
     }
 
     fn legacy_log_gone(&self) -> bool {
@@ -353,8 +369,11 @@ impl Broker {
     }
 
     /// Proposes this broker's registration until it is committed.
-    async fn register(&self) {
+    async fn register(&self) -> anyhow::Result<()> {
         while !self.register_once().await {
+            if self.quorum().is_stopped() {
+                bail!("the metadata quorum stopped before this broker could register");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         info!(
@@ -362,6 +381,7 @@ impl Broker {
             incarnation = %self.incarnation,
             "broker registered"
         );
+        Ok(())
     }
 
     /// The cluster id: the committed one, else this data dir's.
@@ -778,44 +798,58 @@ impl Broker {
 
     /// Spawns the background tasks: retention, interval flushes, heartbeats and the controller.
     pub fn spawn_background(self: &Arc<Self>) {
-        let b = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(
-                (b.settings.broker_heartbeat_interval_ms / 2).max(10),
-            ));
+        let every = |ms: u64| {
+            let mut tick = tokio::time::interval(Duration::from_millis(ms.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        };
+        // Each task ends when the broker shuts down.
+        let b = self.clone();
+        let mut tick = every((b.settings.broker_heartbeat_interval_ms / 2).max(10));
+        let mut stop = self.shutting_down.subscribe();
+        tokio::spawn(async move {
             loop {
-                tick.tick().await;
-                b.control().await;
+                tokio::select! {
+                    _ = tick.tick() => b.control().await,
+                    _ = stop.changed() => return,
+                }
             }
         });
         let b = self.clone();
+        let mut tick = every(b.settings.broker_heartbeat_interval_ms);
+        let mut stop = self.shutting_down.subscribe();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(
-                b.settings.broker_heartbeat_interval_ms,
-            ));
             loop {
-                tick.tick().await;
-                b.heartbeat();
+                tokio::select! {
+                    _ = tick.tick() => b.heartbeat(),
+                    _ = stop.changed() => return,
+                }
             }
         });
         let b = self.clone();
+        let mut tick = every(b.settings.retention_check_ms);
+        let mut stop = self.shutting_down.subscribe();
         tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(Duration::from_millis(b.settings.retention_check_ms));
             loop {
-                tick.tick().await;
-                let b2 = b.clone();
-                let _ = sys::blocking(move || b2.run_retention()).await;
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let b2 = b.clone();
+                        let _ = sys::blocking(move || b2.run_retention()).await;
+                    }
+                    _ = stop.changed() => return,
+                }
             }
         });
         if let Some(ms) = self.settings.flush_ms {
             let b = self.clone();
+            let mut tick = every(ms);
+            let mut stop = self.shutting_down.subscribe();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(ms.max(1)));
                 loop {
-                    tick.tick().await;
-                    b.run_interval_flush(true).await;
+                    tokio::select! {
+                        _ = tick.tick() => b.run_interval_flush(true).await,
+                        _ = stop.changed() => return,
+                    }
                 }
             });
         }

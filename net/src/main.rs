@@ -109,8 +109,18 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         broker.spawn_background();
         let stop = broker.shutting_down.subscribe();
         let server = tokio::spawn(skein_net::server::serve(broker.clone(), listener, stop));
-        wait_for_signal().await;
-        info!("shutting down");
+        let quorum = broker.quorum().clone();
+        let failed = tokio::select! {
+            _ = wait_for_signal() => false,
+            _ = quorum.stopped() => true,
+        };
+        if failed {
+            // Serving from metadata that no longer advances would be wrong: fail-stop, and let
+            // a supervisor restart the broker (it recovers the quorum state from disk).
+            error!("the metadata quorum stopped (see the error above); shutting down");
+        } else {
+            info!("shutting down");
+        }
         broker.shutting_down.send_replace(true);
         let _ = server.await;
         let b = broker.clone();
@@ -118,6 +128,9 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             Ok(Ok(())) => info!("clean shutdown complete"),
             Ok(Err(e)) => error!(error = %e, "shutdown was not clean"),
             Err(e) => error!(error = %e, "shutdown task failed"),
+        }
+        if failed {
+            anyhow::bail!("stopped because the metadata quorum failed");
         }
         Ok(())
     })

@@ -28,6 +28,8 @@ pub const FRAME_BYTES_MAX: usize = 256 << 20;
 pub const QUEUE_MAX: usize = 4096;
 /// Pause between failed dials of one peer.
 pub const DIAL_BACKOFF_MS: u64 = 200;
+/// A frame not written within this long means the peer stopped reading: reconnect.
+pub const WRITE_TIMEOUT_MS: u64 = 2000;
 
 /// Identifies a node.
 pub type NodeId = u64;
@@ -159,9 +161,20 @@ async fn dial_loop<M: Serialize>(
         buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         buf.extend_from_slice(&payload);
         let s = conn.as_mut().expect("connected");
-        if let Err(e) = s.write_all(&buf).await {
-            debug!(peer = to, error = %e, "peer connection lost");
-            conn = None;
+        // A peer that stopped reading (crashed, restarted on a new connection) must not block
+        // this queue forever: the kernel may not fail the write for minutes.
+        match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), s.write_all(&buf)).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(peer = to, error = %e, "peer connection lost");
+                conn = None;
+            }
+            Err(_) => {
+                debug!(peer = to, "peer write timed out; reconnecting");
+                conn = None;
+                while rx.try_recv().is_ok() {}
+            }
         }
     }
 }

@@ -284,6 +284,16 @@ impl Quorum {
         }
     }
 
+    /// Whether the driver has stopped (shutdown, or a storage failure it cannot recover from).
+    pub fn is_stopped(&self) -> bool {
+        self.cmds.is_closed()
+    }
+
+    /// Resolves when the driver stops.
+    pub async fn stopped(&self) {
+        self.cmds.closed().await
+    }
+
     /// The current status.
     pub fn status(&self) -> QuorumStatus {
         self.status.borrow().clone()

@@ -35,7 +35,7 @@
 //! runs one seed, another, then the first again, and compares the traces. A failing seed prints
 //! its replay command: `SKEIN_TURMOIL_CLUSTER_SEED=<seed> cargo test -p skein-tests --test
 //! turmoil_cluster -- one_seed --nocapture`; `SKEIN_TURMOIL_CLUSTER_SEEDS=<n>` runs more seeds.
-//! Two `#[ignore]`d tests reproduce known failures of skein-net (`-- --ignored`).
+//! Two regression tests replay seeds that once failed on skein-net bugs (now fixed).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -222,22 +222,33 @@ fn broker_settings(id: i32) -> skein_net::config::Settings {
 
 async fn broker_host(id: i32, registry: Registry) -> turmoil::Result {
     let settings = broker_settings(id);
-    // A supervisor would restart a broker whose start hit a transient error; so do we.
-    let broker = loop {
-        match Broker::start(settings.clone()).await {
-            Ok(b) => break b,
-            Err(e) => {
-                eprintln!("broker {id} start failed: {e:#}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    // Acts as a supervisor: a broker whose start hits an error, or whose metadata quorum stops
+    // (a storage error: the broker fail-stops), is started again in place.
+    loop {
+        let broker = loop {
+            match Broker::start(settings.clone()).await {
+                Ok(b) => break b,
+                Err(e) => {
+                    eprintln!("broker {id} start failed: {e:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-        }
-    };
-    registry.borrow_mut().insert(id, Arc::downgrade(&broker));
-    broker.spawn_background();
-    let listener = Listener::bind(settings.listen).await?;
-    let stop = broker.shutting_down.subscribe();
-    skein_net::server::serve(broker, listener, stop).await;
-    Ok(())
+        };
+        registry.borrow_mut().insert(id, Arc::downgrade(&broker));
+        broker.spawn_background();
+        let listener = Listener::bind(settings.listen).await?;
+        let stop = broker.shutting_down.subscribe();
+        let quorum = broker.quorum().clone();
+        let server = tokio::spawn(skein_net::server::serve(broker.clone(), listener, stop));
+        quorum.stopped().await;
+        eprintln!("broker {id}: metadata quorum stopped; restarting the broker");
+        broker.shutting_down.send_replace(true);
+        let _ = server.await;
+        let _ = broker.close();
+        drop(broker);
+        // Let the old incarnation's tasks see the stop and release their listeners.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A client's connections, one per broker address, made on demand.
@@ -1344,17 +1355,16 @@ fn checker_flags_diverged_metadata() {
     }
 }
 
-/// A known failure, kept as a reproduction: with turmoil's default TCP window (64 unread
-/// segments), `BLOCKED_WRITER_SEED` never converges. The quorum leader (b3) keeps writing
+/// Regression (fixed: peer writes now time out): with turmoil's default TCP window (64 unread
+/// segments), `BLOCKED_WRITER_SEED` never converged. The quorum leader (b3) keeps writing
 /// heartbeats to its connection to b1 while b1 is crashed and restarted; the window fills, and
 /// `dial_loop` in net/src/peer.rs blocks in `write_all`, which has no timeout. The RST from b1's
 /// next incarnation does not wake that writer under turmoil, so b3 never reaches b1 again: b1
 /// never learns the leader, `Broker::start` never returns, and its Kafka listener never opens. A
 /// kernel fails such a blocked write with ECONNRESET at its next retransmission, so outside
-/// turmoil this costs up to a retransmission timeout rather than forever; a write timeout in
-/// `dial_loop` would bound both.
+/// turmoil this costs up to a retransmission timeout rather than forever; the write timeout in
+/// `dial_loop` bounds both.
 #[test]
-#[ignore = "net/src/peer.rs dial_loop writes to peers without a timeout"]
 fn peer_writer_blocked_by_a_crashed_peer() {
     let knobs = Knobs {
         tcp_capacity: 64,
@@ -1363,13 +1373,13 @@ fn peer_writer_blocked_by_a_crashed_peer() {
     replay_verbosely(BLOCKED_WRITER_SEED, knobs);
 }
 
-/// A known failure, kept as a reproduction: one failed read or write under `__raft` stops that
-/// broker's quorum driver for good (net/src/quorum.rs `Driver::run`: "this node no longer takes
-/// part") while the process lives on and keeps serving Kafka from a frozen catalog; the others
-/// fence it, and it never rejoins. `Broker::start` on a node whose driver failed waits for
-/// `caught_up` forever. Nothing exits, so no supervisor restarts it.
+/// Regression (fixed: the broker fail-stops): one failed read or write under `__raft` stops that
+/// broker's quorum driver for good (net/src/quorum.rs `Driver::run`). The process used to live
+/// on, serving Kafka from a frozen catalog, fenced by the others and never rejoining, and a
+/// `Broker::start` whose driver failed waited forever. Now `Broker::start` fails and a running
+/// broker shuts down (`skein broker` exits non-zero), so a supervisor (here: `broker_host`)
+/// restarts it and it recovers from disk.
 #[test]
-#[ignore = "net/src/quorum.rs: a quorum storage error leaves the broker up but out of the quorum"]
 fn quorum_storage_error_leaves_a_stale_broker() {
     let knobs = Knobs {
         io_error_probability: 0.01,
