@@ -31,7 +31,7 @@
 //! (acks=all) to every partition through its leader and fetches it back.
 //!
 //! turmoil is deterministic only with `--cfg tokio_unstable` (set in `.cargo/config.toml`) and,
-//! across runs in one process, only with tokio's task ids lined up (see [`SIMULATION`]); a test
+//! across runs in one process, only with tokio's task ids lined up (see `skein_tests::one_simulation_at_a_time`); a test
 //! runs one seed, another, then the first again, and compares the traces. A failing seed prints
 //! its replay command: `SKEIN_TURMOIL_CLUSTER_SEED=<seed> cargo test -p skein-tests --test
 //! turmoil_cluster -- one_seed --nocapture`; `SKEIN_TURMOIL_CLUSTER_SEEDS=<n>` runs more seeds.
@@ -835,40 +835,9 @@ fn run_with(seed: u64, knobs: Knobs) -> Result<Trace, String> {
     Ok(trace)
 }
 
-/// One simulation at a time in this process, each starting from the same tokio task-id class.
-///
-/// Why: tokio numbers tasks from one process-wide counter, and a current-thread runtime keeps
-/// its tasks in 4 lists chosen by `id % 4`. When turmoil crashes a host it drops that runtime,
-/// which drops the tasks list by list, so which of the host's sockets closes first (and so the
-/// simulated network's latency draws) depends on how many tasks the process had spawned before.
-/// Unchecked, a seed run after others (or beside another test) differs from the same seed run
-/// alone, and a replay command would not replay.
-static SIMULATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Spawns throwaway tasks until the next task id is a multiple of 4 (see [`SIMULATION`]).
-fn align_task_ids() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    // Nothing else in this process spawns tasks meanwhile, so 4 tries do; a few more are free.
-    for _ in 0..64 {
-        let id: u64 = rt
-            .spawn(async {})
-            .id()
-            .to_string()
-            .parse()
-            .expect("numeric task id");
-        if id % 4 == 3 {
-            return;
-        }
-    }
-    panic!("tokio task ids skipped every id of the form 4n + 3");
-}
-
 /// Runs one seed's simulation and returns what it saw (`Err`: the simulation itself failed).
 fn simulate(seed: u64, knobs: Knobs) -> Result<Trace, String> {
-    let _one_at_a_time = SIMULATION.lock().unwrap_or_else(|e| e.into_inner());
-    align_task_ids();
+    let _one_at_a_time = skein_tests::one_simulation_at_a_time();
     skein_net::sys::seed_uuids(seed);
     let mut rng = Rng(SplitMix64::new(seed));
     // Most seeds have a fast network, some a slow one.
@@ -1194,7 +1163,7 @@ fn seeds_converge_after_crashes_and_partitions() {
     );
 }
 
-/// Same seed, same trace: also when other seeds ran in between (see [`SIMULATION`]).
+/// Same seed, same trace: also when other seeds ran in between (see `skein_tests::one_simulation_at_a_time`).
 #[test]
 fn same_seed_same_trace() {
     let seed = 3;

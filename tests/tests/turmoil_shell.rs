@@ -237,6 +237,7 @@ async fn read_back(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
 
 /// Runs one seed; `Err` names the violated property (a stuck run panics).
 fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
+    let _one_at_a_time = skein_tests::one_simulation_at_a_time();
     skein_net::sys::seed_uuids(seed);
     let mut rng = Rng(SplitMix64::new(seed));
     let mut b = turmoil::Builder::new();
