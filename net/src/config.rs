@@ -278,7 +278,10 @@ impl BrokerArgs {
         }
         .map(|a| {
             a.parse::<SocketAddr>().with_context(|| {
-                format!("controller address {a:?} is not HOST:PORT with an IP host")
+                format!(
+                    "controller address {a:?} is not HOST:PORT with an IP host (with host names \
+                     in --voters, give --controller-listen IP:PORT to listen on, e.g. 0.0.0.0:9093)"
+                )
             })
         })
         .transpose()?;
