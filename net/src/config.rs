@@ -398,4 +398,38 @@ mod tests {
         .resolve()
         .is_err());
     }
+
+    #[test]
+    fn voters_and_controller_listener() {
+        let v = "1@127.0.0.1:9093, 2@127.0.0.1:9193,3@127.0.0.1:9293";
+        let s = BrokerArgs {
+            node_id: Some(2),
+            voters: Some(v.into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.voters.len(), 3);
+        assert_eq!(s.controller_listen.unwrap().to_string(), "127.0.0.1:9193");
+        // No --voters: a one-voter quorum with no controller listener.
+        let s = BrokerArgs::default().resolve().unwrap();
+        assert!(s.voters.is_empty() && s.controller_listen.is_none());
+        // Outside the voters: an observer, which needs its own listener.
+        let outside = BrokerArgs {
+            node_id: Some(4),
+            voters: Some(v.into()),
+            ..Default::default()
+        };
+        assert!(outside.clone().resolve().is_err());
+        let s = BrokerArgs {
+            controller_listen: Some("127.0.0.1:9393".into()),
+            ..outside
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.controller_listen.unwrap().port(), 9393);
+        for bad in ["", "1@h", "x@h:1", "-1@h:1", "1@h:1,1@h:2"] {
+            assert!(parse_voters(bad).is_err(), "{bad:?}");
+        }
+    }
 }
