@@ -1,12 +1,15 @@
 //! The simulated node: one single-node broker's metadata and storage, driven like the tokio shell
 //! drives it.
 //!
-//! This is the sim's counterpart of `skein-net`'s `storage.rs` + the catalog, metadata log and
-//! group commit of `broker.rs`, over a [`SimDisk`] instead of files: topics are created, deleted
-//! and grown through skein-core's `Catalog` (`plan_*`, a CRC-framed record appended to
-//! `meta/__metadata.log` and fsynced, then `apply`), a partition lives in `<topic>-<n>/`, and
-//! on an I/O error (ENOSPC) an append is undone in the core and answered KAFKA_STORAGE_ERROR, as
-//! `PartitionStore::append` and `api::produce` do. It it carries out the rolls and writes `PartitionLog::append`
+//! This is the sim's counterpart of `skein-net`'s `storage.rs` + the catalog and group commit of
+//! `broker.rs`, over a [`SimDisk`] instead of files: topics are created, deleted and grown
+//! through skein-core's `Catalog` (`plan_*`, then `apply`), a partition lives in `<topic>-<n>/`,
+//! and on an I/O error (ENOSPC) an append is undone in the core and answered
+//! KAFKA_STORAGE_ERROR, as `PartitionStore::append` and `api::produce` do. The real broker
+//! commits metadata records through its Raft quorum; here, as a one-voter quorum does, a record
+//! is made durable on the node's own disk before it is applied (a CRC-framed record appended to
+//! `meta/__metadata.log` and fsynced; `skein-sim cluster` simulates the quorum itself). It carries
+//! out the rolls and writes `PartitionLog::append`
 //! returns, fsyncs in groups, answers acks=-1 only once an fsync covers the batch, serves fetches
 //! with `plan_read` + `trim_read`, runs retention, and recovers after a crash exactly as
 //! `PartitionStore::open` does (sealed segments from indexes plus a tail scan, a full scan of the
