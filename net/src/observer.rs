@@ -11,7 +11,6 @@
 //! snapshot replaces everything up to its index); a proposal resolves `Ok` only if the entry
 //! applied here at its index carries the term the leader appended it with.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use skein_core::raft::{Entry, EntryKind, NodeId, Role, Snapshot};
@@ -20,7 +19,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::peer::Outbox;
-use crate::quorum::{Cmd, PeerMsg, Quorum, QuorumError, QuorumStatus, Reply, StateMachine};
+use crate::quorum::{
+    Cmd, PeerMsg, Pending, Quorum, QuorumError, QuorumStatus, Reply, StateMachine,
+};
 
 /// How often an observer asks for new entries while caught up.
 pub const OBSERVE_INTERVAL_MS: u64 = 50;
@@ -52,10 +53,7 @@ struct Observer<S> {
     /// The voter asked when no leader is known (index into `cfg.voters`).
     rotate: usize,
     last_answer: Instant,
-    applied_terms: BTreeMap<u64, u64>,
-    waiters: BTreeMap<u64, Vec<(u64, Reply)>>,
-    forwarded: BTreeMap<u64, (NodeId, Reply)>,
-    req_next: u64,
+    pending: Pending,
 }
 
 /// Starts an observer driver; the handle works like a voter's.
@@ -92,10 +90,7 @@ pub fn start<S: StateMachine>(
         commit: 0,
         rotate: 0,
         last_answer: Instant::now(),
-        applied_terms: BTreeMap::new(),
-        waiters: BTreeMap::new(),
-        forwarded: BTreeMap::new(),
-        req_next: 0,
+        pending: Pending::default(),
     };
     tokio::spawn(o.run(cmd_rx, inbox, stop));
     Quorum {
@@ -161,13 +156,7 @@ impl<S: StateMachine> Observer<S> {
             let _ = reply.send(Err(QuorumError::NoLeader));
             return;
         };
-        let req = self.req_next;
-        self.req_next += 1;
-        if self.outbox.send(leader, PeerMsg::Forward { req, data }) {
-            self.forwarded.insert(req, (leader, reply));
-        } else {
-            let _ = reply.send(Err(QuorumError::NoLeader));
-        }
+        self.pending.forward(&self.outbox, leader, data, reply);
     }
 
     fn receive(&mut self, from: NodeId, m: PeerMsg) {
@@ -206,22 +195,7 @@ impl<S: StateMachine> Observer<S> {
                 let _ = from;
             }
             PeerMsg::Forwarded { req, result } => {
-                let Some((_, reply)) = self.forwarded.remove(&req) else {
-                    return;
-                };
-                match result {
-                    Ok((index, term)) if index < self.next => {
-                        let r = match self.applied_terms.get(&index) {
-                            Some(t) if *t == term => Ok(index),
-                            _ => Err(QuorumError::NotCommitted("entry was replaced".into())),
-                        };
-                        let _ = reply.send(r);
-                    }
-                    Ok((index, term)) => self.waiters.entry(index).or_default().push((term, reply)),
-                    Err(why) => {
-                        let _ = reply.send(Err(QuorumError::NotCommitted(why)));
-                    }
-                }
+                self.pending.answered(req, result, self.next - 1);
             }
             PeerMsg::Raft(_)
             | PeerMsg::Forward { .. }
@@ -242,15 +216,7 @@ impl<S: StateMachine> Observer<S> {
         self.machine.restore(&s.data);
         self.next = s.index + 1;
         self.snapshot_index = s.index;
-        self.applied_terms.clear();
-        let later = self.waiters.split_off(&self.next);
-        for (_, ws) in std::mem::replace(&mut self.waiters, later) {
-            for (_, reply) in ws {
-                let _ = reply.send(Err(QuorumError::NotCommitted(
-                    "replaced by a snapshot".into(),
-                )));
-            }
-        }
+        self.pending.snapshot_installed(s.index);
     }
 
     fn apply(&mut self, e: Entry) {
@@ -258,38 +224,11 @@ impl<S: StateMachine> Observer<S> {
             self.machine.apply(e.index, &e.data);
         }
         self.next = e.index + 1;
-        self.applied_terms.insert(e.index, e.term);
-        if self.applied_terms.len() > 4096 {
-            self.applied_terms.pop_first();
-        }
-        if let Some(ws) = self.waiters.remove(&e.index) {
-            for (term, reply) in ws {
-                let _ = reply.send(if term == e.term {
-                    Ok(e.index)
-                } else {
-                    Err(QuorumError::NotCommitted("leadership changed".into()))
-                });
-            }
-        }
+        self.pending.applied(e.index, e.term);
     }
 
     fn expire(&mut self) {
-        self.waiters.retain(|_, ws| {
-            ws.retain(|(_, r)| !r.is_closed());
-            !ws.is_empty()
-        });
-        let leader = self.leader;
-        let stale: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|(_, (to, r))| r.is_closed() || Some(*to) != leader)
-            .map(|(req, _)| *req)
-            .collect();
-        for req in stale {
-            if let Some((_, reply)) = self.forwarded.remove(&req) {
-                let _ = reply.send(Err(QuorumError::NoLeader));
-            }
-        }
+        self.pending.expire(self.leader);
     }
 
     fn publish(&self) {
@@ -330,6 +269,7 @@ mod tests {
     use crate::quorum::tests::Recorder;
     use crate::quorum::QuorumConfig;
     use crate::sys::net::Listener;
+    use std::collections::BTreeMap;
 
     async fn listener() -> (Listener, String) {
         let l = Listener::bind("127.0.0.1:0".parse().unwrap())

@@ -251,10 +251,7 @@ impl Quorum {
             outbox,
             status: status_tx,
             start: Instant::now(),
-            waiters: BTreeMap::new(),
-            forwarded: BTreeMap::new(),
-            req_next: 0,
-            applied_terms: BTreeMap::new(),
+            pending: Pending::default(),
             failed: false,
             snapshot_every: cfg.snapshot_every.max(1),
         };
@@ -330,14 +327,8 @@ struct Driver<S> {
     outbox: Outbox<PeerMsg>,
     status: watch::Sender<QuorumStatus>,
     start: Instant,
-    /// Local proposals waiting to be applied: index -> (term, reply).
-    waiters: BTreeMap<u64, Vec<(u64, Reply)>>,
-    /// Proposals forwarded to the leader, waiting for its answer: request id -> (the leader
-    /// it went to, reply). Failed at once when this node learns of another leader.
-    forwarded: BTreeMap<u64, (NodeId, Reply)>,
-    req_next: u64,
-    /// Terms of recently applied entries (for answers that arrive after the apply).
-    applied_terms: BTreeMap<u64, u64>,
+    /// Proposals waiting to be applied or answered.
+    pending: Pending,
     /// Storage failed: the node stops taking part (a restart recovers from disk).
     failed: bool,
     snapshot_every: u64,
@@ -399,27 +390,17 @@ impl<S: StateMachine> Driver<S> {
         match self.raft.role() {
             Role::Leader => match self.propose_here(data) {
                 // A lone voter commits and applies within the proposal itself.
-                Ok((index, term)) if index <= self.raft.last_applied() => {
-                    let r = match self.applied_terms.get(&index) {
-                        Some(t) if *t == term => Ok(index),
-                        _ => Err(QuorumError::NotCommitted("entry was replaced".into())),
-                    };
-                    let _ = reply.send(r);
+                Ok((index, term)) => {
+                    let applied = self.raft.last_applied();
+                    self.pending.appended(index, term, applied, reply);
                 }
-                Ok((index, term)) => self.waiters.entry(index).or_default().push((term, reply)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
             _ => match self.raft.leader_id() {
                 Some(leader) if leader != self.raft.id() => {
-                    let req = self.req_next;
-                    self.req_next += 1;
-                    if self.outbox.send(leader, PeerMsg::Forward { req, data }) {
-                        self.forwarded.insert(req, (leader, reply));
-                    } else {
-                        let _ = reply.send(Err(QuorumError::NoLeader));
-                    }
+                    self.pending.forward(&self.outbox, leader, data, reply);
                 }
                 _ => {
                     let _ = reply.send(Err(QuorumError::NoLeader));
@@ -474,25 +455,8 @@ impl<S: StateMachine> Driver<S> {
             }
             PeerMsg::Heartbeat { .. } | PeerMsg::Observed { .. } => {}
             PeerMsg::Forwarded { req, result } => {
-                let Some((_, reply)) = self.forwarded.remove(&req) else {
-                    return;
-                };
-                match result {
-                    Ok((index, term)) => {
-                        if index <= self.raft.last_applied() {
-                            let r = match self.applied_terms.get(&index) {
-                                Some(t) if *t == term => Ok(index),
-                                _ => Err(QuorumError::NotCommitted("entry was replaced".into())),
-                            };
-                            let _ = reply.send(r);
-                        } else {
-                            self.waiters.entry(index).or_default().push((term, reply));
-                        }
-                    }
-                    Err(why) => {
-                        let _ = reply.send(Err(QuorumError::NotCommitted(why)));
-                    }
-                }
+                let applied = self.raft.last_applied();
+                self.pending.answered(req, result, applied);
             }
         }
     }
@@ -566,16 +530,7 @@ impl<S: StateMachine> Driver<S> {
                     "metadata restored from a snapshot"
                 );
                 self.machine.restore(&s.data);
-                self.applied_terms.clear();
-                // Waiters at or below the snapshot cannot be judged any more.
-                let later = self.waiters.split_off(&(s.index + 1));
-                for (_, ws) in std::mem::replace(&mut self.waiters, later) {
-                    for (_, reply) in ws {
-                        let _ = reply.send(Err(QuorumError::NotCommitted(
-                            "replaced by a snapshot".into(),
-                        )));
-                    }
-                }
+                self.pending.snapshot_installed(s.index);
             }
             Output::RoleChanged { role, term, leader } => {
                 info!(?role, term, ?leader, "metadata quorum role changed");
@@ -590,20 +545,7 @@ impl<S: StateMachine> Driver<S> {
         if entry.kind == EntryKind::Normal {
             self.machine.apply(entry.index, &entry.data);
         }
-        self.applied_terms.insert(entry.index, entry.term);
-        if self.applied_terms.len() > 4096 {
-            self.applied_terms.pop_first();
-        }
-        if let Some(ws) = self.waiters.remove(&entry.index) {
-            for (term, reply) in ws {
-                let r = if term == entry.term {
-                    Ok(entry.index)
-                } else {
-                    Err(QuorumError::NotCommitted("leadership changed".into()))
-                };
-                let _ = reply.send(r);
-            }
-        }
+        self.pending.applied(entry.index, entry.term);
         if entry.index >= self.raft.snapshot().index + self.snapshot_every
             && entry.index == self.raft.commit_index()
         {
@@ -620,11 +562,121 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn expire_waiters(&mut self) {
+        let leader = self.raft.leader_id();
+        self.pending.expire(leader);
+    }
+
+    fn publish_status(&self) {
+        let s = QuorumStatus::of(&self.raft);
+        self.status.send_if_modified(|old| {
+            let changed = *old != s;
+            *old = s;
+            changed
+        });
+    }
+}
+
+/// Proposals this node waits on, shared by the voter and observer drivers: entries it waits to
+/// apply, proposals forwarded to the leader, and the terms of recently applied entries.
+///
+/// Invariant: a reply is `Ok(index)` only if the entry applied here at `index` has the term the
+/// leader appended the proposal with.
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// Index -> (term the entry must have, reply).
+    waiters: BTreeMap<u64, Vec<(u64, Reply)>>,
+    /// Request id -> (the leader it went to, reply); failed at once when the leader changes.
+    forwarded: BTreeMap<u64, (NodeId, Reply)>,
+    req_next: u64,
+    /// Terms of recently applied entries (for answers that arrive after the apply).
+    applied_terms: BTreeMap<u64, u64>,
+}
+
+impl Pending {
+    /// Sends `data` to `leader` to propose; the reply waits for its answer.
+    pub(crate) fn forward(
+        &mut self,
+        outbox: &Outbox<PeerMsg>,
+        leader: NodeId,
+        data: Vec<u8>,
+        reply: Reply,
+    ) {
+        let req = self.req_next;
+        self.req_next += 1;
+        if outbox.send(leader, PeerMsg::Forward { req, data }) {
+            self.forwarded.insert(req, (leader, reply));
+        } else {
+            let _ = reply.send(Err(QuorumError::NoLeader));
+        }
+    }
+
+    /// The proposal went to `(index, term)`: resolve now if applied (`last_applied`), else wait.
+    pub(crate) fn appended(&mut self, index: u64, term: u64, last_applied: u64, reply: Reply) {
+        if index <= last_applied {
+            let r = match self.applied_terms.get(&index) {
+                Some(t) if *t == term => Ok(index),
+                _ => Err(QuorumError::NotCommitted("entry was replaced".into())),
+            };
+            let _ = reply.send(r);
+        } else {
+            self.waiters.entry(index).or_default().push((term, reply));
+        }
+    }
+
+    /// The leader's answer to a forwarded proposal.
+    pub(crate) fn answered(
+        &mut self,
+        req: u64,
+        result: Result<(u64, u64), String>,
+        last_applied: u64,
+    ) {
+        let Some((_, reply)) = self.forwarded.remove(&req) else {
+            return;
+        };
+        match result {
+            Ok((index, term)) => self.appended(index, term, last_applied, reply),
+            Err(why) => {
+                let _ = reply.send(Err(QuorumError::NotCommitted(why)));
+            }
+        }
+    }
+
+    /// The entry at `index` with `term` was applied here.
+    pub(crate) fn applied(&mut self, index: u64, term: u64) {
+        self.applied_terms.insert(index, term);
+        if self.applied_terms.len() > 4096 {
+            self.applied_terms.pop_first();
+        }
+        if let Some(ws) = self.waiters.remove(&index) {
+            for (want, reply) in ws {
+                let _ = reply.send(if want == term {
+                    Ok(index)
+                } else {
+                    Err(QuorumError::NotCommitted("leadership changed".into()))
+                });
+            }
+        }
+    }
+
+    /// A snapshot up to `index` replaced the state: waiters at or below it cannot be judged.
+    pub(crate) fn snapshot_installed(&mut self, index: u64) {
+        self.applied_terms.clear();
+        let later = self.waiters.split_off(&(index + 1));
+        for (_, ws) in std::mem::replace(&mut self.waiters, later) {
+            for (_, reply) in ws {
+                let _ = reply.send(Err(QuorumError::NotCommitted(
+                    "replaced by a snapshot".into(),
+                )));
+            }
+        }
+    }
+
+    /// Drops abandoned replies and fails forwards whose leader is no longer `leader`.
+    pub(crate) fn expire(&mut self, leader: Option<NodeId>) {
         self.waiters.retain(|_, ws| {
             ws.retain(|(_, r)| !r.is_closed());
             !ws.is_empty()
         });
-        let leader = self.raft.leader_id();
         let stale: Vec<u64> = self
             .forwarded
             .iter()
@@ -636,15 +688,6 @@ impl<S: StateMachine> Driver<S> {
                 let _ = reply.send(Err(QuorumError::NoLeader));
             }
         }
-    }
-
-    fn publish_status(&self) {
-        let s = QuorumStatus::of(&self.raft);
-        self.status.send_if_modified(|old| {
-            let changed = *old != s;
-            *old = s;
-            changed
-        });
     }
 }
 
