@@ -28,19 +28,6 @@ fn vote_bounds() -> Bounds {
     }
 }
 
-/// Figure 8 of the Raft paper: four terms, two entries.
-fn figure8_bounds() -> Bounds {
-    Bounds {
-        term_max: 4,
-        log_len_max: 2,
-        in_flight_max: 2,
-        timeouts_max: 4,
-        crashes_max: 0,
-        proposals_max: 0,
-        duplicates_max: 0,
-    }
-}
-
 #[test]
 fn vote_twice_is_caught() {
     let v = check(
