@@ -3,7 +3,7 @@
 //!
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary`,
-//! `ProducerStates::set_canary`, `Raft::set_canary`); every consulting site is under
+//! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
@@ -24,4 +24,6 @@ pub enum Canary {
     CommitOldTerm,
     /// `Raft`: a leader never steps down for lack of a majority (no check-quorum).
     NoCheckQuorum,
+    /// `Controller`: never fences a silent broker, so a dead broker keeps its partitions.
+    NoFencing,
 }

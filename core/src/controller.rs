@@ -23,6 +23,8 @@ pub struct Controller {
     leader_since: Option<u64>,
     /// Last heartbeat per broker: (incarnation, time).
     heard: BTreeMap<i32, (String, u64)>,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 impl Controller {
@@ -32,6 +34,25 @@ impl Controller {
             session_timeout_ms,
             leader_since: None,
             heard: BTreeMap::new(),
+            #[cfg(feature = "canary")]
+            canary: None,
+        }
+    }
+
+    /// Turns a planted bug on (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
+    }
+
+    fn fencing_disabled(&self) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            self.canary == Some(crate::canary::Canary::NoFencing)
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            false
         }
     }
 
@@ -81,7 +102,7 @@ impl Controller {
             };
             let last = heard.unwrap_or(since).max(since);
             let silent = now_ms.saturating_sub(last) > self.session_timeout_ms;
-            if !b.fenced && silent {
+            if !b.fenced && silent && !self.fencing_disabled() {
                 out.push(MetadataRecord::BrokerFenced {
                     id: b.id,
                     incarnation: b.incarnation.clone(),

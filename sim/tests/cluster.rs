@@ -95,6 +95,7 @@ fn failing_runs_replay_identically() {
 const VOTE_TWICE: u64 = 15;
 const COMMIT_OLD_TERM: u64 = 47;
 const NO_CHECK_QUORUM: u64 = 0;
+const NO_FENCING: u64 = 1;
 
 /// `canary` is caught by `seed`, breaking one of `properties`, and `seed` passes without it.
 fn check_caught(canary: ClusterCanary, seed: u64, properties: &[&str]) {
@@ -128,6 +129,11 @@ fn commit_old_term_is_caught() {
             "state-machine-safety",
         ],
     );
+}
+
+#[test]
+fn no_fencing_is_caught() {
+    check_caught(ClusterCanary::NoFencing, NO_FENCING, &["convergence"]);
 }
 
 #[test]

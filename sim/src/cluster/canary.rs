@@ -1,5 +1,5 @@
-//! The Raft canaries the cluster simulation must catch: planted bugs in skein-core's Raft
-//! (its `canary` feature), handed to every node the harness builds. Never on unless
+//! The canaries the cluster simulation must catch: planted bugs in skein-core's Raft and
+//! controller (its `canary` feature), handed to every node the harness builds. Never on unless
 //! `skein-sim cluster --canary NAME` asks.
 
 use skein_core::canary::Canary;
@@ -13,14 +13,17 @@ pub enum ClusterCanary {
     CommitOldTerm,
     /// A leader never steps down for lack of a majority.
     NoCheckQuorum,
+    /// The controller never fences a silent broker.
+    NoFencing,
 }
 
 impl ClusterCanary {
     /// Every canary, in listing order.
-    pub const ALL: [ClusterCanary; 3] = [
+    pub const ALL: [ClusterCanary; 4] = [
         ClusterCanary::VoteTwice,
         ClusterCanary::CommitOldTerm,
         ClusterCanary::NoCheckQuorum,
+        ClusterCanary::NoFencing,
     ];
 
     /// The `--canary` name.
@@ -29,6 +32,7 @@ impl ClusterCanary {
             ClusterCanary::VoteTwice => "vote-twice",
             ClusterCanary::CommitOldTerm => "commit-old-term",
             ClusterCanary::NoCheckQuorum => "no-check-quorum",
+            ClusterCanary::NoFencing => "no-fencing",
         }
     }
 
@@ -44,6 +48,9 @@ impl ClusterCanary {
             ClusterCanary::NoCheckQuorum => {
                 "core Raft leader never steps down when it cannot hear a majority"
             }
+            ClusterCanary::NoFencing => {
+                "core Controller never fences a broker that stopped heartbeating"
+            }
         }
     }
 
@@ -58,6 +65,7 @@ impl ClusterCanary {
             ClusterCanary::VoteTwice => Canary::VoteTwice,
             ClusterCanary::CommitOldTerm => Canary::CommitOldTerm,
             ClusterCanary::NoCheckQuorum => Canary::NoCheckQuorum,
+            ClusterCanary::NoFencing => Canary::NoFencing,
         }
     }
 }

@@ -495,6 +495,7 @@ impl Cluster {
             n.catalog = Catalog::new(LogConfig::default());
             n.applied = 0;
             n.controller = Controller::new(SESSION_TIMEOUT_MS);
+            n.controller.set_canary(canary.map(ClusterCanary::core));
             n.hard_state_unsynced = false;
             n.last_sync_done_ms = now;
             self.drive(id, None)?;
