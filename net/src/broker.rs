@@ -318,8 +318,9 @@ impl Broker {
             let addr = s
                 .controller_listen
                 .expect("observers have a controller listener");
+            // Listening on every interface: the voters answer at the advertised host.
             let addr = if addr.ip().is_unspecified() {
-                format!("127.0.0.1:{}", addr.port())
+                format!("{}:{}", s.advertise_host, addr.port())
             } else {
                 addr.to_string()
             };

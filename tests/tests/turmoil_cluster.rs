@@ -1,6 +1,7 @@
-//! The real skein-net shell as a three-broker cluster — every broker a voter of the Raft metadata
-//! quorum and a Kafka broker with its own data dir — on turmoil's simulated network, file system
-//! and clock, driven by skein's own Kafka client.
+//! The real skein-net shell as a four-broker cluster — brokers 1–3 voters of the Raft metadata
+//! quorum, broker 4 an observer (`net/src/observer.rs`), each a Kafka broker with its own data
+//! dir — on turmoil's simulated network, file system and clock, driven by skein's own Kafka
+//! client.
 //!
 //! What this catches that the single-broker turmoil test cannot: the quorum driver, the peer
 //! transport and the controller listener running for real; proposals forwarded from followers;
@@ -23,7 +24,7 @@
 //! keeps one id, a leader epoch names one leader and one replica set, epochs only grow.
 //!
 //! Then, with everything healed, a checker client asks every broker for Metadata until the views
-//! agree (a liveness bound) and checks: every broker lists all three brokers and the same topics
+//! agree (a liveness bound) and checks: every broker lists all four brokers and the same topics
 //! with the same ids, partition counts, replicas, ISRs, leaders and leader epochs; every
 //! acknowledged create is there with the id, partition count and replication factor it was
 //! acknowledged with; no topic appears that no client asked for; at most one client won each
@@ -54,7 +55,9 @@ use skein_net::sys::net::Listener;
 use skein_tests::requests;
 
 /// Broker hosts; broker `i + 1` runs on `BROKERS[i]`.
-const BROKERS: [&str; 3] = ["b1", "b2", "b3"];
+const BROKERS: [&str; 4] = ["b1", "b2", "b3", "b4"];
+/// Brokers 1..=VOTERS vote in the metadata quorum; the others observe it.
+const VOTERS: i32 = 3;
 const KAFKA_PORT: u16 = 9092;
 const CONTROLLER_PORT: u16 = 9093;
 /// Clients creating topics at once (each its own host).
@@ -192,7 +195,7 @@ fn host_of(id: i32) -> &'static str {
 }
 
 fn voters() -> String {
-    (1..=BROKERS.len() as i32)
+    (1..=VOTERS)
         .map(|id| format!("{id}@{}:{CONTROLLER_PORT}", host_of(id)))
         .collect::<Vec<_>>()
         .join(",")
@@ -460,7 +463,7 @@ fn view_of(r: &MetadataResponse) -> View {
     }
 }
 
-/// True when every broker answered and the views agree on a cluster of all three brokers with
+/// True when every broker answered and the views agree on a cluster of all four brokers with
 /// a leader for every partition (what a healed cluster must reach).
 fn settled(views: &BTreeMap<i32, Option<View>>) -> bool {
     let all: Vec<&View> = views.values().flatten().collect();
@@ -954,7 +957,7 @@ fn check(t: &Trace) -> Result<(), String> {
         }
     }
     let view = first;
-    // Every broker lists all three brokers, at their advertised addresses.
+    // Every broker lists all four brokers, at their advertised addresses.
     let want: Vec<(i32, String, i32)> = (1..=BROKERS.len() as i32)
         .map(|id| (id, host_of(id).to_string(), i32::from(KAFKA_PORT)))
         .collect();
