@@ -5,6 +5,7 @@
 #   3. cargo test --workspace              unit, property and Rust integration tests
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
 #   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
+#   4c. skein-model check raft             bounded exhaustive model checks of the quorum's Raft
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
 #                                          kafka-python, raw sockets) against the broker
 # Exits non-zero if any step fails. Environment knobs:
@@ -14,6 +15,7 @@
 #   SKEIN_SKIP_CARGO_TEST=1   skip step 3 (for iterating on the e2e suite)
 #   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..110000); SKEIN_SKIP_SIM=1 skips it
 #   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..15000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_SKIP_MODEL=1        skip step 4c
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -100,6 +102,23 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   grep -E 'cluster seeds (passed|failed)' "$LOGDIR/sim-cluster.log"
 fi
 
+# Bounded exhaustive model checks (skein-model, issue 7) of skein-core's own Raft: a lossy
+# network (no duplication at this bound), one fsync-exact crash, one proposal (about 25 s on 2 cores),
+# then the reliable variant with its eventually property (a few seconds). The canary tests
+# (vote-twice caught) already ran under cargo test (model/tests/teeth.rs).
+MODEL_STATUS=0
+if [ "${SKEIN_SKIP_MODEL:-0}" != "1" ]; then
+  say "skein-model check raft ($(elapsed))"
+  timeout 600 cargo run --release -q -p skein-model -- check raft --term-max 1 --log-len-max 2 \
+    --in-flight-max 2 --timeouts-max 2 --crashes-max 1 --proposals-max 1 --duplicates-max 0 2>&1 \
+    | tail -n 60 | tee "$LOGDIR/model.log"
+  MODEL_STATUS=${PIPESTATUS[0]}
+  timeout 300 cargo run --release -q -p skein-model -- check raft --reliable --term-max 2 \
+    --log-len-max 2 --in-flight-max 4 --timeouts-max 3 --proposals-max 1 2>&1 \
+    | tail -n 60 | tee -a "$LOGDIR/model.log"
+  if [ "${PIPESTATUS[0]}" != "0" ]; then MODEL_STATUS=1; fi
+fi
+
 say "pytest tests/e2e ($(elapsed))"
 # Broker logs of each test stay under target/e2e-tmp/ after the run.
 # shellcheck disable=SC2086
@@ -126,6 +145,10 @@ if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
        END { printf "cargo: %d passed, %d failed\n", p, f }' "$LOGDIR/cargo-test.log"
 fi
 grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOGDIR/pytest.log" | tail -n 1
+if [ "$MODEL_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: skein-model check raft (counterexample above; log in target/ci-logs/model.log)" >&2
+  exit 1
+fi
 if [ "$CLUSTER_STATUS" -ne 0 ]; then
   exit 1
 fi
