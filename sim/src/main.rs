@@ -137,6 +137,41 @@ fn main() -> ExitCode {
     batch(&args, seeds)
 }
 
+/// One progress line of a seed batch (a bar when stderr is a terminal).
+#[allow(clippy::too_many_arguments)]
+fn progress(
+    started: Instant,
+    done: u64,
+    total: u64,
+    failed: usize,
+    steps: u64,
+    sim_ms: u64,
+    unit: &str,
+    tty: bool,
+) {
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    let line = format!(
+        "[{done}/{total}] failed={failed} {:.0} {unit}/s, {:.0} sim-s per wall-s, {:.0} seeds/min",
+        steps as f64 / wall,
+        sim_ms as f64 / 1000.0 / wall,
+        done as f64 * 60.0 / wall
+    );
+    if tty {
+        let width = 30usize;
+        let filled = (done * width as u64 / total.max(1)) as usize;
+        eprint!(
+            "\r[{}{}] {line}\x1b[K",
+            "#".repeat(filled),
+            "-".repeat(width - filled)
+        );
+        if done == total {
+            eprintln!();
+        }
+    } else {
+        eprintln!("{line}");
+    }
+}
+
 fn batch(args: &Args, seeds: Range<u64>) -> ExitCode {
     let single = args.seed.is_some();
     let tty = std::io::stderr().is_terminal();
@@ -145,30 +180,6 @@ fn batch(args: &Args, seeds: Range<u64>) -> ExitCode {
     let started = Instant::now();
     let (mut steps, mut sim_ms, mut failed) = (0u64, 0u64, Vec::new());
     let total = seeds.end - seeds.start;
-    let progress = |done: u64, failed: &[u64], steps: u64, sim_ms: u64, tty: bool| {
-        let wall = started.elapsed().as_secs_f64().max(1e-9);
-        let line = format!(
-            "[{done}/{total}] failed={} {:.0} events/s, {:.0} sim-s per wall-s, {:.0} seeds/min",
-            failed.len(),
-            steps as f64 / wall,
-            sim_ms as f64 / 1000.0 / wall,
-            done as f64 * 60.0 / wall
-        );
-        if tty {
-            let width = 30usize;
-            let filled = (done * width as u64 / total.max(1)) as usize;
-            eprint!(
-                "\r[{}{}] {line}\x1b[K",
-                "#".repeat(filled),
-                "-".repeat(width - filled)
-            );
-            if done == total {
-                eprintln!();
-            }
-        } else {
-            eprintln!("{line}");
-        }
-    };
     for (i, seed) in seeds.clone().enumerate() {
         let trace_out = match open_trace(&args.trace) {
             Ok(t) => t,
@@ -197,7 +208,16 @@ fn batch(args: &Args, seeds: Range<u64>) -> ExitCode {
         if !single {
             let step = if tty { 5 } else { 50 };
             if done.is_multiple_of(step) || done == total {
-                progress(done, &failed, steps, sim_ms, tty);
+                progress(
+                    started,
+                    done,
+                    total,
+                    failed.len(),
+                    steps,
+                    sim_ms,
+                    "events",
+                    tty,
+                );
             }
         }
     }
@@ -376,28 +396,16 @@ fn cluster_main(argv: &[String]) -> ExitCode {
         let done = i as u64 + 1;
         let step = if tty { 5 } else { 100 };
         if !single && (done.is_multiple_of(step) || done == total) {
-            let wall = started.elapsed().as_secs_f64().max(1e-9);
-            let line = format!(
-                "[{done}/{total}] failed={} {:.0} steps/s, {:.0} sim-s per wall-s, {:.0} seeds/min",
+            progress(
+                started,
+                done,
+                total,
                 failed.len(),
-                steps as f64 / wall,
-                sim_ms as f64 / 1000.0 / wall,
-                done as f64 * 60.0 / wall
+                steps,
+                sim_ms,
+                "steps",
+                tty,
             );
-            if tty {
-                let width = 30usize;
-                let filled = (done * width as u64 / total.max(1)) as usize;
-                eprint!(
-                    "\r[{}{}] {line}\x1b[K",
-                    "#".repeat(filled),
-                    "-".repeat(width - filled)
-                );
-                if done == total {
-                    eprintln!();
-                }
-            } else {
-                eprintln!("{line}");
-            }
         }
     }
     if !single {
