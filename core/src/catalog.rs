@@ -117,6 +117,31 @@ pub enum MetadataRecord {
         /// The asking broker.
         broker: i32,
     },
+    /// A partition leader's ISR change (AlterPartition): applied only if the leader epoch and
+    /// partition epoch it was planned against are still current.
+    IsrChanged {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The proposing leader's epoch.
+        leader_epoch: i32,
+        /// The partition epoch the change was planned against.
+        partition_epoch: i32,
+        /// The new ISR.
+        isr: Vec<i32>,
+    },
+    /// Leadership moves to `leader`, an in-sync live replica (preferred-leader election).
+    LeaderMoved {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The partition epoch the move was planned against.
+        partition_epoch: i32,
+        /// The new leader.
+        leader: i32,
+    },
 }
 
 /// Why a metadata request was refused (each maps to one Kafka error code).
@@ -169,6 +194,8 @@ pub struct PartitionState {
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
+    /// Eligible leader replicas (KIP-966): out of the ISR, but holding every committed record.
+    pub elr: Vec<i32>,
     /// The leader, or -1.
     pub leader: i32,
     /// Bumped on every leader change.
@@ -216,6 +243,7 @@ pub struct Catalog {
     topics: BTreeMap<String, Topic>,
     producer_id_end: i64,
     producer_blocks: BTreeMap<i32, (i64, i64)>,
+    unclean_elections: u64,
 }
 
 fn id_from_hex(s: &str) -> [u8; 16] {
@@ -559,6 +587,7 @@ impl Catalog {
                     )
                 })
                 .collect(),
+            unclean_elections: self.unclean_elections,
         }
     }
 
@@ -572,56 +601,132 @@ impl Catalog {
             if let Some(t) = c.topics.get_mut(name) {
                 for (p, s) in t.parts.iter_mut().zip(parts) {
                     p.isr = s.isr.clone();
+                    p.elr = s.elr.clone();
                     p.leader = s.leader;
                     p.leader_epoch = s.leader_epoch;
                     p.partition_epoch = s.partition_epoch;
                 }
             }
         }
+        c.unclean_elections = snap.unclean_elections;
         c
     }
 
-    /// Leader of a new partition: the first live replica; its ISR is that leader alone until
-    /// followers replicate (all replicas when none is live, so whichever returns first leads).
+    /// A new partition: every live replica is in sync (all logs are empty) and the first leads;
+    /// with none live, all replicas form the ISR so whichever returns first leads.
     fn new_partition(&self, replicas: Vec<i32>) -> PartitionState {
-        let leader = replicas
+        let live: Vec<i32> = replicas
             .iter()
             .copied()
-            .find(|r| self.is_live(*r))
-            .unwrap_or(-1);
-        let isr = if leader >= 0 {
-            vec![leader]
-        } else {
+            .filter(|r| self.is_live(*r))
+            .collect();
+        let leader = live.first().copied().unwrap_or(-1);
+        let isr = if live.is_empty() {
             replicas.clone()
+        } else {
+            live
         };
         PartitionState {
             replicas,
             isr,
+            elr: Vec::new(),
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
         }
     }
 
+    /// Elects a leader for a partition that has none, among `live` brokers: the first live ISR
+    /// member in replica order; else the first live eligible leader replica, which becomes the
+    /// ISR (the old members, which hold every committed record too, become eligible); else,
+    /// when the topic allows it, any live replica (unclean: records may be lost). Returns
+    /// whether the election was unclean.
+    fn elect(p: &mut PartitionState, live: &BTreeSet<i32>, unclean_allowed: bool) -> bool {
+        debug_assert!(p.leader < 0);
+        let pick = |set: &[i32]| {
+            p.replicas
+                .iter()
+                .copied()
+                .find(|r| set.contains(r) && live.contains(r))
+        };
+        if let Some(l) = pick(&p.isr) {
+            p.leader = l;
+        } else if let Some(l) = pick(&p.elr) {
+            let old = std::mem::replace(&mut p.isr, vec![l]);
+            p.elr.retain(|r| *r != l);
+            for r in old {
+                if !p.elr.contains(&r) {
+                    p.elr.push(r);
+                }
+            }
+            p.elr.sort_unstable();
+            p.leader = l;
+        } else if unclean_allowed {
+            let Some(l) = pick(&p.replicas) else {
+                return false;
+            };
+            p.isr = vec![l];
+            p.elr.clear();
+            p.leader = l;
+            p.leader_epoch += 1;
+            return true;
+        } else {
+            return false;
+        }
+        p.leader_epoch += 1;
+        false
+    }
+
+    /// Replaces a partition's ISR, keeping the eligible leader replicas right (KIP-966): a
+    /// member leaving while the ISR falls short of `min_isr` becomes eligible, since the high
+    /// watermark stops advancing without `min_isr` in sync; an ISR at `min_isr` or more clears
+    /// them.
+    fn set_isr(p: &mut PartitionState, isr: Vec<i32>, min_isr: usize) {
+        let removed: Vec<i32> = p.isr.iter().copied().filter(|r| !isr.contains(r)).collect();
+        p.isr = isr;
+        if p.isr.len() >= min_isr {
+            p.elr.clear();
+        } else {
+            for r in removed {
+                if !p.elr.contains(&r) {
+                    p.elr.push(r);
+                }
+            }
+            p.elr.retain(|r| !p.isr.contains(r));
+            p.elr.sort_unstable();
+        }
+    }
+
+    fn topic_rules(&self, t: &Topic) -> (usize, bool) {
+        let c = t.config.resolve(&self.defaults).unwrap_or_default();
+        (c.min_insync_replicas as usize, c.unclean_leader_election)
+    }
+
     /// `id` is gone: it leaves every ISR it is not the last member of, and partitions it led
-    /// elect the first live ISR member in replica order (or none).
+    /// elect a new leader (see `elect`).
     fn elect_without(&mut self, id: i32) {
         let live: BTreeSet<i32> = self.live_brokers().into_iter().collect();
+        let rules: BTreeMap<String, (usize, bool)> = self
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), self.topic_rules(t)))
+            .collect();
+        let mut unclean = 0;
         for t in self.topics.values_mut() {
+            let (min_isr, allow) = rules[&t.name];
             for p in &mut t.parts {
                 let mut changed = false;
                 if p.isr.len() > 1 && p.isr.contains(&id) {
-                    p.isr.retain(|r| *r != id);
+                    let isr = p.isr.iter().copied().filter(|r| *r != id).collect();
+                    Self::set_isr(p, isr, min_isr);
                     changed = true;
                 }
                 if p.leader == id {
-                    p.leader = p
-                        .replicas
-                        .iter()
-                        .copied()
-                        .find(|r| *r != id && p.isr.contains(r) && live.contains(r))
-                        .unwrap_or(-1);
-                    p.leader_epoch += 1;
+                    p.leader = -1;
+                    unclean += u64::from(Self::elect(p, &live, allow));
+                    if p.leader < 0 {
+                        p.leader_epoch += 1;
+                    }
                     changed = true;
                 }
                 if changed {
@@ -629,19 +734,69 @@ impl Catalog {
                 }
             }
         }
+        self.unclean_elections += unclean;
     }
 
-    /// `id` is back: leaderless partitions whose ISR holds it elect it.
+    /// `id` is back: leaderless partitions elect (it is now among the live candidates).
     fn elect_with(&mut self, id: i32) {
+        let live: BTreeSet<i32> = self.live_brokers().into_iter().collect();
+        let rules: BTreeMap<String, (usize, bool)> = self
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), self.topic_rules(t)))
+            .collect();
+        let mut unclean = 0;
         for t in self.topics.values_mut() {
+            let (_, allow) = rules[&t.name];
             for p in &mut t.parts {
-                if p.leader < 0 && p.isr.contains(&id) {
-                    p.leader = id;
-                    p.leader_epoch += 1;
-                    p.partition_epoch += 1;
+                if p.leader < 0 && p.replicas.contains(&id) {
+                    unclean += u64::from(Self::elect(p, &live, allow));
+                    if p.leader >= 0 {
+                        p.partition_epoch += 1;
+                    }
                 }
             }
         }
+        self.unclean_elections += unclean;
+    }
+
+    /// Elections that may have lost committed records (unclean.leader.election.enable).
+    pub fn unclean_elections(&self) -> u64 {
+        self.unclean_elections
+    }
+
+    /// Why an ISR change proposed by a leader would not apply, or `None` if it would.
+    pub fn check_isr_change(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[i32],
+    ) -> Option<&'static str> {
+        let Some(p) = self.partition(topic, partition) else {
+            return Some("unknown partition");
+        };
+        if leader_epoch != p.leader_epoch {
+            return Some("fenced leader epoch");
+        }
+        if partition_epoch != p.partition_epoch {
+            return Some("stale partition epoch");
+        }
+        if isr.is_empty() || !isr.contains(&p.leader) {
+            return Some("the ISR must hold the leader");
+        }
+        if isr.iter().any(|r| !p.replicas.contains(r)) {
+            return Some("the ISR must be replicas");
+        }
+        let distinct: BTreeSet<&i32> = isr.iter().collect();
+        if distinct.len() != isr.len() {
+            return Some("the ISR names a replica twice");
+        }
+        if isr.iter().any(|r| !p.isr.contains(r) && !self.is_live(*r)) {
+            return Some("a fenced broker cannot join the ISR");
+        }
+        None
     }
 
     /// Applies a committed record.
@@ -776,7 +931,71 @@ impl Catalog {
                 self.producer_blocks
                     .insert(*broker, (start, self.producer_id_end));
             }
+            MetadataRecord::IsrChanged {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                if self
+                    .check_isr_change(topic, *partition, *leader_epoch, *partition_epoch, isr)
+                    .is_some()
+                {
+                    return;
+                }
+                let t = self.topics.get(topic).expect("checked");
+                let (min_isr, _) = self.topic_rules(t);
+                let mut isr = isr.clone();
+                let t = self.topics.get_mut(topic).expect("checked");
+                let p = &mut t.parts[*partition as usize];
+                isr.sort_by_key(|r| p.replicas.iter().position(|x| x == r));
+                Self::set_isr(p, isr, min_isr);
+                p.partition_epoch += 1;
+            }
+            MetadataRecord::LeaderMoved {
+                topic,
+                partition,
+                partition_epoch,
+                leader,
+            } => {
+                let live = self.is_live(*leader);
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.parts.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return;
+                };
+                if p.partition_epoch != *partition_epoch
+                    || p.leader == *leader
+                    || !p.isr.contains(leader)
+                    || !live
+                {
+                    return;
+                }
+                p.leader = *leader;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
         }
+    }
+
+    /// Partitions whose preferred replica (the first) is live and in sync but does not lead:
+    /// `(topic, partition, partition epoch, preferred)`.
+    pub fn imbalanced(&self) -> Vec<(String, i32, i32, i32)> {
+        let mut out = Vec::new();
+        for t in self.topics.values() {
+            for (i, p) in t.parts.iter().enumerate() {
+                let Some(&pref) = p.replicas.first() else {
+                    continue;
+                };
+                if p.leader != pref && p.isr.contains(&pref) && self.is_live(pref) {
+                    out.push((t.name.clone(), i as i32, p.partition_epoch, pref));
+                }
+            }
+        }
+        out
     }
 
     /// Asserts the module's invariants (tests and simulation).
@@ -797,6 +1016,12 @@ impl Catalog {
                     p.leader == -1 || p.isr.contains(&p.leader),
                     "leader outside ISR at {at}"
                 );
+                assert!(
+                    p.elr
+                        .iter()
+                        .all(|r| p.replicas.contains(r) && !p.isr.contains(r)),
+                    "ELR outside replicas or overlapping the ISR at {at}"
+                );
             }
         }
         let mut blocks: Vec<(i64, i64)> = self.producer_blocks.values().copied().collect();
@@ -813,6 +1038,9 @@ impl Catalog {
 pub struct PartitionSnapshot {
     /// In-sync replicas.
     pub isr: Vec<i32>,
+    /// Eligible leader replicas.
+    #[serde(default)]
+    pub elr: Vec<i32>,
     /// Leader or -1.
     pub leader: i32,
     /// Leader epoch.
@@ -825,6 +1053,7 @@ impl PartitionSnapshot {
     fn of(p: &PartitionState) -> Self {
         PartitionSnapshot {
             isr: p.isr.clone(),
+            elr: p.elr.clone(),
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
@@ -839,6 +1068,9 @@ pub struct CatalogSnapshot {
     pub records: Vec<MetadataRecord>,
     /// Leadership per topic, partition by partition.
     pub partitions: BTreeMap<String, Vec<PartitionSnapshot>>,
+    /// Unclean elections so far.
+    #[serde(default)]
+    pub unclean_elections: u64,
 }
 
 #[cfg(test)]
@@ -990,6 +1222,108 @@ mod tests {
         c.check_invariants();
     }
 
+    fn fence(c: &mut Catalog, id: i32) {
+        let incarnation = c.broker(id).unwrap().incarnation.clone();
+        c.apply(&MetadataRecord::BrokerFenced { id, incarnation });
+    }
+
+    fn isr_change(c: &Catalog, isr: &[i32]) -> MetadataRecord {
+        let p = c.partition("t", 0).unwrap();
+        MetadataRecord::IsrChanged {
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn isr_changes_keep_eligible_leaders_and_elections_use_them() {
+        let mut c = cluster(3);
+        let cfg = [("min.insync.replicas".to_string(), "2".to_string())];
+        let placement = Placement::Manual(vec![vec![1, 2, 3]]);
+        c.apply(&c.plan_create("t", 1, &placement, &cfg, [1; 16]).unwrap());
+        let stale = isr_change(&c, &[1]);
+        c.apply(&isr_change(&c, &[1, 2]));
+        let p = c.partition("t", 0).unwrap().clone();
+        assert_eq!(
+            (p.isr.clone(), p.elr.clone(), p.partition_epoch),
+            (vec![1, 2], vec![], 1)
+        );
+        c.apply(&stale);
+        assert_eq!(
+            c.partition("t", 0).unwrap(),
+            &p,
+            "a stale partition epoch is refused"
+        );
+        // Below min.insync.replicas the leaver stays eligible.
+        c.apply(&isr_change(&c, &[1]));
+        let p = c.partition("t", 0).unwrap();
+        assert_eq!((p.isr.clone(), p.elr.clone()), (vec![1], vec![2]));
+        c.check_invariants();
+        // The leader dies: the eligible replica leads, the old ISR becomes eligible.
+        fence(&mut c, 1);
+        let p = c.partition("t", 0).unwrap();
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (2, vec![2], vec![1])
+        );
+        assert_eq!(p.leader_epoch, 1);
+        c.check_invariants();
+        // 3 was never eligible: with 2 gone too, nobody leads (unclean election is off).
+        fence(&mut c, 2);
+        assert_eq!(c.partition("t", 0).unwrap().leader, -1);
+        assert_eq!(c.unclean_elections(), 0);
+        // A fenced broker may not join the ISR; a leader must stay in it.
+        assert!(c
+            .check_isr_change(
+                "t",
+                0,
+                2,
+                c.partition("t", 0).unwrap().partition_epoch,
+                &[3]
+            )
+            .is_some());
+    }
+
+    #[test]
+    fn unclean_election_is_counted_and_preferred_leaders_return() {
+        let mut c = cluster(3);
+        let cfg = [(
+            "unclean.leader.election.enable".to_string(),
+            "true".to_string(),
+        )];
+        let placement = Placement::Manual(vec![vec![1, 2, 3]]);
+        c.apply(&c.plan_create("t", 1, &placement, &cfg, [1; 16]).unwrap());
+        c.apply(&isr_change(&c, &[1]));
+        fence(&mut c, 1);
+        let p = c.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+        assert_eq!(c.unclean_elections(), 1);
+        let snap = c.snapshot();
+        assert_eq!(Catalog::from_snapshot(LogConfig::default(), &snap), c);
+        // 1 returns and catches up: it is preferred, so it leads again.
+        register(&mut c, 1);
+        c.apply(&isr_change(&c, &[2, 1]));
+        let p = c.partition("t", 0).unwrap();
+        assert_eq!(p.isr, vec![1, 2], "the ISR keeps replica order");
+        let moves = c.imbalanced();
+        assert_eq!(moves, vec![("t".to_string(), 0, p.partition_epoch, 1)]);
+        let (topic, partition, partition_epoch, leader) = moves[0].clone();
+        let epoch = p.leader_epoch;
+        c.apply(&MetadataRecord::LeaderMoved {
+            topic,
+            partition,
+            partition_epoch,
+            leader,
+        });
+        let p = c.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.leader_epoch), (1, epoch + 1));
+        assert!(c.imbalanced().is_empty());
+        c.check_invariants();
+    }
+
     #[test]
     fn replicas_spread_over_live_brokers_and_leaders_rotate() {
         let mut c = cluster(3);
@@ -1001,7 +1335,8 @@ mod tests {
             r.sort_unstable();
             assert_eq!(r, vec![1, 2, 3]);
             *leads.entry(p.leader).or_insert(0) += 1;
-            assert_eq!(p.isr, vec![p.leader]);
+            assert_eq!(p.isr, p.replicas, "every live replica starts in sync");
+            assert_eq!(p.leader, p.replicas[0]);
         }
         assert_eq!(
             leads.into_iter().collect::<Vec<_>>(),
@@ -1113,8 +1448,49 @@ mod tests {
                         assignments,
                     }
                 }),
-            name.prop_map(|name| MetadataRecord::TopicDeleted { name }),
-            broker.prop_map(|broker| MetadataRecord::ProducerIdsAllocated { broker }),
+            name.clone()
+                .prop_map(|name| MetadataRecord::TopicDeleted { name }),
+            broker
+                .clone()
+                .prop_map(|broker| MetadataRecord::ProducerIdsAllocated { broker }),
+            (
+                name.clone(),
+                0..3i32,
+                0..3i32,
+                0..4i32,
+                prop::collection::vec(1..5i32, 0..4)
+            )
+                .prop_map(|(topic, partition, leader_epoch, partition_epoch, isr)| {
+                    MetadataRecord::IsrChanged {
+                        topic,
+                        partition,
+                        leader_epoch,
+                        partition_epoch,
+                        isr,
+                    }
+                }),
+            (name.clone(), 0..3i32, 0..4i32, broker).prop_map(
+                |(topic, partition, partition_epoch, leader)| MetadataRecord::LeaderMoved {
+                    topic,
+                    partition,
+                    partition_epoch,
+                    leader,
+                }
+            ),
+            (name, prop::bool::ANY, 1..4u32).prop_map(|(name, unclean, min)| {
+                MetadataRecord::ConfigAltered {
+                    name,
+                    configs: [
+                        (
+                            "unclean.leader.election.enable".to_string(),
+                            unclean.to_string(),
+                        ),
+                        ("min.insync.replicas".to_string(), min.to_string()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                }
+            }),
         ]
     }
 
@@ -1122,7 +1498,7 @@ mod tests {
         /// Any committed sequence, planned or not, keeps the invariants, and a snapshot taken at
         /// any point rebuilds the same catalog.
         #[test]
-        fn any_record_sequence_keeps_invariants(recs in prop::collection::vec(record(), 0..40)) {
+        fn any_record_sequence_keeps_invariants(recs in prop::collection::vec(record(), 0..60)) {
             let mut c = Catalog::new(LogConfig::default());
             for r in &recs {
                 c.apply(r);

@@ -46,6 +46,10 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// Bytes between sparse index entries.
     pub index_interval_bytes: u32,
+    /// In-sync replicas an acks=all write needs (min.insync.replicas).
+    pub min_insync_replicas: u32,
+    /// Whether an out-of-sync replica may be elected when no in-sync one is left.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for LogConfig {
@@ -58,6 +62,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -68,10 +74,12 @@ pub const KNOWN_KEYS: &[&str] = &[
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
+    "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Default value string for a known key, under the given broker defaults.
@@ -81,6 +89,8 @@ fn default_value(key: &str, d: &LogConfig) -> String {
         "index.interval.bytes" => d.index_interval_bytes.to_string(),
         "max.message.bytes" => d.max_message_bytes.to_string(),
         "message.timestamp.type" => ts_name(d.timestamp_type).into(),
+        "min.insync.replicas" => d.min_insync_replicas.to_string(),
+        "unclean.leader.election.enable" => d.unclean_leader_election.to_string(),
         "retention.bytes" => d.retention_bytes.to_string(),
         "retention.ms" => d.retention_ms.to_string(),
         "segment.bytes" => d.segment_bytes.to_string(),
@@ -136,6 +146,16 @@ fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
                 "CreateTime" => TimestampType::CreateTime,
                 "LogAppendTime" => TimestampType::LogAppendTime,
                 _ => return Err(err(key, value, "must be CreateTime or LogAppendTime")),
+            }
+        }
+        "min.insync.replicas" => {
+            cfg.min_insync_replicas = parse_int(key, value, 1, i32::MAX as i64)? as u32
+        }
+        "unclean.leader.election.enable" => {
+            cfg.unclean_leader_election = match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(err(key, value, "must be true or false")),
             }
         }
         "retention.bytes" => cfg.retention_bytes = parse_int(key, value, -1, i64::MAX)?,

@@ -23,6 +23,9 @@ pub struct Controller {
     leader_since: Option<u64>,
     /// Last heartbeat per broker: (incarnation, time).
     heard: BTreeMap<i32, (String, u64)>,
+    /// When this controller first saw each fenced incarnation fenced: only a heartbeat after
+    /// that unfences it (one sent before a controlled shutdown's fence must not).
+    fenced_seen: BTreeMap<i32, (String, u64)>,
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
 }
@@ -34,6 +37,7 @@ impl Controller {
             session_timeout_ms,
             leader_since: None,
             heard: BTreeMap::new(),
+            fenced_seen: BTreeMap::new(),
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -67,10 +71,12 @@ impl Controller {
             (true, None) => {
                 self.leader_since = Some(now_ms);
                 self.heard.clear();
+                self.fenced_seen.clear();
             }
             (false, Some(_)) => {
                 self.leader_since = None;
                 self.heard.clear();
+                self.fenced_seen.clear();
             }
             _ => {}
         }
@@ -90,10 +96,20 @@ impl Controller {
     }
 
     /// Records to propose now: fences of silent brokers, unfences of returned ones.
-    pub fn poll(&self, now_ms: u64, catalog: &Catalog) -> Vec<MetadataRecord> {
+    pub fn poll(&mut self, now_ms: u64, catalog: &Catalog) -> Vec<MetadataRecord> {
         let Some(since) = self.leader_since else {
             return Vec::new();
         };
+        self.fenced_seen.retain(|id, (inc, _)| {
+            catalog
+                .broker(*id)
+                .is_some_and(|b| b.fenced && b.incarnation == *inc)
+        });
+        for b in catalog.brokers().filter(|b| b.fenced) {
+            self.fenced_seen
+                .entry(b.id)
+                .or_insert_with(|| (b.incarnation.clone(), now_ms));
+        }
         let mut out = Vec::new();
         for b in catalog.brokers() {
             let heard = match self.heard.get(&b.id) {
@@ -107,7 +123,14 @@ impl Controller {
                     id: b.id,
                     incarnation: b.incarnation.clone(),
                 });
-            } else if b.fenced && heard.is_some() && !silent {
+            } else if b.fenced
+                && heard.is_some_and(|at| {
+                    self.fenced_seen
+                        .get(&b.id)
+                        .is_none_or(|(_, seen)| at > *seen)
+                })
+                && !silent
+            {
                 out.push(MetadataRecord::BrokerUnfenced {
                     id: b.id,
                     incarnation: b.incarnation.clone(),

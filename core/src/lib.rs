@@ -31,4 +31,5 @@ pub mod controller;
 pub mod log;
 pub mod producer;
 pub mod raft;
+pub mod replication;
 pub mod rng;

@@ -539,6 +539,137 @@ impl PartitionLog {
         self.leader_epoch = epoch;
     }
 
+    /// The leader-epoch history: `(epoch, first offset)` in increasing order.
+    pub fn epochs(&self) -> &[(i32, i64)] {
+        &self.epochs
+    }
+
+    /// Restores the leader-epoch history saved by the shell, dropping entries past the log
+    /// end (their batches were lost) and keeping the first entry at or below the log start.
+    pub fn restore_epochs(&mut self, saved: &[(i32, i64)]) {
+        let end = self.log_end_offset();
+        let mut kept: Vec<(i32, i64)> = Vec::new();
+        for &(e, start) in saved {
+            if start > end || kept.last().is_some_and(|(le, ls)| e <= *le || start < *ls) {
+                continue;
+            }
+            kept.push((e, start));
+        }
+        // Batches recovered after the saved history (its write was lost) extend it.
+        for &(e, start) in &self.epochs {
+            if kept.last().is_none_or(|(le, ls)| e > *le && start >= *ls) {
+                kept.push((e, start));
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        self.leader_epoch = kept.last().map(|(e, _)| *e).unwrap_or(0);
+        self.epochs = kept;
+    }
+
+    /// Epoch of the last batch in the log (what a follower fetches with), or -1 when empty.
+    pub fn last_epoch(&self) -> i32 {
+        let end = self.log_end_offset();
+        self.epochs
+            .iter()
+            .rev()
+            .find(|(_, start)| *start < end)
+            .map(|(e, _)| *e)
+            .unwrap_or(-1)
+    }
+
+    /// Appends one batch copied from the leader, keeping its offsets: a follower's append. It
+    /// must start at the log end. The batch's leader epoch extends the epoch history, and its
+    /// producer state is recorded so this replica dedupes retries if it becomes leader.
+    pub fn append_replicated(
+        &mut self,
+        now_ms: u64,
+        batch_bytes: &[u8],
+    ) -> Result<Appended, AppendError> {
+        let h = batch::verify_stored(batch_bytes)?;
+        if h.size != batch_bytes.len() {
+            return Err(AppendError::InvalidRecord("one whole batch expected"));
+        }
+        let base_offset = self.log_end_offset();
+        if h.base_offset != base_offset {
+            return Err(AppendError::InvalidRecord(
+                "a replicated batch must start at the log end",
+            ));
+        }
+        if h.leader_epoch < self.last_epoch() {
+            return Err(AppendError::InvalidRecord(
+                "a replicated batch carries an older leader epoch than the log",
+            ));
+        }
+        if batch_bytes.len() as u64 > u64::from(u32::MAX) {
+            return Err(AppendError::LargerThanSegment {
+                size: batch_bytes.len(),
+                max: u64::from(u32::MAX),
+            });
+        }
+        let count = h.last_offset() + 1 - base_offset;
+        let roll = {
+            let a = self.active();
+            let full = a.size + batch_bytes.len() as u64 > self.config.segment_bytes;
+            let old = now_ms.saturating_sub(a.created_ms) >= self.config.segment_ms;
+            let offsets_full = base_offset + count - a.base_offset > i64::from(u32::MAX);
+            let too_big = a.size + batch_bytes.len() as u64 > u64::from(u32::MAX);
+            if !a.is_empty() && (full || old || offsets_full || too_big) {
+                Some(self.roll(now_ms))
+            } else {
+                None
+            }
+        };
+        if h.leader_epoch > self.epochs.last().map(|(e, _)| *e).unwrap_or(-1) {
+            if self
+                .epochs
+                .last()
+                .is_some_and(|(_, start)| *start == base_offset)
+            {
+                self.epochs.pop();
+            }
+            self.epochs.push((h.leader_epoch, base_offset));
+            self.leader_epoch = self.leader_epoch.max(h.leader_epoch);
+        }
+        let interval = self.config.index_interval_bytes;
+        let producer = h.has_producer_id().then(|| {
+            (
+                h.producer_id,
+                self.producers.get(h.producer_id).cloned(),
+                h.producer_epoch,
+                h.base_sequence,
+            )
+        });
+        let seg = self.active_mut();
+        let undo = Undo {
+            base_offset,
+            bytes_since_point: seg.bytes_since_point,
+            max_timestamp: seg.max_timestamp,
+            points: seg.points.len(),
+            producer,
+        };
+        let position = seg.size;
+        seg.push(&h, position, interval);
+        let segment_base = seg.base_offset;
+        if h.has_producer_id() {
+            self.producers.record(&h, now_ms);
+        }
+        self.undo = Some(undo);
+        Ok(Appended {
+            base_offset,
+            last_offset: h.last_offset(),
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset(),
+            roll,
+            write: Some(WriteAt {
+                segment_base,
+                position,
+                len: batch_bytes.len(),
+            }),
+        })
+    }
+
     /// Total bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()

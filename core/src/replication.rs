@@ -1,0 +1,518 @@
+//! Partition replication on one broker, sans-I/O: the leader's view of its followers (fetch
+//! progress, in-sync replicas, high watermark) and the follower's truncation rule.
+//!
+//! Followers fetch from the leader at their log end, naming the epoch of their last batch. The
+//! leader first checks that epoch against its own history ([`Leader::check_fetch`]); a follower
+//! whose log diverges is told where the epoch ends and truncates there
+//! ([`truncation_offset`]), so logs never fork. Only a fetch that passed the check counts as
+//! progress. The high watermark is the smallest log end of the maximal ISR (the committed ISR
+//! plus members a pending change adds, KIP-497), and advances only while that set has at least
+//! min.insync.replicas members (KIP-966: a replica that leaves a too-small ISR then still holds
+//! every committed record, so it is eligible to lead). ISR changes are proposed to the
+//! controller with the partition epoch they were planned against; one is pending at a time.
+//!
+//! Invariants: during one leadership the high watermark never decreases and never exceeds the
+//! log end of any member of the maximal ISR; a follower's progress is only ever recorded for a
+//! fetch offset its log shares with the leader's.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::PartitionState;
+use crate::log::PartitionLog;
+
+/// Settings of replication that the leader applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// A follower not caught up for this long leaves the ISR (replica.lag.time.max.ms).
+    pub lag_time_max_ms: u64,
+    /// min.insync.replicas of the topic.
+    pub min_insync_replicas: usize,
+    /// A proposed ISR change not committed within this long is proposed again.
+    pub isr_retry_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            lag_time_max_ms: 30_000,
+            min_insync_replicas: 1,
+            isr_retry_ms: 5_000,
+        }
+    }
+}
+
+/// What the leader knows of one follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// Its log end as of its last accepted fetch, or -1 before one.
+    pub end: i64,
+    /// Last time it was caught up with the leader's log end.
+    pub caught_up_ms: u64,
+    last_fetch_ms: u64,
+    last_fetch_leader_end: i64,
+}
+
+impl FollowerProgress {
+    fn new(now_ms: u64) -> Self {
+        FollowerProgress {
+            end: -1,
+            caught_up_ms: now_ms,
+            last_fetch_ms: now_ms,
+            last_fetch_leader_end: i64::MAX,
+        }
+    }
+}
+
+/// The leader's answer to a follower's fetch position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchCheck {
+    /// The follower's log matches up to its fetch offset: serve it.
+    Accepted,
+    /// The follower's log diverges: its epoch ends at `end_offset` here (`-1, -1`: unknown).
+    Diverging {
+        /// The largest epoch here at or below the follower's.
+        epoch: i32,
+        /// Where that epoch ends here.
+        end_offset: i64,
+    },
+    /// The fetcher is not a replica of this partition.
+    NotReplica,
+}
+
+/// An ISR change for the controller (an AlterPartition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    /// The new ISR.
+    pub isr: Vec<i32>,
+    /// The leader epoch of the proposer.
+    pub leader_epoch: i32,
+    /// The partition epoch it was planned against.
+    pub partition_epoch: i32,
+}
+
+/// One partition's leadership on this broker.
+#[derive(Debug, Clone)]
+pub struct Leader {
+    me: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    pending: Option<(Vec<i32>, u64)>,
+    epoch_start: i64,
+    hw: i64,
+    followers: BTreeMap<i32, FollowerProgress>,
+    config: ReplicationConfig,
+}
+
+impl Leader {
+    /// Takes leadership at `state` (whose leader is `me`) over a log ending at `log_end`, with
+    /// the high watermark this replica last knew.
+    pub fn new(
+        me: i32,
+        state: &PartitionState,
+        log_end: i64,
+        hw: i64,
+        now_ms: u64,
+        config: ReplicationConfig,
+    ) -> Self {
+        debug_assert_eq!(state.leader, me);
+        let followers = state
+            .replicas
+            .iter()
+            .filter(|r| **r != me)
+            .map(|r| (*r, FollowerProgress::new(now_ms)))
+            .collect();
+        let mut l = Leader {
+            me,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            pending: None,
+            epoch_start: log_end,
+            hw: hw.clamp(0, log_end),
+            followers,
+            config,
+        };
+        l.advance(log_end);
+        l
+    }
+
+    /// The leader epoch this leadership serves.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    /// The committed ISR.
+    pub fn isr(&self) -> &[i32] {
+        &self.isr
+    }
+
+    /// The high watermark: records below it are committed.
+    pub fn hw(&self) -> i64 {
+        self.hw
+    }
+
+    /// The log end when this leadership began.
+    pub fn epoch_start(&self) -> i64 {
+        self.epoch_start
+    }
+
+    /// Whether the high watermark has reached this leadership's first offset, so it covers
+    /// everything an earlier leader may have exposed (before that, ListOffsets answers
+    /// OFFSET_NOT_AVAILABLE).
+    pub fn hw_settled(&self) -> bool {
+        self.hw >= self.epoch_start
+    }
+
+    /// Progress of each follower.
+    pub fn followers(&self) -> &BTreeMap<i32, FollowerProgress> {
+        &self.followers
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> ReplicationConfig {
+        self.config
+    }
+
+    /// Replaces the settings (the topic's config changed).
+    pub fn set_config(&mut self, config: ReplicationConfig, log_end: i64) {
+        self.config = config;
+        self.advance(log_end);
+    }
+
+    /// Whether an acks=all write may be appended: the committed ISR has at least
+    /// min.insync.replicas members.
+    pub fn enough_replicas(&self) -> bool {
+        self.isr.len() >= self.config.min_insync_replicas
+    }
+
+    /// The committed ISR plus members a pending change adds.
+    pub fn maximal_isr(&self) -> Vec<i32> {
+        let mut m = self.isr.clone();
+        if let Some((p, _)) = &self.pending {
+            for r in p {
+                if !m.contains(r) {
+                    m.push(*r);
+                }
+            }
+        }
+        m
+    }
+
+    /// The catalog moved on within this leadership (same leader epoch): a new ISR, partition
+    /// epoch or replica set. A committed change ends the pending one.
+    pub fn update(&mut self, state: &PartitionState, log_end: i64, now_ms: u64) {
+        if state.partition_epoch != self.partition_epoch {
+            self.pending = None;
+        }
+        self.partition_epoch = state.partition_epoch;
+        self.isr = state.isr.clone();
+        self.replicas = state.replicas.clone();
+        let me = self.me;
+        self.followers
+            .retain(|r, _| state.replicas.contains(r) && *r != me);
+        for r in &state.replicas {
+            if *r != me {
+                self.followers
+                    .entry(*r)
+                    .or_insert_with(|| FollowerProgress::new(now_ms));
+            }
+        }
+        self.advance(log_end);
+    }
+
+    /// Checks a follower's fetch position (`fetch_offset`, epoch of its last batch) against
+    /// this leader's log.
+    pub fn check_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        log: &PartitionLog,
+    ) -> FetchCheck {
+        if replica == self.me || !self.followers.contains_key(&replica) {
+            return FetchCheck::NotReplica;
+        }
+        if last_fetched_epoch < 0 || fetch_offset <= log.log_start_offset() {
+            return FetchCheck::Accepted;
+        }
+        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+        if epoch != last_fetched_epoch || end_offset < fetch_offset {
+            return FetchCheck::Diverging { epoch, end_offset };
+        }
+        FetchCheck::Accepted
+    }
+
+    /// Records an accepted fetch at `fetch_offset` (the follower holds everything below it);
+    /// returns whether the high watermark advanced.
+    pub fn on_fetch(&mut self, replica: i32, fetch_offset: i64, log_end: i64, now_ms: u64) -> bool {
+        let Some(f) = self.followers.get_mut(&replica) else {
+            return false;
+        };
+        let fetch_offset = fetch_offset.min(log_end);
+        if fetch_offset >= log_end {
+            f.caught_up_ms = f.caught_up_ms.max(now_ms);
+        } else if fetch_offset >= f.last_fetch_leader_end {
+            f.caught_up_ms = f.caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.last_fetch_ms = now_ms;
+        f.last_fetch_leader_end = log_end;
+        f.end = fetch_offset;
+        self.advance(log_end)
+    }
+
+    /// The leader's own log grew to `log_end`; returns whether the high watermark advanced.
+    pub fn on_append(&mut self, log_end: i64) -> bool {
+        self.advance(log_end)
+    }
+
+    fn advance(&mut self, log_end: i64) -> bool {
+        let maximal = self.maximal_isr();
+        let needed = self.config.min_insync_replicas.min(self.replicas.len());
+        if maximal.len() < needed {
+            return false;
+        }
+        let candidate = maximal
+            .iter()
+            .map(|r| {
+                if *r == self.me {
+                    log_end
+                } else {
+                    self.followers.get(r).map(|f| f.end).unwrap_or(-1)
+                }
+            })
+            .min()
+            .unwrap_or(log_end);
+        if candidate > self.hw {
+            self.hw = candidate;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The ISR change due now, if any: followers not caught up for replica.lag.time.max.ms
+    /// leave; replicas that reached the high watermark (and this leadership's start) join.
+    pub fn tick(&mut self, now_ms: u64) -> Option<IsrProposal> {
+        if let Some((_, at)) = &self.pending {
+            if now_ms.saturating_sub(*at) < self.config.isr_retry_ms {
+                return None;
+            }
+            self.pending = None;
+        }
+        let lag = self.config.lag_time_max_ms;
+        let mut next: Vec<i32> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| {
+                if *r == self.me {
+                    return true;
+                }
+                let Some(f) = self.followers.get(r) else {
+                    return false;
+                };
+                if self.isr.contains(r) {
+                    now_ms.saturating_sub(f.caught_up_ms) <= lag
+                } else {
+                    f.end >= 0
+                        && f.end >= self.hw
+                        && f.end >= self.epoch_start
+                        && now_ms.saturating_sub(f.caught_up_ms) <= lag
+                }
+            })
+            .collect();
+        next.dedup();
+        let mut current = self.isr.clone();
+        current.sort_unstable();
+        let mut sorted = next.clone();
+        sorted.sort_unstable();
+        if sorted == current {
+            return None;
+        }
+        self.pending = Some((next.clone(), now_ms));
+        Some(IsrProposal {
+            isr: next,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+        })
+    }
+}
+
+/// Where a follower truncates when the leader says its log diverges: told that epoch
+/// `leader_epoch` ends at `leader_end` on the leader, it keeps what both logs hold of that
+/// epoch; if it never had that epoch it cuts where its own earlier epoch ends (the next fetch
+/// checks again from there). With no answer from the leader it falls back to its high
+/// watermark. Never above its log end.
+pub fn truncation_offset(log: &PartitionLog, leader_epoch: i32, leader_end: i64, hw: i64) -> i64 {
+    let end = log.log_end_offset();
+    let cut = if leader_epoch < 0 {
+        hw
+    } else {
+        match log.end_offset_for_epoch(leader_epoch) {
+            (-1, _) => log.log_start_offset(),
+            (e, own_end) if e == leader_epoch => own_end.min(leader_end),
+            (_, own_end) => own_end,
+        }
+    };
+    cut.clamp(log.log_start_offset(), end)
+}
+
+/// A follower's high watermark: the leader's, capped at what it holds.
+pub fn follower_hw(leader_hw: i64, log_end: i64) -> i64 {
+    leader_hw.min(log_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogConfig;
+    use proptest::prelude::*;
+
+    fn state(isr: &[i32], leader_epoch: i32, partition_epoch: i32) -> PartitionState {
+        PartitionState {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            elr: vec![],
+            leader: 1,
+            leader_epoch,
+            partition_epoch,
+        }
+    }
+
+    fn cfg(min: usize) -> ReplicationConfig {
+        ReplicationConfig {
+            lag_time_max_ms: 1000,
+            min_insync_replicas: min,
+            isr_retry_ms: 500,
+        }
+    }
+
+    #[test]
+    fn hw_is_the_smallest_isr_end() {
+        let mut l = Leader::new(1, &state(&[1, 2, 3], 0, 0), 10, 0, 0, cfg(2));
+        assert_eq!(l.hw(), 0);
+        assert!(!l.on_fetch(2, 10, 10, 1));
+        assert!(l.on_fetch(3, 7, 10, 1));
+        assert_eq!(l.hw(), 7);
+        l.on_fetch(3, 10, 10, 2);
+        assert_eq!(l.hw(), 10);
+        assert!(l.hw_settled());
+    }
+
+    #[test]
+    fn a_lagging_follower_leaves_and_a_caught_up_one_joins() {
+        let mut l = Leader::new(1, &state(&[1, 2, 3], 0, 0), 10, 10, 0, cfg(2));
+        l.on_fetch(2, 10, 10, 100);
+        assert_eq!(l.tick(500), None);
+        let p = l.tick(1_050).expect("3 lags");
+        assert_eq!(p.isr, vec![1, 2]);
+        assert_eq!(l.tick(1_060), None, "one change pending at a time");
+        l.update(&state(&[1, 2], 0, 1), 10, 1_070);
+        assert_eq!(l.isr(), &[1, 2]);
+        l.on_fetch(2, 10, 10, 1_080);
+        l.on_fetch(3, 10, 10, 1_080);
+        let p = l.tick(1_090).expect("3 caught up");
+        assert_eq!((p.isr, p.partition_epoch), (vec![1, 2, 3], 1));
+    }
+
+    #[test]
+    fn hw_stops_below_min_insync() {
+        let mut l = Leader::new(1, &state(&[1], 0, 0), 10, 5, 0, cfg(2));
+        assert_eq!(l.hw(), 5);
+        assert!(!l.on_append(20));
+        assert!(!l.enough_replicas());
+        let mut one = Leader::new(1, &state(&[1], 0, 0), 10, 5, 0, cfg(1));
+        assert!(one.on_append(20));
+        assert_eq!(one.hw(), 20);
+    }
+
+    fn log_with(epochs: &[(i32, usize)]) -> PartitionLog {
+        // Appends `n` one-record batches at each epoch in turn.
+        let mut log = PartitionLog::new(LogConfig::default(), 0);
+        for (e, n) in epochs {
+            log.set_leader_epoch(*e);
+            for _ in 0..*n {
+                let mut b = crate::batch::build::simple(1, 0, None);
+                log.append(0, &mut b).unwrap();
+            }
+        }
+        log
+    }
+
+    #[test]
+    fn divergence_and_truncation() {
+        // Leader: epoch 0 holds 0..5, epoch 2 holds 5..8. Follower: epoch 0 holds 0..5,
+        // epoch 1 (a leader that never committed) holds 5..9.
+        let leader_log = log_with(&[(0, 5), (2, 3)]);
+        let follower_log = log_with(&[(0, 5), (1, 4)]);
+        let st = PartitionState {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            elr: vec![],
+            leader: 1,
+            leader_epoch: 2,
+            partition_epoch: 0,
+        };
+        let l = Leader::new(1, &st, 8, 5, 0, cfg(1));
+        let check = l.check_fetch(2, 9, follower_log.last_epoch(), &leader_log);
+        assert_eq!(
+            check,
+            FetchCheck::Diverging {
+                epoch: 0,
+                end_offset: 5
+            }
+        );
+        assert_eq!(truncation_offset(&follower_log, 0, 5, 0), 5);
+        assert_eq!(l.check_fetch(2, 5, 0, &leader_log), FetchCheck::Accepted);
+        assert_eq!(l.check_fetch(2, 8, 2, &leader_log), FetchCheck::Accepted);
+        assert_eq!(l.check_fetch(3, 8, 2, &leader_log), FetchCheck::NotReplica);
+    }
+
+    proptest! {
+        /// Random fetches, appends, ticks and committed ISR changes: the high watermark never
+        /// falls, never passes a maximal-ISR member's end, and stays put below min ISR.
+        #[test]
+        fn hw_safety(ops in proptest::collection::vec((0u8..5, 0u8..3, 0i64..20), 1..200), min in 1usize..4) {
+            let mut st = state(&[1, 2, 3], 0, 0);
+            let mut end = 0i64;
+            let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut now = 0u64;
+            let mut l = Leader::new(1, &st, end, 0, now, cfg(min));
+            for (op, who, n) in ops {
+                now += 100;
+                let before = l.hw();
+                let f = 2 + i32::from(who % 2);
+                match op {
+                    0 => { end += n; l.on_append(end); }
+                    1 | 2 => {
+                        let e = ends.entry(f).or_insert(0);
+                        *e = (*e + n).min(end);
+                        let at = *e;
+                        l.on_fetch(f, at, end, now);
+                    }
+                    3 => {
+                        if let Some(p) = l.tick(now) {
+                            st.isr = p.isr;
+                            st.partition_epoch += 1;
+                            l.update(&st, end, now);
+                        }
+                    }
+                    _ => { l.tick(now); }
+                }
+                prop_assert!(l.hw() >= before);
+                prop_assert!(l.hw() <= end);
+                for r in l.maximal_isr() {
+                    if r != 1 && l.hw() > before {
+                        prop_assert!(l.hw() <= ends.get(&r).copied().unwrap_or(0));
+                    }
+                }
+                if l.hw() > before {
+                    prop_assert!(l.maximal_isr().len() >= min.min(3));
+                }
+            }
+        }
+    }
+}
