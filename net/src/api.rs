@@ -32,6 +32,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::{CatalogError, Placement};
 use skein_core::log::AppendError;
+use skein_core::replication::FetchCheck;
 use tracing::{debug, warn};
 
 use crate::broker::{now_ms, quorum_error, Broker};
@@ -301,15 +302,41 @@ pub async fn produce(
                     format!("unknown topic '{name}'"),
                 ))
             } else {
-                match b.leader_partition(&name, pd.index) {
+                let found = b.leader_partition(&name, pd.index).and_then(|(p, epoch)| {
+                    // acks=all needs min.insync.replicas in the ISR before it appends.
+                    let mut r = p.repl.lock().expect("repl lock");
+                    match r.leading(epoch) {
+                        None => Err(E::NotLeaderOrFollower),
+                        Some(l) if acks == -1 && !l.enough_replicas() => Err(E::NotEnoughReplicas),
+                        Some(_) => Ok((p.clone(), epoch)),
+                    }
+                });
+                match found {
+                    Err(E::NotEnoughReplicas) => Some((
+                        E::NotEnoughReplicas,
+                        format!(
+                            "topic '{name}' partition {}: fewer in-sync replicas than min.insync.replicas",
+                            pd.index
+                        ),
+                    )),
                     Err(e) => Some((e, format!("topic '{name}' partition {}: {e:?}", pd.index))),
-                    Ok((p, _)) => match pd.records {
+                    Ok((p, epoch)) => match pd.records {
                         None => Some((E::InvalidRecord, "no records".to_string())),
                         Some(records) => {
                             let mut buf = BytesMut::from(&records[..]);
                             let (res, pending) = {
                                 let mut st = p.store.lock().expect("partition lock");
                                 let res = st.append(now_ms(), &mut buf);
+                                let end = st.log().log_end_offset();
+                                let advanced = res.is_ok()
+                                    && p.repl
+                                        .lock()
+                                        .expect("repl lock")
+                                        .leading(epoch)
+                                        .is_some_and(|l| l.on_append(end));
+                                if advanced {
+                                    p.repl_changed.send_modify(|n| *n += 1);
+                                }
                                 (res, st.unflushed_messages())
                             };
                             match res {
@@ -320,12 +347,13 @@ pub async fn produce(
                                     if a.write.is_some() {
                                         b.appended.send_modify(|n| *n += 1);
                                     }
-                                    if acks == -1 && !b.settings.interval_flush() {
+                                    if acks == -1 {
                                         waits.push((
                                             r.responses.len(),
                                             tr.partition_responses.len(),
                                             p.clone(),
                                             a.last_offset + 1,
+                                            epoch,
                                         ));
                                     }
                                     if let Some(n) = b.settings.flush_messages {
@@ -361,21 +389,32 @@ pub async fn produce(
         }
         r.responses.push(tr);
     }
-    // Durability gate: acks=all answers only after the fsync covering each batch. All the
-    // request's partitions wait at once, so their fsyncs overlap.
-    let wait_results = futures::future::join_all(
-        waits
-            .into_iter()
-            .map(|(t, i, p, end)| async move { (t, i, p.wait_synced(end).await) }),
-    )
-    .await;
+    // Durability gate: acks=all answers only after the fsync covering each batch (unless the
+    // interval flush policy is on) and once the high watermark covers it, i.e. every ISR
+    // member holds it. All the request's partitions wait at once, so their fsyncs overlap.
+    let interval = b.settings.interval_flush();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let wait_results =
+        futures::future::join_all(waits.into_iter().map(|(t, i, p, end, epoch)| async move {
+            if !interval {
+                if let Err(e) = p.wait_synced(end).await {
+                    warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
+                    return (t, i, Err((E::KafkaStorageError, e.to_string())));
+                }
+            }
+            let res = crate::replica::wait_replicated(&p, end, epoch, deadline)
+                .await
+                .map_err(|e| (e, crate::replica::wait_error_message(e).to_string()));
+            (t, i, res)
+        }))
+        .await;
     for (t, i, res) in wait_results {
-        if let Err(e) = res {
+        if let Err((code, msg)) = res {
             let tr = &mut r.responses[t];
-            warn!(topic = %tr.name.0.as_str(), error = %e, "fsync failed");
             let pr = &mut tr.partition_responses[i];
-            pr.error_code = E::KafkaStorageError.code();
-            pr.error_message = Some(s(e.to_string()));
+            pr.error_code = code.code();
+            pr.error_message = Some(s(msg));
             pr.base_offset = -1;
         }
     }
@@ -441,6 +480,10 @@ pub async fn fetch(b: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResp
 }
 
 fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
+    // A broker fetching for its replica reads up to the log end and moves the high watermark;
+    // a consumer reads below the high watermark only.
+    let replica = req.replica_id.0;
+    let now = b.mono_ms();
     let mut r = FetchResponse::default();
     let mut total = 0usize;
     let max_total = if req.max_bytes <= 0 {
@@ -461,9 +504,9 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
             pd.log_start_offset = -1;
             pd.preferred_read_replica = (-1).into();
             pd.records = Some(Bytes::new());
-            let p = match b.leader_partition(&name, fp.partition) {
+            let (p, epoch) = match b.leader_partition(&name, fp.partition) {
                 Ok((p, epoch)) => match leader_epoch_check(fp.current_leader_epoch, epoch) {
-                    None => p,
+                    None => (p, epoch),
                     Some(e) => {
                         pd.error_code = e.code();
                         tr.partitions.push(pd);
@@ -478,6 +521,49 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
             };
             let (plan, hw, start) = {
                 let st = p.store.lock().expect("partition lock");
+                let end = st.log().log_end_offset();
+                let hw = {
+                    let mut rp = p.repl.lock().expect("repl lock");
+                    let Some(l) = rp.leading(epoch) else {
+                        pd.error_code = E::NotLeaderOrFollower.code();
+                        tr.partitions.push(pd);
+                        continue;
+                    };
+                    if replica >= 0 {
+                        match l.check_fetch(
+                            replica,
+                            fp.fetch_offset,
+                            fp.last_fetched_epoch,
+                            st.log(),
+                        ) {
+                            FetchCheck::NotReplica => {
+                                pd.error_code = E::NotLeaderOrFollower.code();
+                                tr.partitions.push(pd);
+                                continue;
+                            }
+                            FetchCheck::Diverging { epoch, end_offset } => {
+                                pd.diverging_epoch.epoch = epoch;
+                                pd.diverging_epoch.end_offset = end_offset;
+                                pd.high_watermark = l.hw();
+                                pd.log_start_offset = st.log().log_start_offset();
+                                tr.partitions.push(pd);
+                                // Answer at once: the follower must truncate first.
+                                total = total.max(1);
+                                continue;
+                            }
+                            FetchCheck::Accepted => {
+                                if fp.fetch_offset >= st.log().log_start_offset()
+                                    && fp.fetch_offset <= end
+                                    && l.on_fetch(replica, fp.fetch_offset, end, now)
+                                {
+                                    p.repl_changed.send_modify(|n| *n += 1);
+                                    b.appended.send_modify(|n| *n += 1);
+                                }
+                            }
+                        }
+                    }
+                    l.hw()
+                };
                 let remaining = max_total.saturating_sub(total);
                 // KIP-74: the first partition with data returns at least one whole batch.
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(if total == 0 {
@@ -485,12 +571,14 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                 } else {
                     remaining
                 });
-                (
+                let plan = if replica < 0 && fp.fetch_offset >= hw && fp.fetch_offset <= end {
+                    // Nothing committed there yet.
+                    Ok((None, limit))
+                } else {
                     st.plan_fetch(fp.fetch_offset, limit as u64)
-                        .map(|x| (x, limit)),
-                    st.log().log_end_offset(),
-                    st.log().log_start_offset(),
-                )
+                        .map(|x| (x, limit))
+                };
+                (plan, hw, st.log().log_start_offset())
             };
             pd.high_watermark = hw;
             pd.last_stable_offset = hw;
@@ -502,6 +590,11 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                     let first = total == 0;
                     match read_range(&range) {
                         Ok(bytes) => {
+                            let bytes = if replica < 0 {
+                                crate::replica::cut_at_hw(bytes, hw)
+                            } else {
+                                bytes
+                            };
                             if first || bytes.len() <= max_total.saturating_sub(total) {
                                 total += bytes.len();
                                 pd.records = Some(bytes);
@@ -547,12 +640,27 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                     continue;
                 }
             }
+            // A new leader answers only once its high watermark has reached its first offset:
+            // before that it could answer below what the previous leader exposed.
+            let found = found.and_then(|(part, epoch)| {
+                let mut r = part.repl.lock().expect("repl lock");
+                match r.leading(epoch) {
+                    None => Err(E::NotLeaderOrFollower),
+                    Some(l) if !l.hw_settled() => Err(E::OffsetNotAvailable),
+                    Some(l) => {
+                        let hw = l.hw();
+                        drop(r);
+                        Ok((part, hw))
+                    }
+                }
+            });
             match found {
                 Err(e) => pr.error_code = e.code(),
-                Ok((part, _)) => match p.timestamp {
+                Ok((part, hw)) => match p.timestamp {
                     -2 => pr.offset = part.store.lock().expect("lock").log().log_start_offset(),
-                    -1 => pr.offset = part.store.lock().expect("lock").log().log_end_offset(),
+                    -1 => pr.offset = hw,
                     ts if ts >= 0 => match offset_for_time(&part, ts) {
+                        Ok(Some((off, _))) if off >= hw => {}
                         Ok(Some((off, found_ts))) => {
                             pr.offset = off;
                             pr.timestamp = found_ts;
@@ -894,11 +1002,12 @@ pub async fn create_partitions(
 type ConfigRow = (String, String, i8);
 
 fn config_type(name: &str) -> i8 {
-    // Kafka's ConfigType: STRING 2, INT 3, LONG 5, LIST 7.
+    // Kafka's ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, LIST 7.
     match name {
         "cleanup.policy" => 7,
         "message.timestamp.type" => 2,
-        "index.interval.bytes" | "max.message.bytes" => 3,
+        "unclean.leader.election.enable" => 1,
+        "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => 3,
         _ => 5,
     }
 }

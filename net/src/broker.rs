@@ -8,7 +8,7 @@
 //! leader are served only while the catalog names this broker leader; an acks=all produce is
 //! answered only when `synced` covers its last offset (unless the interval flush policy is on).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,12 +21,14 @@ use skein_core::catalog::{
     id_to_hex, Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
 };
 use skein_core::controller::Controller;
+use skein_core::replication::Leader;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::peer::Outbox;
 use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
+use crate::replica::{replication_config, Repl, Role};
 use crate::storage::{sync_dir, PartitionStore, StorageError};
 use crate::sys::{
     self,
@@ -57,9 +59,18 @@ pub struct Partition {
     /// Log end offset known to be fsynced.
     synced: watch::Sender<i64>,
     flushing: AtomicBool,
+    /// Replication role and high watermark.
+    pub repl: Mutex<Repl>,
+    /// Bumped when the high watermark or the role changes (acks=all waits on it).
+    pub repl_changed: watch::Sender<u64>,
 }
 
 impl Partition {
+    /// The log was cut back or restarted (and synced) at `end`.
+    pub fn reset_synced(&self, end: i64) {
+        self.synced.send_replace(end);
+    }
+
     /// Waits until every offset below `end` is fsynced, sharing fsyncs among waiters (group commit).
     pub async fn wait_synced(&self, end: i64) -> Result<(), StorageError> {
         let mut rx = self.synced.subscribe();
@@ -162,6 +173,15 @@ pub struct Broker {
     pub appended: watch::Sender<u64>,
     /// Flipped on shutdown.
     pub shutting_down: watch::Sender<bool>,
+    /// Leaders a replica fetcher runs for.
+    fetchers: Mutex<BTreeSet<i32>>,
+    /// Asks the fetcher manager to start a fetcher for a leader.
+    fetcher_tx: mpsc::UnboundedSender<i32>,
+    fetcher_rx: Mutex<Option<mpsc::UnboundedReceiver<i32>>>,
+    /// Set once controlled shutdown begins: heartbeats stop.
+    stopping: AtomicBool,
+    /// When the controller last checked for preferred-leader elections.
+    last_rebalance: Mutex<u64>,
 }
 
 /// The broker as the quorum's state machine.
@@ -203,7 +223,13 @@ impl Broker {
         let clean = fs::metadata(dir.join(CLEAN_MARKER)).is_ok();
         let bootstrap = legacy_bootstrap(&settings, &local_cluster_id)?;
         let incarnation = sys::uuid().simple().to_string();
+        let (fetcher_tx, fetcher_rx) = mpsc::unbounded_channel();
         let broker = Arc::new(Broker {
+            fetchers: Mutex::new(BTreeSet::new()),
+            fetcher_tx,
+            fetcher_rx: Mutex::new(Some(fetcher_rx)),
+            stopping: AtomicBool::new(false),
+            last_rebalance: Mutex::new(0),
             catalog: Mutex::new(Catalog::new(settings.log_defaults.clone())),
             controller: Mutex::new(Controller::new(settings.broker_session_timeout_ms)),
             started: tokio::time::Instant::now(),
@@ -415,14 +441,21 @@ impl Broker {
             | MetadataRecord::BrokerUnfenced { .. } => self.reconcile(&cat, None),
             MetadataRecord::ConfigAltered { name, .. } => {
                 if let Some(cfg) = cat.log_config(name) {
+                    let rc = replication_config(self, cfg.min_insync_replicas);
                     for p in self.topic_partitions(name) {
-                        p.store
-                            .lock()
-                            .expect("partition lock")
-                            .set_config(cfg.clone());
+                        let mut st = p.store.lock().expect("partition lock");
+                        st.set_config(cfg.clone());
+                        let end = st.log().log_end_offset();
+                        if let Role::Leader(l) = &mut p.repl.lock().expect("repl lock").role {
+                            l.set_config(rc, end);
+                        }
+                        drop(st);
+                        p.repl_changed.send_modify(|n| *n += 1);
                     }
                 }
             }
+            MetadataRecord::IsrChanged { topic, .. }
+            | MetadataRecord::LeaderMoved { topic, .. } => self.reconcile(&cat, Some(topic)),
             MetadataRecord::ClusterId { .. }
             | MetadataRecord::ProducerIdBlock { .. }
             | MetadataRecord::ProducerIdsAllocated { .. } => {}
@@ -516,15 +549,112 @@ impl Broker {
                     }
                 }
             };
-            if state.leader == me {
-                p.store
-                    .lock()
-                    .expect("partition lock")
-                    .set_leader_epoch(state.leader_epoch);
-            }
+            let min_insync = catalog
+                .log_config(name)
+                .map(|c| c.min_insync_replicas)
+                .unwrap_or(1);
+            self.set_role(&p, state, min_insync);
         }
         if changed {
             sync_dir(dir);
+        }
+    }
+
+    /// Moves a partition to the role `state` gives this broker: leader (a new leadership at a
+    /// new epoch, or the same one seeing a new ISR), follower of the leader at its epoch
+    /// (starting a fetcher for that leader), or idle while the partition has no leader.
+    fn set_role(&self, p: &Arc<Partition>, state: &PartitionState, min_insync: u32) {
+        let me = self.settings.node_id;
+        let now = self.mono_ms();
+        let mut fetch_from = None;
+        {
+            let mut st = p.store.lock().expect("partition lock");
+            let mut r = p.repl.lock().expect("repl lock");
+            let end = st.log().log_end_offset();
+            if state.leader == me {
+                match r.leading(state.leader_epoch) {
+                    Some(l) => l.update(state, end, now),
+                    None => {
+                        if let Err(e) = st.set_leader_epoch(state.leader_epoch) {
+                            error!(topic = %p.topic, partition = p.index, error = %e, "saving the leader epoch failed");
+                        }
+                        let hw = r.hw();
+                        let cfg = replication_config(self, min_insync);
+                        let l = Leader::new(me, state, end, hw, now, cfg);
+                        info!(topic = %p.topic, partition = p.index, epoch = state.leader_epoch,
+                            log_end = end, hw = l.hw(), isr = ?state.isr, "leading partition");
+                        r.role = Role::Leader(Box::new(l));
+                    }
+                }
+            } else if state.leader >= 0 {
+                let same = matches!(r.role, Role::Follower { leader, epoch }
+                    if leader == state.leader && epoch == state.leader_epoch);
+                if !same {
+                    if let Role::Leader(l) = &r.role {
+                        r.follower_hw = l.hw();
+                    }
+                    debug!(topic = %p.topic, partition = p.index, leader = state.leader,
+                        epoch = state.leader_epoch, "following partition");
+                    r.role = Role::Follower {
+                        leader: state.leader,
+                        epoch: state.leader_epoch,
+                    };
+                    fetch_from = Some(state.leader);
+                }
+            } else {
+                if let Role::Leader(l) = &r.role {
+                    r.follower_hw = l.hw();
+                }
+                r.role = Role::Idle;
+            }
+        }
+        p.repl_changed.send_modify(|n| *n += 1);
+        if let Some(l) = fetch_from {
+            self.ensure_fetcher(l);
+        }
+    }
+
+    /// Makes sure a replica fetcher runs for `leader`.
+    fn ensure_fetcher(&self, leader: i32) {
+        if self.fetchers.lock().expect("fetchers lock").insert(leader) {
+            let _ = self.fetcher_tx.send(leader);
+        }
+    }
+
+    /// A fetcher for `leader` found nothing to follow: it stops (returns true) unless
+    /// `still_empty` says otherwise under the lock that [`Broker::ensure_fetcher`] takes.
+    pub fn release_fetcher(&self, leader: i32, still_empty: impl FnOnce() -> bool) -> bool {
+        let mut f = self.fetchers.lock().expect("fetchers lock");
+        if still_empty() {
+            f.remove(&leader);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Controlled shutdown: stops heartbeating and asks the quorum to fence this broker, so
+    /// its partitions elect other leaders before it stops; waits for that up to `timeout`.
+    pub async fn controlled_shutdown(&self, timeout: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        let me = self.settings.node_id;
+        let leads = self.with_catalog(|c| {
+            c.topics()
+                .flat_map(|t| t.parts.iter())
+                .any(|p| p.leader == me && p.replicas.len() > 1)
+        });
+        if !leads {
+            return;
+        }
+        info!("controlled shutdown: moving partition leadership to other replicas");
+        let rec = MetadataRecord::BrokerFenced {
+            id: me,
+            incarnation: self.incarnation.clone(),
+        };
+        match tokio::time::timeout(timeout, self.propose(&rec)).await {
+            Ok(Ok(())) => info!("controlled shutdown: leadership moved"),
+            Ok(Err(e)) => warn!(error = %e, "controlled shutdown could not move leadership"),
+            Err(_) => warn!("controlled shutdown timed out moving leadership"),
         }
     }
 
@@ -650,7 +780,8 @@ impl Broker {
             .collect()
     }
 
-    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+    /// Every open partition.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
             .expect("partitions lock")
@@ -711,7 +842,7 @@ impl Broker {
     }
 
     /// Milliseconds on the monotonic clock since this broker started.
-    fn mono_ms(&self) -> u64 {
+    pub fn mono_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -734,7 +865,8 @@ impl Broker {
             c.broker(me)
                 .is_some_and(|b| b.incarnation != self.incarnation)
         });
-        if stale {
+        let stopping = self.stopping.load(Ordering::Acquire);
+        if stale && !stopping {
             warn!("the metadata names an earlier incarnation of this broker; registering again");
             self.register_once().await;
         }
@@ -746,9 +878,32 @@ impl Broker {
             if !leader {
                 return;
             }
-            ctl.heartbeat(now, self.settings.node_id, &self.incarnation);
+            if !stopping {
+                ctl.heartbeat(now, self.settings.node_id, &self.incarnation);
+            }
+            let check = self.settings.leader_imbalance_check_ms;
+            let rebalance = check > 0 && {
+                let mut last = self.last_rebalance.lock().expect("rebalance lock");
+                let due = now.saturating_sub(*last) >= check;
+                if due {
+                    *last = now;
+                }
+                due
+            };
             self.with_catalog(|c| {
                 let mut recs = ctl.poll(now, c);
+                if rebalance {
+                    // Preferred-leader election: leadership goes back to the first replica
+                    // once it is live and in sync again.
+                    for (topic, partition, partition_epoch, leader) in c.imbalanced() {
+                        recs.push(MetadataRecord::LeaderMoved {
+                            topic,
+                            partition,
+                            partition_epoch,
+                            leader,
+                        });
+                    }
+                }
                 if c.cluster_id().is_none() {
                     recs.insert(
                         0,
@@ -771,6 +926,17 @@ impl Broker {
                 MetadataRecord::BrokerUnfenced { id, .. } => {
                     info!(broker = id, "unfencing a broker: heartbeats resumed")
                 }
+                MetadataRecord::LeaderMoved {
+                    topic,
+                    partition,
+                    leader,
+                    ..
+                } => {
+                    info!(
+                        topic,
+                        partition, leader, "moving leadership back to the preferred replica"
+                    )
+                }
                 _ => {}
             }
             if let Err(e) = self.propose(&rec).await {
@@ -781,6 +947,9 @@ impl Broker {
 
     /// Sends this broker's heartbeat to the quorum leader.
     fn heartbeat(&self) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
         let me = self.settings.node_id;
         if let Some(leader) = self.quorum().status().leader {
             if leader != me as u64 {
@@ -837,6 +1006,34 @@ impl Broker {
                         let b2 = b.clone();
                         let _ = sys::blocking(move || b2.run_retention()).await;
                     }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+        // Replica fetchers: one per leader this broker follows, started on demand.
+        let rx = self.fetcher_rx.lock().expect("fetcher lock").take();
+        if let Some(mut rx) = rx {
+            let b = self.clone();
+            let mut stop = self.shutting_down.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        leader = rx.recv() => match leader {
+                            Some(l) => { tokio::spawn(crate::replica::run_fetcher(b.clone(), l)); }
+                            None => return,
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+        let b = self.clone();
+        let mut tick = every((b.settings.replica_lag_time_max_ms / 4).clamp(10, 500));
+        let mut stop = self.shutting_down.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => crate::replica::tick_isr(&b).await,
                     _ = stop.changed() => return,
                 }
             }
@@ -992,6 +1189,8 @@ fn new_partition(topic: &str, index: i32, store: PartitionStore) -> Arc<Partitio
         store: Mutex::new(store),
         synced: watch::channel(end).0,
         flushing: AtomicBool::new(false),
+        repl: Mutex::new(Repl::new()),
+        repl_changed: watch::channel(0).0,
     })
 }
 

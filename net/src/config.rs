@@ -105,6 +105,21 @@ pub struct BrokerArgs {
     /// (default.replication.factor) [default: 1].
     #[arg(long, value_name = "N")]
     pub default_replication_factor: Option<i16>,
+    /// min.insync.replicas of topics that do not set it: replicas an acks=all write needs
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    pub min_insync_replicas: Option<u32>,
+    /// unclean.leader.election.enable of topics that do not set it [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub unclean_leader_election_enable: Option<bool>,
+    /// A follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)
+    /// [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
+    /// How often the controller moves leadership back to preferred replicas
+    /// (leader.imbalance.check.interval); 0 turns it off [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub leader_imbalance_check_interval_ms: Option<u64>,
 }
 
 /// Settings after merging flags, file and defaults, and checking them.
@@ -158,6 +173,10 @@ pub struct Settings {
     pub metadata_snapshot_entries: u64,
     /// default.replication.factor.
     pub default_replication_factor: i16,
+    /// replica.lag.time.max.ms.
+    pub replica_lag_time_max_ms: u64,
+    /// leader.imbalance.check.interval in ms (0: off).
+    pub leader_imbalance_check_ms: u64,
 }
 
 impl Settings {
@@ -210,7 +229,11 @@ impl BrokerArgs {
                 broker_heartbeat_interval_ms,
                 rack,
                 metadata_snapshot_entries,
-                default_replication_factor
+                default_replication_factor,
+                min_insync_replicas,
+                unclean_leader_election_enable,
+                replica_lag_time_max_ms,
+                leader_imbalance_check_interval_ms
             );
         }
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
@@ -235,8 +258,17 @@ impl BrokerArgs {
             retention_ms: self.log_retention_ms.unwrap_or(defaults.retention_ms),
             retention_bytes: self.log_retention_bytes.unwrap_or(defaults.retention_bytes),
             max_message_bytes: self.message_max_bytes.unwrap_or(defaults.max_message_bytes),
+            min_insync_replicas: self
+                .min_insync_replicas
+                .unwrap_or(defaults.min_insync_replicas),
+            unclean_leader_election: self
+                .unclean_leader_election_enable
+                .unwrap_or(defaults.unclean_leader_election),
             ..defaults
         };
+        if log_defaults.min_insync_replicas < 1 {
+            bail!("--min-insync-replicas must be at least 1");
+        }
         // Validate the defaults with the same rules as topic configs.
         let check = [
             ("segment.bytes", log_defaults.segment_bytes.to_string()),
@@ -305,6 +337,8 @@ impl BrokerArgs {
             rack: self.rack,
             metadata_snapshot_entries: self.metadata_snapshot_entries.unwrap_or(1024).max(1),
             default_replication_factor,
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(30_000).max(1),
+            leader_imbalance_check_ms: self.leader_imbalance_check_interval_ms.unwrap_or(10_000),
             listen,
             advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
             advertise_port: i32::from(port),

@@ -14,6 +14,7 @@ pub mod observer;
 pub mod peer;
 pub mod quorum;
 pub mod raft_store;
+pub mod replica;
 pub mod server;
 pub mod storage;
 pub mod sys;

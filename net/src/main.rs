@@ -120,6 +120,11 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             error!("the metadata quorum stopped (see the error above); shutting down");
         } else {
             info!("shutting down");
+            // Hand leadership to other replicas first, so clients move on without waiting
+            // for a session timeout.
+            broker
+                .controlled_shutdown(std::time::Duration::from_secs(5))
+                .await;
         }
         broker.shutting_down.send_replace(true);
         let _ = server.await;

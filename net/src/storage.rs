@@ -58,6 +58,36 @@ pub struct PartitionStore {
     log: PartitionLog,
     files: BTreeMap<i64, Arc<File>>,
     unflushed_messages: u64,
+    /// The leader-epoch history as last written to `leader-epoch-checkpoint`.
+    saved_epochs: Vec<(i32, i64)>,
+}
+
+/// The file holding a partition's leader-epoch history.
+const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+
+/// Reads a leader-epoch checkpoint (Kafka's format: version, count, then `epoch offset` lines).
+fn read_epochs(dir: &Path) -> Vec<(i32, i64)> {
+    let Ok(text) = fs::read_to_string(dir.join(EPOCH_CHECKPOINT)) else {
+        return Vec::new();
+    };
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("0") {
+        return Vec::new();
+    }
+    let Some(count) = lines.next().and_then(|l| l.trim().parse::<usize>().ok()) else {
+        return Vec::new();
+    };
+    let entries: Vec<(i32, i64)> = lines
+        .filter_map(|l| {
+            let (e, o) = l.trim().split_once(' ')?;
+            Some((e.parse().ok()?, o.parse().ok()?))
+        })
+        .collect();
+    if entries.len() == count {
+        entries
+    } else {
+        Vec::new()
+    }
 }
 
 impl PartitionStore {
@@ -176,11 +206,15 @@ impl PartitionStore {
                 break;
             }
         }
+        let mut tail_epochs: Vec<(i32, i64)> = Vec::new();
         for seg in segs.iter().filter(|s| s.next_offset > replay_from) {
             let path = dir.join(file_name(seg.base_offset, "log"));
             for h in scan_headers(&path, seg.size)? {
                 if h.base_offset >= replay_from {
                     producers.record(&h, now_ms);
+                    if tail_epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
+                        tail_epochs.push((h.leader_epoch, h.base_offset));
+                    }
                 }
             }
         }
@@ -194,7 +228,17 @@ impl PartitionStore {
                 .map_err(io_err(&path))?;
             files.insert(seg.base_offset, Arc::new(f));
         }
-        let log = PartitionLog::recovered(config, segs, producers, 0);
+        let mut log = PartitionLog::recovered(config, segs, producers, 0);
+        // The epoch history: the checkpoint, extended by the epochs of the batches replayed
+        // above (the checkpoint write for a new epoch may have been lost in a crash).
+        let saved = read_epochs(dir);
+        let mut history = saved.clone();
+        for (e, start) in tail_epochs {
+            if history.last().is_none_or(|(le, _)| e > *le) {
+                history.push((e, start));
+            }
+        }
+        log.restore_epochs(&history);
         if !clean {
             info!(dir = %dir.display(), log_start, log_end = log.log_end_offset(), "recovered partition");
         }
@@ -203,7 +247,135 @@ impl PartitionStore {
             log,
             files,
             unflushed_messages: 0,
+            saved_epochs: saved,
         })
+    }
+
+    /// Writes the leader-epoch history if it changed since the last write (it changes only
+    /// when leadership does, so this is rare); durable before it returns.
+    pub fn save_epochs(&mut self) -> Result<(), StorageError> {
+        if self.log.epochs() == self.saved_epochs.as_slice() {
+            return Ok(());
+        }
+        let epochs = self.log.epochs().to_vec();
+        write_epochs(&self.dir, &epochs)?;
+        self.saved_epochs = epochs;
+        Ok(())
+    }
+
+    /// Appends one batch copied from the leader, keeping its offsets (a follower's write).
+    pub fn append_replicated(&mut self, now_ms: u64, records: &[u8]) -> Result<(), StorageError> {
+        let appended = self.log.append_replicated(now_ms, records)?;
+        self.write_appended(&appended, records)?;
+        self.save_epochs()
+    }
+
+    fn write_appended(&mut self, appended: &Appended, records: &[u8]) -> Result<(), StorageError> {
+        if let Some(r) = &appended.roll {
+            if let Err(e) = self.carry_out_roll(r) {
+                self.log.abort_append(appended);
+                return Err(e);
+            }
+        }
+        if let Some(w) = appended.write {
+            let file = match self.active_file(w.segment_base) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.log.abort_append(appended);
+                    return Err(e);
+                }
+            };
+            if let Err(source) = file.write_all_at(records, w.position) {
+                let path = self.dir.join(file_name(w.segment_base, "log"));
+                let _ = file.set_len(w.position);
+                self.log.abort_append(appended);
+                return Err(StorageError::Io { path, source });
+            }
+            self.unflushed_messages += (appended.last_offset - appended.base_offset + 1) as u64;
+        }
+        Ok(())
+    }
+
+    /// Cuts the log back to end at `offset` (a follower whose log diverged from its leader's):
+    /// later segments go, the one holding `offset` is cut at that batch boundary, and the
+    /// partition is recovered again from disk, producer state and epochs included.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: u64) -> Result<(), StorageError> {
+        let offset = offset.max(self.log.log_start_offset());
+        if offset >= self.log.log_end_offset() {
+            return Ok(());
+        }
+        let segs: Vec<Segment> = self.log.segments().cloned().collect();
+        let keep = segs
+            .iter()
+            .rposition(|s| s.base_offset <= offset)
+            .unwrap_or(0);
+        for s in &segs[keep + 1..] {
+            remove_segment_files(&self.dir, s.base_offset);
+        }
+        let seg = &segs[keep];
+        let path = self.dir.join(file_name(seg.base_offset, "log"));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // Walk batch headers from the index point at or before `offset` to its batch.
+        let mut pos = seg.position_for_offset(offset);
+        let mut head = [0u8; batch::HEADER_LEN];
+        while pos + batch::HEADER_LEN as u64 <= seg.size {
+            f.read_exact_at(&mut head, pos).map_err(io_err(&path))?;
+            let Ok(h) = batch::parse_header(&head) else {
+                break;
+            };
+            if h.last_offset() >= offset {
+                break;
+            }
+            pos += h.size as u64;
+        }
+        f.set_len(pos.min(seg.size)).map_err(io_err(&path))?;
+        f.sync_all().map_err(io_err(&path))?;
+        for ext in ["index", "timeindex"] {
+            let _ = fs::remove_file(self.dir.join(file_name(seg.base_offset, ext)));
+        }
+        if let Ok(snaps) = list_bases(&self.dir, "snapshot") {
+            for off in snaps.into_iter().filter(|o| *o > offset) {
+                let _ = fs::remove_file(self.dir.join(file_name(off, "snapshot")));
+            }
+        }
+        let epochs: Vec<(i32, i64)> = self
+            .log
+            .epochs()
+            .iter()
+            .copied()
+            .filter(|(_, start)| *start < offset)
+            .collect();
+        write_epochs(&self.dir, &epochs)?;
+        sync_dir(&self.dir);
+        let config = self.log.config().clone();
+        self.files.clear();
+        *self = PartitionStore::open(&self.dir.clone(), config, false, now_ms)?;
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower that fell behind the leader's
+    /// log start).
+    pub fn reset_to(&mut self, offset: i64, now_ms: u64) -> Result<(), StorageError> {
+        for s in self.log.segments().cloned().collect::<Vec<_>>() {
+            remove_segment_files(&self.dir, s.base_offset);
+        }
+        if let Ok(snaps) = list_bases(&self.dir, "snapshot") {
+            for off in snaps {
+                let _ = fs::remove_file(self.dir.join(file_name(off, "snapshot")));
+            }
+        }
+        let p = self.dir.join(file_name(offset, "log"));
+        File::create(&p).map_err(io_err(&p))?;
+        write_epochs(&self.dir, &[])?;
+        sync_dir(&self.dir);
+        let config = self.log.config().clone();
+        self.files.clear();
+        *self = PartitionStore::open(&self.dir.clone(), config, false, now_ms)?;
+        Ok(())
     }
 
     /// The core log.
@@ -211,9 +383,11 @@ impl PartitionStore {
         &self.log
     }
 
-    /// Moves the log to a newer leader epoch (see [`PartitionLog::set_leader_epoch`]).
-    pub fn set_leader_epoch(&mut self, epoch: i32) {
+    /// Moves the log to a newer leader epoch (see [`PartitionLog::set_leader_epoch`]) and
+    /// saves the epoch history.
+    pub fn set_leader_epoch(&mut self, epoch: i32) -> Result<(), StorageError> {
         self.log.set_leader_epoch(epoch);
+        self.save_epochs()
     }
 
     /// Replaces the log config (after AlterConfigs).
@@ -224,30 +398,9 @@ impl PartitionStore {
     /// Appends one produced batch, rewriting its offsets in place; returns where it went.
     pub fn append(&mut self, now_ms: u64, records: &mut [u8]) -> Result<Appended, StorageError> {
         let appended = self.log.append(now_ms, records)?;
-        if let Some(r) = &appended.roll {
-            if let Err(e) = self.carry_out_roll(r) {
-                // The roll stands in the core (its new segment is empty); the batch was not
-                // written, so undo it and report. The next append makes a missing file.
-                self.log.abort_append(&appended);
-                return Err(e);
-            }
-        }
-        if let Some(w) = appended.write {
-            let file = match self.active_file(w.segment_base) {
-                Ok(f) => f,
-                Err(e) => {
-                    self.log.abort_append(&appended);
-                    return Err(e);
-                }
-            };
-            if let Err(source) = file.write_all_at(records, w.position) {
-                let path = self.dir.join(file_name(w.segment_base, "log"));
-                let _ = file.set_len(w.position);
-                self.log.abort_append(&appended);
-                return Err(StorageError::Io { path, source });
-            }
-            self.unflushed_messages += (appended.last_offset - appended.base_offset + 1) as u64;
-        }
+        // A failed roll stands in the core (its new segment is empty); the batch was not
+        // written, so it is undone and reported. The next append makes a missing file.
+        self.write_appended(&appended, records)?;
         Ok(appended)
     }
 
@@ -496,6 +649,23 @@ impl Read for ReadAt<'_> {
         self.pos += n as u64;
         Ok(n)
     }
+}
+
+/// Writes the leader-epoch checkpoint durably (temporary file, fsync, rename, directory sync).
+fn write_epochs(dir: &Path, epochs: &[(i32, i64)]) -> Result<(), StorageError> {
+    let mut text = format!("0\n{}\n", epochs.len());
+    for (e, o) in epochs {
+        text.push_str(&format!("{e} {o}\n"));
+    }
+    let tmp = dir.join(format!("{EPOCH_CHECKPOINT}.tmp"));
+    fs::write(&tmp, text).map_err(io_err(&tmp))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    let path = dir.join(EPOCH_CHECKPOINT);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(dir);
+    Ok(())
 }
 
 fn write_indexes(dir: &Path, seg: &Segment) -> Result<(), StorageError> {

@@ -548,6 +548,8 @@ async fn checker(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
     Ok(())
 }
 
+const STORAGE_ERROR: i16 = 56;
+
 /// Produces one batch (acks=all) to `topic`-`index` at `addr` and reads it back at the offset
 /// it was acknowledged at.
 async fn produce_and_fetch(
@@ -567,6 +569,11 @@ async fn produce_and_fetch(
         match conns.send(addr, req.clone(), 9).await {
             Ok(r) => {
                 let p = &r.responses[0].partition_responses[0];
+                // KAFKA_STORAGE_ERROR is retriable, as clients treat it (runs that inject EIO).
+                if p.error_code == STORAGE_ERROR {
+                    last = "produce error 56".into();
+                    continue;
+                }
                 if p.error_code != 0 {
                     return Err(format!("produce error {}", p.error_code));
                 }
@@ -585,6 +592,9 @@ async fn produce_and_fetch(
         match conns.send(addr, req.clone(), 12).await {
             Ok(r) => {
                 let p = &r.responses[0].partitions[0];
+                if p.error_code == STORAGE_ERROR {
+                    continue;
+                }
                 if p.error_code != 0 {
                     return Err(format!("fetch error {}", p.error_code));
                 }

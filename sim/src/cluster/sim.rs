@@ -1627,6 +1627,7 @@ impl Cluster {
         let pending = self
             .node(l)
             .controller
+            .clone()
             .poll(self.now, &self.node(l).catalog);
         if !pending.is_empty() {
             return Err(violation(
