@@ -22,6 +22,11 @@
 //! `commit-old-term`, `no-check-quorum`); its regression seeds live in
 //! `ci/cluster-regression-seeds`.
 //!
+//! A third, [`replication`] (`skein-sim replication --seed N`), covers partition replication:
+//! followers fetching from leaders (core `replication::Leader`), ISR changes through a simulated
+//! controller holding a `Catalog`, zombie leaders acting on stale metadata, truncation on
+//! divergence; its regression seeds live in `ci/replication-regression-seeds`.
+//!
 //! Architecture invariant: nothing in this crate reads the clock, the OS RNG or iterates a
 //! HashMap; the only I/O is writing a trace file the caller asked for.
 
@@ -34,6 +39,7 @@ pub mod disk;
 pub mod net;
 pub mod node;
 pub mod records;
+pub mod replication;
 pub mod rng;
 pub mod schedule;
 pub mod sim;

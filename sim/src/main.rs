@@ -1,6 +1,7 @@
 //! `skein-sim`: run one seed or a batch of seeds, shrink a failing seed, replay a shrunk file;
 //! `skein-sim cluster ...` runs the metadata-quorum cluster simulation instead (see
-//! `skein_sim::cluster`). Exit 1 if any run violates an invariant, 2 on bad usage.
+//! `skein_sim::cluster`); `skein-sim replication ...` the partition-replication simulation
+//! (`skein_sim::replication`). Exit 1 if any run violates an invariant, 2 on bad usage.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use skein_sim::cluster::{self, ClusterCanary};
+use skein_sim::replication::{self, ReplCanary};
 use skein_sim::{run, shrink, Options, Outcome, Replay, Schedule, SimCanary};
 
 /// Deterministic simulator for skein: one seed decides everything.
@@ -100,6 +102,9 @@ fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("cluster") {
         return cluster_main(&argv[1..]);
+    }
+    if argv.get(1).map(String::as_str) == Some("replication") {
+        return replication_main(&argv[1..]);
     }
     if argv.get(1).map(String::as_str) == Some("shrink") {
         argv[1] = "--shrink".into();
@@ -418,6 +423,126 @@ fn cluster_main(argv: &[String]) -> ExitCode {
                 failed.len(),
                 list.join(" ")
             );
+        }
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The partition-replication simulation: one topic replicated over 3-5 brokers with a simulated
+/// controller, under crashes, pauses, partitions, slow links, loss and duplication.
+#[derive(Parser, Debug)]
+#[command(name = "skein-sim replication", bin_name = "skein-sim replication")]
+struct ReplicationArgs {
+    /// Run one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run a batch of seeds, `A..B` (B exclusive).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<Range<u64>>,
+    /// Turn on a planted replication bug (see --list-canaries).
+    #[arg(long, value_parser = parse_repl_canary)]
+    canary: Option<ReplCanary>,
+    /// List the planted bugs and exit.
+    #[arg(long)]
+    list_canaries: bool,
+    /// In a batch, print every run's summary line (not only failures).
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn parse_repl_canary(s: &str) -> Result<ReplCanary, String> {
+    ReplCanary::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = ReplCanary::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown canary {s:?}; known: {}", names.join(", "))
+    })
+}
+
+fn replication_main(argv: &[String]) -> ExitCode {
+    let args = match ReplicationArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if args.list_canaries {
+        for c in ReplCanary::ALL {
+            println!("{:<22} {}", c.name(), c.describe());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let seeds = match (args.seed, args.seeds.clone()) {
+        (Some(s), _) => s..s.saturating_add(1),
+        (None, Some(r)) => r,
+        (None, None) => {
+            eprintln!("give --seed N or --seeds A..B (or --list-canaries)");
+            return ExitCode::from(2);
+        }
+    };
+    // A panic inside a run is caught and reported as a violation; the report says it.
+    std::panic::set_hook(Box::new(|_| {}));
+    let single = args.seed.is_some();
+    let tty = std::io::stderr().is_terminal();
+    // Wall-clock time only measures the simulator's own speed (seeds/min); no run depends on it.
+    #[allow(clippy::disallowed_methods)]
+    let started = Instant::now();
+    let total = seeds.end - seeds.start;
+    let (mut steps, mut sim_ms, mut failed) = (0u64, 0u64, Vec::new());
+    for (i, seed) in seeds.clone().enumerate() {
+        let o = replication::run(replication::Options {
+            seed,
+            canary: args.canary,
+        });
+        steps += o.steps;
+        sim_ms += o.sim_ms;
+        if single || args.verbose || o.violation.is_some() {
+            if tty && !single {
+                eprint!("\r\x1b[K");
+            }
+            println!("{}", o.summary());
+        }
+        if o.violation.is_some() {
+            println!("{}", o.report());
+            failed.push(seed);
+        }
+        let done = i as u64 + 1;
+        let step = if tty { 5 } else { 100 };
+        if !single && (done.is_multiple_of(step) || done == total) {
+            progress(
+                started,
+                done,
+                total,
+                failed.len(),
+                steps,
+                sim_ms,
+                "steps",
+                tty,
+            );
+        }
+    }
+    if !single {
+        if failed.is_empty() {
+            println!("all {total} replication seeds passed");
+        } else {
+            let list: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
+            println!(
+                "{} of {total} replication seeds failed: {}",
+                failed.len(),
+                list.join(" ")
+            );
+            for s in &failed {
+                let canary = args
+                    .canary
+                    .map(|c| format!(" --canary {}", c.name()))
+                    .unwrap_or_default();
+                println!(
+                    "  replay: cargo run --release -p skein-sim -- replication --seed {s}{canary}"
+                );
+            }
         }
     }
     if failed.is_empty() {

@@ -1,0 +1,255 @@
+//! `skein-sim replication`: partition replication under faults. One u64 seed decides one topic
+//! of 1-3 partitions, replication factor 3 (sometimes 5) over 3-5 brokers, its
+//! min.insync.replicas (mostly 2 for RF 3 and 3 for RF 5, sometimes 1), the fault rates
+//! ([`swarm`]) and every event ([`sim`]).
+//!
+//! There is no Raft here: a single, never-failing controller holds skein-core's `Catalog` and
+//! applies records as they arrive: brokers' heartbeats (a new incarnation registers, a fenced
+//! one that is heard again is unfenced), fences of brokers silent for longer than the session
+//! timeout, ISR changes proposed by leaders (`IsrChanged`, which the catalog itself may refuse
+//! as stale), occasional preferred-leader moves and controlled shutdowns (fence, then stop).
+//! Brokers and clients learn the partition states only through heartbeat and metadata replies
+//! that travel the faulty network, so they act on stale metadata for a while: zombie leaders.
+//!
+//! Each broker keeps, per partition, a `PartitionLog` plus the stored batch bytes, of which a
+//! synced prefix survives a crash (and maybe a random prefix of the unsynced rest), its role
+//! (a core `Leader`, or a follower of the leader and epoch it believes in) and its high
+//! watermark. Followers fetch with (fetch offset = log end, last fetched epoch, leader epoch);
+//! the leader refuses another epoch, runs `check_fetch` (divergence -> `truncation_offset`),
+//! records progress with `on_fetch`, and answers with batches and its high watermark.
+//! Followers append with `append_replicated` and fsync before they fetch again. A leader's
+//! writes are fsynced asynchronously and only its synced end counts towards its high
+//! watermark (while followers may already copy the unsynced tail). Producers send acks=-1
+//! (some acks=1) batches; an acks=-1 batch is acknowledged once the high watermark passes it
+//! while the same leadership lasts. Consumers read below the leader's high watermark.
+//!
+//! ## The checker rule
+//!
+//! Every replica counts towards the high watermark only what it has fsynced (followers fsync
+//! before the fetch that reports their progress, the leader counts its synced end), and a crash
+//! only loses unsynced writes. So a committed record is always on the disks of at least
+//! min(min.insync.replicas, replicas) members of the maximal ISR, whatever the number of
+//! concurrent crashes, pauses or partitions: the Kafka caveat "only while fewer than
+//! min.insync.replicas replicas fail" is about losing unflushed page cache, which cannot happen
+//! here. Seeds draw how many brokers may be down, paused or cut off at once — usually at most
+//! RF - min.insync, sometimes more — and more failures only cost availability. Hence:
+//! - durability (no acknowledged acks=-1 record lost, reordered or changed), consumer stability
+//!   (a record read below the high watermark never changes or disappears) and leader
+//!   completeness (a leader of epoch e holds every offset below the largest high watermark any
+//!   leader of an epoch below e exposed) are checked in every run whose catalog made no unclean
+//!   election (`unclean.leader.election.enable`, drawn true in some seeds); once one happened
+//!   they are not checked (losing committed records is what an unclean election may do);
+//! - dense offsets, at most one leader per leader epoch, the high watermark never falling within
+//!   one leadership, agreement of every two replicas below both their high watermarks, the
+//!   catalog's invariants (ISR and ELR inside the replicas and disjoint, leader in the ISR) are
+//!   checked always, after every step (the pairwise agreement every few hundred steps);
+//! - liveness at the end: after every fault heals (all brokers up, network whole) and a quiet
+//!   period, every partition has a leader, a full ISR, and every replica holds exactly the
+//!   leader's log with the high watermark at its end.
+//!
+//! Canaries ([`ReplCanary`]) are planted inside this driver (core is untouched):
+//! `ack-before-isr`, `elect-outside-isr`, `skip-truncation`, `hw-from-leader-only`.
+//!
+//! Usage: `skein-sim replication --seed N` or `--seeds A..B`, optionally `--canary NAME`
+//! (`--list-canaries`). Regression seeds: `ci/replication-regression-seeds`.
+//!
+//! Determinism: BTreeMap/Vec only, no clock, every draw from the seed's [`crate::rng::Rng`].
+
+pub mod sim;
+pub mod swarm;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub use swarm::ReplSwarm;
+
+use crate::checker::{violation, Violation};
+
+/// Planted bugs of the replication driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReplCanary {
+    /// The leader acknowledges acks=-1 writes right after its own append.
+    AckBeforeIsr,
+    /// On leader loss the controller publishes any live replica as leader, ignoring the ISR.
+    ElectOutsideIsr,
+    /// Followers ignore divergence and keep appending.
+    SkipTruncation,
+    /// The leader exposes its own log end as the high watermark.
+    HwFromLeaderOnly,
+}
+
+impl ReplCanary {
+    /// Every canary.
+    pub const ALL: [ReplCanary; 4] = [
+        ReplCanary::AckBeforeIsr,
+        ReplCanary::ElectOutsideIsr,
+        ReplCanary::SkipTruncation,
+        ReplCanary::HwFromLeaderOnly,
+    ];
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplCanary::AckBeforeIsr => "ack-before-isr",
+            ReplCanary::ElectOutsideIsr => "elect-outside-isr",
+            ReplCanary::SkipTruncation => "skip-truncation",
+            ReplCanary::HwFromLeaderOnly => "hw-from-leader-only",
+        }
+    }
+
+    /// One line on what it breaks.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReplCanary::AckBeforeIsr => "leader acks acks=-1 after its own append, not at the HW",
+            ReplCanary::ElectOutsideIsr => "controller elects any live replica on leader loss",
+            ReplCanary::SkipTruncation => "followers ignore divergence and keep appending",
+            ReplCanary::HwFromLeaderOnly => "leader exposes its own log end as the HW",
+        }
+    }
+
+    /// By name.
+    pub fn parse(s: &str) -> Option<ReplCanary> {
+        Self::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The seed.
+    pub seed: u64,
+    /// A planted bug to turn on.
+    pub canary: Option<ReplCanary>,
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// acks=-1 writes acknowledged.
+    pub acked: u64,
+    /// Produce requests refused or failed.
+    pub refused: u64,
+    /// Records read by consumers.
+    pub read: u64,
+    /// Leaderships taken.
+    pub leaderships: u64,
+    /// Follower truncations.
+    pub truncations: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Pauses.
+    pub pauses: u64,
+    /// Fences applied.
+    pub fences: u64,
+    /// ISR changes committed.
+    pub isr_changes: u64,
+    /// Unclean elections.
+    pub unclean: u64,
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// What was asked for.
+    pub options: Options,
+    /// The drawn shape.
+    pub swarm: ReplSwarm,
+    /// Steps (events) taken.
+    pub steps: u64,
+    /// Simulated milliseconds.
+    pub sim_ms: u64,
+    /// Hash of every step.
+    pub trace_hash: u64,
+    /// The broken property, if any.
+    pub violation: Option<Violation>,
+    /// The last event lines.
+    pub tail: Vec<String>,
+    /// Every broker's state at the end.
+    pub status: String,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Outcome {
+    /// One summary line.
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        let canary = self
+            .options
+            .canary
+            .map(|c| format!(" canary={}", c.name()))
+            .unwrap_or_default();
+        format!(
+            "seed={} {}{canary} steps={} sim_ms={} acked={} refused={} read={} leaderships={} \
+             truncations={} crashes={} pauses={} fences={} isr_changes={} unclean={} trace={:016x}",
+            self.options.seed,
+            self.swarm,
+            self.steps,
+            self.sim_ms,
+            s.acked,
+            s.refused,
+            s.read,
+            s.leaderships,
+            s.truncations,
+            s.crashes,
+            s.pauses,
+            s.fences,
+            s.isr_changes,
+            s.unclean,
+            self.trace_hash
+        )
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut cmd = format!(
+            "cargo run --release -p skein-sim -- replication --seed {}",
+            self.options.seed
+        );
+        if let Some(c) = self.options.canary {
+            cmd += &format!(" --canary {}", c.name());
+        }
+        cmd
+    }
+
+    /// The failure report.
+    pub fn report(&self) -> String {
+        let Some(v) = &self.violation else {
+            return String::new();
+        };
+        format!(
+            "VIOLATION {v}\nlast events:\n  {}\nstatus: {}replay: {}",
+            self.tail.join("\n  "),
+            self.status,
+            self.replay_command()
+        )
+    }
+}
+
+/// Runs one seed; a panic in skein-core or the driver is a `node-invariant` violation.
+pub fn run(options: Options) -> Outcome {
+    let mut s = sim::ReplSim::new(options.seed, options.canary);
+    let result = catch_unwind(AssertUnwindSafe(|| s.run()));
+    let violation = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(v)) => Some(v),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Some(violation("node-invariant", msg))
+        }
+    };
+    Outcome {
+        options,
+        swarm: s.swarm.clone(),
+        steps: s.steps,
+        sim_ms: s.now,
+        trace_hash: s.trace_hash(),
+        violation,
+        tail: s.tail(),
+        status: s.status(),
+        stats: s.stats(),
+    }
+}
