@@ -5,8 +5,10 @@
 //! Invariants: the catalog changes only by applying records the quorum committed, in commit
 //! order, so every broker sees the same metadata history; a partition is open here exactly while
 //! its topic exists and this broker is one of its replicas; requests that need the partition
-//! leader are served only while the catalog names this broker leader; an acks=all produce is
-//! answered only when `synced` covers its last offset (unless the interval flush policy is on).
+//! leader are served only while the catalog names this broker leader; each partition's
+//! replication role (`crate::replica`) follows the catalog; an acks=all produce is answered only
+//! when `synced` covers its last offset (unless the interval flush policy is on) and the high
+//! watermark does too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -431,7 +433,14 @@ impl Broker {
     /// Applies a committed record and carries it out on this broker's partitions.
     fn apply_record(&self, rec: &MetadataRecord) {
         let mut cat = self.catalog.lock().expect("catalog lock");
+        let unclean = cat.unclean_elections();
         cat.apply(rec);
+        if cat.unclean_elections() > unclean {
+            warn!(
+                unclean_elections = cat.unclean_elections(),
+                "unclean leader election: an out-of-sync replica now leads; acknowledged records may be lost"
+            );
+        }
         match rec {
             MetadataRecord::TopicCreated { name, .. }
             | MetadataRecord::PartitionsAdded { name, .. }
