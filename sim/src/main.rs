@@ -452,6 +452,10 @@ struct ReplicationArgs {
     /// In a batch, print every run's summary line (not only failures).
     #[arg(long)]
     verbose: bool,
+    /// Work around the core bugs found so far (fence an old incarnation before registering a
+    /// new one; expose the HW only while the committed ISR reaches min.insync.replicas).
+    #[arg(long)]
+    workarounds: bool,
 }
 
 fn parse_repl_canary(s: &str) -> Result<ReplCanary, String> {
@@ -496,6 +500,7 @@ fn replication_main(argv: &[String]) -> ExitCode {
         let o = replication::run(replication::Options {
             seed,
             canary: args.canary,
+            workarounds: args.workarounds,
         });
         steps += o.steps;
         sim_ms += o.sim_ms;
@@ -535,13 +540,8 @@ fn replication_main(argv: &[String]) -> ExitCode {
                 list.join(" ")
             );
             for s in &failed {
-                let canary = args
-                    .canary
-                    .map(|c| format!(" --canary {}", c.name()))
-                    .unwrap_or_default();
-                println!(
-                    "  replay: cargo run --release -p skein-sim -- replication --seed {s}{canary}"
-                );
+                let cmd = replication::Outcome::replay_for(*s, args.canary, args.workarounds);
+                println!("  replay: {cmd}");
             }
         }
     }

@@ -5,7 +5,11 @@
 use skein_sim::replication::{run, Options, Outcome, ReplCanary};
 
 fn run_with(seed: u64, canary: Option<ReplCanary>) -> Outcome {
-    run(Options { seed, canary })
+    run(Options {
+        seed,
+        canary,
+        workarounds: false,
+    })
 }
 
 fn describe(o: &Outcome) -> String {
@@ -52,6 +56,19 @@ fn seeds_0_to_200_pass_without_canaries() {
         acked += o.stats.acked;
     }
     assert!(acked > 10_000, "the batch acknowledged only {acked} writes");
+}
+
+/// With the driver's stand-ins for the core fixes, every seed of 0..200 passes.
+#[test]
+fn seeds_0_to_200_pass_with_workarounds() {
+    for seed in 0..200 {
+        let o = run(Options {
+            seed,
+            canary: None,
+            workarounds: true,
+        });
+        assert!(o.violation.is_none(), "{}", describe(&o));
+    }
 }
 
 #[test]
@@ -104,6 +121,16 @@ fn regression_seeds() {
                 assert!(
                     o.violation.is_some(),
                     "{at}: seed {seed} passes now: flip its shape to `-`"
+                );
+                let w = run(Options {
+                    seed,
+                    canary: None,
+                    workarounds: true,
+                });
+                assert!(
+                    w.violation.is_none(),
+                    "{at} with --workarounds\n{}",
+                    describe(&w)
                 );
             }
             s => assert!(s.starts_with("canary="), "{at}: shape {s:?}"),

@@ -274,6 +274,7 @@ pub struct ReplSim {
     /// Simulated now.
     pub now: u64,
     canary: Option<ReplCanary>,
+    workarounds: bool,
     rng: Rng,
     net_rng: Rng,
     queue: BTreeMap<(u64, u64), Ev>,
@@ -302,7 +303,7 @@ pub struct ReplSim {
 
 impl ReplSim {
     /// A run of `seed`.
-    pub fn new(seed: u64, canary: Option<ReplCanary>) -> ReplSim {
+    pub fn new(seed: u64, canary: Option<ReplCanary>, workarounds: bool) -> ReplSim {
         let mut root = Rng::new(seed);
         let swarm = ReplSwarm::draw(&mut root.fork());
         let rng = root.fork();
@@ -364,6 +365,7 @@ impl ReplSim {
             steps: 0,
             now: 0,
             canary,
+            workarounds,
             rng,
             net_rng,
             queue: BTreeMap::new(),
@@ -915,6 +917,14 @@ impl ReplSim {
                         if inc < old {
                             return;
                         }
+                        if self.workarounds && !self.catalog.broker(b).is_some_and(|i| i.fenced) {
+                            // Work-around 1: fence the old incarnation first (as KRaft does),
+                            // so its leaderships move and leader epochs are bumped.
+                            self.ctl_apply(MetadataRecord::BrokerFenced {
+                                id: b,
+                                incarnation: have,
+                            });
+                        }
                         self.ctl_apply(MetadataRecord::BrokerRegistered {
                             id: b,
                             incarnation: name,
@@ -1023,6 +1033,11 @@ impl ReplSim {
             Role::Leader(l) => {
                 if self.canary == Some(ReplCanary::HwFromLeaderOnly) {
                     r.end()
+                } else if self.workarounds && l.isr().len() < self.swarm.min_isr.min(self.swarm.rf)
+                {
+                    // Work-around 2: the hw moves only while the committed ISR has
+                    // min.insync.replicas members (core counts the maximal ISR).
+                    r.lead_hw.min(l.hw())
                 } else {
                     l.hw()
                 }
@@ -1046,6 +1061,7 @@ impl ReplSim {
 
     fn apply_state(&mut self, b: i32, p: usize, st: &PartitionState) -> Res {
         let now = self.now;
+        let workarounds = self.workarounds;
         let cfg = self.cfg;
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         if !st.replicas.contains(&b) {
@@ -1112,12 +1128,12 @@ impl ReplSim {
         let same = matches!(r.role, Role::Follower { leader, epoch } if leader == st.leader && epoch == st.leader_epoch);
         if !same {
             let was_leader = matches!(r.role, Role::Leader(_));
-            // Work-around for a core gap (see the run report): a leader's log keeps the entry
+            // Work-around 3 (core bug 3, see the module doc): a leader's log keeps the entry
             // of its own epoch at the log end even when it wrote nothing in it; `last_epoch`
             // skips that empty entry, so no divergence is reported, and `append_replicated` of
-            // an older-epoch batch keeps it, mislabelling the copied batches. The driver drops
-            // the empty trailing entry when the replica starts following.
-            if r.log.epochs().last().is_some_and(|(_, s)| *s >= r.end()) {
+            // an older-epoch batch keeps it, mislabelling the copied batches (and refusing the
+            // next ones). The driver drops the empty trailing entry when it starts following.
+            if workarounds && r.log.epochs().last().is_some_and(|(_, s)| *s >= r.end()) {
                 let n = r.store.len();
                 r.keep(n, now);
             }
@@ -1189,6 +1205,11 @@ impl ReplSim {
     ) -> Result<FetchBody, Violation> {
         let now = self.now;
         let hw_canary = self.canary == Some(ReplCanary::HwFromLeaderOnly);
+        let exposed = if self.workarounds {
+            self.exposed_hw(b, p)
+        } else {
+            i64::MAX
+        };
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         let se = r.synced_end();
         let end = r.end();
@@ -1209,7 +1230,7 @@ impl ReplSim {
             FetchCheck::Accepted if offset > end => Ok(FetchBody::Err("OFFSET_OUT_OF_RANGE")),
             FetchCheck::Accepted => {
                 l.on_fetch(f, offset, se, now);
-                let hw = if hw_canary { end } else { l.hw() };
+                let hw = if hw_canary { end } else { l.hw().min(exposed) };
                 let start = r.store.partition_point(|s| s.last < offset);
                 if start < r.store.len() && r.store[start].base != offset {
                     return Err(violation(
@@ -1513,7 +1534,10 @@ impl ReplSim {
                         self.stats.acked += 1;
                         for (i, id) in ids.iter().enumerate() {
                             let off = base + i as i64;
-                            if let Some(prev) = self.acked.insert((p, off), *id) {
+                            let prev = self.acked.insert((p, off), *id);
+                            if let Some(prev) =
+                                prev.filter(|_| self.catalog.unclean_elections() == 0)
+                            {
                                 return Err(violation(
                                     "durability",
                                     format!(
