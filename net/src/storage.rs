@@ -805,6 +805,67 @@ mod tests {
         assert_eq!((again.base_offset, again.write), (first.base_offset, None));
     }
 
+    /// A follower copies a leader's batches (offsets, epochs and producer state kept), and the
+    /// epoch history survives a crash; truncation cuts at a batch boundary, drops the later
+    /// epochs, and a later leader append of a replicated idempotent batch is a duplicate.
+    #[test]
+    fn follower_copies_truncates_and_keeps_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut leader = PartitionStore::open(&dir.path().join("l"), cfg(), true, 0).unwrap();
+        let f = dir.path().join("f");
+        let mut follower = PartitionStore::open(&f, cfg(), true, 0).unwrap();
+        let mut copied = Vec::new();
+        leader.set_leader_epoch(1).unwrap();
+        copied.extend(fill(&mut leader, 20));
+        leader.set_leader_epoch(3).unwrap();
+        let id = build::ProducerIdentity {
+            id: 9,
+            epoch: 0,
+            base_sequence: 0,
+        };
+        let produced = build::simple(2, 0, Some(id));
+        let mut b = produced.clone();
+        let a = leader.append(0, &mut b).unwrap();
+        copied.push((a.base_offset, b));
+        copied.extend(fill(&mut leader, 20));
+        for (_, bytes) in &copied {
+            follower.append_replicated(0, bytes).unwrap();
+        }
+        let end = leader.log().log_end_offset();
+        assert_eq!(follower.log().log_end_offset(), end);
+        assert_eq!(follower.log().epochs(), leader.log().epochs());
+        assert_eq!(follower.log().last_epoch(), 3);
+        // A batch that does not start at the log end is refused.
+        assert!(follower.append_replicated(0, &copied[0].1).is_err());
+        // Crash (no close): the epochs come back from the checkpoint and the tail.
+        drop(follower);
+        let mut follower = PartitionStore::open(&f, cfg(), false, 0).unwrap();
+        assert_eq!(follower.log().epochs(), leader.log().epochs());
+        // Cut inside epoch 3: the batch at the cut goes, epoch 3 stays where it starts.
+        let cut = copied[26].0;
+        follower.truncate_to(cut + 1, 0).unwrap();
+        let held = read_all(&follower);
+        // A cut inside a batch removes that whole batch.
+        let expect = if copied[27].0 == cut + 1 {
+            cut + 1
+        } else {
+            cut
+        };
+        assert_eq!(held.last().unwrap().next_offset(), expect);
+        follower.truncate_to(a.base_offset, 0).unwrap();
+        assert_eq!(follower.log().log_end_offset(), a.base_offset);
+        assert_eq!(follower.log().last_epoch(), 1);
+        assert_eq!(follower.log().epochs(), &[(1, 0)]);
+        drop(follower);
+        let mut follower = PartitionStore::open(&f, cfg(), true, 0).unwrap();
+        assert_eq!(follower.log().epochs(), &[(1, 0)]);
+        // Copy the idempotent batch again; as leader, a retry of it is a duplicate.
+        follower.append_replicated(0, &copied[20].1).unwrap();
+        follower.set_leader_epoch(5).unwrap();
+        let again = follower.append(0, &mut produced.clone()).unwrap();
+        assert_eq!((again.base_offset, again.write), (a.base_offset, None));
+    }
+
     /// Found by skein-sim (seeds 3121, 329): a crash during retention can bring back some deleted
     /// segments, leaving a gap; recovery must keep the newer side, where acknowledged data lives.
     #[test]
