@@ -814,6 +814,19 @@ impl Catalog {
                 port,
                 rack,
             } => {
+                // A new incarnation replaces a live old one: the old one is gone (it may have
+                // crashed and lost unsynced writes), so its leaderships end first and any
+                // leadership of the new one starts at a new epoch.
+                if self
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| !b.fenced && b.incarnation != *incarnation)
+                {
+                    if let Some(b) = self.brokers.get_mut(id) {
+                        b.fenced = true;
+                    }
+                    self.elect_without(*id);
+                }
                 self.brokers.insert(
                     *id,
                     BrokerInfo {
@@ -1285,6 +1298,32 @@ mod tests {
                 &[3]
             )
             .is_some());
+    }
+
+    /// Found by skein-sim replication: a leader restarted within the session timeout must not
+    /// lead again at the epoch it may have lost writes of.
+    #[test]
+    fn a_new_incarnation_ends_the_old_ones_leaderships() {
+        let mut c = cluster(3);
+        let placement = Placement::Manual(vec![vec![1, 2, 3], vec![2, 1, 3]]);
+        c.apply(&c.plan_create("t", 2, &placement, &[], [1; 16]).unwrap());
+        let before = c.topic("t").unwrap().parts.clone();
+        c.apply(&MetadataRecord::BrokerRegistered {
+            id: 1,
+            incarnation: "inc-1-again".into(),
+            host: "localhost".into(),
+            port: 9091,
+            rack: None,
+        });
+        let p = c.partition("t", 0).unwrap();
+        assert_eq!(p.leader, 2, "an in-sync replica took over");
+        assert!(p.leader_epoch > before[0].leader_epoch);
+        assert!(
+            !p.isr.contains(&1),
+            "the new incarnation rejoins the ISR by catching up"
+        );
+        assert!(!c.broker(1).unwrap().fenced);
+        c.check_invariants();
     }
 
     #[test]

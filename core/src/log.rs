@@ -597,6 +597,15 @@ impl PartitionLog {
                 "a replicated batch must start at the log end",
             ));
         }
+        // An entry at the log end holds no batch (this replica led that epoch and wrote
+        // nothing): the leader's history, not this one, says where its batches go.
+        while self
+            .epochs
+            .last()
+            .is_some_and(|(e, start)| *start == base_offset && *e > h.leader_epoch)
+        {
+            self.epochs.pop();
+        }
         if h.leader_epoch < self.last_epoch() {
             return Err(AppendError::InvalidRecord(
                 "a replicated batch carries an older leader epoch than the log",

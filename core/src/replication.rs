@@ -6,9 +6,9 @@
 //! whose log diverges is told where the epoch ends and truncates there
 //! ([`truncation_offset`]), so logs never fork. Only a fetch that passed the check counts as
 //! progress. The high watermark is the smallest log end of the maximal ISR (the committed ISR
-//! plus members a pending change adds, KIP-497), and advances only while that set has at least
-//! min.insync.replicas members (KIP-966: a replica that leaves a too-small ISR then still holds
-//! every committed record, so it is eligible to lead). ISR changes are proposed to the
+//! plus members a pending change adds, KIP-497), and advances only while the committed ISR has
+//! at least min.insync.replicas members (KIP-966: a replica that leaves a too-small ISR then
+//! still holds every committed record, so it is eligible to lead). ISR changes are proposed to the
 //! controller with the partition epoch they were planned against; one is pending at a time.
 //!
 //! Invariants: during one leadership the high watermark never decreases and never exceeds the
@@ -269,11 +269,13 @@ impl Leader {
     }
 
     fn advance(&mut self, log_end: i64) -> bool {
-        let maximal = self.maximal_isr();
+        // Only the committed ISR counts towards min.insync.replicas: a pending addition may
+        // never commit, and then its member is neither in the ISR nor eligible to lead.
         let needed = self.config.min_insync_replicas.min(self.replicas.len());
-        if maximal.len() < needed {
+        if self.isr.len() < needed {
             return false;
         }
+        let maximal = self.maximal_isr();
         let candidate = maximal
             .iter()
             .map(|r| {
@@ -471,9 +473,48 @@ mod tests {
         assert_eq!(l.check_fetch(3, 8, 2, &leader_log), FetchCheck::NotReplica);
     }
 
+    #[test]
+    fn a_follower_relabels_over_an_empty_epoch_it_led() {
+        // This replica led epoch 4 without writing; the new leader sends epoch-2 batches.
+        let mut log = log_with(&[(0, 2)]);
+        log.set_leader_epoch(4);
+        let leader = log_with(&[(0, 2), (2, 2)]);
+        assert_eq!(log.last_epoch(), 0);
+        let st = PartitionState {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            elr: vec![],
+            leader: 1,
+            leader_epoch: 5,
+            partition_epoch: 0,
+        };
+        let l = Leader::new(1, &st, 4, 0, 0, cfg(1));
+        assert_eq!(
+            l.check_fetch(2, 2, log.last_epoch(), &leader),
+            FetchCheck::Accepted
+        );
+        let mut b = crate::batch::build::simple(1, 0, None);
+        crate::batch::assign_offset(&mut b, 2, 2);
+        log.append_replicated(0, &b).unwrap();
+        assert_eq!(log.epochs(), &[(0, 0), (2, 2)]);
+        assert_eq!(log.last_epoch(), 2);
+    }
+
+    #[test]
+    fn a_pending_addition_does_not_count_towards_min_insync() {
+        let mut l = Leader::new(1, &state(&[1], 0, 0), 10, 0, 0, cfg(2));
+        l.on_fetch(2, 10, 10, 1);
+        let p = l.tick(2).expect("2 caught up");
+        assert_eq!(p.isr, vec![1, 2]);
+        assert_eq!(l.hw(), 0, "not while the addition is pending");
+        l.update(&state(&[1, 2], 0, 1), 10, 3);
+        assert_eq!(l.hw(), 10);
+    }
+
     proptest! {
         /// Random fetches, appends, ticks and committed ISR changes: the high watermark never
-        /// falls, never passes a maximal-ISR member's end, and stays put below min ISR.
+        /// falls, never passes a maximal-ISR member's end, and stays put while the committed
+        /// ISR is below min ISR.
         #[test]
         fn hw_safety(ops in proptest::collection::vec((0u8..5, 0u8..3, 0i64..20), 1..200), min in 1usize..4) {
             let mut st = state(&[1, 2, 3], 0, 0);
@@ -510,7 +551,7 @@ mod tests {
                     }
                 }
                 if l.hw() > before {
-                    prop_assert!(l.maximal_isr().len() >= min.min(3));
+                    prop_assert!(l.isr().len() >= min.min(3));
                 }
             }
         }

@@ -122,7 +122,7 @@ pub async fn wait_replicated(
             match r.leading(epoch) {
                 None => return Err(E::NotLeaderOrFollower),
                 Some(l) if l.hw() >= end => return Ok(()),
-                Some(l) if l.maximal_isr().len() < l.config().min_insync_replicas => {
+                Some(l) if l.isr().len() < l.config().min_insync_replicas => {
                     return Err(E::NotEnoughReplicasAfterAppend)
                 }
                 Some(_) => {}
