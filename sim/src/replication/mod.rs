@@ -52,25 +52,25 @@
 //!
 //! ## Core bugs found, and `--workarounds`
 //!
-//! Three bugs in skein-core make a few seeds fail (`known-bug` lines of the regression file):
-//! 1. `Catalog::apply(BrokerRegistered)` replaces an unfenced incarnation without moving its
-//!    leaderships or bumping their epochs, so a leader that crashed (losing its unsynced tail)
-//!    and restarted within the session timeout leads again at the same epoch and overwrites
-//!    offsets that followers copied under that same epoch: undetectable divergence.
-//! 2. `Leader::advance` checks min.insync.replicas against the maximal ISR (committed plus
-//!    pending additions), so a pending expansion that never commits lets the high watermark pass
-//!    what the committed ISR and ELR hold; an ELR election then loses acknowledged records.
-//! 3. `PartitionLog` (core/src/log.rs): a leader's epoch history keeps the entry of its epoch
-//!    at the log end even if it wrote nothing in it. Once it follows, `last_epoch` skips that
-//!    empty entry (so the leader reports no divergence), and `append_replicated` of a batch of
-//!    an older epoch keeps the entry: the copied batches are labelled with the wrong epoch and
-//!    the next batch is refused ("older leader epoch than the log"), stalling the follower.
+//! The simulation found five bugs in skein-core; `ci/replication-regression-seeds` has the
+//! details and seeds. 1-3 are fixed in core (2f7de28): a new incarnation kept the old one's
+//! leaderships at the same epoch; min.insync.replicas was checked against the maximal ISR; a
+//! former leader's empty epoch entry broke `append_replicated`. Still open:
+//! 4. `truncation_offset` with no common epoch (`Diverging(-1, -1)`, after an unclean
+//!    election) falls back to the high watermark, which may be at or past the log end: the
+//!    follower never truncates and never rejoins.
+//! 5. `Leader::tick` drops an ISR expansion left unanswered for `isr_retry_ms`, shrinking the
+//!    maximal ISR while the controller may have committed the expansion: the high watermark
+//!    passes a member of the committed ISR, which may then be elected without acknowledged
+//!    records.
 //!
-//! `--workarounds` makes the driver stand in for the three fixes: (1) the controller fences
-//! the old incarnation before registering a new one, as KRaft does; (2) a leader exposes and
-//! acknowledges at its high watermark only while its committed ISR has min.insync.replicas
-//! members; (3) a replica that starts following drops a trailing empty epoch entry. With them
-//! every seed run so far passes. Drop them once core is fixed.
+//! `--workarounds` makes the driver stand in for the fixes, so the rest of the run can be judged:
+//! (1) the controller fences an old incarnation before registering a new one, as KRaft does;
+//! (2) a leader exposes its high watermark only while its committed ISR has min.insync.replicas
+//! members; (3) a replica that starts following drops a trailing empty epoch entry; (4) with no
+//! common epoch a follower truncates to its log start; (5) a leader exposes only a high
+//! watermark that every member of its committed ISR and of every proposal that may still commit
+//! holds. Drop each once core is fixed.
 //!
 //! Usage: `skein-sim replication --seed N` or `--seeds A..B`, optionally `--canary NAME`
 //! (`--list-canaries`) and `--workarounds`. Regression seeds: `ci/replication-regression-seeds`.

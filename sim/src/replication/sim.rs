@@ -190,6 +190,8 @@ struct Replica {
     pending: Vec<Pending>,
     /// Largest hw this leadership exposed.
     lead_hw: i64,
+    /// ISR proposals this leadership sent: (partition epoch planned against, ISR).
+    proposals: Vec<(i32, Vec<i32>)>,
 }
 
 impl Replica {
@@ -205,6 +207,7 @@ impl Replica {
             skip_check: false,
             pending: Vec::new(),
             lead_hw: 0,
+            proposals: Vec::new(),
         }
     }
 
@@ -245,6 +248,7 @@ struct Broker {
     paused_until: Option<u64>,
     slow: bool,
     version: u64,
+    fresh: bool,
     view: Vec<PartitionState>,
     parts: Vec<Replica>,
 }
@@ -352,6 +356,7 @@ impl ReplSim {
                         paused_until: None,
                         slow: false,
                         version: 0,
+                        fresh: false,
                         view: Vec::new(),
                         parts: (0..swarm.partitions).map(|_| Replica::new()).collect(),
                     },
@@ -783,8 +788,10 @@ impl ReplSim {
         br.up = false;
         br.inc += 1;
         br.paused_until = None;
-        br.version = 0;
-        br.view.clear();
+        // The broker's metadata is durable: it never goes back to an older version (a delayed
+        // reply to the previous incarnation must not resurrect old leaderships), but the
+        // restarted process applies the current version again.
+        br.fresh = true;
         let mut lost = Vec::new();
         for (p, r) in br.parts.iter_mut().enumerate() {
             let keep = if clean {
@@ -1033,11 +1040,29 @@ impl ReplSim {
             Role::Leader(l) => {
                 if self.canary == Some(ReplCanary::HwFromLeaderOnly) {
                     r.end()
-                } else if self.workarounds && l.isr().len() < self.swarm.min_isr.min(self.swarm.rf)
-                {
-                    // Work-around 2: the hw moves only while the committed ISR has
-                    // min.insync.replicas members (core counts the maximal ISR).
-                    r.lead_hw.min(l.hw())
+                } else if self.workarounds {
+                    if l.isr().len() < self.swarm.min_isr.min(self.swarm.rf) {
+                        // Work-around 2: the hw moves only while the committed ISR has
+                        // min.insync.replicas members.
+                        return r.lead_hw.min(l.hw());
+                    }
+                    // Work-around 5 (core bug 5, see the module doc): every member of the
+                    // committed ISR and of a proposal still able to commit holds the exposed hw.
+                    let pe = self.brokers[&b]
+                        .view
+                        .get(p)
+                        .map_or(0, |s| s.partition_epoch);
+                    let cap = r
+                        .proposals
+                        .iter()
+                        .filter(|(e, _)| *e >= pe)
+                        .flat_map(|(_, isr)| isr.iter())
+                        .chain(l.isr())
+                        .filter(|m| **m != b)
+                        .map(|m| l.followers().get(m).map_or(-1, |f| f.end))
+                        .min()
+                        .unwrap_or(i64::MAX);
+                    r.lead_hw.max(l.hw().min(cap))
                 } else {
                     l.hw()
                 }
@@ -1047,10 +1072,11 @@ impl ReplSim {
     }
 
     fn on_meta(&mut self, b: i32, version: u64, parts: Vec<PartitionState>) -> Res {
-        if version <= self.brokers[&b].version {
+        let br = self.brokers.get_mut(&b).expect("broker");
+        if version < br.version || (version == br.version && !br.fresh) {
             return Ok(());
         }
-        let br = self.brokers.get_mut(&b).expect("broker");
+        br.fresh = false;
         br.version = version;
         br.view = parts.clone();
         for (p, st) in parts.iter().enumerate() {
@@ -1087,6 +1113,7 @@ impl ReplSim {
             let end = r.end();
             let l = Leader::new(b, st, end, r.hw, now, cfg);
             r.lead_hw = l.hw();
+            r.proposals.clear();
             r.role = Role::Leader(Box::new(l));
             r.fetch_seq += 1;
             self.fail_pending(b, p, "NOT_LEADER_OR_FOLLOWER");
@@ -1257,6 +1284,7 @@ impl ReplSim {
         let now = self.now;
         let inc = self.brokers[&b].inc;
         let skip = self.canary == Some(ReplCanary::SkipTruncation);
+        let workarounds = self.workarounds;
         let disk = self.rng.range(0, self.swarm.disk_max_ms);
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         if r.fetch_seq != seq || !matches!(r.role, Role::Follower { .. }) {
@@ -1276,7 +1304,13 @@ impl ReplSim {
                     self.send_fetch(b, p);
                     return Ok(());
                 }
-                let cut = truncation_offset(&r.log, epoch, end_offset, r.hw);
+                let cut = if workarounds && epoch < 0 {
+                    // Work-around 4 (core bug 4, see the module doc): the leader knows no
+                    // epoch at or below ours, so nothing is shared: cut to the log start.
+                    r.log.log_start_offset()
+                } else {
+                    truncation_offset(&r.log, epoch, end_offset, r.hw)
+                };
                 let keep = r.store.partition_point(|s| s.last < cut);
                 if keep < r.store.len() && r.store[keep].base != cut {
                     return Err(violation(
@@ -1445,6 +1479,11 @@ impl ReplSim {
         let e = self.exposed.entry((p, epoch)).or_insert(0);
         *e = (*e).max(hw);
         for (req, result) in out {
+            if let Ok(base) = result {
+                self.note(format!(
+                    "b{b} p{p} e{epoch} acks req {req} at {base} (hw {hw})"
+                ));
+            }
             self.send(Node::B(b), Node::Client, Msg::ProduceResp { req, result });
         }
         Ok(())
@@ -1458,6 +1497,9 @@ impl ReplSim {
                 Role::Leader(l) => Some(l.tick(now)),
                 _ => None,
             };
+            if let Some(Some(x)) = &prop {
+                r.proposals.push((x.partition_epoch, x.isr.clone()));
+            }
             if let Some(prop) = prop {
                 if let Some(prop) = prop {
                     self.send(Node::B(b), Node::Ctl, Msg::AlterIsr { p, prop });
