@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -61,15 +61,29 @@ pub struct Partition {
     /// Log end offset known to be fsynced.
     synced: watch::Sender<i64>,
     flushing: AtomicBool,
+    /// Bumped by every truncation, so an fsync that straddles one publishes nothing.
+    resets: AtomicU64,
     /// Replication role and high watermark.
     pub repl: Mutex<Repl>,
     /// Bumped when the high watermark or the role changes (acks=all waits on it).
     pub repl_changed: watch::Sender<u64>,
 }
 
+/// Clears a partition's `flushing` flag and wakes the other waiters (so one of them flushes)
+/// when the flush that set it ends, by completing, failing or being dropped.
+struct FlushGuard<'a>(&'a Partition);
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        self.0.flushing.store(false, Ordering::Release);
+        self.0.synced.send_modify(|_| {});
+    }
+}
+
 impl Partition {
-    /// The log was cut back or restarted (and synced) at `end`.
+    /// The log was cut back or restarted (and synced) at `end`; call with the store lock held.
     pub fn reset_synced(&self, end: i64) {
+        self.resets.fetch_add(1, Ordering::AcqRel);
         self.synced.send_replace(end);
     }
 
@@ -85,11 +99,11 @@ impl Partition {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                let res = self.flush().await;
-                self.flushing.store(false, Ordering::Release);
-                // Wake the others even on failure so one of them retries.
-                self.synced.send_modify(|_| {});
-                res?;
+                // The guard hands the flush on even if this future is dropped mid-flush (a
+                // produce whose client went away): otherwise `flushing` would stay set and
+                // every later waiter on this partition would wait forever.
+                let _guard = FlushGuard(self);
+                self.flush().await?;
                 continue;
             }
             if rx.changed().await.is_err() {
@@ -100,6 +114,7 @@ impl Partition {
 
     /// fsyncs the active segment and publishes the offset it covers.
     async fn flush(&self) -> Result<(), StorageError> {
+        let resets = self.resets.load(Ordering::Acquire);
         let (file, target) = self.store.lock().expect("partition lock").sync_target();
         let res = sys::blocking(move || file.sync_data())
             .await
@@ -108,12 +123,19 @@ impl Partition {
             path: PathBuf::from(format!("{}-{}", self.topic, self.index)),
             source,
         })?;
-        self.store.lock().expect("partition lock").note_flushed();
+        let mut st = self.store.lock().expect("partition lock");
+        if self.resets.load(Ordering::Acquire) != resets {
+            // The log was cut back meanwhile: what this fsync covered is not the log now.
+            return Ok(());
+        }
+        st.note_flushed();
+        // Published under the lock, so no truncation slips in between.
         self.synced.send_if_modified(|s| {
             let grew = target > *s;
             *s = (*s).max(target);
             grew
         });
+        drop(st);
         Ok(())
     }
 }
@@ -1198,6 +1220,7 @@ fn new_partition(topic: &str, index: i32, store: PartitionStore) -> Arc<Partitio
         store: Mutex::new(store),
         synced: watch::channel(end).0,
         flushing: AtomicBool::new(false),
+        resets: AtomicU64::new(0),
         repl: Mutex::new(Repl::new()),
         repl_changed: watch::channel(0).0,
     })
@@ -1325,6 +1348,29 @@ fn read_metadata_log(path: &Path) -> anyhow::Result<Vec<MetadataRecord>> {
 mod tests {
     use super::*;
     use crate::config::BrokerArgs;
+
+    /// Found by the paused-leader e2e test: a produce dropped mid-fsync (its client went away)
+    /// left `flushing` set, so a follower's later fsync wait on that partition never returned
+    /// and its replica fetcher stalled for good.
+    #[tokio::test]
+    async fn a_flush_dropped_midway_does_not_block_later_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
+        let p = new_partition("t", 0, store);
+        let mut b = skein_core::batch::build::simple(3, 0, None);
+        p.store.lock().unwrap().append(0, &mut b).unwrap();
+        {
+            let w = p.wait_synced(3);
+            tokio::pin!(w);
+            // Poll once: the fsync is under way on the blocking pool; then drop the wait.
+            let _ = futures::poll!(w.as_mut());
+        }
+        tokio::time::timeout(Duration::from_secs(10), p.wait_synced(3))
+            .await
+            .expect("a later waiter is not blocked")
+            .unwrap();
+    }
 
     fn frame(rec: &MetadataRecord) -> Vec<u8> {
         let payload = serde_json::to_vec(rec).unwrap();
