@@ -99,6 +99,10 @@ pub struct Leader {
     replicas: Vec<i32>,
     isr: Vec<i32>,
     pending: Option<(Vec<i32>, u64)>,
+    /// Every member of every ISR proposed against the current partition epoch: any of those
+    /// proposals may still commit, so all count towards the high watermark until the
+    /// partition epoch moves (a proposal planned against an older epoch can no longer apply).
+    outstanding: Vec<i32>,
     epoch_start: i64,
     hw: i64,
     followers: BTreeMap<i32, FollowerProgress>,
@@ -130,6 +134,7 @@ impl Leader {
             replicas: state.replicas.clone(),
             isr: state.isr.clone(),
             pending: None,
+            outstanding: Vec::new(),
             epoch_start: log_end,
             hw: hw.clamp(0, log_end),
             followers,
@@ -188,14 +193,12 @@ impl Leader {
         self.isr.len() >= self.config.min_insync_replicas
     }
 
-    /// The committed ISR plus members a pending change adds.
+    /// The committed ISR plus members any proposal that may still commit adds.
     pub fn maximal_isr(&self) -> Vec<i32> {
         let mut m = self.isr.clone();
-        if let Some((p, _)) = &self.pending {
-            for r in p {
-                if !m.contains(r) {
-                    m.push(*r);
-                }
+        for r in &self.outstanding {
+            if !m.contains(r) {
+                m.push(*r);
             }
         }
         m
@@ -206,6 +209,7 @@ impl Leader {
     pub fn update(&mut self, state: &PartitionState, log_end: i64, now_ms: u64) {
         if state.partition_epoch != self.partition_epoch {
             self.pending = None;
+            self.outstanding.clear();
         }
         self.partition_epoch = state.partition_epoch;
         self.isr = state.isr.clone();
@@ -335,6 +339,11 @@ impl Leader {
             return None;
         }
         self.pending = Some((next.clone(), now_ms));
+        for r in &next {
+            if !self.outstanding.contains(r) {
+                self.outstanding.push(*r);
+            }
+        }
         Some(IsrProposal {
             isr: next,
             leader_epoch: self.leader_epoch,
@@ -346,12 +355,12 @@ impl Leader {
 /// Where a follower truncates when the leader says its log diverges: told that epoch
 /// `leader_epoch` ends at `leader_end` on the leader, it keeps what both logs hold of that
 /// epoch; if it never had that epoch it cuts where its own earlier epoch ends (the next fetch
-/// checks again from there). With no answer from the leader it falls back to its high
-/// watermark. Never above its log end.
-pub fn truncation_offset(log: &PartitionLog, leader_epoch: i32, leader_end: i64, hw: i64) -> i64 {
+/// checks again from there). When the leader has no epoch in common with it (after an unclean
+/// election, say) nothing can be shown to match, so it keeps nothing. Never above its log end.
+pub fn truncation_offset(log: &PartitionLog, leader_epoch: i32, leader_end: i64) -> i64 {
     let end = log.log_end_offset();
     let cut = if leader_epoch < 0 {
-        hw
+        log.log_start_offset()
     } else {
         match log.end_offset_for_epoch(leader_epoch) {
             (-1, _) => log.log_start_offset(),
@@ -467,7 +476,12 @@ mod tests {
                 end_offset: 5
             }
         );
-        assert_eq!(truncation_offset(&follower_log, 0, 5, 0), 5);
+        assert_eq!(truncation_offset(&follower_log, 0, 5), 5);
+        assert_eq!(
+            truncation_offset(&follower_log, -1, -1),
+            0,
+            "no common epoch"
+        );
         assert_eq!(l.check_fetch(2, 5, 0, &leader_log), FetchCheck::Accepted);
         assert_eq!(l.check_fetch(2, 8, 2, &leader_log), FetchCheck::Accepted);
         assert_eq!(l.check_fetch(3, 8, 2, &leader_log), FetchCheck::NotReplica);
@@ -498,6 +512,31 @@ mod tests {
         log.append_replicated(0, &b).unwrap();
         assert_eq!(log.epochs(), &[(0, 0), (2, 2)]);
         assert_eq!(log.last_epoch(), 2);
+    }
+
+    /// Found by skein-sim replication: a proposal retried after `isr_retry_ms` may still
+    /// commit, so its members keep counting towards the high watermark.
+    #[test]
+    fn a_retried_expansion_still_holds_back_the_high_watermark() {
+        let mut l = Leader::new(1, &state(&[1, 2], 0, 0), 10, 10, 0, cfg(1));
+        l.on_fetch(2, 10, 10, 1);
+        l.on_fetch(3, 10, 10, 1);
+        assert_eq!(l.tick(2).unwrap().isr, vec![1, 2, 3]);
+        // Nothing answers; the proposal times out and another replaces it.
+        l.on_append(20);
+        l.on_fetch(2, 20, 20, 600);
+        assert!(l.tick(2_000).is_some());
+        assert_eq!(
+            l.hw(),
+            10,
+            "3 may be in the committed ISR: the old proposal may commit"
+        );
+        l.update(&state(&[1, 2], 0, 1), 20, 2_100);
+        assert_eq!(
+            l.hw(),
+            20,
+            "the partition epoch moved: that proposal can no longer apply"
+        );
     }
 
     #[test]

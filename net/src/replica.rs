@@ -362,8 +362,7 @@ fn apply_fetched(
     }
     let d = &pd.diverging_epoch;
     if d.epoch >= 0 || d.end_offset >= 0 {
-        let hw = p.repl.lock().expect("repl lock").follower_hw;
-        let cut = truncation_offset(st.log(), d.epoch, d.end_offset, hw);
+        let cut = truncation_offset(st.log(), d.epoch, d.end_offset);
         info!(topic = %p.topic, partition = p.index, from = st.log().log_end_offset(), to = cut,
             leader_epoch = d.epoch, "log diverged from the leader's; truncating");
         st.truncate_to(cut, now)?;
