@@ -27,7 +27,7 @@ const FETCH_WAIT_MS: u64 = 20;
 const FETCH_RETRY_MS: u64 = 300;
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
 const QUIET_MS: u64 = 20_000;
-const BATCHES_PER_FETCH: usize = 4;
+const BATCHES_PER_FETCH: usize = 32;
 const TAIL: usize = 40;
 
 type Res = Result<(), Violation>;
@@ -65,6 +65,8 @@ enum Msg {
     Meta {
         version: u64,
         parts: Vec<PartitionState>,
+        /// The incarnation whose heartbeat this answers (`None`: not a heartbeat reply).
+        inc: Option<u64>,
     },
     MetaReq,
     AlterIsr {
@@ -943,7 +945,7 @@ impl ReplSim {
                     None => {}
                 }
                 self.last_hb.insert(b, self.now);
-                let m = self.meta();
+                let m = self.meta(Some(inc));
                 self.send(Node::Ctl, from, m);
             }
             (Node::B(b), Msg::AlterIsr { p, prop }) => {
@@ -955,21 +957,22 @@ impl ReplSim {
                     partition_epoch: prop.partition_epoch,
                     isr: prop.isr,
                 });
-                let m = self.meta();
+                let m = self.meta(None);
                 self.send(Node::Ctl, from, m);
             }
             (Node::Client, Msg::MetaReq) => {
-                let m = self.meta();
+                let m = self.meta(None);
                 self.send(Node::Ctl, Node::Client, m);
             }
             _ => {}
         }
     }
 
-    fn meta(&self) -> Msg {
+    fn meta(&self, inc: Option<u64>) -> Msg {
         Msg::Meta {
             version: self.version,
             parts: self.published.clone(),
+            inc,
         }
     }
 
@@ -993,7 +996,20 @@ impl ReplSim {
 
     fn broker_recv(&mut self, b: i32, from: Node, msg: Msg) -> Res {
         match msg {
-            Msg::Meta { version, parts } => self.on_meta(b, version, parts)?,
+            Msg::Meta {
+                version,
+                parts,
+                inc,
+            } => {
+                // A restarted broker acts on no metadata before the controller has answered
+                // its new incarnation (KRaft's catch-up before serving): its persisted view,
+                // or a reply meant for its previous incarnation, may be stale.
+                let br = &self.brokers[&b];
+                if br.fresh && inc != Some(br.inc) {
+                    return Ok(());
+                }
+                self.on_meta(b, version, parts)?
+            }
             Msg::Fetch {
                 p,
                 seq,
@@ -1309,7 +1325,7 @@ impl ReplSim {
                     // epoch at or below ours, so nothing is shared: cut to the log start.
                     r.log.log_start_offset()
                 } else {
-                    truncation_offset(&r.log, epoch, end_offset, r.hw)
+                    truncation_offset(&r.log, epoch, end_offset)
                 };
                 let keep = r.store.partition_point(|s| s.last < cut);
                 if keep < r.store.len() && r.store[keep].base != cut {
@@ -1563,7 +1579,7 @@ impl ReplSim {
 
     fn client_recv(&mut self, msg: Msg) -> Res {
         match msg {
-            Msg::Meta { version, parts } if version > self.client.version => {
+            Msg::Meta { version, parts, .. } if version > self.client.version => {
                 self.client.version = version;
                 self.client.view = parts;
             }
