@@ -452,10 +452,6 @@ struct ReplicationArgs {
     /// In a batch, print every run's summary line (not only failures).
     #[arg(long)]
     verbose: bool,
-    /// Work around the core bugs found so far (fence an old incarnation before registering a
-    /// new one; expose the HW only while the committed ISR reaches min.insync.replicas).
-    #[arg(long)]
-    workarounds: bool,
 }
 
 fn parse_repl_canary(s: &str) -> Result<ReplCanary, String> {
@@ -500,7 +496,6 @@ fn replication_main(argv: &[String]) -> ExitCode {
         let o = replication::run(replication::Options {
             seed,
             canary: args.canary,
-            workarounds: args.workarounds,
         });
         steps += o.steps;
         sim_ms += o.sim_ms;
@@ -540,7 +535,7 @@ fn replication_main(argv: &[String]) -> ExitCode {
                 list.join(" ")
             );
             for s in &failed {
-                let cmd = replication::Outcome::replay_for(*s, args.canary, args.workarounds);
+                let cmd = replication::Outcome::replay_for(*s, args.canary);
                 println!("  replay: {cmd}");
             }
         }

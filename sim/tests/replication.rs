@@ -5,11 +5,7 @@
 use skein_sim::replication::{run, Options, Outcome, ReplCanary};
 
 fn run_with(seed: u64, canary: Option<ReplCanary>) -> Outcome {
-    run(Options {
-        seed,
-        canary,
-        workarounds: false,
-    })
+    run(Options { seed, canary })
 }
 
 fn describe(o: &Outcome) -> String {
@@ -58,19 +54,6 @@ fn seeds_0_to_200_pass_without_canaries() {
     assert!(acked > 10_000, "the batch acknowledged only {acked} writes");
 }
 
-/// With the driver's stand-ins for the core fixes, every seed of 0..200 passes.
-#[test]
-fn seeds_0_to_200_pass_with_workarounds() {
-    for seed in 0..200 {
-        let o = run(Options {
-            seed,
-            canary: None,
-            workarounds: true,
-        });
-        assert!(o.violation.is_none(), "{}", describe(&o));
-    }
-}
-
 #[test]
 fn same_seed_same_trace() {
     for seed in [0u64, 7, 123] {
@@ -115,23 +98,6 @@ fn regression_seeds() {
             "-" => {
                 let o = run_with(seed, None);
                 assert!(o.violation.is_none(), "{at}\n{}", describe(&o));
-            }
-            "known-bug" => {
-                let o = run_with(seed, None);
-                assert!(
-                    o.violation.is_some(),
-                    "{at}: seed {seed} passes now: flip its shape to `-`"
-                );
-                let w = run(Options {
-                    seed,
-                    canary: None,
-                    workarounds: true,
-                });
-                assert!(
-                    w.violation.is_none(),
-                    "{at} with --workarounds\n{}",
-                    describe(&w)
-                );
             }
             s => assert!(s.starts_with("canary="), "{at}: shape {s:?}"),
         }

@@ -50,30 +50,22 @@
 //! Canaries ([`ReplCanary`]) are planted inside this driver (core is untouched):
 //! `ack-before-isr`, `elect-outside-isr`, `skip-truncation`, `hw-from-leader-only`.
 //!
-//! ## Core bugs found, and `--workarounds`
+//! ## Core bugs found
 //!
-//! The simulation found five bugs in skein-core; `ci/replication-regression-seeds` has the
-//! details and seeds. 1-3 are fixed in core (2f7de28): a new incarnation kept the old one's
-//! leaderships at the same epoch; min.insync.replicas was checked against the maximal ISR; a
-//! former leader's empty epoch entry broke `append_replicated`. Still open:
-//! 4. `truncation_offset` with no common epoch (`Diverging(-1, -1)`, after an unclean
-//!    election) falls back to the high watermark, which may be at or past the log end: the
-//!    follower never truncates and never rejoins.
-//! 5. `Leader::tick` drops an ISR expansion left unanswered for `isr_retry_ms`, shrinking the
-//!    maximal ISR while the controller may have committed the expansion: the high watermark
-//!    passes a member of the committed ISR, which may then be elected without acknowledged
-//!    records.
-//!
-//! `--workarounds` makes the driver stand in for the fixes, so the rest of the run can be judged:
-//! (1) the controller fences an old incarnation before registering a new one, as KRaft does;
-//! (2) a leader exposes its high watermark only while its committed ISR has min.insync.replicas
-//! members; (3) a replica that starts following drops a trailing empty epoch entry; (4) with no
-//! common epoch a follower truncates to its log start; (5) a leader exposes only a high
-//! watermark that every member of its committed ISR and of every proposal that may still commit
-//! holds. Drop each once core is fixed.
+//! The simulation found five bugs in skein-core, all fixed there (2f7de28, 3e52931); see
+//! `ci/replication-regression-seeds`:
+//! 1. a new incarnation kept the old one's leaderships at the same leader epoch, so a leader
+//!    that lost its unsynced tail in a crash led again at that epoch and forked the log;
+//! 2. min.insync.replicas was checked against the maximal ISR, so a pending expansion that
+//!    never committed let the high watermark pass what the ISR and ELR held;
+//! 3. a former leader's empty epoch entry made `append_replicated` mislabel copied batches;
+//! 4. with no common epoch (after an unclean election) a follower fell back to its high
+//!    watermark and never truncated;
+//! 5. an ISR expansion retried after `isr_retry_ms` stopped counting towards the high
+//!    watermark while the controller could still commit it.
 //!
 //! Usage: `skein-sim replication --seed N` or `--seeds A..B`, optionally `--canary NAME`
-//! (`--list-canaries`) and `--workarounds`. Regression seeds: `ci/replication-regression-seeds`.
+//! (`--list-canaries`). Regression seeds: `ci/replication-regression-seeds`.
 //!
 //! Determinism: BTreeMap/Vec only, no clock, every draw from the seed's [`crate::rng::Rng`].
 
@@ -141,10 +133,6 @@ pub struct Options {
     pub seed: u64,
     /// A planted bug to turn on.
     pub canary: Option<ReplCanary>,
-    /// Work around the two core bugs this simulation found (see the module doc): the
-    /// controller fences an old incarnation before registering a new one, and a leader's high
-    /// watermark is only exposed while its committed ISR has min.insync.replicas members.
-    pub workarounds: bool,
 }
 
 /// Counters of one run.
@@ -203,12 +191,7 @@ impl Outcome {
             .options
             .canary
             .map(|c| format!(" canary={}", c.name()))
-            .unwrap_or_default()
-            + if self.options.workarounds {
-                " workarounds"
-            } else {
-                ""
-            };
+            .unwrap_or_default();
         format!(
             "seed={} {}{canary} steps={} sim_ms={} acked={} refused={} read={} leaderships={} \
              truncations={} crashes={} pauses={} fences={} isr_changes={} unclean={} trace={:016x}",
@@ -232,21 +215,14 @@ impl Outcome {
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        Self::replay_for(
-            self.options.seed,
-            self.options.canary,
-            self.options.workarounds,
-        )
+        Self::replay_for(self.options.seed, self.options.canary)
     }
 
     /// The replay command of a seed with these options.
-    pub fn replay_for(seed: u64, canary: Option<ReplCanary>, workarounds: bool) -> String {
+    pub fn replay_for(seed: u64, canary: Option<ReplCanary>) -> String {
         let mut cmd = format!("cargo run --release -p skein-sim -- replication --seed {seed}");
         if let Some(c) = canary {
             cmd += &format!(" --canary {}", c.name());
-        }
-        if workarounds {
-            cmd += " --workarounds";
         }
         cmd
     }
@@ -267,7 +243,7 @@ impl Outcome {
 
 /// Runs one seed; a panic in skein-core or the driver is a `node-invariant` violation.
 pub fn run(options: Options) -> Outcome {
-    let mut s = sim::ReplSim::new(options.seed, options.canary, options.workarounds);
+    let mut s = sim::ReplSim::new(options.seed, options.canary);
     let result = catch_unwind(AssertUnwindSafe(|| s.run()));
     let violation = match result {
         Ok(Ok(())) => None,

@@ -280,7 +280,6 @@ pub struct ReplSim {
     /// Simulated now.
     pub now: u64,
     canary: Option<ReplCanary>,
-    workarounds: bool,
     rng: Rng,
     net_rng: Rng,
     queue: BTreeMap<(u64, u64), Ev>,
@@ -309,7 +308,7 @@ pub struct ReplSim {
 
 impl ReplSim {
     /// A run of `seed`.
-    pub fn new(seed: u64, canary: Option<ReplCanary>, workarounds: bool) -> ReplSim {
+    pub fn new(seed: u64, canary: Option<ReplCanary>) -> ReplSim {
         let mut root = Rng::new(seed);
         let swarm = ReplSwarm::draw(&mut root.fork());
         let rng = root.fork();
@@ -372,7 +371,6 @@ impl ReplSim {
             steps: 0,
             now: 0,
             canary,
-            workarounds,
             rng,
             net_rng,
             queue: BTreeMap::new(),
@@ -926,14 +924,6 @@ impl ReplSim {
                         if inc < old {
                             return;
                         }
-                        if self.workarounds && !self.catalog.broker(b).is_some_and(|i| i.fenced) {
-                            // Work-around 1: fence the old incarnation first (as KRaft does),
-                            // so its leaderships move and leader epochs are bumped.
-                            self.ctl_apply(MetadataRecord::BrokerFenced {
-                                id: b,
-                                incarnation: have,
-                            });
-                        }
                         self.ctl_apply(MetadataRecord::BrokerRegistered {
                             id: b,
                             incarnation: name,
@@ -1056,29 +1046,6 @@ impl ReplSim {
             Role::Leader(l) => {
                 if self.canary == Some(ReplCanary::HwFromLeaderOnly) {
                     r.end()
-                } else if self.workarounds {
-                    if l.isr().len() < self.swarm.min_isr.min(self.swarm.rf) {
-                        // Work-around 2: the hw moves only while the committed ISR has
-                        // min.insync.replicas members.
-                        return r.lead_hw.min(l.hw());
-                    }
-                    // Work-around 5 (core bug 5, see the module doc): every member of the
-                    // committed ISR and of a proposal still able to commit holds the exposed hw.
-                    let pe = self.brokers[&b]
-                        .view
-                        .get(p)
-                        .map_or(0, |s| s.partition_epoch);
-                    let cap = r
-                        .proposals
-                        .iter()
-                        .filter(|(e, _)| *e >= pe)
-                        .flat_map(|(_, isr)| isr.iter())
-                        .chain(l.isr())
-                        .filter(|m| **m != b)
-                        .map(|m| l.followers().get(m).map_or(-1, |f| f.end))
-                        .min()
-                        .unwrap_or(i64::MAX);
-                    r.lead_hw.max(l.hw().min(cap))
                 } else {
                     l.hw()
                 }
@@ -1103,7 +1070,6 @@ impl ReplSim {
 
     fn apply_state(&mut self, b: i32, p: usize, st: &PartitionState) -> Res {
         let now = self.now;
-        let workarounds = self.workarounds;
         let cfg = self.cfg;
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         if !st.replicas.contains(&b) {
@@ -1176,10 +1142,6 @@ impl ReplSim {
             // skips that empty entry, so no divergence is reported, and `append_replicated` of
             // an older-epoch batch keeps it, mislabelling the copied batches (and refusing the
             // next ones). The driver drops the empty trailing entry when it starts following.
-            if workarounds && r.log.epochs().last().is_some_and(|(_, s)| *s >= r.end()) {
-                let n = r.store.len();
-                r.keep(n, now);
-            }
             r.role = Role::Follower {
                 leader: st.leader,
                 epoch: st.leader_epoch,
@@ -1248,11 +1210,6 @@ impl ReplSim {
     ) -> Result<FetchBody, Violation> {
         let now = self.now;
         let hw_canary = self.canary == Some(ReplCanary::HwFromLeaderOnly);
-        let exposed = if self.workarounds {
-            self.exposed_hw(b, p)
-        } else {
-            i64::MAX
-        };
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         let se = r.synced_end();
         let end = r.end();
@@ -1273,7 +1230,7 @@ impl ReplSim {
             FetchCheck::Accepted if offset > end => Ok(FetchBody::Err("OFFSET_OUT_OF_RANGE")),
             FetchCheck::Accepted => {
                 l.on_fetch(f, offset, se, now);
-                let hw = if hw_canary { end } else { l.hw().min(exposed) };
+                let hw = if hw_canary { end } else { l.hw() };
                 let start = r.store.partition_point(|s| s.last < offset);
                 if start < r.store.len() && r.store[start].base != offset {
                     return Err(violation(
@@ -1300,7 +1257,6 @@ impl ReplSim {
         let now = self.now;
         let inc = self.brokers[&b].inc;
         let skip = self.canary == Some(ReplCanary::SkipTruncation);
-        let workarounds = self.workarounds;
         let disk = self.rng.range(0, self.swarm.disk_max_ms);
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         if r.fetch_seq != seq || !matches!(r.role, Role::Follower { .. }) {
@@ -1320,13 +1276,7 @@ impl ReplSim {
                     self.send_fetch(b, p);
                     return Ok(());
                 }
-                let cut = if workarounds && epoch < 0 {
-                    // Work-around 4 (core bug 4, see the module doc): the leader knows no
-                    // epoch at or below ours, so nothing is shared: cut to the log start.
-                    r.log.log_start_offset()
-                } else {
-                    truncation_offset(&r.log, epoch, end_offset)
-                };
+                let cut = truncation_offset(&r.log, epoch, end_offset);
                 let keep = r.store.partition_point(|s| s.last < cut);
                 if keep < r.store.len() && r.store[keep].base != cut {
                     return Err(violation(
