@@ -5,6 +5,7 @@
 #   3. cargo test --workspace              unit, property and Rust integration tests
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
 #   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
+#   4c'. skein-sim replication --seeds A..B  a fixed batch of partition-replication simulations
 #   4c. skein-model check raft             bounded exhaustive model checks of the quorum's Raft
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
 #                                          kafka-python, raw sockets) against the broker
@@ -15,6 +16,7 @@
 #   SKEIN_SKIP_CARGO_TEST=1   skip step 3 (for iterating on the e2e suite)
 #   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..110000); SKEIN_SKIP_SIM=1 skips it
 #   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..15000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_REPL_SEEDS=A..B     the replication simulation batch (default 0..6000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_SKIP_MODEL=1        skip step 4c
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +104,20 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   grep -E 'cluster seeds (passed|failed)' "$LOGDIR/sim-cluster.log"
 fi
 
+# A fixed batch of seeded partition-replication simulations (release build; about 3,000 seeds a
+# minute on one core). Its regression seeds and canary tests already ran under cargo test
+# (sim/tests/replication.rs).
+REPL_STATUS=0
+REPL_SEEDS="${SKEIN_REPL_SEEDS:-0..6000}"
+if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
+  say "skein-sim replication --seeds $REPL_SEEDS ($(elapsed))"
+  timeout 600 cargo run --release -q -p skein-sim -- replication --seeds "$REPL_SEEDS" >"$LOGDIR/sim-replication.log" 2>&1
+  REPL_STATUS=$?
+  grep -E '^(VIOLATION|replay:)|cargo run --release -p skein-sim -- replication' "$LOGDIR/sim-replication.log" | head -n 40
+  grep -E '^\[[0-9]+/[0-9]+\]' "$LOGDIR/sim-replication.log" | tail -n 1
+  tail -n 3 "$LOGDIR/sim-replication.log"
+fi
+
 # Bounded exhaustive model checks (skein-model, issue 7) of skein-core's own Raft: a lossy
 # network (no duplication at this bound), one fsync-exact crash, one proposal (about 25 s on 2 cores),
 # then the reliable variant with its eventually property (a few seconds). The canary tests
@@ -130,6 +146,9 @@ say "done in $(elapsed): cargo test exit $CARGO_STATUS, skein-sim exit $SIM_STAT
 if [ "$SIM_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim --seeds $SIM_SEEDS (failing seeds and replay commands above; add them to ci/regression-seeds)" >&2
 fi
+if [ "$REPL_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: skein-sim replication --seeds $REPL_SEEDS (exit $REPL_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-replication.log; add them to ci/replication-regression-seeds)" >&2
+fi
 if [ "$CLUSTER_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim cluster --seeds $CLUSTER_SEEDS (exit $CLUSTER_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-cluster.log; add them to ci/cluster-regression-seeds)" >&2
 fi
@@ -149,7 +168,7 @@ if [ "$MODEL_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-model check raft (counterexample above; log in target/ci-logs/model.log)" >&2
   exit 1
 fi
-if [ "$CLUSTER_STATUS" -ne 0 ]; then
+if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ]; then
   exit 1
 fi
 if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then

@@ -683,7 +683,15 @@ impl Broker {
             incarnation: self.incarnation.clone(),
         };
         match tokio::time::timeout(timeout, self.propose(&rec)).await {
-            Ok(Ok(())) => info!("controlled shutdown: leadership moved"),
+            Ok(Ok(())) => {
+                // As quorum leader, stay for a couple of Raft heartbeats so the others learn
+                // the change is committed; otherwise they only apply it after electing a new
+                // quorum leader.
+                if self.quorum().status().role == skein_core::raft::Role::Leader {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                info!("controlled shutdown: leadership moved")
+            }
             Ok(Err(e)) => warn!(error = %e, "controlled shutdown could not move leadership"),
             Err(_) => warn!("controlled shutdown timed out moving leadership"),
         }
