@@ -3,10 +3,19 @@
 //! [`raft`] drives the metadata quorum's real [`skein_core::raft::Raft`] through every
 //! interleaving of message delivery, loss, duplication, fsync completion, timeouts, one crash
 //! and client proposals within a bound, and checks Raft's safety properties after each step.
-//! The second model of issue 7 (partition leadership through the controller) waits for
-//! replication. See README.md for the command line.
+//! [`partition`] drives one partition's leadership through the controller's real
+//! [`skein_core::catalog::Catalog`], the real [`skein_core::replication::Leader`] and real
+//! [`skein_core::log::PartitionLog`]s through fetches, truncations, ISR changes in flight,
+//! stale metadata, crashes and fences, and checks leader completeness and the high watermark.
+//! See README.md for the command line.
 
+pub mod partition;
 pub mod raft;
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use stateright::Model;
 
 use stateright::Checker;
 
@@ -54,9 +63,24 @@ pub struct Run {
     pub stop_on_failure: bool,
 }
 
-/// Runs the checker over `model`.
+/// Runs the checker over the Raft model.
 pub fn check(model: raft::RaftModel, run: &Run) -> Verdict {
-    use stateright::{Expectation, HasDiscoveries, Model};
+    check_with(model, run, raft::summary)
+}
+
+/// Runs the checker over the partition model.
+pub fn check_partition(model: partition::PartitionModel, run: &Run) -> Verdict {
+    check_with(model, run, partition::summary)
+}
+
+/// Runs the checker over any model, describing a counterexample's final state with `summary`.
+pub fn check_with<M>(model: M, run: &Run, summary: fn(&M::State) -> String) -> Verdict
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Hash + Send + Sync + Clone + PartialEq + Debug + 'static,
+    M::Action: Clone + PartialEq + Debug,
+{
+    use stateright::{Expectation, HasDiscoveries};
     let t0 = std::time::Instant::now();
     let props = model.properties();
     let mut builder = model.checker().threads(run.threads);
@@ -94,7 +118,7 @@ pub fn check(model: raft::RaftModel, run: &Run) -> Verdict {
                         text.push_str(&format!("  {i:>3}: {a:?}\n"));
                     }
                     if i + 1 == states.len() {
-                        text.push_str(&format!("  final state: {}\n", raft::summary(state)));
+                        text.push_str(&format!("  final state: {}\n", summary(state)));
                     }
                 }
                 text
@@ -110,12 +134,20 @@ pub fn check(model: raft::RaftModel, run: &Run) -> Verdict {
     }
 }
 
-type Found = Vec<(&'static str, stateright::Path<raft::State, raft::Action>)>;
+type Found<M> = Vec<(
+    &'static str,
+    stateright::Path<<M as Model>::State, <M as Model>::Action>,
+)>;
 
-fn summarize(
-    checker: impl Checker<raft::RaftModel>,
-    props: &[stateright::Property<raft::RaftModel>],
-) -> (usize, usize, Found) {
+fn summarize<M>(
+    checker: impl Checker<M>,
+    props: &[stateright::Property<M>],
+) -> (usize, usize, Found<M>)
+where
+    M: Model,
+    M::State: Clone + PartialEq,
+    M::Action: Clone + PartialEq,
+{
     let found = props
         .iter()
         .filter_map(|p| checker.discovery(p.name).map(|d| (p.name, d)))

@@ -1,17 +1,19 @@
 //! `skein-model check raft [--depth N] [--threads N] [--canary C] [bounds...]`
-//! `skein-model explore raft [--port P]`
+//! `skein-model check partition [--depth N] [--threads N] [--canary C] [bounds...]`
+//! `skein-model explore raft|partition [--port P]`
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use skein_core::canary::Canary;
+use skein_model::partition::{self, PartitionCanary, PartitionModel};
 use skein_model::raft::{Bounds, Network, RaftModel};
 use stateright::Model;
 
 #[derive(Parser)]
 #[command(
     name = "skein-model",
-    about = "Stateright model checking of skein-core's Raft"
+    about = "Stateright model checking of skein-core's Raft and partition leadership"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,7 +24,7 @@ struct Cli {
 enum Command {
     /// Explore every state within the bounds and report each property's verdict.
     Check {
-        /// The model (only `raft` so far; `partition` waits for replication).
+        /// The model: `raft` (controller quorum) or `partition` (partition leadership).
         model: Which,
         #[command(flatten)]
         opts: Opts,
@@ -54,13 +56,21 @@ enum Command {
 #[derive(Clone, Copy, ValueEnum)]
 enum Which {
     Raft,
+    Partition,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum CanaryArg {
+    /// raft
     VoteTwice,
+    /// raft
     CommitOldTerm,
+    /// raft
     NoCheckQuorum,
+    /// partition
+    ElectOutsideIsr,
+    /// partition
+    HwFromLeaderOnly,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +103,24 @@ struct Opts {
     /// Most duplicated deliveries (lossy network only).
     #[arg(long, default_value_t = Bounds::default().duplicates_max)]
     duplicates_max: u8,
+    /// partition: highest leader epoch.
+    #[arg(long, default_value_t = partition::Bounds::default().epoch_max)]
+    epoch_max: i32,
+    /// partition: longest log (records).
+    #[arg(long, default_value_t = partition::Bounds::default().log_len_max)]
+    log_len_max_records: usize,
+    /// partition: most ISR proposals in flight.
+    #[arg(long, default_value_t = partition::Bounds::default().in_flight_max)]
+    isr_in_flight_max: usize,
+    /// partition: most crashes and fences.
+    #[arg(long, default_value_t = partition::Bounds::default().crashes_max)]
+    faults_max: u8,
+    /// partition: most clock advances past replica.lag.time.max.ms.
+    #[arg(long, default_value_t = partition::Bounds::default().advances_max)]
+    advances_max: u8,
+    /// partition: min.insync.replicas.
+    #[arg(long, default_value_t = partition::Bounds::default().min_isr)]
+    min_isr: usize,
 }
 
 impl Opts {
@@ -110,10 +138,11 @@ impl Opts {
                 self.duplicates_max
             },
         };
-        let canary = self.canary.map(|c| match c {
-            CanaryArg::VoteTwice => Canary::VoteTwice,
-            CanaryArg::CommitOldTerm => Canary::CommitOldTerm,
-            CanaryArg::NoCheckQuorum => Canary::NoCheckQuorum,
+        let canary = self.canary.and_then(|c| match c {
+            CanaryArg::VoteTwice => Some(Canary::VoteTwice),
+            CanaryArg::CommitOldTerm => Some(Canary::CommitOldTerm),
+            CanaryArg::NoCheckQuorum => Some(Canary::NoCheckQuorum),
+            _ => None,
         });
         let network = if self.reliable {
             Network::Reliable
@@ -122,66 +151,132 @@ impl Opts {
         };
         RaftModel::new(network, bounds, canary)
     }
+
+    fn partition_model(&self) -> PartitionModel {
+        let bounds = partition::Bounds {
+            epoch_max: self.epoch_max,
+            log_len_max: self.log_len_max_records,
+            in_flight_max: self.isr_in_flight_max,
+            crashes_max: self.faults_max,
+            advances_max: self.advances_max,
+            min_isr: self.min_isr,
+        };
+        let canary = self.canary.and_then(|c| match c {
+            CanaryArg::ElectOutsideIsr => Some(PartitionCanary::ElectOutsideIsr),
+            CanaryArg::HwFromLeaderOnly => Some(PartitionCanary::HwFromLeaderOnly),
+            _ => None,
+        });
+        PartitionModel::new(bounds, canary)
+    }
+
+    fn check_canary(&self, which: Which) -> Result<(), String> {
+        let raft = matches!(
+            self.canary,
+            None | Some(CanaryArg::VoteTwice | CanaryArg::CommitOldTerm | CanaryArg::NoCheckQuorum)
+        );
+        let part = matches!(
+            self.canary,
+            None | Some(CanaryArg::ElectOutsideIsr | CanaryArg::HwFromLeaderOnly)
+        );
+        match which {
+            Which::Raft if !raft => Err("that canary belongs to the partition model".into()),
+            Which::Partition if !part => Err("that canary belongs to the raft model".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn report(v: &skein_model::Verdict) -> ExitCode {
+    println!("states={} depth={} secs={:.1}", v.states, v.depth, v.secs);
+    for (name, kind, holds, path) in &v.properties {
+        let verdict = match (kind, holds) {
+            (&"sometimes", true) => "example found",
+            (&"sometimes", false) => "NO EXAMPLE (bound too small: vacuous)",
+            (_, true) => "holds",
+            (_, false) => "VIOLATED",
+        };
+        println!("  {kind:<10} {name}: {verdict}");
+        if let Some(p) = path {
+            println!("  counterexample ({name}):\n{p}");
+        }
+    }
+    if v.ok() {
+        ExitCode::SUCCESS
+    } else {
+        println!("FAILED: {}", v.failed().join(", "));
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check {
-            model: Which::Raft,
+            model: which,
             opts,
             depth,
             threads,
             bfs,
             stop_on_failure,
         } => {
-            let model = opts.model();
-            println!(
-                "model raft: network={:?} canary={:?} {} depth_max={} search={} threads={threads}",
-                model.network,
-                model.canary,
-                model.bounds,
-                depth.map_or("none".to_string(), |d| d.to_string()),
-                if bfs { "bfs" } else { "dfs" }
-            );
+            if let Err(e) = opts.check_canary(which) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
             let run = skein_model::Run {
                 depth_max: depth,
                 threads,
                 bfs,
                 stop_on_failure,
             };
-            let v = skein_model::check(model, &run);
-            println!("states={} depth={} secs={:.1}", v.states, v.depth, v.secs);
-            for (name, kind, holds, path) in &v.properties {
-                let verdict = match (kind, holds) {
-                    (&"sometimes", true) => "example found",
-                    (&"sometimes", false) => "NO EXAMPLE (bound too small: vacuous)",
-                    (_, true) => "holds",
-                    (_, false) => "VIOLATED",
-                };
-                println!("  {kind:<10} {name}: {verdict}");
-                if let Some(p) = path {
-                    println!("  counterexample ({name}):\n{p}");
+            let search = format!(
+                "depth_max={} search={} threads={threads}",
+                depth.map_or("none".to_string(), |d| d.to_string()),
+                if bfs { "bfs" } else { "dfs" }
+            );
+            match which {
+                Which::Raft => {
+                    let model = opts.model();
+                    println!(
+                        "model raft: network={:?} canary={:?} {} {search}",
+                        model.network, model.canary, model.bounds,
+                    );
+                    report(&skein_model::check(model, &run))
                 }
-            }
-            if v.ok() {
-                ExitCode::SUCCESS
-            } else {
-                println!("FAILED: {}", v.failed().join(", "));
-                ExitCode::FAILURE
+                Which::Partition => {
+                    let model = opts.partition_model();
+                    println!(
+                        "model partition: canary={:?} {} {search}",
+                        model.canary, model.bounds,
+                    );
+                    report(&skein_model::check_partition(model, &run))
+                }
             }
         }
         Command::Explore {
-            model: Which::Raft,
+            model: which,
             opts,
             port,
         } => {
+            if let Err(e) = opts.check_canary(which) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
             let addr = format!("127.0.0.1:{port}");
-            println!(
-                "stateright explorer on http://{addr}/ ({})",
-                opts.model().bounds
-            );
-            opts.model().checker().serve(addr);
+            match which {
+                Which::Raft => {
+                    println!(
+                        "stateright explorer on http://{addr}/ ({})",
+                        opts.model().bounds
+                    );
+                    opts.model().checker().serve(addr);
+                }
+                Which::Partition => {
+                    let model = opts.partition_model();
+                    println!("stateright explorer on http://{addr}/ ({})", model.bounds);
+                    model.checker().serve(addr);
+                }
+            }
             ExitCode::SUCCESS
         }
     }
