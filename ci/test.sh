@@ -6,7 +6,8 @@
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
 #   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
 #   4c'. skein-sim replication --seeds A..B  a fixed batch of partition-replication simulations
-#   4c. skein-model check raft             bounded exhaustive model checks of the quorum's Raft
+#   4c. skein-model check raft|partition   bounded exhaustive model checks of the quorum's Raft
+#                                          and of partition leadership
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
 #                                          kafka-python, raw sockets) against the broker
 # Exits non-zero if any step fails. Environment knobs:
@@ -133,6 +134,16 @@ if [ "${SKEIN_SKIP_MODEL:-0}" != "1" ]; then
     --log-len-max 2 --in-flight-max 4 --timeouts-max 3 --proposals-max 1 2>&1 \
     | tail -n 60 | tee -a "$LOGDIR/model.log"
   if [ "${PIPESTATUS[0]}" != "0" ]; then MODEL_STATUS=1; fi
+  # Partition leadership (model 2): the real Catalog, Leader and PartitionLog; one record,
+  # one crash or fence, one clock advance, one ISR proposal in flight, min.insync.replicas 2
+  # then 1 (about 12 s each on 2 cores). Canaries: model/tests/teeth.rs.
+  for min_isr in 2 1; do
+    say "skein-model check partition --min-isr $min_isr ($(elapsed))"
+    timeout 300 cargo run --release -q -p skein-model -- check partition --min-isr "$min_isr" \
+      --epoch-max 2 --log-len-max-records 1 --isr-in-flight-max 1 --faults-max 1 --advances-max 1 2>&1 \
+      | tail -n 60 | tee -a "$LOGDIR/model.log"
+    if [ "${PIPESTATUS[0]}" != "0" ]; then MODEL_STATUS=1; fi
+  done
 fi
 
 say "pytest tests/e2e ($(elapsed))"
@@ -165,7 +176,7 @@ if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
 fi
 grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOGDIR/pytest.log" | tail -n 1
 if [ "$MODEL_STATUS" -ne 0 ]; then
-  echo "ci/test.sh: FAILED: skein-model check raft (counterexample above; log in target/ci-logs/model.log)" >&2
+  echo "ci/test.sh: FAILED: skein-model check raft/partition (counterexample above; log in target/ci-logs/model.log)" >&2
   exit 1
 fi
 if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ]; then

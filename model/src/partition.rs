@@ -238,6 +238,8 @@ pub struct State {
     pub lead_hw: BTreeMap<(i32, i32), i64>,
     /// Ghost: some leader change happened.
     pub leader_changed: bool,
+    /// Ghost: some follower truncated a diverging suffix.
+    pub truncated: bool,
     /// Ghost: a leader was elected or took over without every committed record.
     pub incomplete: Option<String>,
     /// Ghost: a leadership's high watermark fell.
@@ -255,7 +257,7 @@ impl State {
         // partition state, the brokers' incarnations and fencing, and the unclean count are
         // all of it that can.
         let mut s = format!(
-            "{:?}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            "{:?}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}|{}",
             self.catalog.partition(TOPIC, 0),
             self.catalog
                 .brokers()
@@ -272,6 +274,7 @@ impl State {
             self.committed,
             self.lead_hw,
             self.leader_changed,
+            self.truncated,
             self.incomplete.is_some(),
             self.hw_fell.is_some(),
             self.fork.is_some() || self.fault.is_some(),
@@ -572,6 +575,9 @@ impl State {
             FetchCheck::Diverging { epoch, end_offset } => {
                 let fb = &mut self.brokers[idx(f)];
                 let cut = truncation_offset(&fb.log, epoch, end_offset);
+                if cut < fb.end() {
+                    self.truncated = true;
+                }
                 if let Err(e) = fb.keep(cut.max(0) as usize) {
                     self.fault = Some(e);
                 }
@@ -668,6 +674,7 @@ impl Model for PartitionModel {
             committed: Vec::new(),
             lead_hw: BTreeMap::new(),
             leader_changed: false,
+            truncated: false,
             incomplete: None,
             hw_fell: None,
             fork: None,
@@ -855,6 +862,7 @@ impl Model for PartitionModel {
             }),
             Property::sometimes("a leader change happens", |_, s: &State| s.leader_changed),
             Property::sometimes("a record commits", |_, s: &State| s.max_hw > 0),
+            Property::sometimes("a diverged follower truncates", |_, s: &State| s.truncated),
         ]
     }
 }
