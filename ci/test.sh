@@ -136,7 +136,7 @@ if [ "${SKEIN_SKIP_MODEL:-0}" != "1" ]; then
   if [ "${PIPESTATUS[0]}" != "0" ]; then MODEL_STATUS=1; fi
   # Partition leadership (model 2): the real Catalog, Leader and PartitionLog; one record,
   # one crash or fence, one clock advance, one ISR proposal in flight, min.insync.replicas 2
-  # then 1 (about 12 s each on 2 cores). Canaries: model/tests/teeth.rs.
+  # then 1 (about 10 s each on 2 cores). Canaries: model/tests/teeth.rs.
   for min_isr in 2 1; do
     say "skein-model check partition --min-isr $min_isr ($(elapsed))"
     timeout 300 cargo run --release -q -p skein-model -- check partition --min-isr "$min_isr" \
