@@ -28,6 +28,7 @@ pub mod canary;
 pub mod catalog;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod log;
 pub mod producer;
 pub mod raft;

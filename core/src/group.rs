@@ -1,0 +1,1053 @@
+//! One consumer group under Kafka's classic rebalance protocol, sans-I/O: members join (with
+//! KIP-394's MEMBER_ID_REQUIRED round and KIP-345 static members), the coordinator completes
+//! the join when every known member has rejoined or the rebalance timeout passes, the leader's
+//! SyncGroup hands out assignments, heartbeats keep members alive, and silent members are
+//! removed after their session timeout.
+//!
+//! The driver hands in requests with an id and the current time; JoinGroup and SyncGroup may
+//! be answered later, so every call returns the [`Reply`]s that are ready now (for this request
+//! or for others that were waiting), and [`Group::tick`] fires the timers.
+//!
+//! Invariants: within one generation every member got the same member list order and protocol;
+//! a member is in at most one of `members` / `pending`; the generation only grows; in Stable
+//! every member has an assignment (possibly empty) from that generation's leader.
+
+use std::collections::BTreeMap;
+
+/// A request id chosen by the driver (to route a delayed answer).
+pub type ReqId = u64;
+
+/// Why a group request failed (each maps to one Kafka error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupError {
+    /// MEMBER_ID_REQUIRED: retry the join with the member id given.
+    MemberIdRequired,
+    /// UNKNOWN_MEMBER_ID.
+    UnknownMemberId,
+    /// ILLEGAL_GENERATION.
+    IllegalGeneration,
+    /// REBALANCE_IN_PROGRESS.
+    RebalanceInProgress,
+    /// INCONSISTENT_GROUP_PROTOCOL.
+    InconsistentGroupProtocol,
+    /// INVALID_SESSION_TIMEOUT.
+    InvalidSessionTimeout,
+    /// FENCED_INSTANCE_ID (a newer member took this static instance id).
+    FencedInstanceId,
+    /// GROUP_MAX_SIZE_REACHED.
+    GroupMaxSizeReached,
+}
+
+/// Where the group is in its rebalance cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// No members.
+    Empty,
+    /// Waiting for members to (re)join.
+    PreparingRebalance,
+    /// Joined; waiting for the leader's assignment.
+    CompletingRebalance,
+    /// Assignments handed out.
+    Stable,
+}
+
+impl GroupState {
+    /// Kafka's name for the state (DescribeGroups, ListGroups).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// Coordinator-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// group.min.session.timeout.ms.
+    pub min_session_timeout_ms: i32,
+    /// group.max.session.timeout.ms.
+    pub max_session_timeout_ms: i32,
+    /// group.initial.rebalance.delay.ms: how long the first join of an empty group waits for
+    /// more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// group.max.size.
+    pub max_size: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+            max_size: usize::MAX,
+        }
+    }
+}
+
+/// A JoinGroup as the coordinator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// The member id the client has ("" on its first join).
+    pub member_id: String,
+    /// group.instance.id (static membership).
+    pub instance_id: Option<String>,
+    /// client.id, the prefix of generated member ids.
+    pub client_id: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// "consumer" for consumers.
+    pub protocol_type: String,
+    /// Supported assignors, preferred first, with their metadata.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// JoinGroup v4+: an unknown member must first get an id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+/// A completed join for one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The generation.
+    pub generation: i32,
+    /// The chosen protocol (assignor).
+    pub protocol: String,
+    /// The protocol type.
+    pub protocol_type: String,
+    /// The leader's member id.
+    pub leader: String,
+    /// This member's id.
+    pub member_id: String,
+    /// For the leader only: every member with its instance id and metadata for the protocol.
+    pub members: Vec<(String, Option<String>, Vec<u8>)>,
+}
+
+/// An answer ready for the driver to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer to the JoinGroup `req`. `Err((MemberIdRequired, id))` carries the id to use.
+    Join {
+        /// The request.
+        req: ReqId,
+        /// The outcome; on an error, the member id to report (may be empty).
+        result: Result<Joined, (GroupError, String)>,
+    },
+    /// Answer to the SyncGroup `req`: this member's assignment.
+    Sync {
+        /// The request.
+        req: ReqId,
+        /// The assignment or why not.
+        result: Result<Vec<u8>, GroupError>,
+    },
+}
+
+/// One member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Member id.
+    pub id: String,
+    /// group.instance.id.
+    pub instance_id: Option<String>,
+    /// client.id.
+    pub client_id: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Assignors with metadata.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// Assignment of the current generation.
+    pub assignment: Vec<u8>,
+    last_heard_ms: u64,
+    join_waiting: Option<ReqId>,
+    sync_waiting: Option<ReqId>,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    id: String,
+    config: GroupConfig,
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Ids handed out with MEMBER_ID_REQUIRED, not joined yet, with when they were issued.
+    pending: BTreeMap<String, u64>,
+    /// Static instance id to its current member id.
+    statics: BTreeMap<String, String>,
+    /// When the join phase ends at the latest.
+    join_deadline: Option<u64>,
+    /// The join phase is the initial delay of an empty group: it ends only at the deadline.
+    initial_delay: bool,
+    next_member: u64,
+}
+
+impl Group {
+    /// An empty group.
+    pub fn new(id: &str, config: GroupConfig) -> Self {
+        Group {
+            id: id.to_string(),
+            config,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            statics: BTreeMap::new(),
+            join_deadline: None,
+            initial_delay: false,
+            next_member: 0,
+        }
+    }
+
+    /// The group id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The state.
+    pub fn state(&self) -> GroupState {
+        self.state
+    }
+
+    /// The generation.
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+
+    /// The chosen protocol of this generation.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The protocol type ("consumer").
+    pub fn protocol_type(&self) -> Option<&str> {
+        self.protocol_type.as_deref()
+    }
+
+    /// The leader's member id.
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+
+    /// Members by id.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Whether `member`/`generation` may commit offsets now: a member of this generation, or
+    /// (generation -1, no member id) a client outside any group while the group is empty.
+    pub fn check_commit(&self, member: &str, generation: i32) -> Result<(), GroupError> {
+        if generation < 0 && member.is_empty() {
+            return if self.members.is_empty() {
+                Ok(())
+            } else {
+                Err(GroupError::UnknownMemberId)
+            };
+        }
+        if !self.members.contains_key(member) {
+            return Err(GroupError::UnknownMemberId);
+        }
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        if self.state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
+        self.next_member += 1;
+        let prefix = instance_id.unwrap_or(client_id);
+        // Unique within the group's lifetime on this coordinator; the generation keeps ids of
+        // a reloaded group from clashing with the ones it had.
+        format!(
+            "{prefix}-{:08x}-{:04x}",
+            self.generation.max(0) as u64 * 1_000_003 + self.next_member,
+            self.next_member
+        )
+    }
+
+    /// JoinGroup.
+    pub fn join(&mut self, now_ms: u64, req: ReqId, j: Join) -> Vec<Reply> {
+        let err = |e: GroupError, id: &str| {
+            vec![Reply::Join {
+                req,
+                result: Err((e, id.to_string())),
+            }]
+        };
+        if j.session_timeout_ms < self.config.min_session_timeout_ms
+            || j.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return err(GroupError::InvalidSessionTimeout, &j.member_id);
+        }
+        if j.protocols.is_empty()
+            || self
+                .protocol_type
+                .as_ref()
+                .is_some_and(|t| *t != j.protocol_type && !self.members.is_empty())
+            || (!self.members.is_empty() && !self.supports_common_protocol(&j.protocols))
+        {
+            return err(GroupError::InconsistentGroupProtocol, &j.member_id);
+        }
+        let mut out = Vec::new();
+        let mut id = j.member_id.clone();
+        if id.is_empty() {
+            match j
+                .instance_id
+                .as_ref()
+                .and_then(|i| self.statics.get(i))
+                .cloned()
+            {
+                // A static member rejoining (a restart): it takes its old place under a new id;
+                // the old id is fenced.
+                Some(old) => {
+                    let new = self.new_member_id(&j.client_id, j.instance_id.as_deref());
+                    if let Some(mut m) = self.members.remove(&old) {
+                        if let Some(r) = m.join_waiting.take() {
+                            out.push(Reply::Join {
+                                req: r,
+                                result: Err((GroupError::FencedInstanceId, old.clone())),
+                            });
+                        }
+                        m.id = new.clone();
+                        if self.leader.as_deref() == Some(old.as_str()) {
+                            self.leader = Some(new.clone());
+                        }
+                        self.members.insert(new.clone(), m);
+                    }
+                    self.statics
+                        .insert(j.instance_id.clone().expect("static"), new.clone());
+                    id = new;
+                }
+                None => {
+                    let new = self.new_member_id(&j.client_id, j.instance_id.as_deref());
+                    if j.require_known_member_id && j.instance_id.is_none() {
+                        self.pending.insert(new.clone(), now_ms);
+                        return err(GroupError::MemberIdRequired, &new);
+                    }
+                    id = new;
+                }
+            }
+        } else if !self.members.contains_key(&id) && self.pending.remove(&id).is_none() {
+            return err(GroupError::UnknownMemberId, &id);
+        }
+        if let Some(inst) = &j.instance_id {
+            if let Some(cur) = self.statics.get(inst) {
+                if *cur != id {
+                    return err(GroupError::FencedInstanceId, &id);
+                }
+            }
+        }
+        if !self.members.contains_key(&id) && self.members.len() >= self.config.max_size {
+            return err(GroupError::GroupMaxSizeReached, &id);
+        }
+        let existing = self.members.get(&id).cloned();
+        let member = Member {
+            id: id.clone(),
+            instance_id: j.instance_id.clone(),
+            client_id: j.client_id.clone(),
+            session_timeout_ms: j.session_timeout_ms,
+            rebalance_timeout_ms: j.rebalance_timeout_ms,
+            protocols: j.protocols.clone(),
+            assignment: existing
+                .as_ref()
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
+            last_heard_ms: now_ms,
+            join_waiting: Some(req),
+            sync_waiting: None,
+        };
+        if let Some(old) = existing.as_ref().and_then(|m| m.join_waiting) {
+            // A duplicate join from the same member: the newer request replaces the older.
+            out.push(Reply::Join {
+                req: old,
+                result: Err((GroupError::RebalanceInProgress, id.clone())),
+            });
+        }
+        if let Some(inst) = &j.instance_id {
+            self.statics.insert(inst.clone(), id.clone());
+        }
+        let unchanged = existing
+            .as_ref()
+            .is_some_and(|m| m.protocols == j.protocols);
+        self.members.insert(id.clone(), member);
+        self.protocol_type = Some(j.protocol_type.clone());
+        match self.state {
+            GroupState::Stable if unchanged && self.leader.as_deref() != Some(id.as_str()) => {
+                // A follower rejoining with nothing new: answer with the current generation.
+                let reply = self.joined_reply(&id);
+                if let Some(m) = self.members.get_mut(&id) {
+                    m.join_waiting = None;
+                }
+                out.push(Reply::Join {
+                    req,
+                    result: Ok(reply),
+                });
+                return out;
+            }
+            GroupState::PreparingRebalance => {}
+            GroupState::Empty => self.prepare(now_ms, true),
+            GroupState::CompletingRebalance | GroupState::Stable => self.prepare(now_ms, false),
+        }
+        out.extend(self.maybe_complete_join(now_ms, false));
+        out
+    }
+
+    fn supports_common_protocol(&self, protocols: &[(String, Vec<u8>)]) -> bool {
+        protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+        })
+    }
+
+    fn prepare(&mut self, now_ms: u64, initial: bool) {
+        // Members waiting on a sync of the old generation learn it is over.
+        self.state = GroupState::PreparingRebalance;
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms.max(0) as u64)
+            .max()
+            .unwrap_or(0);
+        let delay = if initial {
+            self.config.initial_rebalance_delay_ms.min(timeout)
+        } else {
+            timeout
+        };
+        self.join_deadline = Some(now_ms + delay);
+        self.initial_delay = initial;
+    }
+
+    /// Completes the join when every member has rejoined (or, `timed_out`, drops those that
+    /// did not).
+    fn maybe_complete_join(&mut self, now_ms: u64, timed_out: bool) -> Vec<Reply> {
+        if self.state != GroupState::PreparingRebalance {
+            return Vec::new();
+        }
+        let all_in = self.members.values().all(|m| m.join_waiting.is_some());
+        if !timed_out && (!all_in || self.initial_delay) {
+            return Vec::new();
+        }
+        if timed_out {
+            let gone: Vec<String> = self
+                .members
+                .values()
+                .filter(|m| m.join_waiting.is_none())
+                .map(|m| m.id.clone())
+                .collect();
+            for id in gone {
+                self.remove_member(&id);
+            }
+        }
+        let mut out = Vec::new();
+        for m in self.members.values_mut() {
+            if let Some(r) = m.sync_waiting.take() {
+                out.push(Reply::Sync {
+                    req: r,
+                    result: Err(GroupError::RebalanceInProgress),
+                });
+            }
+        }
+        self.join_deadline = None;
+        self.initial_delay = false;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return out;
+        }
+        self.protocol = self.vote();
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = GroupState::CompletingRebalance;
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let reply = self.joined_reply(&id);
+            let m = self.members.get_mut(&id).expect("member");
+            m.last_heard_ms = now_ms;
+            m.assignment.clear();
+            if let Some(r) = m.join_waiting.take() {
+                out.push(Reply::Join {
+                    req: r,
+                    result: Ok(reply),
+                });
+            }
+        }
+        out
+    }
+
+    /// The protocol every member supports that most members prefer: each member votes for
+    /// its first supported-by-all protocol; ties go to the earlier one in the first member's
+    /// order.
+    fn vote(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let by_all = |n: &str| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(x, _)| x == n))
+        };
+        let candidates: Vec<&str> = first
+            .protocols
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| by_all(n))
+            .collect();
+        let mut votes = vec![0usize; candidates.len()];
+        for m in self.members.values() {
+            if let Some(i) = m
+                .protocols
+                .iter()
+                .find_map(|(n, _)| candidates.iter().position(|c| c == n))
+            {
+                votes[i] += 1;
+            }
+        }
+        let mut best: Option<usize> = None;
+        for i in 0..candidates.len() {
+            if best.is_none_or(|b| votes[i] > votes[b]) {
+                best = Some(i);
+            }
+        }
+        best.map(|i| candidates[i].to_string())
+    }
+
+    fn joined_reply(&self, id: &str) -> Joined {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let leader = self.leader.clone().unwrap_or_default();
+        let members = if leader == id {
+            self.members
+                .values()
+                .map(|m| {
+                    let meta = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, md)| md.clone())
+                        .unwrap_or_default();
+                    (m.id.clone(), m.instance_id.clone(), meta)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Joined {
+            generation: self.generation,
+            protocol,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            leader,
+            member_id: id.to_string(),
+            members,
+        }
+    }
+
+    /// SyncGroup: the leader brings the assignments; everyone gets theirs once it has.
+    pub fn sync(
+        &mut self,
+        now_ms: u64,
+        req: ReqId,
+        member: &str,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Vec<Reply> {
+        let err = |e| {
+            vec![Reply::Sync {
+                req,
+                result: Err(e),
+            }]
+        };
+        let Some(m) = self.members.get_mut(member) else {
+            return err(GroupError::UnknownMemberId);
+        };
+        if generation != self.generation {
+            return err(GroupError::IllegalGeneration);
+        }
+        m.last_heard_ms = now_ms;
+        match self.state {
+            GroupState::Empty => err(GroupError::UnknownMemberId),
+            GroupState::PreparingRebalance => err(GroupError::RebalanceInProgress),
+            GroupState::Stable => vec![Reply::Sync {
+                req,
+                result: Ok(m.assignment.clone()),
+            }],
+            GroupState::CompletingRebalance => {
+                if let Some(old) = m.sync_waiting.replace(req) {
+                    return vec![Reply::Sync {
+                        req: old,
+                        result: Err(GroupError::RebalanceInProgress),
+                    }];
+                }
+                if self.leader.as_deref() != Some(member) {
+                    return Vec::new();
+                }
+                // The leader's assignment: members it left out get an empty one.
+                let given: BTreeMap<String, Vec<u8>> = assignments.into_iter().collect();
+                let mut out = Vec::new();
+                for m in self.members.values_mut() {
+                    m.assignment = given.get(&m.id).cloned().unwrap_or_default();
+                    if let Some(r) = m.sync_waiting.take() {
+                        out.push(Reply::Sync {
+                            req: r,
+                            result: Ok(m.assignment.clone()),
+                        });
+                    }
+                }
+                self.state = GroupState::Stable;
+                out
+            }
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &mut self,
+        now_ms: u64,
+        member: &str,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        let Some(m) = self.members.get_mut(member) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        m.last_heard_ms = now_ms;
+        match self.state {
+            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::Empty => Err(GroupError::UnknownMemberId),
+            _ => Ok(()),
+        }
+    }
+
+    /// LeaveGroup of one member (by member id, or by instance id for a static member).
+    pub fn leave(
+        &mut self,
+        now_ms: u64,
+        member: &str,
+        instance_id: Option<&str>,
+    ) -> (Result<(), GroupError>, Vec<Reply>) {
+        let id = match instance_id.and_then(|i| self.statics.get(i)) {
+            Some(cur) if !member.is_empty() && cur != member => {
+                return (Err(GroupError::FencedInstanceId), Vec::new())
+            }
+            Some(cur) => cur.clone(),
+            None => member.to_string(),
+        };
+        let Some(m) = self.remove_member(&id) else {
+            return (Err(GroupError::UnknownMemberId), Vec::new());
+        };
+        let mut out = Vec::new();
+        if let Some(r) = m.join_waiting {
+            out.push(Reply::Join {
+                req: r,
+                result: Err((GroupError::UnknownMemberId, id.clone())),
+            });
+        }
+        if let Some(r) = m.sync_waiting {
+            out.push(Reply::Sync {
+                req: r,
+                result: Err(GroupError::UnknownMemberId),
+            });
+        }
+        out.extend(self.membership_changed(now_ms));
+        (Ok(()), out)
+    }
+
+    fn remove_member(&mut self, id: &str) -> Option<Member> {
+        let m = self.members.remove(id)?;
+        if let Some(i) = &m.instance_id {
+            if self.statics.get(i).is_some_and(|cur| cur == id) {
+                self.statics.remove(i);
+            }
+        }
+        if self.leader.as_deref() == Some(id) {
+            self.leader = None;
+        }
+        Some(m)
+    }
+
+    fn membership_changed(&mut self, now_ms: u64) -> Vec<Reply> {
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                if self.members.is_empty() {
+                    self.become_empty();
+                    Vec::new()
+                } else {
+                    self.prepare(now_ms, false);
+                    self.maybe_complete_join(now_ms, false)
+                }
+            }
+            GroupState::PreparingRebalance => self.maybe_complete_join(now_ms, false),
+            GroupState::Empty => Vec::new(),
+        }
+    }
+
+    fn become_empty(&mut self) {
+        self.state = GroupState::Empty;
+        self.generation += 1;
+        self.protocol = None;
+        self.leader = None;
+        self.join_deadline = None;
+    }
+
+    /// Fires the timers due at `now_ms`: the end of the join phase, expired sessions and
+    /// member ids handed out but never used.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Reply> {
+        let mut out = Vec::new();
+        self.pending
+            .retain(|_, at| now_ms.saturating_sub(*at) <= 300_000);
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.join_waiting.is_none()
+                    && now_ms.saturating_sub(m.last_heard_ms) > m.session_timeout_ms.max(0) as u64
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in expired {
+            if let Some(m) = self.remove_member(&id) {
+                if let Some(r) = m.sync_waiting {
+                    out.push(Reply::Sync {
+                        req: r,
+                        result: Err(GroupError::UnknownMemberId),
+                    });
+                }
+            }
+            out.extend(self.membership_changed(now_ms));
+        }
+        if self.join_deadline.is_some_and(|d| now_ms >= d) {
+            out.extend(self.maybe_complete_join(now_ms, true));
+        }
+        out
+    }
+
+    /// When [`Group::tick`] next has something to do, if ever.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.join_waiting.is_none())
+            .map(|m| m.last_heard_ms + m.session_timeout_ms.max(0) as u64 + 1);
+        sessions.chain(self.join_deadline).min()
+    }
+
+    /// Asserts the module's invariants (tests and simulation).
+    pub fn check_invariants(&self) {
+        for id in self.pending.keys() {
+            assert!(!self.members.contains_key(id), "{id} pending and a member");
+        }
+        if let Some(l) = &self.leader {
+            assert!(
+                self.members.contains_key(l) || self.state == GroupState::PreparingRebalance,
+                "leader {l} is not a member in {:?}",
+                self.state
+            );
+        }
+        if self.state == GroupState::Empty {
+            assert!(self.members.is_empty(), "members in an Empty group");
+        }
+        for (inst, id) in &self.statics {
+            assert!(
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.instance_id.as_deref() == Some(inst)),
+                "static {inst} maps to {id}, not a member with that instance id"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg() -> GroupConfig {
+        GroupConfig {
+            min_session_timeout_ms: 100,
+            max_session_timeout_ms: 100_000,
+            initial_rebalance_delay_ms: 50,
+            max_size: 10,
+        }
+    }
+
+    fn join(member: &str, instance: Option<&str>) -> Join {
+        Join {
+            member_id: member.to_string(),
+            instance_id: instance.map(str::to_string),
+            client_id: "c".into(),
+            session_timeout_ms: 1_000,
+            rebalance_timeout_ms: 500,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), vec![1]), ("roundrobin".into(), vec![2])],
+            require_known_member_id: true,
+        }
+    }
+
+    /// Joins a new dynamic member through the MEMBER_ID_REQUIRED round; returns its id.
+    fn first_join(g: &mut Group, now: u64, req: ReqId) -> (String, Vec<Reply>) {
+        let r = g.join(now, req, join("", None));
+        let [Reply::Join {
+            result: Err((GroupError::MemberIdRequired, id)),
+            ..
+        }] = r.as_slice()
+        else {
+            panic!("{r:?}")
+        };
+        let id = id.clone();
+        let out = g.join(now, req + 1, join(&id, None));
+        (id, out)
+    }
+
+    fn joined(r: &[Reply], req: ReqId) -> Joined {
+        r.iter()
+            .find_map(|x| match x {
+                Reply::Join {
+                    req: q,
+                    result: Ok(j),
+                } if *q == req => Some(j.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no join answer for {req} in {r:?}"))
+    }
+
+    #[test]
+    fn two_members_join_sync_and_heartbeat() {
+        let mut g = Group::new("g", cfg());
+        let (a, r) = first_join(&mut g, 0, 1);
+        assert!(r.is_empty(), "the initial delay holds the first join");
+        let (b, r) = first_join(&mut g, 10, 3);
+        assert!(r.is_empty());
+        let r = g.tick(60);
+        let (ja, jb) = (joined(&r, 2), joined(&r, 4));
+        assert_eq!((ja.generation, jb.generation), (1, 1));
+        assert_eq!(ja.protocol, "range");
+        assert_eq!(ja.leader, a);
+        assert_eq!(ja.members.len(), 2, "the leader sees every member");
+        assert!(jb.members.is_empty());
+        assert_eq!(g.state(), GroupState::CompletingRebalance);
+        assert!(
+            g.sync(61, 5, &b, 1, vec![]).is_empty(),
+            "a follower waits for the leader"
+        );
+        let r = g.sync(
+            62,
+            6,
+            &a,
+            1,
+            vec![(a.clone(), vec![0xA]), (b.clone(), vec![0xB])],
+        );
+        assert!(r.contains(&Reply::Sync {
+            req: 5,
+            result: Ok(vec![0xB])
+        }));
+        assert!(r.contains(&Reply::Sync {
+            req: 6,
+            result: Ok(vec![0xA])
+        }));
+        assert_eq!(g.state(), GroupState::Stable);
+        assert_eq!(g.heartbeat(100, &b, 1), Ok(()));
+        assert_eq!(g.heartbeat(100, &b, 0), Err(GroupError::IllegalGeneration));
+        assert_eq!(g.heartbeat(100, "x", 1), Err(GroupError::UnknownMemberId));
+        assert_eq!(g.check_commit(&a, 1), Ok(()));
+        assert_eq!(g.check_commit("", -1), Err(GroupError::UnknownMemberId));
+        g.check_invariants();
+    }
+
+    fn stable_pair(g: &mut Group) -> (String, String) {
+        let (a, _) = first_join(g, 0, 1);
+        let (b, _) = first_join(g, 0, 3);
+        g.tick(60);
+        g.sync(61, 5, &b, 1, vec![]);
+        g.sync(61, 6, &a, 1, vec![]);
+        assert_eq!(g.state(), GroupState::Stable);
+        (a, b)
+    }
+
+    #[test]
+    fn a_new_member_rebalances_and_a_silent_one_is_removed() {
+        let mut g = Group::new("g", cfg());
+        let (a, b) = stable_pair(&mut g);
+        let (c, r) = first_join(&mut g, 100, 10);
+        assert!(r.is_empty());
+        assert_eq!(
+            g.heartbeat(110, &a, 1),
+            Err(GroupError::RebalanceInProgress)
+        );
+        assert!(g.join(120, 12, join(&a, None)).is_empty());
+        // b never rejoins: the rebalance timeout (500 ms) drops it.
+        let r = g.tick(700);
+        let j = joined(&r, 12);
+        assert_eq!(j.generation, 2);
+        assert_eq!(joined(&r, 11).generation, 2);
+        assert!(!g.members().any(|m| m.id == b));
+        assert_eq!(g.members().count(), 2);
+        g.sync(701, 13, &c, 2, vec![]);
+        g.sync(701, 14, &a, 2, vec![]);
+        assert_eq!(g.state(), GroupState::Stable);
+        // c goes silent past its session timeout (1 s); a keeps heartbeating.
+        assert_eq!(g.heartbeat(1_500, &a, 2), Ok(()));
+        g.tick(1_800);
+        assert!(!g.members().any(|m| m.id == c));
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let r = g.join(1_801, 15, join(&a, None));
+        assert_eq!(joined(&r, 15).generation, 3);
+        g.check_invariants();
+    }
+
+    #[test]
+    fn leaving_members_and_an_empty_group() {
+        let mut g = Group::new("g", cfg());
+        let (a, b) = stable_pair(&mut g);
+        let (res, _) = g.leave(100, &b, None);
+        assert_eq!(res, Ok(()));
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let r = g.join(101, 7, join(&a, None));
+        assert_eq!(joined(&r, 7).members.len(), 1);
+        let (res, _) = g.leave(102, &a, None);
+        assert_eq!(res, Ok(()));
+        assert_eq!(g.state(), GroupState::Empty);
+        assert_eq!(
+            g.check_commit("", -1),
+            Ok(()),
+            "an empty group takes standalone commits"
+        );
+        assert_eq!(g.leave(103, &a, None).0, Err(GroupError::UnknownMemberId));
+        g.check_invariants();
+    }
+
+    #[test]
+    fn a_static_member_restarts_without_a_rebalance() {
+        let mut g = Group::new("g", cfg());
+        let r = g.join(0, 1, join("", Some("i1")));
+        assert!(r.is_empty(), "a static member needs no member-id round");
+        let r = g.join(0, 2, join("", Some("i2")));
+        assert!(r.is_empty());
+        let r = g.tick(60);
+        let (l, f) = (joined(&r, 1), joined(&r, 2));
+        g.sync(61, 3, &f.member_id, 1, vec![(f.member_id.clone(), vec![7])]);
+        g.sync(61, 4, &l.member_id, 1, vec![(f.member_id.clone(), vec![7])]);
+        // The follower restarts: it rejoins with no member id and the same instance id.
+        let r = g.join(100, 5, join("", Some("i2")));
+        let j = joined(&r, 5);
+        assert_eq!((j.generation, g.state()), (1, GroupState::Stable));
+        assert_ne!(j.member_id, f.member_id);
+        assert_eq!(
+            g.heartbeat(101, &f.member_id, 1),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(
+            g.sync(102, 6, &j.member_id, 1, vec![]),
+            vec![Reply::Sync {
+                req: 6,
+                result: Ok(vec![7])
+            }]
+        );
+        g.check_invariants();
+    }
+
+    #[test]
+    fn inconsistent_protocols_and_bad_timeouts_are_refused() {
+        let mut g = Group::new("g", cfg());
+        let (_a, _) = first_join(&mut g, 0, 1);
+        let mut other = join("", None);
+        other.protocols = vec![("sticky".into(), vec![])];
+        assert!(matches!(
+            g.join(1, 3, other).as_slice(),
+            [Reply::Join {
+                result: Err((GroupError::InconsistentGroupProtocol, _)),
+                ..
+            }]
+        ));
+        let mut slow = join("", None);
+        slow.session_timeout_ms = 10;
+        assert!(matches!(
+            g.join(1, 4, slow).as_slice(),
+            [Reply::Join {
+                result: Err((GroupError::InvalidSessionTimeout, _)),
+                ..
+            }]
+        ));
+    }
+
+    proptest! {
+        /// Clients that follow the protocol, in any interleaving, with crashes (silence) and
+        /// leaves: within a generation every answer names the same leader and protocol, the
+        /// generation never falls, the invariants hold, and a stable group hands every member
+        /// an assignment from the leader of that generation.
+        #[test]
+        fn generations_agree(ops in proptest::collection::vec((0u8..6, 0usize..4, 0u64..400), 1..120)) {
+            let mut g = Group::new("g", cfg());
+            let mut ids: Vec<Option<String>> = vec![None; 4];
+            let mut gens: Vec<i32> = vec![0; 4];
+            let mut seen: BTreeMap<i32, (String, String)> = BTreeMap::new();
+            let mut now = 0u64;
+            let mut req = 0u64;
+            for (op, c, dt) in ops {
+                now += dt;
+                req += 1;
+                let before = g.generation();
+                let replies = match op {
+                    0 | 1 => {
+                        let id = ids[c].clone().unwrap_or_default();
+                        let r = g.join(now, req, join(&id, None));
+                        if let [Reply::Join { result: Err((GroupError::MemberIdRequired, new)), .. }] = r.as_slice() {
+                            ids[c] = Some(new.clone());
+                        }
+                        r
+                    }
+                    2 => match &ids[c] {
+                        Some(id) => {
+                            let all: Vec<(String, Vec<u8>)> = g.members().map(|m| (m.id.clone(), m.id.clone().into_bytes())).collect();
+                            g.sync(now, req, id, gens[c], all)
+                        }
+                        None => vec![],
+                    },
+                    3 => {
+                        if let Some(id) = &ids[c] { let _ = g.heartbeat(now, id, gens[c]); }
+                        vec![]
+                    }
+                    4 => match ids[c].take() {
+                        Some(id) => g.leave(now, &id, None).1,
+                        None => vec![],
+                    },
+                    _ => g.tick(now),
+                };
+                for r in &replies {
+                    if let Reply::Join { result: Ok(j), .. } = r {
+                        let e = seen.entry(j.generation).or_insert((j.leader.clone(), j.protocol.clone()));
+                        prop_assert_eq!(e.clone(), (j.leader.clone(), j.protocol.clone()));
+                        if let Some(i) = ids.iter().position(|x| x.as_deref() == Some(j.member_id.as_str())) {
+                            gens[i] = j.generation;
+                        }
+                    }
+                }
+                prop_assert!(g.generation() >= before);
+                g.check_invariants();
+                if g.state() == GroupState::Stable {
+                    for m in g.members() {
+                        prop_assert_eq!(&m.assignment, &m.id.clone().into_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
