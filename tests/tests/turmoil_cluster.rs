@@ -532,7 +532,24 @@ async fn checker(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
             let result = match addr.get(&p.leader) {
                 _ if now_ms() > deadline => Err("produce phase out of time".to_string()),
                 None => Err(format!("leader {} is not a listed broker", p.leader)),
-                Some(a) => produce_and_fetch(&mut conns, a, name, index).await,
+                Some(a) => {
+                    // Leadership may move after the view was taken (preferred-leader election
+                    // gives partitions back to returned brokers): like a client refreshing its
+                    // metadata, try the other brokers on NOT_LEADER_OR_FOLLOWER.
+                    let not_leader =
+                        |r: &Result<i64, String>| matches!(r, Err(e) if e.ends_with("error 6"));
+                    let mut res = produce_and_fetch(&mut conns, a, name, index).await;
+                    'retry: for _ in 0..5 {
+                        for other in addr.values() {
+                            if !not_leader(&res) {
+                                break 'retry;
+                            }
+                            res = produce_and_fetch(&mut conns, other, name, index).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    res
+                }
             };
             trace.borrow_mut().events.push(format!(
                 "t={} produce {name}-{index} via b{}: {result:?}",
