@@ -618,18 +618,7 @@ impl PartitionLog {
             });
         }
         let count = h.last_offset() + 1 - base_offset;
-        let roll = {
-            let a = self.active();
-            let full = a.size + batch_bytes.len() as u64 > self.config.segment_bytes;
-            let old = now_ms.saturating_sub(a.created_ms) >= self.config.segment_ms;
-            let offsets_full = base_offset + count - a.base_offset > i64::from(u32::MAX);
-            let too_big = a.size + batch_bytes.len() as u64 > u64::from(u32::MAX);
-            if !a.is_empty() && (full || old || offsets_full || too_big) {
-                Some(self.roll(now_ms))
-            } else {
-                None
-            }
-        };
+        let roll = self.roll_if_due(now_ms, base_offset, count, batch_bytes.len());
         if h.leader_epoch > self.epochs.last().map(|(e, _)| *e).unwrap_or(-1) {
             if self
                 .epochs
@@ -641,41 +630,14 @@ impl PartitionLog {
             self.epochs.push((h.leader_epoch, base_offset));
             self.leader_epoch = self.leader_epoch.max(h.leader_epoch);
         }
-        let interval = self.config.index_interval_bytes;
-        let producer = h.has_producer_id().then(|| {
-            (
-                h.producer_id,
-                self.producers.get(h.producer_id).cloned(),
-                h.producer_epoch,
-                h.base_sequence,
-            )
-        });
-        let seg = self.active_mut();
-        let undo = Undo {
-            base_offset,
-            bytes_since_point: seg.bytes_since_point,
-            max_timestamp: seg.max_timestamp,
-            points: seg.points.len(),
-            producer,
-        };
-        let position = seg.size;
-        seg.push(&h, position, interval);
-        let segment_base = seg.base_offset;
-        if h.has_producer_id() {
-            self.producers.record(&h, now_ms);
-        }
-        self.undo = Some(undo);
+        let write = self.push_batch(now_ms, &h, base_offset, batch_bytes.len());
         Ok(Appended {
             base_offset,
             last_offset: h.last_offset(),
             log_append_time: -1,
             log_start_offset: self.log_start_offset(),
             roll,
-            write: Some(WriteAt {
-                segment_base,
-                position,
-                len: batch_bytes.len(),
-            }),
+            write: Some(write),
         })
     }
 
@@ -795,18 +757,7 @@ impl PartitionLog {
         }
         let base_offset = self.log_end_offset();
         let count = i64::from(h.last_offset_delta) + 1;
-        let roll = {
-            let a = self.active();
-            let full = a.size + records.len() as u64 > self.config.segment_bytes;
-            let old = now_ms.saturating_sub(a.created_ms) >= self.config.segment_ms;
-            let offsets_full = base_offset + count - a.base_offset > i64::from(u32::MAX);
-            let too_big = a.size + records.len() as u64 > u64::from(u32::MAX);
-            if !a.is_empty() && (full || old || offsets_full || too_big) {
-                Some(self.roll(now_ms))
-            } else {
-                None
-            }
-        };
+        let roll = self.roll_if_due(now_ms, base_offset, count, records.len());
         batch::assign_offset(records, base_offset, self.leader_epoch);
         let log_append_time = match self.config.timestamp_type {
             TimestampType::LogAppendTime => {
@@ -816,6 +767,48 @@ impl PartitionLog {
             TimestampType::CreateTime => -1,
         };
         let h = batch::parse_header(records).expect("validated above");
+        let write = self.push_batch(now_ms, &h, base_offset, records.len());
+        Ok(Appended {
+            base_offset,
+            last_offset: h.last_offset(),
+            log_append_time,
+            log_start_offset: self.log_start_offset(),
+            roll,
+            write: Some(write),
+        })
+    }
+
+    /// Rolls the active segment first if a batch of `len` bytes and `count` offsets at
+    /// `base_offset` would overfill it (bytes, age, or the 32-bit relative offsets and
+    /// positions of its index).
+    fn roll_if_due(
+        &mut self,
+        now_ms: u64,
+        base_offset: i64,
+        count: i64,
+        len: usize,
+    ) -> Option<Rolled> {
+        let a = self.active();
+        let full = a.size + len as u64 > self.config.segment_bytes;
+        let old = now_ms.saturating_sub(a.created_ms) >= self.config.segment_ms;
+        let offsets_full = base_offset + count - a.base_offset > i64::from(u32::MAX);
+        let too_big = a.size + len as u64 > u64::from(u32::MAX);
+        if !a.is_empty() && (full || old || offsets_full || too_big) {
+            Some(self.roll(now_ms))
+        } else {
+            None
+        }
+    }
+
+    /// Records a batch of `len` bytes at `base_offset` in the active segment and the producer
+    /// state, remembering what it changed for `abort_append`; returns where to write it.
+    fn push_batch(
+        &mut self,
+        now_ms: u64,
+        h: &BatchHeader,
+        base_offset: i64,
+        len: usize,
+    ) -> WriteAt {
         let interval = self.config.index_interval_bytes;
         let producer = h.has_producer_id().then(|| {
             (
@@ -834,22 +827,15 @@ impl PartitionLog {
             producer,
         };
         let position = seg.size;
-        seg.push(&h, position, interval);
+        seg.push(h, position, interval);
         let segment_base = seg.base_offset;
-        self.producers.record(&h, now_ms);
+        self.producers.record(h, now_ms);
         self.undo = Some(undo);
-        Ok(Appended {
-            base_offset,
-            last_offset: h.last_offset(),
-            log_append_time,
-            log_start_offset: self.log_start_offset(),
-            roll,
-            write: Some(WriteAt {
-                segment_base,
-                position,
-                len: records.len(),
-            }),
-        })
+        WriteAt {
+            segment_base,
+            position,
+            len,
+        }
     }
 
     /// Undoes the last append after its write failed, so the log matches the file again.
