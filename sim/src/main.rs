@@ -371,31 +371,57 @@ fn cluster_main(argv: &[String]) -> ExitCode {
         }
     };
     let voters = args.voters.as_deref().map(|v| v.parse().expect("3 or 5"));
+    let failed = run_batch(
+        seeds,
+        args.seed.is_some(),
+        args.verbose,
+        "cluster",
+        |seed| {
+            let o = cluster::run(cluster::Options {
+                seed,
+                voters,
+                canary: args.canary,
+            });
+            let report = o.violation.is_some().then(|| o.report());
+            (o.steps, o.sim_ms, o.summary(), report)
+        },
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs `run` over `seeds` (one seed when `single`): prints summaries (of failures only, unless
+/// `verbose`) and reports, a progress line, and the verdict; returns the failing seeds.
+fn run_batch(
+    seeds: Range<u64>,
+    single: bool,
+    verbose: bool,
+    what: &str,
+    mut run: impl FnMut(u64) -> (u64, u64, String, Option<String>),
+) -> Vec<u64> {
     // A panic inside a run is caught and reported as a violation; the report says it.
     std::panic::set_hook(Box::new(|_| {}));
-    let single = args.seed.is_some();
     let tty = std::io::stderr().is_terminal();
     // Wall-clock time only measures the simulator's own speed (seeds/min); no run depends on it.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     let total = seeds.end - seeds.start;
     let (mut steps, mut sim_ms, mut failed) = (0u64, 0u64, Vec::new());
-    for (i, seed) in seeds.clone().enumerate() {
-        let o = cluster::run(cluster::Options {
-            seed,
-            voters,
-            canary: args.canary,
-        });
-        steps += o.steps;
-        sim_ms += o.sim_ms;
-        if single || args.verbose || o.violation.is_some() {
+    for (i, seed) in seeds.enumerate() {
+        let (st, ms, summary, report) = run(seed);
+        steps += st;
+        sim_ms += ms;
+        if single || verbose || report.is_some() {
             if tty && !single {
                 eprint!("\r\x1b[K");
             }
-            println!("{}", o.summary());
+            println!("{summary}");
         }
-        if o.violation.is_some() {
-            println!("{}", o.report());
+        if let Some(r) = report {
+            println!("{r}");
             failed.push(seed);
         }
         let done = i as u64 + 1;
@@ -415,21 +441,17 @@ fn cluster_main(argv: &[String]) -> ExitCode {
     }
     if !single {
         if failed.is_empty() {
-            println!("all {total} cluster seeds passed");
+            println!("all {total} {what} seeds passed");
         } else {
             let list: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
             println!(
-                "{} of {total} cluster seeds failed: {}",
+                "{} of {total} {what} seeds failed: {}",
                 failed.len(),
                 list.join(" ")
             );
         }
     }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    failed
 }
 
 /// The partition-replication simulation: one topic replicated over 3-5 brokers with a simulated
@@ -483,61 +505,24 @@ fn replication_main(argv: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A panic inside a run is caught and reported as a violation; the report says it.
-    std::panic::set_hook(Box::new(|_| {}));
-    let single = args.seed.is_some();
-    let tty = std::io::stderr().is_terminal();
-    // Wall-clock time only measures the simulator's own speed (seeds/min); no run depends on it.
-    #[allow(clippy::disallowed_methods)]
-    let started = Instant::now();
-    let total = seeds.end - seeds.start;
-    let (mut steps, mut sim_ms, mut failed) = (0u64, 0u64, Vec::new());
-    for (i, seed) in seeds.clone().enumerate() {
-        let o = replication::run(replication::Options {
-            seed,
-            canary: args.canary,
-        });
-        steps += o.steps;
-        sim_ms += o.sim_ms;
-        if single || args.verbose || o.violation.is_some() {
-            if tty && !single {
-                eprint!("\r\x1b[K");
-            }
-            println!("{}", o.summary());
-        }
-        if o.violation.is_some() {
-            println!("{}", o.report());
-            failed.push(seed);
-        }
-        let done = i as u64 + 1;
-        let step = if tty { 5 } else { 100 };
-        if !single && (done.is_multiple_of(step) || done == total) {
-            progress(
-                started,
-                done,
-                total,
-                failed.len(),
-                steps,
-                sim_ms,
-                "steps",
-                tty,
-            );
-        }
-    }
-    if !single {
-        if failed.is_empty() {
-            println!("all {total} replication seeds passed");
-        } else {
-            let list: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
-            println!(
-                "{} of {total} replication seeds failed: {}",
-                failed.len(),
-                list.join(" ")
-            );
-            for s in &failed {
-                let cmd = replication::Outcome::replay_for(*s, args.canary);
-                println!("  replay: {cmd}");
-            }
+    let failed = run_batch(
+        seeds,
+        args.seed.is_some(),
+        args.verbose,
+        "replication",
+        |seed| {
+            let o = replication::run(replication::Options {
+                seed,
+                canary: args.canary,
+            });
+            let report = o.violation.is_some().then(|| o.report());
+            (o.steps, o.sim_ms, o.summary(), report)
+        },
+    );
+    if args.seed.is_none() {
+        for s in &failed {
+            let cmd = replication::Outcome::replay_for(*s, args.canary);
+            println!("  replay: {cmd}");
         }
     }
     if failed.is_empty() {
