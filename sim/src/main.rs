@@ -321,24 +321,14 @@ fn replay(path: &str, trace: &Option<String>) -> ExitCode {
 #[derive(Parser, Debug)]
 #[command(name = "skein-sim cluster", bin_name = "skein-sim cluster")]
 struct ClusterArgs {
-    /// Run one seed.
-    #[arg(long, conflicts_with = "seeds")]
-    seed: Option<u64>,
-    /// Run a batch of seeds, `A..B` (B exclusive).
-    #[arg(long, value_parser = parse_range)]
-    seeds: Option<Range<u64>>,
+    #[command(flatten)]
+    batch: BatchArgs,
     /// Voters in the quorum (3 or 5); by default each seed chooses.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]))]
     voters: Option<String>,
     /// Turn on a planted Raft bug (see --list-canaries).
     #[arg(long, value_parser = parse_cluster_canary)]
     canary: Option<ClusterCanary>,
-    /// List the planted bugs and exit.
-    #[arg(long)]
-    list_canaries: bool,
-    /// In a batch, print every run's summary line (not only failures).
-    #[arg(long)]
-    verbose: bool,
 }
 
 fn parse_cluster_canary(s: &str) -> Result<ClusterCanary, String> {
@@ -356,36 +346,21 @@ fn cluster_main(argv: &[String]) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if args.list_canaries {
-        for c in ClusterCanary::ALL {
-            println!("{:<18} {}", c.name(), c.describe());
-        }
-        return ExitCode::SUCCESS;
-    }
-    let seeds = match (args.seed, args.seeds.clone()) {
-        (Some(s), _) => s..s.saturating_add(1),
-        (None, Some(r)) => r,
-        (None, None) => {
-            eprintln!("give --seed N or --seeds A..B (or --list-canaries)");
-            return ExitCode::from(2);
-        }
+    let listing = ClusterCanary::ALL.map(|c| (c.name(), c.describe()));
+    let seeds = match args.batch.seeds(&listing) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let voters = args.voters.as_deref().map(|v| v.parse().expect("3 or 5"));
-    let failed = run_batch(
-        seeds,
-        args.seed.is_some(),
-        args.verbose,
-        "cluster",
-        |seed| {
-            let o = cluster::run(cluster::Options {
-                seed,
-                voters,
-                canary: args.canary,
-            });
-            let report = o.violation.is_some().then(|| o.report());
-            (o.steps, o.sim_ms, o.summary(), report)
-        },
-    );
+    let failed = run_batch(seeds, &args.batch, "cluster", |seed| {
+        let o = cluster::run(cluster::Options {
+            seed,
+            voters,
+            canary: args.canary,
+        });
+        let report = o.violation.is_some().then(|| o.report());
+        (o.steps, o.sim_ms, o.summary(), report)
+    });
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -393,15 +368,55 @@ fn cluster_main(argv: &[String]) -> ExitCode {
     }
 }
 
-/// Runs `run` over `seeds` (one seed when `single`): prints summaries (of failures only, unless
-/// `verbose`) and reports, a progress line, and the verdict; returns the failing seeds.
+/// The seed options the cluster and replication simulations share.
+#[derive(clap::Args, Debug)]
+struct BatchArgs {
+    /// Run one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run a batch of seeds, `A..B` (B exclusive).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<Range<u64>>,
+    /// List the planted bugs and exit.
+    #[arg(long)]
+    list_canaries: bool,
+    /// In a batch, print every run's summary line (not only failures).
+    #[arg(long)]
+    verbose: bool,
+}
+
+impl BatchArgs {
+    /// The seeds to run, or the exit code when there is nothing to run (the canaries were
+    /// listed, or no seed was given).
+    fn seeds(&self, canaries: &[(&str, &str)]) -> Result<Range<u64>, ExitCode> {
+        if self.list_canaries {
+            let width = canaries.iter().map(|(n, _)| n.len()).max().unwrap_or(0) + 2;
+            for (name, what) in canaries {
+                println!("{name:<width$}{what}");
+            }
+            return Err(ExitCode::SUCCESS);
+        }
+        match (self.seed, self.seeds.clone()) {
+            (Some(s), _) => Ok(s..s.saturating_add(1)),
+            (None, Some(r)) => Ok(r),
+            (None, None) => {
+                eprintln!("give --seed N or --seeds A..B (or --list-canaries)");
+                Err(ExitCode::from(2))
+            }
+        }
+    }
+}
+
+/// Runs `run` over `seeds` (one seed when `--seed`): prints summaries (of failures only,
+/// unless `--verbose`) and reports, a progress line, and the verdict; returns the failing
+/// seeds.
 fn run_batch(
     seeds: Range<u64>,
-    single: bool,
-    verbose: bool,
+    batch: &BatchArgs,
     what: &str,
     mut run: impl FnMut(u64) -> (u64, u64, String, Option<String>),
 ) -> Vec<u64> {
+    let (single, verbose) = (batch.seed.is_some(), batch.verbose);
     // A panic inside a run is caught and reported as a violation; the report says it.
     std::panic::set_hook(Box::new(|_| {}));
     let tty = std::io::stderr().is_terminal();
@@ -459,21 +474,11 @@ fn run_batch(
 #[derive(Parser, Debug)]
 #[command(name = "skein-sim replication", bin_name = "skein-sim replication")]
 struct ReplicationArgs {
-    /// Run one seed.
-    #[arg(long, conflicts_with = "seeds")]
-    seed: Option<u64>,
-    /// Run a batch of seeds, `A..B` (B exclusive).
-    #[arg(long, value_parser = parse_range)]
-    seeds: Option<Range<u64>>,
+    #[command(flatten)]
+    batch: BatchArgs,
     /// Turn on a planted replication bug (see --list-canaries).
     #[arg(long, value_parser = parse_repl_canary)]
     canary: Option<ReplCanary>,
-    /// List the planted bugs and exit.
-    #[arg(long)]
-    list_canaries: bool,
-    /// In a batch, print every run's summary line (not only failures).
-    #[arg(long)]
-    verbose: bool,
 }
 
 fn parse_repl_canary(s: &str) -> Result<ReplCanary, String> {
@@ -491,35 +496,20 @@ fn replication_main(argv: &[String]) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if args.list_canaries {
-        for c in ReplCanary::ALL {
-            println!("{:<22} {}", c.name(), c.describe());
-        }
-        return ExitCode::SUCCESS;
-    }
-    let seeds = match (args.seed, args.seeds.clone()) {
-        (Some(s), _) => s..s.saturating_add(1),
-        (None, Some(r)) => r,
-        (None, None) => {
-            eprintln!("give --seed N or --seeds A..B (or --list-canaries)");
-            return ExitCode::from(2);
-        }
+    let listing = ReplCanary::ALL.map(|c| (c.name(), c.describe()));
+    let seeds = match args.batch.seeds(&listing) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let failed = run_batch(
-        seeds,
-        args.seed.is_some(),
-        args.verbose,
-        "replication",
-        |seed| {
-            let o = replication::run(replication::Options {
-                seed,
-                canary: args.canary,
-            });
-            let report = o.violation.is_some().then(|| o.report());
-            (o.steps, o.sim_ms, o.summary(), report)
-        },
-    );
-    if args.seed.is_none() {
+    let failed = run_batch(seeds, &args.batch, "replication", |seed| {
+        let o = replication::run(replication::Options {
+            seed,
+            canary: args.canary,
+        });
+        let report = o.violation.is_some().then(|| o.report());
+        (o.steps, o.sim_ms, o.summary(), report)
+    });
+    if args.batch.seed.is_none() {
         for s in &failed {
             let cmd = replication::Outcome::replay_for(*s, args.canary);
             println!("  replay: {cmd}");
