@@ -225,7 +225,10 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
             continue;
         };
         if client.as_ref().is_none_or(|c| c.addr() != addr) {
-            match Client::connect(&addr).await {
+            // Connecting (and ApiVersions) is bounded, so a leader that went silent cannot hold
+            // the fetcher past the next metadata change.
+            match Client::connect_with(&addr, "skein-replica-fetcher", Duration::from_secs(5)).await
+            {
                 Ok(mut c) => {
                     c.set_request_timeout(Duration::from_millis(
                         REPLICA_FETCH_WAIT_MS as u64 + 10_000,
