@@ -684,6 +684,8 @@ impl Catalog {
     fn set_isr(p: &mut PartitionState, isr: Vec<i32>, min_isr: usize) {
         let removed: Vec<i32> = p.isr.iter().copied().filter(|r| !isr.contains(r)).collect();
         p.isr = isr;
+        // As for the high watermark, a min.insync.replicas above the replica count means all.
+        let min_isr = min_isr.min(p.replicas.len());
         if p.isr.len() >= min_isr {
             p.elr.clear();
         } else {
@@ -697,20 +699,25 @@ impl Catalog {
         }
     }
 
+    /// A topic's (min.insync.replicas, unclean.leader.election.enable).
     fn topic_rules(&self, t: &Topic) -> (usize, bool) {
         let c = t.config.resolve(&self.defaults).unwrap_or_default();
         (c.min_insync_replicas as usize, c.unclean_leader_election)
+    }
+
+    /// [`Catalog::topic_rules`] of every topic, by name.
+    fn all_topic_rules(&self) -> BTreeMap<String, (usize, bool)> {
+        self.topics
+            .values()
+            .map(|t| (t.name.clone(), self.topic_rules(t)))
+            .collect()
     }
 
     /// `id` is gone: it leaves every ISR it is not the last member of, and partitions it led
     /// elect a new leader (see `elect`).
     fn elect_without(&mut self, id: i32) {
         let live: BTreeSet<i32> = self.live_brokers().into_iter().collect();
-        let rules: BTreeMap<String, (usize, bool)> = self
-            .topics
-            .values()
-            .map(|t| (t.name.clone(), self.topic_rules(t)))
-            .collect();
+        let rules = self.all_topic_rules();
         let mut unclean = 0;
         for t in self.topics.values_mut() {
             let (min_isr, allow) = rules[&t.name];
@@ -740,11 +747,7 @@ impl Catalog {
     /// `id` is back: leaderless partitions elect (it is now among the live candidates).
     fn elect_with(&mut self, id: i32) {
         let live: BTreeSet<i32> = self.live_brokers().into_iter().collect();
-        let rules: BTreeMap<String, (usize, bool)> = self
-            .topics
-            .values()
-            .map(|t| (t.name.clone(), self.topic_rules(t)))
-            .collect();
+        let rules = self.all_topic_rules();
         let mut unclean = 0;
         for t in self.topics.values_mut() {
             let (_, allow) = rules[&t.name];
