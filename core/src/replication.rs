@@ -440,6 +440,18 @@ mod tests {
         assert_eq!(one.hw(), 20);
     }
 
+    /// Replicas [1, 2], both in sync, 1 leading at `leader_epoch`.
+    fn pair(leader_epoch: i32) -> PartitionState {
+        PartitionState {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            elr: vec![],
+            leader: 1,
+            leader_epoch,
+            partition_epoch: 0,
+        }
+    }
+
     fn log_with(epochs: &[(i32, usize)]) -> PartitionLog {
         // Appends `n` one-record batches at each epoch in turn.
         let mut log = PartitionLog::new(LogConfig::default(), 0);
@@ -459,15 +471,7 @@ mod tests {
         // epoch 1 (a leader that never committed) holds 5..9.
         let leader_log = log_with(&[(0, 5), (2, 3)]);
         let follower_log = log_with(&[(0, 5), (1, 4)]);
-        let st = PartitionState {
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-            elr: vec![],
-            leader: 1,
-            leader_epoch: 2,
-            partition_epoch: 0,
-        };
-        let l = Leader::new(1, &st, 8, 5, 0, cfg(1));
+        let l = Leader::new(1, &pair(2), 8, 5, 0, cfg(1));
         let check = l.check_fetch(2, 9, follower_log.last_epoch(), &leader_log);
         assert_eq!(
             check,
@@ -494,15 +498,7 @@ mod tests {
         log.set_leader_epoch(4);
         let leader = log_with(&[(0, 2), (2, 2)]);
         assert_eq!(log.last_epoch(), 0);
-        let st = PartitionState {
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-            elr: vec![],
-            leader: 1,
-            leader_epoch: 5,
-            partition_epoch: 0,
-        };
-        let l = Leader::new(1, &st, 4, 0, 0, cfg(1));
+        let l = Leader::new(1, &pair(5), 4, 0, 0, cfg(1));
         assert_eq!(
             l.check_fetch(2, 2, log.last_epoch(), &leader),
             FetchCheck::Accepted

@@ -109,12 +109,9 @@ fn main() -> ExitCode {
     if argv.get(1).map(String::as_str) == Some("shrink") {
         argv[1] = "--shrink".into();
     }
-    let args = match Args::try_parse_from(&argv) {
+    let args = match parse_args::<Args>(&argv) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     if args.list_canaries {
         for c in SimCanary::ALL {
@@ -339,12 +336,9 @@ fn parse_cluster_canary(s: &str) -> Result<ClusterCanary, String> {
 }
 
 fn cluster_main(argv: &[String]) -> ExitCode {
-    let args = match ClusterArgs::try_parse_from(argv) {
+    let args = match parse_args::<ClusterArgs>(argv) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let listing = ClusterCanary::ALL.map(|c| (c.name(), c.describe()));
     let seeds = match args.batch.seeds(&listing) {
@@ -366,6 +360,14 @@ fn cluster_main(argv: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Parses a subcommand's flags; on `--help` or an error, prints it and gives the exit code.
+fn parse_args<T: Parser>(argv: &[String]) -> Result<T, ExitCode> {
+    T::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+    })
 }
 
 /// The seed options the cluster and replication simulations share.
@@ -489,12 +491,9 @@ fn parse_repl_canary(s: &str) -> Result<ReplCanary, String> {
 }
 
 fn replication_main(argv: &[String]) -> ExitCode {
-    let args = match ReplicationArgs::try_parse_from(argv) {
+    let args = match parse_args::<ReplicationArgs>(argv) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let listing = ReplCanary::ALL.map(|c| (c.name(), c.describe()));
     let seeds = match args.batch.seeds(&listing) {
