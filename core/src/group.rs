@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::offsets::{GroupValue, MemberValue};
+
 /// A request id chosen by the driver (to route a delayed answer).
 pub type ReqId = u64;
 
@@ -36,6 +38,12 @@ pub enum GroupError {
     FencedInstanceId,
     /// GROUP_MAX_SIZE_REACHED.
     GroupMaxSizeReached,
+    /// NON_EMPTY_GROUP: the group has members.
+    NonEmptyGroup,
+    /// GROUP_ID_NOT_FOUND.
+    GroupIdNotFound,
+    /// GROUP_SUBSCRIBED_TO_TOPIC: an active group still consumes the topic.
+    GroupSubscribedToTopic,
 }
 
 /// Where the group is in its rebalance cycle.
@@ -97,6 +105,8 @@ pub struct Join {
     pub instance_id: Option<String>,
     /// client.id, the prefix of generated member ids.
     pub client_id: String,
+    /// The client's address as the coordinator saw it.
+    pub client_host: String,
     /// Session timeout.
     pub session_timeout_ms: i32,
     /// Rebalance timeout.
@@ -154,6 +164,8 @@ pub struct Member {
     pub instance_id: Option<String>,
     /// client.id.
     pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
     /// Session timeout.
     pub session_timeout_ms: i32,
     /// Rebalance timeout.
@@ -260,22 +272,28 @@ impl Group {
         if generation != self.generation {
             return Err(GroupError::IllegalGeneration);
         }
-        if self.state == GroupState::PreparingRebalance {
+        // During PreparingRebalance members still commit (they do so as they give partitions
+        // up); between the join and the assignment they have nothing to commit for.
+        if self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
         Ok(())
     }
 
     fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
-        self.next_member += 1;
         let prefix = instance_id.unwrap_or(client_id);
-        // Unique within the group's lifetime on this coordinator; the generation keeps ids of
-        // a reloaded group from clashing with the ones it had.
-        format!(
-            "{prefix}-{:08x}-{:04x}",
-            self.generation.max(0) as u64 * 1_000_003 + self.next_member,
-            self.next_member
-        )
+        loop {
+            self.next_member += 1;
+            // The generation keeps ids of a reloaded group apart from the ones it had.
+            let id = format!(
+                "{prefix}-{:08x}-{:04x}",
+                self.generation.max(0) as u64 * 1_000_003 + self.next_member,
+                self.next_member
+            );
+            if !self.members.contains_key(&id) && !self.pending.contains_key(&id) {
+                return id;
+            }
+        }
     }
 
     /// JoinGroup.
@@ -357,6 +375,7 @@ impl Group {
             id: id.clone(),
             instance_id: j.instance_id.clone(),
             client_id: j.client_id.clone(),
+            client_host: j.client_host.clone(),
             session_timeout_ms: j.session_timeout_ms,
             rebalance_timeout_ms: j.rebalance_timeout_ms,
             protocols: j.protocols.clone(),
@@ -749,6 +768,80 @@ impl Group {
         sessions.chain(self.join_deadline).min()
     }
 
+    /// The group's state as `__consumer_offsets` stores it (after a rebalance, or emptied).
+    pub fn to_value(&self, now_ms: i64) -> GroupValue {
+        let protocol = self.protocol.clone();
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: protocol.clone(),
+            leader: self.leader.clone(),
+            state_ms: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| Some(n) == protocol.as_ref())
+                        .map(|(_, md)| md.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group loaded from its stored metadata: Stable with its members (whose sessions start
+    /// at `now_ms`), or Empty.
+    pub fn from_value(id: &str, config: GroupConfig, v: &GroupValue, now_ms: u64) -> Self {
+        let mut g = Group::new(id, config);
+        g.generation = v.generation;
+        g.protocol_type = (!v.protocol_type.is_empty()).then(|| v.protocol_type.clone());
+        if v.members.is_empty() {
+            return g;
+        }
+        g.protocol = v.protocol.clone();
+        for m in &v.members {
+            if let Some(i) = &m.instance_id {
+                g.statics.insert(i.clone(), m.member_id.clone());
+            }
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(
+                        v.protocol.clone().unwrap_or_default(),
+                        m.subscription.clone(),
+                    )],
+                    assignment: m.assignment.clone(),
+                    last_heard_ms: now_ms,
+                    join_waiting: None,
+                    sync_waiting: None,
+                },
+            );
+        }
+        g.leader = v
+            .leader
+            .clone()
+            .filter(|l| g.members.contains_key(l))
+            .or_else(|| g.members.keys().next().cloned());
+        g.state = GroupState::Stable;
+        g
+    }
+
     /// Asserts the module's invariants (tests and simulation).
     pub fn check_invariants(&self) {
         for id in self.pending.keys() {
@@ -794,6 +887,7 @@ mod tests {
             member_id: member.to_string(),
             instance_id: instance.map(str::to_string),
             client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
             session_timeout_ms: 1_000,
             rebalance_timeout_ms: 500,
             protocol_type: "consumer".into(),
