@@ -22,6 +22,10 @@ use crate::offsets::{
 /// A record to append to the offsets partition: key and value (none for a tombstone).
 pub type Record = (Vec<u8>, Option<Vec<u8>>);
 
+/// One partition's outcome in OffsetDelete: refused, or the tombstone to append (none if
+/// nothing was committed).
+pub type OffsetDeletion = (Result<(), GroupError>, Option<Record>);
+
 /// A committed offset, with the log offset of the record that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -167,6 +171,11 @@ impl Shard {
             .or_insert_with(|| Group::new(id, config))
     }
 
+    /// The group, if known, to change.
+    pub fn group_mut_if_exists(&mut self, id: &str) -> Option<&mut Group> {
+        self.groups.get_mut(id)
+    }
+
     /// Every group, by id.
     pub fn groups(&self) -> impl Iterator<Item = &Group> {
         self.groups.values()
@@ -194,7 +203,8 @@ impl Shard {
         offsets: &[(String, i32, OffsetValue)],
     ) -> Result<Vec<Record>, GroupError> {
         let known = self.groups.contains_key(group);
-        if !known && !(generation < 0 && member.is_empty()) {
+        let outsider = generation < 0 && member.is_empty();
+        if !known && !outsider {
             return Err(if member.is_empty() {
                 GroupError::IllegalGeneration
             } else {
@@ -264,7 +274,7 @@ impl Shard {
         &mut self,
         id: &str,
         partitions: &[(String, i32)],
-    ) -> Result<Vec<(Result<(), GroupError>, Option<Record>)>, GroupError> {
+    ) -> Result<Vec<OffsetDeletion>, GroupError> {
         let Some(g) = self.groups.get(id) else {
             return Err(GroupError::GroupIdNotFound);
         };

@@ -55,6 +55,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeQuorum, 0, 1),
 ];
 
@@ -211,6 +221,7 @@ pub async fn metadata(b: &Broker, req: MetadataRequest, version: i16) -> Metadat
         match (exists, info) {
             (true, Some((id, parts, live))) => {
                 t.topic_id = topic_id_uuid(id);
+                t.is_internal = name == crate::groups::OFFSETS_TOPIC;
                 t.partitions = parts
                     .iter()
                     .enumerate()
@@ -290,6 +301,11 @@ pub async fn produce(
                 Some((
                     E::TransactionalIdAuthorizationFailed,
                     "transactions are not supported by this broker".to_string(),
+                ))
+            } else if name == crate::groups::OFFSETS_TOPIC {
+                Some((
+                    E::InvalidTopicException,
+                    format!("cannot produce to the internal topic '{name}'"),
                 ))
             } else if !valid_name {
                 Some((
@@ -951,7 +967,13 @@ pub async fn delete_topics(
             None => res.error_code = E::UnknownTopicId.code(),
             Some(name) => {
                 res.name = Some(TopicName(s(name.clone())));
-                if let Err(e) = b.commit(|c| c.plan_delete(&name)).await {
+                if name == crate::groups::OFFSETS_TOPIC {
+                    // Kafka refuses too: every group's offsets live there.
+                    res.error_code = E::InvalidTopicException.code();
+                    res.error_message = Some(s(format!(
+                        "the internal topic '{name}' holds every group's offsets; it cannot be deleted"
+                    )));
+                } else if let Err(e) = b.commit(|c| c.plan_delete(&name)).await {
                     res.error_code = e.code().code();
                     res.error_message = Some(s(e.to_string()));
                 }
@@ -1245,71 +1267,80 @@ pub async fn incremental_alter_configs(
     r
 }
 
-/// FindCoordinator: on a single node, this broker coordinates every consumer group. Transaction
-/// coordinators do not exist (transactions are refused), so those keys get INVALID_REQUEST.
-///
-/// Why it is served before consumer groups exist: librdkafka enables LZ4 (and older builds also
-/// group features) only for brokers that list FindCoordinator, so without it librdkafka clients
-/// silently send lz4 batches uncompressed.
-pub fn find_coordinator(
+/// FindCoordinator (GROUP keys; batched from v4): the leader of the group's
+/// `__consumer_offsets` partition, creating the topic on first use.
+pub async fn find_coordinator(
     b: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let mut r = FindCoordinatorResponse::default();
-    let answer = |key: &StrBytes| -> (i16, Option<StrBytes>) {
-        match req.key_type {
-            0 if !key.is_empty() => (0, None),
-            0 => (E::InvalidRequest.code(), Some(s("empty group id"))),
-            1 => (
-                E::InvalidRequest.code(),
-                Some(s("transactions are not supported by this broker")),
-            ),
-            t => (
-                E::InvalidRequest.code(),
-                Some(s(format!("unknown coordinator key type {t}"))),
-            ),
-        }
+    let keys: Vec<StrBytes> = if version >= 4 {
+        req.coordinator_keys.clone()
+    } else {
+        vec![req.key.clone()]
     };
-    let (node, host, port) = (
-        b.settings.node_id,
-        s(b.settings.advertise_host.clone()),
-        b.settings.advertise_port,
-    );
+    let mut answers = Vec::new();
+    for key in &keys {
+        let answer: Result<(i32, String, i32), (E, String)> = match req.key_type {
+            0 if key.is_empty() => Err((E::InvalidRequest, "empty group id".into())),
+            0 => crate::groups::coordinator_of(b, key.as_str())
+                .await
+                .map_err(|e| {
+                    (
+                        e,
+                        format!("no coordinator for group '{}' yet: {e:?}", key.as_str()),
+                    )
+                }),
+            1 => Err((
+                E::InvalidRequest,
+                "transactions are not supported by this broker".into(),
+            )),
+            t => Err((
+                E::InvalidRequest,
+                format!("unknown coordinator key type {t}"),
+            )),
+        };
+        answers.push(answer);
+    }
     if version >= 4 {
-        r.coordinators = req
-            .coordinator_keys
+        r.coordinators = keys
             .iter()
-            .map(|k| {
-                let (code, msg) = answer(k);
+            .zip(answers)
+            .map(|(k, a)| {
                 let mut c = find_coordinator_response::Coordinator::default();
                 c.key = k.clone();
-                c.error_code = code;
-                c.error_message = msg;
-                if code == 0 {
-                    c.node_id = node.into();
-                    c.host = host.clone();
-                    c.port = port;
-                } else {
-                    c.node_id = (-1).into();
-                    c.port = -1;
+                match a {
+                    Ok((node, host, port)) => {
+                        c.node_id = node.into();
+                        c.host = s(host);
+                        c.port = port;
+                    }
+                    Err((e, msg)) => {
+                        c.error_code = e.code();
+                        c.error_message = Some(s(msg));
+                        c.node_id = (-1).into();
+                        c.port = -1;
+                    }
                 }
                 c
             })
             .collect();
     } else {
-        let (code, msg) = answer(&req.key);
-        r.error_code = code;
-        if version >= 1 {
-            r.error_message = msg;
-        }
-        if code == 0 {
-            r.node_id = node.into();
-            r.host = host;
-            r.port = port;
-        } else {
-            r.node_id = (-1).into();
-            r.port = -1;
+        match answers.pop().expect("one key") {
+            Ok((node, host, port)) => {
+                r.node_id = node.into();
+                r.host = s(host);
+                r.port = port;
+            }
+            Err((e, msg)) => {
+                r.error_code = e.code();
+                if version >= 1 {
+                    r.error_message = Some(s(msg));
+                }
+                r.node_id = (-1).into();
+                r.port = -1;
+            }
         }
     }
     r

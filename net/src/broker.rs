@@ -206,6 +206,8 @@ pub struct Broker {
     stopping: AtomicBool,
     /// When the controller last checked for preferred-leader elections.
     last_rebalance: Mutex<u64>,
+    /// The group coordinator (shards of the `__consumer_offsets` partitions led here).
+    pub groups: crate::groups::Coordinator,
 }
 
 /// The broker as the quorum's state machine.
@@ -254,6 +256,7 @@ impl Broker {
             fetcher_rx: Mutex::new(Some(fetcher_rx)),
             stopping: AtomicBool::new(false),
             last_rebalance: Mutex::new(0),
+            groups: crate::groups::Coordinator::default(),
             catalog: Mutex::new(Catalog::new(settings.log_defaults.clone())),
             controller: Mutex::new(Controller::new(settings.broker_session_timeout_ms)),
             started: tokio::time::Instant::now(),
@@ -536,6 +539,9 @@ impl Broker {
                 .remove(key);
             if let Some(p) = removed {
                 trash_partition_dir(dir, &p.topic, p.index);
+                if p.topic == crate::groups::OFFSETS_TOPIC {
+                    self.groups.role_changed(p.index, None);
+                }
                 changed = true;
             }
         }
@@ -640,6 +646,10 @@ impl Broker {
             }
         }
         p.repl_changed.send_modify(|n| *n += 1);
+        {
+            let r = p.repl.lock().expect("repl lock");
+            crate::groups::note_role(self, &p.topic, p.index, &r.role, state.leader_epoch);
+        }
         if let Some(l) = fetch_from {
             self.ensure_fetcher(l);
         }
@@ -1007,6 +1017,7 @@ impl Broker {
 
     /// Spawns the background tasks: retention, interval flushes, heartbeats and the controller.
     pub fn spawn_background(self: &Arc<Self>) {
+        crate::groups::spawn(self);
         let every = |ms: u64| {
             let mut tick = tokio::time::interval(Duration::from_millis(ms.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

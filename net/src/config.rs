@@ -120,6 +120,33 @@ pub struct BrokerArgs {
     /// (leader.imbalance.check.interval); 0 turns it off [default: 10000].
     #[arg(long, value_name = "MS")]
     pub leader_imbalance_check_interval_ms: Option<u64>,
+    /// Partitions of the __consumer_offsets topic, fixed when it is first created
+    /// (offsets.topic.num.partitions) [default: 50].
+    #[arg(long, value_name = "N")]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// Replication factor of __consumer_offsets, capped at the live brokers when it is created
+    /// (offsets.topic.replication.factor) [default: 3].
+    #[arg(long, value_name = "N")]
+    pub offsets_topic_replication_factor: Option<i16>,
+    /// Committed offsets of a group without members are deleted after this long
+    /// (offsets.retention.minutes) [default: 10080].
+    #[arg(long, value_name = "MIN")]
+    pub offsets_retention_minutes: Option<u64>,
+    /// How long the first member of an empty group waits for others before the first
+    /// rebalance completes (group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a member may ask for (group.min.session.timeout.ms)
+    /// [default: 6000].
+    #[arg(long, value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Largest session timeout a member may ask for (group.max.session.timeout.ms)
+    /// [default: 1800000].
+    #[arg(long, value_name = "MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// Most members one group may have (group.max.size) [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub group_max_size: Option<usize>,
 }
 
 /// Settings after merging flags, file and defaults, and checking them.
@@ -177,6 +204,14 @@ pub struct Settings {
     pub replica_lag_time_max_ms: u64,
     /// leader.imbalance.check.interval in ms (0: off).
     pub leader_imbalance_check_ms: u64,
+    /// offsets.topic.num.partitions.
+    pub offsets_topic_partitions: i32,
+    /// offsets.topic.replication.factor.
+    pub offsets_topic_replication_factor: i16,
+    /// offsets.retention.minutes, in ms.
+    pub offsets_retention_ms: i64,
+    /// Group coordinator settings.
+    pub group: skein_core::group::GroupConfig,
 }
 
 impl Settings {
@@ -233,7 +268,14 @@ impl BrokerArgs {
                 min_insync_replicas,
                 unclean_leader_election_enable,
                 replica_lag_time_max_ms,
-                leader_imbalance_check_interval_ms
+                leader_imbalance_check_interval_ms,
+                offsets_topic_num_partitions,
+                offsets_topic_replication_factor,
+                offsets_retention_minutes,
+                group_initial_rebalance_delay_ms,
+                group_min_session_timeout_ms,
+                group_max_session_timeout_ms,
+                group_max_size
             );
         }
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
@@ -325,6 +367,32 @@ impl BrokerArgs {
                  --broker-session-timeout-ms ({session})"
             );
         }
+        let offsets_topic_partitions = self.offsets_topic_num_partitions.unwrap_or(50);
+        if offsets_topic_partitions < 1 {
+            bail!("--offsets-topic-num-partitions must be at least 1");
+        }
+        let offsets_topic_replication_factor = self.offsets_topic_replication_factor.unwrap_or(3);
+        if offsets_topic_replication_factor < 1 {
+            bail!("--offsets-topic-replication-factor must be at least 1");
+        }
+        let group = skein_core::group::GroupConfig {
+            min_session_timeout_ms: self.group_min_session_timeout_ms.unwrap_or(6_000),
+            max_session_timeout_ms: self.group_max_session_timeout_ms.unwrap_or(1_800_000),
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
+            max_size: self.group_max_size.unwrap_or(usize::MAX).max(1),
+        };
+        if group.min_session_timeout_ms > group.max_session_timeout_ms {
+            bail!(
+                "--group-min-session-timeout-ms ({}) is above --group-max-session-timeout-ms ({})",
+                group.min_session_timeout_ms,
+                group.max_session_timeout_ms
+            );
+        }
+        let offsets_retention_ms = self
+            .offsets_retention_minutes
+            .unwrap_or(10_080)
+            .saturating_mul(60_000)
+            .min(i64::MAX as u64) as i64;
         let default_replication_factor = self.default_replication_factor.unwrap_or(1);
         if default_replication_factor < 1 {
             bail!("--default-replication-factor must be at least 1");
@@ -339,6 +407,10 @@ impl BrokerArgs {
             default_replication_factor,
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(30_000).max(1),
             leader_imbalance_check_ms: self.leader_imbalance_check_interval_ms.unwrap_or(10_000),
+            offsets_topic_partitions,
+            offsets_topic_replication_factor,
+            offsets_retention_ms,
+            group,
             listen,
             advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
             advertise_port: i32::from(port),

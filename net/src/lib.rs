@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod groups;
 pub mod observer;
 pub mod peer;
 pub mod quorum;

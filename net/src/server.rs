@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::api;
 use crate::broker::Broker;
+use crate::groups;
 use crate::sys::{
     self,
     net::{Listener, ReadHalf, Stream},
@@ -269,7 +270,7 @@ fn dispatch(
             }
             ApiKey::FindCoordinator => {
                 let req = decode!(FindCoordinatorRequest);
-                reply!(api::find_coordinator(&b, req, version))
+                reply!(api::find_coordinator(&b, req, version).await)
             }
             ApiKey::DescribeQuorum => {
                 let req = decode!(DescribeQuorumRequest);
@@ -278,6 +279,46 @@ fn dispatch(
             ApiKey::DescribeCluster => {
                 let req = decode!(DescribeClusterRequest);
                 reply!(api::describe_cluster(&b, req))
+            }
+            ApiKey::JoinGroup => {
+                let req = decode!(JoinGroupRequest);
+                reply!(groups::join_group(&b, req, version, &client, peer).await)
+            }
+            ApiKey::SyncGroup => {
+                let req = decode!(SyncGroupRequest);
+                reply!(groups::sync_group(&b, req, version).await)
+            }
+            ApiKey::Heartbeat => {
+                let req = decode!(HeartbeatRequest);
+                reply!(groups::heartbeat(&b, req))
+            }
+            ApiKey::LeaveGroup => {
+                let req = decode!(LeaveGroupRequest);
+                reply!(groups::leave_group(&b, req, version))
+            }
+            ApiKey::OffsetCommit => {
+                let req = decode!(OffsetCommitRequest);
+                reply!(groups::offset_commit(&b, req).await)
+            }
+            ApiKey::OffsetFetch => {
+                let req = decode!(OffsetFetchRequest);
+                reply!(groups::offset_fetch(&b, req, version))
+            }
+            ApiKey::ListGroups => {
+                let req = decode!(ListGroupsRequest);
+                reply!(groups::list_groups(&b, req, version))
+            }
+            ApiKey::DescribeGroups => {
+                let req = decode!(DescribeGroupsRequest);
+                reply!(groups::describe_groups(&b, req, version))
+            }
+            ApiKey::DeleteGroups => {
+                let req = decode!(DeleteGroupsRequest);
+                reply!(groups::delete_groups(&b, req).await)
+            }
+            ApiKey::OffsetDelete => {
+                let req = decode!(OffsetDeleteRequest);
+                reply!(groups::offset_delete(&b, req).await)
             }
             other => Err(format!("api {other:?} is not supported")),
         };
