@@ -1,0 +1,100 @@
+"""One consumer-group member (confluent-kafka) as its own process, for the group tests.
+
+Usage: group_worker.py BOOTSTRAP TOPIC GROUP OUT [--delay-ms N] [--commit-every N]
+                       [--idle-s S] [--session-ms MS]
+
+Subscribes TOPIC in GROUP and writes one line "partition offset value" per record to OUT
+(flushed before the record's offset can be committed), then commits synchronously every
+--commit-every records and whenever partitions are revoked, so a record is consumed exactly
+once in the group unless this process is killed (then only the records after its last commit
+come again). Exits 0 after --idle-s seconds without records (once it has had an assignment)
+or on SIGTERM, committing and leaving the group; lines "assigned ..." / "revoked ..." go to
+stderr.
+"""
+
+import argparse
+import signal
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+stop = False
+
+
+def on_term(signum, frame):
+    global stop
+    stop = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bootstrap")
+    ap.add_argument("topic")
+    ap.add_argument("group")
+    ap.add_argument("out")
+    ap.add_argument("--delay-ms", type=float, default=0)
+    ap.add_argument("--commit-every", type=int, default=200)
+    ap.add_argument("--idle-s", type=float, default=8)
+    ap.add_argument("--session-ms", type=int, default=6000)
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, on_term)
+    c = Consumer({
+        "bootstrap.servers": a.bootstrap,
+        "group.id": a.group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": a.session_ms,
+        "heartbeat.interval.ms": 500,
+        "fetch.wait.max.ms": 100,
+        "socket.timeout.ms": 10000,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 500,
+        "topic.metadata.refresh.interval.ms": 2000,
+    })
+    out = open(a.out, "a", buffering=1)
+    state = {"assigned": False, "since_commit": 0}
+
+    def commit():
+        if state["since_commit"] == 0:
+            return
+        try:
+            c.commit(asynchronous=False)
+            state["since_commit"] = 0
+        except KafkaException as e:
+            print(f"commit failed: {e}", file=sys.stderr, flush=True)
+
+    def on_assign(consumer, parts):
+        state["assigned"] = True
+        print("assigned", sorted(p.partition for p in parts), file=sys.stderr, flush=True)
+
+    def on_revoke(consumer, parts):
+        print("revoked", sorted(p.partition for p in parts), file=sys.stderr, flush=True)
+        commit()
+
+    c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke)
+    last = time.monotonic()
+    while not stop:
+        m = c.poll(0.2)
+        if m is None:
+            if state["assigned"] and time.monotonic() - last > a.idle_s:
+                break
+            continue
+        if m.error():
+            if m.error().code() != KafkaError._PARTITION_EOF:
+                print(f"consumer error: {m.error()}", file=sys.stderr, flush=True)
+            continue
+        last = time.monotonic()
+        out.write(f"{m.partition()} {m.offset()} {m.value().decode()}\n")
+        state["since_commit"] += 1
+        if state["since_commit"] >= a.commit_every:
+            commit()
+        if a.delay_ms:
+            time.sleep(a.delay_ms / 1000)
+    commit()
+    c.close()
+    out.close()
+
+
+if __name__ == "__main__":
+    main()

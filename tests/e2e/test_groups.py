@@ -1,0 +1,238 @@
+"""Consumer groups with real clients: skein's group coordinator and `__consumer_offsets`.
+
+Kafka behaviour asserted (confluent-kafka / librdkafka 2.x members, each its own process, see
+group_worker.py):
+- three members of one group on a 6-partition topic consume 30,000 records between them,
+  each record exactly once (they commit as they go and when partitions are revoked), and every
+  member gets partitions; a second group reads all 30,000 records too (broadcast);
+- a member killed with SIGKILL (no LeaveGroup) is dropped after its session timeout and its
+  partitions go to the others: every record is still consumed, and the only duplicates are
+  records the killed member had read after its last commit;
+- a member that closes and comes back resumes from the group's committed offsets: it reads
+  exactly the records produced after, and the committed offsets are the partitions' ends;
+- kafka-python's KafkaConsumer and kafkajs's consumer join groups and commit (librdkafka
+  is not the only client the coordinator serves);
+- with three brokers, kill -9 the broker coordinating the group mid-consumption: the group
+  finds the new coordinator (the new leader of its `__consumer_offsets` partition, which
+  loaded the group from the log) and carries on; no record is lost and the committed offsets
+  end at the partitions' ends.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from confluent_kafka import TopicPartition, ConsumerGroupTopicPartitions
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from helpers import COMMON, flush_all, producer, unique_topic
+
+WORKER = os.path.join(os.path.dirname(__file__), "group_worker.py")
+# A short initial rebalance delay keeps the tests quick; the default (3 s) is exercised by
+# the single-broker tests, which do not override it.
+FAST_CLUSTER = [
+    "--broker-session-timeout-ms", "2000",
+    "--broker-heartbeat-interval-ms", "300",
+    "--replica-lag-time-max-ms", "3000",
+    "--leader-imbalance-check-interval-ms", "1000",
+]
+
+
+def make_topic(bootstrap, partitions, rf=1):
+    topic = unique_topic("groups")
+    a = AdminClient({"bootstrap.servers": bootstrap, **COMMON})
+    a.create_topics([NewTopic(topic, partitions, rf)])[topic].result(30)
+    return topic
+
+
+def produce_n(bootstrap, topic, start, n):
+    p = producer(bootstrap, **{"linger.ms": 5, "acks": "all"})
+    for i in range(start, start + n):
+        while True:
+            try:
+                p.produce(topic, key=str(i).encode(), value=str(i).encode())
+                break
+            except BufferError:
+                p.poll(0.1)
+    flush_all(p, 60)
+
+
+class Worker:
+    def __init__(self, tmp_path, bootstrap, topic, group, name, *args):
+        self.out = tmp_path / f"{name}.out"
+        self.err = open(tmp_path / f"{name}.err", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, bootstrap, topic, group, str(self.out), *args],
+            stdout=subprocess.DEVNULL, stderr=self.err)
+
+    def wait(self, timeout=120):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"worker did not finish within {timeout}s:\n{self.log()}")
+        return self.proc.returncode
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def log(self):
+        self.err.flush()
+        with open(self.err.name) as f:
+            return f.read()
+
+    def records(self):
+        if not self.out.exists():
+            return []
+        with open(self.out) as f:
+            return [tuple(int(x) for x in line.split()) for line in f if line.count(" ") == 2]
+
+
+def committed(bootstrap, group, topic, partitions):
+    a = AdminClient({"bootstrap.servers": bootstrap, **COMMON})
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
+    res = a.list_consumer_group_offsets([req])[group].result(30)
+    # A partition with no committed offset comes back as OFFSET_INVALID (-1001): count 0.
+    return {tp.partition: max(tp.offset, 0) for tp in res.topic_partitions}
+
+
+def test_one_group_splits_the_partitions_and_two_groups_each_get_everything(broker, tmp_path):
+    topic = make_topic(broker.bootstrap, 6)
+    n = 30_000
+    produce_n(broker.bootstrap, topic, 0, n)
+    g1, g2 = f"g1-{uuid.uuid4().hex[:6]}", f"g2-{uuid.uuid4().hex[:6]}"
+    members = [Worker(tmp_path, broker.bootstrap, topic, g1, f"m{i}", "--idle-s", "6") for i in range(3)]
+    other = Worker(tmp_path, broker.bootstrap, topic, g2, "other", "--idle-s", "6")
+    for w in members + [other]:
+        assert w.wait() == 0, w.log()
+    seen = [r[2] for w in members for r in w.records()]
+    assert len(seen) == n and sorted(seen) == list(range(n)), (
+        f"group {g1}: {len(seen)} records, {len(set(seen))} distinct, want each of {n} once")
+    for w in members:
+        assert w.records(), f"a member got no records:\n{w.log()}"
+        parts = {r[0] for r in w.records()}
+        assert all(not (parts & {r[0] for r in x.records()}) for x in members if x is not w), (
+            "two members of one generation consumed the same partition")
+    assert sorted(r[2] for r in other.records()) == list(range(n)), "the second group missed records"
+    ends = committed(broker.bootstrap, g1, topic, 6)
+    per_part = {}
+    for w in members:
+        for p, o, _ in w.records():
+            per_part[p] = max(per_part.get(p, -1), o + 1)
+    assert ends == per_part, f"committed {ends}, consumed up to {per_part}"
+
+
+def test_killed_member_hands_over_and_a_restarted_member_resumes(broker, tmp_path):
+    topic = make_topic(broker.bootstrap, 6)
+    n = 9_000
+    produce_n(broker.bootstrap, topic, 0, n)
+    group = f"kill-{uuid.uuid4().hex[:6]}"
+    slow = ["--delay-ms", "2", "--commit-every", "50", "--idle-s", "10"]
+    ws = [Worker(tmp_path, broker.bootstrap, topic, group, f"w{i}", *slow) for i in range(3)]
+    victim = ws[0]
+    deadline = time.monotonic() + 60
+    while len(victim.records()) < 300 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(victim.records()) >= 300, victim.log()
+    victim.kill()
+    killed_parts = {r[0] for r in victim.records()}
+    for w in ws[1:]:
+        assert w.wait(180) == 0, w.log()
+    survivors = [r for w in ws[1:] for r in w.records()]
+    took_over = killed_parts & {r[0] for r in survivors}
+    assert took_over == killed_parts, (
+        f"the killed member's partitions {sorted(killed_parts)} were not all taken over: "
+        f"{sorted(took_over)}\n{ws[1].log()}")
+    values = [r[2] for w in ws for r in w.records()]
+    assert set(values) == set(range(n)), f"missing {len(set(range(n)) - set(values))} records"
+    dups = len(values) - len(set(values))
+    # Only what the killed member read after its last commit (at most 50 per partition it
+    # held, it commits every 50 records) may come again.
+    assert dups <= 50 * len(killed_parts), f"{dups} duplicates"
+    # A member coming back resumes from the committed offsets: only new records.
+    produce_n(broker.bootstrap, topic, n, 600)
+    back = Worker(tmp_path, broker.bootstrap, topic, group, "back", "--idle-s", "5")
+    assert back.wait() == 0, back.log()
+    assert sorted(r[2] for r in back.records()) == list(range(n, n + 600)), back.log()
+    assert sum(committed(broker.bootstrap, group, topic, 6).values()) == n + 600
+
+
+KAFKA_PYTHON_GROUP = r"""
+import sys
+from kafka import KafkaConsumer
+bootstrap, topic, group, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                  auto_offset_reset="earliest", enable_auto_commit=False,
+                  consumer_timeout_ms=8000)
+got = []
+for m in c:
+    got.append(int(m.value))
+    if len(got) % 100 == 0:
+        c.commit()
+c.commit()
+c.close()
+print(len(got), len(set(got)))
+"""
+
+
+def test_kafka_python_and_kafkajs_consumer_groups(broker, tmp_path):
+    topic = make_topic(broker.bootstrap, 4)
+    produce_n(broker.bootstrap, topic, 0, 1000)
+    group = f"kp-{uuid.uuid4().hex[:6]}"
+    script = tmp_path / "kp.py"
+    script.write_text(KAFKA_PYTHON_GROUP)
+    procs = [subprocess.Popen([sys.executable, str(script), broker.bootstrap, topic, group, "1000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    counts = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        counts.append([int(x) for x in out.split()])
+    assert sum(c[0] for c in counts) == 1000 and all(c[0] == c[1] for c in counts), counts
+    assert sum(committed(broker.bootstrap, group, topic, 4).values()) == 1000
+    js = os.path.join(os.path.dirname(__file__), "js", "kafkajs_group.js")
+    r = subprocess.run(["node", js, broker.bootstrap, topic, f"js-{group}", "1000"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, f"kafkajs failed:\n{r.stdout.decode()}\n{r.stderr.decode()}"
+    assert r.stdout.decode().strip().splitlines()[-1] == "1000 1000"
+    assert sum(committed(broker.bootstrap, f"js-{group}", topic, 4).values()) == 1000
+
+
+def coordinator_id(bootstrap, group):
+    a = AdminClient({"bootstrap.servers": bootstrap, **COMMON})
+    d = a.describe_consumer_groups([group])[group].result(30)
+    return d.coordinator.id
+
+
+def test_group_survives_kill_9_of_its_coordinator(cluster_factory, tmp_path):
+    brokers = cluster_factory(3, extra_args=FAST_CLUSTER)
+    boot = ",".join(b.bootstrap for b in brokers)
+    topic = make_topic(boot, 6, rf=3)
+    n = 9_000
+    produce_n(boot, topic, 0, n)
+    group = f"fo-{uuid.uuid4().hex[:6]}"
+    slow = ["--delay-ms", "2", "--commit-every", "50", "--idle-s", "15"]
+    ws = [Worker(tmp_path, boot, topic, group, f"w{i}", *slow) for i in range(2)]
+    deadline = time.monotonic() + 60
+    while sum(len(w.records()) for w in ws) < 1000 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    coord = coordinator_id(boot, group)
+    before = committed(boot, group, topic, 6)
+    assert sum(before.values()) > 0, "nothing committed before the kill"
+    victim = next(b for b in brokers if b.node_id == coord)
+    victim.kill9()
+    for w in ws:
+        assert w.wait(240) == 0, w.log()
+    values = [r[2] for w in ws for r in w.records()]
+    assert set(values) == set(range(n)), f"missing {len(set(range(n)) - set(values))} records"
+    alive = ",".join(b.bootstrap for b in brokers if b is not victim)
+    new_coord = coordinator_id(alive, group)
+    assert new_coord != coord
+    after = committed(alive, group, topic, 6)
+    assert all(after[p] >= before[p] for p in before), (before, after)
+    assert sum(after.values()) == n, after
