@@ -11,7 +11,8 @@ group_worker.py):
 - a member that closes and comes back resumes from the group's committed offsets: it reads
   exactly the records produced after, and the committed offsets are the partitions' ends;
 - kafka-python's KafkaConsumer and kafkajs's consumer join groups and commit (librdkafka
-  is not the only client the coordinator serves);
+  is not the only client the coordinator serves), and so does kcat on Debian's old librdkafka
+  2.0.2, which resumes from its commit on the next run;
 - with three brokers, kill -9 the broker coordinating the group mid-consumption: the group
   finds the new coordinator (the new leader of its `__consumer_offsets` partition, which
   loaded the group from the log) and carries on; no record is lost and the committed offsets
@@ -236,3 +237,21 @@ def test_group_survives_kill_9_of_its_coordinator(cluster_factory, tmp_path):
     after = committed(alive, group, topic, 6)
     assert all(after[p] >= before[p] for p in before), (before, after)
     assert sum(after.values()) == n, after
+
+
+def test_kcat_balanced_consumer_commits(broker, kcat, tmp_path):
+    """kcat links Debian's librdkafka 2.0.2: an old client's JoinGroup/SyncGroup/OffsetCommit."""
+    topic = make_topic(broker.bootstrap, 2)
+    produce_n(broker.bootstrap, topic, 0, 500)
+    group = f"kcat-{uuid.uuid4().hex[:6]}"
+
+    def consume():
+        r = subprocess.run([kcat, "-b", broker.bootstrap, "-G", group, "-X", "auto.offset.reset=earliest",
+                            "-e", "-q", "-f", "%s\n", topic], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [int(x) for x in r.stdout.split()]
+
+    assert sorted(consume()) == list(range(500))
+    assert sum(committed(broker.bootstrap, group, topic, 2).values()) == 500
+    produce_n(broker.bootstrap, topic, 500, 10)
+    assert sorted(consume()) == list(range(500, 510)), "kcat did not resume from its commit"
