@@ -480,6 +480,40 @@ mod tests {
         assert_eq!(g.leader(), Some(id.as_str()));
     }
 
+    #[test]
+    fn offsets_of_empty_groups_expire() {
+        let mut s = Shard::new(GroupConfig::default());
+        let mut at = 0;
+        for (t, ms) in [("old", 1_000), ("new", 9_000)] {
+            let mut val = v(1);
+            val.commit_ms = ms;
+            for (k, val) in s.commit("g", "", -1, &[(t.into(), 0, val)]).unwrap() {
+                s.replay(at, &k, val.as_deref(), 0).unwrap();
+                at += 1;
+            }
+        }
+        // Retention 5 s at t=10 s: only "old" (committed at 1 s) is due.
+        let due = s.expire(10_000, 5_000);
+        assert_eq!(due, vec![(encode_offset_key("g", "old", 0), None)]);
+        for (k, val) in due {
+            s.replay(at, &k, val.as_deref(), 0).unwrap();
+            at += 1;
+        }
+        assert!(s.offset("g", "old", 0).is_none());
+        assert!(s.offset("g", "new", 0).is_some());
+        // Once every offset is gone, the group itself goes (it never stored metadata).
+        let due = s.expire(20_000, 5_000);
+        assert_eq!(due.len(), 1);
+        for (k, val) in due {
+            s.replay(at, &k, val.as_deref(), 0).unwrap();
+        }
+        s.tick(0);
+        assert!(
+            s.group("g").is_none(),
+            "an empty group without offsets is forgotten"
+        );
+    }
+
     trait IntoRecord {
         fn into_record(self, id: &str) -> Record;
     }

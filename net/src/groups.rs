@@ -227,11 +227,18 @@ pub async fn ensure_offsets_topic(b: &Broker) -> bool {
     if b.with_catalog(|c| c.topic(OFFSETS_TOPIC).is_some()) {
         return true;
     }
-    let live = b.with_catalog(|c| c.live_brokers().len()).max(1);
+    // The cluster's size is its voters (a single node has none configured) or the brokers
+    // that ever registered, whichever is larger: a cluster whose other brokers are still
+    // starting gets COORDINATOR_NOT_AVAILABLE for a moment rather than an offsets topic with
+    // too few replicas forever, and a single node needs no configuration.
+    let size = b
+        .with_catalog(|c| c.brokers().count())
+        .max(b.settings.voters.len())
+        .max(1);
     let rf = b
         .settings
         .offsets_topic_replication_factor
-        .min(i16::try_from(live).unwrap_or(i16::MAX));
+        .min(i16::try_from(size).unwrap_or(i16::MAX));
     let configs = [
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
