@@ -320,6 +320,8 @@ impl Group {
         }
         let mut out = Vec::new();
         let mut id = j.member_id.clone();
+        // The id a static member had before this rejoin replaced it.
+        let mut replaced: Option<String> = None;
         if id.is_empty() {
             match j
                 .instance_id
@@ -339,6 +341,7 @@ impl Group {
                             });
                         }
                         m.id = new.clone();
+                        replaced = Some(old.clone());
                         if self.leader.as_deref() == Some(old.as_str()) {
                             self.leader = Some(new.clone());
                         }
@@ -403,9 +406,19 @@ impl Group {
         self.members.insert(id.clone(), member);
         self.protocol_type = Some(j.protocol_type.clone());
         match self.state {
-            GroupState::Stable if unchanged && self.leader.as_deref() != Some(id.as_str()) => {
-                // A follower rejoining with nothing new: answer with the current generation.
-                let reply = self.joined_reply(&id);
+            GroupState::Stable
+                if unchanged
+                    && (replaced.is_some() || self.leader.as_deref() != Some(id.as_str())) =>
+            {
+                // A follower rejoining with nothing new, or a static member restarting (KIP-345,
+                // even the leader): answer with the current generation, no rebalance. A
+                // restarted leader is told the id it had as the leader's, so it does not
+                // assign again (a Stable group would not pass that assignment on).
+                let mut reply = self.joined_reply(&id);
+                if let Some(old) = replaced.filter(|_| reply.leader == id) {
+                    reply.leader = old;
+                    reply.members.clear();
+                }
                 if let Some(m) = self.members.get_mut(&id) {
                     m.join_waiting = None;
                 }
@@ -1055,6 +1068,14 @@ mod tests {
                 result: Ok(vec![7])
             }]
         );
+        // The leader restarts too: no rebalance, and it is told its old id as the leader's,
+        // so it does not assign (it syncs as a follower and gets its own assignment).
+        let r = g.join(200, 7, join("", Some("i1")));
+        let k = joined(&r, 7);
+        assert_eq!((k.generation, g.state()), (1, GroupState::Stable));
+        assert_eq!(k.leader, l.member_id);
+        assert!(k.members.is_empty());
+        assert_eq!(g.leader(), Some(k.member_id.as_str()));
         g.check_invariants();
     }
 

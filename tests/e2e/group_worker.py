@@ -1,7 +1,7 @@
 """One consumer-group member (confluent-kafka) as its own process, for the group tests.
 
 Usage: group_worker.py BOOTSTRAP TOPIC GROUP OUT [--delay-ms N] [--commit-every N]
-                       [--idle-s S] [--session-ms MS]
+                       [--idle-s S] [--session-ms MS] [--strategy S] [--instance-id ID]
 
 Subscribes TOPIC in GROUP and writes one line "partition offset value" per record to OUT
 (flushed before the record's offset can be committed), then commits synchronously every
@@ -37,9 +37,14 @@ def main():
     ap.add_argument("--commit-every", type=int, default=200)
     ap.add_argument("--idle-s", type=float, default=8)
     ap.add_argument("--session-ms", type=int, default=6000)
+    ap.add_argument("--strategy", default="range,roundrobin")
+    ap.add_argument("--instance-id")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_term)
+    conf = {"group.instance.id": a.instance_id} if a.instance_id else {}
     c = Consumer({
+        **conf,
+        "partition.assignment.strategy": a.strategy,
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
         "auto.offset.reset": "earliest",
@@ -53,7 +58,7 @@ def main():
         "topic.metadata.refresh.interval.ms": 2000,
     })
     out = open(a.out, "a", buffering=1)
-    state = {"assigned": False, "since_commit": 0}
+    state = {"assigned": False, "assigned_at": 0.0, "since_commit": 0}
 
     def commit():
         if state["since_commit"] == 0:
@@ -66,6 +71,7 @@ def main():
 
     def on_assign(consumer, parts):
         state["assigned"] = True
+        state["assigned_at"] = time.monotonic()
         print("assigned", sorted(p.partition for p in parts), file=sys.stderr, flush=True)
 
     def on_revoke(consumer, parts):
@@ -77,7 +83,7 @@ def main():
     while not stop:
         m = c.poll(0.2)
         if m is None:
-            if state["assigned"] and time.monotonic() - last > a.idle_s:
+            if state["assigned"] and time.monotonic() - max(last, state["assigned_at"]) > a.idle_s:
                 break
             continue
         if m.error():

@@ -13,6 +13,10 @@ group_worker.py):
 - kafka-python's KafkaConsumer and kafkajs's consumer join groups and commit (librdkafka
   is not the only client the coordinator serves), and so does kcat on Debian's old librdkafka
   2.0.2, which resumes from its commit on the next run;
+- cooperative-sticky members joining one by one rebalance incrementally (the first member never
+  gives up all its partitions) and still consume each record once;
+- a static member (group.instance.id) that restarts within its session timeout gets its
+  partitions back without a rebalance: the other member keeps its single assignment;
 - with three brokers, kill -9 the broker coordinating the group mid-consumption: the group
   finds the new coordinator (the new leader of its `__consumer_offsets` partition, which
   loaded the group from the log) and carries on; no record is lost and the committed offsets
@@ -255,3 +259,52 @@ def test_kcat_balanced_consumer_commits(broker, kcat, tmp_path):
     assert sum(committed(broker.bootstrap, group, topic, 2).values()) == 500
     produce_n(broker.bootstrap, topic, 500, 10)
     assert sorted(consume()) == list(range(500, 510)), "kcat did not resume from its commit"
+
+
+def test_cooperative_sticky_members_join_incrementally(broker, tmp_path):
+    """cooperative-sticky rebalances in several rounds (members give up only what moves); the
+    broker just relays, and every record is still consumed exactly once."""
+    topic = make_topic(broker.bootstrap, 6)
+    n = 9_000
+    produce_n(broker.bootstrap, topic, 0, n)
+    group = f"coop-{uuid.uuid4().hex[:6]}"
+    args = ["--strategy", "cooperative-sticky", "--delay-ms", "1", "--commit-every", "50", "--idle-s", "8"]
+    first = Worker(tmp_path, broker.bootstrap, topic, group, "c0", *args)
+    deadline = time.monotonic() + 60
+    while len(first.records()) < 500 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    later = [Worker(tmp_path, broker.bootstrap, topic, group, f"c{i}", *args) for i in (1, 2)]
+    for w in [first, *later]:
+        assert w.wait(180) == 0, w.log()
+    values = [r[2] for w in [first, *later] for r in w.records()]
+    assert sorted(values) == list(range(n)), (
+        f"{len(values)} records, {len(set(values))} distinct, want each of {n} once\n{first.log()}")
+    assert all(w.records() for w in later), "the members that joined later got nothing"
+    assert "revoked [0, 1, 2, 3, 4, 5]" not in first.log(), (
+        "the first member gave up all its partitions: not an incremental rebalance\n" + first.log())
+
+
+def test_static_member_restarts_without_a_rebalance(broker, tmp_path):
+    """KIP-345: a member with group.instance.id that comes back within its session timeout gets
+    its old partitions back, and the other member is not disturbed."""
+    topic = make_topic(broker.bootstrap, 4)
+    produce_n(broker.bootstrap, topic, 0, 400)
+    group = f"static-{uuid.uuid4().hex[:6]}"
+    steady = Worker(tmp_path, broker.bootstrap, topic, group, "steady",
+                    "--instance-id", "steady", "--session-ms", "30000", "--idle-s", "25")
+    a = Worker(tmp_path, broker.bootstrap, topic, group, "a1",
+               "--instance-id", "a", "--session-ms", "30000", "--idle-s", "3")
+    assert a.wait() == 0, a.log()
+    # A static member's close does not leave the group (librdkafka sends no LeaveGroup for it).
+    first_parts = {r[0] for r in a.records()}
+    b = Worker(tmp_path, broker.bootstrap, topic, group, "a2",
+               "--instance-id", "a", "--session-ms", "30000", "--idle-s", "3")
+    time.sleep(1)
+    produce_n(broker.bootstrap, topic, 400, 400)
+    assert b.wait() == 0, b.log()
+    assert steady.wait(60) == 0, steady.log()
+    assert first_parts and {r[0] for r in b.records()} == first_parts, (first_parts, b.log())
+    # One assignment, revoked only when it closes at the end.
+    assert steady.log().count("assigned") == 1, "the static restart rebalanced the other member:\n" + steady.log()
+    values = sorted(r[2] for w in (steady, a, b) for r in w.records())
+    assert values == list(range(800)), f"{len(values)} records, {len(set(values))} distinct"
