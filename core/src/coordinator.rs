@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::consumer_group::{CgConfig, CgError, ConsumerGroup};
 use crate::group::{Group, GroupConfig, GroupError, GroupState, Reply};
 use crate::offsets::{
     self, decode_group_value, decode_key, decode_offset_value, encode_group_key,
@@ -43,6 +44,10 @@ pub struct Shard {
     offsets: BTreeMap<String, BTreeMap<(String, i32), Committed>>,
     /// (generation, empty) of each group's last written metadata.
     written: BTreeMap<String, (i32, bool)>,
+    /// KIP-848 groups (their membership is not stored: after a coordinator change members
+    /// rejoin; their offsets are stored like any group's).
+    consumer: BTreeMap<String, ConsumerGroup>,
+    cg_config: CgConfig,
 }
 
 /// Kafka's hash of a group id onto the offsets partitions (Java `String.hashCode`, made
@@ -88,7 +93,58 @@ impl Shard {
             groups: BTreeMap::new(),
             offsets: BTreeMap::new(),
             written: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            cg_config: CgConfig::default(),
         }
+    }
+
+    /// Sets the settings of KIP-848 consumer groups.
+    pub fn set_consumer_config(&mut self, config: CgConfig) {
+        self.cg_config = config;
+    }
+
+    /// The KIP-848 group `id`, created if unknown; refused while a classic group of that id
+    /// has members.
+    pub fn consumer_group_mut(&mut self, id: &str) -> Result<&mut ConsumerGroup, GroupError> {
+        if self
+            .groups
+            .get(id)
+            .is_some_and(|g| g.state() != GroupState::Empty)
+        {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        let config = self.cg_config;
+        Ok(self
+            .consumer
+            .entry(id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(id, config)))
+    }
+
+    /// A KIP-848 group, if known.
+    pub fn consumer_group(&self, id: &str) -> Option<&ConsumerGroup> {
+        self.consumer.get(id)
+    }
+
+    /// Every KIP-848 group.
+    pub fn consumer_groups(&self) -> impl Iterator<Item = &ConsumerGroup> {
+        self.consumer.values()
+    }
+
+    /// Whether `id` is a KIP-848 group with members (a classic join must not take it over).
+    pub fn is_active_consumer_group(&self, id: &str) -> bool {
+        self.consumer
+            .get(id)
+            .is_some_and(|g| g.members().next().is_some())
+    }
+
+    /// Fires the KIP-848 groups' timers; `topics` gives every topic's partition count.
+    pub fn tick_consumer(&mut self, now_ms: u64, topics: &BTreeMap<String, i32>) {
+        for g in self.consumer.values_mut() {
+            g.tick(now_ms, topics);
+        }
+        let offsets = &self.offsets;
+        self.consumer
+            .retain(|id, g| g.members().next().is_some() || offsets.contains_key(id));
     }
 
     /// Applies one record of the partition at log offset `record` (loading, and after each
@@ -202,6 +258,23 @@ impl Shard {
         generation: i32,
         offsets: &[(String, i32, OffsetValue)],
     ) -> Result<Vec<Record>, GroupError> {
+        if let Some(cg) = self.consumer.get(group) {
+            cg.check_commit(member, generation).map_err(|e| match e {
+                CgError::StaleMemberEpoch | CgError::FencedMemberEpoch => {
+                    GroupError::StaleMemberEpoch
+                }
+                _ => GroupError::UnknownMemberId,
+            })?;
+            return Ok(offsets
+                .iter()
+                .map(|(t, p, v)| {
+                    (
+                        encode_offset_key(group, t, *p),
+                        Some(encode_offset_value(v)),
+                    )
+                })
+                .collect());
+        }
         let known = self.groups.contains_key(group);
         let outsider = generation < 0 && member.is_empty();
         if !known && !outsider {
@@ -251,6 +324,13 @@ impl Shard {
     /// DeleteGroups for one group: it must have no members. Removes it and gives the
     /// tombstones to append for its offsets and metadata.
     pub fn delete_group(&mut self, id: &str) -> Result<Vec<Record>, GroupError> {
+        if let Some(cg) = self.consumer.get(id) {
+            if cg.members().next().is_some() {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            self.consumer.remove(id);
+            self.group_mut(id);
+        }
         let Some(g) = self.groups.get(id) else {
             return Err(GroupError::GroupIdNotFound);
         };
@@ -350,6 +430,9 @@ impl Shard {
     /// Asserts the module's invariants (tests and simulation).
     pub fn check_invariants(&self) {
         for g in self.groups.values() {
+            g.check_invariants();
+        }
+        for g in self.consumer.values() {
             g.check_invariants();
         }
     }

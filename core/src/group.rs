@@ -44,6 +44,8 @@ pub enum GroupError {
     GroupIdNotFound,
     /// GROUP_SUBSCRIBED_TO_TOPIC: an active group still consumes the topic.
     GroupSubscribedToTopic,
+    /// STALE_MEMBER_EPOCH: a KIP-848 member committed with an epoch not its own.
+    StaleMemberEpoch,
 }
 
 /// Where the group is in its rebalance cycle.

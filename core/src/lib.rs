@@ -27,6 +27,7 @@ pub mod batch;
 pub mod canary;
 pub mod catalog;
 pub mod config;
+pub mod consumer_group;
 pub mod controller;
 pub mod coordinator;
 pub mod group;

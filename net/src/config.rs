@@ -147,6 +147,14 @@ pub struct BrokerArgs {
     /// Most members one group may have (group.max.size) [default: no limit].
     #[arg(long, value_name = "N")]
     pub group_max_size: Option<usize>,
+    /// A KIP-848 group member silent this long is removed
+    /// (group.consumer.session.timeout.ms) [default: 45000].
+    #[arg(long, value_name = "MS")]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// How often KIP-848 group members heartbeat (group.consumer.heartbeat.interval.ms)
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
 }
 
 /// Settings after merging flags, file and defaults, and checking them.
@@ -212,6 +220,8 @@ pub struct Settings {
     pub offsets_retention_ms: i64,
     /// Group coordinator settings.
     pub group: skein_core::group::GroupConfig,
+    /// KIP-848 consumer group settings.
+    pub consumer_group: skein_core::consumer_group::CgConfig,
 }
 
 impl Settings {
@@ -275,7 +285,9 @@ impl BrokerArgs {
                 group_initial_rebalance_delay_ms,
                 group_min_session_timeout_ms,
                 group_max_session_timeout_ms,
-                group_max_size
+                group_max_size,
+                group_consumer_session_timeout_ms,
+                group_consumer_heartbeat_interval_ms
             );
         }
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
@@ -388,6 +400,21 @@ impl BrokerArgs {
                 group.max_session_timeout_ms
             );
         }
+        let consumer_group = skein_core::consumer_group::CgConfig {
+            session_timeout_ms: self.group_consumer_session_timeout_ms.unwrap_or(45_000),
+            heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms.unwrap_or(5_000),
+            max_size: group.max_size,
+        };
+        if consumer_group.heartbeat_interval_ms <= 0
+            || consumer_group.heartbeat_interval_ms as u64 >= consumer_group.session_timeout_ms
+        {
+            bail!(
+                "--group-consumer-heartbeat-interval-ms ({}) must be above 0 and below \
+                 --group-consumer-session-timeout-ms ({})",
+                consumer_group.heartbeat_interval_ms,
+                consumer_group.session_timeout_ms
+            );
+        }
         let offsets_retention_ms = self
             .offsets_retention_minutes
             .unwrap_or(10_080)
@@ -411,6 +438,7 @@ impl BrokerArgs {
             offsets_topic_replication_factor,
             offsets_retention_ms,
             group,
+            consumer_group,
             listen,
             advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
             advertise_port: i32::from(port),

@@ -28,14 +28,17 @@ use kafka_protocol::messages::{
         OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
         OffsetFetchResponseTopic, OffsetFetchResponseTopics,
     },
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, DeleteGroupsRequest, DeleteGroupsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use skein_core::batch::{self, build};
+use skein_core::consumer_group::{CgError, Heartbeat as CgHeartbeat};
 use skein_core::coordinator::{self, partition_for, Record, Shard};
 use skein_core::group::{GroupError, GroupState, Join, Reply, ReqId};
 use skein_core::offsets::OffsetValue;
@@ -104,6 +107,7 @@ pub fn group_error(e: GroupError) -> E {
         GroupError::NonEmptyGroup => E::NonEmptyGroup,
         GroupError::GroupIdNotFound => E::GroupIdNotFound,
         GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+        GroupError::StaleMemberEpoch => E::StaleMemberEpoch,
     }
 }
 
@@ -367,6 +371,7 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
         return;
     };
     let mut shard = Shard::new(b.settings.group);
+    shard.set_consumer_config(b.settings.consumer_group);
     let now = b.mono_ms();
     let (mut next, end) = {
         let st = p.store.lock().expect("partition lock");
@@ -477,11 +482,13 @@ pub fn spawn(b: &Arc<Broker>) {
             }
             let mut replies = Vec::new();
             let mut writes = Vec::new();
+            let counts = topic_counts(&b);
             {
                 let mut slots = b.groups.slots.lock().expect("slots lock");
                 for (index, slot) in slots.iter_mut() {
                     if let Slot::Ready { epoch, shard } = slot {
                         replies.extend(shard.tick(now));
+                        shard.tick_consumer(now, &counts);
                         let mut w = shard.metadata_writes(wall);
                         if expire {
                             w.extend(shard.expire(wall, b.settings.offsets_retention_ms));
@@ -547,6 +554,17 @@ pub async fn join_group(
     let res = with_shard(b, &group, |shard, epoch| {
         let (id, waiting) = b.groups.register(index_of(b, &group).unwrap_or(-1));
         rx = Some(waiting);
+        if shard.is_active_consumer_group(&group) {
+            // A KIP-848 group of that id is active: the classic protocol cannot join it.
+            let replies = vec![Reply::Join {
+                req: id,
+                result: Err((
+                    GroupError::InconsistentGroupProtocol,
+                    join.member_id.clone(),
+                )),
+            }];
+            return (id, epoch, replies, Vec::new());
+        }
         let replies = shard.group_mut(&group).join(b.mono_ms(), id, join);
         (id, epoch, replies, shard.metadata_writes(now_ms() as i64))
     });
@@ -1023,6 +1041,27 @@ pub fn list_groups(b: &Broker, req: ListGroupsRequest, version: i16) -> ListGrou
             }
             r.groups.push(lg);
         }
+        for g in shard.consumer_groups() {
+            let state = g.state_name();
+            let type_ok = req.types_filter.is_empty()
+                || req
+                    .types_filter
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case("consumer"));
+            if !type_ok || (!states.is_empty() && !states.contains(&state.to_lowercase())) {
+                continue;
+            }
+            let mut lg = ListedGroup::default();
+            lg.group_id = GroupId(s(g.id()));
+            lg.protocol_type = s("consumer");
+            if version >= 4 {
+                lg.group_state = s(state);
+            }
+            if version >= 5 {
+                lg.group_type = s("consumer");
+            }
+            r.groups.push(lg);
+        }
     }
     r
 }
@@ -1161,6 +1200,220 @@ pub async fn offset_delete(b: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetD
             tr.partitions.push(pr);
         }
         r.topics.push(tr);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// KIP-848
+
+/// Partition counts of every topic (the server-side assignor's view of the cluster).
+fn topic_counts(b: &Broker) -> BTreeMap<String, i32> {
+    b.with_catalog(|c| {
+        c.topics()
+            .map(|t| (t.name.clone(), t.parts.len() as i32))
+            .collect()
+    })
+}
+
+fn topic_ids(b: &Broker) -> BTreeMap<String, uuid::Uuid> {
+    b.with_catalog(|c| {
+        c.topics()
+            .map(|t| (t.name.clone(), uuid::Uuid::from_bytes(t.id)))
+            .collect()
+    })
+}
+
+fn cg_error(e: CgError) -> E {
+    match e {
+        CgError::UnknownMemberId => E::UnknownMemberId,
+        CgError::FencedMemberEpoch => E::FencedMemberEpoch,
+        CgError::StaleMemberEpoch => E::StaleMemberEpoch,
+        CgError::GroupMaxSizeReached => E::GroupMaxSizeReached,
+        CgError::UnreleasedInstanceId => E::UnreleasedInstanceId,
+    }
+}
+
+/// Topic partitions grouped by topic id, for heartbeat and describe answers.
+fn by_topic_id(
+    tps: impl IntoIterator<Item = (String, i32)>,
+    ids: &BTreeMap<String, uuid::Uuid>,
+) -> Vec<(uuid::Uuid, String, Vec<i32>)> {
+    let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (t, p) in tps {
+        out.entry(t).or_default().push(p);
+    }
+    out.into_iter()
+        .filter_map(|(t, ps)| ids.get(&t).map(|id| (*id, t, ps)))
+        .collect()
+}
+
+/// ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile, leave.
+pub fn consumer_group_heartbeat(
+    b: &Broker,
+    req: ConsumerGroupHeartbeatRequest,
+    client: &str,
+    peer: SocketAddr,
+) -> ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
+    let mut r = ConsumerGroupHeartbeatResponse::default();
+    r.member_epoch = -1;
+    r.heartbeat_interval_ms = b.settings.consumer_group.heartbeat_interval_ms;
+    let group = req.group_id.0.to_string();
+    if req
+        .subscribed_topic_regex
+        .as_ref()
+        .is_some_and(|x| !x.is_empty())
+    {
+        r.error_code = E::InvalidRequest.code();
+        r.error_message = Some(s(
+            "regular-expression subscriptions are not supported by this broker; subscribe by topic names",
+        ));
+        return r;
+    }
+    if req.member_epoch == 0 && req.subscribed_topic_names.is_none() {
+        r.error_code = E::InvalidRequest.code();
+        r.error_message = Some(s("a joining member must give its subscribed topics"));
+        return r;
+    }
+    let ids = topic_ids(b);
+    let names: BTreeMap<uuid::Uuid, String> = ids.iter().map(|(n, i)| (*i, n.clone())).collect();
+    let hb = CgHeartbeat {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.as_ref().map(|x| x.to_string()),
+        rack_id: req.rack_id.as_ref().map(|x| x.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        owned: req.topic_partitions.as_ref().map(|tps| {
+            tps.iter()
+                .filter_map(|tp| names.get(&tp.topic_id).map(|n| (n, &tp.partitions)))
+                .flat_map(|(n, ps)| ps.iter().map(move |p| (n.clone(), *p)))
+                .collect()
+        }),
+        client_id: client.to_string(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    let counts = topic_counts(b);
+    let res = with_shard(b, &group, |shard, _| {
+        shard
+            .consumer_group_mut(&group)
+            .map_err(group_error)
+            .and_then(|g| g.heartbeat(b.mono_ms(), hb, &counts).map_err(cg_error))
+    });
+    match res {
+        Err(e) | Ok((_, Err(e))) => {
+            r.error_code = e.code();
+            if e == E::GroupIdNotFound {
+                r.error_message = Some(s(format!(
+                    "group '{group}' is a classic group with members"
+                )));
+            }
+        }
+        Ok((_, Ok(beat))) => {
+            r.member_id = Some(s(beat.member_id));
+            r.member_epoch = beat.member_epoch;
+            if let Some(assigned) = beat.assignment.filter(|_| beat.member_epoch >= 0) {
+                let mut a = Assignment::default();
+                a.topic_partitions = by_topic_id(assigned, &ids)
+                    .into_iter()
+                    .map(|(id, _, ps)| {
+                        let mut tp = TopicPartitions::default();
+                        tp.topic_id = id;
+                        tp.partitions = ps;
+                        tp
+                    })
+                    .collect();
+                r.assignment = Some(a);
+            }
+        }
+    }
+    r
+}
+
+/// ConsumerGroupDescribe (KIP-848 groups).
+pub fn consumer_group_describe(
+    b: &Broker,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup as Described, Member, TopicPartitions,
+    };
+    let ids = topic_ids(b);
+    let assignment = |tps: Vec<(String, i32)>| {
+        let mut a = Assignment::default();
+        a.topic_partitions = by_topic_id(tps, &ids)
+            .into_iter()
+            .map(|(id, name, ps)| {
+                let mut tp = TopicPartitions::default();
+                tp.topic_id = id;
+                tp.topic_name = TopicName(s(name));
+                tp.partitions = ps;
+                tp
+            })
+            .collect();
+        a
+    };
+    let mut r = ConsumerGroupDescribeResponse::default();
+    for id in req.group_ids {
+        let mut d = Described::default();
+        d.group_id = id.clone();
+        d.authorized_operations = i32::MIN;
+        let res = with_shard(b, id.as_str(), |shard, _| {
+            let Some(g) = shard.consumer_group(id.as_str()) else {
+                return Err(if shard.group(id.as_str()).is_some() {
+                    (
+                        E::GroupIdNotFound,
+                        format!("group '{}' is not a consumer group", id.as_str()),
+                    )
+                } else {
+                    (
+                        E::GroupIdNotFound,
+                        format!("group '{}' not found", id.as_str()),
+                    )
+                });
+            };
+            d.group_state = s(g.state_name());
+            d.group_epoch = g.group_epoch();
+            d.assignment_epoch = g.assignment_epoch();
+            d.assignor_name = s("uniform");
+            d.members = g
+                .members()
+                .map(|m| {
+                    let mut dm = Member::default();
+                    dm.member_id = s(m.id.clone());
+                    dm.instance_id = m.instance_id.clone().map(s);
+                    dm.rack_id = m.rack_id.clone().map(s);
+                    dm.member_epoch = m.epoch;
+                    dm.client_id = s(m.client_id.clone());
+                    dm.client_host = s(m.client_host.clone());
+                    dm.subscribed_topic_names = m
+                        .subscribed
+                        .iter()
+                        .map(|t| TopicName(s(t.clone())))
+                        .collect();
+                    dm.assignment = assignment(m.assigned.iter().cloned().collect());
+                    dm.target_assignment = assignment(g.target_of(&m.id).cloned().collect());
+                    dm.member_type = 1;
+                    dm
+                })
+                .collect();
+            Ok(())
+        });
+        match res {
+            Err(e) => d.error_code = e.code(),
+            Ok((_, Err((e, msg)))) => {
+                d.error_code = e.code();
+                d.error_message = Some(s(msg));
+            }
+            Ok((_, Ok(()))) => {}
+        }
+        r.groups.push(d);
     }
     r
 }

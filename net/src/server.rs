@@ -320,6 +320,14 @@ fn dispatch(
                 let req = decode!(OffsetDeleteRequest);
                 reply!(groups::offset_delete(&b, req).await)
             }
+            ApiKey::ConsumerGroupHeartbeat => {
+                let req = decode!(ConsumerGroupHeartbeatRequest);
+                reply!(groups::consumer_group_heartbeat(&b, req, &client, peer))
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                let req = decode!(ConsumerGroupDescribeRequest);
+                reply!(groups::consumer_group_describe(&b, req))
+            }
             other => Err(format!("api {other:?} is not supported")),
         };
         if body.has_remaining() && result.is_ok() {

@@ -2,6 +2,7 @@
 
 Usage: group_worker.py BOOTSTRAP TOPIC GROUP OUT [--delay-ms N] [--commit-every N]
                        [--idle-s S] [--session-ms MS] [--strategy S] [--instance-id ID]
+                       [--protocol classic|consumer]
 
 Subscribes TOPIC in GROUP and writes one line "partition offset value" per record to OUT
 (flushed before the record's offset can be committed), then commits synchronously every
@@ -39,18 +40,25 @@ def main():
     ap.add_argument("--session-ms", type=int, default=6000)
     ap.add_argument("--strategy", default="range,roundrobin")
     ap.add_argument("--instance-id")
+    ap.add_argument("--protocol", default="classic")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     conf = {"group.instance.id": a.instance_id} if a.instance_id else {}
+    if a.protocol == "consumer":
+        # KIP-848: the broker assigns; session and heartbeat timing are the broker's.
+        conf["group.protocol"] = "consumer"
+    else:
+        conf.update({
+            "partition.assignment.strategy": a.strategy,
+            "session.timeout.ms": a.session_ms,
+            "heartbeat.interval.ms": 500,
+        })
     c = Consumer({
         **conf,
-        "partition.assignment.strategy": a.strategy,
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
-        "session.timeout.ms": a.session_ms,
-        "heartbeat.interval.ms": 500,
         "fetch.wait.max.ms": 100,
         "socket.timeout.ms": 10000,
         "reconnect.backoff.ms": 50,

@@ -308,3 +308,38 @@ def test_static_member_restarts_without_a_rebalance(broker, tmp_path):
     assert steady.log().count("assigned") == 1, "the static restart rebalanced the other member:\n" + steady.log()
     values = sorted(r[2] for w in (steady, a, b) for r in w.records())
     assert values == list(range(800)), f"{len(values)} records, {len(set(values))} distinct"
+
+
+def test_kip848_consumer_protocol_members_share_the_partitions(broker_factory, tmp_path):
+    """group.protocol=consumer (KIP-848, ConsumerGroupHeartbeat): the broker assigns; a member
+    joining later gets partitions only after the first member revoked them; a killed member's
+    partitions move after the session timeout; every record is consumed, duplicates only from
+    the killed member's uncommitted tail."""
+    b = broker_factory(extra_args=["--group-consumer-session-timeout-ms", "6000",
+                                   "--group-consumer-heartbeat-interval-ms", "500"]).start()
+    topic = make_topic(b.bootstrap, 6)
+    n = 9_000
+    produce_n(b.bootstrap, topic, 0, n)
+    group = f"k848-{uuid.uuid4().hex[:6]}"
+    args = ["--protocol", "consumer", "--delay-ms", "2", "--commit-every", "50", "--idle-s", "10"]
+    first = Worker(tmp_path, b.bootstrap, topic, group, "n0", *args)
+    deadline = time.monotonic() + 60
+    while len(first.records()) < 300 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    others = [Worker(tmp_path, b.bootstrap, topic, group, f"n{i}", *args) for i in (1, 2)]
+    while len(others[0].records()) < 200 and time.monotonic() < deadline + 30:
+        time.sleep(0.2)
+    victim = others[0]
+    victim.kill()
+    for w in (first, others[1]):
+        assert w.wait(180) == 0, w.log()
+    ws = [first, *others]
+    values = [r[2] for w in ws for r in w.records()]
+    assert set(values) == set(range(n)), f"missing {len(set(range(n)) - set(values))}\n{first.log()}"
+    killed_parts = {r[0] for r in victim.records()}
+    assert len(values) - len(set(values)) <= 50 * len(killed_parts), "too many duplicates"
+    assert others[1].records(), "the member that joined later got nothing"
+    assert sum(committed(b.bootstrap, group, topic, 6).values()) == n
+    a = AdminClient({"bootstrap.servers": b.bootstrap, **COMMON})
+    listed = a.list_consumer_groups().result(30)
+    assert group in {g.group_id for g in listed.valid}
