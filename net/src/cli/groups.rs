@@ -26,7 +26,8 @@ use crate::client::{Client, ClientError};
 
 const FIND_COORDINATOR_VERSION_MAX: i16 = 4;
 const LIST_GROUPS_VERSION_MAX: i16 = 5;
-const DESCRIBE_GROUPS_VERSION_MAX: i16 = 5;
+/// v6 names an unknown group GROUP_ID_NOT_FOUND; before, it is a "Dead" group.
+const DESCRIBE_GROUPS_VERSION_MAX: i16 = 6;
 const DELETE_GROUPS_VERSION_MAX: i16 = 2;
 /// OffsetFetch v2 is the first to take "all topics" (a null topic list).
 const OFFSET_FETCH_VERSION_MIN: i16 = 2;
