@@ -1,4 +1,5 @@
-//! The admin and client subcommands of the `skein` binary: `topics`, `produce`, `consume`.
+//! The admin and client subcommands of the `skein` binary: `topics`, `cluster`, `groups`
+//! (in [`groups`]), `produce`, `consume`.
 //!
 //! Each command talks Kafka to a bootstrap broker through [`crate::client::Client`], and to
 //! partition leaders where the data lives. Any Kafka error ends the command with a message
@@ -31,6 +32,9 @@ use kafka_protocol::records::{
 };
 
 use crate::client::{error_code_is_retriable, Client, ClientError};
+
+mod groups;
+pub use groups::{run_groups, GroupsCmd, ResetOffsetsArgs, ResetTo};
 
 /// Attempts for an operation that keeps failing with retriable errors.
 const ATTEMPTS_MAX: u32 = 6;
@@ -362,6 +366,17 @@ struct TopicInfo {
     name: String,
     topic_id: Option<String>,
     partitions: Vec<PartitionInfo>,
+}
+
+impl TopicInfo {
+    /// The partition's leader, if metadata names one.
+    fn leader_of(&self, partition: i32) -> Option<i32> {
+        self.partitions
+            .iter()
+            .find(|p| p.index == partition)
+            .map(|p| p.leader)
+            .filter(|l| *l >= 0)
+    }
 }
 
 /// The bootstrap connection plus lazily opened connections to other brokers by node id.
@@ -1478,12 +1493,7 @@ fn is_retriable(e: &ClientError) -> bool {
 
 impl Consumer {
     fn leader_of(&self, partition: i32) -> Option<i32> {
-        self.topic
-            .partitions
-            .iter()
-            .find(|p| p.index == partition)
-            .map(|p| p.leader)
-            .filter(|l| *l >= 0)
+        self.topic.leader_of(partition)
     }
 
     fn partitions_by_leader(&self) -> (BTreeMap<i32, Vec<i32>>, bool) {
@@ -1500,99 +1510,12 @@ impl Consumer {
 
     /// Sets each partition's start from ListOffsets (`timestamp` -2 earliest, -1 latest).
     async fn list_offsets(&mut self, timestamp: i64) -> anyhow::Result<()> {
-        let mut attempt = 1;
-        let mut unresolved: Vec<i32> = self.positions.keys().copied().collect();
-        while !unresolved.is_empty() {
-            let mut failure = None;
-            let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-            for p in &unresolved {
-                match self.leader_of(*p) {
-                    Some(l) => by_leader.entry(l).or_default().push(*p),
-                    None => failure = Some(ClientError::kafka(format!("partition {p}"), 5, None)),
-                }
-            }
-            for (leader, partitions) in by_leader {
-                match self.list_offsets_at(leader, &partitions, timestamp).await {
-                    Ok(found) => {
-                        for (p, offset) in found {
-                            self.positions.insert(p, offset);
-                            unresolved.retain(|u| *u != p);
-                        }
-                    }
-                    Err(e) if is_retriable(&e) => {
-                        self.cluster.forget(Some(leader), &e);
-                        failure = Some(e);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if let Some(e) = failure {
-                if attempt >= ATTEMPTS_MAX {
-                    return Err(anyhow::Error::new(e).context("looking up start offsets"));
-                }
-                attempt += 1;
-                backoff().await;
-                self.topic = self.cluster.topic(&self.topic.name.clone()).await?;
-            }
-        }
+        let partitions: Vec<i32> = self.positions.keys().copied().collect();
+        let found = list_offsets(&mut self.cluster, &mut self.topic, &partitions, timestamp)
+            .await
+            .context("looking up start offsets")?;
+        self.positions.extend(found);
         Ok(())
-    }
-
-    /// One ListOffsets to one leader; partitions that failed retriably are left out.
-    async fn list_offsets_at(
-        &mut self,
-        leader: i32,
-        partitions: &[i32],
-        timestamp: i64,
-    ) -> Result<Vec<(i32, i64)>, ClientError> {
-        let name = self.topic.name.clone();
-        let client = self.cluster.node(leader).await?;
-        let version = client.pick_version_between::<ListOffsetsRequest>(
-            LIST_OFFSETS_VERSION_MIN,
-            LIST_OFFSETS_VERSION_MAX,
-        )?;
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(topic_name(&name))
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                )]);
-        let response = client.send(request, version).await?;
-        let mut found = Vec::new();
-        let mut retriable = None;
-        for p in response
-            .topics
-            .iter()
-            .filter(|t| t.name.as_str() == name)
-            .flat_map(|t| t.partitions.iter())
-        {
-            if p.error_code == 0 {
-                found.push((p.partition_index, p.offset));
-                continue;
-            }
-            let err = ClientError::kafka(
-                format!("list offsets of {name}-{}", p.partition_index),
-                p.error_code,
-                None,
-            );
-            if is_leadership_error(p.error_code) {
-                retriable = Some(err);
-            } else {
-                return Err(err);
-            }
-        }
-        match (found.is_empty(), retriable) {
-            (true, Some(e)) => Err(e),
-            _ => Ok(found),
-        }
     }
 
     /// One Fetch to one leader; appends printable lines to `out`. Returns the number of
@@ -1712,6 +1635,125 @@ impl Consumer {
             Some(e) if added == 0 => Err(e),
             _ => Ok(added),
         })
+    }
+}
+
+/// Offsets of `partitions` of `topic` from ListOffsets at their leaders: `timestamp` -2 for
+/// the log start, -1 for the log end, else the first offset whose record timestamp is at or
+/// after it (-1 where no record is that new). Leadership errors refresh `topic` and retry.
+async fn list_offsets(
+    cluster: &mut Cluster,
+    topic: &mut TopicInfo,
+    partitions: &[i32],
+    timestamp: i64,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut offsets = BTreeMap::new();
+    let mut attempt = 1;
+    let mut unresolved: Vec<i32> = partitions.to_vec();
+    while !unresolved.is_empty() {
+        let mut failure = None;
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in &unresolved {
+            match topic.leader_of(*p) {
+                Some(l) => by_leader.entry(l).or_default().push(*p),
+                None => {
+                    failure = Some(ClientError::kafka(
+                        format!("partition {}-{p}", topic.name),
+                        5,
+                        None,
+                    ))
+                }
+            }
+        }
+        for (leader, partitions) in by_leader {
+            match list_offsets_at(cluster, &topic.name, leader, &partitions, timestamp).await {
+                Ok(found) => {
+                    for (p, offset) in found {
+                        offsets.insert(p, offset);
+                        unresolved.retain(|u| *u != p);
+                    }
+                }
+                Err(e) if is_retriable(&e) => {
+                    cluster.forget(Some(leader), &e);
+                    failure = Some(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if failure.is_none() && !unresolved.is_empty() {
+            // A leader answered without some partitions asked for: ask again, boundedly.
+            failure = Some(ClientError::kafka(
+                format!("list offsets of {}", topic.name),
+                -1,
+                Some("the response left partitions out"),
+            ));
+        }
+        if let Some(e) = failure {
+            if attempt >= ATTEMPTS_MAX {
+                return Err(e.into());
+            }
+            attempt += 1;
+            backoff().await;
+            *topic = cluster.topic(&topic.name.clone()).await?;
+        }
+    }
+    Ok(offsets)
+}
+
+/// One ListOffsets to one leader; partitions that failed retriably are left out.
+async fn list_offsets_at(
+    cluster: &mut Cluster,
+    name: &str,
+    leader: i32,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<Vec<(i32, i64)>, ClientError> {
+    let client = cluster.node(leader).await?;
+    let version = client.pick_version_between::<ListOffsetsRequest>(
+        LIST_OFFSETS_VERSION_MIN,
+        LIST_OFFSETS_VERSION_MAX,
+    )?;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(*p)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
+    let response = client.send(request, version).await?;
+    let mut found = Vec::new();
+    let mut retriable = None;
+    for p in response
+        .topics
+        .iter()
+        .filter(|t| t.name.as_str() == name)
+        .flat_map(|t| t.partitions.iter())
+    {
+        if p.error_code == 0 {
+            found.push((p.partition_index, p.offset));
+            continue;
+        }
+        let err = ClientError::kafka(
+            format!("list offsets of {name}-{}", p.partition_index),
+            p.error_code,
+            None,
+        );
+        if is_leadership_error(p.error_code) {
+            retriable = Some(err);
+        } else {
+            return Err(err);
+        }
+    }
+    match (found.is_empty(), retriable) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(found),
     }
 }
 

@@ -39,6 +39,9 @@ enum Command {
     /// Show the cluster: metadata quorum and live brokers.
     #[command(subcommand)]
     Cluster(skein_net::cli::ClusterCmd),
+    /// List, describe or delete consumer groups, or reset their committed offsets.
+    #[command(subcommand)]
+    Groups(skein_net::cli::GroupsCmd),
     /// Produce lines from stdin to a topic (optionally `key<SEP>value`).
     Produce(skein_net::cli::ProduceArgs),
     /// Print a topic's records to stdout.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => run_broker(*args),
         Command::Topics(cmd) => client(|| skein_net::cli::run_topics(&cli.bootstrap, cmd)),
         Command::Cluster(cmd) => client(|| skein_net::cli::run_cluster(&cli.bootstrap, cmd)),
+        Command::Groups(cmd) => client(|| skein_net::cli::run_groups(&cli.bootstrap, cmd)),
         Command::Produce(args) => client(|| skein_net::cli::run_produce(&cli.bootstrap, args)),
         Command::Consume(args) => client(|| skein_net::cli::run_consume(&cli.bootstrap, args)),
     };
