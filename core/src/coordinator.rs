@@ -194,6 +194,13 @@ impl Shard {
                 None => {
                     self.groups.remove(&group);
                     self.written.remove(&group);
+                    if self
+                        .consumer
+                        .get(&group)
+                        .is_some_and(|g| g.members().next().is_none())
+                    {
+                        self.consumer.remove(&group);
+                    }
                 }
                 Some(v) => {
                     let v = decode_group_value(v)?;
@@ -284,7 +291,12 @@ impl Shard {
                 GroupError::UnknownMemberId
             });
         }
-        self.group_mut(group).check_commit(member, generation)?;
+        // Checked against a stand-in when the group is unknown: it exists once the commit is
+        // replayed, not before (a commit that fails to replicate leaves nothing behind).
+        match self.groups.get(group) {
+            Some(g) => g.check_commit(member, generation)?,
+            None => Group::new(group, self.config).check_commit(member, generation)?,
+        }
         Ok(offsets
             .iter()
             .map(|(t, p, v)| {
@@ -324,27 +336,21 @@ impl Shard {
     /// DeleteGroups for one group: it must have no members. Removes it and gives the
     /// tombstones to append for its offsets and metadata.
     pub fn delete_group(&mut self, id: &str) -> Result<Vec<Record>, GroupError> {
-        if let Some(cg) = self.consumer.get(id) {
-            if cg.members().next().is_some() {
-                return Err(GroupError::NonEmptyGroup);
-            }
-            self.consumer.remove(id);
-            self.group_mut(id);
-        }
-        let Some(g) = self.groups.get(id) else {
-            return Err(GroupError::GroupIdNotFound);
-        };
-        if g.state() != GroupState::Empty {
+        let consumer = self.consumer.get(id);
+        if consumer.is_some_and(|cg| cg.members().next().is_some()) {
             return Err(GroupError::NonEmptyGroup);
         }
+        match self.groups.get(id) {
+            None if consumer.is_none() => return Err(GroupError::GroupIdNotFound),
+            Some(g) if g.state() != GroupState::Empty => return Err(GroupError::NonEmptyGroup),
+            _ => {}
+        }
+        // The group goes when the tombstones are replayed (once replicated), like any record.
         let mut out: Vec<Record> = self
             .offsets(id)
             .map(|((t, p), _)| (encode_offset_key(id, t, *p), None))
             .collect();
         out.push((encode_group_key(id), None));
-        self.groups.remove(id);
-        self.offsets.remove(id);
-        self.written.remove(id);
         Ok(out)
     }
 
@@ -494,7 +500,18 @@ mod tests {
         assert_eq!(s.offset("g", "t", 0).unwrap().value.offset, 5);
         let tombs = s.delete_group("g").unwrap();
         assert_eq!(tombs.len(), 2);
+        assert!(
+            s.group("g").is_some(),
+            "gone only once the tombstones replicate"
+        );
+        for (i, (k, v)) in tombs.iter().enumerate() {
+            s.replay(11 + i as i64, k, v.as_deref(), 0).unwrap();
+        }
         assert!(s.group("g").is_none());
+        assert_eq!(s.delete_group("g"), Err(GroupError::GroupIdNotFound));
+        // A commit that never replicates leaves no group behind.
+        s.commit("h", "", -1, &[("t".into(), 0, v(1))]).unwrap();
+        assert!(s.group("h").is_none());
         // Replaying everything on a fresh shard gives the same state.
         let mut fresh = Shard::new(GroupConfig::default());
         fresh.replay(10, k, val.as_deref(), 0).unwrap();

@@ -1032,7 +1032,7 @@ pub fn list_groups(b: &Broker, req: ListGroupsRequest, version: i16) -> ListGrou
             }
             let mut lg = ListedGroup::default();
             lg.group_id = GroupId(s(g.id()));
-            lg.protocol_type = s(g.protocol_type().unwrap_or("consumer"));
+            lg.protocol_type = s(g.protocol_type().unwrap_or_default());
             if version >= 4 {
                 lg.group_state = s(state);
             }
@@ -1078,6 +1078,31 @@ pub fn describe_groups(
         d.group_id = id.clone();
         d.authorized_operations = i32::MIN;
         let res = with_shard(b, id.as_str(), |shard, _| {
+            if let Some(cg) = shard
+                .consumer_group(id.as_str())
+                .filter(|cg| cg.members().next().is_some())
+            {
+                // A KIP-848 group, described the classic way (assignments as
+                // ConsumerProtocolAssignment bytes) for tools that only know DescribeGroups.
+                d.group_state = s(cg.state_name());
+                d.protocol_type = s("consumer");
+                d.protocol_data = s("uniform");
+                d.members = cg
+                    .members()
+                    .map(|m| {
+                        let mut dm = DescribedGroupMember::default();
+                        dm.member_id = s(m.id.clone());
+                        dm.group_instance_id = m.instance_id.clone().map(s);
+                        dm.client_id = s(m.client_id.clone());
+                        dm.client_host = s(m.client_host.clone());
+                        dm.member_assignment = Bytes::from(consumer_protocol_assignment(
+                            m.assigned.difference(&m.revoking),
+                        ));
+                        dm
+                    })
+                    .collect();
+                return true;
+            }
             let Some(g) = shard.group(id.as_str()) else {
                 return false;
             };
@@ -1128,6 +1153,27 @@ pub fn describe_groups(
         r.groups.push(d);
     }
     r
+}
+
+/// ConsumerProtocolAssignment v0 bytes of `tps` (by topic, no user data).
+fn consumer_protocol_assignment<'a>(tps: impl Iterator<Item = &'a (String, i32)>) -> Vec<u8> {
+    let mut by: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in tps {
+        by.entry(t.as_str()).or_default().push(*p);
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&(by.len() as i32).to_be_bytes());
+    for (t, ps) in by {
+        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+        for p in ps {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out
 }
 
 /// DeleteGroups: only groups without members; their offsets go too.

@@ -33,6 +33,7 @@ import uuid
 from confluent_kafka import TopicPartition, ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from conftest import skein_bin
 from helpers import COMMON, flush_all, producer, unique_topic
 
 WORKER = os.path.join(os.path.dirname(__file__), "group_worker.py")
@@ -329,6 +330,11 @@ def test_kip848_consumer_protocol_members_share_the_partitions(broker_factory, t
     others = [Worker(tmp_path, b.bootstrap, topic, group, f"n{i}", *args) for i in (1, 2)]
     while len(others[0].records()) < 200 and time.monotonic() < deadline + 30:
         time.sleep(0.2)
+    # skein's CLI describes a KIP-848 group through DescribeGroups like a classic one.
+    r = subprocess.run([skein_bin(), "--bootstrap", b.bootstrap, "groups", "describe", group],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "uniform" in r.stdout and topic in r.stdout, r.stdout
     victim = others[0]
     victim.kill()
     for w in (first, others[1]):
