@@ -551,8 +551,10 @@ pub async fn join_group(
         require_known_member_id: version >= 4,
     };
     let mut rx = None;
+    // Looked up before the shard lock: the catalog lock is taken before it elsewhere.
+    let slot = index_of(b, &group).unwrap_or(-1);
     let res = with_shard(b, &group, |shard, epoch| {
-        let (id, waiting) = b.groups.register(index_of(b, &group).unwrap_or(-1));
+        let (id, waiting) = b.groups.register(slot);
         rx = Some(waiting);
         if shard.is_active_consumer_group(&group) {
             // A KIP-848 group of that id is active: the classic protocol cannot join it.
@@ -575,9 +577,6 @@ pub async fn join_group(
             return r;
         }
     };
-    if let Some((w, _)) = b.groups.waiters.lock().expect("waiters lock").get_mut(&id) {
-        *w = index;
-    }
     b.groups.deliver(replies);
     write_later(b, index, epoch, writes);
     let wait = Duration::from_millis(rebalance.max(session).max(0) as u64 + 30_000);
@@ -630,6 +629,8 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
         .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
         .collect();
     let mut rx = None;
+    // Looked up before the shard lock: the catalog lock is taken before it elsewhere.
+    let slot = index_of(b, &group).unwrap_or(-1);
     let res = with_shard(b, &group, |shard, epoch| {
         let Some(g) = shard.group(&group) else {
             return Err(E::UnknownMemberId);
@@ -644,7 +645,7 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
         {
             return Err(E::InconsistentGroupProtocol);
         }
-        let (id, waiting) = b.groups.register(index_of(b, &group).unwrap_or(-1));
+        let (id, waiting) = b.groups.register(slot);
         rx = Some(waiting);
         let replies =
             shard
@@ -670,9 +671,6 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
             return r;
         }
     };
-    if let Some((w, _)) = b.groups.waiters.lock().expect("waiters lock").get_mut(&id) {
-        *w = index;
-    }
     if !writes.is_empty() {
         // The generation's assignment is stored before anyone learns it.
         if let Err(e) = write(b, index, epoch, writes).await {
