@@ -47,6 +47,8 @@ pub struct Shard {
     /// Groups this shard has operated on (requests, timers) rather than only loaded: their
     /// state is newer than any record of theirs in the log.
     operated: BTreeSet<String>,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 /// Kafka's hash of a group id onto the offsets partitions (Java `String.hashCode`, made
@@ -93,7 +95,27 @@ impl Shard {
             offsets: BTreeMap::new(),
             written: BTreeMap::new(),
             operated: BTreeSet::new(),
+            #[cfg(feature = "canary")]
+            canary: None,
         }
+    }
+
+    /// Turns a planted bug on (simulator only) in every group, present and future.
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
+        for g in self.groups.values_mut() {
+            g.set_canary(canary);
+        }
+    }
+
+    /// A new empty group, with the shard's planted bug if any.
+    fn new_group(&self, id: &str) -> Group {
+        #[allow(unused_mut)]
+        let mut g = Group::new(id, self.config);
+        #[cfg(feature = "canary")]
+        g.set_canary(self.canary);
+        g
     }
 
     /// Applies one record of the partition at log offset `record` (loading, and after each
@@ -135,8 +157,8 @@ impl Shard {
                     self.offsets.remove(&group);
                 }
                 if !self.groups.contains_key(&group) && self.offsets.contains_key(&group) {
-                    self.groups
-                        .insert(group.clone(), Group::new(&group, self.config));
+                    let g = self.new_group(&group);
+                    self.groups.insert(group.clone(), g);
                 }
             }
             Key::Group(group) => match value {
@@ -154,7 +176,10 @@ impl Shard {
                             || (g.generation() == v.generation && self.operated.contains(&group))
                     });
                     if !live {
-                        let g = Group::from_value(&group, self.config, &v, now_ms);
+                        #[allow(unused_mut)]
+                        let mut g = Group::from_value(&group, self.config, &v, now_ms);
+                        #[cfg(feature = "canary")]
+                        g.set_canary(self.canary);
                         self.groups.insert(group.clone(), g);
                     }
                     let ids = v.members.iter().map(|m| m.member_id.clone()).collect();
@@ -173,10 +198,11 @@ impl Shard {
     /// The group, created empty if unknown.
     pub fn group_mut(&mut self, id: &str) -> &mut Group {
         self.operated.insert(id.to_string());
-        let config = self.config;
-        self.groups
-            .entry(id.to_string())
-            .or_insert_with(|| Group::new(id, config))
+        if !self.groups.contains_key(id) {
+            let g = self.new_group(id);
+            self.groups.insert(id.to_string(), g);
+        }
+        self.groups.get_mut(id).expect("inserted")
     }
 
     /// Every group, by id.

@@ -136,6 +136,14 @@ pub struct Joined {
     pub members: Vec<(String, Option<String>, Vec<u8>)>,
 }
 
+/// The planted bugs a group consults (see `crate::canary`); a stand-in enum so the call sites
+/// compile without the `canary` feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CanaryKind {
+    DoubleAssign,
+    StaleGenerationCommit,
+}
+
 /// An answer ready for the driver to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -199,6 +207,8 @@ pub struct Group {
     /// The join phase is the initial delay of an empty group: it ends only at the deadline.
     initial_delay: bool,
     next_member: u64,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 impl Group {
@@ -218,6 +228,33 @@ impl Group {
             join_deadline: None,
             initial_delay: false,
             next_member: 0,
+            #[cfg(feature = "canary")]
+            canary: None,
+        }
+    }
+
+    /// Turns a planted bug on (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
+    }
+
+    /// Whether the planted bug `c` is on (always false without the `canary` feature).
+    #[allow(unused_variables)]
+    fn canary_on(&self, c: CanaryKind) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            use crate::canary::Canary;
+            match c {
+                CanaryKind::DoubleAssign => self.canary == Some(Canary::DoubleAssign),
+                CanaryKind::StaleGenerationCommit => {
+                    self.canary == Some(Canary::StaleGenerationCommit)
+                }
+            }
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            false
         }
     }
 
@@ -269,7 +306,7 @@ impl Group {
         if !self.members.contains_key(member) {
             return Err(GroupError::UnknownMemberId);
         }
-        if generation != self.generation {
+        if generation != self.generation && !self.canary_on(CanaryKind::StaleGenerationCommit) {
             return Err(GroupError::IllegalGeneration);
         }
         // During PreparingRebalance members still commit (they do so as they give partitions
@@ -461,6 +498,7 @@ impl Group {
         if !timed_out && (!all_in || self.initial_delay) {
             return Vec::new();
         }
+        let mut bump = true;
         if timed_out {
             let gone: Vec<String> = self
                 .members
@@ -468,6 +506,9 @@ impl Group {
                 .filter(|m| m.join_waiting.is_none())
                 .map(|m| m.id.clone())
                 .collect();
+            if !gone.is_empty() && self.canary_on(CanaryKind::DoubleAssign) {
+                bump = false;
+            }
             for id in gone {
                 self.remove_member(&id);
             }
@@ -483,7 +524,9 @@ impl Group {
         }
         self.join_deadline = None;
         self.initial_delay = false;
-        self.generation += 1;
+        if bump {
+            self.generation += 1;
+        }
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
