@@ -6,6 +6,7 @@
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
 #   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
 #   4c'. skein-sim replication --seeds A..B  a fixed batch of partition-replication simulations
+#   4c''. skein-sim groups --seeds A..B     a fixed batch of consumer-group simulations
 #   4c. skein-model check raft|partition   bounded exhaustive model checks of the quorum's Raft
 #                                          and of partition leadership
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
@@ -18,6 +19,7 @@
 #   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..110000); SKEIN_SKIP_SIM=1 skips it
 #   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..15000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_REPL_SEEDS=A..B     the replication simulation batch (default 0..6000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_GROUPS_SEEDS=A..B   the consumer-group simulation batch (default 0..8000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_SKIP_MODEL=1        skip step 4c
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -119,6 +121,20 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   tail -n 3 "$LOGDIR/sim-replication.log"
 fi
 
+# A fixed batch of seeded consumer-group simulations (release build; about 7,000 seeds a
+# minute on one core, so a bit over a minute). Its regression seeds and canary tests already ran under cargo test
+# (sim/tests/groups.rs).
+GROUPS_STATUS=0
+GROUPS_SEEDS="${SKEIN_GROUPS_SEEDS:-0..8000}"
+if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
+  say "skein-sim groups --seeds $GROUPS_SEEDS ($(elapsed))"
+  timeout 600 cargo run --release -q -p skein-sim -- groups --seeds "$GROUPS_SEEDS" >"$LOGDIR/sim-groups.log" 2>&1
+  GROUPS_STATUS=$?
+  grep -E '^(VIOLATION|replay:)|cargo run --release -p skein-sim -- groups' "$LOGDIR/sim-groups.log" | head -n 40
+  grep -E '^\[[0-9]+/[0-9]+\]' "$LOGDIR/sim-groups.log" | tail -n 1
+  tail -n 3 "$LOGDIR/sim-groups.log"
+fi
+
 # Bounded exhaustive model checks (skein-model, issue 7) of skein-core's own Raft: a lossy
 # network (no duplication at this bound), one fsync-exact crash, one proposal (about 25 s on 2 cores),
 # then the reliable variant with its eventually property (a few seconds). The canary tests
@@ -160,6 +176,9 @@ fi
 if [ "$REPL_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim replication --seeds $REPL_SEEDS (exit $REPL_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-replication.log; add them to ci/replication-regression-seeds)" >&2
 fi
+if [ "$GROUPS_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: skein-sim groups --seeds $GROUPS_SEEDS (exit $GROUPS_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-groups.log; add them to ci/groups-regression-seeds)" >&2
+fi
 if [ "$CLUSTER_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim cluster --seeds $CLUSTER_SEEDS (exit $CLUSTER_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-cluster.log; add them to ci/cluster-regression-seeds)" >&2
 fi
@@ -179,7 +198,7 @@ if [ "$MODEL_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-model check raft/partition (counterexample above; log in target/ci-logs/model.log)" >&2
   exit 1
 fi
-if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ]; then
+if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ] || [ "$GROUPS_STATUS" -ne 0 ]; then
   exit 1
 fi
 if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then

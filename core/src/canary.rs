@@ -3,7 +3,8 @@
 //!
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary`,
-//! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`); every consulting site is under
+//! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`, `Group::set_canary`,
+//! `Shard::set_canary`, which hands it to every group it holds); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
@@ -26,4 +27,11 @@ pub enum Canary {
     NoCheckQuorum,
     /// `Controller`: never fences a silent broker, so a dead broker keeps its partitions.
     NoFencing,
+    /// `Group`: a join phase that ends at its rebalance timeout and removes the members that did
+    /// not rejoin keeps the generation instead of bumping it, so one generation number is handed
+    /// out twice with different assignments (two owners of a partition in one generation).
+    DoubleAssign,
+    /// `Group::check_commit` ignores the generation: a member that still acts on an old
+    /// generation commits offsets for partitions a newer generation gave to someone else.
+    StaleGenerationCommit,
 }

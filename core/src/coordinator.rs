@@ -5,13 +5,14 @@
 //! The driver appends the records [`Shard`] asks for (offset commits, group metadata after a
 //! rebalance, tombstones), waits until they are replicated, and then applies them with
 //! [`Shard::replay`], the same call loading uses; so the in-memory state is always a replay of
-//! a prefix of the log.
+//! a prefix of the log. Loading replays the whole partition before the first request or tick.
 //!
 //! Invariants: a committed offset is replaced only by a record later in the log (an older
 //! in-flight commit that completes late never wins); a group's metadata is written when a
-//! generation completes or the group empties, at most once per such change.
+//! generation completes, the group empties or a static member's restart replaces its member id,
+//! at most once per such change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::consumer_group::{CgConfig, CgError, ConsumerGroup};
 use crate::group::{Group, GroupConfig, GroupError, GroupState, Reply};
@@ -42,8 +43,13 @@ pub struct Shard {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
     offsets: BTreeMap<String, BTreeMap<(String, i32), Committed>>,
-    /// (generation, empty) of each group's last written metadata.
-    written: BTreeMap<String, (i32, bool)>,
+    /// (generation, member ids) of each group's last written metadata.
+    written: BTreeMap<String, (i32, Vec<String>)>,
+    /// Groups this shard has operated on (requests, timers) rather than only loaded: their
+    /// state is newer than any record of theirs in the log.
+    operated: BTreeSet<String>,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
     /// KIP-848 groups (their membership is not stored: after a coordinator change members
     /// rejoin; their offsets are stored like any group's).
     consumer: BTreeMap<String, ConsumerGroup>,
@@ -93,9 +99,30 @@ impl Shard {
             groups: BTreeMap::new(),
             offsets: BTreeMap::new(),
             written: BTreeMap::new(),
+            operated: BTreeSet::new(),
+            #[cfg(feature = "canary")]
+            canary: None,
             consumer: BTreeMap::new(),
             cg_config: CgConfig::default(),
         }
+    }
+
+    /// Turns a planted bug on (simulator only) in every group, present and future.
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
+        for g in self.groups.values_mut() {
+            g.set_canary(canary);
+        }
+    }
+
+    /// A new empty group, with the shard's planted bug if any.
+    fn new_group(&self, id: &str) -> Group {
+        #[allow(unused_mut)]
+        let mut g = Group::new(id, self.config);
+        #[cfg(feature = "canary")]
+        g.set_canary(self.canary);
+        g
     }
 
     /// Sets the settings of KIP-848 consumer groups.
@@ -186,8 +213,8 @@ impl Shard {
                     self.offsets.remove(&group);
                 }
                 if !self.groups.contains_key(&group) && self.offsets.contains_key(&group) {
-                    self.groups
-                        .insert(group.clone(), Group::new(&group, self.config));
+                    let g = self.new_group(&group);
+                    self.groups.insert(group.clone(), g);
                 }
             }
             Key::Group(group) => match value {
@@ -204,17 +231,22 @@ impl Shard {
                 }
                 Some(v) => {
                     let v = decode_group_value(v)?;
-                    // Our own write coming back changes nothing: the live group is newer.
-                    let live = self
-                        .groups
-                        .get(&group)
-                        .is_some_and(|g| g.generation() >= v.generation);
+                    // Our own write coming back changes nothing: a group this shard has operated
+                    // on is newer than anything in the log. While loading, a later record wins,
+                    // also at the same generation (a static member's replacement).
+                    let live = self.groups.get(&group).is_some_and(|g| {
+                        g.generation() > v.generation
+                            || (g.generation() == v.generation && self.operated.contains(&group))
+                    });
                     if !live {
-                        let g = Group::from_value(&group, self.config, &v, now_ms);
+                        #[allow(unused_mut)]
+                        let mut g = Group::from_value(&group, self.config, &v, now_ms);
+                        #[cfg(feature = "canary")]
+                        g.set_canary(self.canary);
                         self.groups.insert(group.clone(), g);
                     }
-                    self.written
-                        .insert(group, (v.generation, v.members.is_empty()));
+                    let ids = v.members.iter().map(|m| m.member_id.clone()).collect();
+                    self.written.insert(group, (v.generation, ids));
                 }
             },
         }
@@ -228,10 +260,12 @@ impl Shard {
 
     /// The group, created empty if unknown.
     pub fn group_mut(&mut self, id: &str) -> &mut Group {
-        let config = self.config;
-        self.groups
-            .entry(id.to_string())
-            .or_insert_with(|| Group::new(id, config))
+        self.operated.insert(id.to_string());
+        if !self.groups.contains_key(id) {
+            let g = self.new_group(id);
+            self.groups.insert(id.to_string(), g);
+        }
+        self.groups.get_mut(id).expect("inserted")
     }
 
     /// The group, if known, to change.
@@ -308,17 +342,18 @@ impl Shard {
             .collect())
     }
 
-    /// The group metadata records due: groups that completed a generation or emptied since
-    /// their metadata was last written. Call after every group operation.
+    /// The group metadata records due: groups that completed a generation, emptied, or had a
+    /// static member replaced (a restart under the same group.instance.id gets a new member id
+    /// and fences the old one; Kafka stores that too, or a reload would bring the fenced id
+    /// back) since their metadata was last written. Call after every group operation.
     pub fn metadata_writes(&mut self, now_wall_ms: i64) -> Vec<Record> {
         let mut out = Vec::new();
         for (id, g) in &self.groups {
             let empty = g.state() == GroupState::Empty;
-            let due = match g.state() {
-                GroupState::Stable | GroupState::Empty => Some((g.generation(), empty)),
-                _ => None,
-            };
-            let Some(now) = due else { continue };
+            if !matches!(g.state(), GroupState::Stable | GroupState::Empty) {
+                continue;
+            }
+            let now = (g.generation(), g.members().map(|m| m.id.clone()).collect());
             if empty && g.generation() == 0 {
                 continue; // never had members: nothing to write
             }
@@ -417,8 +452,12 @@ impl Shard {
     /// Fires every group's timers.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Reply> {
         let mut out = Vec::new();
-        for g in self.groups.values_mut() {
+        for (id, g) in self.groups.iter_mut() {
+            let before = (g.state(), g.generation(), g.members().count());
             out.extend(g.tick(now_ms));
+            if (g.state(), g.generation(), g.members().count()) != before {
+                self.operated.insert(id.clone());
+            }
         }
         // Groups that never had members nor offsets (a join that never completed) go away.
         let offsets = &self.offsets;
@@ -611,6 +650,71 @@ mod tests {
         assert!(
             s.group("g").is_none(),
             "an empty group without offsets is forgotten"
+        );
+    }
+
+    /// Found by `skein-sim groups`: a static member's restart (a new member id in a Stable
+    /// group, same generation) was not stored, so after a failover the reloaded group had the
+    /// fenced member id again and accepted the dead process's late commit.
+    #[test]
+    fn a_static_replacement_is_stored() {
+        let mut s = Shard::new(GroupConfig::default());
+        let join = |member: &str| Join {
+            member_id: member.to_string(),
+            instance_id: Some("i1".into()),
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), vec![])],
+            require_known_member_id: true,
+        };
+        let mut log: Vec<Record> = Vec::new();
+        s.group_mut("g").join(0, 1, join(""));
+        s.tick(3_000);
+        let old = s.group("g").unwrap().leader().unwrap().to_string();
+        s.group_mut("g").sync(3_001, 2, &old, 1, vec![]);
+        log.extend(s.metadata_writes(1));
+        // Another member makes i1 a follower, so its restart keeps the generation.
+        let mut other = join("");
+        other.instance_id = Some("i0".into());
+        s.group_mut("g").join(3_002, 3, other);
+        s.group_mut("g").join(3_003, 4, join(&old));
+        let g = s.group("g").unwrap();
+        let leader = g.leader().unwrap().to_string();
+        let gen = g.generation();
+        s.group_mut("g").sync(3_004, 5, &leader, gen, vec![]);
+        log.extend(s.metadata_writes(2));
+        assert_eq!(s.group("g").unwrap().state(), GroupState::Stable);
+        let f = s
+            .group("g")
+            .unwrap()
+            .members()
+            .find(|m| m.id != leader)
+            .unwrap();
+        let (follower, instance) = (f.id.clone(), f.instance_id.clone());
+        let mut restarted = join("");
+        restarted.instance_id = instance;
+        s.group_mut("g").join(3_005, 6, restarted);
+        assert_eq!(
+            s.group("g").unwrap().generation(),
+            gen,
+            "a follower's restart keeps the generation"
+        );
+        assert!(
+            s.commit("g", &follower, gen, &[]).is_err(),
+            "the old id is fenced"
+        );
+        log.extend(s.metadata_writes(3));
+        let mut fresh = Shard::new(GroupConfig::default());
+        for (i, (k, v)) in log.iter().enumerate() {
+            fresh.replay(i as i64, k, v.as_deref(), 4_000).unwrap();
+        }
+        assert_eq!(
+            fresh.commit("g", &follower, gen, &[]),
+            Err(GroupError::UnknownMemberId),
+            "the reloaded group took the fenced member id back"
         );
     }
 

@@ -138,6 +138,14 @@ pub struct Joined {
     pub members: Vec<(String, Option<String>, Vec<u8>)>,
 }
 
+/// The planted bugs a group consults (see `crate::canary`); a stand-in enum so the call sites
+/// compile without the `canary` feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CanaryKind {
+    DoubleAssign,
+    StaleGenerationCommit,
+}
+
 /// An answer ready for the driver to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -201,6 +209,8 @@ pub struct Group {
     /// The join phase is the initial delay of an empty group: it ends only at the deadline.
     initial_delay: bool,
     next_member: u64,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 impl Group {
@@ -220,6 +230,33 @@ impl Group {
             join_deadline: None,
             initial_delay: false,
             next_member: 0,
+            #[cfg(feature = "canary")]
+            canary: None,
+        }
+    }
+
+    /// Turns a planted bug on (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
+    }
+
+    /// Whether the planted bug `c` is on (always false without the `canary` feature).
+    #[allow(unused_variables)]
+    fn canary_on(&self, c: CanaryKind) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            use crate::canary::Canary;
+            match c {
+                CanaryKind::DoubleAssign => self.canary == Some(Canary::DoubleAssign),
+                CanaryKind::StaleGenerationCommit => {
+                    self.canary == Some(Canary::StaleGenerationCommit)
+                }
+            }
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            false
         }
     }
 
@@ -271,7 +308,7 @@ impl Group {
         if !self.members.contains_key(member) {
             return Err(GroupError::UnknownMemberId);
         }
-        if generation != self.generation {
+        if generation != self.generation && !self.canary_on(CanaryKind::StaleGenerationCommit) {
             return Err(GroupError::IllegalGeneration);
         }
         // During PreparingRebalance members still commit (they do so as they give partitions
@@ -282,16 +319,18 @@ impl Group {
         Ok(())
     }
 
-    fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
+    fn new_member_id(&mut self, now_ms: u64, client_id: &str, instance_id: Option<&str>) -> String {
         let prefix = instance_id.unwrap_or(client_id);
         loop {
             self.next_member += 1;
-            // The generation keeps ids of a reloaded group apart from the ones it had.
-            let id = format!(
-                "{prefix}-{:08x}-{:04x}",
-                self.generation.max(0) as u64 * 1_000_003 + self.next_member,
-                self.next_member
-            );
+            // The counter keeps ids of this group value apart; the time keeps them apart from
+            // the ids of the value it replaced. A group reloaded after a coordinator failover
+            // (or created again) starts counting afresh at a generation it may already have
+            // handed ids out at (never stored), and clients share client ids, so neither the
+            // counter nor the generation alone is unique; a reused id would let a dead process's
+            // late request, or two live processes, act as one member. Every id the old value
+            // issued predates the failover, every id of the new one follows it.
+            let id = format!("{prefix}-{now_ms:x}-{:x}", self.next_member);
             if !self.members.contains_key(&id) && !self.pending.contains_key(&id) {
                 return id;
             }
@@ -334,7 +373,7 @@ impl Group {
                 // A static member rejoining (a restart): it takes its old place under a new id;
                 // the old id is fenced.
                 Some(old) => {
-                    let new = self.new_member_id(&j.client_id, j.instance_id.as_deref());
+                    let new = self.new_member_id(now_ms, &j.client_id, j.instance_id.as_deref());
                     if let Some(mut m) = self.members.remove(&old) {
                         if let Some(r) = m.join_waiting.take() {
                             out.push(Reply::Join {
@@ -354,7 +393,7 @@ impl Group {
                     id = new;
                 }
                 None => {
-                    let new = self.new_member_id(&j.client_id, j.instance_id.as_deref());
+                    let new = self.new_member_id(now_ms, &j.client_id, j.instance_id.as_deref());
                     if j.require_known_member_id && j.instance_id.is_none() {
                         self.pending.insert(new.clone(), now_ms);
                         return err(GroupError::MemberIdRequired, &new);
@@ -474,6 +513,7 @@ impl Group {
         if !timed_out && (!all_in || self.initial_delay) {
             return Vec::new();
         }
+        let mut bump = true;
         if timed_out {
             let gone: Vec<String> = self
                 .members
@@ -481,6 +521,9 @@ impl Group {
                 .filter(|m| m.join_waiting.is_none())
                 .map(|m| m.id.clone())
                 .collect();
+            if !gone.is_empty() && self.canary_on(CanaryKind::DoubleAssign) {
+                bump = false;
+            }
             for id in gone {
                 self.remove_member(&id);
             }
@@ -496,7 +539,9 @@ impl Group {
         }
         self.join_deadline = None;
         self.initial_delay = false;
-        self.generation += 1;
+        if bump {
+            self.generation += 1;
+        }
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
@@ -1079,6 +1124,44 @@ mod tests {
         assert!(k.members.is_empty());
         assert_eq!(g.leader(), Some(k.member_id.as_str()));
         g.check_invariants();
+    }
+
+    /// Found by `skein-sim groups` (seeds 44, 1045): a group reloaded after a coordinator
+    /// failover, or created again because nothing of it was stored yet, counted member ids
+    /// afresh at a generation it had already handed ids out at. With clients sharing a
+    /// client.id, a second process got a live member's id (both then held its partitions), and
+    /// a dead process's late commit passed as the new member's.
+    #[test]
+    fn member_ids_stay_unique_across_a_reload() {
+        // Nothing stored yet: the new coordinator starts from an empty group.
+        let mut g = Group::new("g", cfg());
+        let (a, _) = first_join(&mut g, 0, 1);
+        let mut fresh = Group::new("g", cfg());
+        let (b, _) = first_join(&mut fresh, 10, 1);
+        assert_ne!(a, b, "a fresh group reissued {a}");
+        // A stored generation: ids issued after the store are not in it.
+        let mut g = Group::new("g", cfg());
+        stable_pair(&mut g);
+        let stored = g.to_value(61);
+        let r = g.join(70, 20, join("", None));
+        let [Reply::Join {
+            result: Err((GroupError::MemberIdRequired, unstored)),
+            ..
+        }] = r.as_slice()
+        else {
+            panic!("{r:?}")
+        };
+        let mut loaded = Group::from_value("g", cfg(), &stored, 100);
+        let r = loaded.join(100, 21, join("", None));
+        let [Reply::Join {
+            result: Err((GroupError::MemberIdRequired, reissued)),
+            ..
+        }] = r.as_slice()
+        else {
+            panic!("{r:?}")
+        };
+        assert_ne!(unstored, reissued);
+        assert!(!loaded.members().any(|m| &m.id == reissued));
     }
 
     #[test]

@@ -27,6 +27,11 @@
 //! controller holding a `Catalog`, zombie leaders acting on stale metadata, truncation on
 //! divergence; its regression seeds live in `ci/replication-regression-seeds`.
 //!
+//! A fourth, [`groups`] (`skein-sim groups --seed N`), covers consumer groups: members joining,
+//! leaving, crashing and pausing against skein-core's group coordinator (`Shard`, `Group`) over
+//! a simulated offsets partition that fails over; its regression seeds live in
+//! `ci/groups-regression-seeds`.
+//!
 //! Architecture invariant: nothing in this crate reads the clock, the OS RNG or iterates a
 //! HashMap; the only I/O is writing a trace file the caller asked for.
 
@@ -36,6 +41,7 @@ pub mod canary;
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod groups;
 pub mod net;
 pub mod node;
 pub mod records;

@@ -1,7 +1,8 @@
 //! `skein-sim`: run one seed or a batch of seeds, shrink a failing seed, replay a shrunk file;
 //! `skein-sim cluster ...` runs the metadata-quorum cluster simulation instead (see
 //! `skein_sim::cluster`); `skein-sim replication ...` the partition-replication simulation
-//! (`skein_sim::replication`). Exit 1 if any run violates an invariant, 2 on bad usage.
+//! (`skein_sim::replication`); `skein-sim groups ...` the consumer-group simulation
+//! (`skein_sim::groups`). Exit 1 if any run violates an invariant, 2 on bad usage.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use skein_sim::cluster::{self, ClusterCanary};
+use skein_sim::groups::{self, GroupsCanary};
 use skein_sim::replication::{self, ReplCanary};
 use skein_sim::{run, shrink, Options, Outcome, Replay, Schedule, SimCanary};
 
@@ -105,6 +107,9 @@ fn main() -> ExitCode {
     }
     if argv.get(1).map(String::as_str) == Some("replication") {
         return replication_main(&argv[1..]);
+    }
+    if argv.get(1).map(String::as_str) == Some("groups") {
+        return groups_main(&argv[1..]);
     }
     if argv.get(1).map(String::as_str) == Some("shrink") {
         argv[1] = "--shrink".into();
@@ -370,7 +375,7 @@ fn parse_args<T: Parser>(argv: &[String]) -> Result<T, ExitCode> {
     })
 }
 
-/// The seed options the cluster and replication simulations share.
+/// The seed options the cluster, replication and groups simulations share.
 #[derive(clap::Args, Debug)]
 struct BatchArgs {
     /// Run one seed.
@@ -511,6 +516,56 @@ fn replication_main(argv: &[String]) -> ExitCode {
     if args.batch.seed.is_none() {
         for s in &failed {
             let cmd = replication::Outcome::replay_for(*s, args.canary);
+            println!("  replay: {cmd}");
+        }
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The consumer-group simulation: one or two groups of consumers against a coordinator over a
+/// simulated offsets partition, under crashes, pauses, leaves, failovers, loss and delays.
+#[derive(Parser, Debug)]
+#[command(name = "skein-sim groups", bin_name = "skein-sim groups")]
+struct GroupsArgs {
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// Turn on a planted consumer-group bug (see --list-canaries).
+    #[arg(long, value_parser = parse_groups_canary)]
+    canary: Option<GroupsCanary>,
+}
+
+fn parse_groups_canary(s: &str) -> Result<GroupsCanary, String> {
+    GroupsCanary::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = GroupsCanary::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown canary {s:?}; known: {}", names.join(", "))
+    })
+}
+
+fn groups_main(argv: &[String]) -> ExitCode {
+    let args = match parse_args::<GroupsArgs>(argv) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let listing = GroupsCanary::ALL.map(|c| (c.name(), c.describe()));
+    let seeds = match args.batch.seeds(&listing) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let failed = run_batch(seeds, &args.batch, "groups", |seed| {
+        let o = groups::run(groups::Options {
+            seed,
+            canary: args.canary,
+        });
+        let report = o.violation.is_some().then(|| o.report());
+        (o.steps, o.sim_ms, o.summary(), report)
+    });
+    if args.batch.seed.is_none() {
+        for s in &failed {
+            let cmd = groups::Outcome::replay_for(*s, args.canary);
             println!("  replay: {cmd}");
         }
     }
