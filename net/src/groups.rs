@@ -42,7 +42,7 @@ use skein_core::consumer_group::{CgError, Heartbeat as CgHeartbeat};
 use skein_core::coordinator::{self, partition_for, Record, Shard};
 use skein_core::group::{GroupError, GroupState, Join, Reply, ReqId};
 use skein_core::offsets::OffsetValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::broker::{now_ms, Broker};
@@ -70,6 +70,10 @@ type Waiter = oneshot::Sender<Result<Reply, E>>;
 /// The coordinator state of one broker.
 pub struct Coordinator {
     slots: Mutex<BTreeMap<i32, Slot>>,
+    /// Groups with a metadata write in flight (a new generation's assignment being stored),
+    /// and a counter bumped as each write ends.
+    storing: Mutex<BTreeMap<String, usize>>,
+    stored: watch::Sender<u64>,
     waiters: Mutex<BTreeMap<ReqId, (i32, Waiter)>>,
     next_req: AtomicU64,
     loads: mpsc::UnboundedSender<(i32, i32)>,
@@ -81,6 +85,8 @@ impl Default for Coordinator {
         let (tx, rx) = mpsc::unbounded_channel();
         Coordinator {
             slots: Mutex::new(BTreeMap::new()),
+            storing: Mutex::new(BTreeMap::new()),
+            stored: watch::channel(0).0,
             waiters: Mutex::new(BTreeMap::new()),
             next_req: AtomicU64::new(1),
             loads: tx,
@@ -372,7 +378,7 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
     };
     let mut shard = Shard::new(b.settings.group);
     shard.set_consumer_config(b.settings.consumer_group);
-    let now = b.mono_ms();
+    let now = now_ms();
     let (mut next, end) = {
         let st = p.store.lock().expect("partition lock");
         (st.log().log_start_offset(), st.log().log_end_offset())
@@ -474,7 +480,7 @@ pub fn spawn(b: &Arc<Broker>) {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
-            let now = b.mono_ms();
+            let now = now_ms();
             let wall = now_ms() as i64;
             let expire = now.saturating_sub(last_expire) >= EXPIRE_EVERY_MS;
             if expire {
@@ -567,7 +573,7 @@ pub async fn join_group(
             }];
             return (id, epoch, replies, Vec::new());
         }
-        let replies = shard.group_mut(&group).join(b.mono_ms(), id, join);
+        let replies = shard.group_mut(&group).join(now_ms(), id, join);
         (id, epoch, replies, shard.metadata_writes(now_ms() as i64))
     });
     let (index, (id, epoch, replies, writes)) = match res {
@@ -650,30 +656,61 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
         let replies =
             shard
                 .group_mut(&group)
-                .sync(b.mono_ms(), id, &member, req.generation_id, assignments);
+                .sync(now_ms(), id, &member, req.generation_id, assignments);
         let g = shard.group(&group).expect("exists");
         let names = (
             g.protocol_type().map(str::to_string),
             g.protocol().map(str::to_string),
         );
-        Ok((
-            id,
-            epoch,
-            replies,
-            shard.metadata_writes(now_ms() as i64),
-            names,
-        ))
+        let writes = shard.metadata_writes(now_ms() as i64);
+        let mut storing = b.groups.storing.lock().expect("storing lock");
+        // A member that syncs while its generation is being stored waits for the store, as
+        // the leader does: nobody learns an assignment the log may not keep.
+        let wait_store = writes.is_empty() && storing.contains_key(&group);
+        if !writes.is_empty() {
+            *storing.entry(group.clone()).or_default() += 1;
+        }
+        Ok((id, epoch, replies, writes, names, wait_store))
     });
-    let (index, (id, epoch, mut replies, writes, (ptype, pname))) = match res {
+    let (index, (id, epoch, mut replies, writes, (ptype, pname), wait_store)) = match res {
         Ok((i, Ok(x))) => (i, x),
         Ok((_, Err(e))) | Err(e) => {
             r.error_code = e.code();
             return r;
         }
     };
+    if wait_store {
+        let mut rx = b.groups.stored.subscribe();
+        let stored = async {
+            while b
+                .groups
+                .storing
+                .lock()
+                .expect("storing lock")
+                .contains_key(&group)
+            {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(COMMIT_TIMEOUT * 2, stored)
+            .await
+            .is_err()
+        {
+            for rep in replies.iter_mut() {
+                if let Reply::Sync { result, .. } = rep {
+                    *result = Err(GroupError::RebalanceInProgress);
+                }
+            }
+        }
+    }
     if !writes.is_empty() {
-        // The generation's assignment is stored before anyone learns it.
-        if let Err(e) = write(b, index, epoch, writes).await {
+        // The generation's assignment is stored before anyone learns it. The guard ends the
+        // store's mark however this future ends (a client that goes away drops it mid-write).
+        let _done = StoreGuard(&b.groups, &group);
+        let res = write(b, index, epoch, writes).await;
+        if let Err(e) = res {
             for rep in replies.iter_mut() {
                 if let Reply::Sync { result, .. } = rep {
                     if result.is_ok() {
@@ -707,6 +744,24 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
     r
 }
 
+/// Ends one in-flight metadata write of a group when dropped.
+struct StoreGuard<'a>(&'a Coordinator, &'a str);
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let mut storing = self.0.storing.lock().expect("storing lock");
+            if let Some(n) = storing.get_mut(self.1) {
+                *n -= 1;
+                if *n == 0 {
+                    storing.remove(self.1);
+                }
+            }
+        }
+        self.0.stored.send_modify(|n| *n += 1);
+    }
+}
+
 /// Heartbeat.
 pub fn heartbeat(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
@@ -714,7 +769,7 @@ pub fn heartbeat(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let res = with_shard(b, &group, |shard, _| {
         match shard.group_mut_if_exists(&group) {
             None => Err(GroupError::UnknownMemberId),
-            Some(g) => g.heartbeat(b.mono_ms(), req.member_id.as_str(), req.generation_id),
+            Some(g) => g.heartbeat(now_ms(), req.member_id.as_str(), req.generation_id),
         }
     });
     r.error_code = match res {
@@ -749,7 +804,7 @@ pub fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> Lea
             None => results = vec![Err(GroupError::UnknownMemberId); leaving.len()],
             Some(g) => {
                 for (m, inst) in &leaving {
-                    let (res, rep) = g.leave(b.mono_ms(), m, inst.as_deref());
+                    let (res, rep) = g.leave(now_ms(), m, inst.as_deref());
                     results.push(res);
                     replies.extend(rep);
                 }
@@ -1348,7 +1403,7 @@ pub fn consumer_group_heartbeat(
         shard
             .consumer_group_mut(&group)
             .map_err(group_error)
-            .and_then(|g| g.heartbeat(b.mono_ms(), hb, &counts).map_err(cg_error))
+            .and_then(|g| g.heartbeat(now_ms(), hb, &counts).map_err(cg_error))
     });
     match res {
         Err(e) | Ok((_, Err(e))) => {
