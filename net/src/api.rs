@@ -342,22 +342,15 @@ pub async fn produce(
                         None => Some((E::InvalidRecord, "no records".to_string())),
                         Some(records) => {
                             let mut buf = BytesMut::from(&records[..]);
-                            let (res, pending) = {
-                                let mut st = p.store.lock().expect("partition lock");
-                                let res = st.append(now_ms(), &mut buf);
-                                let end = st.log().log_end_offset();
-                                let advanced = res.is_ok()
-                                    && p.repl
-                                        .lock()
-                                        .expect("repl lock")
-                                        .leading(epoch)
-                                        .is_some_and(|l| l.on_append(end));
-                                if advanced {
-                                    p.repl_changed.send_modify(|n| *n += 1);
-                                }
-                                (res, st.unflushed_messages())
-                            };
-                            match res {
+                            match p.append_leading(epoch, now_ms(), &mut buf) {
+                                None => Some((
+                                    E::NotLeaderOrFollower,
+                                    format!(
+                                        "topic '{name}' partition {}: leadership moved",
+                                        pd.index
+                                    ),
+                                )),
+                                Some((res, pending)) => match res {
                                 Ok(a) => {
                                     pr.base_offset = a.base_offset;
                                     pr.log_append_time_ms = a.log_append_time;
@@ -393,6 +386,7 @@ pub async fn produce(
                                     }
                                     Some((code, e.to_string()))
                                 }
+                            },
                             }
                         }
                     },

@@ -23,6 +23,7 @@ use skein_core::catalog::{
     id_to_hex, Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
 };
 use skein_core::controller::Controller;
+use skein_core::log::Appended;
 use skein_core::replication::Leader;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -110,6 +111,32 @@ impl Partition {
                 return Ok(());
             }
         }
+    }
+
+    /// Appends a batch as this partition's leader at `epoch` (refused with `None` if it no
+    /// longer leads at that epoch, checked under the log's lock), moves the leader's high
+    /// watermark bookkeeping, and wakes waiters; also gives the messages not yet flushed.
+    pub fn append_leading(
+        &self,
+        epoch: i32,
+        now_ms: u64,
+        batch: &mut [u8],
+    ) -> Option<(Result<Appended, StorageError>, u64)> {
+        let mut st = self.store.lock().expect("partition lock");
+        self.repl.lock().expect("repl lock").leading(epoch)?;
+        let res = st.append(now_ms, batch);
+        let end = st.log().log_end_offset();
+        let advanced = res.is_ok()
+            && self
+                .repl
+                .lock()
+                .expect("repl lock")
+                .leading(epoch)
+                .is_some_and(|l| l.on_append(end));
+        if advanced {
+            self.repl_changed.send_modify(|n| *n += 1);
+        }
+        Some((res, st.unflushed_messages()))
     }
 
     /// fsyncs the active segment and publishes the offset it covers.

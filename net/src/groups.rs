@@ -322,24 +322,13 @@ async fn write(b: &Broker, index: i32, epoch: i32, records: Vec<Record>) -> Resu
         .collect();
     let mut buf = BytesMut::from(&build::batch(&recs, None)[..]);
     let (base, end) = {
-        let mut st = p.store.lock().expect("partition lock");
-        if p.repl.lock().expect("repl lock").leading(epoch).is_none() {
+        let Some((res, _)) = p.append_leading(epoch, now_ms(), &mut buf) else {
             return Err(append_error(E::NotLeaderOrFollower));
-        }
-        let a = st.append(now_ms(), &mut buf).map_err(|e| {
+        };
+        let a = res.map_err(|e| {
             warn!(partition = index, error = %e, "appending coordinator records failed");
             append_error(E::KafkaStorageError)
         })?;
-        let end = st.log().log_end_offset();
-        let advanced = p
-            .repl
-            .lock()
-            .expect("repl lock")
-            .leading(epoch)
-            .is_some_and(|l| l.on_append(end));
-        if advanced {
-            p.repl_changed.send_modify(|n| *n += 1);
-        }
         (a.base_offset, a.last_offset + 1)
     };
     b.appended.send_modify(|n| *n += 1);
@@ -963,6 +952,32 @@ fn fetch_group(
     .map(|(_, f)| f)
 }
 
+/// OffsetFetch topics in either layout (v8+ batched, or older), every partition with `err`.
+macro_rules! fetched_topics {
+    ($rows:expr, $topic:ty, $part:ty, $err:expr) => {
+        $rows
+            .into_iter()
+            .map(|(t, rows)| {
+                let mut tr = <$topic>::default();
+                tr.name = TopicName(s(t));
+                tr.partitions = rows
+                    .into_iter()
+                    .map(|(p, o, e, m)| {
+                        let mut pr = <$part>::default();
+                        pr.partition_index = p;
+                        pr.committed_offset = o;
+                        pr.committed_leader_epoch = e;
+                        pr.metadata = Some(s(m));
+                        pr.error_code = $err;
+                        pr
+                    })
+                    .collect();
+                tr
+            })
+            .collect()
+    };
+}
+
 /// OffsetFetch (one group before v8, a batch after).
 pub fn offset_fetch(b: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     let mut r = OffsetFetchResponse::default();
@@ -970,7 +985,7 @@ pub fn offset_fetch(b: &Broker, req: OffsetFetchRequest, version: i16) -> Offset
         for g in req.groups {
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            let topics = g.topics.map(|ts| {
+            let topics: Option<Vec<(String, Vec<i32>)>> = g.topics.map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
@@ -978,84 +993,52 @@ pub fn offset_fetch(b: &Broker, req: OffsetFetchRequest, version: i16) -> Offset
             match fetch_group(b, g.group_id.as_str(), topics) {
                 Err(e) => gr.error_code = e.code(),
                 Ok(f) => {
-                    gr.topics = f
-                        .into_iter()
-                        .map(|(t, rows)| {
-                            let mut tr = OffsetFetchResponseTopics::default();
-                            tr.name = TopicName(s(t));
-                            tr.partitions = rows
-                                .into_iter()
-                                .map(|(p, o, e, m)| {
-                                    let mut pr = OffsetFetchResponsePartitions::default();
-                                    pr.partition_index = p;
-                                    pr.committed_offset = o;
-                                    pr.committed_leader_epoch = e;
-                                    pr.metadata = Some(s(m));
-                                    pr
-                                })
-                                .collect();
-                            tr
-                        })
-                        .collect();
+                    gr.topics = fetched_topics!(
+                        f,
+                        OffsetFetchResponseTopics,
+                        OffsetFetchResponsePartitions,
+                        0
+                    )
                 }
             }
             r.groups.push(gr);
         }
         return r;
     }
-    let topics = req.topics.map(|ts| {
+    let topics: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
-            .collect::<Vec<_>>()
+            .collect()
     });
-    let asked = topics.clone();
+    let wanted = topics.clone();
     match fetch_group(b, req.group_id.as_str(), topics) {
         Err(e) => {
             if version >= 2 {
                 r.error_code = e.code();
             }
             // Before v2 the error rides on every partition asked for.
-            r.topics = asked
+            let rows: Fetched = wanted
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(t, parts)| {
-                    let mut tr = OffsetFetchResponseTopic::default();
-                    tr.name = TopicName(s(t));
-                    tr.partitions = parts
-                        .into_iter()
-                        .map(|p| {
-                            let mut pr = OffsetFetchResponsePartition::default();
-                            pr.partition_index = p;
-                            pr.committed_offset = -1;
-                            pr.committed_leader_epoch = -1;
-                            pr.error_code = e.code();
-                            pr
-                        })
-                        .collect();
-                    tr
+                    (
+                        t,
+                        parts
+                            .into_iter()
+                            .map(|p| (p, -1, -1, String::new()))
+                            .collect(),
+                    )
                 })
                 .collect();
+            r.topics = fetched_topics!(
+                rows,
+                OffsetFetchResponseTopic,
+                OffsetFetchResponsePartition,
+                e.code()
+            );
         }
         Ok(f) => {
-            r.topics = f
-                .into_iter()
-                .map(|(t, rows)| {
-                    let mut tr = OffsetFetchResponseTopic::default();
-                    tr.name = TopicName(s(t));
-                    tr.partitions = rows
-                        .into_iter()
-                        .map(|(p, o, e, m)| {
-                            let mut pr = OffsetFetchResponsePartition::default();
-                            pr.partition_index = p;
-                            pr.committed_offset = o;
-                            pr.committed_leader_epoch = e;
-                            pr.metadata = Some(s(m));
-                            pr
-                        })
-                        .collect();
-                    tr
-                })
-                .collect();
+            r.topics = fetched_topics!(f, OffsetFetchResponseTopic, OffsetFetchResponsePartition, 0)
         }
     }
     r

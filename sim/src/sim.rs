@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use skein_core::batch::build::ProducerIdentity;
 use skein_core::config::LogConfig;
@@ -451,19 +450,7 @@ pub fn run(opts: Options) -> Outcome {
         decision: 0,
         decisions: Vec::new(),
     };
-    let result = catch_unwind(AssertUnwindSafe(|| sim.run()));
-    let violation = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(v)) => Some(v),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Some(checker::violation("node-invariant", msg))
-        }
-    };
+    let violation = checker::run_catching(|| sim.run());
     if let Some(v) = &violation {
         let now = sim.now;
         sim.trace.event(now, &format!("VIOLATION {v}"));

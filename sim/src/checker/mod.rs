@@ -73,6 +73,23 @@ pub fn violation(property: &'static str, detail: String) -> Violation {
     Violation { property, detail }
 }
 
+/// Runs a simulation; its violation, or a panic inside skein-core or the driver as a
+/// `node-invariant` violation.
+pub fn run_catching(run: impl FnOnce() -> Result<(), Violation>) -> Option<Violation> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(())) => None,
+        Ok(Err(v)) => Some(v),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Some(violation("node-invariant", msg))
+        }
+    }
+}
+
 /// What the clients know of one partition.
 #[derive(Debug, Clone, Default)]
 pub struct PartHistory {

@@ -31,13 +31,11 @@ pub mod net;
 pub mod sim;
 pub mod swarm;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 pub use canary::ClusterCanary;
 pub use sim::Stats;
 pub use swarm::ClusterSwarm;
 
-use crate::checker::{violation, Violation};
+use crate::checker::{run_catching, Violation};
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,19 +150,7 @@ pub fn run(options: Options) -> Outcome {
         assert!(v == 3 || v == 5, "voters must be 3 or 5, not {v}");
     }
     let mut c = sim::Cluster::new(options.seed, options.voters, options.canary);
-    let result = catch_unwind(AssertUnwindSafe(|| c.run()));
-    let violation = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(v)) => Some(v),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Some(violation("node-invariant", msg))
-        }
-    };
+    let violation = run_catching(|| c.run());
     c.finish_stats();
     Outcome {
         options,

@@ -79,11 +79,9 @@
 pub mod sim;
 pub mod swarm;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 pub use swarm::GroupsSwarm;
 
-use crate::checker::{violation, Violation};
+use crate::checker::{run_catching, Violation};
 use skein_core::canary::Canary;
 
 /// Planted bugs of the consumer-group simulation (each turns on a skein-core canary).
@@ -249,19 +247,7 @@ impl Outcome {
 /// Runs one seed; a panic in skein-core or the driver is a `node-invariant` violation.
 pub fn run(options: Options) -> Outcome {
     let mut s = sim::GroupsSim::new(options.seed, options.canary);
-    let result = catch_unwind(AssertUnwindSafe(|| s.run()));
-    let violation = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(v)) => Some(v),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Some(violation("node-invariant", msg))
-        }
-    };
+    let violation = run_catching(|| s.run());
     Outcome {
         options,
         swarm: s.swarm.clone(),

@@ -72,11 +72,9 @@
 pub mod sim;
 pub mod swarm;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 pub use swarm::ReplSwarm;
 
-use crate::checker::{violation, Violation};
+use crate::checker::{run_catching, Violation};
 
 /// Planted bugs of the replication driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -244,19 +242,7 @@ impl Outcome {
 /// Runs one seed; a panic in skein-core or the driver is a `node-invariant` violation.
 pub fn run(options: Options) -> Outcome {
     let mut s = sim::ReplSim::new(options.seed, options.canary);
-    let result = catch_unwind(AssertUnwindSafe(|| s.run()));
-    let violation = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(v)) => Some(v),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Some(violation("node-invariant", msg))
-        }
-    };
+    let violation = run_catching(|| s.run());
     Outcome {
         options,
         swarm: s.swarm.clone(),
