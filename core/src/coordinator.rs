@@ -54,6 +54,8 @@ pub struct Shard {
     /// rejoin; their offsets are stored like any group's).
     consumer: BTreeMap<String, ConsumerGroup>,
     cg_config: CgConfig,
+    /// Mixed into the member ids of this shard's groups (random per load, from the driver).
+    id_salt: u64,
 }
 
 /// Kafka's hash of a group id onto the offsets partitions (Java `String.hashCode`, made
@@ -104,6 +106,7 @@ impl Shard {
             canary: None,
             consumer: BTreeMap::new(),
             cg_config: CgConfig::default(),
+            id_salt: 0,
         }
     }
 
@@ -118,11 +121,17 @@ impl Shard {
 
     /// A new empty group, with the shard's planted bug if any.
     fn new_group(&self, id: &str) -> Group {
-        #[allow(unused_mut)]
         let mut g = Group::new(id, self.config);
+        g.set_id_salt(self.id_salt);
         #[cfg(feature = "canary")]
         g.set_canary(self.canary);
         g
+    }
+
+    /// Sets the value mixed into member ids of the groups this shard creates or loads, so
+    /// ids of two loads of one partition never meet (the shell draws it at random).
+    pub fn set_id_salt(&mut self, salt: u64) {
+        self.id_salt = salt;
     }
 
     /// Sets the settings of KIP-848 consumer groups.
@@ -239,8 +248,8 @@ impl Shard {
                             || (g.generation() == v.generation && self.operated.contains(&group))
                     });
                     if !live {
-                        #[allow(unused_mut)]
                         let mut g = Group::from_value(&group, self.config, &v, now_ms);
+                        g.set_id_salt(self.id_salt);
                         #[cfg(feature = "canary")]
                         g.set_canary(self.canary);
                         self.groups.insert(group.clone(), g);
@@ -270,7 +279,9 @@ impl Shard {
 
     /// The group, if known, to change.
     pub fn group_mut_if_exists(&mut self, id: &str) -> Option<&mut Group> {
-        self.groups.get_mut(id)
+        let g = self.groups.get_mut(id)?;
+        self.operated.insert(id.to_string());
+        Some(g)
     }
 
     /// Every group, by id.
@@ -716,6 +727,41 @@ mod tests {
             Err(GroupError::UnknownMemberId),
             "the reloaded group took the fenced member id back"
         );
+    }
+
+    #[test]
+    fn salted_loads_hand_out_distinct_member_ids() {
+        let ids: Vec<String> = [7u64, 9]
+            .iter()
+            .map(|salt| {
+                let mut s = Shard::new(GroupConfig::default());
+                s.set_id_salt(*salt);
+                let r = s.group_mut("g").join(
+                    5,
+                    1,
+                    Join {
+                        member_id: String::new(),
+                        instance_id: None,
+                        client_id: "c".into(),
+                        client_host: "h".into(),
+                        session_timeout_ms: 10_000,
+                        rebalance_timeout_ms: 10_000,
+                        protocol_type: "consumer".into(),
+                        protocols: vec![("range".into(), vec![])],
+                        require_known_member_id: true,
+                    },
+                );
+                match &r[..] {
+                    [Reply::Join {
+                        result: Err((GroupError::MemberIdRequired, id)),
+                        ..
+                    }] => id.clone(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        // Same clock, same counter, different coordinator loads: different ids.
+        assert_ne!(ids[0], ids[1]);
     }
 
     trait IntoRecord {

@@ -209,6 +209,8 @@ pub struct Group {
     /// The join phase is the initial delay of an empty group: it ends only at the deadline.
     initial_delay: bool,
     next_member: u64,
+    /// Mixed into member ids: the driver's random value for this coordinator's incarnation.
+    salt: u64,
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
 }
@@ -230,6 +232,7 @@ impl Group {
             join_deadline: None,
             initial_delay: false,
             next_member: 0,
+            salt: 0,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -330,11 +333,26 @@ impl Group {
             // counter nor the generation alone is unique; a reused id would let a dead process's
             // late request, or two live processes, act as one member. Every id the old value
             // issued predates the failover, every id of the new one follows it.
-            let id = format!("{prefix}-{now_ms:x}-{:x}", self.next_member);
+            // A salt (random per coordinator load, from the driver) makes that independent
+            // of clocks agreeing across brokers.
+            let id = if self.salt == 0 {
+                format!("{prefix}-{now_ms:x}-{:x}", self.next_member)
+            } else {
+                format!(
+                    "{prefix}-{now_ms:x}-{:x}-{:x}",
+                    self.salt & 0xffff_ffff,
+                    self.next_member
+                )
+            };
             if !self.members.contains_key(&id) && !self.pending.contains_key(&id) {
                 return id;
             }
         }
+    }
+
+    /// Sets the value mixed into the member ids this group hands out (see the driver).
+    pub fn set_id_salt(&mut self, salt: u64) {
+        self.salt = salt;
     }
 
     /// JoinGroup.

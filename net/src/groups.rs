@@ -367,6 +367,8 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
     };
     let mut shard = Shard::new(b.settings.group);
     shard.set_consumer_config(b.settings.consumer_group);
+    let salt = crate::sys::uuid().as_u64_pair().0;
+    shard.set_id_salt(salt | 1);
     let now = now_ms();
     let (mut next, end) = {
         let st = p.store.lock().expect("partition lock");
