@@ -360,6 +360,23 @@ fn cluster_main(argv: &[String]) -> ExitCode {
         let report = o.violation.is_some().then(|| o.report());
         (o.steps, o.sim_ms, o.summary(), report)
     });
+    finish_batch(&failed, &args.batch, |seed| {
+        cluster::Outcome::replay_for(&cluster::Options {
+            seed,
+            voters,
+            canary: args.canary,
+        })
+    })
+}
+
+/// After a batch: the replay command of each failed seed (a single run printed its own), and
+/// the exit code.
+fn finish_batch(failed: &[u64], batch: &BatchArgs, replay: impl Fn(u64) -> String) -> ExitCode {
+    if batch.seed.is_none() {
+        for s in failed {
+            println!("  replay: {}", replay(*s));
+        }
+    }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -513,17 +530,9 @@ fn replication_main(argv: &[String]) -> ExitCode {
         let report = o.violation.is_some().then(|| o.report());
         (o.steps, o.sim_ms, o.summary(), report)
     });
-    if args.batch.seed.is_none() {
-        for s in &failed {
-            let cmd = replication::Outcome::replay_for(*s, args.canary);
-            println!("  replay: {cmd}");
-        }
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    finish_batch(&failed, &args.batch, |s| {
+        replication::Outcome::replay_for(s, args.canary)
+    })
 }
 
 /// The consumer-group simulation: one or two groups of consumers against a coordinator over a
@@ -563,15 +572,7 @@ fn groups_main(argv: &[String]) -> ExitCode {
         let report = o.violation.is_some().then(|| o.report());
         (o.steps, o.sim_ms, o.summary(), report)
     });
-    if args.batch.seed.is_none() {
-        for s in &failed {
-            let cmd = groups::Outcome::replay_for(*s, args.canary);
-            println!("  replay: {cmd}");
-        }
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    finish_batch(&failed, &args.batch, |s| {
+        groups::Outcome::replay_for(s, args.canary)
+    })
 }

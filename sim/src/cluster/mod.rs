@@ -116,14 +116,19 @@ impl Outcome {
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
+        Self::replay_for(&self.options)
+    }
+
+    /// The command that replays a run with these options.
+    pub fn replay_for(options: &Options) -> String {
         let mut cmd = format!(
             "cargo run --release -p skein-sim -- cluster --seed {}",
-            self.options.seed
+            options.seed
         );
-        if let Some(v) = self.options.voters {
+        if let Some(v) = options.voters {
             cmd += &format!(" --voters {v}");
         }
-        if let Some(c) = self.options.canary {
+        if let Some(c) = options.canary {
             cmd += &format!(" --canary {}", c.name());
         }
         cmd
