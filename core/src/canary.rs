@@ -4,7 +4,7 @@
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary`,
 //! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`, `Group::set_canary`,
-//! `Shard::set_canary`, which hands it to every group it holds); every consulting site is under
+//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
@@ -34,4 +34,7 @@ pub enum Canary {
     /// `Group::check_commit` ignores the generation: a member that still acts on an old
     /// generation commits offsets for partitions a newer generation gave to someone else.
     StaleGenerationCommit,
+    /// `ConsumerGroup` (KIP-848): a partition is handed to its new owner before the old owner
+    /// reported it revoked, so two members hold it at once.
+    AssignBeforeRevoke,
 }

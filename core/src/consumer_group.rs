@@ -127,6 +127,8 @@ pub struct ConsumerGroup {
     counts: BTreeMap<String, i32>,
     owner: BTreeMap<Tp, String>,
     next_member: u64,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 impl ConsumerGroup {
@@ -142,7 +144,15 @@ impl ConsumerGroup {
             counts: BTreeMap::new(),
             owner: BTreeMap::new(),
             next_member: 0,
+            #[cfg(feature = "canary")]
+            canary: None,
         }
+    }
+
+    /// Turns a planted bug on (tests and simulation only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
     }
 
     /// The group id.
@@ -455,11 +465,15 @@ impl ConsumerGroup {
             return;
         }
         m.revoke_deadline = None;
+        #[cfg(feature = "canary")]
+        let steal = self.canary == Some(crate::canary::Canary::AssignBeforeRevoke);
+        #[cfg(not(feature = "canary"))]
+        let steal = false;
         for tp in target {
             if m.assigned.contains(&tp) {
                 continue;
             }
-            if !self.owner.contains_key(&tp) {
+            if steal || !self.owner.contains_key(&tp) {
                 self.owner.insert(tp.clone(), id.to_string());
                 m.assigned.insert(tp);
             }
@@ -625,80 +639,126 @@ mod tests {
         g.check_invariants();
     }
 
-    proptest! {
-        /// Any interleaving of joins, leaves, heartbeats that release or keep partitions,
-        /// partition count changes and timeouts keeps every partition with at most one member;
-        /// once everyone reports exactly what it was given, the group converges to a balanced,
-        /// complete assignment.
-        #[test]
-        fn never_two_owners_and_converges(ops in proptest::collection::vec((0u8..6, 0usize..4, any::<bool>()), 1..80)) {
-            let mut g = ConsumerGroup::new("g", CgConfig::default());
-            let mut topics = topics();
-            let ids = ["a", "b", "c", "d"];
-            // What each member believes it owns, and its epoch.
-            let mut owned: BTreeMap<&str, (i32, Vec<Tp>)> = BTreeMap::new();
-            let mut known: BTreeMap<String, Vec<Tp>> = BTreeMap::new();
-            let mut now = 0;
-            for (op, who, flag) in ops {
-                now += 100;
-                let id = ids[who];
-                match op {
-                    0 => {
-                        let subs: &[&str] = if flag { &["t", "u"] } else { &["t"] };
-                        if let Ok(b) = hb(&mut g, now, join(id, subs), &topics, &mut known) {
-                            owned.insert(id, b);
-                        }
+    /// Drives a group through `ops` (join, leave or crash, heartbeat, resize a topic, time
+    /// out) the way clients would, checking after every step that no partition has two holders
+    /// and that what members believe they own never overlaps; then heals and checks the group
+    /// converges to a complete assignment. `Err` (or a panic in `check_invariants`) is a
+    /// violation.
+    fn drive(ops: &[(u8, usize, bool)], g: &mut ConsumerGroup) -> Result<(), String> {
+        let mut topics = topics();
+        let ids = ["a", "b", "c", "d"];
+        // What each member believes it owns, and its epoch.
+        let mut owned: BTreeMap<&str, (i32, Vec<Tp>)> = BTreeMap::new();
+        let mut known: BTreeMap<String, Vec<Tp>> = BTreeMap::new();
+        let mut now = 0;
+        let step = |g: &mut ConsumerGroup,
+                    owned: &mut BTreeMap<&'static str, (i32, Vec<Tp>)>,
+                    known: &mut BTreeMap<String, Vec<Tp>>,
+                    topics: &BTreeMap<String, i32>,
+                    now: u64,
+                    id: &'static str| {
+            if let Some((e, mine)) = owned.get(id).cloned() {
+                match hb(g, now, beat(id, e, &mine), topics, known) {
+                    Ok(b) => {
+                        owned.insert(id, b);
                     }
-                    1 => {
-                        if let Some((e, _)) = owned.remove(id) {
-                            let _ = g.heartbeat(now, beat(id, if flag { -1 } else { e }, &[]), &topics);
-                        }
-                    }
-                    2 | 3 => {
-                        if let Some((e, mine)) = owned.get(id).cloned() {
-                            match hb(&mut g, now, beat(id, e, &mine), &topics, &mut known) {
-                                Ok(b) => { owned.insert(id, b); }
-                                Err(_) => { owned.remove(id); }
-                            }
-                        }
-                    }
-                    4 => { topics.insert("t".into(), if flag { 8 } else { 6 }); }
-                    _ => { if flag { g.tick(now + 60_000, &topics); owned.clear(); now += 60_000; } }
-                }
-                g.check_invariants();
-                // What members believe they own never overlaps.
-                let mut all = BTreeSet::new();
-                for (_, mine) in owned.values() {
-                    for tp in mine { prop_assert!(all.insert(tp.clone()), "{tp:?} owned twice"); }
-                }
-            }
-            // Members the harness stopped driving (crashed) time out; the others heartbeat.
-            now += 46_000;
-            for id in ids {
-                if let Some((e, mine)) = owned.get(id).cloned() {
-                    match hb(&mut g, now, beat(id, e, &mine), &topics, &mut known) {
-                        Ok(b) => { owned.insert(id, b); }
-                        Err(_) => { owned.remove(id); }
+                    Err(_) => {
+                        owned.remove(id);
                     }
                 }
             }
-            g.tick(now + 1, &topics);
-            for _ in 0..6 {
-                for id in ids {
-                    if let Some((e, mine)) = owned.get(id).cloned() {
-                        match hb(&mut g, now, beat(id, e, &mine), &topics, &mut known) {
-                            Ok(b) => { owned.insert(id, b); }
-                            Err(_) => { owned.remove(id); }
-                        }
+        };
+        for &(op, who, flag) in ops {
+            now += 100;
+            let id = ids[who];
+            match op {
+                0 => {
+                    let subs: &[&str] = if flag { &["t", "u"] } else { &["t"] };
+                    if let Ok(b) = hb(g, now, join(id, subs), &topics, &mut known) {
+                        owned.insert(id, b);
+                    }
+                }
+                1 => {
+                    if let Some((e, _)) = owned.remove(id) {
+                        let _ = g.heartbeat(now, beat(id, if flag { -1 } else { e }, &[]), &topics);
+                    }
+                }
+                2 | 3 => step(g, &mut owned, &mut known, &topics, now, id),
+                4 => {
+                    topics.insert("t".into(), if flag { 8 } else { 6 });
+                }
+                _ => {
+                    if flag {
+                        g.tick(now + 60_000, &topics);
+                        owned.clear();
+                        now += 60_000;
                     }
                 }
             }
             g.check_invariants();
-            if !owned.is_empty() {
-                prop_assert_eq!(g.state_name(), "Stable");
-                let t_owners: usize = owned.values().map(|(_, m)| m.iter().filter(|(t, _)| t == "t").count()).sum();
-                prop_assert_eq!(t_owners as i32, topics["t"]);
+            let mut all = BTreeSet::new();
+            for (_, mine) in owned.values() {
+                for tp in mine {
+                    if !all.insert(tp.clone()) {
+                        return Err(format!("{tp:?} owned by two members"));
+                    }
+                }
             }
         }
+        // Members the harness stopped driving (crashed) time out; the others heartbeat.
+        now += 46_000;
+        for id in ids {
+            step(g, &mut owned, &mut known, &topics, now, id);
+        }
+        g.tick(now + 1, &topics);
+        for _ in 0..6 {
+            for id in ids {
+                step(g, &mut owned, &mut known, &topics, now, id);
+            }
+        }
+        g.check_invariants();
+        if !owned.is_empty() {
+            if g.state_name() != "Stable" {
+                return Err(format!("not Stable after healing: {}", g.state_name()));
+            }
+            let t: usize = owned
+                .values()
+                .map(|(_, m)| m.iter().filter(|(t, _)| t == "t").count())
+                .sum();
+            if t as i32 != topics["t"] {
+                return Err(format!("{t} of {} partitions of t owned", topics["t"]));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Any interleaving of joins, leaves, heartbeats that release or keep partitions,
+        /// partition count changes and timeouts keeps every partition with at most one member,
+        /// and once everyone reports what it was given the group converges.
+        #[test]
+        fn never_two_owners_and_converges(ops in proptest::collection::vec((0u8..6, 0usize..4, any::<bool>()), 1..80)) {
+            let mut g = ConsumerGroup::new("g", CgConfig::default());
+            let res = drive(&ops, &mut g);
+            prop_assert!(res.is_ok(), "{:?}", res);
+        }
+    }
+
+    /// The planted `assign-before-revoke` bug is caught by the same harness (seeded ops).
+    #[cfg(feature = "canary")]
+    #[test]
+    fn the_harness_catches_assign_before_revoke() {
+        let mut rng = crate::rng::SplitMix64::new(7);
+        let caught = (0..200).any(|_| {
+            let ops: Vec<(u8, usize, bool)> = (0..40)
+                .map(|_| (rng.below(6) as u8, rng.below(4) as usize, rng.below(2) == 1))
+                .collect();
+            let mut g = ConsumerGroup::new("g", CgConfig::default());
+            g.set_canary(Some(crate::canary::Canary::AssignBeforeRevoke));
+            let res =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(&ops, &mut g)));
+            !matches!(res, Ok(Ok(())))
+        });
+        assert!(caught, "assign-before-revoke went unnoticed in 200 runs");
     }
 }
