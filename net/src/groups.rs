@@ -406,7 +406,8 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
             if pos + h.size > bytes.len() {
                 break;
             }
-            if h.base_offset >= next || h.last_offset() >= next {
+            // A read may start inside a batch already loaded: skip what is behind `next`.
+            if h.next_offset() > next {
                 records += h.record_count.max(0) as usize;
                 bad += coordinator::load_batch(&mut shard, &bytes[pos..pos + h.size], now);
             }
