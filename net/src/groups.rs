@@ -1055,54 +1055,62 @@ pub fn list_groups(b: &Broker, req: ListGroupsRequest, version: i16) -> ListGrou
         r.error_code = E::CoordinatorLoadInProgress.code();
     }
     let states: Vec<String> = req.states_filter.iter().map(|x| x.to_lowercase()).collect();
-    let types_ok = req.types_filter.is_empty()
-        || req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"));
+    let wanted = |kind: &str, state: &str| {
+        (req.types_filter.is_empty()
+            || req
+                .types_filter
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(kind)))
+            && (states.is_empty() || states.contains(&state.to_lowercase()))
+    };
     for slot in slots.values() {
         let Slot::Ready { shard, .. } = slot else {
             continue;
         };
-        for g in shard.groups() {
-            let state = g.state().name();
-            if !types_ok || (!states.is_empty() && !states.contains(&state.to_lowercase())) {
+        // (id, protocol type, state, group type) of classic and KIP-848 groups alike.
+        let classic = shard.groups().map(|g| {
+            let ptype = g.protocol_type().unwrap_or_default();
+            (g.id(), ptype, g.state().name(), "classic")
+        });
+        let consumer = shard
+            .consumer_groups()
+            .map(|g| (g.id(), "consumer", g.state_name(), "consumer"));
+        for (id, ptype, state, kind) in classic.chain(consumer) {
+            if !wanted(kind, state) {
                 continue;
             }
             let mut lg = ListedGroup::default();
-            lg.group_id = GroupId(s(g.id()));
-            lg.protocol_type = s(g.protocol_type().unwrap_or_default());
+            lg.group_id = GroupId(s(id));
+            lg.protocol_type = s(ptype);
             if version >= 4 {
                 lg.group_state = s(state);
             }
             if version >= 5 {
-                lg.group_type = s("classic");
-            }
-            r.groups.push(lg);
-        }
-        for g in shard.consumer_groups() {
-            let state = g.state_name();
-            let type_ok = req.types_filter.is_empty()
-                || req
-                    .types_filter
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case("consumer"));
-            if !type_ok || (!states.is_empty() && !states.contains(&state.to_lowercase())) {
-                continue;
-            }
-            let mut lg = ListedGroup::default();
-            lg.group_id = GroupId(s(g.id()));
-            lg.protocol_type = s("consumer");
-            if version >= 4 {
-                lg.group_state = s(state);
-            }
-            if version >= 5 {
-                lg.group_type = s("consumer");
+                lg.group_type = s(kind);
             }
             r.groups.push(lg);
         }
     }
     r
+}
+
+/// One member as DescribeGroups reports it.
+fn described_member(
+    id: &str,
+    instance_id: &Option<String>,
+    client_id: &str,
+    client_host: &str,
+    metadata: Vec<u8>,
+    assignment: Vec<u8>,
+) -> DescribedGroupMember {
+    let mut dm = DescribedGroupMember::default();
+    dm.member_id = s(id);
+    dm.group_instance_id = instance_id.clone().map(s);
+    dm.client_id = s(client_id);
+    dm.client_host = s(client_host);
+    dm.member_metadata = Bytes::from(metadata);
+    dm.member_assignment = Bytes::from(assignment);
+    dm
 }
 
 /// DescribeGroups.
@@ -1129,15 +1137,16 @@ pub fn describe_groups(
                 d.members = cg
                     .members()
                     .map(|m| {
-                        let mut dm = DescribedGroupMember::default();
-                        dm.member_id = s(m.id.clone());
-                        dm.group_instance_id = m.instance_id.clone().map(s);
-                        dm.client_id = s(m.client_id.clone());
-                        dm.client_host = s(m.client_host.clone());
-                        dm.member_assignment = Bytes::from(consumer_protocol_assignment(
-                            m.assigned.difference(&m.revoking),
-                        ));
-                        dm
+                        let assigned =
+                            consumer_protocol_assignment(m.assigned.difference(&m.revoking));
+                        described_member(
+                            &m.id,
+                            &m.instance_id,
+                            &m.client_id,
+                            &m.client_host,
+                            Vec::new(),
+                            assigned,
+                        )
                     })
                     .collect();
                 return true;
@@ -1158,22 +1167,25 @@ pub fn describe_groups(
             d.members = g
                 .members()
                 .map(|m| {
-                    let mut dm = DescribedGroupMember::default();
-                    dm.member_id = s(m.id.clone());
-                    dm.group_instance_id = m.instance_id.clone().map(s);
-                    dm.client_id = s(m.client_id.clone());
-                    dm.client_host = s(m.client_host.clone());
-                    dm.member_metadata = Bytes::from(
-                        m.protocols
-                            .iter()
-                            .find(|(n, _)| *n == protocol)
-                            .map(|(_, md)| md.clone())
-                            .unwrap_or_default(),
-                    );
-                    if g.state() == GroupState::Stable {
-                        dm.member_assignment = Bytes::from(m.assignment.clone());
-                    }
-                    dm
+                    let metadata = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, md)| md.clone())
+                        .unwrap_or_default();
+                    let assignment = if g.state() == GroupState::Stable {
+                        m.assignment.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    described_member(
+                        &m.id,
+                        &m.instance_id,
+                        &m.client_id,
+                        &m.client_host,
+                        metadata,
+                        assignment,
+                    )
                 })
                 .collect();
             true

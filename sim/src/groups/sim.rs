@@ -1341,15 +1341,11 @@ impl GroupsSim {
                         self.act(cid);
                     }
                     Err(Fail::Group(GroupError::RebalanceInProgress)) => self.rejoin(cid, false),
-                    Err(Fail::Group(GroupError::IllegalGeneration)) => {
-                        self.reset_membership(cid, false);
-                        self.rejoin(cid, false);
-                    }
-                    Err(Fail::Group(GroupError::UnknownMemberId)) => {
-                        self.reset_membership(cid, true);
-                        self.rejoin(cid, false);
-                    }
-                    Err(Fail::Group(GroupError::FencedInstanceId)) => self.fenced(cid),
+                    Err(Fail::Group(
+                        e @ (GroupError::IllegalGeneration
+                        | GroupError::UnknownMemberId
+                        | GroupError::FencedInstanceId),
+                    )) => self.lost_membership(cid, e, true),
                     Err(Fail::NotCoordinator) => {
                         self.cl(cid).phase = Phase::Join;
                         self.conn_lost(cid);
@@ -1373,15 +1369,11 @@ impl GroupsSim {
                     Err(Fail::NotCoordinator) => self.conn_lost(cid),
                     Err(_) if !active => {}
                     Err(Fail::Group(GroupError::RebalanceInProgress)) => self.rejoin(cid, true),
-                    Err(Fail::Group(GroupError::IllegalGeneration)) => {
-                        self.reset_membership(cid, false);
-                        self.rejoin(cid, false);
-                    }
-                    Err(Fail::Group(GroupError::UnknownMemberId)) => {
-                        self.reset_membership(cid, true);
-                        self.rejoin(cid, false);
-                    }
-                    Err(Fail::Group(GroupError::FencedInstanceId)) => self.fenced(cid),
+                    Err(Fail::Group(
+                        e @ (GroupError::IllegalGeneration
+                        | GroupError::UnknownMemberId
+                        | GroupError::FencedInstanceId),
+                    )) => self.lost_membership(cid, e, true),
                     Err(Fail::Group(e)) => {
                         return Err(violation(
                             "client-error",
@@ -1402,19 +1394,11 @@ impl GroupsSim {
                     Err(Fail::Group(GroupError::RebalanceInProgress)) if stable => {
                         self.rejoin(cid, false)
                     }
-                    Err(Fail::Group(GroupError::IllegalGeneration)) => {
-                        self.reset_membership(cid, false);
-                        if stable {
-                            self.rejoin(cid, false);
-                        }
-                    }
-                    Err(Fail::Group(GroupError::UnknownMemberId)) => {
-                        self.reset_membership(cid, true);
-                        if stable {
-                            self.rejoin(cid, false);
-                        }
-                    }
-                    Err(Fail::Group(GroupError::FencedInstanceId)) => self.fenced(cid),
+                    Err(Fail::Group(
+                        e @ (GroupError::IllegalGeneration
+                        | GroupError::UnknownMemberId
+                        | GroupError::FencedInstanceId),
+                    )) => self.lost_membership(cid, e, stable),
                     Err(_) => {}
                 }
                 // A rejoin may have waited for this commit.
@@ -1447,6 +1431,20 @@ impl GroupsSim {
 
     /// FENCED_INSTANCE_ID: a newer process took this static instance id; this one exits (and,
     /// as a supervisor would, starts again later).
+    /// A client's answer to an error that ends its membership as it knew it: a stale
+    /// generation forgets the generation, an unknown member its member id too (both rejoin if
+    /// `rejoin`), a fenced static member stops.
+    fn lost_membership(&mut self, cid: Cid, e: GroupError, rejoin: bool) {
+        if e == GroupError::FencedInstanceId {
+            self.fenced(cid);
+            return;
+        }
+        self.reset_membership(cid, e == GroupError::UnknownMemberId);
+        if rejoin {
+            self.rejoin(cid, false);
+        }
+    }
+
     fn fenced(&mut self, cid: Cid) {
         self.note(format!("c{}.{} fenced", cid.0, cid.1));
         self.take_down(cid);
