@@ -15,7 +15,7 @@ use futures::Future;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError as E;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -24,7 +24,7 @@ use crate::broker::Broker;
 use crate::groups;
 use crate::sys::{
     self,
-    net::{Listener, ReadHalf, Stream},
+    net::{Listener, Stream},
 };
 
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
@@ -79,10 +79,11 @@ async fn connection(
     let max_inflight = broker.settings.max_inflight_requests;
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut reading = true;
+    let mut frames = FrameReader::default();
     loop {
         let can_read = reading && pending.len() < max_inflight;
         tokio::select! {
-            frame = read_frame(&mut rd, max_frame, &budget), if can_read => {
+            frame = frames.next(&mut rd, max_frame, &budget), if can_read => {
                 match frame? {
                     None => {
                         // The client closed its side: finish what it asked for, then stop.
@@ -105,38 +106,79 @@ async fn connection(
     }
 }
 
-/// Reads one frame; `None` on a clean end of stream between frames.
-async fn read_frame(
-    rd: &mut ReadHalf,
-    max_frame: usize,
-    budget: &Arc<Semaphore>,
-) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
-    let mut len = [0u8; 4];
-    match rd.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(format!("read failed: {e}")),
+/// Size of a read when no frame is pending: several small requests per read syscall.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Splits a connection's byte stream into request frames.
+///
+/// Cancellation-safe: the connection loop drops `next` whenever a response completes first,
+/// so all progress (bytes read, the frame's budget permit) lives here and not in the future.
+/// A dropped `next` loses nothing; reading resumes exactly where it stopped.
+#[derive(Default)]
+struct FrameReader {
+    buf: BytesMut,
+    /// The budget for the frame whose length prefix has been read.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl FrameReader {
+    /// The next frame and its budget permit; `None` on a clean end of stream between frames.
+    async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        max_frame: usize,
+        budget: &Arc<Semaphore>,
+    ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
+        loop {
+            let mut want = READ_CHUNK;
+            if self.buf.len() >= 4 {
+                let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                if len < 4 {
+                    return Err(format!("invalid frame size {len}"));
+                }
+                let len = len as usize;
+                if len > max_frame {
+                    return Err(format!(
+                        "frame of {len} bytes is larger than socket.request.max.bytes {max_frame}"
+                    ));
+                }
+                if self.permit.is_none() {
+                    // Dropping this wait takes no permits, so it is cancellation-safe too.
+                    let permit = budget
+                        .clone()
+                        .acquire_many_owned(len as u32)
+                        .await
+                        .map_err(|_| "shutting down".to_string())?;
+                    self.permit = Some(permit);
+                }
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    let body = self.buf.split_to(len).freeze();
+                    let permit = self.permit.take().expect("permit taken above");
+                    return Ok(Some((body, permit)));
+                }
+                want = want.max(4 + len - self.buf.len());
+            }
+            if self.buf.capacity() - self.buf.len() < want {
+                self.buf.reserve(want);
+            }
+            // `read_buf` is cancellation-safe: if dropped, no bytes were taken from the socket.
+            let n = rd
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(format!(
+                        "truncated frame: connection closed with {} bytes of a frame unread",
+                        self.buf.len()
+                    ))
+                };
+            }
+        }
     }
-    let len = i32::from_be_bytes(len);
-    if len < 4 {
-        return Err(format!("invalid frame size {len}"));
-    }
-    let len = len as usize;
-    if len > max_frame {
-        return Err(format!(
-            "frame of {len} bytes is larger than socket.request.max.bytes {max_frame}"
-        ));
-    }
-    let permit = budget
-        .clone()
-        .acquire_many_owned(len as u32)
-        .await
-        .map_err(|_| "shutting down".to_string())?;
-    let mut buf = BytesMut::zeroed(len);
-    rd.read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("truncated frame ({len} bytes announced): {e}"))?;
-    Ok(Some((buf.freeze(), permit)))
 }
 
 fn frame<R: Encodable + std::fmt::Debug>(
@@ -342,4 +384,86 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     sys::blocking(f)
         .await
         .map_err(|e| format!("handler failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// Frames survive a reader whose `next` is dropped after every single poll, as the
+    /// connection loop drops it whenever a response completes first.
+    #[tokio::test]
+    async fn frame_reader_is_cancellation_safe() {
+        let (mut client, mut server) = tokio::io::duplex(777);
+        let frames: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| (0..(i * 37 % 5000 + 4)).map(|j| (i + j) as u8).collect())
+            .collect();
+        let sent = frames.clone();
+        let writer = tokio::spawn(async move {
+            for f in &sent {
+                let mut wire = (f.len() as i32).to_be_bytes().to_vec();
+                wire.extend_from_slice(f);
+                // Odd-sized pieces so length prefixes and bodies split across reads.
+                for piece in wire.chunks(113) {
+                    client.write_all(piece).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let budget = Arc::new(Semaphore::new(1 << 20));
+        let mut reader = FrameReader::default();
+        let mut got = Vec::new();
+        while got.len() < frames.len() {
+            match reader.next(&mut server, 1 << 20, &budget).now_or_never() {
+                Some(r) => got.push(r.unwrap().expect("a frame").0.to_vec()),
+                None => tokio::task::yield_now().await,
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(got, frames);
+        assert!(reader
+            .next(&mut server, 1 << 20, &budget)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    /// A frame's budget permit is held from its length prefix on and handed out with it.
+    #[tokio::test]
+    async fn frame_reader_takes_the_budget_for_each_frame() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let budget = Arc::new(Semaphore::new(100));
+        client.write_all(&60i32.to_be_bytes()).await.unwrap();
+        client.write_all(&[7u8; 60]).await.unwrap();
+        client.write_all(&60i32.to_be_bytes()).await.unwrap();
+        let mut reader = FrameReader::default();
+        let (body, permit) = reader
+            .next(&mut server, 1000, &budget)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body.len(), 60);
+        assert_eq!(budget.available_permits(), 40);
+        // The second frame needs 60 more than the 40 left: it waits until the first is done.
+        assert!(reader
+            .next(&mut server, 1000, &budget)
+            .now_or_never()
+            .is_none());
+        drop(permit);
+        client.write_all(&[8u8; 60]).await.unwrap();
+        let (body, _p) = reader
+            .next(&mut server, 1000, &budget)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&body[..], &[8u8; 60]);
+        drop(client);
+        assert!(reader
+            .next(&mut server, 1000, &budget)
+            .await
+            .unwrap()
+            .is_none());
+    }
 }
