@@ -594,7 +594,8 @@ impl Broker {
                     // A directory that does not exist yet has nothing to recover.
                     let clean = self.clean_start || fs::metadata(&pdir).is_err();
                     match PartitionStore::open(&pdir, cfg, clean, now) {
-                        Ok(store) => {
+                        Ok(mut store) => {
+                            store.set_cache_window(self.settings.page_cache_window_bytes);
                             if let Err(e) = write_topic_id(&pdir, &topic_id) {
                                 error!(topic = %name, partition = index, error = %e, "writing partition.metadata failed");
                             }

@@ -47,6 +47,10 @@ pub struct BrokerArgs {
     /// Interval flush policy: fsync at least this often (flush.ms) [default: unset].
     #[arg(long, value_name = "MS")]
     pub flush_ms: Option<u64>,
+    /// Bytes behind each partition's log end kept in the page cache; older data is written
+    /// back early and dropped from it (0: leave the page cache to the kernel) [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub page_cache_window_bytes: Option<u64>,
     /// Default segment.bytes of topics (log.segment.bytes) [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub log_segment_bytes: Option<u64>,
@@ -180,6 +184,8 @@ pub struct Settings {
     pub flush_messages: Option<u64>,
     /// flush.ms (interval policy).
     pub flush_ms: Option<u64>,
+    /// Bytes behind each partition's log end kept in the page cache (0: the kernel decides).
+    pub page_cache_window_bytes: u64,
     /// Topic defaults.
     pub log_defaults: LogConfig,
     /// Retention check interval.
@@ -257,6 +263,7 @@ impl BrokerArgs {
                 num_partitions,
                 flush_messages,
                 flush_ms,
+                page_cache_window_bytes,
                 log_segment_bytes,
                 log_roll_ms,
                 log_retention_ms,
@@ -449,6 +456,7 @@ impl BrokerArgs {
             num_partitions,
             flush_messages: self.flush_messages,
             flush_ms: self.flush_ms,
+            page_cache_window_bytes: self.page_cache_window_bytes.unwrap_or(16 << 20),
             log_defaults,
             retention_check_ms: self
                 .log_retention_check_interval_ms

@@ -161,6 +161,54 @@ pub mod fs {
         pub fn size(&self) -> io::Result<u64> {
             inner!(self, f => f.metadata().map(|m| m.len()))
         }
+
+        /// Starts writing `[offset, offset + len)` back to disk without waiting for it (Linux
+        /// `sync_file_range`); a hint, so a no-op elsewhere and in simulations.
+        pub fn start_writeback(&self, offset: u64, len: u64) {
+            #[cfg(target_os = "linux")]
+            #[allow(irrefutable_let_patterns)]
+            if let File::Os(f) = self {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a plain syscall on a descriptor this `File` owns; no memory is passed.
+                unsafe {
+                    libc::sync_file_range(
+                        f.as_raw_fd(),
+                        offset as libc::off64_t,
+                        len as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                }
+            }
+            let _ = (offset, len);
+        }
+
+        /// Waits for `[offset, offset + len)` to be written back, then drops its pages from the
+        /// page cache (Linux); a hint, so a no-op elsewhere and in simulations.
+        pub fn drop_cached(&self, offset: u64, len: u64) {
+            #[cfg(target_os = "linux")]
+            #[allow(irrefutable_let_patterns)]
+            if let File::Os(f) = self {
+                use std::os::fd::AsRawFd;
+                // SAFETY: plain syscalls on a descriptor this `File` owns; no memory is passed.
+                unsafe {
+                    libc::sync_file_range(
+                        f.as_raw_fd(),
+                        offset as libc::off64_t,
+                        len as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                    libc::posix_fadvise(
+                        f.as_raw_fd(),
+                        offset as libc::off64_t,
+                        len as libc::off64_t,
+                        libc::POSIX_FADV_DONTNEED,
+                    );
+                }
+            }
+            let _ = (offset, len);
+        }
     }
 
     impl std::os::unix::fs::FileExt for File {
