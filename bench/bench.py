@@ -1,0 +1,817 @@
+#!/usr/bin/env python3
+"""skein's benchmark: workloads W1-W7 and a produce flood against real skein brokers, driven by
+librdkafka's rdkafka_performance (and, for the rate-limited latency workloads, librdkafka through
+confluent-kafka), plus this machine's limits measured in the same run.
+
+Run it through `bench/run`, which builds the broker and the load generator first. Each workload
+runs `--runs` times (default 3) on freshly started brokers with empty data directories; the
+report gives the median with min and max. Output: results/<timestamp>/results.json and
+results/<timestamp>/results.svg (also copied to results/latest.*), and a Markdown table on stdout.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port_base():
+    # Three brokers use base, base+100, base+200 (clients) and +1 (controllers).
+    return 29092
+
+
+# --------------------------------------------------------------------------------------------
+# Brokers
+
+
+class Broker:
+    """One skein broker process with its own data directory."""
+
+    def __init__(self, skein, node_id, port, data_dir, voters=None, extra=()):
+        self.port = port
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            skein, "broker",
+            "--node-id", str(node_id),
+            "--listen", f"127.0.0.1:{port}",
+            "--data-dir", str(self.data_dir),
+            "--log-level", "warn",
+            "--offsets-topic-replication-factor", "1",
+        ]
+        if voters:
+            args += ["--voters", voters]
+        args += list(extra)
+        self.log = open(self.data_dir.parent / f"broker-{node_id}.log", "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def status_kib(self, key):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Cluster:
+    """1 or 3 brokers on loopback; wiped and started fresh for each run."""
+
+    def __init__(self, cfg, n, extra=()):
+        self.cfg = cfg
+        root = Path(cfg.work) / "cluster"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        base = free_port_base()
+        ports = [base + 100 * i for i in range(n)]
+        voters = None
+        if n > 1:
+            voters = ",".join(f"{i + 1}@127.0.0.1:{p + 1}" for i, p in enumerate(ports))
+        self.brokers = [
+            Broker(cfg.skein, i + 1, p, root / f"d{i + 1}", voters, extra)
+            for i, p in enumerate(ports)
+        ]
+        self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports)
+        self.first = f"127.0.0.1:{ports[0]}"
+        self.root = root
+        self.cpu0 = None
+
+    def skein(self, *args, check=True):
+        return subprocess.run(
+            [self.cfg.skein, *args, "--bootstrap", self.first],
+            capture_output=True, text=True, check=check, timeout=60,
+        )
+
+    def create_topic(self, name, partitions, rf, configs=()):
+        deadline = time.monotonic() + 60
+        args = ["topics", "create", name, "--partitions", str(partitions),
+                "--replication-factor", str(rf)]
+        for c in configs:
+            args += ["--config", c]
+        while True:
+            r = self.skein(*args, check=False)
+            if r.returncode == 0 or "already exists" in (r.stdout + r.stderr):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} not created: {r.stderr.strip()}")
+            time.sleep(0.3)
+        # Wait until every partition has a leader and a full ISR.
+        while True:
+            r = self.skein("topics", "describe", name, check=False)
+            rows = [l for l in r.stdout.splitlines() if "Partition:" in l]
+            ok = len(rows) == partitions and all(
+                re.search(r"Leader: \d+", l)
+                and len(l.split("Isr:")[1].strip().split(",")) == rf
+                for l in rows
+            )
+            if ok:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} not ready:\n{r.stdout}{r.stderr}")
+            time.sleep(0.3)
+
+    def mark(self):
+        """Start of the measured part: CPU counters from here."""
+        self.cpu0 = [b.cpu_seconds() for b in self.brokers]
+
+    def measure(self):
+        cpu = sum(b.cpu_seconds() - c for b, c in zip(self.brokers, self.cpu0))
+        hwm = max(b.status_kib("VmHWM") for b in self.brokers) * 1024
+        return cpu, hwm
+
+    def stop(self):
+        for b in self.brokers:
+            b.stop()
+        for b in self.brokers:
+            if b.proc.returncode not in (0, None):
+                log(f"broker exited with {b.proc.returncode}; see {b.log.name}")
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.sync()
+
+
+# --------------------------------------------------------------------------------------------
+# Clients
+
+
+class Client:
+    """A load-generator process, with its CPU time from wait4."""
+
+    def __init__(self, args, env=None):
+        self.args = [str(a) for a in args]
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        )
+        self.out = b""
+
+    def running(self):
+        """True while the process has not exited (without reaping it)."""
+        r = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return r is None
+
+    def wait(self, timeout):
+        # Read output while waiting so a full pipe never blocks the client.
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.proc.kill()
+                break
+            if sel.select(timeout=min(left, 1.0)):
+                data = os.read(self.proc.stdout.fileno(), 1 << 16)
+                if not data:
+                    break
+                chunks.append(data)
+        sel.close()
+        _, status, ru = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.wall = time.monotonic() - self.t0
+        self.cpu = ru.ru_utime + ru.ru_stime
+        self.out = b"".join(chunks).decode(errors="replace")
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"timed out: {' '.join(self.args)}\n{self.out[-2000:]}")
+        return self.out
+
+
+PRODUCED = re.compile(
+    r"(\d+) messages produced \((\d+) bytes\), (\d+) delivered \(offset -?\d+, (\d+) failed\) "
+    r"in (\d+)ms: (\d+) msgs/s"
+)
+CONSUMED = re.compile(r"(\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s")
+
+
+def perf_produce(cfg, bootstrap, topic, count, size, acks, props):
+    args = [cfg.rdkafka_performance, "-P", "-t", topic, "-b", bootstrap, "-s", size,
+            "-c", count, "-a", acks]
+    for k, v in props.items():
+        args += ["-X", f"{k}={v}"]
+    return Client(args)
+
+
+def parse_produced(out):
+    m = PRODUCED.findall(out)
+    if not m:
+        raise RuntimeError(f"no producer summary in output:\n{out[-2000:]}")
+    msgs, byts, delivered, failed, ms, _ = (int(x) for x in m[-1])
+    return {"sent": msgs, "delivered": delivered, "failed": failed,
+            "bytes": byts * delivered // max(msgs, 1), "ms": ms}
+
+
+def perf_consume(cfg, bootstrap, topic, partitions, count):
+    args = [cfg.rdkafka_performance, "-C", "-t", topic, "-b", bootstrap, "-o", "beginning",
+            "-c", count, "-X", "fetch.wait.max.ms=100"]
+    for p in range(partitions):
+        args += ["-p", p]
+    return Client(args)
+
+
+def parse_consumed(out):
+    m = CONSUMED.findall(out)
+    if not m:
+        raise RuntimeError(f"no consumer summary in output:\n{out[-2000:]}")
+    msgs, byts, ms, _ = (int(x) for x in m[-1])
+    return {"received": msgs, "bytes": byts, "ms": ms}
+
+
+def pct(xs, q):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    i = min(len(xs) - 1, max(0, int(round(q / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[i]
+
+
+def latency_summary(us):
+    return {
+        "count": len(us),
+        "p50_ms": pct(us, 50) / 1000 if us else None,
+        "p99_ms": pct(us, 99) / 1000 if us else None,
+        "p99_9_ms": pct(us, 99.9) / 1000 if us else None,
+        "max_ms": max(us) / 1000 if us else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Machine limits
+
+
+def _tcp_sink(port_q, secs_q):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port_q.put(s.getsockname()[1])
+    c, _ = s.accept()
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    total = 0
+    while True:
+        n = c.recv_into(view)
+        if n == 0:
+            break
+        total += n
+    c.sendall(b"k")
+    secs_q.put(total)
+
+
+def limit_loopback_tcp(seconds):
+    """Loopback TCP bandwidth, one stream, bytes/s."""
+    port_q, total_q = multiprocessing.Queue(), multiprocessing.Queue()
+    sink = multiprocessing.Process(target=_tcp_sink, args=(port_q, total_q))
+    sink.start()
+    port = port_q.get(timeout=10)
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = b"\0" * (4 << 20)
+    t0 = time.perf_counter()
+    sent = 0
+    while time.perf_counter() - t0 < seconds:
+        s.sendall(buf)
+        sent += len(buf)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+    dt = time.perf_counter() - t0
+    s.close()
+    got = total_q.get(timeout=10)
+    sink.join()
+    assert got == sent
+    return sent / dt
+
+
+def limit_seq_write(directory, size):
+    """Sequential write into a fresh file, 1 MiB writes, one fdatasync at the end: bytes/s."""
+    path = Path(directory) / "seqwrite.tmp"
+    buf = os.urandom(1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(size >> 20):
+            os.write(fd, buf)
+        os.fdatasync(fd)
+        dt = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+        path.unlink()
+    return size / dt
+
+
+def limit_fsync(directory, n):
+    """fdatasync latency after each 4 KiB append: seconds per call."""
+    path = Path(directory) / "fsync.tmp"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = []
+    try:
+        block = b"\1" * 4096
+        for _ in range(n):
+            os.write(fd, block)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            out.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return out
+
+
+def machine_limits(cfg):
+    Path(cfg.work).mkdir(parents=True, exist_ok=True)
+    seq = [limit_seq_write(cfg.work, cfg.seq_bytes) for _ in range(3)]
+    fs = limit_fsync(cfg.work, 500)
+    tcp = [limit_loopback_tcp(2.0) for _ in range(3)]
+    res = {
+        "seq_write_fdatasync_MBps": {"median": statistics.median(seq) / 1e6,
+                                     "min": min(seq) / 1e6, "max": max(seq) / 1e6},
+        "fdatasync_ms": {"p50": pct(fs, 50) * 1e3, "p99": pct(fs, 99) * 1e3,
+                         "max": max(fs) * 1e3},
+        "loopback_tcp_MBps": {"median": statistics.median(tcp) / 1e6,
+                              "min": min(tcp) / 1e6, "max": max(tcp) / 1e6},
+        "cpus": os.cpu_count(),
+    }
+    log(f"limits: seq write {res['seq_write_fdatasync_MBps']['median']:.0f} MB/s, "
+        f"fdatasync p50 {res['fdatasync_ms']['p50']:.3f} ms, "
+        f"loopback TCP {res['loopback_tcp_MBps']['median']:.0f} MB/s")
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads. Each run function returns one run's measurements.
+
+
+def throughput_run(cluster, produced_records, payload_bytes, seconds, clients_cpu):
+    cpu, hwm = cluster.measure()
+    gb = payload_bytes / 1e9
+    return {
+        "records_per_s": produced_records / seconds,
+        "payload_MBps": payload_bytes / seconds / 1e6,
+        "broker_cpu_s_per_GB": cpu / gb if gb else None,
+        "broker_cpu_s": cpu,
+        "client_cpu_s": clients_cpu,
+        "seconds": seconds,
+        "peak_broker_rss_MiB": hwm / (1 << 20),
+    }
+
+
+def w_produce(cfg, n_brokers, acks, tag):
+    """W1 (1 broker, RF 1), W2 (3 brokers, RF 3, acks=1), W3 (as W2, acks=all)."""
+    rf = n_brokers
+    c = Cluster(cfg, n_brokers)
+    try:
+        c.create_topic(tag, 6, rf, ["min.insync.replicas=2"] if rf == 3 else [])
+        c.mark()
+        p = perf_produce(cfg, c.bootstrap, tag, cfg.w1_records, 100, acks, {"linger.ms": 5})
+        out = p.wait(cfg.timeout)
+        r = parse_produced(out)
+        if r["failed"] or r["delivered"] != cfg.w1_records:
+            raise RuntimeError(f"{tag}: {r}")
+        run = throughput_run(c, r["delivered"], r["bytes"], r["ms"] / 1000, p.cpu)
+    finally:
+        c.stop()
+    return run
+
+
+def w1(cfg):
+    return w_produce(cfg, 1, 1, "w1")
+
+
+def w2(cfg):
+    return w_produce(cfg, 3, 1, "w2")
+
+
+def w3(cfg):
+    return w_produce(cfg, 3, -1, "w3")
+
+
+W4_CONFIGS = ["min.insync.replicas=2"]
+
+
+def w4(cfg):
+    """100 partitions, 1 KiB, RF 3, min.insync 2, acks=all, linger 1 ms, 2 producers, 1 consumer."""
+    c = Cluster(cfg, 3)
+    try:
+        c.create_topic("w4", 100, 3, W4_CONFIGS)
+        c.mark()
+        n = cfg.w4_records
+        cons = perf_consume(cfg, c.bootstrap, "w4", 100, 2 * n)
+        prods = [perf_produce(cfg, c.bootstrap, "w4", n, 1024, -1, {"linger.ms": 1})
+                 for _ in range(2)]
+        outs = [parse_produced(p.wait(cfg.timeout)) for p in prods]
+        cons_out = parse_consumed(cons.wait(cfg.timeout))
+        delivered = sum(o["delivered"] for o in outs)
+        if any(o["failed"] for o in outs) or delivered != 2 * n:
+            raise RuntimeError(f"w4: {outs}")
+        seconds = max(o["ms"] for o in outs) / 1000
+        run = throughput_run(c, delivered, sum(o["bytes"] for o in outs), seconds,
+                             sum(p.cpu for p in prods) + cons.cpu)
+        run["consumed_records_per_s"] = cons_out["received"] / (cons_out["ms"] / 1000)
+    finally:
+        c.stop()
+    return run
+
+
+def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_args=(),
+                producers=2, linger_ms=1):
+    """Producers at a fixed total rate plus one consumer, all measuring latency."""
+    c = Cluster(cfg, 3, extra_broker_args)
+    py = cfg.python
+    script = str(HERE / "latency_client.py")
+    try:
+        c.create_topic(tag, partitions, 3, W4_CONFIGS)
+        expect = int(rate_total / producers * seconds) * producers
+        cons = Client([py, script, "consume", "--bootstrap", c.bootstrap, "--topic", tag,
+                       "--partitions", partitions, "--expect", expect,
+                       "--timeout", seconds + 120])
+        time.sleep(2.0)  # the consumer's fetchers are running before the first record
+        c.mark()
+        prods = [Client([py, script, "produce", "--bootstrap", c.bootstrap, "--topic", tag,
+                         "--rate", rate_total / producers, "--seconds", seconds,
+                         "--size", size, "--acks", "all", "--linger-ms", linger_ms])
+                 for _ in range(producers)]
+        pouts = [json.loads(p.wait(seconds + 120).strip().splitlines()[-1]) for p in prods]
+        cout = json.loads(cons.wait(180).strip().splitlines()[-1])
+        cpu, hwm = c.measure()
+    finally:
+        c.stop()
+    publish = [x for o in pouts for x in o["latency_us"]]
+    acked = sum(o["acked"] for o in pouts)
+    wall = max(o["seconds"] for o in pouts)
+    if any(o["failed"] for o in pouts) or cout["received"] < expect:
+        raise RuntimeError(f"{tag}: producers {[(o['sent'], o['acked'], o['failed']) for o in pouts]}"
+                           f", consumer received {cout['received']} of {expect}")
+    return {
+        "records_per_s": acked / wall,
+        "payload_MBps": acked * size / wall / 1e6,
+        "broker_cpu_s_per_GB": cpu / (acked * size / 1e9),
+        "broker_cpu_s": cpu,
+        "client_cpu_s": sum(p.cpu for p in prods) + cons.cpu,
+        "seconds": wall,
+        "peak_broker_rss_MiB": hwm / (1 << 20),
+        "publish_latency": latency_summary(publish),
+        "e2e_latency": latency_summary(cout["latency_us"]),
+    }
+
+
+def w5(cfg, w4_rate):
+    return latency_run(cfg, "w5", w4_rate / 2, cfg.w5_seconds, 1024, 100)
+
+
+def w7(cfg):
+    """One message in flight: 100 msg/s (each takes far less than the 10 ms between them)."""
+    return latency_run(cfg, "w7", 100, cfg.w7_seconds, 1024, 1, producers=1, linger_ms=0)
+
+
+def w7_interval(cfg):
+    return latency_run(cfg, "w7i", 100, cfg.w7_seconds, 1024, 1, ["--flush-ms", "1000"],
+                       producers=1, linger_ms=0)
+
+
+class Backlog:
+    """W6's backlog: written once, read by every W6 run."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.cluster = Cluster(cfg, 1)
+        self.cluster.create_topic("w6", 6, 1)
+        self.records = cfg.w6_bytes // 100
+        p = perf_produce(cfg, self.cluster.bootstrap, "w6", self.records, 100, 1,
+                         {"linger.ms": 5})
+        r = parse_produced(p.wait(cfg.timeout))
+        if r["delivered"] != self.records:
+            raise RuntimeError(f"w6 backlog: {r}")
+        log(f"w6 backlog: {self.records} records written")
+
+
+def w6(cfg, backlog):
+    c = backlog.cluster
+    c.mark()
+    cons = perf_consume(cfg, c.bootstrap, "w6", 6, backlog.records)
+    r = parse_consumed(cons.wait(cfg.timeout))
+    if r["received"] != backlog.records:
+        raise RuntimeError(f"w6: {r}")
+    return throughput_run(c, r["received"], r["bytes"], r["ms"] / 1000, cons.cpu)
+
+
+def flood(cfg):
+    """Produce flood: 3 acks=0 producers as fast as they go; broker RSS sampled every 0.5 s."""
+    c = Cluster(cfg, 1)
+    samples = []
+    try:
+        c.create_topic("flood", 6, 1)
+        c.mark()
+        n = cfg.flood_records
+        prods = [perf_produce(cfg, c.bootstrap, "flood", n, 100, 0, {"linger.ms": 5})
+                 for _ in range(3)]
+        t0 = time.monotonic()
+        while any(p.running() for p in prods) and time.monotonic() - t0 < cfg.timeout:
+            samples.append((round(time.monotonic() - t0, 2),
+                            round(c.brokers[0].status_kib("VmRSS") / 1024, 1)))
+            time.sleep(0.5)
+        outs = [parse_produced(p.wait(cfg.timeout)) for p in prods]
+        seconds = max(o["ms"] for o in outs) / 1000
+        sent = sum(o["sent"] for o in outs)
+        run = throughput_run(c, sent, sent * 100, seconds, sum(p.cpu for p in prods))
+    finally:
+        c.stop()
+    half = len(samples) // 2
+    run["rss_MiB_samples"] = samples
+    run["rss_first_half_max_MiB"] = max((s[1] for s in samples[:half]), default=None)
+    run["rss_second_half_max_MiB"] = max((s[1] for s in samples[half:]), default=None)
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+NUMERIC_KEYS = ["records_per_s", "payload_MBps", "broker_cpu_s_per_GB", "peak_broker_rss_MiB",
+                "consumed_records_per_s"]
+
+
+def aggregate(runs):
+    agg = {}
+    for k in NUMERIC_KEYS:
+        xs = [r[k] for r in runs if r.get(k) is not None]
+        if xs:
+            agg[k] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+    for lk in ("publish_latency", "e2e_latency"):
+        if runs and lk in runs[0]:
+            agg[lk] = {}
+            for q in ("p50_ms", "p99_ms", "p99_9_ms", "max_ms"):
+                xs = [r[lk][q] for r in runs if r[lk][q] is not None]
+                if xs:
+                    agg[lk][q] = {"median": statistics.median(xs), "min": min(xs),
+                                  "max": max(xs)}
+    return agg
+
+
+# Bytes each payload byte costs the disk and loopback TCP in a workload.
+AMPLIFICATION = {
+    "W1": (1, 1), "W2": (3, 3), "W3": (3, 3), "W4": (3, 4), "W6": (0, 1), "flood": (1, 1),
+    "W5": (3, 4),
+}
+
+
+def binding(name, agg, limits):
+    """The limit that binds a throughput workload, and the fraction of it reached."""
+    if name not in AMPLIFICATION or "payload_MBps" not in agg:
+        return None
+    disk_x, tcp_x = AMPLIFICATION[name]
+    disk = limits["seq_write_fdatasync_MBps"]["median"]
+    tcp = limits["loopback_tcp_MBps"]["median"]
+    cands = [("loopback TCP", tcp / tcp_x, tcp_x)]
+    if disk_x:
+        cands.append(("sequential write + fdatasync", disk / disk_x, disk_x))
+    lim_name, lim, x = min(cands, key=lambda c: c[1])
+    got = agg["payload_MBps"]["median"]
+    return {"limit": lim_name, "payload_bytes_per_limit_byte": x,
+            "limit_payload_MBps": lim, "fraction": got / lim}
+
+
+def svg_plot(result, path):
+    """Two panels: throughput (records/s, median with min-max bars) and latency p50/p99."""
+    w = result["workloads"]
+    tp = [(k, w[k]["summary"]["records_per_s"]) for k in ("W1", "W2", "W3", "W4", "W6", "flood")
+          if k in w and "records_per_s" in w[k]["summary"]]
+    lat = []
+    for k, lk in (("W5", "publish_latency"), ("W5", "e2e_latency"),
+                  ("W7", "e2e_latency"), ("W7i", "e2e_latency")):
+        if k in w and lk in w[k]["summary"]:
+            lat.append((f"{k} {lk.split('_')[0]}", w[k]["summary"][lk]))
+    W, H = 900, 420
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="10" y="18" font-size="14">skein benchmark {result["started"]} '
+           f'({result["machine"]["cpus"]} CPUs, brokers and clients on one machine)</text>']
+
+    def panel(x0, title, items, unit, scale, targets):
+        pw, ph, top = 400, 300, 60
+        out.append(f'<text x="{x0}" y="{top - 15}" font-size="13">{title}</text>')
+        vmax = max([v["max"] for _, v in items] + [t for _, t in targets] + [1e-9]) * 1.1
+        out.append(f'<line x1="{x0}" y1="{top + ph}" x2="{x0 + pw}" y2="{top + ph}" stroke="black"/>')
+        out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + ph}" stroke="black"/>')
+        for i in range(5):
+            v = vmax * i / 4
+            y = top + ph - ph * i / 4
+            out.append(f'<text x="{x0 - 4}" y="{y + 4}" text-anchor="end">{v / scale:.3g}</text>')
+        bw = pw / max(len(items), 1)
+        for i, (name, v) in enumerate(items):
+            x = x0 + i * bw + bw * 0.2
+            h = ph * v["median"] / vmax
+            out.append(f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bw * 0.6:.1f}" '
+                       f'height="{h:.1f}" fill="#4a7bb7"/>')
+            cx = x + bw * 0.3
+            y1, y2 = top + ph - ph * v["min"] / vmax, top + ph - ph * v["max"] / vmax
+            out.append(f'<line x1="{cx:.1f}" y1="{y1:.1f}" x2="{cx:.1f}" y2="{y2:.1f}" stroke="black"/>')
+            out.append(f'<text x="{cx:.1f}" y="{top + ph + 15}" text-anchor="middle">{name}</text>')
+            out.append(f'<text x="{cx:.1f}" y="{top + ph - h - 4:.1f}" text-anchor="middle" '
+                       f'font-size="10">{v["median"] / scale:.3g}</text>')
+        for label, t in targets:
+            y = top + ph - ph * t / vmax
+            out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" '
+                       'stroke="#c0392b" stroke-dasharray="4,3"/>')
+            out.append(f'<text x="{x0 + pw}" y="{y - 3:.1f}" text-anchor="end" fill="#c0392b" '
+                       f'font-size="10">{label}</text>')
+        out.append(f'<text x="{x0}" y="{top + ph + 32}" font-size="11">{unit}</text>')
+
+    panel(60, "Throughput (median, bars: min-max of runs)", tp, "million records/s", 1e6,
+          [("W1 target 2.5M", 2.5e6), ("W6 target 4M", 4e6)])
+    lat_items = []
+    for name, s in lat:
+        lat_items.append((name + " p50", s["p50_ms"]))
+        lat_items.append((name + " p99", s["p99_ms"]))
+    # Latency labels are long: shorten.
+    lat_items = [(n.replace(" publish", " pub").replace(" e2e", ""), v) for n, v in lat_items]
+    panel(520, "Latency (ms)", lat_items, "ms", 1, [])
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out))
+
+
+def fmt(v, scale=1, nd=2):
+    if v is None:
+        return "-"
+    return f"{v['median'] / scale:.{nd}f} ({v['min'] / scale:.{nd}f}–{v['max'] / scale:.{nd}f})"
+
+
+def markdown(result):
+    w = result["workloads"]
+    lim = result["machine"]
+    lines = [
+        "| workload | records/s (M) | payload MB/s | broker CPU s/GB | peak RSS MiB | latency | limit that binds: fraction |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for k, v in w.items():
+        s = v["summary"]
+        latency = []
+        for lk, short in (("publish_latency", "publish"), ("e2e_latency", "e2e")):
+            if lk in s:
+                q = s[lk]
+                latency.append(
+                    f"{short} p50 {q['p50_ms']['median']:.2f} / p99 {q['p99_ms']['median']:.2f}"
+                    f" / p99.9 {q['p99_9_ms']['median']:.2f} / max {q['max_ms']['median']:.2f} ms")
+        b = v.get("binding")
+        bind = f"{b['limit']}: {b['fraction']:.0%}" if b else "-"
+        lines.append(
+            f"| {k} {v['title']} | {fmt(s.get('records_per_s'), 1e6)} | "
+            f"{fmt(s.get('payload_MBps'), 1, 0)} | {fmt(s.get('broker_cpu_s_per_GB'), 1, 1)} | "
+            f"{fmt(s.get('peak_broker_rss_MiB'), 1, 0)} | {'<br>'.join(latency) or '-'} | {bind} |")
+    lines.append("")
+    lines.append(
+        f"Machine limits: sequential write with fdatasync {lim['seq_write_fdatasync_MBps']['median']:.0f} MB/s, "
+        f"fdatasync p50 {lim['fdatasync_ms']['p50']:.3f} ms (p99 {lim['fdatasync_ms']['p99']:.3f} ms), "
+        f"loopback TCP {lim['loopback_tcp_MBps']['median']:.0f} MB/s, {lim['cpus']} CPUs.")
+    if "fdatasync_before_W7_ms" in lim:
+        f = lim["fdatasync_before_W7_ms"]
+        lines.append(f"fdatasync measured again just before W7: p50 {f['p50']:.3f} ms, "
+                     f"p99 {f['p99']:.3f} ms.")
+    return "\n".join(lines)
+
+
+TITLES = {
+    "W1": "1 broker, RF 1, acks=1, 6 partitions, 100 B",
+    "W2": "3 brokers, RF 3, acks=1, 6 partitions, 100 B",
+    "W3": "3 brokers, RF 3, acks=all, 6 partitions, 100 B",
+    "W4": "RF 3, acks=all, 100 partitions, 1 KiB, 2 producers + 1 consumer, max rate",
+    "W5": "W4 at half W4's rate",
+    "W6": "consume a 2 GiB backlog (100 B records) from the beginning",
+    "W7": "one message in flight, 1 KiB, RF 3, acks=all (fsync before ack)",
+    "W7i": "W7 with the interval flush policy (--flush-ms 1000)",
+    "flood": "3 producers, acks=0, as fast as they go (RSS must stay bounded)",
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skein", required=True)
+    ap.add_argument("--rdkafka-performance", required=True)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W6")
+    ap.add_argument("--quick", action="store_true", help="small counts: checks the harness")
+    ap.add_argument("--work", default=None, help="scratch directory for broker data")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--timeout", type=float, default=600)
+    cfg = ap.parse_args()
+    repo = HERE.parent
+    cfg.work = cfg.work or str(repo / "target" / "bench-work")
+    quick = cfg.quick
+    cfg.w1_records = 500_000 if quick else 10_000_000
+    cfg.w4_records = 50_000 if quick else 500_000
+    cfg.w5_seconds = 5 if quick else 20
+    cfg.w7_seconds = 5 if quick else 20
+    cfg.w6_bytes = (200 << 20) if quick else (2 << 30)
+    cfg.flood_records = 1_000_000 if quick else 10_000_000
+    cfg.seq_bytes = (256 << 20) if quick else (1 << 30)
+    only = {x.strip() for x in cfg.only.split(",") if x.strip()}
+    want = lambda k: not only or k in only  # noqa: E731
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    result = {"started": started, "git": rev, "quick": quick, "runs": cfg.runs,
+              "machine": machine_limits(cfg), "workloads": {}}
+
+    def record(name, runs):
+        summary = aggregate(runs)
+        entry = {"title": TITLES[name], "runs": runs, "summary": summary}
+        b = binding(name, summary, result["machine"])
+        if b:
+            entry["binding"] = b
+        result["workloads"][name] = entry
+        s = summary.get("records_per_s")
+        log(f"{name}: " + (f"{s['median'] / 1e6:.3f} M records/s (min {s['min'] / 1e6:.3f}, "
+                           f"max {s['max'] / 1e6:.3f})" if s else "done"))
+
+    def repeat(name, fn, *args):
+        runs = []
+        for i in range(cfg.runs):
+            log(f"{name} run {i + 1}/{cfg.runs}")
+            try:
+                runs.append(fn(cfg, *args))
+            except Exception as e:  # one failed run must not lose the others' results
+                log(f"{name} run {i + 1} FAILED: {e}")
+                result.setdefault("failures", []).append(f"{name} run {i + 1}: {e}")
+        if runs:
+            record(name, runs)
+
+    if want("W1"):
+        repeat("W1", w1)
+    if want("W2"):
+        repeat("W2", w2)
+    if want("W3"):
+        repeat("W3", w3)
+    if want("W4") or want("W5"):
+        repeat("W4", w4)
+    if want("W5") and "W4" in result["workloads"]:
+        rate = result["workloads"]["W4"]["summary"]["records_per_s"]["median"]
+        repeat("W5", w5, rate)
+    if want("W6"):
+        backlog = Backlog(cfg)  # noqa: the run stops here if the backlog cannot be written
+        try:
+            repeat("W6", w6, backlog)
+        finally:
+            backlog.cluster.stop()
+    if want("W7"):
+        # fdatasync's cost drifts with the disk's background writeback: measure it again
+        # right before the workload whose target is stated in fdatasyncs.
+        os.sync()
+        fs = limit_fsync(cfg.work, 500)
+        result["machine"]["fdatasync_before_W7_ms"] = {
+            "p50": pct(fs, 50) * 1e3, "p99": pct(fs, 99) * 1e3, "max": max(fs) * 1e3}
+        repeat("W7", w7)
+        repeat("W7i", w7_interval)
+    if want("flood"):
+        repeat("flood", flood)
+
+    stamp = started.replace(":", "").replace("-", "")
+    outdir = Path(cfg.out) / (("quick-" if quick else "") + stamp)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "results.json").write_text(json.dumps(result, indent=1))
+    svg_plot(result, outdir / "results.svg")
+    table = markdown(result)
+    (outdir / "results.md").write_text(table + "\n")
+    if not quick:
+        for ext in ("json", "svg", "md"):
+            shutil.copy(outdir / f"results.{ext}", Path(cfg.out) / f"latest.{ext}")
+    print(table)
+    log(f"results in {outdir}")
+    if result.get("failures"):
+        log("FAILED runs:\n  " + "\n  ".join(result["failures"]))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
