@@ -48,7 +48,7 @@ pub struct BrokerArgs {
     #[arg(long, value_name = "MS")]
     pub flush_ms: Option<u64>,
     /// Bytes behind each partition's log end kept in the page cache; older data is written
-    /// back early and dropped from it (0: leave the page cache to the kernel) [default: 16777216].
+    /// back early and dropped from it (0: leave the page cache to the kernel) [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub page_cache_window_bytes: Option<u64>,
     /// Default segment.bytes of topics (log.segment.bytes) [default: 1073741824].
@@ -456,7 +456,7 @@ impl BrokerArgs {
             num_partitions,
             flush_messages: self.flush_messages,
             flush_ms: self.flush_ms,
-            page_cache_window_bytes: self.page_cache_window_bytes.unwrap_or(16 << 20),
+            page_cache_window_bytes: self.page_cache_window_bytes.unwrap_or(4 << 20),
             log_defaults,
             retention_check_ms: self
                 .log_retention_check_interval_ms

@@ -65,7 +65,7 @@ pub struct PartitionStore {
 }
 
 /// Bytes of the active segment handed to write-behind at a time.
-const WRITE_BEHIND_CHUNK: u64 = 4 << 20;
+const WRITE_BEHIND_CHUNK: u64 = 1 << 20;
 
 /// How much of the active segment the page cache keeps: everything before `keep` bytes behind
 /// the end is written back early and dropped from the cache. Fresh page-cache pages are
@@ -651,14 +651,12 @@ pub struct FetchRange {
 pub fn read_range(r: &FetchRange) -> io::Result<bytes::Bytes> {
     let (file, position, seg_size, offset, max_bytes) =
         (&r.file, r.position, r.segment_size, r.offset, r.max_bytes);
-    let mut buf = vec![0u8; r.len as usize];
-    file.read_exact_at(&mut buf, position)?;
+    let mut buf = file.read_vec_at(r.len as usize, position)?;
     let (s, e) = match trim_read(&buf, offset, max_bytes) {
         Ok(r) => r,
         Err(total) => {
             let total = (total as u64).min(seg_size - position);
-            buf.resize(total as usize, 0);
-            file.read_exact_at(&mut buf, position)?;
+            buf = file.read_vec_at(total as usize, position)?;
             trim_read(&buf, offset, max_bytes).unwrap_or((0, 0))
         }
     };
@@ -1042,23 +1040,18 @@ mod tests {
 
     #[test]
     fn cache_window_off_and_restarts() {
+        const C: u64 = WRITE_BEHIND_CHUNK;
         let mut off = CacheWindow::default();
         assert_eq!(off.advance(0, 1 << 30), (None, None));
         let mut w = CacheWindow {
-            keep: 1 << 20,
+            keep: C,
             ..CacheWindow::default()
         };
-        assert_eq!(
-            w.advance(0, 6 << 20),
-            (Some((0, 6 << 20)), Some((0, 5 << 20)))
-        );
+        assert_eq!(w.advance(0, 6 * C), (Some((0, 6 * C)), Some((0, 5 * C))));
         // A roll: the new segment starts from position 0.
-        assert_eq!(w.advance(100, 1 << 20), (None, None));
-        assert_eq!(
-            w.advance(100, 5 << 20),
-            (Some((0, 5 << 20)), Some((0, 4 << 20)))
-        );
+        assert_eq!(w.advance(100, C / 2), (None, None));
+        assert_eq!(w.advance(100, 5 * C), (Some((0, 5 * C)), Some((0, 4 * C))));
         // Cut back below what was written back: start over in the same segment.
-        assert_eq!(w.advance(100, 1 << 20), (None, None));
+        assert_eq!(w.advance(100, C / 2), (None, None));
     }
 }

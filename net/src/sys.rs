@@ -162,6 +162,48 @@ pub mod fs {
             inner!(self, f => f.metadata().map(|m| m.len()))
         }
 
+        /// Reads exactly `len` bytes at `offset` into a new buffer (not zero-filled first).
+        pub fn read_vec_at(&self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
+            match self {
+                File::Os(f) => {
+                    use std::os::fd::AsRawFd;
+                    let mut buf: Vec<u8> = Vec::with_capacity(len);
+                    while buf.len() < len {
+                        let done = buf.len();
+                        // SAFETY: pread writes at most `len - done` bytes at `done`, inside the
+                        // capacity the Vec owns; `set_len` then covers only bytes it wrote.
+                        let n = unsafe {
+                            libc::pread(
+                                f.as_raw_fd(),
+                                buf.as_mut_ptr().add(done).cast(),
+                                len - done,
+                                (offset + done as u64) as libc::off_t,
+                            )
+                        };
+                        if n < 0 {
+                            let e = io::Error::last_os_error();
+                            if e.kind() == io::ErrorKind::Interrupted {
+                                continue;
+                            }
+                            return Err(e);
+                        }
+                        if n == 0 {
+                            return Err(io::ErrorKind::UnexpectedEof.into());
+                        }
+                        // SAFETY: the `n` bytes after `done` were just written by pread.
+                        unsafe { buf.set_len(done + n as usize) };
+                    }
+                    Ok(buf)
+                }
+                #[cfg(feature = "turmoil")]
+                File::Sim(_) => {
+                    let mut buf = vec![0u8; len];
+                    std::os::unix::fs::FileExt::read_exact_at(self, &mut buf, offset)?;
+                    Ok(buf)
+                }
+            }
+        }
+
         /// Starts writing `[offset, offset + len)` back to disk without waiting for it (Linux
         /// `sync_file_range`); a hint, so a no-op elsewhere and in simulations.
         pub fn start_writeback(&self, offset: u64, len: u64) {
