@@ -98,6 +98,7 @@ class Cluster:
         voters = None
         if n > 1:
             voters = ",".join(f"{i + 1}@127.0.0.1:{p + 1}" for i, p in enumerate(ports))
+        extra = list(extra) + list(cfg.broker_arg or [])
         self.brokers = [
             Broker(cfg.skein, i + 1, p, root / f"d{i + 1}", voters, extra)
             for i, p in enumerate(ports)
@@ -512,6 +513,14 @@ class Backlog:
         if r["delivered"] != self.records:
             raise RuntimeError(f"w6 backlog: {r}")
         log(f"w6 backlog: {self.records} records written")
+        # Each partition's end offset, so two consumers can split the partitions exactly.
+        code = ("import sys,json; from confluent_kafka import Consumer, TopicPartition as T;"
+                "c=Consumer({'bootstrap.servers':sys.argv[1],'group.id':'skein-bench'});"
+                "print(json.dumps([c.get_watermark_offsets(T('w6',p),timeout=10)[1] "
+                "for p in range(6)]))")
+        out = subprocess.run([cfg.python, "-c", code, self.cluster.bootstrap],
+                             capture_output=True, text=True, check=True, timeout=60)
+        self.ends = json.loads(out.stdout)
 
 
 def w6(cfg, backlog):
@@ -522,6 +531,32 @@ def w6(cfg, backlog):
     if r["received"] != backlog.records:
         raise RuntimeError(f"w6: {r}")
     return throughput_run(c, r["received"], r["bytes"], r["ms"] / 1000, cons.cpu)
+
+
+def w6_two(cfg, backlog):
+    """W6 read by two consumer processes, three partitions each (a two-member group's split)."""
+    c = backlog.cluster
+    c.mark()
+    halves = [[0, 1, 2], [3, 4, 5]]
+    cons = []
+    for parts in halves:
+        args = [cfg.rdkafka_performance, "-C", "-t", "w6", "-b", c.bootstrap, "-o", "beginning",
+                "-c", sum(backlog.ends[p] for p in parts), "-X", "fetch.wait.max.ms=100"]
+        for p in parts:
+            args += ["-p", p]
+        cons.append(Client(args))
+    t0 = time.monotonic()
+    outs = [parse_consumed(x.wait(cfg.timeout)) for x in cons]
+    wall = time.monotonic() - t0
+    got = sum(o["received"] for o in outs)
+    if got != backlog.records:
+        raise RuntimeError(f"w6x2: {outs}")
+    # Both start together; the slower one's own clock ends the read.
+    seconds = max(o["ms"] for o in outs) / 1000
+    run = throughput_run(c, got, sum(o["bytes"] for o in outs), seconds,
+                         sum(x.cpu for x in cons))
+    run["wall_s_including_client_start"] = wall
+    return run
 
 
 def flood(cfg):
@@ -579,7 +614,7 @@ def aggregate(runs):
 
 # Bytes each payload byte costs the disk and loopback TCP in a workload.
 AMPLIFICATION = {
-    "W1": (1, 1), "W2": (3, 3), "W3": (3, 3), "W4": (3, 4), "W6": (0, 1), "flood": (1, 1),
+    "W1": (1, 1), "W2": (3, 3), "W3": (3, 3), "W4": (3, 4), "W6": (0, 1), "W6x2": (0, 1), "flood": (1, 1),
     "W5": (3, 4),
 }
 
@@ -603,7 +638,7 @@ def binding(name, agg, limits):
 def svg_plot(result, path):
     """Two panels: throughput (records/s, median with min-max bars) and latency p50/p99."""
     w = result["workloads"]
-    tp = [(k, w[k]["summary"]["records_per_s"]) for k in ("W1", "W2", "W3", "W4", "W6", "flood")
+    tp = [(k, w[k]["summary"]["records_per_s"]) for k in ("W1", "W2", "W3", "W4", "W6", "W6x2", "flood")
           if k in w and "records_per_s" in w[k]["summary"]]
     lat = []
     for k, lk in (("W5", "publish_latency"), ("W5", "e2e_latency"),
@@ -707,6 +742,7 @@ TITLES = {
     "W4": "RF 3, acks=all, 100 partitions, 1 KiB, 2 producers + 1 consumer, max rate",
     "W5": "W4 at half W4's rate",
     "W6": "consume a 2 GiB backlog (100 B records) from the beginning",
+    "W6x2": "W6 read by two consumer processes, 3 partitions each",
     "W7": "one message in flight, 1 KiB, RF 3, acks=all (fsync before ack)",
     "W7i": "W7 with the interval flush policy (--flush-ms 1000)",
     "flood": "3 producers, acks=0, as fast as they go (RSS must stay bounded)",
@@ -724,6 +760,8 @@ def main():
     ap.add_argument("--work", default=None, help="scratch directory for broker data")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--broker-arg", action="append",
+                    help="extra flag for every broker, e.g. --broker-arg=--page-cache-window-bytes=0")
     cfg = ap.parse_args()
     repo = HERE.parent
     cfg.work = cfg.work or str(repo / "target" / "bench-work")
@@ -742,6 +780,7 @@ def main():
     rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
     result = {"started": started, "git": rev, "quick": quick, "runs": cfg.runs,
+              "broker_args": cfg.broker_arg or [],
               "machine": machine_limits(cfg), "workloads": {}}
 
     def record(name, runs):
@@ -782,6 +821,7 @@ def main():
         backlog = Backlog(cfg)  # noqa: the run stops here if the backlog cannot be written
         try:
             repeat("W6", w6, backlog)
+            repeat("W6x2", w6_two, backlog)
         finally:
             backlog.cluster.stop()
     if want("W7"):
