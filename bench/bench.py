@@ -383,6 +383,7 @@ def throughput_run(cluster, produced_records, payload_bytes, seconds, clients_cp
         "client_cpu_s": clients_cpu,
         "seconds": seconds,
         "peak_broker_rss_MiB": hwm / (1 << 20),
+        "cpu_busy_fraction": (cpu + clients_cpu) / (seconds * os.cpu_count()),
     }
 
 
@@ -480,6 +481,7 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
         "client_cpu_s": sum(p.cpu for p in prods) + cons.cpu,
         "seconds": wall,
         "peak_broker_rss_MiB": hwm / (1 << 20),
+        "cpu_busy_fraction": (cpu + sum(p.cpu for p in prods) + cons.cpu) / (wall * os.cpu_count()),
         "publish_latency": latency_summary(publish),
         "e2e_latency": latency_summary(cout["latency_us"]),
     }
@@ -592,7 +594,7 @@ def flood(cfg):
 
 
 NUMERIC_KEYS = ["records_per_s", "payload_MBps", "broker_cpu_s_per_GB", "peak_broker_rss_MiB",
-                "consumed_records_per_s"]
+                "consumed_records_per_s", "cpu_busy_fraction"]
 
 
 def aggregate(runs):
@@ -705,7 +707,7 @@ def markdown(result):
     w = result["workloads"]
     lim = result["machine"]
     lines = [
-        "| workload | records/s (M) | payload MB/s | broker CPU s/GB | peak RSS MiB | latency | limit that binds: fraction |",
+        "| workload | records/s (M) | payload MB/s | broker CPU s/GB | peak RSS MiB | latency | fraction of the disk/TCP limit; CPU busy |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for k, v in w.items():
@@ -719,6 +721,13 @@ def markdown(result):
                     f" / p99.9 {q['p99_9_ms']['median']:.2f} / max {q['max_ms']['median']:.2f} ms")
         b = v.get("binding")
         bind = f"{b['limit']}: {b['fraction']:.0%}" if b else "-"
+        fs = lim.get("fdatasync_before_W7_ms", lim["fdatasync_ms"])["p50"]
+        if k.startswith("W7") and "e2e_latency" in s:
+            bind = (f"e2e p50 = {s['e2e_latency']['p50_ms']['median'] / fs:.1f} fdatasyncs "
+                    f"({fs:.3f} ms)")
+        if "cpu_busy_fraction" in s:
+            # Brokers and clients share the machine's CPUs: the other limit that can bind.
+            bind += f"; CPUs busy (brokers + clients): {s['cpu_busy_fraction']['median']:.0%}"
         lines.append(
             f"| {k} {v['title']} | {fmt(s.get('records_per_s'), 1e6)} | "
             f"{fmt(s.get('payload_MBps'), 1, 0)} | {fmt(s.get('broker_cpu_s_per_GB'), 1, 1)} | "
