@@ -453,9 +453,12 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
     try:
         c.create_topic(tag, partitions, 3, W4_CONFIGS)
         expect = int(rate_total / producers * seconds) * producers
-        cons = Client([py, script, "consume", "--bootstrap", c.bootstrap, "--topic", tag,
-                       "--partitions", partitions, "--expect", expect,
-                       "--timeout", seconds + 120])
+        lat_file = c.root / "e2e-latency.txt"
+        args = [cfg.rdkafka_performance, "-C", "-t", tag, "-b", c.bootstrap, "-o", "beginning",
+                "-c", expect, "-l", "-A", lat_file, "-X", "fetch.wait.max.ms=500"]
+        for p in range(partitions):
+            args += ["-p", p]
+        cons = Client(args)
         time.sleep(2.0)  # the consumer's fetchers are running before the first record
         c.mark()
         prods = [Client([py, script, "produce", "--bootstrap", c.bootstrap, "--topic", tag,
@@ -463,7 +466,8 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
                          "--size", size, "--acks", "all", "--linger-ms", linger_ms])
                  for _ in range(producers)]
         pouts = [json.loads(p.wait(seconds + 120).strip().splitlines()[-1]) for p in prods]
-        cout = json.loads(cons.wait(180).strip().splitlines()[-1])
+        cout = parse_consumed(cons.wait(180))
+        e2e = [int(x) for x in lat_file.read_text().split()]
         cpu, hwm = c.measure()
     finally:
         c.stop()
@@ -483,12 +487,12 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
         "peak_broker_rss_MiB": hwm / (1 << 20),
         "cpu_busy_fraction": (cpu + sum(p.cpu for p in prods) + cons.cpu) / (wall * os.cpu_count()),
         "publish_latency": latency_summary(publish),
-        "e2e_latency": latency_summary(cout["latency_us"]),
+        "e2e_latency": latency_summary(e2e),
     }
 
 
-def w5(cfg, w4_rate):
-    return latency_run(cfg, "w5", w4_rate / 2, cfg.w5_seconds, 1024, 100)
+def w5(cfg, w4_rate, fraction=0.5):
+    return latency_run(cfg, "w5", w4_rate * fraction, cfg.w5_seconds, 1024, 100)
 
 
 def w7(cfg):
@@ -617,7 +621,7 @@ def aggregate(runs):
 # Bytes each payload byte costs the disk and loopback TCP in a workload.
 AMPLIFICATION = {
     "W1": (1, 1), "W2": (3, 3), "W3": (3, 3), "W4": (3, 4), "W6": (0, 1), "W6x2": (0, 1), "flood": (1, 1),
-    "W5": (3, 4),
+    "W5": (3, 4), "W5q": (3, 4),
 }
 
 
@@ -643,7 +647,7 @@ def svg_plot(result, path):
     tp = [(k, w[k]["summary"]["records_per_s"]) for k in ("W1", "W2", "W3", "W4", "W6", "W6x2", "flood")
           if k in w and "records_per_s" in w[k]["summary"]]
     lat = []
-    for k, lk in (("W5", "publish_latency"), ("W5", "e2e_latency"),
+    for k, lk in (("W5", "publish_latency"), ("W5", "e2e_latency"), ("W5q", "e2e_latency"),
                   ("W7", "e2e_latency"), ("W7i", "e2e_latency")):
         if k in w and lk in w[k]["summary"]:
             lat.append((f"{k} {lk.split('_')[0]}", w[k]["summary"][lk]))
@@ -749,7 +753,8 @@ TITLES = {
     "W2": "3 brokers, RF 3, acks=1, 6 partitions, 100 B",
     "W3": "3 brokers, RF 3, acks=all, 6 partitions, 100 B",
     "W4": "RF 3, acks=all, 100 partitions, 1 KiB, 2 producers + 1 consumer, max rate",
-    "W5": "W4 at half W4's rate",
+    "W5": "W4 at half W4's rate (Python confluent-kafka producers)",
+    "W5q": "W4 at a quarter of W4's rate",
     "W6": "consume a 2 GiB backlog (100 B records) from the beginning",
     "W6x2": "W6 read by two consumer processes, 3 partitions each",
     "W7": "one message in flight, 1 KiB, RF 3, acks=all (fsync before ack)",
