@@ -448,8 +448,6 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
                 producers=2, linger_ms=1):
     """Producers at a fixed total rate plus one consumer, all measuring latency."""
     c = Cluster(cfg, 3, extra_broker_args)
-    py = cfg.python
-    script = str(HERE / "latency_client.py")
     try:
         c.create_topic(tag, partitions, 3, W4_CONFIGS)
         expect = int(rate_total / producers * seconds) * producers
@@ -461,11 +459,21 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
         cons = Client(args)
         time.sleep(2.0)  # the consumer's fetchers are running before the first record
         c.mark()
-        prods = [Client([py, script, "produce", "--bootstrap", c.bootstrap, "--topic", tag,
-                         "--rate", rate_total / producers, "--seconds", seconds,
-                         "--size", size, "--acks", "all", "--linger-ms", linger_ms])
-                 for _ in range(producers)]
-        pouts = [json.loads(p.wait(seconds + 120).strip().splitlines()[-1]) for p in prods]
+        pub_files = [c.root / f"publish-latency-{i}.txt" for i in range(producers)]
+        prods = [Client([cfg.rate_producer, c.bootstrap, tag, rate_total / producers, seconds,
+                         size, f, "acks=all", f"linger.ms={linger_ms}",
+                         "enable.idempotence=false"])
+                 for f in pub_files]
+        pouts = []
+        for p, f in zip(prods, pub_files):
+            out = p.wait(seconds + 120)
+            m = re.search(r"sent=(\d+) acked=(\d+) failed=(\d+) unflushed=(\d+) "
+                          r"seconds=([\d.]+)", out)
+            if not m:
+                raise RuntimeError(f"{tag}: no rate_producer summary:\n{out[-2000:]}")
+            pouts.append({"sent": int(m[1]), "acked": int(m[2]), "failed": int(m[3]),
+                          "seconds": float(m[5]),
+                          "latency_us": [int(x) for x in f.read_text().split()]})
         cout = parse_consumed(cons.wait(180))
         e2e = [int(x) for x in lat_file.read_text().split()]
         cpu, hwm = c.measure()
@@ -755,7 +763,7 @@ TITLES = {
     "W2": "3 brokers, RF 3, acks=1, 6 partitions, 100 B",
     "W3": "3 brokers, RF 3, acks=all, 6 partitions, 100 B",
     "W4": "RF 3, acks=all, 100 partitions, 1 KiB, 2 producers + 1 consumer, max rate",
-    "W5": "W4 at half W4's rate (Python confluent-kafka producers)",
+    "W5": "W4 at half W4's rate",
     "W5q": "W4 at a quarter of W4's rate",
     "W6": "consume a 2 GiB backlog (100 B records) from the beginning",
     "W6x2": "W6 read by two consumer processes, 3 partitions each",
@@ -769,6 +777,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skein", required=True)
     ap.add_argument("--rdkafka-performance", required=True)
+    ap.add_argument("--rate-producer", default=None,
+                    help="bench/rate_producer.c built (default: beside rdkafka_performance)")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W6")
@@ -780,6 +790,8 @@ def main():
                     help="extra flag for every broker, e.g. --broker-arg=--page-cache-window-bytes=0")
     cfg = ap.parse_args()
     repo = HERE.parent
+    cfg.rate_producer = cfg.rate_producer or str(
+        Path(cfg.rdkafka_performance).parent / "rate_producer")
     cfg.work = cfg.work or str(repo / "target" / "bench-work")
     quick = cfg.quick
     cfg.w1_records = 500_000 if quick else 10_000_000

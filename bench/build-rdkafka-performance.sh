@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds librdkafka's own load generator, rdkafka_performance, from a pinned librdkafka source
-# release and prints the binary's path. The source is the librdkafka tree vendored in the
+# release, and bench/rate_producer.c against the same library, and prints rdkafka_performance's
+# path (rate_producer sits beside it). The source is the librdkafka tree vendored in the
 # rdkafka-sys crate on crates.io (a registry this machine reaches; github.com it does not),
 # checked against the crate index's sha256. Nothing of it is committed: it is downloaded
 # and built under target/bench-tools/ on first use, in about two minutes on two cores.
@@ -13,7 +14,20 @@ SHA256="e234cf318915c1059d4921ef7f75616b5219b10b46e9f3a511a15eb4b56a3f77"
 TOOLS="${SKEIN_BENCH_TOOLS:-$ROOT/target/bench-tools}"
 BIN="$TOOLS/rdkafka_performance"
 
+RATE="$TOOLS/rate_producer"
+# bench/rate_producer.c (skein's own rate-limited producer) links the same static librdkafka.
+build_rate_producer() {
+  local src="$TOOLS/src/librdkafka"
+  local libs
+  libs="$(sed -n 's/^LIBS+=//p' "$src/Makefile.config" | tr '\n' ' ')"
+  # shellcheck disable=SC2086
+  cc -O2 -Wall -Werror -o "$RATE" "$ROOT/bench/rate_producer.c" -I"$src/src" \
+    "$src/src/librdkafka.a" $libs
+}
 if [ -x "$BIN" ]; then
+  if [ ! -x "$RATE" ] || [ "$ROOT/bench/rate_producer.c" -nt "$RATE" ]; then
+    build_rate_producer
+  fi
   echo "$BIN"
   exit 0
 fi
@@ -44,4 +58,5 @@ LOG="$TOOLS/build.log"
   exit 1
 }
 cp examples/rdkafka_performance "$BIN"
+build_rate_producer
 echo "$BIN"
