@@ -207,49 +207,38 @@ pub mod fs {
         /// Starts writing `[offset, offset + len)` back to disk without waiting for it (Linux
         /// `sync_file_range`); a hint, so a no-op elsewhere and in simulations.
         pub fn start_writeback(&self, offset: u64, len: u64) {
-            #[cfg(target_os = "linux")]
-            #[allow(irrefutable_let_patterns)]
-            if let File::Os(f) = self {
-                use std::os::fd::AsRawFd;
-                // SAFETY: a plain syscall on a descriptor this `File` owns; no memory is passed.
-                unsafe {
-                    libc::sync_file_range(
-                        f.as_raw_fd(),
-                        offset as libc::off64_t,
-                        len as libc::off64_t,
-                        libc::SYNC_FILE_RANGE_WRITE,
-                    );
-                }
-            }
-            let _ = (offset, len);
+            self.page_cache_hint(offset, len, false);
         }
 
         /// Waits for `[offset, offset + len)` to be written back, then drops its pages from the
         /// page cache (Linux); a hint, so a no-op elsewhere and in simulations.
         pub fn drop_cached(&self, offset: u64, len: u64) {
+            self.page_cache_hint(offset, len, true);
+        }
+
+        /// Starts write-back of a range and, if `drop`, waits for it and drops its pages.
+        fn page_cache_hint(&self, offset: u64, len: u64, drop: bool) {
             #[cfg(target_os = "linux")]
             #[allow(irrefutable_let_patterns)]
             if let File::Os(f) = self {
                 use std::os::fd::AsRawFd;
+                let (fd, at, n) = (f.as_raw_fd(), offset as libc::off64_t, len as libc::off64_t);
+                let flags = if drop {
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER
+                } else {
+                    libc::SYNC_FILE_RANGE_WRITE
+                };
                 // SAFETY: plain syscalls on a descriptor this `File` owns; no memory is passed.
                 unsafe {
-                    libc::sync_file_range(
-                        f.as_raw_fd(),
-                        offset as libc::off64_t,
-                        len as libc::off64_t,
-                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                            | libc::SYNC_FILE_RANGE_WRITE
-                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                    );
-                    libc::posix_fadvise(
-                        f.as_raw_fd(),
-                        offset as libc::off64_t,
-                        len as libc::off64_t,
-                        libc::POSIX_FADV_DONTNEED,
-                    );
+                    libc::sync_file_range(fd, at, n, flags);
+                    if drop {
+                        libc::posix_fadvise(fd, at, n, libc::POSIX_FADV_DONTNEED);
+                    }
                 }
             }
-            let _ = (offset, len);
+            let _ = (offset, len, drop);
         }
     }
 
