@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """skein's benchmark: workloads W1-W7 and a produce flood against real skein brokers, driven by
-librdkafka's rdkafka_performance (and, for the rate-limited latency workloads, librdkafka through
-confluent-kafka), plus this machine's limits measured in the same run.
+librdkafka's rdkafka_performance (and, for the rate-limited latency workloads, bench/rate_producer.c,
+a librdkafka producer that sleeps between ticks), plus this machine's limits measured in the same
+run.
 
 Run it through `bench/run`, which builds the broker and the load generator first. Each workload
 runs `--runs` times (default 3) on freshly started brokers with empty data directories; the
@@ -25,16 +26,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port_base():
-    # Three brokers use base, base+100, base+200 (clients) and +1 (controllers).
-    return 29092
+# Brokers listen for clients on BASE_PORT, +100, +200, and for each other one port above.
+BASE_PORT = 29092
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +92,7 @@ class Cluster:
         root = Path(cfg.work) / "cluster"
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        base = free_port_base()
+        base = BASE_PORT
         ports = [base + 100 * i for i in range(n)]
         voters = None
         if n > 1:

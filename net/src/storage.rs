@@ -431,6 +431,11 @@ impl PartitionStore {
             .collect();
         write_epochs(&self.dir, &epochs)?;
         sync_dir(&self.dir);
+        self.reopen(now_ms)
+    }
+
+    /// Recovers the partition again from its files, keeping its config and page-cache window.
+    fn reopen(&mut self, now_ms: u64) -> Result<(), StorageError> {
         let config = self.log.config().clone();
         let keep = self.cache.keep;
         self.files.clear();
@@ -454,12 +459,7 @@ impl PartitionStore {
         File::create(&p).map_err(io_err(&p))?;
         write_epochs(&self.dir, &[])?;
         sync_dir(&self.dir);
-        let config = self.log.config().clone();
-        let keep = self.cache.keep;
-        self.files.clear();
-        *self = PartitionStore::open(&self.dir.clone(), config, false, now_ms)?;
-        self.set_cache_window(keep);
-        Ok(())
+        self.reopen(now_ms)
     }
 
     /// The core log.
