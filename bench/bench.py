@@ -312,6 +312,72 @@ def limit_loopback_tcp(seconds):
     return sent / dt
 
 
+def _echo(port_q, n):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port_q.put(s.getsockname()[1])
+    c, _ = s.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray(1024)
+    for _ in range(n):
+        got = 0
+        while got < 1024:
+            got += c.recv_into(memoryview(buf)[got:])
+        c.sendall(b"r" * 100)
+
+
+def limit_loopback_rtt(n):
+    """Round trip between two processes on loopback TCP (1 KiB request, 100 B reply), each
+    side blocked in recv between messages as a broker is: seconds per round trip."""
+    port_q = multiprocessing.Queue()
+    echo = multiprocessing.Process(target=_echo, args=(port_q, n))
+    echo.start()
+    s = socket.create_connection(("127.0.0.1", port_q.get(timeout=10)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    req, buf, out = b"q" * 1024, bytearray(100), []
+    for _ in range(n):
+        time.sleep(0.001)  # let both sides sleep, as between W7's messages
+        t0 = time.perf_counter()
+        s.sendall(req)
+        got = 0
+        while got < 100:
+            got += s.recv_into(memoryview(buf)[got:])
+        out.append(time.perf_counter() - t0)
+    s.close()
+    echo.join()
+    return out
+
+
+def limit_fsync_concurrent(directory, k, n):
+    """fdatasync latency when `k` files, one per thread, each append 1 KiB and fdatasync at
+    the same moment (three brokers' logs on one disk): seconds per call."""
+    import threading
+    barrier = threading.Barrier(k)
+    outs = [[] for _ in range(k)]
+
+    def one(i):
+        path = Path(directory) / f"fsync-{i}.tmp"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for _ in range(n):
+                barrier.wait()
+                os.write(fd, b"\1" * 1024)
+                t0 = time.perf_counter()
+                os.fdatasync(fd)
+                outs[i].append(time.perf_counter() - t0)
+        finally:
+            os.close(fd)
+            path.unlink()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [x for o in outs for x in o]
+
+
 def limit_seq_write(directory, size):
     """Sequential write into a fresh file, 1 MiB writes, one fdatasync at the end: bytes/s."""
     path = Path(directory) / "seqwrite.tmp"
@@ -736,8 +802,13 @@ def markdown(result):
         bind = f"{b['limit']}: {b['fraction']:.0%}" if b else "-"
         fs = lim.get("fdatasync_before_W7_ms", lim["fdatasync_ms"])["p50"]
         if k.startswith("W7") and "e2e_latency" in s:
-            bind = (f"e2e p50 = {s['e2e_latency']['p50_ms']['median'] / fs:.1f} fdatasyncs "
-                    f"({fs:.3f} ms)")
+            e2e = s['e2e_latency']['p50_ms']['median']
+            bind = f"e2e p50 = {e2e / fs:.1f} fdatasyncs ({fs:.3f} ms)"
+            if "loopback_rtt_ms" in lim:
+                fsyncs = k == "W7"
+                floor = w7_floor_ms(lim, fsyncs)
+                what = "2 round trips" + (" + 3 fdatasyncs at once" if fsyncs else "")
+                bind += f"; floor ({what}) {floor:.2f} ms: {e2e / floor:.1f}x"
         if "cpu_busy_fraction" in s:
             # Brokers and clients share the machine's CPUs: the other limit that can bind.
             bind += f"; CPUs busy (brokers + clients): {s['cpu_busy_fraction']['median']:.0%}"
@@ -754,7 +825,22 @@ def markdown(result):
         f = lim["fdatasync_before_W7_ms"]
         lines.append(f"fdatasync measured again just before W7: p50 {f['p50']:.3f} ms, "
                      f"p99 {f['p99']:.3f} ms.")
+    if "loopback_rtt_ms" in lim:
+        lines.append(
+            f"Three fdatasyncs at once (three brokers, one disk): p50 "
+            f"{lim['fdatasync_3_concurrent_ms']['p50']:.3f} ms; loopback round trip between two "
+            f"processes: p50 {lim['loopback_rtt_ms']['p50']:.3f} ms. W7's floor is two round "
+            f"trips plus the follower fsync overlapping the leader's: "
+            f"{w7_floor_ms(lim):.2f} ms.")
     return "\n".join(lines)
+
+
+def w7_floor_ms(lim, fsyncs=True):
+    """Least W7 can take on this machine: producer to leader to follower and back (two round
+    trips) around one fsync that overlaps the other brokers' (three on one disk); W7i has no
+    fsync on its path."""
+    rtts = 2 * lim["loopback_rtt_ms"]["p50"]
+    return rtts + (lim["fdatasync_3_concurrent_ms"]["p50"] if fsyncs else 0)
 
 
 TITLES = {
@@ -858,6 +944,16 @@ def main():
         fs = limit_fsync(cfg.work, 500)
         result["machine"]["fdatasync_before_W7_ms"] = {
             "p50": pct(fs, 50) * 1e3, "p99": pct(fs, 99) * 1e3, "max": max(fs) * 1e3}
+        # What W7's serial path pays at the least: its fsyncs run on three brokers sharing
+        # one disk, and it makes two round trips between processes.
+        fs3 = limit_fsync_concurrent(cfg.work, 3, 300)
+        rtt = limit_loopback_rtt(1000)
+        result["machine"]["fdatasync_3_concurrent_ms"] = {
+            "p50": pct(fs3, 50) * 1e3, "p99": pct(fs3, 99) * 1e3, "max": max(fs3) * 1e3}
+        result["machine"]["loopback_rtt_ms"] = {
+            "p50": pct(rtt, 50) * 1e3, "p99": pct(rtt, 99) * 1e3, "max": max(rtt) * 1e3}
+        log(f"before W7: fdatasync p50 {pct(fs, 50) * 1e3:.3f} ms, three at once "
+            f"{pct(fs3, 50) * 1e3:.3f} ms, loopback round trip {pct(rtt, 50) * 1e3:.3f} ms")
         repeat("W7", w7)
         repeat("W7i", w7_interval)
     if want("flood"):
