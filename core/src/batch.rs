@@ -371,6 +371,29 @@ pub fn assign_offset(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// The header a produced `batch` is stored with: its first [`HEADER_LEN`] bytes with the base
+/// offset and leader epoch assigned and, given `log_append_time`, marked LogAppendTime with
+/// that max timestamp and a CRC recomputed over the new header and the unchanged records.
+/// The batch stays as it is, so it is written as this header followed by `batch[HEADER_LEN..]`.
+pub fn stamped_header(
+    batch: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(&batch[..HEADER_LEN]);
+    assign_offset(&mut h, base_offset, leader_epoch);
+    if let Some(now_ms) = log_append_time {
+        let attrs = be_i16(&h, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
+        h[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+        h[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&h[OFF_ATTRIBUTES..]), &batch[HEADER_LEN..]);
+        h[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+    h
+}
+
 /// Marks the batch LogAppendTime with `now_ms` as its max timestamp and recomputes the CRC.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attrs = be_i16(batch, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
@@ -553,6 +576,33 @@ mod tests {
         let h = validate_produced(&b).unwrap();
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 99);
+    }
+
+    proptest::proptest! {
+        /// The stamped header followed by the untouched records is the batch rewritten in
+        /// place, and it verifies.
+        #[test]
+        fn stamped_header_matches_the_in_place_rewrite(
+            n in 1usize..20,
+            ts in 0i64..1_000_000,
+            base in 0i64..1 << 40,
+            epoch in 0i32..1000,
+            append_time in proptest::option::of(0i64..1 << 41),
+        ) {
+            let b = simple(n, ts, None);
+            let head = stamped_header(&b, base, epoch, append_time);
+            let mut in_place = b.clone();
+            assign_offset(&mut in_place, base, epoch);
+            if let Some(t) = append_time {
+                set_log_append_time(&mut in_place, t);
+            }
+            let mut stored = head.to_vec();
+            stored.extend_from_slice(&b[HEADER_LEN..]);
+            proptest::prop_assert_eq!(&stored, &in_place);
+            let h = verify_stored(&stored).unwrap();
+            proptest::prop_assert_eq!(h.base_offset, base);
+            proptest::prop_assert_eq!(h.is_log_append_time(), append_time.is_some());
+        }
     }
 
     #[test]

@@ -700,6 +700,21 @@ impl PartitionLog {
     /// Validates a produced record set (exactly one v2 batch), assigns its offsets in place and
     /// says where the shell must write it.
     pub fn append(&mut self, now_ms: u64, records: &mut [u8]) -> Result<Appended, AppendError> {
+        let (appended, header) = self.append_split(now_ms, records)?;
+        if appended.write.is_some() {
+            records[..batch::HEADER_LEN].copy_from_slice(&header);
+        }
+        Ok(appended)
+    }
+
+    /// [`PartitionLog::append`] without changing the batch: also gives the header it is stored
+    /// with, to be written followed by `records[HEADER_LEN..]` (so a produced batch is never
+    /// copied to rewrite its offsets).
+    pub fn append_split(
+        &mut self,
+        now_ms: u64,
+        records: &[u8],
+    ) -> Result<(Appended, [u8; batch::HEADER_LEN]), AppendError> {
         if records.len() > self.config.max_message_bytes as usize {
             return Err(AppendError::TooLarge {
                 size: records.len(),
@@ -735,7 +750,7 @@ impl PartitionLog {
                     timestamp,
                     ..
                 }) => {
-                    return Ok(Appended {
+                    let appended = Appended {
                         base_offset,
                         last_offset,
                         log_append_time: match self.config.timestamp_type {
@@ -745,7 +760,8 @@ impl PartitionLog {
                         log_start_offset: self.log_start_offset(),
                         roll: None,
                         write: None,
-                    })
+                    };
+                    return Ok((appended, [0; batch::HEADER_LEN]));
                 }
                 SequenceCheck::OutOfOrder => {
                     return Err(AppendError::OutOfOrderSequence(h.producer_id))
@@ -758,24 +774,27 @@ impl PartitionLog {
         let base_offset = self.log_end_offset();
         let count = i64::from(h.last_offset_delta) + 1;
         let roll = self.roll_if_due(now_ms, base_offset, count, records.len());
-        batch::assign_offset(records, base_offset, self.leader_epoch);
         let log_append_time = match self.config.timestamp_type {
-            TimestampType::LogAppendTime => {
-                batch::set_log_append_time(records, now_ms as i64);
-                now_ms as i64
-            }
+            TimestampType::LogAppendTime => now_ms as i64,
             TimestampType::CreateTime => -1,
         };
-        let h = batch::parse_header(records).expect("validated above");
+        let header = batch::stamped_header(
+            records,
+            base_offset,
+            self.leader_epoch,
+            (log_append_time >= 0).then_some(log_append_time),
+        );
+        let h = batch::parse_header(&header).expect("validated above");
         let write = self.push_batch(now_ms, &h, base_offset, records.len());
-        Ok(Appended {
+        let appended = Appended {
             base_offset,
             last_offset: h.last_offset(),
             log_append_time,
             log_start_offset: self.log_start_offset(),
             roll,
             write: Some(write),
-        })
+        };
+        Ok((appended, header))
     }
 
     /// Rolls the active segment first if a batch of `len` bytes and `count` offsets at

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -341,8 +341,7 @@ pub async fn produce(
                     Ok((p, epoch)) => match pd.records {
                         None => Some((E::InvalidRecord, "no records".to_string())),
                         Some(records) => {
-                            let mut buf = BytesMut::from(&records[..]);
-                            match p.append_leading(epoch, now_ms(), &mut buf) {
+                            match p.append_leading(epoch, now_ms(), &records) {
                                 None => Some((
                                     E::NotLeaderOrFollower,
                                     format!(

@@ -126,7 +126,7 @@ impl Partition {
         &self,
         epoch: i32,
         now_ms: u64,
-        batch: &mut [u8],
+        batch: &[u8],
     ) -> Option<(Result<Appended, StorageError>, u64)> {
         let mut st = self.store.lock().expect("partition lock");
         self.repl.lock().expect("repl lock").leading(epoch)?;
@@ -1415,8 +1415,8 @@ mod tests {
         let store =
             PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
         let p = new_partition("t", 0, store);
-        let mut b = skein_core::batch::build::simple(3, 0, None);
-        p.store.lock().unwrap().append(0, &mut b).unwrap();
+        let b = skein_core::batch::build::simple(3, 0, None);
+        p.store.lock().unwrap().append(0, &b).unwrap();
         {
             let w = p.wait_synced(3);
             tokio::pin!(w);

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::{
     delete_groups_response::DeletableGroupResult,
@@ -320,9 +320,9 @@ async fn write(b: &Broker, index: i32, epoch: i32, records: Vec<Record>) -> Resu
             timestamp: ts,
         })
         .collect();
-    let mut buf = BytesMut::from(&build::batch(&recs, None)[..]);
+    let buf = build::batch(&recs, None);
     let (base, end) = {
-        let Some((res, _)) = p.append_leading(epoch, now_ms(), &mut buf) else {
+        let Some((res, _)) = p.append_leading(epoch, now_ms(), &buf) else {
             return Err(append_error(E::NotLeaderOrFollower));
         };
         let a = res.map_err(|e| {

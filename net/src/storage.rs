@@ -324,11 +324,17 @@ impl PartitionStore {
     /// Appends one batch copied from the leader, keeping its offsets (a follower's write).
     pub fn append_replicated(&mut self, now_ms: u64, records: &[u8]) -> Result<(), StorageError> {
         let appended = self.log.append_replicated(now_ms, records)?;
-        self.write_appended(&appended, records)?;
+        self.write_appended(&appended, records, &[])?;
         self.save_epochs()
     }
 
-    fn write_appended(&mut self, appended: &Appended, records: &[u8]) -> Result<(), StorageError> {
+    /// Writes an accepted append's bytes, `head` then `tail`, where the log placed them.
+    fn write_appended(
+        &mut self,
+        appended: &Appended,
+        head: &[u8],
+        tail: &[u8],
+    ) -> Result<(), StorageError> {
         if let Some(r) = &appended.roll {
             if let Err(e) = self.carry_out_roll(r) {
                 self.log.abort_append(appended);
@@ -343,14 +349,14 @@ impl PartitionStore {
                     return Err(e);
                 }
             };
-            if let Err(source) = file.write_all_at(records, w.position) {
+            if let Err(source) = file.write_all_at2(head, tail, w.position) {
                 let path = self.dir.join(file_name(w.segment_base, "log"));
                 let _ = file.set_len(w.position);
                 self.log.abort_append(appended);
                 return Err(StorageError::Io { path, source });
             }
             self.unflushed_messages += (appended.last_offset - appended.base_offset + 1) as u64;
-            self.write_behind(&file, w.segment_base, w.position + records.len() as u64);
+            self.write_behind(&file, w.segment_base, w.position + w.len as u64);
         }
         Ok(())
     }
@@ -479,12 +485,16 @@ impl PartitionStore {
         self.log.set_config(config);
     }
 
-    /// Appends one produced batch, rewriting its offsets in place; returns where it went.
-    pub fn append(&mut self, now_ms: u64, records: &mut [u8]) -> Result<Appended, StorageError> {
-        let appended = self.log.append(now_ms, records)?;
+    /// Appends one produced batch, written as its stamped header followed by its records, so
+    /// the batch itself is never copied or changed; returns where it went.
+    pub fn append(&mut self, now_ms: u64, records: &[u8]) -> Result<Appended, StorageError> {
+        let (appended, header) = self.log.append_split(now_ms, records)?;
         // A failed roll stands in the core (its new segment is empty); the batch was not
         // written, so it is undone and reported. The next append makes a missing file.
-        self.write_appended(&appended, records)?;
+        if appended.write.is_some() {
+            let tail = &records[skein_core::batch::HEADER_LEN..];
+            self.write_appended(&appended, &header, tail)?;
+        }
         Ok(appended)
     }
 
@@ -808,14 +818,39 @@ mod tests {
         }
     }
 
+    /// Appends `n` batches; gives each one's base offset and bytes as stored.
     fn fill(store: &mut PartitionStore, n: usize) -> Vec<(i64, Vec<u8>)> {
         (0..n)
             .map(|i| {
-                let mut b = build::simple(1 + i % 4, i as i64 * 10, None);
-                let a = store.append(i as u64, &mut b).unwrap();
-                (a.base_offset, b)
+                let b = build::simple(1 + i % 4, i as i64 * 10, None);
+                let a = store.append(i as u64, &b).unwrap();
+                (a.base_offset, stored(store, a.base_offset))
             })
             .collect()
+    }
+
+    /// The batch at `base` as the log file holds it.
+    fn stored(store: &PartitionStore, base: i64) -> Vec<u8> {
+        let range = store.plan_fetch(base, 1).unwrap().unwrap();
+        let bytes = read_range(&range).unwrap();
+        let h = batch::verify_stored(&bytes).unwrap();
+        assert_eq!(h.base_offset, base);
+        bytes[..h.size].to_vec()
+    }
+
+    /// A produced batch is stored with its offsets and epoch assigned, the rest unchanged.
+    #[test]
+    fn produced_batch_is_stored_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PartitionStore::open(&dir.path().join("t"), cfg(), true, 0).unwrap();
+        s.set_leader_epoch(4).unwrap();
+        fill(&mut s, 3);
+        let b = build::simple(3, 7, None);
+        let a = s.append(0, &b).unwrap();
+        let got = stored(&s, a.base_offset);
+        let mut expect = b.clone();
+        batch::assign_offset(&mut expect, a.base_offset, 4);
+        assert_eq!(got, expect);
     }
 
     fn read_all(store: &PartitionStore) -> Vec<BatchHeader> {
@@ -880,10 +915,10 @@ mod tests {
             base_sequence: 0,
         };
         let b = build::simple(3, 0, Some(id));
-        let first = s.append(0, &mut b.clone()).unwrap();
+        let first = s.append(0, &b).unwrap();
         drop(s); // crash: no close
         let mut s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
-        let again = s.append(0, &mut b.clone()).unwrap();
+        let again = s.append(0, &b).unwrap();
         assert_eq!((again.base_offset, again.write), (first.base_offset, None));
     }
 
@@ -906,9 +941,8 @@ mod tests {
             base_sequence: 0,
         };
         let produced = build::simple(2, 0, Some(id));
-        let mut b = produced.clone();
-        let a = leader.append(0, &mut b).unwrap();
-        copied.push((a.base_offset, b));
+        let a = leader.append(0, &produced).unwrap();
+        copied.push((a.base_offset, stored(&leader, a.base_offset)));
         copied.extend(fill(&mut leader, 20));
         for (_, bytes) in &copied {
             follower.append_replicated(0, bytes).unwrap();
@@ -944,7 +978,7 @@ mod tests {
         // Copy the idempotent batch again; as leader, a retry of it is a duplicate.
         follower.append_replicated(0, &copied[20].1).unwrap();
         follower.set_leader_epoch(5).unwrap();
-        let again = follower.append(0, &mut produced.clone()).unwrap();
+        let again = follower.append(0, &produced).unwrap();
         assert_eq!((again.base_offset, again.write), (a.base_offset, None));
     }
 
@@ -982,13 +1016,13 @@ mod tests {
             0,
         )
         .unwrap();
-        let mut b = build::simple(3, 5, None);
-        s.append(10, &mut b).unwrap();
+        let b = build::simple(3, 5, None);
+        s.append(10, &b).unwrap();
         assert_eq!(s.retention(100_000).unwrap(), 1);
         assert_eq!(s.log().log_start_offset(), 3);
         assert_eq!(list_bases(&p, "log").unwrap(), vec![3]);
-        let mut b = build::simple(1, 100_000, None);
-        assert_eq!(s.append(100_001, &mut b).unwrap().base_offset, 3);
+        let b = build::simple(1, 100_000, None);
+        assert_eq!(s.append(100_001, &b).unwrap().base_offset, 3);
         s.close().unwrap();
     }
 

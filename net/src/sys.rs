@@ -179,6 +179,51 @@ pub mod fs {
             inner!(self, f => f.metadata().map(|m| m.len()))
         }
 
+        /// Writes `head` then `tail` at `offset`, both whole (one `pwritev` on Linux).
+        pub fn write_all_at2(&self, head: &[u8], tail: &[u8], offset: u64) -> io::Result<()> {
+            #[cfg(target_os = "linux")]
+            #[allow(irrefutable_let_patterns)]
+            if let File::Os(f) = self {
+                use std::os::fd::AsRawFd;
+                let (mut head, mut tail, mut at) = (head, tail, offset);
+                while !head.is_empty() || !tail.is_empty() {
+                    let iov = [
+                        libc::iovec {
+                            iov_base: head.as_ptr() as *mut libc::c_void,
+                            iov_len: head.len(),
+                        },
+                        libc::iovec {
+                            iov_base: tail.as_ptr() as *mut libc::c_void,
+                            iov_len: tail.len(),
+                        },
+                    ];
+                    // SAFETY: both iovecs point into live slices of their stated lengths,
+                    // which pwritev only reads.
+                    let n =
+                        unsafe { libc::pwritev(f.as_raw_fd(), iov.as_ptr(), 2, at as libc::off_t) };
+                    if n < 0 {
+                        let e = io::Error::last_os_error();
+                        if e.kind() == io::ErrorKind::Interrupted {
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    let n = n as usize;
+                    at += n as u64;
+                    let from_head = n.min(head.len());
+                    head = &head[from_head..];
+                    tail = &tail[n - from_head..];
+                }
+                return Ok(());
+            }
+            use std::os::unix::fs::FileExt;
+            self.write_all_at(head, offset)?;
+            self.write_all_at(tail, offset + head.len() as u64)
+        }
+
         /// Reads exactly `len` bytes at `offset` into a new buffer (not zero-filled first).
         pub fn read_vec_at(&self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
             match self {
@@ -669,6 +714,24 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(ran_on, caller);
+    }
+
+    #[test]
+    fn write_all_at2_writes_both_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(dir.path().join("v"))
+            .unwrap();
+        f.write_all_at2(b"head", b"", 0).unwrap();
+        f.write_all_at2(b"", b"tail", 4).unwrap();
+        let big = vec![7u8; 3 << 20];
+        f.write_all_at2(b"--", &big, 8).unwrap();
+        let back = f.read_vec_at(10 + big.len(), 0).unwrap();
+        assert_eq!(&back[..10], b"headtail--");
+        assert_eq!(&back[10..], &big[..]);
     }
 
     #[test]
