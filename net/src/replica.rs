@@ -375,30 +375,12 @@ fn apply_fetched(
         p.reset_synced(st.log().log_end_offset());
         return Ok(None);
     }
-    let mut appended = false;
-    if let Some(records) = &pd.records {
-        let mut pos = 0usize;
-        while pos < records.len() {
-            let Ok(size) = batch::peek_size(&records[pos..]) else {
-                break;
-            };
-            if pos + size > records.len() {
-                break;
-            }
-            let one = &records[pos..pos + size];
-            let base = batch::parse_header(one)
-                .map(|h| h.base_offset)
-                .unwrap_or(-1);
-            if base < st.log().log_end_offset() {
-                // Already held (a duplicate answer): skip.
-                pos += size;
-                continue;
-            }
-            st.append_replicated(now, one)?;
-            appended = true;
-            pos += size;
-        }
-    }
+    let appended = match &pd.records {
+        // Batches already held (a repeated answer) are skipped; the rest go in one write per
+        // run that lands in one segment.
+        Some(records) => st.append_replicated_all(now, records)?,
+        None => false,
+    };
     let end = st.log().log_end_offset();
     let changed = {
         let mut r = p.repl.lock().expect("repl lock");

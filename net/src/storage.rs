@@ -20,7 +20,7 @@ use skein_core::log::{
     trim_read, AppendError, Appended, PartitionLog, ReadPlan, Rolled, Segment, SegmentScan,
 };
 use skein_core::producer::ProducerStates;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::sys::fs::{self, File, OpenOptions};
 
@@ -38,6 +38,16 @@ pub enum StorageError {
         /// Cause.
         source: io::Error,
     },
+}
+
+/// Replicated batches accepted by the core and written together: contiguous in `records`
+/// and in segment `segment_base` from `position`.
+struct Run {
+    segment_base: i64,
+    position: u64,
+    start: usize,
+    len: usize,
+    messages: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
@@ -326,6 +336,115 @@ impl PartitionStore {
         let appended = self.log.append_replicated(now_ms, records)?;
         self.write_appended(&appended, records, &[])?;
         self.save_epochs()
+    }
+
+    /// Appends the whole batches in `records` copied from the leader, skipping those below the
+    /// log end (an answer repeated), and writes each run of them that lands contiguously in one
+    /// segment with one write. Returns whether anything was appended. On an error the batches
+    /// before the failing one stay appended, as with one [`PartitionStore::append_replicated`]
+    /// call per batch.
+    pub fn append_replicated_all(
+        &mut self,
+        now_ms: u64,
+        records: &[u8],
+    ) -> Result<bool, StorageError> {
+        let mut run: Option<Run> = None;
+        let mut appended_any = false;
+        let mut pos = 0usize;
+        while pos < records.len() {
+            let Ok(size) = batch::peek_size(&records[pos..]) else {
+                break;
+            };
+            if pos + size > records.len() {
+                break;
+            }
+            let one = &records[pos..pos + size];
+            let base = batch::parse_header(one).map_or(-1, |h| h.base_offset);
+            if base < self.log.log_end_offset() {
+                pos += size;
+                continue;
+            }
+            let a = match self.log.append_replicated(now_ms, one) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.write_run(run.take(), records, now_ms)?;
+                    return Err(e.into());
+                }
+            };
+            appended_any = true;
+            if let Some(r) = &a.roll {
+                // The run before the roll belongs to the sealed segment: write it first (a
+                // failure there cuts the log back from the files, this batch included).
+                self.write_run(run.take(), records, now_ms)?;
+                if let Err(e) = self.carry_out_roll(r) {
+                    self.log.abort_append(&a);
+                    return Err(e);
+                }
+            }
+            if let Some(w) = a.write {
+                let extends = run.as_ref().is_some_and(|r| {
+                    r.segment_base == w.segment_base
+                        && r.position + r.len as u64 == w.position
+                        && r.start + r.len == pos
+                });
+                if extends {
+                    let r = run.as_mut().expect("checked");
+                    r.len += size;
+                    r.messages += (a.last_offset - a.base_offset + 1) as u64;
+                } else {
+                    self.write_run(run.take(), records, now_ms)?;
+                    run = Some(Run {
+                        segment_base: w.segment_base,
+                        position: w.position,
+                        start: pos,
+                        len: size,
+                        messages: (a.last_offset - a.base_offset + 1) as u64,
+                    });
+                }
+            }
+            pos += size;
+        }
+        self.write_run(run, records, now_ms)?;
+        Ok(appended_any)
+    }
+
+    /// Writes a run of replicated batches the core has accepted. If the write fails, the file
+    /// is cut back to where the run started, the log recovered from the files, and the error
+    /// given.
+    fn write_run(
+        &mut self,
+        run: Option<Run>,
+        records: &[u8],
+        now_ms: u64,
+    ) -> Result<(), StorageError> {
+        let Some(r) = run else { return Ok(()) };
+        let bytes = &records[r.start..r.start + r.len];
+        let written = self.active_file(r.segment_base).and_then(|file| {
+            file.write_all_at(bytes, r.position).map_err(|source| {
+                let _ = file.set_len(r.position);
+                StorageError::Io {
+                    path: self.dir.join(file_name(r.segment_base, "log")),
+                    source,
+                }
+            })?;
+            Ok(file)
+        });
+        match written {
+            Ok(file) => {
+                self.unflushed_messages += r.messages;
+                self.write_behind(&file, r.segment_base, r.position + r.len as u64);
+                Ok(())
+            }
+            Err(e) => {
+                // The file was cut back to where the run started: recover the log from the
+                // files, as after a crash (the core holds the run, and its epochs, in memory).
+                if let Err(again) = self.reopen(now_ms) {
+                    error!(error = %again, "recovering after a failed replicated write failed; \
+                        the partition is recovered from its files at the next start");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Writes an accepted append's bytes, `head` then `tail`, where the log placed them.
@@ -1045,7 +1164,88 @@ mod tests {
         assert_eq!(s.log().log_start_offset(), bases[0]);
     }
 
+    /// Every segment file of a store, by base offset.
+    fn files(store: &PartitionStore) -> Vec<(i64, Vec<u8>)> {
+        store
+            .log()
+            .segments()
+            .map(|seg| {
+                let f = store.segment_file(seg.base_offset).unwrap();
+                (
+                    seg.base_offset,
+                    f.read_vec_at(seg.size as usize, 0).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// A replicated run whose write fails is cut back from the files, so the log matches its
+    /// file again, and the same batches copy cleanly afterwards.
+    #[test]
+    fn a_failed_replicated_run_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut leader = PartitionStore::open(&dir.path().join("l"), cfg(), true, 0).unwrap();
+        let copied = fill(&mut leader, 6);
+        let f = dir.path().join("f");
+        let mut follower = PartitionStore::open(&f, cfg(), true, 0).unwrap();
+        let first: Vec<u8> = copied[..3].iter().flat_map(|(_, b)| b.clone()).collect();
+        let rest: Vec<u8> = copied[3..].iter().flat_map(|(_, b)| b.clone()).collect();
+        assert!(follower.append_replicated_all(0, &first).unwrap());
+        let (end, before) = (follower.log().log_end_offset(), files(&follower));
+        // The active segment's handle turns read-only: the run's write fails (EBADF).
+        let base = follower.log().segments().last().unwrap().base_offset;
+        let path = f.join(file_name(base, "log"));
+        let read_only = OpenOptions::new().read(true).open(&path).unwrap();
+        follower.files.insert(base, Arc::new(read_only));
+        assert!(matches!(
+            follower.append_replicated_all(0, &rest),
+            Err(StorageError::Io { .. })
+        ));
+        assert_eq!(follower.log().log_end_offset(), end);
+        assert_eq!(files(&follower), before);
+        assert!(follower.append_replicated_all(0, &rest).unwrap());
+        assert_eq!(files(&follower), files(&leader));
+    }
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A follower handed the leader's batches in arbitrary chunks, each starting at or before
+        /// its log end (so some are repeated), ends with the leader's segments byte for byte,
+        /// rolls included, and its batches survive a restart.
+        #[test]
+        fn replicated_runs_copy_the_leader(
+            sizes in proptest::collection::vec(1usize..6, 1..40),
+            cuts in proptest::collection::vec((0usize..40, 0usize..4), 1..12),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut leader = PartitionStore::open(&dir.path().join("l"), cfg(), true, 0).unwrap();
+            leader.set_leader_epoch(2).unwrap();
+            let mut stored_batches = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let a = leader.append(i as u64, &build::simple(*n, i as i64, None)).unwrap();
+                stored_batches.push(stored(&leader, a.base_offset));
+            }
+            let f = dir.path().join("f");
+            let mut follower = PartitionStore::open(&f, cfg(), true, 0).unwrap();
+            let mut next = 0usize;
+            for (len, back) in cuts.iter().copied().chain([(usize::MAX, 0)]) {
+                let from = next.saturating_sub(back);
+                let to = from.saturating_add(len.max(1)).min(stored_batches.len());
+                if from >= to {
+                    continue;
+                }
+                let chunk: Vec<u8> = stored_batches[from..to].concat();
+                let grew = follower.append_replicated_all(0, &chunk).unwrap();
+                proptest::prop_assert_eq!(grew, to > next);
+                next = next.max(to);
+            }
+            proptest::prop_assert_eq!(files(&follower), files(&leader));
+            proptest::prop_assert_eq!(follower.unflushed_messages(), leader.unflushed_messages());
+            drop(follower);
+            let follower = PartitionStore::open(&f, cfg(), false, 0).unwrap();
+            proptest::prop_assert_eq!(files(&follower), files(&leader));
+        }
+
         /// Write-behind covers the segment in order without gaps or overlaps, never drops what
         /// is within the window of the end or not yet handed to write-back, and leaves at most
         /// the window plus two chunks cached.
