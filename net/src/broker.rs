@@ -90,12 +90,6 @@ impl Partition {
 
     /// Waits until every offset below `end` is fsynced, sharing fsyncs among waiters (group commit).
     pub async fn wait_synced(&self, end: i64) -> Result<(), StorageError> {
-        self.wait_synced_on(end, false).await
-    }
-
-    /// [`Partition::wait_synced`], fsyncing on this thread when it falls to this waiter
-    /// (`inline`): no thread hop on a path where one fsync is all the waiting.
-    pub async fn wait_synced_on(&self, end: i64, inline: bool) -> Result<(), StorageError> {
         let mut rx = self.synced.subscribe();
         loop {
             if *rx.borrow_and_update() >= end {
@@ -110,7 +104,7 @@ impl Partition {
                 // produce whose client went away): otherwise `flushing` would stay set and
                 // every later waiter on this partition would wait forever.
                 let _guard = FlushGuard(self);
-                self.flush(inline).await?;
+                self.flush().await?;
                 continue;
             }
             if rx.changed().await.is_err() {
@@ -146,16 +140,12 @@ impl Partition {
     }
 
     /// fsyncs the active segment and publishes the offset it covers.
-    async fn flush(&self, inline: bool) -> Result<(), StorageError> {
+    async fn flush(&self) -> Result<(), StorageError> {
         let resets = self.resets.load(Ordering::Acquire);
         let (file, target) = self.store.lock().expect("partition lock").sync_target();
-        let sync = move || file.sync_data();
-        let res = if inline {
-            sys::blocking_here(sync).await
-        } else {
-            sys::blocking(sync).await
-        }
-        .and_then(|r| r);
+        let res = sys::blocking(move || file.sync_data())
+            .await
+            .and_then(|r| r);
         res.map_err(|source| StorageError::Io {
             path: PathBuf::from(format!("{}-{}", self.topic, self.index)),
             source,

@@ -277,12 +277,9 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
         if !b.settings.interval_flush() {
             // Group commit: the partitions appended to sync together, before the next fetch
             // reports their new ends to the leader.
-            // One partition syncs on this thread (no hop to the blocking pool and back on the
-            // path an acks=all produce waits on); several fan out so their fsyncs overlap.
-            let inline = to_sync.len() == 1;
             let syncs = to_sync
                 .iter()
-                .map(|(p, end)| async move { (p, p.wait_synced_on(*end, inline).await) });
+                .map(|(p, end)| async move { (p, p.wait_synced(*end).await) });
             for (p, res) in futures::future::join_all(syncs).await {
                 if let Err(e) = res {
                     warn!(topic = %p.topic, partition = p.index, error = %e, "follower fsync failed");

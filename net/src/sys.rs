@@ -53,23 +53,6 @@ where
         .map_err(io::Error::other)
 }
 
-/// Runs short blocking work on this thread, handing the thread's other tasks to another
-/// worker meanwhile (`block_in_place`): no thread hop before or after it, for work on a
-/// latency-critical path. Falls back to [`blocking`] outside a multi-threaded runtime.
-pub async fn blocking_here<F, R>(f: F) -> io::Result<R>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    if simulated() {
-        return Ok(f());
-    }
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(f)),
-        _ => blocking(f).await,
-    }
-}
-
 /// A fresh random UUID (inside a simulation, drawn from a stream seeded by [`seed_uuids`], so a
 /// run's topic and cluster ids repeat with its seed).
 pub fn uuid() -> uuid::Uuid {
@@ -697,24 +680,6 @@ mod tests {
     use super::fs;
     use std::io::Write;
     use std::os::unix::fs::FileExt;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn blocking_here_stays_on_the_calling_thread() {
-        let caller = std::thread::current().id();
-        let ran_on = super::blocking_here(|| std::thread::current().id())
-            .await
-            .unwrap();
-        assert_eq!(ran_on, caller);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn blocking_here_falls_back_to_the_pool_on_one_thread() {
-        let caller = std::thread::current().id();
-        let ran_on = super::blocking_here(|| std::thread::current().id())
-            .await
-            .unwrap();
-        assert_ne!(ran_on, caller);
-    }
 
     #[test]
     fn write_all_at2_writes_both_parts() {
