@@ -19,3 +19,4 @@ pub mod replica;
 pub mod server;
 pub mod storage;
 pub mod sys;
+pub mod wire;

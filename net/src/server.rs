@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::Future;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError as E;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -26,8 +26,9 @@ use crate::sys::{
     self,
     net::{Listener, Stream},
 };
+use crate::wire::{self, Frame};
 
-type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = Result<Option<Frame>, String>> + Send>>;
 
 /// Accepts clients until `shutdown` turns true.
 pub async fn serve(broker: Arc<Broker>, listener: Listener, mut shutdown: watch::Receiver<bool>) {
@@ -95,7 +96,7 @@ async fn connection(
             }
             done = pending.next(), if !pending.is_empty() => {
                 match done.expect("non-empty") {
-                    Ok(Some(resp)) => wr.write_all(&resp).await.map_err(|e| format!("write failed: {e}"))?,
+                    Ok(Some(resp)) => wire::write_frame(&mut wr, resp).await.map_err(|e| format!("write failed: {e}"))?,
                     Ok(None) => {}
                     Err(why) => return Err(why),
                 }
@@ -186,21 +187,23 @@ fn frame<R: Encodable + std::fmt::Debug>(
     header_version: i16,
     body: &R,
     version: i16,
-) -> Result<Bytes, String> {
-    let mut buf = BytesMut::with_capacity(64);
-    buf.put_i32(0);
-    let mut h = ResponseHeader::default();
-    h.correlation_id = correlation_id;
-    h.encode(&mut buf, header_version)
-        .map_err(|e| format!("encoding response header: {e}"))?;
-    body.encode(&mut buf, version).map_err(|e| {
+) -> Result<Frame, String> {
+    frame_sharing(correlation_id, header_version, body, version, Vec::new())
+}
+
+/// [`frame`], keeping the `shared` buffers the body holds (fetched records) by reference.
+fn frame_sharing<R: Encodable + std::fmt::Debug>(
+    correlation_id: i32,
+    header_version: i16,
+    body: &R,
+    version: i16,
+    shared: Vec<Bytes>,
+) -> Result<Frame, String> {
+    wire::encode_frame(correlation_id, header_version, body, version, shared).map_err(|e| {
         // A bug of ours, not the client's: say exactly what could not be encoded.
-        tracing::error!(?body, version, "cannot encode response");
-        format!("encoding response v{version}: {e}")
-    })?;
-    let n = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&n.to_be_bytes());
-    Ok(buf.freeze())
+        tracing::error!(?body, version, error = %e, "cannot encode response");
+        e
+    })
 }
 
 fn dispatch(
@@ -272,7 +275,15 @@ fn dispatch(
             }
             ApiKey::Fetch => {
                 let req = decode!(FetchRequest);
-                reply!(api::fetch(b, req, version).await)
+                let r = api::fetch(b, req, version).await;
+                // The fetched batches go out as the buffers they were read into.
+                let records = r
+                    .responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter_map(|p| p.records.clone())
+                    .collect();
+                frame_sharing(correlation_id, rh, &r, version, records).map(Some)
             }
             ApiKey::ListOffsets => {
                 let req = decode!(ListOffsetsRequest);
