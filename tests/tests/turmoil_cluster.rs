@@ -566,6 +566,12 @@ async fn checker(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
 }
 
 const STORAGE_ERROR: i16 = 56;
+/// LEADER_NOT_AVAILABLE: a broker that has just restarted has not learnt its leadership yet.
+const LEADER_NOT_AVAILABLE: i16 = 5;
+/// Tries of one produce or fetch, and the pause between them: long enough for a broker that
+/// fail-stopped on an injected I/O error in this phase to restart and lead again.
+const CHECK_TRIES: usize = 10;
+const CHECK_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Produces one batch (acks=all) to `topic`-`index` at `addr` and reads it back at the offset
 /// it was acknowledged at.
@@ -579,16 +585,21 @@ async fn produce_and_fetch(
     let crc = batch::compute_crc(&bytes);
     let mut req = requests::produce_all(topic, bytes, 5_000);
     req.topic_data[0].partition_data[0].index = index;
-    // A lost connection is retried; the cluster is healed, so a few tries suffice.
+    // A lost connection is retried after a pause, as a client does: the cluster is healed,
+    // but in runs that inject EIO a broker may fail-stop and restart during this phase too.
     let mut last = String::new();
     let mut base = None;
-    for _ in 0..5 {
+    for attempt in 0..CHECK_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(CHECK_BACKOFF).await;
+        }
         match conns.send(addr, req.clone(), 9).await {
             Ok(r) => {
                 let p = &r.responses[0].partition_responses[0];
-                // KAFKA_STORAGE_ERROR is retriable, as clients treat it (runs that inject EIO).
-                if p.error_code == STORAGE_ERROR {
-                    last = "produce error 56".into();
+                // KAFKA_STORAGE_ERROR and LEADER_NOT_AVAILABLE are retriable, as clients treat
+                // them (runs that inject EIO).
+                if p.error_code == STORAGE_ERROR || p.error_code == LEADER_NOT_AVAILABLE {
+                    last = format!("produce error {}", p.error_code);
                     continue;
                 }
                 if p.error_code != 0 {
@@ -605,11 +616,15 @@ async fn produce_and_fetch(
     };
     let mut req = requests::fetch(topic, base);
     req.topics[0].partitions[0].partition = index;
-    for _ in 0..5 {
+    for attempt in 0..CHECK_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(CHECK_BACKOFF).await;
+        }
         match conns.send(addr, req.clone(), 12).await {
             Ok(r) => {
                 let p = &r.responses[0].partitions[0];
-                if p.error_code == STORAGE_ERROR {
+                if p.error_code == STORAGE_ERROR || p.error_code == LEADER_NOT_AVAILABLE {
+                    last = format!("fetch error {}", p.error_code);
                     continue;
                 }
                 if p.error_code != 0 {
