@@ -228,10 +228,7 @@ mod tests {
         )
     }
 
-    fn response(
-        topics: Vec<(String, Vec<Part>)>,
-        version: i16,
-    ) -> FetchResponse {
+    fn response(topics: Vec<(String, Vec<Part>)>, version: i16) -> FetchResponse {
         let mut r = FetchResponse::default();
         r.throttle_time_ms = 3;
         if version >= 7 {
