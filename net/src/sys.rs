@@ -106,6 +106,23 @@ pub mod fs {
         }};
     }
 
+    /// A read or write syscall's return: `Some(bytes)` when some moved, `None` to retry after
+    /// EINTR, the OS error, or `zero` when nothing moved.
+    fn io_len(n: isize, zero: io::ErrorKind) -> io::Result<Option<usize>> {
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        if n == 0 {
+            return Err(zero.into());
+        }
+        Ok(Some(n as usize))
+    }
+
     /// An open file.
     #[derive(Debug)]
     pub enum File {
@@ -184,17 +201,9 @@ pub mod fs {
                     // which pwritev only reads.
                     let n =
                         unsafe { libc::pwritev(f.as_raw_fd(), iov.as_ptr(), 2, at as libc::off_t) };
-                    if n < 0 {
-                        let e = io::Error::last_os_error();
-                        if e.kind() == io::ErrorKind::Interrupted {
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                    if n == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    let n = n as usize;
+                    let Some(n) = io_len(n, io::ErrorKind::WriteZero)? else {
+                        continue;
+                    };
                     at += n as u64;
                     let from_head = n.min(head.len());
                     head = &head[from_head..];
@@ -225,18 +234,11 @@ pub mod fs {
                                 (offset + done as u64) as libc::off_t,
                             )
                         };
-                        if n < 0 {
-                            let e = io::Error::last_os_error();
-                            if e.kind() == io::ErrorKind::Interrupted {
-                                continue;
-                            }
-                            return Err(e);
-                        }
-                        if n == 0 {
-                            return Err(io::ErrorKind::UnexpectedEof.into());
-                        }
+                        let Some(n) = io_len(n, io::ErrorKind::UnexpectedEof)? else {
+                            continue;
+                        };
                         // SAFETY: the `n` bytes after `done` were just written by pread.
-                        unsafe { buf.set_len(done + n as usize) };
+                        unsafe { buf.set_len(done + n) };
                     }
                     Ok(buf)
                 }

@@ -36,6 +36,8 @@ pub struct ChunkedBuf {
     done_len: usize,
     cur: BytesMut,
     shared: Vec<Bytes>,
+    /// Registered buffers before this one have been put.
+    next: usize,
 }
 
 impl ChunkedBuf {
@@ -97,12 +99,14 @@ unsafe impl BufMut for ChunkedBuf {
 
     fn put_slice(&mut self, src: &[u8]) {
         if src.len() >= SHARE_MIN {
-            let found = self
-                .shared
+            // The encoder puts the buffers in the order they were registered: look from the
+            // last one found, so a response with many partitions is not searched quadratically.
+            let found = self.shared[self.next..]
                 .iter()
-                .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
-                .cloned();
-            if let Some(b) = found {
+                .position(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len());
+            if let Some(i) = found {
+                let b = self.shared[self.next + i].clone();
+                self.next += i + 1;
                 self.end_chunk();
                 self.done_len += b.len();
                 self.done.push(b);
