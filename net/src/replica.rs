@@ -269,8 +269,19 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
                         to_sync.push((p.clone(), end));
                     }
                     Ok(None) => progressed |= pd.error_code == 0,
-                    Err(e) => warn!(topic = %p.topic, partition = p.index, error = %e,
-                        "applying fetched data failed"),
+                    Err(e) => {
+                        warn!(topic = %p.topic, partition = p.index, error = %e,
+                            "applying fetched data failed");
+                        // Batches before the failing one may have been appended: they are
+                        // synced like any others before the next fetch reports the log end.
+                        let end = p
+                            .store
+                            .lock()
+                            .expect("partition lock")
+                            .log()
+                            .log_end_offset();
+                        to_sync.push((p.clone(), end));
+                    }
                 }
             }
         }
