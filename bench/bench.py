@@ -274,12 +274,19 @@ def latency_summary(us):
 # Machine limits
 
 
-def _tcp_sink(port_q, secs_q):
+def _accept_one(port_q):
+    """Listens on a free loopback port, tells it through `port_q`, and accepts one connection."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1)
     port_q.put(s.getsockname()[1])
     c, _ = s.accept()
+    s.close()
+    return c
+
+
+def _tcp_sink(port_q, secs_q):
+    c = _accept_one(port_q)
     buf = bytearray(4 << 20)
     view = memoryview(buf)
     total = 0
@@ -316,17 +323,16 @@ def limit_loopback_tcp(seconds):
 
 
 def _echo(port_q, n):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(1)
-    port_q.put(s.getsockname()[1])
-    c, _ = s.accept()
+    c = _accept_one(port_q)
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = bytearray(1024)
     for _ in range(n):
         got = 0
         while got < 1024:
-            got += c.recv_into(memoryview(buf)[got:])
+            k = c.recv_into(memoryview(buf)[got:])
+            if k == 0:
+                return  # the measuring side went away
+            got += k
         c.sendall(b"r" * 100)
 
 

@@ -709,7 +709,7 @@ impl PartitionLog {
 
     /// [`PartitionLog::append`] without changing the batch: also gives the header it is stored
     /// with, to be written followed by `records[HEADER_LEN..]` (so a produced batch is never
-    /// copied to rewrite its offsets).
+    /// copied to rewrite its offsets). A duplicate writes nothing and its header is zeros.
     pub fn append_split(
         &mut self,
         now_ms: u64,
