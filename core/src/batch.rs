@@ -9,6 +9,8 @@
 
 use thiserror::Error;
 
+use crate::records::{self, RecordTimestamps};
+
 /// Bytes in a RecordBatch v2 header, up to and including the record count.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before the batch length field's payload starts (base offset + batch length).
@@ -248,8 +250,23 @@ pub fn verify_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(h)
 }
 
-/// Full validation of a batch a producer sent: CRC, header and, when uncompressed, every record.
+/// A produced batch that passed validation: its header as sent and what its records hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    /// The header as the producer sent it.
+    pub header: BatchHeader,
+    /// The records' timestamps, computed by walking them (decompressed if need be).
+    pub timestamps: RecordTimestamps,
+}
+
+/// Full validation of a batch a producer sent: CRC, header and every record (compressed ones
+/// are decompressed as a stream).
 pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    check_produced(batch).map(|p| p.header)
+}
+
+/// [`validate_produced`], also giving the records' timestamps.
+pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
     let h = verify_stored(batch)?;
     if h.record_count == 0 {
         return Err(BatchError::Invalid("batch holds no records"));
@@ -267,80 +284,19 @@ pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             "idempotent batch without epoch or sequence",
         ));
     }
-    if h.compression()? == Compression::None {
-        let walked = walk_records(&batch[HEADER_LEN..h.size])?;
-        if walked != h.record_count {
-            return Err(BatchError::Invalid("record count disagrees with records"));
-        }
+    let timestamps = records::timestamps(batch, &h)?;
+    if timestamps.count != h.record_count {
+        return Err(BatchError::Invalid("record count disagrees with records"));
     }
-    Ok(h)
+    Ok(Produced {
+        header: h,
+        timestamps,
+    })
 }
 
 /// Walks uncompressed records, checking each record's framing and dense offset deltas; returns the count.
-pub fn walk_records(mut body: &[u8]) -> Result<i32, BatchError> {
-    let mut count: i32 = 0;
-    while !body.is_empty() {
-        let (len, n) = read_varint(body)?;
-        if len < 0 {
-            return Err(BatchError::Invalid("negative record length"));
-        }
-        let len = len as usize;
-        body = &body[n..];
-        if body.len() < len {
-            return Err(BatchError::Invalid("record overruns batch"));
-        }
-        let mut rec = &body[..len];
-        body = &body[len..];
-        if rec.is_empty() {
-            return Err(BatchError::Invalid("empty record"));
-        }
-        rec = &rec[1..]; // attributes
-        let (_ts_delta, n) = read_varlong(rec)?;
-        rec = &rec[n..];
-        let (offset_delta, n) = read_varint(rec)?;
-        rec = &rec[n..];
-        if offset_delta != count {
-            return Err(BatchError::Invalid("record offset deltas are not dense"));
-        }
-        rec = skip_bytes_field(rec)?; // key
-        rec = skip_bytes_field(rec)?; // value
-        let (headers, n) = read_varint(rec)?;
-        rec = &rec[n..];
-        if headers < 0 {
-            return Err(BatchError::Invalid("negative header count"));
-        }
-        for _ in 0..headers {
-            let (klen, n) = read_varint(rec)?;
-            if klen < 0 {
-                return Err(BatchError::Invalid("null header key"));
-            }
-            rec = &rec[n..];
-            if rec.len() < klen as usize {
-                return Err(BatchError::Invalid("header key overruns record"));
-            }
-            rec = &rec[klen as usize..];
-            rec = skip_bytes_field(rec)?;
-        }
-        if !rec.is_empty() {
-            return Err(BatchError::Invalid("trailing bytes in record"));
-        }
-        count = count
-            .checked_add(1)
-            .ok_or(BatchError::Invalid("too many records"))?;
-    }
-    Ok(count)
-}
-
-fn skip_bytes_field(rec: &[u8]) -> Result<&[u8], BatchError> {
-    let (len, n) = read_varint(rec)?;
-    let rec = &rec[n..];
-    if len < 0 {
-        return Ok(rec); // null
-    }
-    if rec.len() < len as usize {
-        return Err(BatchError::Invalid("field overruns record"));
-    }
-    Ok(&rec[len as usize..])
+pub fn walk_records(body: &[u8]) -> Result<i32, BatchError> {
+    records::walk_plain(body)
 }
 
 /// Reads a zigzag varint; returns the value and bytes consumed.
@@ -371,26 +327,45 @@ pub fn assign_offset(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// What the leader writes into a produced batch's timestamps, beyond its offset and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// The header agrees with its records: keep its timestamps.
+    Keep,
+    /// CreateTime, with the max timestamp computed from the records (the header's disagreed).
+    CreateTime(i64),
+    /// LogAppendTime at this broker time.
+    LogAppendTime(i64),
+}
+
 /// The header a produced `batch` is stored with: its first [`HEADER_LEN`] bytes with the base
-/// offset and leader epoch assigned and, given `log_append_time`, marked LogAppendTime with
-/// that max timestamp and a CRC recomputed over the new header and the unchanged records.
+/// offset and leader epoch assigned and, unless `stamp` is [`Stamp::Keep`], its timestamp type
+/// and max timestamp set, with a CRC recomputed over the new header and the unchanged records.
 /// The batch stays as it is, so it is written as this header followed by `batch[HEADER_LEN..]`.
 pub fn stamped_header(
     batch: &[u8],
     base_offset: i64,
     leader_epoch: i32,
-    log_append_time: Option<i64>,
+    stamp: Stamp,
 ) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h.copy_from_slice(&batch[..HEADER_LEN]);
     assign_offset(&mut h, base_offset, leader_epoch);
-    if let Some(now_ms) = log_append_time {
-        let attrs = be_i16(&h, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
-        h[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
-        h[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&h[OFF_ATTRIBUTES..]), &batch[HEADER_LEN..]);
-        h[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    }
+    let (append_time, max_ts) = match stamp {
+        Stamp::Keep => return h,
+        Stamp::CreateTime(ts) => (false, ts),
+        Stamp::LogAppendTime(ts) => (true, ts),
+    };
+    let attrs = be_i16(&h, OFF_ATTRIBUTES);
+    let attrs = if append_time {
+        attrs | ATTR_TIMESTAMP_TYPE
+    } else {
+        attrs & !ATTR_TIMESTAMP_TYPE
+    };
+    h[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    h[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&max_ts.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&h[OFF_ATTRIBUTES..]), &batch[HEADER_LEN..]);
+    h[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
     h
 }
 
@@ -487,6 +462,15 @@ pub mod build {
 
     /// Encodes `records` as one uncompressed v2 batch with base offset 0.
     pub fn batch(records: &[SimpleRecord], producer: Option<ProducerIdentity>) -> Vec<u8> {
+        encode(records, producer, Compression::None)
+    }
+
+    /// Encodes `records` as one v2 batch with base offset 0, its records compressed with `codec`.
+    pub fn encode(
+        records: &[SimpleRecord],
+        producer: Option<ProducerIdentity>,
+        codec: Compression,
+    ) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");
         let base_ts = records[0].timestamp;
         let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
@@ -505,6 +489,14 @@ pub mod build {
             put_varlong(&mut body, rec.len() as i64);
             body.extend_from_slice(&rec);
         }
+        let body = crate::compression::compress(codec, &body);
+        let attributes: i16 = match codec {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        };
         let (pid, epoch, seq) = match producer {
             Some(p) => (p.id, p.epoch, p.base_sequence),
             None => (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
@@ -515,7 +507,7 @@ pub mod build {
         out.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
         out.push(MAGIC_V2 as u8);
         out.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
-        out.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        out.extend_from_slice(&attributes.to_be_bytes());
         out.extend_from_slice(&((records.len() - 1) as i32).to_be_bytes());
         out.extend_from_slice(&base_ts.to_be_bytes());
         out.extend_from_slice(&max_ts.to_be_bytes());
@@ -527,6 +519,15 @@ pub mod build {
         let crc = compute_crc(&out);
         out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         out
+    }
+
+    /// Overwrites the header's max timestamp with `max_ts` and fixes the CRC, as a client that
+    /// leaves it unset (-1) or gets it wrong sends it.
+    pub fn with_max_timestamp(mut batch: Vec<u8>, max_ts: i64) -> Vec<u8> {
+        batch[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&max_ts.to_be_bytes());
+        let crc = compute_crc(&batch);
+        batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        batch
     }
 
     /// A batch of `n` records with values `value-<i>` at timestamp `ts`.
@@ -588,19 +589,32 @@ mod tests {
             base in 0i64..1 << 40,
             epoch in 0i32..1000,
             append_time in proptest::option::of(0i64..1 << 41),
+            wrong_max in proptest::option::of(-1i64..1 << 41),
         ) {
-            let b = simple(n, ts, None);
-            let head = stamped_header(&b, base, epoch, append_time);
+            // A producer's header may carry a wrong max; the leader then stamps the right one.
+            let b = match wrong_max {
+                Some(m) => with_max_timestamp(simple(n, ts, None), m),
+                None => simple(n, ts, None),
+            };
+            let stamp = match (append_time, wrong_max) {
+                (Some(t), _) => Stamp::LogAppendTime(t),
+                (None, Some(_)) => Stamp::CreateTime(ts),
+                (None, None) => Stamp::Keep,
+            };
+            let head = stamped_header(&b, base, epoch, stamp);
             let mut in_place = b.clone();
             assign_offset(&mut in_place, base, epoch);
-            if let Some(t) = append_time {
-                set_log_append_time(&mut in_place, t);
+            match stamp {
+                Stamp::LogAppendTime(t) => set_log_append_time(&mut in_place, t),
+                Stamp::CreateTime(_) => in_place = with_max_timestamp(in_place, ts),
+                Stamp::Keep => {}
             }
             let mut stored = head.to_vec();
             stored.extend_from_slice(&b[HEADER_LEN..]);
             proptest::prop_assert_eq!(&stored, &in_place);
             let h = verify_stored(&stored).unwrap();
             proptest::prop_assert_eq!(h.base_offset, base);
+            proptest::prop_assert_eq!(h.max_timestamp, append_time.unwrap_or(ts));
             proptest::prop_assert_eq!(h.is_log_append_time(), append_time.is_some());
         }
     }

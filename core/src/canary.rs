@@ -2,7 +2,7 @@
 //! `canary` cargo feature, which only skein-sim enables; never on by default.
 //!
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
-//! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary`,
+//! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary` (which hands it to its producer state),
 //! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`, `Group::set_canary`,
 //! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
@@ -34,6 +34,11 @@ pub enum Canary {
     /// `Group::check_commit` ignores the generation: a member that still acts on an old
     /// generation commits offsets for partitions a newer generation gave to someone else.
     StaleGenerationCommit,
+    /// `PartitionLog::append` and `SegmentScan::push` take a batch's max timestamp from its
+    /// header as the producer sent it (-1 or wrong), not from its records, and retention judges
+    /// a segment without timestamps as infinitely old, so it can delete a segment of
+    /// acknowledged records younger than retention.ms.
+    TrustHeaderTimestamps,
     /// `ConsumerGroup` (KIP-848): a partition is handed to its new owner before the old owner
     /// reported it revoked, so two members hold it at once.
     AssignBeforeRevoke,

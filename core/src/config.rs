@@ -44,6 +44,12 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// CreateTime or LogAppendTime.
     pub timestamp_type: TimestampType,
+    /// Under CreateTime, refuse a record older than this before the broker's time
+    /// (message.timestamp.before.max.ms).
+    pub timestamp_before_max_ms: i64,
+    /// Under CreateTime, refuse a record newer than this after the broker's time
+    /// (message.timestamp.after.max.ms).
+    pub timestamp_after_max_ms: i64,
     /// Bytes between sparse index entries.
     pub index_interval_bytes: u32,
     /// In-sync replicas an acks=all write needs (min.insync.replicas).
@@ -61,6 +67,9 @@ impl Default for LogConfig {
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            // Kafka 4.0's defaults (KIP-937): any age, at most an hour ahead.
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
             index_interval_bytes: 4096,
             min_insync_replicas: 1,
             unclean_leader_election: false,
@@ -73,6 +82,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
     "index.interval.bytes",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "min.insync.replicas",
     "retention.bytes",
@@ -89,6 +100,8 @@ fn default_value(key: &str, d: &LogConfig) -> String {
         "index.interval.bytes" => d.index_interval_bytes.to_string(),
         "max.message.bytes" => d.max_message_bytes.to_string(),
         "message.timestamp.type" => ts_name(d.timestamp_type).into(),
+        "message.timestamp.before.max.ms" => d.timestamp_before_max_ms.to_string(),
+        "message.timestamp.after.max.ms" => d.timestamp_after_max_ms.to_string(),
         "min.insync.replicas" => d.min_insync_replicas.to_string(),
         "unclean.leader.election.enable" => d.unclean_leader_election.to_string(),
         "retention.bytes" => d.retention_bytes.to_string(),
@@ -147,6 +160,12 @@ fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
                 "LogAppendTime" => TimestampType::LogAppendTime,
                 _ => return Err(err(key, value, "must be CreateTime or LogAppendTime")),
             }
+        }
+        "message.timestamp.before.max.ms" => {
+            cfg.timestamp_before_max_ms = parse_int(key, value, 0, i64::MAX)?
+        }
+        "message.timestamp.after.max.ms" => {
+            cfg.timestamp_after_max_ms = parse_int(key, value, 0, i64::MAX)?
         }
         "min.insync.replicas" => {
             cfg.min_insync_replicas = parse_int(key, value, 1, i32::MAX as i64)? as u32

@@ -6,6 +6,8 @@
 //!
 //! Modules:
 //! - [`batch`]: Kafka RecordBatch v2 header parsing, validation and in-place rewrites.
+//! - [`records`] and [`compression`]: walking a batch's records (decompressed as a stream) for
+//!   their framing and timestamps.
 //! - [`config`]: topic configs and topic-name rules.
 //! - [`producer`]: idempotent-producer sequence and epoch state.
 //! - [`log`]: the partition log — segments, indexes, appends, reads, retention, recovery.
@@ -26,6 +28,7 @@ pub mod batch;
 #[cfg(feature = "canary")]
 pub mod canary;
 pub mod catalog;
+pub mod compression;
 pub mod config;
 pub mod consumer_group;
 pub mod controller;
@@ -35,5 +38,6 @@ pub mod log;
 pub mod offsets;
 pub mod producer;
 pub mod raft;
+pub mod records;
 pub mod replication;
 pub mod rng;

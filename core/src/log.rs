@@ -17,9 +17,10 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::batch::{self, BatchError, BatchHeader};
+use crate::batch::{self, BatchError, BatchHeader, Stamp};
 use crate::config::{LogConfig, TimestampType};
 use crate::producer::{CachedBatch, ProducerEntry, ProducerStates, SequenceCheck};
+use crate::records;
 
 /// One sparse index point: where a batch starts, and the largest timestamp before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct Segment {
     pub max_timestamp: i64,
     /// Injected time when it was created, for `segment.ms`.
     pub created_ms: u64,
+    /// Injected time of its last append (the file's mtime after a restart): what retention
+    /// judges it by when no record in it has a timestamp, as Kafka uses the file's mtime.
+    pub modified_ms: u64,
     points: Vec<IndexPoint>,
     bytes_since_point: u64,
 }
@@ -63,6 +67,7 @@ impl Segment {
             size: 0,
             max_timestamp: -1,
             created_ms,
+            modified_ms: created_ms,
             points: Vec::new(),
             bytes_since_point: 0,
         }
@@ -71,6 +76,16 @@ impl Segment {
     /// True when it holds no batch.
     pub fn is_empty(&self) -> bool {
         self.size == 0
+    }
+
+    /// The time retention judges it by: its newest record's timestamp, or when none of its
+    /// records has one, the time of its last append.
+    pub fn newest_ms(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp
+        } else {
+            i64::try_from(self.modified_ms).unwrap_or(i64::MAX)
+        }
     }
 
     /// Index points (for tests and describing).
@@ -197,6 +212,7 @@ impl Segment {
             size: start,
             max_timestamp: max_ts,
             created_ms,
+            modified_ms: created_ms,
             points,
             bytes_since_point: 0,
         })
@@ -278,6 +294,20 @@ impl SegmentScan {
         if self.segment.size + h.size as u64 > u64::from(u32::MAX) {
             return Err(BatchError::Invalid("segment larger than 4 GiB"));
         }
+        // Judge the batch by its records, not its header: data written before the leader checked
+        // timestamps may carry a max of -1 or a wrong one (so recovery heals it).
+        #[cfg(feature = "canary")]
+        let trust = self.canary == Some(crate::canary::Canary::TrustHeaderTimestamps);
+        #[cfg(not(feature = "canary"))]
+        let trust = false;
+        let h = if trust {
+            h
+        } else {
+            BatchHeader {
+                max_timestamp: records::stored_max_timestamp(stored, &h),
+                ..h
+            }
+        };
         let pos = self.segment.size;
         self.segment.push(&h, pos, self.interval);
         #[cfg(feature = "canary")]
@@ -334,6 +364,14 @@ pub enum AppendError {
     /// INVALID_PRODUCER_EPOCH.
     #[error("producer {0} epoch is older than the current one")]
     InvalidProducerEpoch(i64),
+    /// A record's timestamp outside message.timestamp.before/after.max.ms: INVALID_TIMESTAMP.
+    #[error("record timestamp {timestamp} is out of range of the broker's time {now}")]
+    InvalidTimestamp {
+        /// The record's timestamp.
+        timestamp: i64,
+        /// The broker's time.
+        now: i64,
+    },
 }
 
 /// A segment sealed by a roll: the shell syncs its log, writes its indexes, and opens the next.
@@ -423,6 +461,9 @@ pub struct PartitionLog {
     epochs: Vec<(i32, i64)>,
     /// What the last append changed, so `abort_append` can put it back exactly.
     undo: Option<Undo>,
+    /// A planted bug the simulator turned on (only with the `canary` feature).
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 /// The state one append overwrote: restored by `abort_append` when the write fails.
@@ -431,6 +472,7 @@ struct Undo {
     base_offset: i64,
     bytes_since_point: u64,
     max_timestamp: i64,
+    modified_ms: u64,
     points: usize,
     /// The producer id, its entry before the append recorded the batch, and the batch's epoch
     /// and first sequence (`None`: not an idempotent batch).
@@ -466,6 +508,8 @@ impl PartitionLog {
             leader_epoch,
             epochs: vec![(leader_epoch, start)],
             undo: None,
+            #[cfg(feature = "canary")]
+            canary: None,
         };
         log.check_invariants();
         log
@@ -497,6 +541,7 @@ impl PartitionLog {
     /// Turns a planted bug on in this log's producer state (simulator only).
     #[cfg(feature = "canary")]
     pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
         self.producers.set_canary(canary);
     }
 
@@ -587,9 +632,14 @@ impl PartitionLog {
         now_ms: u64,
         batch_bytes: &[u8],
     ) -> Result<Appended, AppendError> {
-        let h = batch::verify_stored(batch_bytes)?;
+        let mut h = batch::verify_stored(batch_bytes)?;
         if h.size != batch_bytes.len() {
             return Err(AppendError::InvalidRecord("one whole batch expected"));
+        }
+        // A leader stores headers that agree with their records; data it wrote before it checked
+        // them may say -1 (below its first timestamp): judge such a batch by its records.
+        if !h.is_log_append_time() && h.max_timestamp < h.base_timestamp {
+            h.max_timestamp = records::stored_max_timestamp(batch_bytes, &h);
         }
         let base_offset = self.log_end_offset();
         if h.base_offset != base_offset {
@@ -727,7 +777,8 @@ impl PartitionLog {
                 max: self.config.segment_bytes,
             });
         }
-        let h = batch::validate_produced(records)?;
+        let produced = batch::check_produced(records)?;
+        let h = produced.header;
         if h.size != records.len() {
             return Err(AppendError::InvalidRecord(
                 "a produce request carries exactly one record batch per partition",
@@ -738,9 +789,10 @@ impl PartitionLog {
                 "transactional batches are not supported",
             ));
         }
-        if h.base_timestamp < -1 || h.max_timestamp < -1 {
+        if h.base_timestamp < -1 {
             return Err(AppendError::InvalidRecord("timestamps below -1"));
         }
+        let stamp = self.timestamp_stamp(now_ms, &produced)?;
         if h.has_producer_id() {
             match self.producers.check(&h) {
                 SequenceCheck::Accept => {}
@@ -774,16 +826,11 @@ impl PartitionLog {
         let base_offset = self.log_end_offset();
         let count = i64::from(h.last_offset_delta) + 1;
         let roll = self.roll_if_due(now_ms, base_offset, count, records.len());
-        let log_append_time = match self.config.timestamp_type {
-            TimestampType::LogAppendTime => now_ms as i64,
-            TimestampType::CreateTime => -1,
+        let log_append_time = match stamp {
+            Stamp::LogAppendTime(t) => t,
+            Stamp::Keep | Stamp::CreateTime(_) => -1,
         };
-        let header = batch::stamped_header(
-            records,
-            base_offset,
-            self.leader_epoch,
-            (log_append_time >= 0).then_some(log_append_time),
-        );
+        let header = batch::stamped_header(records, base_offset, self.leader_epoch, stamp);
         let h = batch::parse_header(&header).expect("validated above");
         let write = self.push_batch(now_ms, &h, base_offset, records.len());
         let appended = Appended {
@@ -795,6 +842,42 @@ impl PartitionLog {
             write: Some(write),
         };
         Ok((appended, header))
+    }
+
+    /// How a produced batch's timestamps are stored: LogAppendTime at `now_ms`, or under
+    /// CreateTime its records' max (rewritten when the header disagrees, as a client that leaves
+    /// it at -1 sends it), after checking every record's timestamp against
+    /// message.timestamp.before.max.ms and message.timestamp.after.max.ms.
+    fn timestamp_stamp(&self, now_ms: u64, p: &batch::Produced) -> Result<Stamp, AppendError> {
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            return Ok(Stamp::LogAppendTime(now));
+        }
+        let t = p.timestamps;
+        if let Some(oldest) = t.min {
+            if now.saturating_sub(oldest) > self.config.timestamp_before_max_ms {
+                return Err(AppendError::InvalidTimestamp {
+                    timestamp: oldest,
+                    now,
+                });
+            }
+        }
+        if t.max >= 0 && t.max.saturating_sub(now) > self.config.timestamp_after_max_ms {
+            return Err(AppendError::InvalidTimestamp {
+                timestamp: t.max,
+                now,
+            });
+        }
+        let h = &p.header;
+        #[cfg(feature = "canary")]
+        if self.canary == Some(crate::canary::Canary::TrustHeaderTimestamps) {
+            return Ok(Stamp::Keep);
+        }
+        if h.max_timestamp == t.max && !h.is_log_append_time() {
+            Ok(Stamp::Keep)
+        } else {
+            Ok(Stamp::CreateTime(t.max))
+        }
     }
 
     /// Rolls the active segment first if a batch of `len` bytes and `count` offsets at
@@ -842,11 +925,13 @@ impl PartitionLog {
             base_offset,
             bytes_since_point: seg.bytes_since_point,
             max_timestamp: seg.max_timestamp,
+            modified_ms: seg.modified_ms,
             points: seg.points.len(),
             producer,
         };
         let position = seg.size;
         seg.push(h, position, interval);
+        seg.modified_ms = seg.modified_ms.max(now_ms);
         let segment_base = seg.base_offset;
         self.producers.record(h, now_ms);
         self.undo = Some(undo);
@@ -884,6 +969,7 @@ impl PartitionLog {
         seg.points.truncate(u.points);
         seg.bytes_since_point = u.bytes_since_point;
         seg.max_timestamp = u.max_timestamp;
+        seg.modified_ms = u.modified_ms;
         if let Some((id, entry, epoch, seq)) = u.producer {
             self.producers.restore(id, entry, epoch, seq);
         }
@@ -951,9 +1037,19 @@ impl PartitionLog {
         let mut out = Retained::default();
         let cfg = self.config.clone();
         if cfg.retention_ms >= 0 {
+            #[cfg(feature = "canary")]
+            let trust = self.canary == Some(crate::canary::Canary::TrustHeaderTimestamps);
+            #[cfg(not(feature = "canary"))]
+            let trust = false;
             let expired = |s: &Segment| {
+                let newest = if trust {
+                    s.max_timestamp
+                } else {
+                    s.newest_ms()
+                };
                 // Kafka judges a segment by its newest record's timestamp; an empty one never expires.
-                !s.is_empty() && (now_ms as i64).saturating_sub(s.max_timestamp) > cfg.retention_ms
+                // (or, when none of its records has a timestamp, by its last append).
+                !s.is_empty() && (now_ms as i64).saturating_sub(newest) > cfg.retention_ms
             };
             if expired(self.active()) && self.segments.values().all(expired) {
                 out.roll = Some(self.roll(now_ms));

@@ -28,7 +28,6 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::{CatalogError, Placement};
 use skein_core::log::AppendError;
@@ -138,6 +137,7 @@ fn storage_error(e: &StorageError) -> E {
             AppendError::LargerThanSegment { .. } => E::RecordListTooLarge,
             AppendError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
             AppendError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
+            AppendError::InvalidTimestamp { .. } => E::InvalidTimestamp,
         },
         StorageError::Io { .. } => E::KafkaStorageError,
     }
@@ -705,7 +705,9 @@ fn offset_for_time(p: &crate::broker::Partition, ts: i64) -> std::io::Result<Opt
         };
         (file, pos, pos + len)
     };
-    // Walk batch headers from the time-index position to the first batch reaching `ts`.
+    // Walk batches from the time-index position to the first record reaching `ts`. Each batch
+    // is judged by its records, not its header's max timestamp: data written before the leader
+    // checked headers may carry -1 there.
     let mut at = pos;
     let mut head = [0u8; skein_core::batch::HEADER_LEN];
     while at + head.len() as u64 <= seg_size {
@@ -713,19 +715,17 @@ fn offset_for_time(p: &crate::broker::Partition, ts: i64) -> std::io::Result<Opt
         let Ok(h) = skein_core::batch::parse_header(&head) else {
             break;
         };
-        if h.max_timestamp >= ts {
-            if h.is_log_append_time() {
-                return Ok(Some((h.base_offset, h.max_timestamp)));
-            }
-            let mut whole = vec![0u8; h.size];
-            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut whole, at)?;
-            let mut buf = Bytes::from(whole);
-            if let Ok(set) = RecordBatchDecoder::decode(&mut buf) {
-                if let Some(rec) = set.records.iter().find(|r| r.timestamp >= ts) {
-                    return Ok(Some((rec.offset, rec.timestamp)));
-                }
-            }
-            return Ok(Some((h.base_offset, h.max_timestamp)));
+        if at + h.size as u64 > seg_size {
+            break;
+        }
+        let mut whole = vec![0u8; h.size];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut whole, at)?;
+        match skein_core::records::first_at_or_after(&whole, &h, ts) {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            // A stored batch whose records do not walk: fall back to its header.
+            Err(_) if h.max_timestamp >= ts => return Ok(Some((h.base_offset, h.max_timestamp))),
+            Err(_) => {}
         }
         at += h.size as u64;
     }
@@ -1080,6 +1080,16 @@ pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConf
                         (
                             "message.max.bytes".into(),
                             d.max_message_bytes.to_string(),
+                            4,
+                        ),
+                        (
+                            "log.message.timestamp.before.max.ms".into(),
+                            d.timestamp_before_max_ms.to_string(),
+                            4,
+                        ),
+                        (
+                            "log.message.timestamp.after.max.ms".into(),
+                            d.timestamp_after_max_ms.to_string(),
                             4,
                         ),
                         (

@@ -63,6 +63,14 @@ pub struct BrokerArgs {
     /// Default retention.bytes of topics (log.retention.bytes) [default: -1].
     #[arg(long, value_name = "BYTES")]
     pub log_retention_bytes: Option<i64>,
+    /// Default message.timestamp.before.max.ms of topics: refuse CreateTime records older than
+    /// this (log.message.timestamp.before.max.ms) [default: 9223372036854775807].
+    #[arg(long, value_name = "MS")]
+    pub log_message_timestamp_before_max_ms: Option<i64>,
+    /// Default message.timestamp.after.max.ms of topics: refuse CreateTime records further
+    /// ahead than this (log.message.timestamp.after.max.ms) [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    pub log_message_timestamp_after_max_ms: Option<i64>,
     /// How often retention runs (log.retention.check.interval.ms) [default: 30000].
     #[arg(long, value_name = "MS")]
     pub log_retention_check_interval_ms: Option<u64>,
@@ -268,6 +276,8 @@ impl BrokerArgs {
                 log_roll_ms,
                 log_retention_ms,
                 log_retention_bytes,
+                log_message_timestamp_before_max_ms,
+                log_message_timestamp_after_max_ms,
                 log_retention_check_interval_ms,
                 message_max_bytes,
                 socket_request_max_bytes,
@@ -319,6 +329,12 @@ impl BrokerArgs {
             retention_ms: self.log_retention_ms.unwrap_or(defaults.retention_ms),
             retention_bytes: self.log_retention_bytes.unwrap_or(defaults.retention_bytes),
             max_message_bytes: self.message_max_bytes.unwrap_or(defaults.max_message_bytes),
+            timestamp_before_max_ms: self
+                .log_message_timestamp_before_max_ms
+                .unwrap_or(defaults.timestamp_before_max_ms),
+            timestamp_after_max_ms: self
+                .log_message_timestamp_after_max_ms
+                .unwrap_or(defaults.timestamp_after_max_ms),
             min_insync_replicas: self
                 .min_insync_replicas
                 .unwrap_or(defaults.min_insync_replicas),
@@ -336,6 +352,14 @@ impl BrokerArgs {
             ("segment.ms", log_defaults.segment_ms.to_string()),
             ("retention.ms", log_defaults.retention_ms.to_string()),
             ("retention.bytes", log_defaults.retention_bytes.to_string()),
+            (
+                "message.timestamp.before.max.ms",
+                log_defaults.timestamp_before_max_ms.to_string(),
+            ),
+            (
+                "message.timestamp.after.max.ms",
+                log_defaults.timestamp_after_max_ms.to_string(),
+            ),
         ];
         log_defaults = TopicConfig::new(check.iter().map(|(k, v)| (*k, v.as_str())), &log_defaults)
             .and_then(|c| c.resolve(&log_defaults))

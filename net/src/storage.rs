@@ -131,6 +131,8 @@ impl CacheWindow {
 
 /// The file holding a partition's leader-epoch history.
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+/// Marks a partition directory whose indexes were built from its records' own timestamps (see `open`).
+const TIMESTAMPS_CHECKED: &str = "timestamps-checked";
 
 /// Reads a leader-epoch checkpoint (Kafka's format: version, count, then `epoch offset` lines).
 fn read_epochs(dir: &Path) -> Vec<(i32, i64)> {
@@ -177,6 +179,12 @@ impl PartitionStore {
             bases.push(0);
         }
         let interval = config.index_interval_bytes;
+        // Indexes written before the leader checked batch timestamps may hold a producer's -1 or
+        // wrong max: rebuild them all once from the records (the marker says it was done).
+        let indexes_trusted = fs::metadata(dir.join(TIMESTAMPS_CHECKED)).is_ok();
+        if !indexes_trusted && bases.len() > 1 {
+            info!(dir = %dir.display(), segments = bases.len(), "rebuilding time indexes from the records once (written before batch timestamps were checked)");
+        }
         // Phase 1: sealed segments from their indexes (plus a scan of their tails).
         let mut segs: Vec<Segment> = Vec::new();
         let mut truncated_at: Option<usize> = None;
@@ -185,7 +193,7 @@ impl PartitionStore {
             let path = dir.join(file_name(*base, "log"));
             let size = fs::metadata(&path).map_err(io_err(&path))?.len;
             let created = mtime_ms(&path).unwrap_or(now_ms);
-            let loaded = if last && !clean {
+            let loaded = if (last && !clean) || !indexes_trusted {
                 None
             } else {
                 let idx = fs::read(dir.join(file_name(*base, "index"))).ok();
@@ -244,6 +252,11 @@ impl PartitionStore {
                 remove_segment_files(dir, *base);
             }
             bases.truncate(cut);
+        }
+        if !indexes_trusted {
+            // Not synced on its own: if the marker is lost, the next start rebuilds again.
+            let p = dir.join(TIMESTAMPS_CHECKED);
+            fs::write(&p, b"").map_err(io_err(&p))?;
         }
         // Make recovery's own removals durable before anything new is written: a crash could
         // otherwise bring back segments it dropped, now on the wrong side of a gap.

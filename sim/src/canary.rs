@@ -16,15 +16,18 @@ pub enum SimCanary {
     NoDedup,
     /// Recovery drops the last batch of every scanned segment.
     TruncateAcked,
+    /// The log trusts a produced batch's header max timestamp (-1 or wrong) over its records.
+    TrustHeaderTimestamps,
 }
 
 impl SimCanary {
     /// Every canary, in listing order.
-    pub const ALL: [SimCanary; 4] = [
+    pub const ALL: [SimCanary; 5] = [
         SimCanary::AckBeforeFsync,
         SimCanary::SkipCrcOnRecovery,
         SimCanary::NoDedup,
         SimCanary::TruncateAcked,
+        SimCanary::TrustHeaderTimestamps,
     ];
 
     /// The `--canary` name.
@@ -34,6 +37,7 @@ impl SimCanary {
             SimCanary::SkipCrcOnRecovery => "skip-crc-on-recovery",
             SimCanary::NoDedup => "no-dedup",
             SimCanary::TruncateAcked => "truncate-acked",
+            SimCanary::TrustHeaderTimestamps => "trust-header-timestamps",
         }
     }
 
@@ -48,6 +52,9 @@ impl SimCanary {
             }
             SimCanary::NoDedup => "core ProducerStates::check accepts idempotent duplicates",
             SimCanary::TruncateAcked => "core SegmentScan::finish drops the last batch it scanned",
+            SimCanary::TrustHeaderTimestamps => {
+                "core PartitionLog::append stores a produced header's max timestamp as sent"
+            }
         }
     }
 
@@ -63,6 +70,7 @@ impl SimCanary {
             SimCanary::SkipCrcOnRecovery => Some(Canary::SkipCrcOnRecovery),
             SimCanary::NoDedup => Some(Canary::NoDedup),
             SimCanary::TruncateAcked => Some(Canary::TruncateAcked),
+            SimCanary::TrustHeaderTimestamps => Some(Canary::TrustHeaderTimestamps),
         }
     }
 }

@@ -253,6 +253,7 @@ fn append_code(e: &skein_core::log::AppendError) -> &'static str {
         A::LargerThanSegment { .. } => "RECORD_LIST_TOO_LARGE",
         A::OutOfOrderSequence(_) => "OUT_OF_ORDER_SEQUENCE_NUMBER",
         A::InvalidProducerEpoch(_) => "INVALID_PRODUCER_EPOCH",
+        A::InvalidTimestamp { .. } => "INVALID_TIMESTAMP",
     }
 }
 

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use skein_core::batch::build::ProducerIdentity;
+use skein_core::batch::build::{self, ProducerIdentity};
 use skein_core::config::LogConfig;
 
 use crate::canary::SimCanary;
@@ -262,6 +262,20 @@ struct Producer {
     inflight: Vec<InFlight>,
     tick_armed: bool,
     resend_armed: bool,
+    /// Whether this client leaves its batches' header max timestamp unset or wrong.
+    stamps: Stamps,
+}
+
+/// How a producer fills in a batch header's max timestamp (its records always carry the time
+/// they were built at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamps {
+    /// Right, as Kafka's own clients write it.
+    Right,
+    /// -1 on every batch, as sarama before 1.23 sent it.
+    Unset,
+    /// Too old or too new, drawn per batch.
+    Wrong,
 }
 
 #[derive(Debug)]
@@ -308,6 +322,8 @@ struct Streams {
     disk: Rng,
     /// Admin actions and topic ids.
     admin: Rng,
+    /// Batch headers whose max timestamp is left unset (-1) or wrong, as some clients send them.
+    stamps: Rng,
 }
 
 struct Sim {
@@ -382,7 +398,7 @@ pub fn run(opts: Options) -> Outcome {
     if let Some(n) = sched.partitions {
         swarm.partitions = n;
     }
-    let rng = Streams {
+    let mut rng = Streams {
         faults,
         stops,
         work,
@@ -391,7 +407,10 @@ pub fn run(opts: Options) -> Outcome {
         pauses: more.fork(),
         disk: more.fork(),
         admin: more.fork(),
+        // Forked last, so adding it left every earlier stream of a seed as it was.
+        stamps: more.fork(),
     };
+    swarm.bad_timestamp_ppm = rng.stamps.pick(&[0u32, 500_000, 1_000_000, 1_000_000]);
     let config = LogConfig {
         segment_bytes: swarm.segment_bytes,
         index_interval_bytes: swarm.index_interval_bytes,
@@ -412,6 +431,13 @@ pub fn run(opts: Options) -> Outcome {
             inflight: Vec::new(),
             tick_armed: false,
             resend_armed: false,
+            stamps: if !rng.stamps.chance(swarm.bad_timestamp_ppm) {
+                Stamps::Right
+            } else if rng.stamps.chance(700_000) {
+                Stamps::Unset
+            } else {
+                Stamps::Wrong
+            },
         }));
     }
     for _ in 0..swarm.fetchers {
@@ -894,6 +920,16 @@ impl Sim {
             Event::Retention => {
                 if self.node.is_up() {
                     let n = self.node.retention(self.now);
+                    // The log starts right after the pass, as ListOffsets would answer them.
+                    let parts: Vec<_> = self
+                        .node
+                        .partitions()
+                        .into_iter()
+                        .map(|(k, t, s, e)| ((t, k.1), s, e))
+                        .collect();
+                    let (bytes, ms) = (self.swarm.retention_bytes, self.swarm.retention_ms);
+                    self.history
+                        .on_retention(self.now, ms, bytes >= 0, &parts)?;
                     let offs: Vec<String> = self
                         .node
                         .partitions()
@@ -1254,7 +1290,21 @@ impl Sim {
                 base_sequence,
             }
         });
-        let bytes = records::build_batch(&ids, filler, self.now as i64, identity);
+        let ts = self.now as i64;
+        let mut bytes = records::build_batch(&ids, filler, ts, identity);
+        let wrong = match p.stamps {
+            Stamps::Right => None,
+            Stamps::Unset => Some(-1),
+            // Too old (down to 0) or too new (up to 10 s ahead).
+            Stamps::Wrong => Some(match self.rng.stamps.below(2) {
+                0 => self.rng.stamps.below(ts.max(0) as u64 + 1) as i64 - 1,
+                _ => ts + 1 + self.rng.stamps.below(10_000) as i64,
+            }),
+        };
+        if let Some(max) = wrong {
+            bytes = build::with_max_timestamp(bytes, max);
+        }
+        self.history.stamp(c as u32, serial, ts);
         p.inflight.push(InFlight {
             serial,
             key,

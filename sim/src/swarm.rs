@@ -94,6 +94,8 @@ pub struct Swarm {
     pub misdirect_ppm: u32,
     /// Mean time between admin actions (create / delete topic, add partitions; 0: none).
     pub admin_mean_ms: u64,
+    /// Chance a producer leaves its batches' header max timestamp unset (-1) or wrong.
+    pub bad_timestamp_ppm: u32,
 }
 
 fn pct(ppm: u32) -> String {
@@ -171,6 +173,7 @@ impl Swarm {
             enospc_max_ms: 0,
             misdirect_ppm: 0,
             admin_mean_ms: 0,
+            bad_timestamp_ppm: 0,
         }
     }
 
@@ -219,7 +222,7 @@ impl fmt::Display for Swarm {
             .collect();
         write!(
             f,
-            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms clean={} midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms dup={} part={}ms/{}ms pause={}ms/{}ms enospc={}ms/{}ms misdir={} admin={}ms",
+            "parts={} seg={} idx={} ret=b{}/t{}/{}ms crash={}ms/{}ms clean={} midop={} tear={} zero={} losefile={} corrupt={} eio={} drop={} lat={}ms fsync={}ms gc={}ms timeout={}ms retries={} prod=[{}] fetch={} safety={}ms dup={} part={}ms/{}ms pause={}ms/{}ms enospc={}ms/{}ms misdir={} admin={}ms badts={}",
             self.partitions,
             self.segment_bytes,
             self.index_interval_bytes,
@@ -253,6 +256,7 @@ impl fmt::Display for Swarm {
             self.enospc_max_ms,
             pct(self.misdirect_ppm),
             self.admin_mean_ms,
+            pct(self.bad_timestamp_ppm),
         )
     }
 }

@@ -40,3 +40,14 @@ fn no_dedup_is_caught() {
 fn truncate_acked_is_caught() {
     assert!(seeds_to_catch(SimCanary::TruncateAcked).is_some());
 }
+
+#[test]
+fn trust_header_timestamps_is_caught() {
+    // Caught only by the retention checker: a segment of batches whose header says -1 (or too
+    // old) deleted while its records are younger than retention.ms.
+    let seed = seeds_to_catch(SimCanary::TrustHeaderTimestamps).expect("caught");
+    let v = run_seed(seed, Some(SimCanary::TrustHeaderTimestamps))
+        .violation
+        .expect("violation");
+    assert_eq!(v.property, "retention", "{v}");
+}

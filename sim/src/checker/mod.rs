@@ -25,6 +25,11 @@
 //!   among standing observations (non-idempotent producers that retry may legitimately duplicate).
 //! - `order.rs`: an idempotent producer's records sit at increasing offsets in the order it
 //!   produced them (per partition, among standing observations).
+//! - `retention.rs`: a time-retention pass deletes only records older than `retention.ms` by the
+//!   timestamps their producer gave them, whatever max timestamp the batch header claimed (some
+//!   clients leave it at -1). Judged at each pass from the log starts right after it (as
+//!   ListOffsets answers them), for the observations standing below the new start; skipped when
+//!   size retention is on too (it may delete young records by design).
 //! - `liveness.rs`: after the faults stop, every idempotent produce is acknowledged within a bound.
 //! - `topics.rs`: topics are judged by topic id (produce and fetch answers carry it), so a topic
 //!   deleted and created again under the same name is a new history. A topic whose creation was
@@ -42,6 +47,7 @@ pub mod integrity;
 pub mod liveness;
 pub mod offsets;
 pub mod order;
+pub mod retention;
 pub mod topics;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,6 +152,8 @@ pub struct History {
     pub acks: u64,
     /// Records read and judged.
     pub records_read: u64,
+    /// The record timestamp each producer gave a batch: (client, batch serial) -> ms.
+    pub stamps: BTreeMap<(u32, u32), i64>,
 }
 
 impl History {
@@ -269,6 +277,37 @@ impl History {
             self.on_log_start(*part, *log_start);
         }
         topics::check_present(self, parts)
+    }
+
+    /// A producer built batch `serial` with record timestamp `ts`.
+    pub fn stamp(&mut self, client: u32, serial: u32, ts: i64) {
+        self.stamps.insert((client, serial), ts);
+    }
+
+    /// A retention pass at `now_ms` under `retention_ms` left `parts` (log start and end);
+    /// `by_size` says size retention was on too.
+    pub fn on_retention(
+        &mut self,
+        now_ms: u64,
+        retention_ms: i64,
+        by_size: bool,
+        parts: &[(Part, i64, i64)],
+    ) -> Verdict {
+        for (part, log_start, _) in parts {
+            if !by_size && retention_ms >= 0 {
+                let ph = self.parts.entry(*part).or_default();
+                retention::check(
+                    ph,
+                    &self.stamps,
+                    part.1 as usize,
+                    now_ms,
+                    retention_ms,
+                    *log_start,
+                )?;
+            }
+            self.on_log_start(*part, *log_start);
+        }
+        Ok(())
     }
 
     /// The node stopped: observations not protected by the frontier no longer stand.

@@ -1,0 +1,390 @@
+//! The records inside a RecordBatch v2, plain or compressed: one walk checks their framing and
+//! offsets and yields each record's offset delta and timestamp.
+//!
+//! A batch's header says what its records hold (count, first timestamp, max timestamp), but a
+//! client may get it wrong: some leave `max_timestamp` at -1. Retention and time lookups must
+//! judge a batch by its records, so the leader computes the timestamps here and stores a header
+//! that agrees with them, and recovery recomputes them from stored bytes.
+//!
+//! Invariants: a walk succeeds only if every record's length covers exactly its fields, offset
+//! deltas are dense from 0, and no timestamp overflows; a record's timestamp is the batch's first
+//! timestamp plus its delta (for LogAppendTime batches, the batch's max timestamp, as Kafka
+//! reads it); a compressed batch is never expanded into one buffer (see [`crate::compression`]).
+
+use std::io::Read;
+use std::ops::ControlFlow;
+
+use crate::batch::{BatchError, BatchHeader, Compression, HEADER_LEN};
+use crate::compression;
+
+/// What a walk of one batch's records found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTimestamps {
+    /// Records walked.
+    pub count: i32,
+    /// Largest record timestamp; -1 when no record carries one.
+    pub max: i64,
+    /// Smallest record timestamp other than -1 (no timestamp); `None` when no record has one.
+    pub min: Option<i64>,
+}
+
+/// Where a walk reads record bytes from: a plain slice, or a decompressing reader.
+trait Source {
+    fn byte(&mut self) -> Result<Option<u8>, BatchError>;
+    fn skip(&mut self, n: usize) -> Result<(), BatchError>;
+}
+
+struct Slice<'a>(&'a [u8]);
+
+impl Source for Slice<'_> {
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        let Some((b, rest)) = self.0.split_first() else {
+            return Ok(None);
+        };
+        self.0 = rest;
+        Ok(Some(*b))
+    }
+    #[inline]
+    fn skip(&mut self, n: usize) -> Result<(), BatchError> {
+        if n > self.0.len() {
+            return Err(BatchError::Invalid("record overruns batch"));
+        }
+        self.0 = &self.0[n..];
+        Ok(())
+    }
+}
+
+struct Stream<R> {
+    r: R,
+    scratch: Box<[u8; 8192]>,
+}
+
+impl<R: Read> Source for Stream<R> {
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        let mut b = [0u8; 1];
+        loop {
+            return match self.r.read(&mut b) {
+                Ok(0) => Ok(None),
+                Ok(_) => Ok(Some(b[0])),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => Err(compression::CORRUPT),
+            };
+        }
+    }
+    fn skip(&mut self, mut n: usize) -> Result<(), BatchError> {
+        while n > 0 {
+            let want = n.min(self.scratch.len());
+            self.r
+                .read_exact(&mut self.scratch[..want])
+                .map_err(|_| BatchError::Invalid("record overruns batch"))?;
+            n -= want;
+        }
+        Ok(())
+    }
+}
+
+/// One record being read: counts the bytes its length field allows.
+struct Record<'s, S> {
+    src: &'s mut S,
+    left: usize,
+}
+
+impl<S: Source> Record<'_, S> {
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        if self.left == 0 {
+            return Err(BatchError::Invalid("field overruns record"));
+        }
+        self.left -= 1;
+        self.src
+            .byte()?
+            .ok_or(BatchError::Invalid("record overruns batch"))
+    }
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let mut raw: u64 = 0;
+        for i in 0..10 {
+            let b = self.byte()?;
+            raw |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err(BatchError::Invalid("malformed varint"))
+    }
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        i32::try_from(self.varlong()?).map_err(|_| BatchError::Invalid("varint out of range"))
+    }
+    fn skip(&mut self, n: usize) -> Result<(), BatchError> {
+        if n > self.left {
+            return Err(BatchError::Invalid("field overruns record"));
+        }
+        self.left -= n;
+        self.src.skip(n)
+    }
+    /// Skips a varint-length-prefixed field (null when the length is negative).
+    fn skip_field(&mut self) -> Result<(), BatchError> {
+        let len = self.varint()?;
+        if len >= 0 {
+            self.skip(len as usize)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a zigzag varint from the source; `None` at a clean end of input.
+fn first_varint<S: Source>(src: &mut S) -> Result<Option<i32>, BatchError> {
+    let Some(b) = src.byte()? else {
+        return Ok(None);
+    };
+    let mut raw = u64::from(b & 0x7f);
+    let mut last = b;
+    let mut i = 1;
+    while last & 0x80 != 0 {
+        if i == 10 {
+            return Err(BatchError::Invalid("malformed varint"));
+        }
+        last = src
+            .byte()?
+            .ok_or(BatchError::Invalid("record overruns batch"))?;
+        raw |= u64::from(last & 0x7f) << (7 * i);
+        i += 1;
+    }
+    let v = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+    i32::try_from(v)
+        .map(Some)
+        .map_err(|_| BatchError::Invalid("varint out of range"))
+}
+
+/// Walks every record, calling `f(offset_delta, timestamp_delta)`; returns the record count.
+fn walk<S: Source>(
+    src: &mut S,
+    mut f: impl FnMut(i32, i64) -> ControlFlow<()>,
+) -> Result<i32, BatchError> {
+    let mut count: i32 = 0;
+    while let Some(len) = first_varint(src)? {
+        if len < 0 {
+            return Err(BatchError::Invalid("negative record length"));
+        }
+        if len == 0 {
+            return Err(BatchError::Invalid("empty record"));
+        }
+        let mut rec = Record {
+            src: &mut *src,
+            left: len as usize,
+        };
+        rec.byte()?; // attributes
+        let ts_delta = rec.varlong()?;
+        let offset_delta = rec.varint()?;
+        if offset_delta != count {
+            return Err(BatchError::Invalid("record offset deltas are not dense"));
+        }
+        rec.skip_field()?; // key
+        rec.skip_field()?; // value
+        let headers = rec.varint()?;
+        if headers < 0 {
+            return Err(BatchError::Invalid("negative header count"));
+        }
+        for _ in 0..headers {
+            let klen = rec.varint()?;
+            if klen < 0 {
+                return Err(BatchError::Invalid("null header key"));
+            }
+            rec.skip(klen as usize)?;
+            rec.skip_field()?;
+        }
+        if rec.left != 0 {
+            return Err(BatchError::Invalid("trailing bytes in record"));
+        }
+        count = count
+            .checked_add(1)
+            .ok_or(BatchError::Invalid("too many records"))?;
+        if f(offset_delta, ts_delta).is_break() {
+            break;
+        }
+    }
+    Ok(count)
+}
+
+/// Walks the records of an uncompressed body (the bytes after the header); returns the count.
+pub fn walk_plain(body: &[u8]) -> Result<i32, BatchError> {
+    walk(&mut Slice(body), |_, _| ControlFlow::Continue(()))
+}
+
+/// Runs `f` over each record of the whole `batch` (header `h`, plain or compressed).
+fn each_record(
+    batch: &[u8],
+    h: &BatchHeader,
+    f: impl FnMut(i32, i64) -> ControlFlow<()>,
+) -> Result<i32, BatchError> {
+    let body = &batch[HEADER_LEN..h.size];
+    match h.compression()? {
+        Compression::None => walk(&mut Slice(body), f),
+        codec => {
+            let mut src = Stream {
+                r: compression::decompressor(codec, body)?,
+                scratch: Box::new([0u8; 8192]),
+            };
+            walk(&mut src, f)
+        }
+    }
+}
+
+/// The timestamp of a record with `delta`, as Kafka reads it.
+fn record_timestamp(h: &BatchHeader, delta: i64) -> Option<i64> {
+    if h.is_log_append_time() {
+        Some(h.max_timestamp)
+    } else {
+        h.base_timestamp.checked_add(delta)
+    }
+}
+
+/// Walks a whole batch's records (decompressing if needed): their count and timestamps.
+pub fn timestamps(batch: &[u8], h: &BatchHeader) -> Result<RecordTimestamps, BatchError> {
+    let mut out = RecordTimestamps {
+        count: 0,
+        max: -1,
+        min: None,
+    };
+    let mut bad = false;
+    out.count = each_record(batch, h, |_, delta| match record_timestamp(h, delta) {
+        Some(ts) if ts >= -1 => {
+            out.max = out.max.max(ts);
+            if ts != -1 {
+                out.min = Some(out.min.map_or(ts, |m| m.min(ts)));
+            }
+            ControlFlow::Continue(())
+        }
+        _ => {
+            bad = true;
+            ControlFlow::Break(())
+        }
+    })?;
+    if bad {
+        return Err(BatchError::Invalid("record timestamp below -1"));
+    }
+    Ok(out)
+}
+
+/// The max timestamp a stored batch is judged by: its records' (the header's when it is
+/// LogAppendTime, or when the records do not walk, so recovery never refuses a stored batch for it).
+pub fn stored_max_timestamp(batch: &[u8], h: &BatchHeader) -> i64 {
+    if h.is_log_append_time() {
+        return h.max_timestamp;
+    }
+    timestamps(batch, h).map_or(h.max_timestamp, |t| t.max)
+}
+
+/// The first record of a stored batch with timestamp >= `ts`: `(offset, timestamp)`.
+pub fn first_at_or_after(
+    batch: &[u8],
+    h: &BatchHeader,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, BatchError> {
+    let mut found = None;
+    each_record(batch, h, |delta_off, delta_ts| {
+        match record_timestamp(h, delta_ts) {
+            Some(t) if t >= ts => {
+                found = Some((h.base_offset + i64::from(delta_off), t));
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    })?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{self, build};
+    use proptest::prelude::*;
+
+    fn rec(ts: i64) -> build::SimpleRecord {
+        build::SimpleRecord {
+            timestamp: ts,
+            key: Some(b"k".to_vec()),
+            value: Some(vec![7; 40]),
+            headers: vec![(b"h".to_vec(), Some(b"v".to_vec()))],
+        }
+    }
+
+    fn plain(recs: &[build::SimpleRecord]) -> (Vec<u8>, BatchHeader) {
+        let b = build::batch(recs, None);
+        let h = batch::parse_header(&b).unwrap();
+        (b, h)
+    }
+
+    #[test]
+    fn timestamps_come_from_the_records() {
+        let (b, h) = plain(&[rec(1005), rec(997), rec(1020)]);
+        let t = timestamps(&b, &h).unwrap();
+        assert_eq!((t.count, t.max, t.min), (3, 1020, Some(997)));
+        assert_eq!(first_at_or_after(&b, &h, 1006).unwrap(), Some((2, 1020)));
+        assert_eq!(first_at_or_after(&b, &h, 1021).unwrap(), None);
+        // A header that says -1 changes nothing: the records decide.
+        let b = build::with_max_timestamp(b, -1);
+        let h = batch::parse_header(&b).unwrap();
+        assert_eq!(timestamps(&b, &h).unwrap().max, 1020);
+    }
+
+    #[test]
+    fn records_without_timestamps() {
+        let (b, h) = plain(&[rec(-1), rec(-1)]);
+        let t = timestamps(&b, &h).unwrap();
+        assert_eq!((t.count, t.max, t.min), (2, -1, None));
+    }
+
+    #[test]
+    fn timestamps_below_minus_one_are_refused() {
+        let (b, h) = plain(&[rec(-1), rec(-2)]);
+        assert!(timestamps(&b, &h).is_err());
+    }
+
+    #[test]
+    fn compressed_batches_are_walked() {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let b = build::encode(&[rec(51), rec(59), rec(54)], None, codec);
+            let h = batch::parse_header(&b).unwrap();
+            let t = timestamps(&b, &h).unwrap();
+            assert_eq!((t.count, t.max, t.min), (3, 59, Some(51)), "{codec:?}");
+            assert_eq!(first_at_or_after(&b, &h, 55).unwrap(), Some((1, 59)));
+        }
+    }
+
+    proptest! {
+        /// The streaming walk over a compressed body agrees with the slice walk over the plain one.
+        #[test]
+        fn compressed_walk_agrees_with_plain(
+            stamps in proptest::collection::vec(0i64..1_000_000, 1..40),
+            codec in prop_oneof![Just(Compression::Gzip), Just(Compression::Snappy), Just(Compression::Lz4), Just(Compression::Zstd)],
+        ) {
+            let recs: Vec<_> = stamps.iter().map(|t| rec(*t)).collect();
+            let plain = build::batch(&recs, None);
+            let packed = build::encode(&recs, None, codec);
+            let (hp, hc) = (batch::parse_header(&plain).unwrap(), batch::parse_header(&packed).unwrap());
+            let tp = timestamps(&plain, &hp).unwrap();
+            prop_assert_eq!(tp, timestamps(&packed, &hc).unwrap());
+            prop_assert_eq!(tp.max, *stamps.iter().max().unwrap());
+            prop_assert_eq!(tp.min, stamps.iter().min().copied());
+        }
+
+        /// Random bodies never panic, compressed or not.
+        #[test]
+        fn random_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300), codec in 0i16..5) {
+            let mut b = build::batch(&[rec(0)], None);
+            b.truncate(HEADER_LEN);
+            b.extend_from_slice(&body);
+            let len = (b.len() - batch::LOG_OVERHEAD) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            b[21..23].copy_from_slice(&codec.to_be_bytes());
+            let h = batch::parse_header(&b).unwrap();
+            let _ = timestamps(&b, &h);
+            let _ = first_at_or_after(&b, &h, 0);
+        }
+    }
+}
