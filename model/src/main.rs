@@ -82,27 +82,28 @@ struct Opts {
     /// eventually property.
     #[arg(long)]
     reliable: bool,
-    /// Highest term any node may reach.
-    #[arg(long, default_value_t = Bounds::default().term_max)]
-    term_max: u64,
-    /// Longest log any node may hold.
-    #[arg(long, default_value_t = Bounds::default().log_len_max)]
-    log_len_max: u64,
-    /// Most distinct messages in flight.
-    #[arg(long, default_value_t = Bounds::default().in_flight_max)]
-    in_flight_max: usize,
-    /// Most timeouts fired in total.
-    #[arg(long, default_value_t = Bounds::default().timeouts_max)]
-    timeouts_max: u8,
-    /// Most crashes (lossy network only).
-    #[arg(long, default_value_t = Bounds::default().crashes_max)]
-    crashes_max: u8,
-    /// Most client proposals.
-    #[arg(long, default_value_t = Bounds::default().proposals_max)]
-    proposals_max: u8,
-    /// Most duplicated deliveries (lossy network only).
-    #[arg(long, default_value_t = Bounds::default().duplicates_max)]
-    duplicates_max: u8,
+    /// Highest term any node may reach [default: 1; 2 with --reliable]. Every bound left unset
+    /// is the one ci/test.sh checks.
+    #[arg(long)]
+    term_max: Option<u64>,
+    /// Longest log any node may hold [default: 2].
+    #[arg(long)]
+    log_len_max: Option<u64>,
+    /// Most distinct messages in flight [default: 2; 4 with --reliable].
+    #[arg(long)]
+    in_flight_max: Option<usize>,
+    /// Most timeouts fired in total [default: 2; 3 with --reliable].
+    #[arg(long)]
+    timeouts_max: Option<u8>,
+    /// Most crashes (lossy network only) [default: 1].
+    #[arg(long)]
+    crashes_max: Option<u8>,
+    /// Most client proposals [default: 1].
+    #[arg(long)]
+    proposals_max: Option<u8>,
+    /// Most duplicated deliveries (lossy network only) [default: 0].
+    #[arg(long)]
+    duplicates_max: Option<u8>,
     /// partition: highest leader epoch.
     #[arg(long, default_value_t = partition::Bounds::default().epoch_max)]
     epoch_max: i32,
@@ -125,17 +126,27 @@ struct Opts {
 
 impl Opts {
     fn model(&self) -> RaftModel {
+        // Unset bounds are the ones CI checks, which differ with --reliable.
+        let d = if self.reliable {
+            Bounds::reliable()
+        } else {
+            Bounds::default()
+        };
         let bounds = Bounds {
-            term_max: self.term_max,
-            log_len_max: self.log_len_max,
-            in_flight_max: self.in_flight_max,
-            timeouts_max: self.timeouts_max,
-            crashes_max: if self.reliable { 0 } else { self.crashes_max },
-            proposals_max: self.proposals_max,
+            term_max: self.term_max.unwrap_or(d.term_max),
+            log_len_max: self.log_len_max.unwrap_or(d.log_len_max),
+            in_flight_max: self.in_flight_max.unwrap_or(d.in_flight_max),
+            timeouts_max: self.timeouts_max.unwrap_or(d.timeouts_max),
+            crashes_max: if self.reliable {
+                0
+            } else {
+                self.crashes_max.unwrap_or(d.crashes_max)
+            },
+            proposals_max: self.proposals_max.unwrap_or(d.proposals_max),
             duplicates_max: if self.reliable {
                 0
             } else {
-                self.duplicates_max
+                self.duplicates_max.unwrap_or(d.duplicates_max)
             },
         };
         let canary = self.canary.and_then(|c| match c {

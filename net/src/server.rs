@@ -232,6 +232,9 @@ fn dispatch(
                 let r = api::api_versions(Some(E::UnsupportedVersion));
                 return frame(correlation_id, 0, &r, 0).map(Some);
             }
+            if key == ApiKey::Produce && (0..lo).contains(&version) {
+                return refuse_legacy_produce(body, version, correlation_id, peer);
+            }
             return Err(format!(
                 "{key:?} v{version} is not supported (supported: v{lo}-v{hi})"
             ));
@@ -388,6 +391,30 @@ fn dispatch(
         }
         result
     })
+}
+
+/// A Produce request at v0-v2, listed by ApiVersions for old librdkafka (KAFKA-18659) but not
+/// served: UNSUPPORTED_VERSION for each of its partitions, or, for acks=0 (which expects no
+/// answer), a closed connection, as for any failed acks=0 produce.
+fn refuse_legacy_produce(
+    mut body: Bytes,
+    version: i16,
+    correlation_id: i32,
+    peer: SocketAddr,
+) -> Result<Option<Frame>, String> {
+    let header = RequestHeader::decode(&mut body, ApiKey::Produce.request_header_version(version))
+        .map_err(|e| format!("malformed Produce v{version} request header: {e}"))?;
+    let client = header.client_id.as_deref().unwrap_or_default().to_string();
+    let (lo, _) = api::supported_range(ApiKey::Produce).unwrap_or((3, 3));
+    let why = format!("Produce v{version} is not served (only v{lo} and up; v0-v{} are listed for old librdkafka)", lo - 1);
+    match api::legacy_produce_refusal(&body, version)? {
+        None => Err(format!("acks=0 {why}")),
+        Some(refusal) => {
+            info!(%peer, client, "refused with UNSUPPORTED_VERSION: {why}");
+            // Produce v0-v2 answers with response header v0.
+            frame(correlation_id, 0, &refusal, version).map(Some)
+        }
+    }
 }
 
 /// Runs metadata work (which may create files and fsync) off the async workers.

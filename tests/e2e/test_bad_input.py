@@ -9,6 +9,10 @@ Kafka behaviour asserted here:
   client alone, never a hang.
 - KIP-511: ApiVersions at a version above the broker's answers with a v0-format
   response carrying UNSUPPORTED_VERSION (35) and the broker's API ranges.
+- Produce v0-v2: ApiVersions lists Produce from v0 (as Kafka 4.0 does since KAFKA-18659, so that
+  librdkafka <= 2.11 compresses), but a request at v0-v2 stores nothing: with acks=1 it gets
+  UNSUPPORTED_VERSION (35) for every partition in that version's response format and the
+  connection stays usable; with acks=0 (no answer expected) the connection is closed.
 - Random bytes and truncated frames followed by the client's EOF: the broker closes
   the connection; it never hangs or dies.
 - Meanwhile and afterwards, normal clients keep working and the process is alive
@@ -21,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 
 from confluent_kafka import TopicPartition
 
@@ -184,6 +189,78 @@ def test_unknown_api_key_and_absurd_versions(broker):
     finally:
         s.close()
     api_versions_v0_ok(broker)
+
+
+def message_set_v0(value):
+    """A legacy (magic 0) message set of one message, as Produce v0-v2 carries."""
+    msg = struct.pack(">bb", 0, 0) + struct.pack(">i", -1) + struct.pack(">i", len(value)) + value
+    msg = struct.pack(">I", zlib.crc32(msg)) + msg
+    return struct.pack(">qi", 0, len(msg)) + msg
+
+
+def test_produce_v0_to_v2_listed_but_refused(broker):
+    # ApiVersions lists Produce from v0 (KAFKA-18659) up to the highest version served.
+    data = api_versions_v0_ok(broker)
+    count = struct.unpack_from(">i", data, 10)[0]
+    ranges = dict((k, (lo, hi)) for k, lo, hi in (struct.unpack_from(">hhh", data, 14 + 6 * i) for i in range(count)))
+    assert ranges[0] == (0, 9), f"Produce listed as {ranges[0]}, expected (0, 9)"
+
+    topic = unique_topic("produce-v0")
+    p = producer(broker.bootstrap)
+    p.produce(topic, value=b"seed", partition=0)
+    flush_all(p)
+    for version in (0, 1, 2):
+        s = connect(broker)
+        try:
+            # acks=1: [topic: name, [partition: index, message set]] for partitions 0 and 5.
+            body = struct.pack(">hi", 1, 5000) + struct.pack(">i", 1) + enc_str(topic) + struct.pack(">i", 2)
+            for part in (0, 5):
+                ms = message_set_v0(b"legacy-%d" % version)
+                body += struct.pack(">ii", part, len(ms)) + ms
+            s.sendall(frame(header_v1(0, version, 600 + version) + body))
+            closed, data = read_until_closed(s, stop_after_frame=True)
+            assert not closed and len(data) >= 8, f"Produce v{version}: closed={closed} data={data!r}"
+            size, corr, ntopics = struct.unpack_from(">iii", data, 0)
+            assert size == len(data) - 4 and corr == 600 + version and ntopics == 1, (size, corr, ntopics)
+            off = 12
+            tlen = struct.unpack_from(">h", data, off)[0]
+            assert data[off + 2:off + 2 + tlen] == topic.encode()
+            off += 2 + tlen
+            nparts = struct.unpack_from(">i", data, off)[0]
+            off += 4
+            got = []
+            for _ in range(nparts):
+                idx, err, base = struct.unpack_from(">ihq", data, off)
+                off += 14
+                if version >= 2:
+                    assert struct.unpack_from(">q", data, off)[0] == -1  # log_append_time
+                    off += 8
+                got.append((idx, err, base))
+            assert got == [(0, 35, -1), (5, 35, -1)], f"Produce v{version} answered {got}"
+            if version >= 1:
+                assert struct.unpack_from(">i", data, off)[0] == 0  # throttle_time_ms
+                off += 4
+            assert off == len(data), f"Produce v{version}: {len(data) - off} unexpected trailing byte(s)"
+            # The connection goes on serving.
+            s.sendall(frame(header_v1(18, 0, 700 + version)))
+            closed, data = read_until_closed(s, stop_after_frame=True)
+            assert not closed and struct.unpack_from(">ih", data, 4) == (700 + version, 0), data[:10]
+        finally:
+            s.close()
+        # acks=0 expects no answer, so the refusal is a closed connection.
+        body = struct.pack(">hi", 0, 5000) + struct.pack(">i", 1) + enc_str(topic) + struct.pack(">i", 1)
+        ms = message_set_v0(b"legacy-acks0")
+        body += struct.pack(">ii", 0, len(ms)) + ms
+        closed, data = assert_closed_or_error(broker, frame(header_v1(0, version, 800) + body),
+                                              f"Produce v{version} acks=0", half_close=False)
+        assert closed and data == b"", f"Produce v{version} acks=0: closed={closed} data={data!r}"
+    c = consumer(broker.bootstrap)
+    try:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
+    finally:
+        c.close()
+    assert (lo, hi) == (0, 1), f"a refused Produce v0-v2 changed the log: watermarks {(lo, hi)}"
+    produce_consume_still_works(broker, "produce-v0")
 
 
 def test_truncated_and_malformed_frames(broker):

@@ -160,7 +160,7 @@ def test_api_versions_kip511_fallback(broker):
     for i in range(n):
         key, lo, hi = struct.unpack(">hhh", resp[10 + 6 * i:16 + 6 * i])
         ranges[key] = (lo, hi)
-    assert ranges[18] == (0, 3) and ranges[0][0] == 3 and ranges[1][0] == 4, ranges
+    assert ranges[18] == (0, 3) and ranges[0] == (0, 9) and ranges[1][0] == 4, ranges
 
 
 def test_legacy_alter_configs_replaces_overrides(broker):
