@@ -16,7 +16,7 @@ def stored_batches(data_dir, topic, partition):
     """Parse every RecordBatch header in the partition's .log segments, in offset order.
 
     Returns a list of dicts: base_offset, last_offset_delta, magic, codec, count,
-    timestamp_type, producer_id. Stops at a segment's first incomplete batch."""
+    timestamp_type, producer_id, max_timestamp. Stops at a segment's first incomplete batch."""
     d = partition_dir(data_dir, topic, partition)
     segs = sorted(glob.glob(os.path.join(d, "*.log")), key=lambda p: int(os.path.basename(p).split(".")[0]))
     out = []
@@ -28,7 +28,7 @@ def stored_batches(data_dir, topic, partition):
             base_offset, batch_len = struct.unpack_from(">qi", data, pos)
             if batch_len <= 0 or pos + 12 + batch_len > len(data):
                 break
-            (_leader_epoch, magic, _crc, attrs, last_delta, _first_ts, _max_ts, pid, _epoch, _seq, count) = (
+            (_leader_epoch, magic, _crc, attrs, last_delta, _first_ts, max_ts, pid, _epoch, _seq, count) = (
                 struct.unpack_from(">ibIhiqqqhii", data, pos + 12)
             )
             out.append(
@@ -40,6 +40,7 @@ def stored_batches(data_dir, topic, partition):
                     "timestamp_type": "log_append" if attrs & 0x8 else "create",
                     "count": count,
                     "producer_id": pid,
+                    "max_timestamp": max_ts,
                 }
             )
             pos += 12 + batch_len
