@@ -34,8 +34,10 @@ trait Source {
     fn skip(&mut self, n: usize) -> Result<(), BatchError>;
 }
 
+#[cfg(test)]
 struct Slice<'a>(&'a [u8]);
 
+#[cfg(test)]
 impl Source for Slice<'_> {
     #[inline]
     fn byte(&mut self) -> Result<Option<u8>, BatchError> {
@@ -205,9 +207,99 @@ fn walk<S: Source>(
     Ok(count)
 }
 
+/// Reads a zigzag varint at the start of `b`: the value and the bytes it took.
+#[inline]
+fn slice_varlong(b: &[u8]) -> Result<(i64, usize), BatchError> {
+    let mut raw: u64 = 0;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    Err(BatchError::Invalid("malformed varint"))
+}
+
+#[inline]
+fn slice_varint(b: &[u8]) -> Result<(i32, usize), BatchError> {
+    let (v, n) = slice_varlong(b)?;
+    let v = i32::try_from(v).map_err(|_| BatchError::Invalid("varint out of range"))?;
+    Ok((v, n))
+}
+
+/// Skips a varint-length-prefixed field (null when negative) at the start of `rec`.
+#[inline]
+fn slice_skip_field(rec: &[u8]) -> Result<&[u8], BatchError> {
+    let (len, n) = slice_varint(rec)?;
+    let rec = &rec[n..];
+    if len < 0 {
+        return Ok(rec);
+    }
+    rec.get(len as usize..)
+        .ok_or(BatchError::Invalid("field overruns record"))
+}
+
+/// [`walk`] over a plain body in memory: the same rules, without a byte-at-a-time source (the
+/// produce path's common case; a property test holds the two walks to the same answers).
+fn walk_slice(
+    mut body: &[u8],
+    mut f: impl FnMut(i32, i64) -> ControlFlow<()>,
+) -> Result<i32, BatchError> {
+    let mut count: i32 = 0;
+    while !body.is_empty() {
+        let (len, n) = slice_varint(body)?;
+        if len < 0 {
+            return Err(BatchError::Invalid("negative record length"));
+        }
+        if len == 0 {
+            return Err(BatchError::Invalid("empty record"));
+        }
+        body = &body[n..];
+        let Some(mut rec) = body.get(..len as usize) else {
+            return Err(BatchError::Invalid("record overruns batch"));
+        };
+        body = &body[len as usize..];
+        rec = &rec[1..]; // attributes
+        let (ts_delta, n) = slice_varlong(rec)?;
+        rec = &rec[n..];
+        let (offset_delta, n) = slice_varint(rec)?;
+        rec = &rec[n..];
+        if offset_delta != count {
+            return Err(BatchError::Invalid("record offset deltas are not dense"));
+        }
+        rec = slice_skip_field(rec)?; // key
+        rec = slice_skip_field(rec)?; // value
+        let (headers, n) = slice_varint(rec)?;
+        rec = &rec[n..];
+        if headers < 0 {
+            return Err(BatchError::Invalid("negative header count"));
+        }
+        for _ in 0..headers {
+            let (klen, n) = slice_varint(rec)?;
+            if klen < 0 {
+                return Err(BatchError::Invalid("null header key"));
+            }
+            rec = rec[n..]
+                .get(klen as usize..)
+                .ok_or(BatchError::Invalid("field overruns record"))?;
+            rec = slice_skip_field(rec)?;
+        }
+        if !rec.is_empty() {
+            return Err(BatchError::Invalid("trailing bytes in record"));
+        }
+        count = count
+            .checked_add(1)
+            .ok_or(BatchError::Invalid("too many records"))?;
+        if f(offset_delta, ts_delta).is_break() {
+            break;
+        }
+    }
+    Ok(count)
+}
+
 /// Walks the records of an uncompressed body (the bytes after the header); returns the count.
 pub fn walk_plain(body: &[u8]) -> Result<i32, BatchError> {
-    walk(&mut Slice(body), |_, _| ControlFlow::Continue(()))
+    walk_slice(body, |_, _| ControlFlow::Continue(()))
 }
 
 /// Runs `f` over each record of the whole `batch` (header `h`, plain or compressed).
@@ -218,7 +310,7 @@ fn each_record(
 ) -> Result<i32, BatchError> {
     let body = &batch[HEADER_LEN..h.size];
     match h.compression()? {
-        Compression::None => walk(&mut Slice(body), f),
+        Compression::None => walk_slice(body, f),
         codec => {
             let mut src = Stream {
                 r: compression::decompressor(codec, body)?,
@@ -371,6 +463,37 @@ mod tests {
             prop_assert_eq!(tp, timestamps(&packed, &hc).unwrap());
             prop_assert_eq!(tp.max, *stamps.iter().max().unwrap());
             prop_assert_eq!(tp.min, stamps.iter().min().copied());
+        }
+
+        /// The in-memory walk and the streaming walk give the same answer on any body.
+        #[test]
+        fn slice_and_stream_walks_agree(
+            stamps in proptest::collection::vec(0i64..1_000_000, 1..10),
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..3),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let recs: Vec<_> = stamps.iter().map(|t| rec(*t)).collect();
+            let mut body = build::batch(&recs, None)[HEADER_LEN..].to_vec();
+            for (at, byte) in flips {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+            let body = &body[..cut.index(body.len() + 1)];
+            let mut seen_a = Vec::new();
+            let a = walk_slice(body, |o, t| { seen_a.push((o, t)); ControlFlow::Continue(()) });
+            let mut seen_b = Vec::new();
+            let b = walk(&mut Slice(body), |o, t| { seen_b.push((o, t)); ControlFlow::Continue(()) });
+            let mut seen_c = Vec::new();
+            let mut stream = Stream { r: body, scratch: Box::new([0u8; 8192]) };
+            let c = walk(&mut stream, |o, t| { seen_c.push((o, t)); ControlFlow::Continue(()) });
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            prop_assert_eq!(a.is_ok(), c.is_ok());
+            if let (Ok(a), Ok(b), Ok(c)) = (a, b, c) {
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(a, c);
+                prop_assert_eq!(&seen_a, &seen_b);
+                prop_assert_eq!(&seen_a, &seen_c);
+            }
         }
 
         /// Random bodies never panic, compressed or not.
