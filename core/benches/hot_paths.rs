@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use skein_core::batch::build::{batch, SimpleRecord};
+use skein_core::batch::build::SimpleRecord;
 use skein_core::batch::{self as b};
 use skein_core::config::LogConfig;
 use skein_core::log::{PartitionLog, ReadPlan, Segment, OFFSET_INDEX_ENTRY, TIME_INDEX_ENTRY};
@@ -15,6 +15,11 @@ use skein_core::rng::SplitMix64;
 
 /// An uncompressed batch of `n` records, each with an 8-byte key and a `value_len`-byte value.
 fn records_batch(n: usize, value_len: usize) -> Vec<u8> {
+    records_batch_with(n, value_len, b::Compression::None)
+}
+
+/// [`records_batch`] with its records compressed by `codec`.
+fn records_batch_with(n: usize, value_len: usize, codec: b::Compression) -> Vec<u8> {
     let records: Vec<SimpleRecord> = (0..n)
         .map(|i| SimpleRecord {
             key: Some(format!("key{i:05}").into_bytes()),
@@ -23,13 +28,30 @@ fn records_batch(n: usize, value_len: usize) -> Vec<u8> {
             timestamp: 1_700_000_000_000 + i as i64,
         })
         .collect();
-    batch(&records, None)
+    b::build::encode(&records, None, codec)
 }
 
 fn bench_batches(c: &mut Criterion) {
     let cases = [
         ("100x100B", records_batch(100, 100)),
         ("1x1KiB", records_batch(1, 1024)),
+        // Compressed batches are decompressed (as a stream) to read their records' timestamps.
+        (
+            "100x100B-lz4",
+            records_batch_with(100, 100, b::Compression::Lz4),
+        ),
+        (
+            "100x100B-zstd",
+            records_batch_with(100, 100, b::Compression::Zstd),
+        ),
+        (
+            "100x100B-gzip",
+            records_batch_with(100, 100, b::Compression::Gzip),
+        ),
+        (
+            "1000x100B-lz4",
+            records_batch_with(1000, 100, b::Compression::Lz4),
+        ),
     ];
     let mut g = c.benchmark_group("batch");
     for (name, bytes) in &cases {
@@ -46,6 +68,9 @@ fn bench_batches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("crc32c_only", name), bytes, |bn, x| {
             bn.iter(|| b::compute_crc(black_box(x)))
         });
+        if b::parse_header(bytes).unwrap().compression().unwrap() != b::Compression::None {
+            continue;
+        }
         g.bench_with_input(
             BenchmarkId::new("walk_records_only", name),
             bytes,
@@ -107,11 +132,13 @@ fn bench_index(c: &mut Criterion) {
         segment_bytes: 1 << 20,
         ..LogConfig::default()
     };
-    let mut log = PartitionLog::new(config, 0);
+    // The records' timestamps (see `records_batch_with`) are the log's now.
+    let now_ms = 1_700_000_000_000;
+    let mut log = PartitionLog::new(config, now_ms);
     let template = records_batch(1, 32);
     for _ in 0..100_000 {
         let mut bytes = template.clone();
-        log.append(0, &mut bytes).expect("append");
+        log.append(now_ms, &mut bytes).expect("append");
     }
     let segments = log.segments().count();
     let points: usize = log.segments().map(|s| s.points().len()).sum();

@@ -57,32 +57,63 @@ impl Source for Slice<'_> {
     }
 }
 
+/// Bytes a streaming walk pulls from its reader at a time.
+const STREAM_BUFFER_BYTES: usize = 32 << 10;
+
+/// A decompressing reader with a buffer of its own, so a walk reads bytes from memory.
 struct Stream<R> {
     r: R,
-    scratch: Box<[u8; 8192]>,
+    buf: Box<[u8]>,
+    at: usize,
+    len: usize,
 }
 
-impl<R: Read> Source for Stream<R> {
-    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
-        let mut b = [0u8; 1];
+impl<R: Read> Stream<R> {
+    fn new(r: R) -> Self {
+        Stream {
+            r,
+            buf: vec![0u8; STREAM_BUFFER_BYTES].into_boxed_slice(),
+            at: 0,
+            len: 0,
+        }
+    }
+
+    /// Refills an empty buffer; false at the end of the input.
+    fn fill(&mut self) -> Result<bool, BatchError> {
         loop {
-            return match self.r.read(&mut b) {
-                Ok(0) => Ok(None),
-                Ok(_) => Ok(Some(b[0])),
+            return match self.r.read(&mut self.buf) {
+                Ok(n) => {
+                    (self.at, self.len) = (0, n);
+                    Ok(n > 0)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => Err(compression::CORRUPT),
             };
         }
     }
-    fn skip(&mut self, mut n: usize) -> Result<(), BatchError> {
-        while n > 0 {
-            let want = n.min(self.scratch.len());
-            self.r
-                .read_exact(&mut self.scratch[..want])
-                .map_err(|_| BatchError::Invalid("record overruns batch"))?;
-            n -= want;
+}
+
+impl<R: Read> Source for Stream<R> {
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        if self.at == self.len && !self.fill()? {
+            return Ok(None);
         }
-        Ok(())
+        self.at += 1;
+        Ok(Some(self.buf[self.at - 1]))
+    }
+    fn skip(&mut self, mut n: usize) -> Result<(), BatchError> {
+        loop {
+            let take = n.min(self.len - self.at);
+            self.at += take;
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            if !self.fill()? {
+                return Err(BatchError::Invalid("record overruns batch"));
+            }
+        }
     }
 }
 
@@ -311,13 +342,7 @@ fn each_record(
     let body = &batch[HEADER_LEN..h.size];
     match h.compression()? {
         Compression::None => walk_slice(body, f),
-        codec => {
-            let mut src = Stream {
-                r: compression::decompressor(codec, body)?,
-                scratch: Box::new([0u8; 8192]),
-            };
-            walk(&mut src, f)
-        }
+        codec => walk(&mut Stream::new(compression::decompressor(codec, body)?), f),
     }
 }
 
@@ -484,7 +509,7 @@ mod tests {
             let mut seen_b = Vec::new();
             let b = walk(&mut Slice(body), |o, t| { seen_b.push((o, t)); ControlFlow::Continue(()) });
             let mut seen_c = Vec::new();
-            let mut stream = Stream { r: body, scratch: Box::new([0u8; 8192]) };
+            let mut stream = Stream::new(body);
             let c = walk(&mut stream, |o, t| { seen_c.push((o, t)); ControlFlow::Continue(()) });
             prop_assert_eq!(a.is_ok(), b.is_ok());
             prop_assert_eq!(a.is_ok(), c.is_ok());
