@@ -2,6 +2,7 @@
 # THE one command that runs skein's whole test suite:
 #   1. ci/setup.sh           installs kcat and the Python venv (.venv/) if missing
 #   2. cargo build --release --bin skein   the broker the end-to-end tests start
+#   2b. cargo fmt --check and cargo clippy --workspace --all-targets -- -D warnings
 #   3. cargo test --workspace              unit, property and Rust integration tests
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
 #   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
@@ -21,6 +22,7 @@
 #   SKEIN_REPL_SEEDS=A..B     the replication simulation batch (default 0..6000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_GROUPS_SEEDS=A..B   the consumer-group simulation batch (default 0..8000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_SKIP_MODEL=1        skip step 4c
+#   SKEIN_SKIP_LINT=1         skip step 2b
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -59,6 +61,24 @@ if [ ! -x "$SKEIN_BIN" ]; then
   exit 1
 fi
 echo "SKEIN_BIN=$SKEIN_BIN"
+
+# Formatting and lints: the same commands every commit runs (core's clippy.toml bans clocks, files,
+# threads, sockets and HashMap there). A machine without the components says so loudly.
+LINT_STATUS=0
+if [ "${SKEIN_SKIP_LINT:-0}" != "1" ]; then
+  say "cargo fmt --check; cargo clippy --workspace --all-targets -- -D warnings ($(elapsed))"
+  if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all -- --check >"$LOGDIR/fmt.log" 2>&1 || { LINT_STATUS=1; head -n 40 "$LOGDIR/fmt.log"; }
+  else
+    echo "!!!! ci/test.sh: SKIPPED cargo fmt --check: rustfmt is not installed on this machine !!!!" >&2
+  fi
+  if cargo clippy --version >/dev/null 2>&1; then
+    timeout 1200 cargo clippy --workspace --all-targets -- -D warnings >"$LOGDIR/clippy.log" 2>&1 \
+      || { LINT_STATUS=1; grep -E '^(error|warning)' -A 8 "$LOGDIR/clippy.log" | head -n 60; }
+  else
+    echo "!!!! ci/test.sh: SKIPPED cargo clippy: clippy is not installed on this machine !!!!" >&2
+  fi
+fi
 
 CARGO_STATUS=0
 if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
@@ -182,6 +202,9 @@ fi
 if [ "$CLUSTER_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim cluster --seeds $CLUSTER_SEEDS (exit $CLUSTER_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-cluster.log; add them to ci/cluster-regression-seeds)" >&2
 fi
+if [ "$LINT_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: cargo fmt --check or cargo clippy -D warnings (see above; logs in target/ci-logs/fmt.log, clippy.log)" >&2
+fi
 if [ "$CARGO_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: cargo test --workspace (see above; log in target/ci-logs/cargo-test.log)" >&2
 fi
@@ -201,7 +224,7 @@ fi
 if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ] || [ "$GROUPS_STATUS" -ne 0 ]; then
   exit 1
 fi
-if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ]; then
+if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ] || [ "$LINT_STATUS" -ne 0 ]; then
   exit 1
 fi
 exit 0
