@@ -8,6 +8,7 @@
 //! - [`batch`]: Kafka RecordBatch v2 header parsing, validation and in-place rewrites.
 //! - [`records`] and [`compression`]: walking a batch's records (decompressed as a stream) for
 //!   their framing and timestamps.
+//! - [`recovery`]: opening a partition's files after a start, as steps of I/O the driver carries out.
 //! - [`config`]: topic configs and topic-name rules.
 //! - [`producer`]: idempotent-producer sequence and epoch state.
 //! - [`log`]: the partition log — segments, indexes, appends, reads, retention, recovery.
@@ -39,5 +40,6 @@ pub mod offsets;
 pub mod producer;
 pub mod raft;
 pub mod records;
+pub mod recovery;
 pub mod replication;
 pub mod rng;

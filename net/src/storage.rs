@@ -19,7 +19,7 @@ use skein_core::config::LogConfig;
 use skein_core::log::{
     trim_read, AppendError, Appended, PartitionLog, ReadPlan, Rolled, Segment, SegmentScan,
 };
-use skein_core::producer::ProducerStates;
+use skein_core::recovery::{PartitionRecovery, Removal, SegmentFile, Step};
 use tracing::{error, info, warn};
 
 use crate::sys::fs::{self, File, OpenOptions};
@@ -163,7 +163,8 @@ impl PartitionStore {
     /// Opens (creating if absent) and recovers the partition in `dir`.
     ///
     /// `clean` says the last shutdown completed; otherwise the active segment is scanned in full
-    /// and any torn or corrupt tail is truncated.
+    /// and any torn or corrupt tail is truncated. What to trust and where to cut is decided by
+    /// skein-core's [`PartitionRecovery`]; this carries out its steps on the files.
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -178,128 +179,34 @@ impl PartitionStore {
             sync_dir(dir);
             bases.push(0);
         }
-        let interval = config.index_interval_bytes;
+        let mut files = Vec::with_capacity(bases.len());
+        for base in &bases {
+            let path = dir.join(file_name(*base, "log"));
+            files.push(SegmentFile {
+                base: *base,
+                size: fs::metadata(&path).map_err(io_err(&path))?.len,
+                modified_ms: mtime_ms(&path).unwrap_or(now_ms),
+            });
+        }
         // Indexes written before the leader checked batch timestamps may hold a producer's -1 or
         // wrong max: rebuild them all once from the records (the marker says it was done).
         let indexes_trusted = fs::metadata(dir.join(TIMESTAMPS_CHECKED)).is_ok();
         if !indexes_trusted && bases.len() > 1 {
             info!(dir = %dir.display(), segments = bases.len(), "rebuilding time indexes from the records once (written before batch timestamps were checked)");
         }
-        // Phase 1: sealed segments from their indexes (plus a scan of their tails).
-        let mut segs: Vec<Segment> = Vec::new();
-        let mut truncated_at: Option<usize> = None;
-        for (i, base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            let path = dir.join(file_name(*base, "log"));
-            let size = fs::metadata(&path).map_err(io_err(&path))?.len;
-            let created = mtime_ms(&path).unwrap_or(now_ms);
-            let loaded = if (last && !clean) || !indexes_trusted {
-                None
-            } else {
-                let idx = fs::read(dir.join(file_name(*base, "index"))).ok();
-                let tidx = fs::read(dir.join(file_name(*base, "timeindex"))).ok();
-                match (idx, tidx) {
-                    (Some(o), Some(t)) => Segment::from_indexes(*base, size, &o, &t, created),
-                    _ => None,
-                }
-            };
-            let from_index = loaded.is_some();
-            let scan = match loaded {
-                Some(s) => SegmentScan::resume(s, interval),
-                None => SegmentScan::new(*base, created, interval),
-            };
-            let (mut seg, mut complete) = scan_file(&path, scan, size)?;
-            if !complete && from_index {
-                warn!(path = %path.display(), "segment index disagrees with its log; rebuilding");
-                (seg, complete) =
-                    scan_file(&path, SegmentScan::new(*base, created, interval), size)?;
-            }
-            if !from_index && !last {
-                write_indexes(dir, &seg)?;
-            }
-            if segs
-                .last()
-                .is_some_and(|prev| seg.base_offset != prev.next_offset)
-            {
-                // A gap can only be left by retention: its deletions become durable with one
-                // directory sync at the end, so a crash before it can bring some deleted (always
-                // the oldest) segments back. New segments are directory-synced before their first
-                // write, so the newer side of a gap is never missing data: keep it and drop the
-                // resurrected fragments before it.
-                warn!(path = %path.display(), dropped = segs.len(), "segments before a gap were left by an interrupted retention; dropping them");
-                for old in segs.drain(..) {
-                    remove_segment_files(dir, old.base_offset);
-                }
-            }
-            segs.push(seg);
-            if !complete {
-                let keep = segs.last().expect("pushed").size;
-                warn!(path = %path.display(), from = size, to = keep, "torn or corrupt log tail found by CRC; truncating");
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
-                f.set_len(keep).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
-                if !last {
-                    truncated_at = Some(i + 1);
-                    break;
-                }
+        let snapshots = list_bases(dir, "snapshot").map_err(io_err(dir))?;
+        let mut rec =
+            PartitionRecovery::new(files, snapshots, clean, indexes_trusted, &config, now_ms);
+        loop {
+            match rec.poll() {
+                Step::Done => break,
+                step => carry_out(dir, step, &mut rec, indexes_trusted)?,
             }
         }
-        if let Some(cut) = truncated_at {
-            for base in &bases[cut..] {
-                remove_segment_files(dir, *base);
-            }
-            bases.truncate(cut);
-        }
-        if !indexes_trusted {
-            // Not synced on its own: if the marker is lost, the next start rebuilds again.
-            let p = dir.join(TIMESTAMPS_CHECKED);
-            fs::write(&p, b"").map_err(io_err(&p))?;
-        }
-        // Make recovery's own removals durable before anything new is written: a crash could
-        // otherwise bring back segments it dropped, now on the wrong side of a gap.
-        sync_dir(dir);
-        if segs.is_empty() {
-            // Everything was unreadable: start over at the first base so offsets never repeat.
-            segs.push(Segment::new(bases.first().copied().unwrap_or(0), now_ms));
-        }
-        // Phase 2: producer state from the newest usable snapshot plus the batches after it.
-        let log_end = segs.last().map(|s| s.next_offset).unwrap_or(0);
-        let log_start = segs[0].base_offset;
-        let mut snapshots = list_bases(dir, "snapshot").map_err(io_err(dir))?;
-        snapshots.sort_unstable();
-        let mut producers = ProducerStates::new();
-        let mut replay_from = log_start;
-        for off in snapshots.iter().rev() {
-            if *off > log_end {
-                let _ = fs::remove_file(dir.join(file_name(*off, "snapshot")));
-                continue;
-            }
-            if let Some(p) = fs::read(dir.join(file_name(*off, "snapshot")))
-                .ok()
-                .and_then(|b| ProducerStates::from_snapshot(&b))
-            {
-                producers = p;
-                replay_from = (*off).max(log_start);
-                break;
-            }
-        }
-        let mut tail_epochs: Vec<(i32, i64)> = Vec::new();
-        for seg in segs.iter().filter(|s| s.next_offset > replay_from) {
-            let path = dir.join(file_name(seg.base_offset, "log"));
-            for h in scan_headers(&path, seg.size)? {
-                if h.base_offset >= replay_from {
-                    producers.record(&h, now_ms);
-                    if tail_epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
-                        tail_epochs.push((h.leader_epoch, h.base_offset));
-                    }
-                }
-            }
-        }
+        let saved = read_epochs(dir);
+        let log = rec.finish(config, &saved);
         let mut files = BTreeMap::new();
-        for seg in &segs {
+        for seg in log.segments() {
             let path = dir.join(file_name(seg.base_offset, "log"));
             let f = OpenOptions::new()
                 .read(true)
@@ -308,19 +215,8 @@ impl PartitionStore {
                 .map_err(io_err(&path))?;
             files.insert(seg.base_offset, Arc::new(f));
         }
-        let mut log = PartitionLog::recovered(config, segs, producers, 0);
-        // The epoch history: the checkpoint, extended by the epochs of the batches replayed
-        // above (the checkpoint write for a new epoch may have been lost in a crash).
-        let saved = read_epochs(dir);
-        let mut history = saved.clone();
-        for (e, start) in tail_epochs {
-            if history.last().is_none_or(|(le, _)| e > *le) {
-                history.push((e, start));
-            }
-        }
-        log.restore_epochs(&history);
         if !clean {
-            info!(dir = %dir.display(), log_start, log_end = log.log_end_offset(), "recovered partition");
+            info!(dir = %dir.display(), log_start = log.log_start_offset(), log_end = log.log_end_offset(), "recovered partition");
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -807,6 +703,73 @@ pub fn read_range(r: &FetchRange) -> io::Result<bytes::Bytes> {
     let mut bytes = bytes::Bytes::from(buf);
     bytes.truncate(e);
     Ok(bytes.slice(s..))
+}
+
+/// Carries out one step of a partition's recovery on its files (see [`PartitionStore::open`]).
+fn carry_out(
+    dir: &Path,
+    step: Step,
+    rec: &mut PartitionRecovery,
+    indexes_trusted: bool,
+) -> Result<(), StorageError> {
+    match step {
+        Step::ReadIndexes { base } => {
+            let idx = fs::read(dir.join(file_name(base, "index"))).ok();
+            let tidx = fs::read(dir.join(file_name(base, "timeindex"))).ok();
+            let answer = rec.on_indexes(idx.zip(tidx));
+            carry_out(dir, answer, rec, indexes_trusted)?;
+        }
+        Step::Scan {
+            base,
+            size,
+            scan,
+            after_bad_index,
+        } => {
+            let path = dir.join(file_name(base, "log"));
+            if after_bad_index {
+                warn!(path = %path.display(), "segment index disagrees with its log; rebuilding");
+            }
+            let (seg, complete) = scan_file(&path, scan, size)?;
+            rec.on_scanned(seg, complete);
+        }
+        Step::WriteIndexes(seg) => write_indexes(dir, &seg)?,
+        Step::Truncate { base, len, size } => {
+            let path = dir.join(file_name(base, "log"));
+            warn!(path = %path.display(), from = size, to = len, "torn or corrupt log tail found by CRC; truncating");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.set_len(len).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+        }
+        Step::RemoveSegment { base, why } => {
+            if why == Removal::BeforeGap {
+                warn!(dir = %dir.display(), base, "segment before a gap left by an interrupted retention; dropping it");
+            }
+            remove_segment_files(dir, base);
+        }
+        Step::SyncDir => {
+            if !indexes_trusted {
+                // Not synced on its own: if the marker is lost, the next start rebuilds again.
+                let p = dir.join(TIMESTAMPS_CHECKED);
+                fs::write(&p, b"").map_err(io_err(&p))?;
+            }
+            sync_dir(dir);
+        }
+        Step::ReadSnapshot { offset } => {
+            rec.on_snapshot(fs::read(dir.join(file_name(offset, "snapshot"))).ok());
+        }
+        Step::RemoveSnapshot { offset } => {
+            let _ = fs::remove_file(dir.join(file_name(offset, "snapshot")));
+        }
+        Step::ReadHeaders { base, size } => {
+            let headers = scan_headers(&dir.join(file_name(base, "log")), size)?;
+            rec.on_headers(&headers);
+        }
+        Step::Done => {}
+    }
+    Ok(())
 }
 
 /// Scans a segment file from the scan's position to `size`; returns the segment and whether

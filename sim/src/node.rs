@@ -11,10 +11,10 @@
 //! `meta/__metadata.log` and fsynced; `skein-sim cluster` simulates the quorum itself). It carries
 //! out the rolls and writes `PartitionLog::append`
 //! returns, fsyncs in groups, answers acks=-1 only once an fsync covers the batch, serves fetches
-//! with `plan_read` + `trim_read`, runs retention, and recovers after a crash exactly as
-//! `PartitionStore::open` does (sealed segments from indexes plus a tail scan, a full scan of the
-//! active segment, truncation at the first bad batch, producer state from the newest snapshot
-//! plus replay). Keep the two in step: a divergence makes the sim test something else.
+//! with `plan_read` + `trim_read`, runs retention, and recovers after a crash with the same
+//! skein-core `PartitionRecovery` plan `PartitionStore::open` carries out (sealed segments from
+//! indexes plus a tail scan, a full scan of the active segment, truncation at the first bad
+//! batch, producer state from the newest snapshot plus replay); only the I/O differs.
 //!
 //! Invariants (checked by [`Node::check_invariants`] after every event): every core log passes
 //! `check_invariants`; each segment's file exists (but an empty active segment whose roll failed)
@@ -39,7 +39,7 @@ use skein_core::batch::{self, BatchHeader};
 use skein_core::catalog::{Catalog, CatalogError, MetadataRecord, Placement};
 use skein_core::config::LogConfig;
 use skein_core::log::{trim_read, PartitionLog, ReadPlan, Rolled, Segment, SegmentScan};
-use skein_core::producer::ProducerStates;
+use skein_core::recovery::{PartitionRecovery, SegmentFile, Step};
 
 use crate::canary::SimCanary;
 use crate::disk::{CrashReport, NoSpace, SimDisk};
@@ -912,7 +912,8 @@ impl Node {
         out
     }
 
-    /// `PartitionStore::open` over the SimDisk.
+    /// `PartitionStore::open` over the SimDisk: skein-core's `PartitionRecovery` decides, this
+    /// carries out its steps.
     fn recover(
         &mut self,
         key: &PartKey,
@@ -927,103 +928,27 @@ impl Node {
             self.disk.sync_dir(&d);
             bases.push(0);
         }
-        let interval = self.config.index_interval_bytes;
-        let canary = self.core_canary();
-        let new_scan = |base: i64, loaded: Option<Segment>| {
-            let mut s = match loaded {
-                Some(s) => SegmentScan::resume(s, interval),
-                None => SegmentScan::new(base, now_ms, interval),
-            };
-            s.set_canary(canary);
-            s
-        };
-        let mut segs: Vec<Segment> = Vec::new();
-        let mut truncated_at: Option<usize> = None;
-        for (i, base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            let path = file(key, *base, "log");
-            let size = self.disk.len(&path);
-            let loaded = if last && !clean {
-                None
-            } else {
-                match (
-                    self.disk.read_all(&file(key, *base, "index")),
-                    self.disk.read_all(&file(key, *base, "timeindex")),
-                ) {
-                    (Some(o), Some(t)) => Segment::from_indexes(*base, size, &o, &t, now_ms),
-                    _ => None,
-                }
-            };
-            let from_index = loaded.is_some();
-            let (mut seg, mut complete) = self.scan_file(&path, new_scan(*base, loaded), size);
-            if !complete && from_index {
-                (seg, complete) = self.scan_file(&path, new_scan(*base, None), size);
-            }
-            if !from_index && !last {
-                self.write_indexes(key, &seg)?;
-            }
-            if segs
-                .last()
-                .is_some_and(|prev| seg.base_offset != prev.next_offset)
-            {
-                // As in skein-net's PartitionStore::open: a gap is left only by an interrupted
-                // retention (its deletions are durable only after the directory sync), so keep
-                // the newer side and drop the resurrected older fragments.
-                for old in segs.drain(..) {
-                    self.remove_segment_files(key, old.base_offset);
-                }
-            }
-            let keep = seg.size;
-            segs.push(seg);
-            if !complete {
-                self.disk.truncate(&path, keep);
-                if !last {
-                    truncated_at = Some(i + 1);
-                    break;
-                }
-            }
-        }
-        if let Some(cut) = truncated_at {
-            for base in &bases[cut..] {
-                self.remove_segment_files(key, *base);
-            }
-            bases.truncate(cut);
-        }
-        // As in skein-net: recovery's removals are made durable before anything new is written.
-        self.disk.sync_dir(&d);
-        if segs.is_empty() {
-            segs.push(Segment::new(bases.first().copied().unwrap_or(0), now_ms));
-        }
-        let log_end = segs.last().map_or(0, |s| s.next_offset);
-        let log_start = segs[0].base_offset;
+        let files = bases
+            .iter()
+            .map(|base| SegmentFile {
+                base: *base,
+                size: self.disk.len(&file(key, *base, "log")),
+                modified_ms: now_ms,
+            })
+            .collect();
         let snapshots = self.disk.list(&d, "snapshot");
-        let mut producers = ProducerStates::new();
-        let mut replay_from = log_start;
-        for off in snapshots.iter().rev() {
-            let name = file(key, *off, "snapshot");
-            if *off > log_end {
-                self.disk.remove(&name);
-                continue;
-            }
-            if let Some(s) = self
-                .disk
-                .read_all(&name)
-                .and_then(|b| ProducerStates::from_snapshot(&b))
-            {
-                producers = s;
-                replay_from = (*off).max(log_start);
-                break;
+        let canary = self.core_canary();
+        // The simulated disk holds no data written before timestamps were checked.
+        let mut rec = PartitionRecovery::new(files, snapshots, clean, true, &self.config, now_ms);
+        rec.set_canary(canary);
+        loop {
+            match rec.poll() {
+                Step::Done => break,
+                step => self.carry_out(key, step, &mut rec)?,
             }
         }
-        for seg in segs.iter().filter(|s| s.next_offset > replay_from) {
-            for h in self.scan_headers(&file(key, seg.base_offset, "log"), seg.size) {
-                if h.base_offset >= replay_from {
-                    producers.record(&h, now_ms);
-                }
-            }
-        }
-        let open = segs.iter().map(|s| s.base_offset).collect();
-        let mut log = PartitionLog::recovered(self.config.clone(), segs, producers, 0);
+        let mut log = rec.finish(self.config.clone(), &[]);
+        let open = log.segments().map(|s| s.base_offset).collect();
         log.set_canary(canary);
         let synced_end = log.log_end_offset();
         Ok(PartState {
@@ -1035,6 +960,43 @@ impl Node {
             sync_requested: false,
             waiters: Vec::new(),
         })
+    }
+
+    /// Carries out one recovery step on the SimDisk.
+    fn carry_out(
+        &mut self,
+        key: &PartKey,
+        step: Step,
+        rec: &mut PartitionRecovery,
+    ) -> Result<(), NoSpace> {
+        match step {
+            Step::ReadIndexes { base } => {
+                let idx = self.disk.read_all(&file(key, base, "index"));
+                let tidx = self.disk.read_all(&file(key, base, "timeindex"));
+                let answer = rec.on_indexes(idx.zip(tidx));
+                self.carry_out(key, answer, rec)?;
+            }
+            Step::Scan {
+                base, size, scan, ..
+            } => {
+                let (seg, complete) = self.scan_file(&file(key, base, "log"), scan, size);
+                rec.on_scanned(seg, complete);
+            }
+            Step::WriteIndexes(seg) => self.write_indexes(key, &seg)?,
+            Step::Truncate { base, len, .. } => self.disk.truncate(&file(key, base, "log"), len),
+            Step::RemoveSegment { base, .. } => self.remove_segment_files(key, base),
+            Step::SyncDir => self.disk.sync_dir(&dir(key)),
+            Step::ReadSnapshot { offset } => {
+                rec.on_snapshot(self.disk.read_all(&file(key, offset, "snapshot")));
+            }
+            Step::RemoveSnapshot { offset } => self.disk.remove(&file(key, offset, "snapshot")),
+            Step::ReadHeaders { base, size } => {
+                let headers = self.scan_headers(&file(key, base, "log"), size);
+                rec.on_headers(&headers);
+            }
+            Step::Done => {}
+        }
+        Ok(())
     }
 
     /// `storage.rs`'s `scan_file`: the segment and whether the whole file was valid.
