@@ -12,6 +12,7 @@
 //! - [`config`]: topic configs and topic-name rules.
 //! - [`producer`]: idempotent-producer sequence and epoch state.
 //! - [`log`]: the partition log — segments, indexes, appends, reads, retention, recovery.
+//! - [`fetch`]: the byte budget of a Fetch response across its partitions (KIP-74).
 //! - `canary` (feature `canary`, for skein-sim only): planted bugs the simulator must catch.
 //! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
 //!   deterministic state machine over metadata records.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod consumer_group;
 pub mod controller;
 pub mod coordinator;
+pub mod fetch;
 pub mod group;
 pub mod log;
 pub mod offsets;

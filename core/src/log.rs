@@ -1090,11 +1090,19 @@ impl PartitionLog {
 }
 
 /// Trims bytes read for a fetch at `offset`: drops batches wholly below it, keeps whole batches
-/// up to `max_bytes` (always the first one, however large, as KIP-74 asks).
+/// up to `max_bytes`. With `whole_first` (KIP-74's rule for the first non-empty partition of a
+/// response, see [`crate::fetch`]) the first batch is kept however large, alone when it is over
+/// `max_bytes`; without it, a first batch over `max_bytes` leaves the range empty (and is not
+/// asked to be read in full).
 ///
 /// Returns the byte range to send, or `Err(total)` when the first wanted batch extends past the
 /// bytes read and the shell must read `total` bytes from the same start.
-pub fn trim_read(bytes: &[u8], offset: i64, max_bytes: u64) -> Result<(usize, usize), usize> {
+pub fn trim_read(
+    bytes: &[u8],
+    offset: i64,
+    max_bytes: u64,
+    whole_first: bool,
+) -> Result<(usize, usize), usize> {
     let mut pos = 0usize;
     let mut start: Option<usize> = None;
     while pos < bytes.len() {
@@ -1115,6 +1123,10 @@ pub fn trim_read(bytes: &[u8], offset: i64, max_bytes: u64) -> Result<(usize, us
                 continue;
             }
             None => {
+                if !whole_first && size as u64 > max_bytes {
+                    // Left for a fetch in which it comes first.
+                    return Ok((pos, pos));
+                }
                 if pos + size > bytes.len() {
                     return Err(pos + size);
                 }
@@ -1135,8 +1147,24 @@ pub fn trim_read(bytes: &[u8], offset: i64, max_bytes: u64) -> Result<(usize, us
     }
 }
 
+/// The length of the leading whole batches of `bytes` (as [`trim_read`] returns them) whose base
+/// offset is below `end`: what a consumer may read of them under a high watermark of `end`.
+pub fn committed_len(bytes: &[u8], end: i64) -> usize {
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let Ok(h) = batch::parse_header(&bytes[pos..]) else {
+            break;
+        };
+        if h.base_offset >= end || pos + h.size > bytes.len() {
+            break;
+        }
+        pos += h.size;
+    }
+    pos
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::batch::build;
     use proptest::prelude::*;
@@ -1151,13 +1179,13 @@ mod tests {
 
     /// A tiny in-memory shell: segment files as byte vectors.
     #[derive(Default)]
-    struct Files {
-        logs: BTreeMap<i64, Vec<u8>>,
-        indexes: BTreeMap<i64, (Vec<u8>, Vec<u8>)>,
+    pub(crate) struct Files {
+        pub(crate) logs: BTreeMap<i64, Vec<u8>>,
+        pub(crate) indexes: BTreeMap<i64, (Vec<u8>, Vec<u8>)>,
     }
 
     impl Files {
-        fn apply(&mut self, log: &PartitionLog, a: &Appended, bytes: &[u8]) {
+        pub(crate) fn apply(&mut self, log: &PartitionLog, a: &Appended, bytes: &[u8]) {
             if let Some(r) = &a.roll {
                 let s = log.segment(r.sealed_base).unwrap();
                 self.indexes.insert(
@@ -1173,7 +1201,7 @@ mod tests {
             }
         }
 
-        fn read(&self, plan: ReadPlan) -> Vec<u8> {
+        pub(crate) fn read(&self, plan: ReadPlan) -> Vec<u8> {
             match plan {
                 ReadPlan::Empty => vec![],
                 ReadPlan::Range {
@@ -1228,7 +1256,7 @@ mod tests {
         while off < log.log_end_offset() {
             let plan = log.plan_read(off, 1).unwrap();
             let mut bytes = files.read(plan);
-            let (s, e) = match trim_read(&bytes, off, 1) {
+            let (s, e) = match trim_read(&bytes, off, 1, true) {
                 Ok(r) => r,
                 Err(total) => {
                     let ReadPlan::Range {
@@ -1244,7 +1272,7 @@ mod tests {
                         position,
                         len: total as u64,
                     });
-                    trim_read(&bytes, off, 1).unwrap()
+                    trim_read(&bytes, off, 1, true).unwrap()
                 }
             };
             let h = batch::verify_stored(&bytes[s..e]).unwrap();
@@ -1414,14 +1442,45 @@ mod tests {
             all.extend_from_slice(&b);
         }
         let one = batch::peek_size(&all).unwrap();
-        assert_eq!(trim_read(&all, 3, 1), Ok((one, 2 * one)));
-        assert_eq!(trim_read(&all, 0, 10_000), Ok((0, all.len())));
+        assert_eq!(trim_read(&all, 3, 1, true), Ok((one, 2 * one)));
+        assert_eq!(trim_read(&all, 0, 10_000, true), Ok((0, all.len())));
         assert_eq!(
-            trim_read(&all[..one + 5], 2, 10_000),
+            trim_read(&all[..one + 5], 2, 10_000, true),
             Err(one + batch::HEADER_LEN)
         );
-        assert_eq!(trim_read(&all[..one + 20], 2, 10_000), Err(2 * one));
-        assert_eq!(trim_read(&all[..one + 20], 0, 10_000), Ok((0, one)));
+        assert_eq!(trim_read(&all[..one + 20], 2, 10_000, true), Err(2 * one));
+        assert_eq!(trim_read(&all[..one + 20], 0, 10_000, true), Ok((0, one)));
+        // Without the first-batch rule a batch over the limit is left, and not read in full.
+        assert_eq!(trim_read(&all, 3, 1, false), Ok((one, one)));
+        assert_eq!(
+            trim_read(&all[..one + batch::HEADER_LEN], 2, 1, false),
+            Ok((one, one))
+        );
+        assert_eq!(
+            trim_read(&all, 2, 2 * one as u64, false),
+            Ok((one, 3 * one))
+        );
+        assert_eq!(
+            trim_read(&all, 2, 2 * one as u64 - 1, false),
+            Ok((one, 2 * one))
+        );
+    }
+
+    #[test]
+    fn committed_len_stops_at_the_first_batch_at_or_above_the_end() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            let mut b = build::simple(2, 0, None);
+            log.append(0, &mut b).unwrap();
+            all.extend_from_slice(&b);
+        }
+        let one = batch::peek_size(&all).unwrap();
+        assert_eq!(committed_len(&all, 0), 0);
+        assert_eq!(committed_len(&all, 2), one);
+        assert_eq!(committed_len(&all, 3), 2 * one);
+        assert_eq!(committed_len(&all, 6), 3 * one);
+        assert_eq!(committed_len(&all[..3 * one - 1], 6), 2 * one);
     }
 
     proptest! {

@@ -31,6 +31,7 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::{CatalogError, Placement};
+use skein_core::fetch::{response_max_bytes, FetchBudget};
 use skein_core::log::AppendError;
 use skein_core::replication::FetchCheck;
 use tracing::{debug, warn};
@@ -584,12 +585,11 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
     let replica = req.replica_id.0;
     let now = b.mono_ms();
     let mut r = FetchResponse::default();
-    let mut total = 0usize;
-    let max_total = if req.max_bytes <= 0 {
-        i32::MAX
-    } else {
-        req.max_bytes
-    } as usize;
+    // KIP-74: the response's records total at most max_bytes, each partition's at most its
+    // partition_max_bytes, but for the first batch of the first partition with data.
+    let mut budget = FetchBudget::new(response_max_bytes(req.max_bytes));
+    // A follower told to truncate is answered at once, whatever min_bytes says.
+    let mut diverged = false;
     for topic in &req.topics {
         let name = topic.topic.0.to_string();
         let mut tr = FetchableTopicResponse::default();
@@ -618,7 +618,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                     continue;
                 }
             };
-            let (plan, hw, start) = {
+            let (plan, grant, hw, start) = {
                 let st = p.store.lock().expect("partition lock");
                 let end = st.log().log_end_offset();
                 let hw = {
@@ -647,7 +647,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                                 pd.log_start_offset = st.log().log_start_offset();
                                 tr.partitions.push(pd);
                                 // Answer at once: the follower must truncate first.
-                                total = total.max(1);
+                                diverged = true;
                                 continue;
                             }
                             FetchCheck::Accepted => {
@@ -663,40 +663,44 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                     }
                     l.hw()
                 };
-                let remaining = max_total.saturating_sub(total);
-                // KIP-74: the first partition with data returns at least one whole batch.
-                let limit = (fp.partition_max_bytes.max(0) as usize).min(if total == 0 {
-                    usize::MAX
-                } else {
-                    remaining
-                });
+                let grant = budget.grant(fp.partition_max_bytes);
                 let plan = if replica < 0 && fp.fetch_offset >= hw && fp.fetch_offset <= end {
                     // Nothing committed there yet.
-                    Ok((None, limit))
+                    Ok(None)
                 } else {
-                    st.plan_fetch(fp.fetch_offset, limit as u64)
-                        .map(|x| (x, limit))
+                    // Planned even when nothing may be returned: an offset out of range is
+                    // still reported.
+                    st.plan_fetch(fp.fetch_offset, grant)
                 };
-                (plan, hw, st.log().log_start_offset())
+                (plan, grant, hw, st.log().log_start_offset())
             };
             pd.high_watermark = hw;
             pd.last_stable_offset = hw;
             pd.log_start_offset = start;
             match plan {
                 Err(_) => pd.error_code = E::OffsetOutOfRange.code(),
-                Ok((None, _)) | Ok((Some(_), 0)) => {}
-                Ok((Some(range), _)) => {
-                    let first = total == 0;
+                Ok(None) => {}
+                Ok(Some(_)) if grant.is_empty() => {}
+                Ok(Some(range)) => {
                     match read_range(&range) {
                         Ok(bytes) => {
+                            // Counted as sent: a consumer's cut below the high watermark.
                             let bytes = if replica < 0 {
                                 crate::replica::cut_at_hw(bytes, hw)
                             } else {
                                 bytes
                             };
-                            if first || bytes.len() <= max_total.saturating_sub(total) {
-                                total += bytes.len();
+                            if budget.take(grant, bytes.len() as u64) {
                                 pd.records = Some(bytes);
+                            } else {
+                                // trim_read keeps reads within the grant; never sent if not.
+                                warn!(
+                                    topic = name,
+                                    partition = fp.partition,
+                                    len = bytes.len(),
+                                    ?grant,
+                                    "fetch read over its byte budget left out"
+                                );
                             }
                         }
                         Err(e) => {
@@ -710,7 +714,8 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
         }
         r.responses.push(tr);
     }
-    (r, total)
+    let bytes = budget.used() as usize;
+    (r, if diverged { bytes.max(1) } else { bytes })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1475,6 +1475,9 @@ struct Consumer {
     positions: BTreeMap<i32, i64>,
     partition_bytes: BTreeMap<i32, i32>,
     printed: u64,
+    /// Fetch rounds so far: each round puts a different partition first in its requests (a
+    /// broker fills a response in request order, KIP-74).
+    round: usize,
 }
 
 /// Errors that mean "metadata is stale or the leader is moving": refresh and retry.
@@ -1782,6 +1785,7 @@ pub async fn run_consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<(
             .map(|p| (*p, FETCH_PARTITION_BYTES_DEFAULT))
             .collect(),
         printed: 0,
+        round: 0,
     };
     match args.offset {
         Some(offset) => {
@@ -1812,7 +1816,12 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> anyhow::Re
             leaderless.then(|| ClientError::kafka("fetch", 5, Some("a partition has no leader")));
         let mut out = Vec::new();
         let mut added = 0;
-        for (leader, partitions) in by_leader {
+        consumer.round = consumer.round.wrapping_add(1);
+        for (leader, mut partitions) in by_leader {
+            // Busy partitions listed first cannot take every response, and a batch over the
+            // partition limit arrives once its partition comes first.
+            let n = partitions.len();
+            partitions.rotate_left(consumer.round % n);
             match consumer
                 .fetch_from(leader, &partitions, max_wait_ms, &mut out, args)
                 .await?

@@ -40,6 +40,7 @@ use kafka_protocol::protocol::StrBytes;
 use skein_core::batch::{self, build};
 use skein_core::consumer_group::{CgError, Heartbeat as CgHeartbeat};
 use skein_core::coordinator::{self, partition_for, Record, Shard};
+use skein_core::fetch::Grant;
 use skein_core::group::{GroupError, GroupState, Join, Reply, ReqId};
 use skein_core::offsets::OffsetValue;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -59,6 +60,9 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(100);
 /// How often expired offsets are looked for (offsets.retention.check.interval.ms).
 const EXPIRE_EVERY_MS: u64 = 60_000;
+/// Bytes of whole batches each read of the offsets topic takes while loading a shard (a
+/// larger first batch is read whole).
+const OFFSETS_LOAD_READ_BYTES: u64 = 1 << 20;
 
 enum Slot {
     Loading { epoch: i32 },
@@ -380,7 +384,7 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
             .store
             .lock()
             .expect("partition lock")
-            .plan_fetch(next, 1 << 20);
+            .plan_fetch(next, Grant::single(OFFSETS_LOAD_READ_BYTES));
         let range = match plan {
             Ok(Some(r)) => r,
             Ok(None) => break,

@@ -17,8 +17,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
-use skein_core::batch;
 use skein_core::catalog::MetadataRecord;
+use skein_core::log::committed_len;
 use skein_core::replication::{follower_hw, truncation_offset, Leader, ReplicationConfig};
 use tracing::{debug, info, warn};
 
@@ -29,6 +29,12 @@ use crate::client::Client;
 const REPLICA_FETCH_VERSION: i16 = 12;
 /// How long a follower's fetch waits at the leader for new data.
 const REPLICA_FETCH_WAIT_MS: i32 = 500;
+/// A follower's fetch response limit (Kafka's replica.fetch.response.max.bytes, 10 MiB by
+/// default): with the first-batch rule a response holds at most this or one batch, well under
+/// the client's frame limit ([`crate::client::RESPONSE_BYTES_MAX`]).
+const REPLICA_FETCH_RESPONSE_BYTES: i32 = 16 << 20;
+/// A follower's limit per partition (Kafka's replica.fetch.max.bytes, 1 MiB).
+const REPLICA_FETCH_PARTITION_BYTES: i32 = 1 << 20;
 
 /// A partition's replication role on this broker.
 #[derive(Debug)]
@@ -138,17 +144,8 @@ pub async fn wait_replicated(
 /// Cuts fetched bytes before the first batch at or above `hw` (consumers read committed
 /// records only).
 pub fn cut_at_hw(bytes: Bytes, hw: i64) -> Bytes {
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        let Ok(h) = batch::parse_header(&bytes[pos..]) else {
-            break;
-        };
-        if h.base_offset >= hw || pos + h.size > bytes.len() {
-            break;
-        }
-        pos += h.size;
-    }
-    bytes.slice(..pos)
+    let len = committed_len(&bytes, hw);
+    bytes.slice(..len)
 }
 
 /// Proposes the ISR changes leaders want now (every tick).
@@ -203,11 +200,12 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
     let mut client: Option<Client> = None;
     let stop = b.shutting_down.subscribe();
     info!(leader, "replica fetcher started");
+    let mut round = 0usize;
     loop {
         if *stop.borrow() {
             return;
         }
-        let parts = following(&b, leader);
+        let mut parts = following(&b, leader);
         if parts.is_empty() {
             if b.release_fetcher(leader, || following(&b, leader).is_empty()) {
                 info!(leader, "replica fetcher stopped: nothing left to follow");
@@ -215,6 +213,12 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
             }
             continue;
         }
+        // The leader fills a response in request order (KIP-74), so each partition leads the
+        // request in turn: busy partitions listed first cannot take every response's budget,
+        // and a batch over the partition limit is fetched once it comes first.
+        let n = parts.len();
+        parts.rotate_left(round % n);
+        round = round.wrapping_add(1);
         let addr = b.with_catalog(|c| {
             c.broker(leader)
                 .filter(|x| !x.fenced)
@@ -308,7 +312,7 @@ fn build_fetch(me: i32, parts: &[(Arc<Partition>, i32)]) -> FetchRequest {
     req.replica_id = BrokerId(me);
     req.max_wait_ms = REPLICA_FETCH_WAIT_MS;
     req.min_bytes = 1;
-    req.max_bytes = 16 << 20;
+    req.max_bytes = REPLICA_FETCH_RESPONSE_BYTES;
     req.session_epoch = -1;
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (p, epoch) in parts {
@@ -327,7 +331,7 @@ fn build_fetch(me: i32, parts: &[(Arc<Partition>, i32)]) -> FetchRequest {
         fp.fetch_offset = end;
         fp.last_fetched_epoch = last_epoch;
         fp.log_start_offset = start;
-        fp.partition_max_bytes = 1 << 20;
+        fp.partition_max_bytes = REPLICA_FETCH_PARTITION_BYTES;
         match topics.iter_mut().find(|t| t.topic.0.as_str() == p.topic) {
             Some(t) => t.partitions.push(fp),
             None => {

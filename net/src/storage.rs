@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use skein_core::batch::{self, BatchHeader};
 use skein_core::config::LogConfig;
+use skein_core::fetch::Grant;
 use skein_core::log::{
     trim_read, AppendError, Appended, PartitionLog, ReadPlan, Rolled, Segment, SegmentScan,
 };
@@ -603,9 +604,9 @@ impl PartitionStore {
     pub fn plan_fetch(
         &self,
         offset: i64,
-        max_bytes: u64,
+        grant: Grant,
     ) -> Result<Option<FetchRange>, skein_core::log::OffsetOutOfRange> {
-        match self.log.plan_read(offset, max_bytes)? {
+        match self.log.plan_read(offset, grant.max_bytes)? {
             ReadPlan::Empty => Ok(None),
             ReadPlan::Range {
                 segment_base,
@@ -617,7 +618,7 @@ impl PartitionStore {
                 len,
                 segment_size: self.log.segment(segment_base).expect("segment").size,
                 offset,
-                max_bytes,
+                grant,
             })),
         }
     }
@@ -682,22 +683,22 @@ pub struct FetchRange {
     pub segment_size: u64,
     /// Fetch offset.
     pub offset: i64,
-    /// Byte limit (at least the first batch is returned).
-    pub max_bytes: u64,
+    /// What the read may return (whole batches up to a byte limit, the first perhaps whole).
+    pub grant: Grant,
 }
 
 /// Reads a planned range and trims it to whole batches from the fetch offset (re-reading once if
 /// the first batch is longer than the plan guessed).
 pub fn read_range(r: &FetchRange) -> io::Result<bytes::Bytes> {
-    let (file, position, seg_size, offset, max_bytes) =
-        (&r.file, r.position, r.segment_size, r.offset, r.max_bytes);
+    let (file, position, seg_size, offset) = (&r.file, r.position, r.segment_size, r.offset);
+    let (max_bytes, whole_first) = (r.grant.max_bytes, r.grant.whole_first);
     let mut buf = file.read_vec_at(r.len as usize, position)?;
-    let (s, e) = match trim_read(&buf, offset, max_bytes) {
+    let (s, e) = match trim_read(&buf, offset, max_bytes, whole_first) {
         Ok(r) => r,
         Err(total) => {
             let total = (total as u64).min(seg_size - position);
             buf = file.read_vec_at(total as usize, position)?;
-            trim_read(&buf, offset, max_bytes).unwrap_or((0, 0))
+            trim_read(&buf, offset, max_bytes, whole_first).unwrap_or((0, 0))
         }
     };
     let mut bytes = bytes::Bytes::from(buf);
@@ -928,7 +929,7 @@ mod tests {
 
     /// The batch at `base` as the log file holds it.
     fn stored(store: &PartitionStore, base: i64) -> Vec<u8> {
-        let range = store.plan_fetch(base, 1).unwrap().unwrap();
+        let range = store.plan_fetch(base, Grant::single(1)).unwrap().unwrap();
         let bytes = read_range(&range).unwrap();
         let h = batch::verify_stored(&bytes).unwrap();
         assert_eq!(h.base_offset, base);
@@ -953,7 +954,7 @@ mod tests {
     fn read_all(store: &PartitionStore) -> Vec<BatchHeader> {
         let mut out = Vec::new();
         let mut off = store.log().log_start_offset();
-        while let Some(range) = store.plan_fetch(off, 100).unwrap() {
+        while let Some(range) = store.plan_fetch(off, Grant::single(100)).unwrap() {
             let bytes = read_range(&range).unwrap();
             let h = batch::verify_stored(&bytes).unwrap();
             off = h.next_offset();

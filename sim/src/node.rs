@@ -649,12 +649,12 @@ impl Node {
                     len,
                     "segment file shorter than the log says"
                 );
-                let (s, e) = match trim_read(&buf, offset, max_bytes) {
+                let (s, e) = match trim_read(&buf, offset, max_bytes, true) {
                     Ok(r) => r,
                     Err(total) => {
                         let total = (total as u64).min(seg_size - position);
                         buf = self.disk.read(&name, position, total);
-                        trim_read(&buf, offset, max_bytes).unwrap_or((0, 0))
+                        trim_read(&buf, offset, max_bytes, true).unwrap_or((0, 0))
                     }
                 };
                 FetchResult::Ok {
