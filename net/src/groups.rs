@@ -1328,6 +1328,7 @@ fn cg_error(e: CgError) -> E {
         CgError::StaleMemberEpoch => E::StaleMemberEpoch,
         CgError::GroupMaxSizeReached => E::GroupMaxSizeReached,
         CgError::UnreleasedInstanceId => E::UnreleasedInstanceId,
+        CgError::FencedInstanceId => E::FencedInstanceId,
     }
 }
 
