@@ -34,6 +34,10 @@ pub enum Canary {
     /// `Group::check_commit` ignores the generation: a member that still acts on an old
     /// generation commits offsets for partitions a newer generation gave to someone else.
     StaleGenerationCommit,
+    /// `Group`: a static member's replacement (a join under its group.instance.id with no
+    /// member id) keeps the old member id, so the old process is never fenced and both act as
+    /// the member.
+    StaticNotFenced,
     /// `ConsumerGroup` (KIP-848): a partition is handed to its new owner before the old owner
     /// reported it revoked, so two members hold it at once.
     AssignBeforeRevoke,
