@@ -2,7 +2,9 @@
 //! KIP-394's MEMBER_ID_REQUIRED round and KIP-345 static members), the coordinator completes
 //! the join when every known member has rejoined or the rebalance timeout passes, the leader's
 //! SyncGroup hands out assignments, heartbeats keep members alive, and silent members are
-//! removed after their session timeout.
+//! removed after their session timeout. A static member's process replaced by a new one (a join
+//! under its instance id with no member id) is fenced: every request naming the instance id
+//! with the old member id gets FENCED_INSTANCE_ID.
 //!
 //! The driver hands in requests with an id and the current time; JoinGroup and SyncGroup may
 //! be answered later, so every call returns the [`Reply`]s that are ready now (for this request
