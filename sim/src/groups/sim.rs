@@ -988,90 +988,99 @@ impl GroupsSim {
         let replies = std::mem::take(&mut self.coord.replies);
         for r in replies {
             match r {
-                Reply::Join { req, result } => {
-                    let Some(o) = self.coord.owners.remove(&req) else {
-                        continue;
-                    };
-                    let Body::Join(j) = &o.body else {
-                        unreachable!("a join owner")
-                    };
-                    if o.fence {
-                        let got = result.as_ref().map(|_| ()).map_err(|(e, _)| *e);
-                        let inst = j.instance_id.clone().unwrap_or_default();
-                        if let Err(v) = StaticFencing::must_be_fenced(&inst, "JoinGroup", got) {
-                            self.found.get_or_insert(v);
-                        }
-                    }
-                    let join = match (&j.instance_id, &result) {
-                        (Some(i), Ok(ok)) => Some((
-                            i.clone(),
-                            ok.member_id.clone(),
-                            (o.cid, o.pid),
-                            j.member_id.is_empty(),
-                        )),
-                        _ => None,
-                    };
-                    if let Ok(j) = &result {
-                        self.stats.max_generation = self.stats.max_generation.max(j.generation);
-                    }
-                    let resp = Resp::Join(result.map_err(|(e, id)| (Fail::Group(e), id)));
-                    if wrote || join.is_some() {
-                        self.coord.held.push(Held {
-                            need: if wrote { self.coord.log.len() } else { 0 },
-                            cid: o.cid,
-                            conn: o.conn,
-                            req,
-                            resp,
-                            sync: None,
-                            join,
-                        });
-                    } else {
-                        self.reply(o.cid, o.conn, req, resp);
-                    }
-                }
-                Reply::Sync { req, result } => {
-                    let Some(o) = self.coord.owners.remove(&req) else {
-                        continue;
-                    };
-                    let Body::Sync {
-                        generation,
-                        instance,
-                        ..
-                    } = &o.body
-                    else {
-                        unreachable!("a sync owner")
-                    };
-                    let inst = instance.clone().unwrap_or_default();
-                    let got = result.as_ref().map(|_| ()).map_err(|e| *e);
-                    let verdict = if o.fence {
-                        StaticFencing::must_be_fenced(&inst, "SyncGroup", got)
-                    } else if instance.is_some() {
-                        self.fencing
-                            .answered(&inst, (o.cid, o.pid), "SyncGroup", got.is_ok())
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(v) = verdict {
-                        self.found.get_or_insert(v);
-                    }
-                    match result {
-                        Ok(a) => {
-                            self.coord.held.push(Held {
-                                need: self.coord.log.len(),
-                                cid: o.cid,
-                                conn: o.conn,
-                                req,
-                                resp: Resp::Sync(Ok(a)),
-                                sync: Some((o.cid.0, *generation)),
-                                join: None,
-                            });
-                        }
-                        Err(e) => self.reply(o.cid, o.conn, req, Resp::Sync(Err(Fail::Group(e)))),
-                    }
-                }
+                Reply::Join { req, result } => self.answer_join(req, result, wrote),
+                Reply::Sync { req, result } => self.answer_sync(req, result),
             }
         }
         self.release();
+    }
+
+    /// Sends (or holds until its metadata is replicated, if `wrote`) the answer to JoinGroup
+    /// `req`, judged by the fencing checker.
+    fn answer_join(&mut self, req: u64, result: Result<Joined, (GroupError, String)>, wrote: bool) {
+        let Some(o) = self.coord.owners.remove(&req) else {
+            return;
+        };
+        let Body::Join(j) = &o.body else {
+            unreachable!("a join owner")
+        };
+        if o.fence {
+            let got = result.as_ref().map(|_| ()).map_err(|(e, _)| *e);
+            let inst = j.instance_id.clone().unwrap_or_default();
+            if let Err(v) = StaticFencing::must_be_fenced(&inst, "JoinGroup", got) {
+                self.found.get_or_insert(v);
+            }
+        }
+        // A static member's success is judged when it is sent (see `release`).
+        let join = match (&j.instance_id, &result) {
+            (Some(i), Ok(ok)) => Some((
+                i.clone(),
+                ok.member_id.clone(),
+                (o.cid, o.pid),
+                j.member_id.is_empty(),
+            )),
+            _ => None,
+        };
+        if let Ok(j) = &result {
+            self.stats.max_generation = self.stats.max_generation.max(j.generation);
+        }
+        let resp = Resp::Join(result.map_err(|(e, id)| (Fail::Group(e), id)));
+        if wrote || join.is_some() {
+            self.coord.held.push(Held {
+                need: if wrote { self.coord.log.len() } else { 0 },
+                cid: o.cid,
+                conn: o.conn,
+                req,
+                resp,
+                sync: None,
+                join,
+            });
+        } else {
+            self.reply(o.cid, o.conn, req, resp);
+        }
+    }
+
+    /// Holds a SyncGroup assignment until its generation is replicated (or sends the error),
+    /// judged by the fencing checker.
+    fn answer_sync(&mut self, req: u64, result: Result<Vec<u8>, GroupError>) {
+        let Some(o) = self.coord.owners.remove(&req) else {
+            return;
+        };
+        let Body::Sync {
+            generation,
+            instance,
+            ..
+        } = &o.body
+        else {
+            unreachable!("a sync owner")
+        };
+        let inst = instance.clone().unwrap_or_default();
+        let got = result.as_ref().map(|_| ()).map_err(|e| *e);
+        let verdict = if o.fence {
+            StaticFencing::must_be_fenced(&inst, "SyncGroup", got)
+        } else if instance.is_some() {
+            self.fencing
+                .answered(&inst, (o.cid, o.pid), "SyncGroup", got.is_ok())
+        } else {
+            Ok(())
+        };
+        if let Err(v) = verdict {
+            self.found.get_or_insert(v);
+        }
+        match result {
+            Ok(a) => {
+                self.coord.held.push(Held {
+                    need: self.coord.log.len(),
+                    cid: o.cid,
+                    conn: o.conn,
+                    req,
+                    resp: Resp::Sync(Ok(a)),
+                    sync: Some((o.cid.0, *generation)),
+                    join: None,
+                });
+            }
+            Err(e) => self.reply(o.cid, o.conn, req, Resp::Sync(Err(Fail::Group(e)))),
+        }
     }
 
     /// Sends the held answers the high watermark now covers.
