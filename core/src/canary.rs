@@ -39,6 +39,10 @@ pub enum Canary {
     /// a segment without timestamps as infinitely old, so it can delete a segment of
     /// acknowledged records younger than retention.ms.
     TrustHeaderTimestamps,
+    /// `Group`: a static member's replacement (a join under its group.instance.id with no
+    /// member id) keeps the old member id, so the old process is never fenced and both act as
+    /// the member.
+    StaticNotFenced,
     /// `ConsumerGroup` (KIP-848): a partition is handed to its new owner before the old owner
     /// reported it revoked, so two members hold it at once.
     AssignBeforeRevoke,

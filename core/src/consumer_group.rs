@@ -28,7 +28,14 @@ pub enum CgError {
     GroupMaxSizeReached,
     /// UNRELEASED_INSTANCE_ID: another live member holds this group.instance.id.
     UnreleasedInstanceId,
+    /// FENCED_INSTANCE_ID: this group.instance.id now belongs to another member id (a newer
+    /// process replaced this one).
+    FencedInstanceId,
 }
+
+/// `member_epoch` of a static member that left for a while (KIP-848): it keeps its
+/// assignment until its session times out or a new process takes its instance id.
+pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 
 /// Coordinator-wide settings of consumer groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,18 +241,7 @@ impl ConsumerGroup {
         topics: &BTreeMap<String, i32>,
     ) -> Result<Beat, CgError> {
         let id = match hb.member_epoch {
-            -1 | -2 => {
-                if !self.members.contains_key(&hb.member_id) {
-                    return Err(CgError::UnknownMemberId);
-                }
-                self.remove(&hb.member_id);
-                self.recompute(topics);
-                return Ok(Beat {
-                    member_id: hb.member_id,
-                    member_epoch: hb.member_epoch,
-                    assignment: None,
-                });
-            }
+            -1 | LEAVE_GROUP_STATIC_MEMBER_EPOCH => return self.leave(now_ms, hb, topics),
             0 => {
                 let id = if hb.member_id.is_empty() {
                     loop {
@@ -261,17 +257,26 @@ impl ConsumerGroup {
                 } else {
                     hb.member_id.clone()
                 };
-                // A rejoin (after a fence, or a restart of a static member) starts afresh.
-                if let Some(inst) = &hb.instance_id {
-                    let holder = self
-                        .members
-                        .values()
-                        .find(|m| m.instance_id.as_ref() == Some(inst) && m.id != id)
-                        .map(|m| m.id.clone());
-                    if let Some(h) = holder {
-                        self.remove(&h);
+                // A static member's new process takes its place (and assignment) only once the
+                // old one left temporarily (epoch -2); while another member id holds the
+                // instance id live, it is not released. (The holder itself rejoining, after a
+                // fence, starts afresh below.)
+                let holder = hb
+                    .instance_id
+                    .as_deref()
+                    .and_then(|i| self.static_member(i));
+                if let Some(h) = holder {
+                    let released = self.members[&h].epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH;
+                    if h != id && !released {
+                        return Err(CgError::UnreleasedInstanceId);
+                    }
+                    if released {
+                        self.replace_static(now_ms, &h, &id, &hb);
+                        let full = hb.subscribed.is_some() && hb.owned.is_some();
+                        return Ok(self.answer(now_ms, &id, &hb, topics, full));
                     }
                 }
+                // A rejoin (after a fence, or a restart of a static member) starts afresh.
                 self.remove(&id);
                 if self.members.len() >= self.config.max_size {
                     return Err(CgError::GroupMaxSizeReached);
@@ -302,6 +307,7 @@ impl ConsumerGroup {
                 id
             }
             e => {
+                self.check_static(&hb)?;
                 let m = self
                     .members
                     .get(&hb.member_id)
@@ -330,26 +336,132 @@ impl ConsumerGroup {
                 hb.member_id.clone()
             }
         };
+        let full = hb.subscribed.is_some() && hb.owned.is_some();
+        Ok(self.answer(now_ms, &id, &hb, topics, full))
+    }
+
+    /// Notes the heartbeat of member `id`, moves it towards its target, and answers.
+    fn answer(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        hb: &Heartbeat,
+        topics: &BTreeMap<String, i32>,
+        full: bool,
+    ) -> Beat {
         {
-            let m = self.members.get_mut(&id).expect("member");
+            let m = self.members.get_mut(id).expect("member");
             m.last_heard_ms = now_ms;
             m.rebalance_timeout_ms = hb.rebalance_timeout_ms;
             if hb.rack_id.is_some() {
                 m.rack_id = hb.rack_id.clone();
             }
         }
-        let full = hb.subscribed.is_some() && hb.owned.is_some();
         self.recompute(topics);
-        self.reconcile(now_ms, &id, hb.owned.as_deref());
-        let m = self.members.get_mut(&id).expect("member");
+        self.reconcile(now_ms, id, hb.owned.as_deref());
+        let m = self.members.get_mut(id).expect("member");
         let now: Vec<Tp> = m.assigned.difference(&m.revoking).cloned().collect();
         let changed = m.last_sent.as_ref() != Some(&now);
         m.last_sent = Some(now.clone());
-        Ok(Beat {
-            member_id: id,
+        Beat {
+            member_id: id.to_string(),
             member_epoch: m.epoch,
             assignment: (changed || full).then_some(now),
+        }
+    }
+
+    /// The member id that holds the static `instance` id.
+    fn static_member(&self, instance: &str) -> Option<String> {
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.clone())
+    }
+
+    /// Kafka's check of a heartbeat from a static member that is not joining: its instance id
+    /// must be held, and by its own member id (else a newer process replaced it: fenced).
+    fn check_static(&self, hb: &Heartbeat) -> Result<(), CgError> {
+        let Some(inst) = hb.instance_id.as_deref() else {
+            return Ok(());
+        };
+        match self.static_member(inst) {
+            None => Err(CgError::UnknownMemberId),
+            Some(h) if h != hb.member_id => Err(CgError::FencedInstanceId),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// A leave (epoch -1), or a static member's temporary leave (epoch -2): that one keeps its
+    /// place and assignment, at epoch -2, until its session times out or a new process of its
+    /// instance id joins.
+    fn leave(
+        &mut self,
+        now_ms: u64,
+        hb: Heartbeat,
+        topics: &BTreeMap<String, i32>,
+    ) -> Result<Beat, CgError> {
+        self.check_static(&hb)?;
+        let Some(m) = self.members.get_mut(&hb.member_id) else {
+            return Err(CgError::UnknownMemberId);
+        };
+        if hb.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH && m.instance_id.is_some() {
+            // The epoch it held is kept for the process that takes its place.
+            m.previous_epoch = m.epoch;
+            m.epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
+            m.last_heard_ms = now_ms;
+            m.revoke_deadline = None;
+        } else {
+            self.remove(&hb.member_id);
+            self.recompute(topics);
+        }
+        Ok(Beat {
+            member_id: hb.member_id,
+            member_epoch: hb.member_epoch,
+            assignment: None,
         })
+    }
+
+    /// Member `new` takes the place of the static member `old` (which left with epoch -2):
+    /// what `old` holds, its target and its partitions' ownership pass to it, at the epoch `old`
+    /// held (a member holding partitions is never at epoch 0, which would read as a rejoin when
+    /// it revokes some first). The group epoch moves only if the subscription changed.
+    fn replace_static(&mut self, now_ms: u64, old: &str, new: &str, hb: &Heartbeat) {
+        let prev = self.members.remove(old).expect("member");
+        if let Some(t) = self.target.remove(old) {
+            self.target.insert(new.to_string(), t);
+        }
+        for tp in &prev.assigned {
+            self.owner.insert(tp.clone(), new.to_string());
+        }
+        let mut subscribed = hb.subscribed.clone().unwrap_or(prev.subscribed.clone());
+        subscribed.sort();
+        subscribed.dedup();
+        if subscribed != prev.subscribed {
+            self.group_epoch += 1;
+        }
+        self.members.insert(
+            new.to_string(),
+            CMember {
+                id: new.to_string(),
+                instance_id: hb.instance_id.clone(),
+                rack_id: hb.rack_id.clone(),
+                client_id: hb.client_id.clone(),
+                client_host: hb.client_host.clone(),
+                epoch: if prev.assigned.is_empty() {
+                    0
+                } else {
+                    prev.previous_epoch
+                },
+                previous_epoch: -1,
+                subscribed,
+                assigned: prev.assigned,
+                revoking: prev.revoking,
+                rebalance_timeout_ms: hb.rebalance_timeout_ms,
+                last_heard_ms: now_ms,
+                revoke_deadline: None,
+                last_sent: None,
+            },
+        );
     }
 
     /// Recomputes the target if the group epoch moved or a subscribed topic changed size.
@@ -639,6 +751,73 @@ mod tests {
         g.check_invariants();
     }
 
+    /// KIP-848 static membership (issue 17): a second process with a live member's
+    /// group.instance.id is refused (UNRELEASED_INSTANCE_ID); after the holder's temporary
+    /// leave (epoch -2) a new process takes its place and its partitions without a rebalance,
+    /// and the old process is fenced (FENCED_INSTANCE_ID) from then on.
+    #[test]
+    fn a_static_member_is_replaced_only_after_it_left_and_the_old_one_is_fenced() {
+        let mut g = ConsumerGroup::new("g", CgConfig::default());
+        let k = &mut BTreeMap::new();
+        let t = &topics();
+        let stat = |h: Heartbeat| Heartbeat {
+            instance_id: Some("i1".into()),
+            ..h
+        };
+        let a = hb(&mut g, 0, stat(join("a", &["t"])), t, k).unwrap();
+        let b = hb(&mut g, 0, join("b", &["t"]), t, k).unwrap();
+        let a = hb(&mut g, 10, stat(beat("a", a.0, &a.1)), t, k).unwrap();
+        let b = hb(&mut g, 10, beat("b", b.0, &b.1), t, k).unwrap();
+        let a = hb(&mut g, 20, stat(beat("a", a.0, &a.1)), t, k).unwrap();
+        let b = hb(&mut g, 20, beat("b", b.0, &b.1), t, k).unwrap();
+        assert_eq!((a.1.len(), b.1.len()), (3, 3));
+        let epoch = g.group_epoch();
+        assert_eq!(
+            g.heartbeat(30, stat(join("a2", &["t"])), t),
+            Err(CgError::UnreleasedInstanceId),
+            "a's instance id is live"
+        );
+        assert_eq!(
+            g.heartbeat(31, stat(beat("x", 2, &[])), t),
+            Err(CgError::FencedInstanceId),
+            "another member id naming i1"
+        );
+        // a leaves for a while: it keeps its place and partitions.
+        let left = g.heartbeat(40, stat(beat("a", -2, &a.1)), t).unwrap();
+        assert_eq!(left.member_epoch, LEAVE_GROUP_STATIC_MEMBER_EPOCH);
+        assert_eq!(g.group_epoch(), epoch, "no rebalance");
+        g.check_invariants();
+        let a2 = hb(&mut g, 50, stat(join("a2", &["t"])), t, k).unwrap();
+        assert_eq!(a2.1, a.1, "the new process gets a's partitions");
+        assert_eq!(g.group_epoch(), epoch, "still no rebalance");
+        assert!(!g.members().any(|m| m.id == "a"));
+        let fenced = Err(CgError::FencedInstanceId);
+        assert_eq!(g.heartbeat(60, stat(beat("a", a.0, &a.1)), t), fenced);
+        assert_eq!(g.heartbeat(60, stat(beat("a", -1, &[])), t), fenced);
+        assert_eq!(g.heartbeat(60, stat(beat("a", -2, &[])), t), fenced);
+        assert_eq!(
+            g.heartbeat(60, stat(join("a", &["t"])), t),
+            Err(CgError::UnreleasedInstanceId)
+        );
+        let a2 = hb(&mut g, 70, stat(beat("a2", a2.0, &a2.1)), t, k).unwrap();
+        assert_eq!(a2.1.len(), 3);
+        g.check_invariants();
+        // Left for good (-1): the instance id is free and unknown to heartbeats.
+        g.heartbeat(80, stat(beat("a2", a2.0, &[])), t).unwrap();
+        g.heartbeat(81, stat(beat("a2", -1, &[])), t).unwrap();
+        assert_eq!(
+            g.heartbeat(82, stat(beat("a2", a2.0, &[])), t),
+            Err(CgError::UnknownMemberId)
+        );
+        // A temporary leave that nobody takes over ends with the session timeout.
+        let c = hb(&mut g, 90, stat(join("c", &["t"])), t, k).unwrap();
+        g.heartbeat(100, stat(beat("c", -2, &c.1)), t).unwrap();
+        hb(&mut g, 40_000, beat("b", b.0, &b.1), t, k).unwrap();
+        assert!(g.tick(45_200, t));
+        assert!(!g.members().any(|m| m.id == "c"));
+        g.check_invariants();
+    }
+
     /// Drives a group through `ops` (join, leave or crash, heartbeat, resize a topic, time
     /// out) the way clients would, checking after every step that no partition has two holders
     /// and that what members believe they own never overlaps; then heals and checks the group
@@ -647,6 +826,12 @@ mod tests {
     fn drive(ops: &[(u8, usize, bool)], g: &mut ConsumerGroup) -> Result<(), String> {
         let mut topics = topics();
         let ids = ["a", "b", "c", "d"];
+        // a and c are two processes of one static member: one holds it, the other is refused
+        // while it does, and takes its place after a temporary leave (op 6).
+        let stat = |id: &str, h: Heartbeat| Heartbeat {
+            instance_id: matches!(id, "a" | "c").then(|| "i1".to_string()),
+            ..h
+        };
         // What each member believes it owns, and its epoch.
         let mut owned: BTreeMap<&str, (i32, Vec<Tp>)> = BTreeMap::new();
         let mut known: BTreeMap<String, Vec<Tp>> = BTreeMap::new();
@@ -658,7 +843,7 @@ mod tests {
                     now: u64,
                     id: &'static str| {
             if let Some((e, mine)) = owned.get(id).cloned() {
-                match hb(g, now, beat(id, e, &mine), topics, known) {
+                match hb(g, now, stat(id, beat(id, e, &mine)), topics, known) {
                     Ok(b) => {
                         owned.insert(id, b);
                     }
@@ -674,13 +859,20 @@ mod tests {
             match op {
                 0 => {
                     let subs: &[&str] = if flag { &["t", "u"] } else { &["t"] };
-                    if let Ok(b) = hb(g, now, join(id, subs), &topics, &mut known) {
+                    if let Ok(b) = hb(g, now, stat(id, join(id, subs)), &topics, &mut known) {
                         owned.insert(id, b);
                     }
                 }
                 1 => {
                     if let Some((e, _)) = owned.remove(id) {
-                        let _ = g.heartbeat(now, beat(id, if flag { -1 } else { e }, &[]), &topics);
+                        let h = stat(id, beat(id, if flag { -1 } else { e }, &[]));
+                        let _ = g.heartbeat(now, h, &topics);
+                    }
+                }
+                6 => {
+                    if owned.remove(id).is_some() {
+                        let h = stat(id, beat(id, LEAVE_GROUP_STATIC_MEMBER_EPOCH, &[]));
+                        let _ = g.heartbeat(now, h, &topics);
                     }
                 }
                 2 | 3 => step(g, &mut owned, &mut known, &topics, now, id),
@@ -733,11 +925,12 @@ mod tests {
     }
 
     proptest! {
-        /// Any interleaving of joins, leaves, heartbeats that release or keep partitions,
+        /// Any interleaving of joins, leaves (static members' temporary ones too, and a second
+        /// process of a static member joining), heartbeats that release or keep partitions,
         /// partition count changes and timeouts keeps every partition with at most one member,
         /// and once everyone reports what it was given the group converges.
         #[test]
-        fn never_two_owners_and_converges(ops in proptest::collection::vec((0u8..6, 0usize..4, any::<bool>()), 1..80)) {
+        fn never_two_owners_and_converges(ops in proptest::collection::vec((0u8..7, 0usize..4, any::<bool>()), 1..80)) {
             let mut g = ConsumerGroup::new("g", CgConfig::default());
             let res = drive(&ops, &mut g);
             prop_assert!(res.is_ok(), "{:?}", res);

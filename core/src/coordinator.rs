@@ -301,12 +301,14 @@ impl Shard {
             .get(&(topic.to_string(), partition))
     }
 
-    /// Checks an OffsetCommit and gives the records to append for it. A commit from outside
-    /// any group (generation -1, no member) is accepted while the group has no members.
+    /// Checks an OffsetCommit (of `member`, with its group.instance.id if static) and gives the
+    /// records to append for it. A commit from outside any group (generation -1, no member) is
+    /// accepted while the group has no members.
     pub fn commit(
         &mut self,
         group: &str,
         member: &str,
+        instance: Option<&str>,
         generation: i32,
         offsets: &[(String, i32, OffsetValue)],
     ) -> Result<Vec<Record>, GroupError> {
@@ -339,8 +341,8 @@ impl Shard {
         // Checked against a stand-in when the group is unknown: it exists once the commit is
         // replayed, not before (a commit that fails to replicate leaves nothing behind).
         match self.groups.get(group) {
-            Some(g) => g.check_commit(member, generation)?,
-            None => Group::new(group, self.config).check_commit(member, generation)?,
+            Some(g) => g.check_commit(member, instance, generation)?,
+            None => Group::new(group, self.config).check_commit(member, instance, generation)?,
         }
         Ok(offsets
             .iter()
@@ -541,11 +543,15 @@ mod tests {
     #[test]
     fn commits_replay_in_log_order_and_deletes_tombstone() {
         let mut s = Shard::new(GroupConfig::default());
-        let recs = s.commit("g", "", -1, &[("t".into(), 0, v(5))]).unwrap();
+        let recs = s
+            .commit("g", "", None, -1, &[("t".into(), 0, v(5))])
+            .unwrap();
         let (k, val) = &recs[0];
         // A later record wins; an earlier one that completes late does not.
         s.replay(10, k, val.as_deref(), 0).unwrap();
-        let (k2, val2) = &s.commit("g", "", -1, &[("t".into(), 0, v(3))]).unwrap()[0];
+        let (k2, val2) = &s
+            .commit("g", "", None, -1, &[("t".into(), 0, v(3))])
+            .unwrap()[0];
         s.replay(7, k2, val2.as_deref(), 0).unwrap();
         assert_eq!(s.offset("g", "t", 0).unwrap().value.offset, 5);
         let tombs = s.delete_group("g").unwrap();
@@ -560,7 +566,8 @@ mod tests {
         assert!(s.group("g").is_none());
         assert_eq!(s.delete_group("g"), Err(GroupError::GroupIdNotFound));
         // A commit that never replicates leaves no group behind.
-        s.commit("h", "", -1, &[("t".into(), 0, v(1))]).unwrap();
+        s.commit("h", "", None, -1, &[("t".into(), 0, v(1))])
+            .unwrap();
         assert!(s.group("h").is_none());
         // Replaying everything on a fresh shard gives the same state.
         let mut fresh = Shard::new(GroupConfig::default());
@@ -575,7 +582,10 @@ mod tests {
     #[test]
     fn a_commit_needs_a_member_of_the_generation() {
         let mut s = Shard::new(GroupConfig::default());
-        assert_eq!(s.commit("g", "m", 1, &[]), Err(GroupError::UnknownMemberId));
+        assert_eq!(
+            s.commit("g", "m", None, 1, &[]),
+            Err(GroupError::UnknownMemberId)
+        );
         let r = s.group_mut("g").join(
             0,
             1,
@@ -594,16 +604,19 @@ mod tests {
         assert!(r.is_empty());
         s.tick(3_000);
         let id = s.group("g").unwrap().leader().unwrap().to_string();
-        assert_eq!(s.commit("g", "", -1, &[]), Err(GroupError::UnknownMemberId));
         assert_eq!(
-            s.commit("g", &id, 1, &[]),
+            s.commit("g", "", None, -1, &[]),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(
+            s.commit("g", &id, None, 1, &[]),
             Err(GroupError::RebalanceInProgress),
             "no commits between join and assignment"
         );
-        s.group_mut("g").sync(3_001, 2, &id, 1, vec![]);
-        assert_eq!(s.commit("g", &id, 1, &[]).map(|r| r.len()), Ok(0));
+        s.group_mut("g").sync(3_001, 2, &id, None, 1, vec![]);
+        assert_eq!(s.commit("g", &id, None, 1, &[]).map(|r| r.len()), Ok(0));
         assert_eq!(
-            s.commit("g", &id, 0, &[]),
+            s.commit("g", &id, None, 0, &[]),
             Err(GroupError::IllegalGeneration)
         );
         // Metadata is written once for the new generation.
@@ -637,7 +650,7 @@ mod tests {
         for (t, ms) in [("old", 1_000), ("new", 9_000)] {
             let mut val = v(1);
             val.commit_ms = ms;
-            for (k, val) in s.commit("g", "", -1, &[(t.into(), 0, val)]).unwrap() {
+            for (k, val) in s.commit("g", "", None, -1, &[(t.into(), 0, val)]).unwrap() {
                 s.replay(at, &k, val.as_deref(), 0).unwrap();
                 at += 1;
             }
@@ -685,7 +698,7 @@ mod tests {
         s.group_mut("g").join(0, 1, join(""));
         s.tick(3_000);
         let old = s.group("g").unwrap().leader().unwrap().to_string();
-        s.group_mut("g").sync(3_001, 2, &old, 1, vec![]);
+        s.group_mut("g").sync(3_001, 2, &old, None, 1, vec![]);
         log.extend(s.metadata_writes(1));
         // Another member makes i1 a follower, so its restart keeps the generation.
         let mut other = join("");
@@ -695,7 +708,7 @@ mod tests {
         let g = s.group("g").unwrap();
         let leader = g.leader().unwrap().to_string();
         let gen = g.generation();
-        s.group_mut("g").sync(3_004, 5, &leader, gen, vec![]);
+        s.group_mut("g").sync(3_004, 5, &leader, None, gen, vec![]);
         log.extend(s.metadata_writes(2));
         assert_eq!(s.group("g").unwrap().state(), GroupState::Stable);
         let f = s
@@ -714,7 +727,7 @@ mod tests {
             "a follower's restart keeps the generation"
         );
         assert!(
-            s.commit("g", &follower, gen, &[]).is_err(),
+            s.commit("g", &follower, None, gen, &[]).is_err(),
             "the old id is fenced"
         );
         log.extend(s.metadata_writes(3));
@@ -723,7 +736,7 @@ mod tests {
             fresh.replay(i as i64, k, v.as_deref(), 4_000).unwrap();
         }
         assert_eq!(
-            fresh.commit("g", &follower, gen, &[]),
+            fresh.commit("g", &follower, None, gen, &[]),
             Err(GroupError::UnknownMemberId),
             "the reloaded group took the fenced member id back"
         );

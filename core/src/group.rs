@@ -2,7 +2,9 @@
 //! KIP-394's MEMBER_ID_REQUIRED round and KIP-345 static members), the coordinator completes
 //! the join when every known member has rejoined or the rebalance timeout passes, the leader's
 //! SyncGroup hands out assignments, heartbeats keep members alive, and silent members are
-//! removed after their session timeout.
+//! removed after their session timeout. A static member's process replaced by a new one (a join
+//! under its instance id with no member id) is fenced: every request naming the instance id
+//! with the old member id gets FENCED_INSTANCE_ID.
 //!
 //! The driver hands in requests with an id and the current time; JoinGroup and SyncGroup may
 //! be answered later, so every call returns the [`Reply`]s that are ready now (for this request
@@ -144,6 +146,7 @@ pub struct Joined {
 enum CanaryKind {
     DoubleAssign,
     StaleGenerationCommit,
+    StaticNotFenced,
 }
 
 /// An answer ready for the driver to send.
@@ -255,6 +258,7 @@ impl Group {
                 CanaryKind::StaleGenerationCommit => {
                     self.canary == Some(Canary::StaleGenerationCommit)
                 }
+                CanaryKind::StaticNotFenced => self.canary == Some(Canary::StaticNotFenced),
             }
         }
         #[cfg(not(feature = "canary"))]
@@ -298,19 +302,23 @@ impl Group {
         self.members.values()
     }
 
-    /// Whether `member`/`generation` may commit offsets now: a member of this generation, or
-    /// (generation -1, no member id) a client outside any group while the group is empty.
-    pub fn check_commit(&self, member: &str, generation: i32) -> Result<(), GroupError> {
-        if generation < 0 && member.is_empty() {
+    /// Whether `member` (with its group.instance.id, if static) of `generation` may commit
+    /// offsets now: a member of this generation, or (generation -1, no member id) a client
+    /// outside any group while the group is empty.
+    pub fn check_commit(
+        &self,
+        member: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        if generation < 0 && member.is_empty() && instance.is_none() {
             return if self.members.is_empty() {
                 Ok(())
             } else {
                 Err(GroupError::UnknownMemberId)
             };
         }
-        if !self.members.contains_key(member) {
-            return Err(GroupError::UnknownMemberId);
-        }
+        self.validate_member(member, instance)?;
         if generation != self.generation && !self.canary_on(CanaryKind::StaleGenerationCommit) {
             return Err(GroupError::IllegalGeneration);
         }
@@ -318,6 +326,24 @@ impl Group {
         // up); between the join and the assignment they have nothing to commit for.
         if self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Kafka's check of a request that names a member: from a static member (one that sends
+    /// its group.instance.id), an instance id now held by another member id is
+    /// FENCED_INSTANCE_ID (a newer process took it over, KIP-345; clients stop for good), an
+    /// instance id nobody holds is UNKNOWN_MEMBER_ID; and the member id must be a member.
+    fn validate_member(&self, member: &str, instance: Option<&str>) -> Result<(), GroupError> {
+        if let Some(i) = instance {
+            match self.statics.get(i) {
+                None => return Err(GroupError::UnknownMemberId),
+                Some(cur) if cur != member => return Err(GroupError::FencedInstanceId),
+                Some(_) => {}
+            }
+        }
+        if !self.members.contains_key(member) {
+            return Err(GroupError::UnknownMemberId);
         }
         Ok(())
     }
@@ -391,12 +417,23 @@ impl Group {
                 // A static member rejoining (a restart): it takes its old place under a new id;
                 // the old id is fenced.
                 Some(old) => {
-                    let new = self.new_member_id(now_ms, &j.client_id, j.instance_id.as_deref());
+                    let new = if self.canary_on(CanaryKind::StaticNotFenced) {
+                        old.clone()
+                    } else {
+                        self.new_member_id(now_ms, &j.client_id, j.instance_id.as_deref())
+                    };
                     if let Some(mut m) = self.members.remove(&old) {
+                        // The old process's requests still waiting are its last answers.
                         if let Some(r) = m.join_waiting.take() {
                             out.push(Reply::Join {
                                 req: r,
                                 result: Err((GroupError::FencedInstanceId, old.clone())),
+                            });
+                        }
+                        if let Some(r) = m.sync_waiting.take() {
+                            out.push(Reply::Sync {
+                                req: r,
+                                result: Err(GroupError::FencedInstanceId),
                             });
                         }
                         m.id = new.clone();
@@ -419,8 +456,14 @@ impl Group {
                     id = new;
                 }
             }
-        } else if !self.members.contains_key(&id) && self.pending.remove(&id).is_none() {
-            return err(GroupError::UnknownMemberId, &id);
+        } else if self.members.contains_key(&id) || !self.pending.contains_key(&id) {
+            // A known member rejoining: an old process of a static member that was replaced
+            // is fenced here, not told to get a new id (it would take the id back).
+            if let Err(e) = self.validate_member(&id, j.instance_id.as_deref()) {
+                return err(e, &id);
+            }
+        } else {
+            self.pending.remove(&id);
         }
         if let Some(inst) = &j.instance_id {
             if let Some(cur) = self.statics.get(inst) {
@@ -661,6 +704,7 @@ impl Group {
         now_ms: u64,
         req: ReqId,
         member: &str,
+        instance: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Vec<u8>)>,
     ) -> Vec<Reply> {
@@ -670,6 +714,9 @@ impl Group {
                 result: Err(e),
             }]
         };
+        if let Err(e) = self.validate_member(member, instance) {
+            return err(e);
+        }
         let Some(m) = self.members.get_mut(member) else {
             return err(GroupError::UnknownMemberId);
         };
@@ -712,13 +759,15 @@ impl Group {
         }
     }
 
-    /// Heartbeat.
+    /// Heartbeat of `member` (with its group.instance.id, if static).
     pub fn heartbeat(
         &mut self,
         now_ms: u64,
         member: &str,
+        instance: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        self.validate_member(member, instance)?;
         let Some(m) = self.members.get_mut(member) else {
             return Err(GroupError::UnknownMemberId);
         };
@@ -740,11 +789,14 @@ impl Group {
         member: &str,
         instance_id: Option<&str>,
     ) -> (Result<(), GroupError>, Vec<Reply>) {
-        let id = match instance_id.and_then(|i| self.statics.get(i)) {
-            Some(cur) if !member.is_empty() && cur != member => {
+        // By instance id (KIP-345's admin removal names no member id), else by member id; an
+        // instance id held by another member id than the one named is fenced.
+        let id = match instance_id.map(|i| self.statics.get(i)) {
+            Some(None) => return (Err(GroupError::UnknownMemberId), Vec::new()),
+            Some(Some(cur)) if !member.is_empty() && cur != member => {
                 return (Err(GroupError::FencedInstanceId), Vec::new())
             }
-            Some(cur) => cur.clone(),
+            Some(Some(cur)) => cur.clone(),
             None => member.to_string(),
         };
         let Some(m) = self.remove_member(&id) else {
@@ -1017,13 +1069,14 @@ mod tests {
         assert!(jb.members.is_empty());
         assert_eq!(g.state(), GroupState::CompletingRebalance);
         assert!(
-            g.sync(61, 5, &b, 1, vec![]).is_empty(),
+            g.sync(61, 5, &b, None, 1, vec![]).is_empty(),
             "a follower waits for the leader"
         );
         let r = g.sync(
             62,
             6,
             &a,
+            None,
             1,
             vec![(a.clone(), vec![0xA]), (b.clone(), vec![0xB])],
         );
@@ -1036,11 +1089,20 @@ mod tests {
             result: Ok(vec![0xA])
         }));
         assert_eq!(g.state(), GroupState::Stable);
-        assert_eq!(g.heartbeat(100, &b, 1), Ok(()));
-        assert_eq!(g.heartbeat(100, &b, 0), Err(GroupError::IllegalGeneration));
-        assert_eq!(g.heartbeat(100, "x", 1), Err(GroupError::UnknownMemberId));
-        assert_eq!(g.check_commit(&a, 1), Ok(()));
-        assert_eq!(g.check_commit("", -1), Err(GroupError::UnknownMemberId));
+        assert_eq!(g.heartbeat(100, &b, None, 1), Ok(()));
+        assert_eq!(
+            g.heartbeat(100, &b, None, 0),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.heartbeat(100, "x", None, 1),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(g.check_commit(&a, None, 1), Ok(()));
+        assert_eq!(
+            g.check_commit("", None, -1),
+            Err(GroupError::UnknownMemberId)
+        );
         g.check_invariants();
     }
 
@@ -1048,8 +1110,8 @@ mod tests {
         let (a, _) = first_join(g, 0, 1);
         let (b, _) = first_join(g, 0, 3);
         g.tick(60);
-        g.sync(61, 5, &b, 1, vec![]);
-        g.sync(61, 6, &a, 1, vec![]);
+        g.sync(61, 5, &b, None, 1, vec![]);
+        g.sync(61, 6, &a, None, 1, vec![]);
         assert_eq!(g.state(), GroupState::Stable);
         (a, b)
     }
@@ -1061,7 +1123,7 @@ mod tests {
         let (c, r) = first_join(&mut g, 100, 10);
         assert!(r.is_empty());
         assert_eq!(
-            g.heartbeat(110, &a, 1),
+            g.heartbeat(110, &a, None, 1),
             Err(GroupError::RebalanceInProgress)
         );
         assert!(g.join(120, 12, join(&a, None)).is_empty());
@@ -1072,11 +1134,11 @@ mod tests {
         assert_eq!(joined(&r, 11).generation, 2);
         assert!(!g.members().any(|m| m.id == b));
         assert_eq!(g.members().count(), 2);
-        g.sync(701, 13, &c, 2, vec![]);
-        g.sync(701, 14, &a, 2, vec![]);
+        g.sync(701, 13, &c, None, 2, vec![]);
+        g.sync(701, 14, &a, None, 2, vec![]);
         assert_eq!(g.state(), GroupState::Stable);
         // c goes silent past its session timeout (1 s); a keeps heartbeating.
-        assert_eq!(g.heartbeat(1_500, &a, 2), Ok(()));
+        assert_eq!(g.heartbeat(1_500, &a, None, 2), Ok(()));
         g.tick(1_800);
         assert!(!g.members().any(|m| m.id == c));
         assert_eq!(g.state(), GroupState::PreparingRebalance);
@@ -1098,7 +1160,7 @@ mod tests {
         assert_eq!(res, Ok(()));
         assert_eq!(g.state(), GroupState::Empty);
         assert_eq!(
-            g.check_commit("", -1),
+            g.check_commit("", None, -1),
             Ok(()),
             "an empty group takes standalone commits"
         );
@@ -1115,19 +1177,38 @@ mod tests {
         assert!(r.is_empty());
         let r = g.tick(60);
         let (l, f) = (joined(&r, 1), joined(&r, 2));
-        g.sync(61, 3, &f.member_id, 1, vec![(f.member_id.clone(), vec![7])]);
-        g.sync(61, 4, &l.member_id, 1, vec![(f.member_id.clone(), vec![7])]);
+        g.sync(
+            61,
+            3,
+            &f.member_id,
+            None,
+            1,
+            vec![(f.member_id.clone(), vec![7])],
+        );
+        g.sync(
+            61,
+            4,
+            &l.member_id,
+            None,
+            1,
+            vec![(f.member_id.clone(), vec![7])],
+        );
         // The follower restarts: it rejoins with no member id and the same instance id.
         let r = g.join(100, 5, join("", Some("i2")));
         let j = joined(&r, 5);
         assert_eq!((j.generation, g.state()), (1, GroupState::Stable));
         assert_ne!(j.member_id, f.member_id);
         assert_eq!(
-            g.heartbeat(101, &f.member_id, 1),
+            g.heartbeat(101, &f.member_id, None, 1),
             Err(GroupError::UnknownMemberId)
         );
         assert_eq!(
-            g.sync(102, 6, &j.member_id, 1, vec![]),
+            g.heartbeat(101, &f.member_id, Some("i2"), 1),
+            Err(GroupError::FencedInstanceId),
+            "the old process, naming its instance id, is fenced"
+        );
+        assert_eq!(
+            g.sync(102, 6, &j.member_id, None, 1, vec![]),
             vec![Reply::Sync {
                 req: 6,
                 result: Ok(vec![7])
@@ -1141,6 +1222,89 @@ mod tests {
         assert_eq!(k.leader, l.member_id);
         assert!(k.members.is_empty());
         assert_eq!(g.leader(), Some(k.member_id.as_str()));
+        g.check_invariants();
+    }
+
+    /// Issue 17: a second process started with a live static member's group.instance.id
+    /// replaces it; the old process (still running) is fenced by every request that names the
+    /// instance id, including the SyncGroup it was waiting on, and never answered with success.
+    #[test]
+    fn a_replaced_static_member_is_fenced_everywhere() {
+        let mut g = Group::new("g", cfg());
+        g.join(0, 1, join("", Some("i1")));
+        g.join(0, 2, join("", Some("i2")));
+        let r = g.tick(60);
+        let (l, f) = (joined(&r, 1), joined(&r, 2));
+        let old = f.member_id.clone();
+        // The old process waits on its SyncGroup (the leader has not assigned yet).
+        assert!(g.sync(61, 3, &old, Some("i2"), 1, vec![]).is_empty());
+        let r = g.join(62, 4, join("", Some("i2")));
+        assert!(
+            r.contains(&Reply::Sync {
+                req: 3,
+                result: Err(GroupError::FencedInstanceId)
+            }),
+            "{r:?}"
+        );
+        let new = r
+            .iter()
+            .find_map(|x| match x {
+                Reply::Join { req: 4, result } => Some(result.clone()),
+                _ => None,
+            })
+            .map(|res| res.map(|j| j.member_id))
+            .unwrap_or_else(|| {
+                // Mid-rebalance: the new process's join completes with the leader's sync.
+                g.members()
+                    .find(|m| m.instance_id.as_deref() == Some("i2"))
+                    .map(|m| Ok(m.id.clone()))
+                    .expect("i2 is a member")
+            })
+            .expect("the new process joined");
+        assert_ne!(new, old);
+        let fenced = Err(GroupError::FencedInstanceId);
+        let i2 = Some("i2");
+        assert_eq!(g.heartbeat(63, &old, i2, 1), fenced);
+        assert_eq!(g.check_commit(&old, i2, 1), fenced);
+        assert_eq!(
+            g.sync(64, 5, &old, i2, 1, vec![]),
+            vec![Reply::Sync {
+                req: 5,
+                result: Err(GroupError::FencedInstanceId)
+            }]
+        );
+        assert_eq!(
+            g.join(65, 6, join(&old, i2)),
+            vec![Reply::Join {
+                req: 6,
+                result: Err((GroupError::FencedInstanceId, old.clone()))
+            }]
+        );
+        assert_eq!(g.leave(66, &old, i2).0, fenced);
+        // Replaced mid-rebalance, the member rebalances again (as in Kafka); the new process
+        // gets i2's share, the old one still nothing.
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let r = g.join(67, 7, join(&l.member_id, Some("i1")));
+        let gen = joined(&r, 7).generation;
+        assert_eq!(joined(&r, 4).member_id, new);
+        let give = vec![(new.clone(), vec![2]), (l.member_id.clone(), vec![1])];
+        g.sync(601, 8, &l.member_id, Some("i1"), gen, give);
+        assert_eq!(
+            g.sync(602, 9, &new, i2, gen, vec![]),
+            vec![Reply::Sync {
+                req: 9,
+                result: Ok(vec![2])
+            }]
+        );
+        assert_eq!(g.heartbeat(603, &new, i2, gen), Ok(()));
+        assert_eq!(g.heartbeat(603, &old, i2, gen), fenced);
+        // Once the instance id is gone (the new process left), the old one is unknown.
+        assert_eq!(g.leave(700, &new, i2).0, Ok(()));
+        assert_eq!(
+            g.heartbeat(701, &old, i2, gen + 1),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(g.leave(702, "", i2).0, Err(GroupError::UnknownMemberId));
         g.check_invariants();
     }
 
@@ -1207,6 +1371,71 @@ mod tests {
     }
 
     proptest! {
+        /// Processes sharing two group.instance.ids, in any interleaving of joins (with no
+        /// member id: a start; or with the id they have), syncs, heartbeats, commits, leaves
+        /// and timeouts: once a process's start took an instance id over, no older process of
+        /// that id is ever answered with success.
+        #[test]
+        fn only_the_newest_process_of_an_instance_succeeds(ops in proptest::collection::vec((0u8..7, 0usize..4, 0u64..400), 1..150)) {
+            let mut g = Group::new("g", cfg());
+            // Process p has instance p % 2, its member id and generation.
+            let inst = |p: usize| ["i0", "i1"][p % 2];
+            let mut mine: Vec<(String, i32)> = vec![(String::new(), -1); 4];
+            // Per instance: the process that took it over last; per request: its process.
+            let mut newest: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut asked: BTreeMap<ReqId, usize> = BTreeMap::new();
+            let (mut now, mut req) = (0u64, 0u64);
+            for (op, p, dt) in ops {
+                now += dt;
+                req += 1;
+                let i = Some(inst(p));
+                let (id, gen) = mine[p].clone();
+                let mut ok_now = false;
+                let replies = match op {
+                    0 | 1 => {
+                        let start = op == 0 || id.is_empty();
+                        let member = if start { String::new() } else { id.clone() };
+                        asked.insert(req, p);
+                        let before = g.statics.get(inst(p)).cloned();
+                        let r = g.join(now, req, join(&member, i));
+                        let took = g.statics.get(inst(p)).is_some_and(|cur| Some(cur) != before.as_ref());
+                        if start && took {
+                            newest.insert(inst(p), p);
+                        }
+                        r
+                    }
+                    2 => {
+                        asked.insert(req, p);
+                        let all: Vec<(String, Vec<u8>)> = g.members().map(|m| (m.id.clone(), vec![1])).collect();
+                        g.sync(now, req, &id, i, gen, all)
+                    }
+                    3 => { ok_now = g.heartbeat(now, &id, i, gen).is_ok(); vec![] }
+                    4 => { ok_now = g.check_commit(&id, i, gen).is_ok(); vec![] }
+                    // (With no member id a leave by instance id is an admin's removal.)
+                    5 if !id.is_empty() => { let (res, r) = g.leave(now, &id, i); ok_now = res.is_ok(); r }
+                    5 => vec![],
+                    _ => g.tick(now),
+                };
+                if ok_now {
+                    prop_assert_eq!(newest.get(inst(p)), Some(&p), "op {} of an old process of {:?} succeeded", op, i);
+                }
+                for r in &replies {
+                    let (q, ok) = match r {
+                        Reply::Join { req, result } => {
+                            let q = asked[req];
+                            if let Ok(j) = result { mine[q] = (j.member_id.clone(), j.generation); }
+                            (q, result.is_ok())
+                        }
+                        Reply::Sync { req, result } => (asked[req], result.is_ok()),
+                    };
+                    if ok {
+                        prop_assert_eq!(newest.get(inst(q)), Some(&q), "an old process of {} was answered {:?}", inst(q), r);
+                    }
+                }
+                g.check_invariants();
+            }
+        }
+
         /// Clients that follow the protocol, in any interleaving, with crashes (silence) and
         /// leaves: within a generation every answer names the same leader and protocol, the
         /// generation never falls, the invariants hold, and a stable group hands every member
@@ -1235,12 +1464,12 @@ mod tests {
                     2 => match &ids[c] {
                         Some(id) => {
                             let all: Vec<(String, Vec<u8>)> = g.members().map(|m| (m.id.clone(), m.id.clone().into_bytes())).collect();
-                            g.sync(now, req, id, gens[c], all)
+                            g.sync(now, req, id, None, gens[c], all)
                         }
                         None => vec![],
                     },
                     3 => {
-                        if let Some(id) = &ids[c] { let _ = g.heartbeat(now, id, gens[c]); }
+                        if let Some(id) = &ids[c] { let _ = g.heartbeat(now, id, None, gens[c]); }
                         vec![]
                     }
                     4 => match ids[c].take() {

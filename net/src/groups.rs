@@ -190,6 +190,19 @@ impl Coordinator {
         }
     }
 
+    /// Answers the requests of `replies` with the error `e` instead.
+    fn fail(&self, replies: &[Reply], e: E) {
+        let mut w = self.waiters.lock().expect("waiters lock");
+        for r in replies {
+            let id = match r {
+                Reply::Join { req, .. } | Reply::Sync { req, .. } => *req,
+            };
+            if let Some((_, tx)) = w.remove(&id) {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
     /// Runs `f` on the shard of `index` if it is loaded; its leader epoch comes along.
     fn with_index<T>(&self, index: i32, f: impl FnOnce(&mut Shard, i32) -> T) -> Result<T, E> {
         let mut slots = self.slots.lock().expect("slots lock");
@@ -579,8 +592,24 @@ pub async fn join_group(
             return r;
         }
     };
-    b.groups.deliver(replies);
-    write_later(b, index, epoch, writes);
+    if writes.is_empty() {
+        b.groups.deliver(replies);
+    } else {
+        // The group metadata this join changed (a static member's replacement, KIP-345) is
+        // stored before anyone learns of it, as Kafka does: a coordinator failover before the
+        // record is replicated would otherwise bring the replaced member id back after the new
+        // process was told its own. In a task of its own: the answers are other members' too.
+        let b2 = b.clone();
+        tokio::spawn(async move {
+            match write(&b2, index, epoch, writes).await {
+                Ok(()) => b2.groups.deliver(replies),
+                Err(e) => {
+                    debug!(partition = index, error = ?e, "storing a join's group metadata failed");
+                    b2.groups.fail(&replies, E::NotCoordinator);
+                }
+            }
+        });
+    }
     let wait = Duration::from_millis(rebalance.max(session).max(0) as u64 + 30_000);
     let answer = tokio::time::timeout(wait, rx.expect("registered")).await;
     b.groups.waiters.lock().expect("waiters lock").remove(&id);
@@ -625,6 +654,7 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
     let mut r = SyncGroupResponse::default();
     let group = req.group_id.0.to_string();
     let member = req.member_id.to_string();
+    let instance = req.group_instance_id.as_ref().map(|i| i.as_str());
     let assignments: Vec<(String, Vec<u8>)> = req
         .assignments
         .iter()
@@ -649,10 +679,14 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
         }
         let (id, waiting) = b.groups.register(slot);
         rx = Some(waiting);
-        let replies =
-            shard
-                .group_mut(&group)
-                .sync(now_ms(), id, &member, req.generation_id, assignments);
+        let replies = shard.group_mut(&group).sync(
+            now_ms(),
+            id,
+            &member,
+            instance,
+            req.generation_id,
+            assignments,
+        );
         let g = shard.group(&group).expect("exists");
         let names = (
             g.protocol_type().map(str::to_string),
@@ -765,7 +799,12 @@ pub fn heartbeat(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let res = with_shard(b, &group, |shard, _| {
         match shard.group_mut_if_exists(&group) {
             None => Err(GroupError::UnknownMemberId),
-            Some(g) => g.heartbeat(now_ms(), req.member_id.as_str(), req.generation_id),
+            Some(g) => g.heartbeat(
+                now_ms(),
+                req.member_id.as_str(),
+                req.group_instance_id.as_ref().map(|i| i.as_str()),
+                req.generation_id,
+            ),
         }
     });
     r.error_code = match res {
@@ -882,7 +921,13 @@ pub async fn offset_commit(b: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetC
     let member = req.member_id.to_string();
     let res = with_shard(b, &group, |shard, epoch| {
         shard
-            .commit(&group, &member, req.generation_id_or_member_epoch, &valid)
+            .commit(
+                &group,
+                &member,
+                req.group_instance_id.as_ref().map(|i| i.as_str()),
+                req.generation_id_or_member_epoch,
+                &valid,
+            )
             .map(|recs| (epoch, recs))
     });
     let outcome: Result<(), E> = match res {
@@ -1332,6 +1377,7 @@ fn cg_error(e: CgError) -> E {
         CgError::StaleMemberEpoch => E::StaleMemberEpoch,
         CgError::GroupMaxSizeReached => E::GroupMaxSizeReached,
         CgError::UnreleasedInstanceId => E::UnreleasedInstanceId,
+        CgError::FencedInstanceId => E::FencedInstanceId,
     }
 }
 

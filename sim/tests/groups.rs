@@ -38,13 +38,19 @@ fn lines() -> Vec<(String, u64, String)> {
 #[test]
 fn seeds_0_to_200_pass_without_canaries() {
     let (mut commits, mut syncs, mut failovers) = (0, 0, 0);
+    let (mut duplicates, mut fenced) = (0, 0);
     for seed in 0..200 {
         let o = run_with(seed, None);
         assert!(o.violation.is_none(), "{}", describe(&o));
         commits += o.stats.commits;
         syncs += o.stats.syncs;
         failovers += o.stats.failovers;
+        duplicates += o.stats.duplicates;
+        fenced += o.stats.fenced;
     }
+    println!("duplicates={duplicates} fenced={fenced}");
+    assert!(duplicates > 150, "only {duplicates} duplicate processes");
+    assert!(fenced > 150, "only {fenced} processes fenced");
     // The batch exercises what it claims to.
     assert!(commits > 20_000, "only {commits} commits accepted");
     assert!(syncs > 2_000, "only {syncs} assignments handed out");

@@ -10,7 +10,9 @@ Subscribes TOPIC in GROUP and writes one line "partition offset value" per recor
 once in the group unless this process is killed (then only the records after its last commit
 come again). Exits 0 after --idle-s seconds without records (once it has had an assignment)
 or on SIGTERM, committing and leaving the group; lines "assigned ..." / "revoked ..." go to
-stderr.
+stderr. A fatal error (librdkafka's, such as FENCED_INSTANCE_ID for a static member another
+process replaced) is printed as "fatal error: NAME: text" and ends the process with exit code 3,
+without committing.
 """
 
 import argparse
@@ -53,8 +55,17 @@ def main():
             "session.timeout.ms": a.session_ms,
             "heartbeat.interval.ms": 500,
         })
+    fatal = []
+
+    def on_error(err):
+        print(f"client error: {err.name()} fatal={err.fatal()}: {err.str()}", file=sys.stderr,
+              flush=True)
+        if err.fatal():
+            fatal.append(err)
+
     c = Consumer({
         **conf,
+        "error_cb": on_error,
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
         "auto.offset.reset": "earliest",
@@ -88,14 +99,17 @@ def main():
 
     c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke)
     last = time.monotonic()
-    while not stop:
+    while not stop and not fatal:
         m = c.poll(0.2)
         if m is None:
             if state["assigned"] and time.monotonic() - max(last, state["assigned_at"]) > a.idle_s:
                 break
             continue
         if m.error():
-            if m.error().code() != KafkaError._PARTITION_EOF:
+            # librdkafka hands a fatal error to poll as _FATAL (the broker's code is in the text).
+            if m.error().fatal() or m.error().code() == KafkaError._FATAL:
+                fatal.append(m.error())
+            elif m.error().code() != KafkaError._PARTITION_EOF:
                 print(f"consumer error: {m.error()}", file=sys.stderr, flush=True)
             continue
         last = time.monotonic()
@@ -105,6 +119,11 @@ def main():
             commit()
         if a.delay_ms:
             time.sleep(a.delay_ms / 1000)
+    if fatal:
+        e = fatal[0]
+        print(f"fatal error: {e.name()}: {e.str()}", file=sys.stderr, flush=True)
+        out.close()
+        sys.exit(3)
     commit()
     c.close()
     out.close()

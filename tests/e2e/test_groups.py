@@ -17,6 +17,11 @@ group_worker.py):
   gives up all its partitions) and still consume each record once;
 - a static member (group.instance.id) that restarts within its session timeout gets its
   partitions back without a rebalance: the other member keeps its single assignment;
+- a static member replaced by a second process with its group.instance.id while it still runs
+  gets the fatal FENCED_INSTANCE_ID and stops; the partitions end with one owner each and later
+  records are read once; with group.protocol=consumer (KIP-848) the second process is refused
+  with the fatal UNRELEASED_INSTANCE_ID while the first runs, and takes its partitions over once
+  the first closed (a static member's temporary leave);
 - with three brokers, kill -9 the broker coordinating the group mid-consumption: the group
   finds the new coordinator (the new leader of its `__consumer_offsets` partition, which
   loaded the group from the log) and carries on; no record is lost and the committed offsets
@@ -30,7 +35,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import TopicPartition, ConsumerGroupTopicPartitions
+from confluent_kafka import KafkaException, TopicPartition, ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import skein_bin
@@ -390,3 +395,126 @@ def test_kip848_consumer_protocol_members_share_the_partitions(broker_factory, t
     a = AdminClient({"bootstrap.servers": b.bootstrap, **COMMON})
     listed = a.list_consumer_groups().result(30)
     assert group in {g.group_id for g in listed.valid}
+
+
+def group_members(bootstrap, group):
+    """(instance id, partitions) of every member, as DescribeGroups tells."""
+    a = AdminClient({"bootstrap.servers": bootstrap, **COMMON})
+    try:
+        d = a.describe_consumer_groups([group])[group].result(30)
+    except KafkaException:
+        return []  # the coordinator is still loading
+    return [(m.group_instance_id, sorted(tp.partition for tp in m.assignment.topic_partitions))
+            for m in d.members]
+
+
+def assigned(worker):
+    """The partitions of the worker's last "assigned [...]" line."""
+    lines = [l for l in worker.log().splitlines() if l.startswith("assigned [")]
+    return [int(x) for x in lines[-1][len("assigned ["):-1].split(",") if x.strip()] if lines else []
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
+def test_replaced_static_member_is_fenced(broker, tmp_path):
+    """Issue 17 (KIP-345): consumer1 and consumer2 share a topic; a third process starts with
+    group.instance.id=consumer2 while the old consumer2 still runs. The old one gets the fatal
+    FENCED_INSTANCE_ID and stops within a few heartbeats (it used to go on for good, taking
+    turns with the new one as the owner of its partitions); the partitions end with one owner
+    each, and records produced after the replacement are read once, by consumer1 or the new
+    consumer2."""
+    topic = make_topic(broker.bootstrap, 4)
+    produce_n(broker.bootstrap, topic, 0, 400)
+    group = f"fence-{uuid.uuid4().hex[:6]}"
+    static = ["--session-ms", "10000", "--idle-s", "20"]
+    c1 = Worker(tmp_path, broker.bootstrap, topic, group, "consumer1",
+                "--instance-id", "consumer1", *static)
+    c2 = Worker(tmp_path, broker.bootstrap, topic, group, "consumer2",
+                "--instance-id", "consumer2", *static)
+    wait_for(lambda: sorted(p for _, ps in group_members(broker.bootstrap, group) for p in ps)
+             == [0, 1, 2, 3] and "assigned [" in c2.log() and "assigned [" in c1.log(),
+             60, "two static members sharing the partitions")
+    old_parts = set(assigned(c2))
+    c2b = Worker(tmp_path, broker.bootstrap, topic, group, "consumer2-new",
+                 "--instance-id", "consumer2", *static)
+    started = time.monotonic()
+    try:
+        code = c2.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the replaced consumer2 was not fenced within 30 s:\n" + c2.log())
+    fenced_after = time.monotonic() - started
+    assert code == 3, c2.log()
+    # librdkafka's text for FENCED_INSTANCE_ID, in its _FATAL error.
+    assert "fatal error: _FATAL" in c2.log(), c2.log()
+    assert "Static consumer fenced by other consumer with same group.instance.id" in c2.log()
+    wait_for(lambda: "assigned [" in c2b.log(), 30, "the new consumer2's assignment")
+    produce_n(broker.bootstrap, topic, 400, 400)
+    assert c1.wait(90) == 0, c1.log()
+    assert c2b.wait(90) == 0, c2b.log()
+    assert "fatal" not in c1.log() + c2b.log(), c1.log() + c2b.log()
+    # After the replacement: each record once, each partition read by one process.
+    later = [r for w in (c1, c2b) for r in w.records() if r[2] >= 400]
+    assert sorted(r[2] for r in later) == list(range(400, 800)), \
+        f"{len(later)} records, {len(set(r[2] for r in later))} distinct"
+    c1_parts = {r[0] for r in c1.records() if r[2] >= 400}
+    c2b_parts = {r[0] for r in c2b.records() if r[2] >= 400}
+    assert not c1_parts & c2b_parts and c1_parts | c2b_parts == {0, 1, 2, 3}, (c1_parts, c2b_parts)
+    assert old_parts and c2b_parts == old_parts, (old_parts, c2b_parts, c2b.log())
+    print(f"old consumer2 fenced {fenced_after:.1f} s after the new one started")
+
+
+def test_kip848_static_member_duplicate_is_refused_and_a_restart_takes_over(broker_factory,
+                                                                             tmp_path):
+    """Issue 17, KIP-848 (group.protocol=consumer): a second process with a live member's
+    group.instance.id is refused with the fatal UNRELEASED_INSTANCE_ID and the live one keeps
+    its partitions; once that one closes (a static member's temporary leave, epoch -2, keeps
+    its place), a new process with its instance id takes its partitions over, and the other
+    member's assignment never moves."""
+    b = broker_factory(extra_args=["--group-consumer-session-timeout-ms", "30000",
+                                   "--group-consumer-heartbeat-interval-ms", "500"]).start()
+    topic = make_topic(b.bootstrap, 4)
+    produce_n(b.bootstrap, topic, 0, 400)
+    group = f"f848-{uuid.uuid4().hex[:6]}"
+    args = ["--protocol", "consumer", "--idle-s", "15"]
+    c1 = Worker(tmp_path, b.bootstrap, topic, group, "consumer1",
+                "--instance-id", "consumer1", *args)
+    c2 = Worker(tmp_path, b.bootstrap, topic, group, "consumer2",
+                "--instance-id", "consumer2", *args)
+    def shared():
+        m = dict(group_members(b.bootstrap, group))
+        c1_parts, c2_parts = m.get("consumer1", []), m.get("consumer2", [])
+        return c1_parts and c2_parts and sorted(c1_parts + c2_parts) == [0, 1, 2, 3]
+    wait_for(shared, 60, "two static members sharing the partitions")
+    before = dict(group_members(b.bootstrap, group))
+    dup = Worker(tmp_path, b.bootstrap, topic, group, "consumer2-dup",
+                 "--instance-id", "consumer2", *args)
+    assert dup.wait(30) == 3, dup.log()
+    assert "fatal error: _FATAL" in dup.log(), dup.log()
+    # librdkafka's text for UNRELEASED_INSTANCE_ID.
+    assert "The instance ID is still used by another member" in dup.log(), dup.log()
+    assert dict(group_members(b.bootstrap, group)) == before
+    assert c2.proc.poll() is None, "the live consumer2 stopped:\n" + c2.log()
+    c2.proc.send_signal(signal.SIGTERM)
+    assert c2.wait(30) == 0, c2.log()
+    # Closed, the static member keeps its place and partitions (epoch -2) for its session.
+    assert dict(group_members(b.bootstrap, group)).get("consumer2") == before["consumer2"]
+    c2b = Worker(tmp_path, b.bootstrap, topic, group, "consumer2-new",
+                 "--instance-id", "consumer2", *args)
+    wait_for(lambda: assigned(c2b), 30, "the restarted consumer2's partitions")
+    assert sorted(assigned(c2b)) == before["consumer2"], c2b.log()
+    produce_n(b.bootstrap, topic, 400, 400)
+    assert c1.wait(90) == 0, c1.log()
+    assert c2b.wait(90) == 0, c2b.log()
+    c1_parts = {r[0] for r in c1.records() if r[2] >= 400}
+    c2b_parts = {r[0] for r in c2b.records() if r[2] >= 400}
+    assert c1_parts == set(before["consumer1"]) and c2b_parts == set(before["consumer2"]), \
+        (before, c1_parts, c2b_parts)
+    later = sorted(r[2] for w in (c1, c2b) for r in w.records() if r[2] >= 400)
+    assert later == list(range(400, 800)), f"{len(later)} records, {len(set(later))} distinct"

@@ -11,6 +11,7 @@ use skein_core::coordinator::{subscribed_topics, Record, Shard};
 use skein_core::group::{GroupConfig, GroupError, GroupState, Join, Joined, Reply};
 use skein_core::offsets::OffsetValue;
 
+use super::fencing::{Proc, StaticFencing};
 use super::swarm::{Assignor, GroupsSwarm};
 use super::{GroupsCanary, Stats};
 use crate::checker::{violation, Violation};
@@ -22,6 +23,8 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 const RETRY_MS: u64 = 100;
 const QUIET_MS: u64 = 45_000;
 const TAIL: usize = 40;
+/// Most duplicate processes one run starts.
+const MAX_DUPLICATES: u64 = 6;
 
 type Res = Result<(), Violation>;
 
@@ -42,15 +45,18 @@ enum Body {
     Join(Box<Join>),
     Sync {
         member: String,
+        instance: Option<String>,
         generation: i32,
         assignments: Vec<(String, Vec<u8>)>,
     },
     Heartbeat {
         member: String,
+        instance: Option<String>,
         generation: i32,
     },
     Commit {
         member: String,
+        instance: Option<String>,
         generation: i32,
         offsets: Vec<(i32, i64)>,
     },
@@ -106,6 +112,7 @@ impl Resp {
 enum Ev {
     ToCoord {
         cid: Cid,
+        pid: u64,
         conn: u64,
         req: u64,
         body: Body,
@@ -202,6 +209,11 @@ enum Phase {
 #[derive(Debug, Clone)]
 struct Client {
     inc: u64,
+    /// The process (unique in the run; a duplicate keeps its own when it moves to a new slot).
+    pid: u64,
+    /// A duplicate: the process that went on running after a new one was started with its
+    /// group.instance.id (in a slot of its own). It never restarts once it stops.
+    zombie: bool,
     paused_until: Option<u64>,
     instance: Option<String>,
     member: String,
@@ -235,6 +247,8 @@ impl Client {
     fn new(instance: Option<String>) -> Client {
         Client {
             inc: 0,
+            pid: 0,
+            zombie: false,
             paused_until: None,
             instance,
             member: String::new(),
@@ -273,8 +287,11 @@ impl Client {
 #[derive(Debug, Clone)]
 struct Owner {
     cid: Cid,
+    pid: u64,
     conn: u64,
     body: Body,
+    /// It named an instance id the coordinator held under another member id.
+    fence: bool,
 }
 
 /// An answer held until the offsets partition's high watermark reaches `need`.
@@ -287,6 +304,9 @@ struct Held {
     resp: Resp,
     /// A SyncGroup answer of (group, generation).
     sync: Option<(usize, i32)>,
+    /// A JoinGroup answer to a static member: (instance id, member id given, process, asked
+    /// without a member id).
+    join: Option<(String, String, Proc, bool)>,
 }
 
 /// The coordinator: a `Shard` over the simulated offsets partition.
@@ -313,9 +333,13 @@ pub struct GroupsSim {
     canary: Option<GroupsCanary>,
     rng: Rng,
     net_rng: Rng,
+    /// Draws of the duplicate-process faults (a stream of their own, so runs without them
+    /// are what they were before duplicates existed).
+    dup_rng: Rng,
     queue: BTreeMap<(u64, u64), Ev>,
     seq: u64,
     next_req: u64,
+    next_pid: u64,
     config: GroupConfig,
     coord: Coord,
     clients: Vec<Vec<Client>>,
@@ -336,6 +360,9 @@ pub struct GroupsSim {
     committed: BTreeMap<(usize, i32), i64>,
     /// Log offsets of admin resets (a committed offset may move backwards there).
     resets: BTreeSet<usize>,
+    fencing: StaticFencing,
+    /// A violation found where a `Res` cannot be returned (reported after the step).
+    found: Option<Violation>,
     stats: Stats,
     hasher: DefaultHasher,
     tail: VecDeque<String>,
@@ -352,6 +379,7 @@ impl GroupsSim {
         let swarm = GroupsSwarm::draw(&mut root.fork());
         let mut rng = root.fork();
         let net_rng = root.fork();
+        let dup_rng = root.fork();
         let clients = swarm
             .members
             .iter()
@@ -379,9 +407,11 @@ impl GroupsSim {
             canary,
             rng,
             net_rng,
+            dup_rng,
             queue: BTreeMap::new(),
             seq: 0,
             next_req: 0,
+            next_pid: 0,
             config,
             coord: Coord {
                 shard: None,
@@ -401,11 +431,17 @@ impl GroupsSim {
             synced_gen: BTreeMap::new(),
             committed: BTreeMap::new(),
             resets: BTreeSet::new(),
+            fencing: StaticFencing::default(),
+            found: None,
             stats: Stats::default(),
             hasher: DefaultHasher::new(),
             tail: VecDeque::new(),
         };
         s.coord.shard = Some(s.new_shard());
+        for c in s.clients.iter_mut().flatten() {
+            s.next_pid += 1;
+            c.pid = s.next_pid;
+        }
         s
     }
 
@@ -593,10 +629,11 @@ impl GroupsSim {
         match ev {
             Ev::ToCoord {
                 cid,
+                pid,
                 conn,
                 req,
                 body,
-            } => self.coord_recv(cid, conn, req, body)?,
+            } => self.coord_recv((cid, pid), conn, req, body)?,
             Ev::ToClient {
                 cid,
                 conn,
@@ -664,6 +701,7 @@ impl GroupsSim {
             Ev::Fault => {
                 if !self.healed {
                     self.fault();
+                    self.maybe_duplicate();
                     let gap = self.rng.range(1, self.swarm.fault_gap_ms);
                     self.at(gap, Ev::Fault);
                 }
@@ -679,7 +717,7 @@ impl GroupsSim {
     fn pick_live(&mut self) -> Option<Cid> {
         let live: Vec<Cid> = (0..self.clients.len())
             .flat_map(|g| (0..self.clients[g].len()).map(move |i| (g, i)))
-            .filter(|c| self.live(*c))
+            .filter(|c| self.live(*c) && !self.clients[c.0][c.1].zombie)
             .collect();
         if live.is_empty() {
             return None;
@@ -734,12 +772,23 @@ impl GroupsSim {
 
     /// The process is gone (crash, clean leave or fencing); it restarts later.
     fn take_down(&mut self, cid: Cid) {
+        if self.clients[cid.0][cid.1].zombie {
+            // A duplicate that stops is gone for good.
+            let c = self.cl(cid);
+            c.phase = Phase::Down;
+            c.inc += 1;
+            c.conn += 1;
+            return;
+        }
+        self.next_pid += 1;
+        let pid = self.next_pid;
         let c = self.cl(cid);
         let instance = c.instance.clone();
         let inc = c.inc + 1;
         let conn = c.conn + 1;
         *c = Client::new(instance);
         c.inc = inc;
+        c.pid = pid;
         c.conn = conn;
         c.phase = Phase::Down;
         self.away.insert(cid);
@@ -778,6 +827,44 @@ impl GroupsSim {
         self.take_down(cid);
     }
 
+    /// Sometimes (the swarm's `dup_pm` per fault tick) a second process is started with a
+    /// live static member's group.instance.id while the first goes on running, as when an
+    /// operator starts a replacement without stopping the old one: the old process moves to a
+    /// slot of its own (a zombie: it keeps heartbeating, syncing and committing as it did,
+    /// its requests in flight lost as on a new connection), and the slot starts the new one
+    /// after a restart delay.
+    fn maybe_duplicate(&mut self) {
+        if self.dup_rng.below(1000) >= self.swarm.dup_pm || self.stats.duplicates >= MAX_DUPLICATES
+        {
+            return;
+        }
+        let cands: Vec<Cid> = (0..self.clients.len())
+            .flat_map(|g| (0..self.clients[g].len()).map(move |i| (g, i)))
+            .filter(|&(g, i)| {
+                let c = &self.clients[g][i];
+                c.phase != Phase::Down && !c.zombie && c.instance.is_some()
+            })
+            .collect();
+        if cands.is_empty() {
+            return;
+        }
+        let cid = cands[self.dup_rng.below(cands.len() as u64) as usize];
+        let mut z = self.clients[cid.0][cid.1].clone();
+        z.zombie = true;
+        let zc = (cid.0, self.clients[cid.0].len());
+        self.clients[cid.0].push(z);
+        self.note(format!(
+            "c{}.{} gets a duplicate: the running process goes on as c{}.{}",
+            cid.0, cid.1, zc.0, zc.1
+        ));
+        self.stats.duplicates += 1;
+        self.conn_lost(zc);
+        let inc = self.clients[zc.0][zc.1].inc;
+        self.at(self.swarm.session_ms / 3, Ev::Heartbeat { cid: zc, inc });
+        self.at(50, Ev::Work { cid: zc, inc });
+        self.take_down(cid);
+    }
+
     fn failover(&mut self) {
         self.note(format!(
             "coordinator fails over (log {} records, {} replicated)",
@@ -798,6 +885,7 @@ impl GroupsSim {
         let held = std::mem::take(&mut self.coord.held);
         for h in held {
             let resp = match h.resp {
+                Resp::Join(_) => Resp::Join(Err((Fail::NotCoordinator, String::new()))),
                 Resp::Sync(_) => Resp::Sync(Err(Fail::NotCoordinator)),
                 Resp::Commit(_) => Resp::Commit(Err(Fail::NotCoordinator)),
                 other => other,
@@ -819,6 +907,10 @@ impl GroupsSim {
                 return Err(violation("node-invariant", format!("replay {i}: {e:?}")));
             }
         }
+        self.fencing.loaded(shard.groups().flat_map(|g| {
+            g.members()
+                .filter_map(|m| m.instance_id.as_deref().map(|i| (i, m.id.as_str())))
+        }));
         self.coord.shard = Some(shard);
         self.note(format!("coordinator loaded {} records", self.coord.hw));
         Ok(())
@@ -848,7 +940,7 @@ impl GroupsSim {
             return;
         }
         let shard = self.coord.shard.as_mut().expect("up");
-        match shard.commit(&gid, "", -1, &vals) {
+        match shard.commit(&gid, "", None, -1, &vals) {
             Ok(recs) => {
                 self.note(format!("admin resets {gid} offsets"));
                 self.stats.resets += 1;
@@ -889,44 +981,106 @@ impl GroupsSim {
             return;
         };
         let writes = shard.metadata_writes(self.now as i64);
+        // Answers wait for the group metadata their operation wrote, as the shell's JoinGroup
+        // does (a static member's replacement is stored before the new process learns its id).
+        let wrote = !writes.is_empty();
         self.append(writes);
         let replies = std::mem::take(&mut self.coord.replies);
         for r in replies {
             match r {
-                Reply::Join { req, result } => {
-                    let Some(o) = self.coord.owners.remove(&req) else {
-                        continue;
-                    };
-                    if let Ok(j) = &result {
-                        self.stats.max_generation = self.stats.max_generation.max(j.generation);
-                    }
-                    let resp = Resp::Join(result.map_err(|(e, id)| (Fail::Group(e), id)));
-                    self.reply(o.cid, o.conn, req, resp);
-                }
-                Reply::Sync { req, result } => {
-                    let Some(o) = self.coord.owners.remove(&req) else {
-                        continue;
-                    };
-                    match result {
-                        Ok(a) => {
-                            let Body::Sync { generation, .. } = o.body else {
-                                unreachable!("a sync owner")
-                            };
-                            self.coord.held.push(Held {
-                                need: self.coord.log.len(),
-                                cid: o.cid,
-                                conn: o.conn,
-                                req,
-                                resp: Resp::Sync(Ok(a)),
-                                sync: Some((o.cid.0, generation)),
-                            });
-                        }
-                        Err(e) => self.reply(o.cid, o.conn, req, Resp::Sync(Err(Fail::Group(e)))),
-                    }
-                }
+                Reply::Join { req, result } => self.answer_join(req, result, wrote),
+                Reply::Sync { req, result } => self.answer_sync(req, result),
             }
         }
         self.release();
+    }
+
+    /// Sends (or holds until its metadata is replicated, if `wrote`) the answer to JoinGroup
+    /// `req`, judged by the fencing checker.
+    fn answer_join(&mut self, req: u64, result: Result<Joined, (GroupError, String)>, wrote: bool) {
+        let Some(o) = self.coord.owners.remove(&req) else {
+            return;
+        };
+        let Body::Join(j) = &o.body else {
+            unreachable!("a join owner")
+        };
+        if o.fence {
+            let got = result.as_ref().map(|_| ()).map_err(|(e, _)| *e);
+            let inst = j.instance_id.clone().unwrap_or_default();
+            if let Err(v) = StaticFencing::must_be_fenced(&inst, "JoinGroup", got) {
+                self.found.get_or_insert(v);
+            }
+        }
+        // A static member's success is judged when it is sent (see `release`).
+        let join = match (&j.instance_id, &result) {
+            (Some(i), Ok(ok)) => Some((
+                i.clone(),
+                ok.member_id.clone(),
+                (o.cid, o.pid),
+                j.member_id.is_empty(),
+            )),
+            _ => None,
+        };
+        if let Ok(j) = &result {
+            self.stats.max_generation = self.stats.max_generation.max(j.generation);
+        }
+        let resp = Resp::Join(result.map_err(|(e, id)| (Fail::Group(e), id)));
+        if wrote || join.is_some() {
+            self.coord.held.push(Held {
+                need: if wrote { self.coord.log.len() } else { 0 },
+                cid: o.cid,
+                conn: o.conn,
+                req,
+                resp,
+                sync: None,
+                join,
+            });
+        } else {
+            self.reply(o.cid, o.conn, req, resp);
+        }
+    }
+
+    /// Holds a SyncGroup assignment until its generation is replicated (or sends the error),
+    /// judged by the fencing checker.
+    fn answer_sync(&mut self, req: u64, result: Result<Vec<u8>, GroupError>) {
+        let Some(o) = self.coord.owners.remove(&req) else {
+            return;
+        };
+        let Body::Sync {
+            generation,
+            instance,
+            ..
+        } = &o.body
+        else {
+            unreachable!("a sync owner")
+        };
+        let inst = instance.clone().unwrap_or_default();
+        let got = result.as_ref().map(|_| ()).map_err(|e| *e);
+        let verdict = if o.fence {
+            StaticFencing::must_be_fenced(&inst, "SyncGroup", got)
+        } else if instance.is_some() {
+            self.fencing
+                .answered(&inst, (o.cid, o.pid), "SyncGroup", got.is_ok())
+        } else {
+            Ok(())
+        };
+        if let Err(v) = verdict {
+            self.found.get_or_insert(v);
+        }
+        match result {
+            Ok(a) => {
+                self.coord.held.push(Held {
+                    need: self.coord.log.len(),
+                    cid: o.cid,
+                    conn: o.conn,
+                    req,
+                    resp: Resp::Sync(Ok(a)),
+                    sync: Some((o.cid.0, *generation)),
+                    join: None,
+                });
+            }
+            Err(e) => self.reply(o.cid, o.conn, req, Resp::Sync(Err(Fail::Group(e)))),
+        }
     }
 
     /// Sends the held answers the high watermark now covers.
@@ -940,6 +1094,11 @@ impl GroupsSim {
             if let Some((g, gen)) = h.sync {
                 let e = self.synced_gen.entry(g).or_insert(gen);
                 *e = (*e).max(gen);
+            }
+            if let Some((inst, member, p, start)) = &h.join {
+                if let Err(v) = self.fencing.joined(inst, member, *p, *start) {
+                    self.found.get_or_insert(v);
+                }
             }
             self.reply(h.cid, h.conn, h.req, h.resp);
         }
@@ -981,40 +1140,98 @@ impl GroupsSim {
         Ok(())
     }
 
-    fn coord_recv(&mut self, cid: Cid, conn: u64, req: u64, body: Body) -> Res {
+    /// Whether a request of `member` naming `instance` is from a replaced member id: the
+    /// coordinator holds the instance id under another one.
+    fn replaced(&self, gid: &str, member: &str, instance: Option<&String>) -> bool {
+        let (Some(i), Some(shard)) = (instance, &self.coord.shard) else {
+            return false;
+        };
+        if member.is_empty() {
+            return false;
+        }
+        shard.group(gid).is_some_and(|g| {
+            g.members()
+                .any(|m| m.instance_id.as_ref() == Some(i) && m.id != member)
+        })
+    }
+
+    /// Judges an immediate answer (Heartbeat, OffsetCommit) to `p` with the fencing checker.
+    fn judge(
+        &self,
+        p: Proc,
+        instance: Option<&String>,
+        fence: bool,
+        what: &str,
+        got: Result<(), GroupError>,
+    ) -> Res {
+        let Some(i) = instance else {
+            return Ok(());
+        };
+        if fence {
+            return StaticFencing::must_be_fenced(i, what, got);
+        }
+        self.fencing.answered(i, p, what, got.is_ok())
+    }
+
+    fn coord_recv(&mut self, (cid, pid): Proc, conn: u64, req: u64, body: Body) -> Res {
         if self.coord.shard.is_none() {
             self.reply(cid, conn, req, Resp::not_coordinator(&body));
             return Ok(());
         }
         let gid = group_name(cid.0);
         let now = self.now;
+        let owner = |fence| Owner {
+            cid,
+            pid,
+            conn,
+            body: body.clone(),
+            fence,
+        };
         match body.clone() {
             Body::Find => self.reply(cid, conn, req, Resp::Find(Ok(()))),
             Body::Join(j) => {
-                self.coord.owners.insert(req, Owner { cid, conn, body });
+                let fence = self.replaced(&gid, &j.member_id, j.instance_id.as_ref());
+                self.coord.owners.insert(req, owner(fence));
                 let shard = self.coord.shard.as_mut().expect("up");
                 let rs = shard.group_mut(&gid).join(now, req, *j);
                 self.coord.replies.extend(rs);
             }
             Body::Sync {
                 member,
+                instance,
                 generation,
                 assignments,
             } => {
-                self.coord.owners.insert(req, Owner { cid, conn, body });
+                let fence = self.replaced(&gid, &member, instance.as_ref());
+                self.coord.owners.insert(req, owner(fence));
                 let shard = self.coord.shard.as_mut().expect("up");
-                let rs = shard
-                    .group_mut(&gid)
-                    .sync(now, req, &member, generation, assignments);
+                let rs = shard.group_mut(&gid).sync(
+                    now,
+                    req,
+                    &member,
+                    instance.as_deref(),
+                    generation,
+                    assignments,
+                );
                 self.coord.replies.extend(rs);
             }
-            Body::Heartbeat { member, generation } => {
+            Body::Heartbeat {
+                member,
+                instance,
+                generation,
+            } => {
+                let fence = self.replaced(&gid, &member, instance.as_ref());
                 let shard = self.coord.shard.as_mut().expect("up");
-                let r = shard.group_mut(&gid).heartbeat(now, &member, generation);
+                let r =
+                    shard
+                        .group_mut(&gid)
+                        .heartbeat(now, &member, instance.as_deref(), generation);
+                self.judge((cid, pid), instance.as_ref(), fence, "Heartbeat", r)?;
                 self.reply(cid, conn, req, Resp::Heartbeat(r.map_err(Fail::Group)));
             }
             Body::Commit {
                 member,
+                instance,
                 generation,
                 offsets,
             } => {
@@ -1022,8 +1239,12 @@ impl GroupsSim {
                     .iter()
                     .map(|(p, o)| (TOPIC.to_string(), *p, offset_value(*o, now)))
                     .collect();
+                let fence = self.replaced(&gid, &member, instance.as_ref());
                 let shard = self.coord.shard.as_mut().expect("up");
-                match shard.commit(&gid, &member, generation, &vals) {
+                let res = shard.commit(&gid, &member, instance.as_deref(), generation, &vals);
+                let got = res.as_ref().map(|_| ()).map_err(|e| *e);
+                self.judge((cid, pid), instance.as_ref(), fence, "OffsetCommit", got)?;
+                match res {
                     Ok(recs) => {
                         let newest = self.synced_gen.get(&cid.0).copied().unwrap_or(-1);
                         if generation >= 0 && newest > generation {
@@ -1045,6 +1266,7 @@ impl GroupsSim {
                             req,
                             resp: Resp::Commit(Ok(())),
                             sync: None,
+                            join: None,
                         });
                     }
                     Err(e) => {
@@ -1078,13 +1300,14 @@ impl GroupsSim {
         self.next_req += 1;
         let req = self.next_req;
         let c = &self.clients[cid.0][cid.1];
-        let (conn, inc) = (c.conn, c.inc);
+        let (conn, inc, pid) = (c.conn, c.inc, c.pid);
         self.send(
             cid,
             conn,
             true,
             Ev::ToCoord {
                 cid,
+                pid,
                 conn,
                 req,
                 body,
@@ -1130,6 +1353,7 @@ impl GroupsSim {
             Phase::Sync if c.sync_req.is_none() => {
                 let body = Body::Sync {
                     member: c.member.clone(),
+                    instance: c.instance.clone(),
                     generation: c.generation,
                     assignments: c.leader_assign.clone(),
                 };
@@ -1199,6 +1423,7 @@ impl GroupsSim {
         let offsets: Vec<(i32, i64)> = c.assignment.iter().map(|p| (*p, c.pos[p])).collect();
         let body = Body::Commit {
             member: c.member.clone(),
+            instance: c.instance.clone(),
             generation: c.generation,
             offsets,
         };
@@ -1211,6 +1436,7 @@ impl GroupsSim {
         if c.coord && c.hb_req.is_none() && matches!(c.phase, Phase::Stable | Phase::Fetch) {
             let body = Body::Heartbeat {
                 member: c.member.clone(),
+                instance: c.instance.clone(),
                 generation: c.generation,
             };
             let t = (self.swarm.session_ms / 2).min(REQUEST_TIMEOUT_MS);
@@ -1447,6 +1673,7 @@ impl GroupsSim {
 
     fn fenced(&mut self, cid: Cid) {
         self.note(format!("c{}.{} fenced", cid.0, cid.1));
+        self.stats.fenced += 1;
         self.take_down(cid);
         if self.healed {
             self.at(100, Ev::Restart { cid });
@@ -1458,6 +1685,9 @@ impl GroupsSim {
     /// After every step: the shard's invariants; committed offsets never fall (except at an
     /// admin reset) nor vanish, and never pass the high watermark.
     fn check_step(&mut self) -> Res {
+        if let Some(v) = self.found.take() {
+            return Err(v);
+        }
         let Some(shard) = &self.coord.shard else {
             return Ok(());
         };
@@ -1522,6 +1752,19 @@ impl GroupsSim {
             let members: BTreeSet<&str> = group.members().map(|m| m.id.as_str()).collect();
             let mut owned: BTreeMap<i32, String> = BTreeMap::new();
             for (i, c) in cs.iter().enumerate() {
+                if c.zombie {
+                    if c.phase != Phase::Down {
+                        return Err(violation(
+                            "static-fencing",
+                            format!(
+                                "{gid}: duplicate c{g}.{i} of {:?} still runs at the end ({:?} as \
+                                 {} in generation {})",
+                                c.instance, c.phase, c.member, c.generation
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 if c.phase != Phase::Stable
                     || c.generation != group.generation()
                     || !members.contains(c.member.as_str())
@@ -1546,13 +1789,13 @@ impl GroupsSim {
                     }
                 }
             }
-            if members.len() != cs.len() {
+            let consumers = cs.iter().filter(|c| !c.zombie).count();
+            if members.len() != consumers {
                 return Err(violation(
                     "group-liveness",
                     format!(
-                        "{gid} has {} members for {} consumers",
-                        members.len(),
-                        cs.len()
+                        "{gid} has {} members for {consumers} consumers",
+                        members.len()
                     ),
                 ));
             }

@@ -79,6 +79,9 @@ pub struct GroupsSwarm {
     pub load_max_ms: u64,
     /// Length of the faulty phase.
     pub safety_ms: u64,
+    /// Per fault tick: a second process starts with a live static member's instance id while
+    /// the first goes on running (drawn last, so the other fields of a seed are unchanged).
+    pub dup_pm: u64,
 }
 
 impl GroupsSwarm {
@@ -123,6 +126,7 @@ impl GroupsSwarm {
             away_max_ms: r.pick(&[500u64, 3_000, 10_000]),
             load_max_ms: r.pick(&[50u64, 500, 3_000]),
             safety_ms: r.range(15_000, 40_000),
+            dup_pm: r.pick(&[0u64, 40, 150]),
         }
     }
 }
@@ -132,7 +136,7 @@ impl fmt::Display for GroupsSwarm {
         write!(
             f,
             "parts={} members={:?} {} static={} session={} rebalance={} drop={} delay={} \
-             spike={}/{} crash={} pause={} leave={} failover={} reset={}",
+             spike={}/{} crash={} pause={} leave={} failover={} reset={} dup={}",
             self.partitions,
             self.members,
             self.assignor.name(),
@@ -147,7 +151,8 @@ impl fmt::Display for GroupsSwarm {
             self.pause_pm,
             self.leave_pm,
             self.failover_pm,
-            self.reset_pm
+            self.reset_pm,
+            self.dup_pm
         )
     }
 }
