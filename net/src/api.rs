@@ -1486,6 +1486,9 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
                 pd.error_code = E::NotLeaderOrFollower.code();
             } else {
                 pd.high_watermark = st.commit_index as i64;
+                // Kafka's leader reports its own fetch and caught-up times as now; skein keeps
+                // no per-follower times, so the others stay -1 (unknown).
+                let now = now_ms() as i64;
                 pd.current_voters = st
                     .voters
                     .iter()
@@ -1497,8 +1500,9 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
                             .iter()
                             .find(|(id, _)| id == v)
                             .map_or(-1, |(_, m)| *m as i64);
-                        rs.last_fetch_timestamp = -1;
-                        rs.last_caught_up_timestamp = -1;
+                        let own = st.leader == Some(*v);
+                        rs.last_fetch_timestamp = if own { now } else { -1 };
+                        rs.last_caught_up_timestamp = if own { now } else { -1 };
                         rs
                     })
                     .collect();
