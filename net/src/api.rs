@@ -1527,6 +1527,63 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
     r
 }
 
+/// Client id of a DescribeQuorum that a broker relays to the quorum leader; never relayed again.
+pub const QUORUM_RELAY_CLIENT_ID: &str = "skein-describe-quorum-relay";
+
+/// Bound on relaying one DescribeQuorum to the quorum leader (connect, ApiVersions, the request).
+const QUORUM_RELAY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// DescribeQuorum asked of any broker. Kafka's brokers forward it to the active controller, and
+/// Kafka's admin client (kafka-metadata-quorum) sends it to whichever broker it likes: a node
+/// that is not the quorum leader relays the request to the leader's client listener and
+/// answers with the leader's answer, or with its own NOT_LEADER_OR_FOLLOWER when no leader is
+/// known or it cannot be reached in time.
+pub async fn describe_quorum_from_any(
+    b: &Broker,
+    req: DescribeQuorumRequest,
+    version: i16,
+    client_id: &str,
+) -> DescribeQuorumResponse {
+    let local = describe_quorum(b, req.clone());
+    let not_leader = local
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code == E::NotLeaderOrFollower.code());
+    if !not_leader || client_id == QUORUM_RELAY_CLIENT_ID {
+        return local;
+    }
+    let Some(leader) = b.quorum().status().leader else {
+        return local;
+    };
+    let Some(addr) = i32::try_from(leader)
+        .ok()
+        .and_then(|id| b.with_catalog(|c| c.broker(id).map(|x| format!("{}:{}", x.host, x.port))))
+    else {
+        return local;
+    };
+    let relay = async {
+        let mut c = crate::client::Client::connect_with(
+            &addr,
+            QUORUM_RELAY_CLIENT_ID,
+            QUORUM_RELAY_TIMEOUT,
+        )
+        .await?;
+        c.send(req, version).await
+    };
+    match tokio::time::timeout(QUORUM_RELAY_TIMEOUT, relay).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            debug!(%addr, error = %e, "DescribeQuorum relay to the quorum leader failed");
+            local
+        }
+        Err(_) => {
+            debug!(%addr, "DescribeQuorum relay to the quorum leader timed out");
+            local
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,8 @@ Kafka 4.4.0 broker started with `ci/kafka.sh start-broker`):
 - kafka-console-producer / kafka-console-consumer: keyed records round trip (and confluent-kafka
   reads the keys the Java producer wrote);
 - kafka-get-offsets: latest and earliest offsets per partition;
-- kafka-metadata-quorum describe --status / --replication: skein's one-voter quorum;
+- kafka-metadata-quorum describe --status / --replication: skein's one-voter quorum, and a
+  three-voter one asked through each broker (non-leaders relay DescribeQuorum to the leader);
 - kafka-broker-api-versions: every API skein lists, with its version range.
 Each JVM start costs about 1-2 s on 2 cores; the file takes about a minute.
 """
@@ -344,6 +345,26 @@ def test_metadata_quorum_and_broker_api_versions(broker):
         assert listed.get(name) == want, f"{name}: {listed.get(name)!r}, expected {want!r}\n{out}"
     for name in ("DescribeTopicPartitions", "EndTxn", "DeleteRecords"):
         assert listed.get(name) == "UNSUPPORTED", out
+
+
+def test_metadata_quorum_through_any_broker_of_a_cluster(cluster_factory):
+    """Kafka's brokers forward DescribeQuorum to the active controller, and the admin client
+    sends it to any broker: skein's non-leaders relay it to the quorum leader (before, the tool
+    could time out after 60 s through a follower)."""
+    brokers = cluster_factory(3)
+    answers = []
+    for b in brokers:
+        out = ok("kafka-metadata-quorum", "--bootstrap-server", b.bootstrap, "describe", "--status")
+        status = dict(re.findall(r"^(\w+):\s+(.*?)\s*$", out, re.M))
+        assert status["CurrentVoters"] == '[{"id": 1}, {"id": 2}, {"id": 3}]', out
+        answers.append(status["LeaderId"])
+    assert len(set(answers)) == 1 and answers[0] in ("1", "2", "3"), answers
+    leader = answers[0]
+    follower = next(b for b in brokers if str(b.node_id) != leader)
+    out = ok("kafka-metadata-quorum", "--bootstrap-server", follower.bootstrap, "describe", "--replication")
+    rows = {r[0]: r for r in table(out, "NodeId")}
+    assert set(rows) == {"1", "2", "3"}, out
+    assert [rows[n][-1] for n in sorted(rows)] == ["Leader" if n == leader else "Follower" for n in sorted(rows)], out
 
 
 def test_apache_kafka_broker_starts_and_serves(tmp_path):
