@@ -13,7 +13,7 @@ Kafka 4.4.0 broker started with `ci/kafka.sh start-broker`):
   the group has members, then --to-earliest --execute, delete;
 - kafka-console-producer / kafka-console-consumer: keyed records round trip (and confluent-kafka
   reads the keys the Java producer wrote);
-- kafka-get-offsets: latest and earliest offsets per partition;
+- kafka-get-offsets: latest, earliest and by-time offsets per partition;
 - kafka-metadata-quorum describe --status / --replication: skein's one-voter quorum, and a
   three-voter one asked through each broker (non-leaders relay DescribeQuorum to the leader);
 - kafka-broker-api-versions: every API skein lists, with its version range.
@@ -215,6 +215,9 @@ def test_console_producer_consumer_and_get_offsets(broker):
     latest = {line.rsplit(":", 2)[1]: int(line.rsplit(":", 2)[2]) for line in out.split()}
     assert latest == {"0": per_partition[0], "1": per_partition[1]}, out
     out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "-2")
+    assert sorted(out.split()) == [f"{topic}:0:0", f"{topic}:1:0"], out
+    # By time: the first record at or after time 0 is each partition's first.
+    out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "0")
     assert sorted(out.split()) == [f"{topic}:0:0", f"{topic}:1:0"], out
 
     # confluent-kafka reads the keys and values the Java producer wrote.
