@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent installer for everything the test suite needs on a clean Debian machine
 # (run as root): kcat from Debian's packages and a Python venv at .venv/ in the repo
-# root with confluent-kafka, kafka-python and pytest, and kafkajs under tests/e2e/js/.
+# root with confluent-kafka, kafka-python and pytest, kafkajs under tests/e2e/js/, and
+# Apache Kafka's broker and tools jars from Maven Central (ci/kafka.sh, cached under target/kafka/).
 #
 # Quiet when everything is already there; fails loudly (non-zero, with the failing
 # command's output) on any error.
@@ -98,6 +99,19 @@ if ! kafkajs_ok; then
   log "npm install kafkajs@$KAFKAJS_VERSION"
   quiet npm install --prefix "$JS_DIR" --no-audit --no-fund --no-save "kafkajs@$KAFKAJS_VERSION"
   kafkajs_ok || { log "kafkajs still missing after npm install"; exit 1; }
+fi
+
+# --- Apache Kafka (broker + command-line tools, pinned in ci/kafka.sh) from Maven Central: a tool
+# of the tests (test_kafka_tools.py), cached under target/kafka/<version>/. Needs Java 17 and Maven.
+if ! command -v java >/dev/null 2>&1; then
+  apt_install openjdk-17-jre-headless
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+  apt_install maven
+fi
+if ! ./ci/kafka.sh resolve; then
+  log "FAILED: ci/kafka.sh resolve (Apache Kafka from Maven Central)"
+  exit 1
 fi
 
 exit 0

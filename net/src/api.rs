@@ -1491,6 +1491,9 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
                 pd.error_code = E::NotLeaderOrFollower.code();
             } else {
                 pd.high_watermark = st.commit_index as i64;
+                // Kafka's leader reports its own fetch and caught-up times as now; skein keeps
+                // no per-follower times, so the others stay -1 (unknown).
+                let now = now_ms() as i64;
                 pd.current_voters = st
                     .voters
                     .iter()
@@ -1502,8 +1505,9 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
                             .iter()
                             .find(|(id, _)| id == v)
                             .map_or(-1, |(_, m)| *m as i64);
-                        rs.last_fetch_timestamp = -1;
-                        rs.last_caught_up_timestamp = -1;
+                        let own = st.leader == Some(*v);
+                        rs.last_fetch_timestamp = if own { now } else { -1 };
+                        rs.last_caught_up_timestamp = if own { now } else { -1 };
                         rs
                     })
                     .collect();
@@ -1526,6 +1530,63 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
         r.topics.push(td);
     }
     r
+}
+
+/// Client id of a DescribeQuorum that a broker relays to the quorum leader; never relayed again.
+pub const QUORUM_RELAY_CLIENT_ID: &str = "skein-describe-quorum-relay";
+
+/// Bound on relaying one DescribeQuorum to the quorum leader (connect, ApiVersions, the request).
+const QUORUM_RELAY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// DescribeQuorum asked of any broker. Kafka's brokers forward it to the active controller, and
+/// Kafka's admin client (kafka-metadata-quorum) sends it to whichever broker it likes: a node
+/// that is not the quorum leader relays the request to the leader's client listener and
+/// answers with the leader's answer, or with its own NOT_LEADER_OR_FOLLOWER when no leader is
+/// known or it cannot be reached in time.
+pub async fn describe_quorum_from_any(
+    b: &Broker,
+    req: DescribeQuorumRequest,
+    version: i16,
+    client_id: &str,
+) -> DescribeQuorumResponse {
+    let local = describe_quorum(b, req.clone());
+    let not_leader = local
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code == E::NotLeaderOrFollower.code());
+    if !not_leader || client_id == QUORUM_RELAY_CLIENT_ID {
+        return local;
+    }
+    let Some(leader) = b.quorum().status().leader else {
+        return local;
+    };
+    let Some(addr) = i32::try_from(leader)
+        .ok()
+        .and_then(|id| b.with_catalog(|c| c.broker(id).map(|x| format!("{}:{}", x.host, x.port))))
+    else {
+        return local;
+    };
+    let relay = async {
+        let mut c = crate::client::Client::connect_with(
+            &addr,
+            QUORUM_RELAY_CLIENT_ID,
+            QUORUM_RELAY_TIMEOUT,
+        )
+        .await?;
+        c.send(req, version).await
+    };
+    match tokio::time::timeout(QUORUM_RELAY_TIMEOUT, relay).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            debug!(%addr, error = %e, "DescribeQuorum relay to the quorum leader failed");
+            local
+        }
+        Err(_) => {
+            debug!(%addr, "DescribeQuorum relay to the quorum leader timed out");
+            local
+        }
+    }
 }
 
 #[cfg(test)]
