@@ -1432,8 +1432,8 @@ pub(crate) mod tests {
         assert_eq!(log.end_offset_for_epoch(2), (2, 7));
     }
 
-    #[test]
-    fn trim_keeps_first_whole_batch() {
+    /// Three batches of two records appended to a new log: their bytes and one batch's size.
+    fn three_batches() -> (Vec<u8>, usize) {
         let mut log = PartitionLog::new(cfg(), 0);
         let mut all = Vec::new();
         for _ in 0..3 {
@@ -1442,6 +1442,12 @@ pub(crate) mod tests {
             all.extend_from_slice(&b);
         }
         let one = batch::peek_size(&all).unwrap();
+        (all, one)
+    }
+
+    #[test]
+    fn trim_keeps_first_whole_batch() {
+        let (all, one) = three_batches();
         assert_eq!(trim_read(&all, 3, 1, true), Ok((one, 2 * one)));
         assert_eq!(trim_read(&all, 0, 10_000, true), Ok((0, all.len())));
         assert_eq!(
@@ -1468,14 +1474,7 @@ pub(crate) mod tests {
 
     #[test]
     fn committed_len_stops_at_the_first_batch_at_or_above_the_end() {
-        let mut log = PartitionLog::new(cfg(), 0);
-        let mut all = Vec::new();
-        for _ in 0..3 {
-            let mut b = build::simple(2, 0, None);
-            log.append(0, &mut b).unwrap();
-            all.extend_from_slice(&b);
-        }
-        let one = batch::peek_size(&all).unwrap();
+        let (all, one) = three_batches();
         assert_eq!(committed_len(&all, 0), 0);
         assert_eq!(committed_len(&all, 2), one);
         assert_eq!(committed_len(&all, 3), 2 * one);
