@@ -189,6 +189,7 @@ def check_group_report(report, protocol):
     if protocol == "consumer":
         assert d["type"] == "Consumer", d
         assert all(m["member_epoch"] is not None and m["member_epoch"] > 0 for m in d["members"]), d
+        assert d["assignor"] == "uniform" and d["group_epoch"] >= 2, d
     else:
         assert d["type"] == "Classic", d
         assert d["assignor"] == protocol, d
@@ -337,6 +338,19 @@ def test_java_admin_client(broker_factory):
     # DescribeGroups v6 names an unknown group GROUP_ID_NOT_FOUND (KIP-1043), as Kafka 4 does.
     assert r["describe_deleted_group"] == {"error": "GroupIdNotFoundException"}
 
+    # Admin calls over APIs skein does not serve fail at once with UnsupportedVersionException
+    # (the client reads ApiVersions), not by timing out.
+    assert r["unserved"] == {
+        "describeAcls": "UnsupportedVersionException",
+        "describeClientQuotas": "UnsupportedVersionException",
+        "describeFeatures": "ok",
+        "describeLogDirs": "UnsupportedVersionException",
+        "describeProducers": "UnsupportedVersionException",
+        "electLeaders": "UnsupportedVersionException",
+        "listPartitionReassignments": "UnsupportedVersionException",
+        "listTransactions": "UnsupportedVersionException",
+    }, r["unserved"]
+
     assert r["delete_topic"] == "ok"
     assert r["delete_topic_again"] == "UnknownTopicOrPartitionException"
     assert r["describe_deleted_topic"] == "UnknownTopicOrPartitionException"
@@ -381,6 +395,11 @@ def test_java_producer_and_group_member_ride_out_a_broker_kill(cluster_factory):
         assert ready.get("event") == "ready", f"no ready line: {lines}\n{proc.stderr.read()[-6000:] if proc.poll() is not None else ''}"
         leaders = {int(p): n for p, n in ready["leaders"].items()}
         assert sorted(leaders.values()) == [1, 2, 3], ready  # one partition led by each broker
+        # describeCluster and describeMetadataQuorum: three brokers, three voters, the
+        # controller is the quorum leader.
+        cl = ready["cluster"]
+        assert cl["nodes"] == [1, 2, 3] and cl["voters"] == [1, 2, 3], cl
+        assert cl["controller"] == cl["quorum_leader"] in (1, 2, 3), cl
         victim_id = ready["coordinator"]
         assert victim_id in (1, 2, 3), ready
         victim = next(b for b in nodes if b.node_id == victim_id)
@@ -395,11 +414,14 @@ def test_java_producer_and_group_member_ride_out_a_broker_kill(cluster_factory):
     lines += parse(out)
     assert proc.returncode == 0 and "report" in lines[-1], f"exit {proc.returncode}\n{out[-4000:]}\n{err[-8000:]}"
     r = lines[-1]["report"]
-    print("killed", victim_id, "leaders", leaders, "after", r["leaders_after"], "group log", r["log"])
+    print("killed", victim_id, "ready", ready, "after", r["leaders_after"], r["cluster_after"], r["log"])
     assert r["errors"] == [], r["errors"][:5]
     assert r["reader_fatal"] is None
     acked, read = r["acked"], r["read"]
     assert sum(len(v) for v in acked.values()) == 900
+    after = r["cluster_after"]
+    assert after["nodes"] == sorted(b.node_id for b in nodes if b is not victim), after
+    assert after["voters"] == [1, 2, 3] and after["controller"] == after["quorum_leader"] != victim_id, after
     moved = [p for p, n in leaders.items() if n == victim_id]
     assert {int(p): n for p, n in r["leaders_after"].items()}[moved[0]] != victim_id
     for p in ("0", "1", "2"):

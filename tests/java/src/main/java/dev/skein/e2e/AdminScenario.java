@@ -32,10 +32,13 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.acl.AclBindingFilter;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -194,6 +197,19 @@ final class AdminScenario {
       r.put("groups_listed_after_delete", listGroups(admin, group));
       r.put("group_offsets_after_delete", GroupScenarios.committed(admin, group));
       r.put("describe_deleted_group", describeOrError(admin, group));
+
+      // --- Admin calls over APIs skein does not serve: a clear error each, never a hang.
+      TopicPartition any = new TopicPartition(topic, 0);
+      Map<String, Object> unserved = new TreeMap<>();
+      unserved.put("describeLogDirs", outcome(admin.describeLogDirs(List.of(nodeIds.get(0))).allDescriptions()));
+      unserved.put("electLeaders", outcome(admin.electLeaders(ElectionType.PREFERRED, Set.of(any)).all()));
+      unserved.put("describeProducers", outcome(admin.describeProducers(List.of(any)).all()));
+      unserved.put("listTransactions", outcome(admin.listTransactions().all()));
+      unserved.put("describeAcls", outcome(admin.describeAcls(AclBindingFilter.ANY).values()));
+      unserved.put("describeFeatures", outcome(admin.describeFeatures().featureMetadata()));
+      unserved.put("listPartitionReassignments", outcome(admin.listPartitionReassignments().reassignments()));
+      unserved.put("describeClientQuotas", outcome(admin.describeClientQuotas(ClientQuotaFilter.all()).entities()));
+      r.put("unserved", unserved);
 
       // --- delete the topic
       r.put("delete_topic", outcome(admin.deleteTopics(List.of(topic)).all()));

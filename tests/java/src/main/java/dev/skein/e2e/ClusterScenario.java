@@ -16,6 +16,7 @@ import java.util.Properties;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.QuorumInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -75,7 +76,7 @@ final class ClusterScenario {
           if (i == third) {
             Util.waitFor("the first third acknowledged", Duration.ofSeconds(60), () -> done.get() == third);
             emit(obj("event", "ready", "leaders", leaders(admin, topic), "coordinator", coordinator(admin, group),
-                "acked", acked.size()));
+                "acked", acked.size(), "cluster", cluster(admin)));
             String line = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)).readLine();
             report.put("go", line);
           }
@@ -95,6 +96,7 @@ final class ClusterScenario {
       Util.waitFor("the reader to read every acknowledged record", Duration.ofSeconds(60),
           () -> reader.fatal != null || distinctRead(reader) >= acked.size());
       report.put("leaders_after", leaders(admin, topic));
+      report.put("cluster_after", cluster(admin));
       report.put("reader_owned", reader.ownedNow());
       report.put("reader_fatal", Util.errorName(reader.fatal));
       report.put("acked", byPartition(acked));
@@ -109,6 +111,26 @@ final class ClusterScenario {
       reader.close(true);
     }
     emit(obj("report", report));
+  }
+
+  /** describeCluster's brokers and controller, and describeMetadataQuorum's leader and voters. */
+  static Map<String, Object> cluster(Admin admin) {
+    Map<String, Object> out = new java.util.LinkedHashMap<>();
+    try {
+      var cl = admin.describeCluster();
+      out.put("nodes", get(cl.nodes()).stream().map(n -> n.id()).sorted().toList());
+      out.put("controller", get(cl.controller()).id());
+    } catch (Exception e) {
+      out.put("cluster_error", e.toString());
+    }
+    try {
+      QuorumInfo q = get(admin.describeMetadataQuorum().quorumInfo());
+      out.put("quorum_leader", q.leaderId());
+      out.put("voters", q.voters().stream().map(v -> v.replicaId()).sorted().toList());
+    } catch (Exception e) {
+      out.put("quorum_error", e.toString());
+    }
+    return out;
   }
 
   static long distinctRead(Member m) {
