@@ -1543,6 +1543,63 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
     r
 }
 
+/// The client id under which a broker forwards DescribeQuorum to the quorum leader; a request
+/// with it is answered locally, never forwarded again (no loop while leadership moves).
+pub const DESCRIBE_QUORUM_FORWARD_CLIENT_ID: &str = "skein-describe-quorum-forward";
+
+/// DescribeQuorum at any broker: Kafka's brokers forward it to the active controller, and the
+/// Java Admin client sends it to whichever broker is least loaded, retrying NOT_LEADER_OR_FOLLOWER
+/// until it times out. A broker that is not the quorum leader asks the leader it knows (at the
+/// leader's client listener) and relays the answer; when it cannot, it answers
+/// NOT_LEADER_OR_FOLLOWER with that leader, as `describe_quorum` does.
+pub async fn describe_quorum_anywhere(
+    b: &Broker,
+    req: DescribeQuorumRequest,
+    version: i16,
+    client_id: &str,
+) -> DescribeQuorumResponse {
+    let local = describe_quorum(b, req.clone());
+    let not_leader = local
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code == E::NotLeaderOrFollower.code());
+    if !not_leader || client_id == DESCRIBE_QUORUM_FORWARD_CLIENT_ID {
+        return local;
+    }
+    let Some(leader) = b
+        .quorum()
+        .status()
+        .leader
+        .and_then(|l| i32::try_from(l).ok())
+    else {
+        return local;
+    };
+    let Some(addr) = b.with_catalog(|c| {
+        c.broker(leader)
+            .filter(|x| !x.fenced)
+            .map(|x| format!("{}:{}", x.host, x.port))
+    }) else {
+        return local;
+    };
+    let asked = async {
+        let mut c = crate::client::Client::connect_with(
+            &addr,
+            DESCRIBE_QUORUM_FORWARD_CLIENT_ID,
+            Duration::from_secs(5),
+        )
+        .await?;
+        c.send(req, version).await
+    };
+    match asked.await {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(leader, error = %e, "DescribeQuorum not forwarded to the quorum leader");
+            local
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -330,7 +330,7 @@ fn dispatch(
             }
             ApiKey::DescribeQuorum => {
                 let req = decode!(DescribeQuorumRequest);
-                reply!(api::describe_quorum(&b, req))
+                reply!(api::describe_quorum_anywhere(&b, req, version, &client).await)
             }
             ApiKey::DescribeCluster => {
                 let req = decode!(DescribeClusterRequest);
