@@ -51,7 +51,24 @@ final class ProduceScenario {
       List<Map<String, Object>> received = consume(bootstrap, topic, n);
       report.put(codec, obj("topic", topic, "sent", sent, "received", received));
     }
+    report.put("transactions", transactional(bootstrap, prefix + "-none"));
     emit(obj("report", report));
+  }
+
+  /** A transactional producer (skein has no transactions): what initTransactions() says, and how fast. */
+  private static Map<String, Object> transactional(String bootstrap, String topic) {
+    Properties p = new Properties();
+    p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic + "-tx");
+    p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "10000");
+    long t0 = System.nanoTime();
+    try (KafkaProducer<byte[], byte[]> producer =
+        new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer())) {
+      producer.initTransactions();
+      return obj("error", null, "ms", (System.nanoTime() - t0) / 1_000_000);
+    } catch (Exception e) {
+      return obj("error", e.getClass().getSimpleName(), "message", e.getMessage(), "ms", (System.nanoTime() - t0) / 1_000_000);
+    }
   }
 
   private static List<Map<String, Object>> produce(String bootstrap, String topic, String codec, int n, long base)
