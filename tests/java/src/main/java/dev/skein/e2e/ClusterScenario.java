@@ -28,7 +28,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
  * Against a three-broker cluster: a topic with replication factor 3 and min.insync.replicas=2;
- * an idempotent acks=all producer sends while one group member reads. After the first third is
+ * an idempotent acks=all producer sends while one group member (classic, or KIP-848 with a third
+ * argument "consumer") reads. After the first third is
  * acknowledged the scenario prints {"event": "ready", ...} with each partition's leader and the
  * group's coordinator and waits for a line on stdin: the test kills a broker meanwhile. Then it
  * sends the rest and waits until the member has read every acknowledged record. The report has,
@@ -42,6 +43,7 @@ final class ClusterScenario {
   static void run(String bootstrap, String[] args) throws Exception {
     String topic = args[0];
     int total = args.length > 1 ? Integer.parseInt(args[1]) : 900;
+    String protocol = args.length > 2 ? args[2] : "classic";
     String group = topic + "-group";
     Map<String, Object> report = new java.util.LinkedHashMap<>();
     try (Admin admin = Admin.create(Util.adminProps(bootstrap))) {
@@ -49,8 +51,11 @@ final class ClusterScenario {
       Util.waitFor("every replica in sync", Duration.ofSeconds(30), () -> isrSizes(admin, topic) == PARTITIONS * 3);
 
       Properties cp = Member.props(bootstrap, group);
-      cp.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
-      cp.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
+      cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
+      if (protocol.equals("classic")) {
+        cp.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
+        cp.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
+      }
       cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "true");
       cp.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "200");
       Member reader = new Member("reader", topic, cp);
