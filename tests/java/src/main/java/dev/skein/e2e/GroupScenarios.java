@@ -214,7 +214,7 @@ final class GroupScenarios {
         try {
           Util.waitFor(
               "the old s1 to be fenced and the new one to own its partitions",
-              Duration.ofSeconds(8),
+              Duration.ofSeconds(5),
               () -> s1b.fatal != null || (s1.fatal != null && !s1b.ownedNow().isEmpty()));
         } catch (IllegalStateException timedOut) {
           report.put("timed_out", timedOut.getMessage());
