@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent installer for everything the test suite needs on a clean Debian machine
 # (run as root): kcat from Debian's packages and a Python venv at .venv/ in the repo
-# root with confluent-kafka, kafka-python and pytest, kafkajs under tests/e2e/js/, and
-# Apache Kafka's broker and tools jars from Maven Central (ci/kafka.sh, cached under target/kafka/).
+# root with confluent-kafka, kafka-python and pytest, kafkajs under tests/e2e/js/, Apache
+# Kafka's broker and tools jars from Maven Central (ci/kafka.sh, cached under target/kafka/),
+# and the Java client driver (tests/java, Maven: kafka-clients) built into target/java/.
 #
 # Quiet when everything is already there; fails loudly (non-zero, with the failing
 # command's output) on any error.
@@ -112,6 +113,34 @@ fi
 if ! ./ci/kafka.sh resolve; then
   log "FAILED: ci/kafka.sh resolve (Apache Kafka from Maven Central)"
   exit 1
+fi
+# --- the Java client driver: tests/java (pom pins org.apache.kafka:kafka-clients), built into
+# target/java/ with Maven's local repository in target/m2/ (CI caches target/). A test tool
+# only: nothing of it is committed or linked into skein. Rebuilt when the pom or a source
+# changes (a hash of them is kept beside the jar) or a jar on its classpath is gone.
+JAVA_SRC="$ROOT/tests/java"
+JAVA_OUT="$ROOT/target/java"
+java_src_hash() {
+  (cd "$JAVA_SRC" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -d' ' -f1
+}
+java_ok() {
+  [ -f "$JAVA_OUT/skein-java-e2e.jar" ] && [ -f "$JAVA_OUT/classpath.txt" ] && [ -f "$JAVA_OUT/source-hash" ] || return 1
+  [ "$(cat "$JAVA_OUT/source-hash")" = "$(java_src_hash)" ] || return 1
+  local jar
+  for jar in $(tr ':' ' ' <"$JAVA_OUT/classpath.txt"); do
+    [ -f "$jar" ] || return 1
+  done
+}
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+  apt_install default-jdk-headless maven
+fi
+if ! java_ok; then
+  log "mvn package (tests/java, the Java client driver)"
+  rm -f "$JAVA_OUT/source-hash"
+  quiet mvn -q -B -f "$JAVA_SRC/pom.xml" -Dmaven.repo.local="$ROOT/target/m2" \
+    package dependency:build-classpath -Dmdep.outputFile="$JAVA_OUT/classpath.txt"
+  java_src_hash >"$JAVA_OUT/source-hash"
+  java_ok || { log "the Java client driver is still missing after mvn package"; exit 1; }
 fi
 
 exit 0

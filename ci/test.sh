@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE one command that runs skein's whole test suite:
-#   1. ci/setup.sh           installs kcat and the Python venv (.venv/) if missing
+#   1. ci/setup.sh           installs kcat, the Python venv (.venv/), kafkajs and the Java client
+#                            driver (tests/java, built into target/java/) if missing
 #   2. cargo build --release --bin skein   the broker the end-to-end tests start
 #   2b. cargo fmt --check and cargo clippy --workspace --all-targets -- -D warnings
 #   3. cargo test --workspace              unit, property and Rust integration tests
@@ -11,7 +12,8 @@
 #   4c. skein-model check raft|partition   bounded exhaustive model checks of the quorum's Raft
 #                                          and of partition leadership
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
-#                                          kafka-python, raw sockets) against the broker
+#                                          kafka-python, kafkajs, the Java client, raw sockets)
+#                                          against the broker
 # Exits non-zero if any step fails. Environment knobs:
 #   CARGO_TARGET_DIR   where cargo builds (default: the repo's target/)
 #   SKEIN_BIN          use this broker binary instead of building one

@@ -69,7 +69,8 @@ pub struct Heartbeat {
     pub instance_id: Option<String>,
     /// client.rack.
     pub rack_id: Option<String>,
-    /// How long the member may take to revoke partitions.
+    /// How long the member may take to revoke partitions (-1: unchanged since the last
+    /// heartbeat; a joining member must give it).
     pub rebalance_timeout_ms: i32,
     /// Subscribed topics (none: unchanged).
     pub subscribed: Option<Vec<String>>,
@@ -352,7 +353,11 @@ impl ConsumerGroup {
         {
             let m = self.members.get_mut(id).expect("member");
             m.last_heard_ms = now_ms;
-            m.rebalance_timeout_ms = hb.rebalance_timeout_ms;
+            // -1: unchanged since the last heartbeat (the Java client sends it only when it
+            // joins); taken as 0 it removed every member asked to revoke at the next tick.
+            if hb.rebalance_timeout_ms >= 0 {
+                m.rebalance_timeout_ms = hb.rebalance_timeout_ms;
+            }
             if hb.rack_id.is_some() {
                 m.rack_id = hb.rack_id.clone();
             }
@@ -815,6 +820,29 @@ mod tests {
         hb(&mut g, 40_000, beat("b", b.0, &b.1), t, k).unwrap();
         assert!(g.tick(45_200, t));
         assert!(!g.members().any(|m| m.id == "c"));
+    }
+
+    #[test]
+    fn a_rebalance_timeout_left_unchanged_is_kept() {
+        // The Java client gives RebalanceTimeoutMs when it joins and -1 ("unchanged") after:
+        // a member asked to revoke then has the timeout it joined with (1 s here), not none.
+        let mut g = ConsumerGroup::new("g", CgConfig::default());
+        let k = &mut BTreeMap::new();
+        let t = &topics();
+        let a = hb(&mut g, 0, join("a", &["t", "u"]), t, k).unwrap();
+        hb(&mut g, 0, join("b", &["t"]), t, k).unwrap();
+        let mut unchanged = beat("a", a.0, &a.1);
+        unchanged.rebalance_timeout_ms = -1;
+        let revoking = hb(&mut g, 10, unchanged, t, k).unwrap();
+        assert!(revoking.1.len() < a.1.len(), "a is asked to revoke");
+        assert!(
+            !g.tick(500, t),
+            "a was removed inside its rebalance timeout"
+        );
+        assert_eq!(g.members().count(), 2);
+        // Past the timeout it goes, as before.
+        assert!(g.tick(2_000, t));
+        assert_eq!(g.members().count(), 1);
         g.check_invariants();
     }
 

@@ -560,6 +560,17 @@ impl PartitionLog {
         self.first().base_offset
     }
 
+    /// The largest record timestamp in the log (-1 if no record has one): what ListOffsets
+    /// v7+ looks up for MAX_TIMESTAMP (-3, KIP-734).
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .unwrap_or(-1)
+            .max(-1)
+    }
+
     /// Offset the next record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset
@@ -1301,6 +1312,20 @@ pub(crate) mod tests {
             expect = h.next_offset();
         }
         assert_eq!(expect, log.log_end_offset());
+    }
+
+    #[test]
+    fn max_timestamp_is_the_largest_over_every_segment() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        assert_eq!(log.max_timestamp(), -1);
+        for (i, ts) in [100, 5_000, 300, 4_000, 200].into_iter().enumerate() {
+            let mut b = build::simple(3, ts, None);
+            log.append(i as u64, &mut b).unwrap();
+        }
+        assert_eq!(log.max_timestamp(), 5_000);
+        // The lookup ListOffsets makes for it starts at the first segment that reaches it.
+        let (base, _, _) = log.plan_timestamp_scan(5_000).unwrap();
+        assert!(base <= 3);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::storage::{read_range, StorageError};
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -760,23 +760,43 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
             });
             match found {
                 Err(e) => pr.error_code = e.code(),
-                Ok((part, hw)) => match p.timestamp {
-                    -2 => pr.offset = part.store.lock().expect("lock").log().log_start_offset(),
-                    -1 => pr.offset = hw,
-                    ts if ts >= 0 => match offset_for_time(&part, ts) {
-                        Ok(Some((off, _))) if off >= hw => {}
-                        Ok(Some((off, found_ts))) => {
-                            pr.offset = off;
-                            pr.timestamp = found_ts;
+                Ok((part, hw)) => {
+                    let by_time = match p.timestamp {
+                        -2 => {
+                            pr.offset = part.store.lock().expect("lock").log().log_start_offset();
+                            None
                         }
-                        Ok(None) => {}
-                        Err(e) => {
-                            warn!(topic = name, error = %e, "timestamp lookup failed");
-                            pr.error_code = E::KafkaStorageError.code();
+                        -1 => {
+                            pr.offset = hw;
+                            None
                         }
-                    },
-                    _ => pr.error_code = E::InvalidRequest.code(),
-                },
+                        // MAX_TIMESTAMP (v7, KIP-734): the first record with the log's largest
+                        // timestamp, as Kafka answers it (none in an empty log).
+                        -3 if version >= 7 => {
+                            let max = part.store.lock().expect("lock").log().max_timestamp();
+                            (max >= 0).then_some(max)
+                        }
+                        ts if ts >= 0 => Some(ts),
+                        _ => {
+                            pr.error_code = E::InvalidRequest.code();
+                            None
+                        }
+                    };
+                    if let Some(ts) = by_time {
+                        match offset_for_time(&part, ts) {
+                            Ok(Some((off, _))) if off >= hw => {}
+                            Ok(Some((off, found_ts))) => {
+                                pr.offset = off;
+                                pr.timestamp = found_ts;
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                warn!(topic = name, error = %e, "timestamp lookup failed");
+                                pr.error_code = E::KafkaStorageError.code();
+                            }
+                        }
+                    }
+                }
             }
             tr.partitions.push(pr);
         }
@@ -1561,10 +1581,13 @@ pub async fn describe_quorum_from_any(
     let Some(leader) = b.quorum().status().leader else {
         return local;
     };
-    let Some(addr) = i32::try_from(leader)
-        .ok()
-        .and_then(|id| b.with_catalog(|c| c.broker(id).map(|x| format!("{}:{}", x.host, x.port))))
-    else {
+    let Some(addr) = i32::try_from(leader).ok().and_then(|id| {
+        b.with_catalog(|c| {
+            c.broker(id)
+                .filter(|x| !x.fenced)
+                .map(|x| format!("{}:{}", x.host, x.port))
+        })
+    }) else {
         return local;
     };
     let relay = async {

@@ -1425,6 +1425,11 @@ pub fn consumer_group_heartbeat(
         r.error_message = Some(s("a joining member must give its subscribed topics"));
         return r;
     }
+    if req.member_epoch == 0 && req.rebalance_timeout_ms < 0 {
+        r.error_code = E::InvalidRequest.code();
+        r.error_message = Some(s("a joining member must give its rebalance timeout"));
+        return r;
+    }
     let ids = topic_ids(b);
     let names: BTreeMap<uuid::Uuid, String> = ids.iter().map(|(n, i)| (*i, n.clone())).collect();
     let hb = CgHeartbeat {

@@ -354,3 +354,45 @@ def test_producer_rides_out_a_partition_leader_dying_and_returning(cluster_facto
         at = next(b for b in nodes if b.node_id == leader)
         got = consume_exact(at.bootstrap, topic, p, len(sent[p]))
         assert [m.value() for m in got] == sent[p], f"partition {p}"
+
+
+def describe_quorum(broker):
+    """Raw DescribeQuorum v0 (flexible) for __cluster_metadata-0 at `broker`: (top-level error,
+    partition error, leader id, leader epoch, sorted voter ids)."""
+    name = b"__cluster_metadata"
+    client = b"skein-e2e"
+    header = struct.pack(">hhih", 55, 0, 9, len(client)) + client + b"\x00"
+    body = b"\x02" + bytes([len(name) + 1]) + name + b"\x02" + struct.pack(">i", 0) + b"\x00\x00\x00"
+    payload = header + body
+    with socket.create_connection((broker.host, broker.port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        resp = _recv(s, size)
+    pos = 4 + 1  # correlation id, tagged fields
+    (top_err,) = struct.unpack_from(">h", resp, pos)
+    pos += 2 + 1  # topics: one
+    pos += 1 + resp[pos] - 1  # topic name
+    pos += 1  # partitions: one
+    _, err, leader, epoch, _hw = struct.unpack_from(">ihiiq", resp, pos)
+    pos += 22
+    voters = []
+    count = resp[pos] - 1
+    pos += 1
+    for _ in range(count):
+        (rid,) = struct.unpack_from(">i", resp, pos)
+        voters.append(rid)
+        pos += 4 + 8 + 1  # replica id, log end offset, tagged fields
+    return top_err, err, leader, epoch, sorted(voters)
+
+
+def test_describe_quorum_at_any_broker(cluster_factory):
+    """Kafka's brokers forward DescribeQuorum to the active controller, and the Java Admin
+    client sends describeMetadataQuorum to whichever broker is least loaded: every broker
+    answers with the quorum leader's view, not NOT_LEADER_OR_FOLLOWER."""
+    nodes = cluster_factory(3, FAST)
+    leader = quorum_leader(nodes[0])
+    answers = [describe_quorum(b) for b in nodes]
+    for b, (top_err, err, at, _epoch, voters) in zip(nodes, answers):
+        assert (top_err, err) == (0, 0), f"broker {b.node_id}: errors {top_err}, {err}"
+        assert at == leader and voters == [1, 2, 3], (b.node_id, answers)
+    assert len({a[3] for a in answers}) == 1, answers
