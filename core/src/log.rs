@@ -1009,6 +1009,16 @@ impl PartitionLog {
         })
     }
 
+    /// The largest batch max-timestamp in the log, for ListOffsets' max timestamp (-3, KIP-734):
+    /// the record to answer is the first one carrying it. `None` when no batch has a timestamp.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .filter(|&m| m >= 0)
+    }
+
     /// Plans the scan for the first batch with max timestamp >= `ts`; `None` if no segment has one.
     pub fn plan_timestamp_scan(&self, ts: i64) -> Option<(i64, u64, u64)> {
         let seg = self.segments.values().find(|s| s.max_timestamp >= ts)?;
@@ -1301,6 +1311,27 @@ pub(crate) mod tests {
             expect = h.next_offset();
         }
         assert_eq!(expect, log.log_end_offset());
+    }
+
+    #[test]
+    fn max_timestamp_is_the_largest_over_every_segment() {
+        let mut log = PartitionLog::new(cfg(), 0);
+        let mut files = Files::default();
+        assert_eq!(log.max_timestamp(), None);
+        // Timestamps go up, then back down: the largest sits in an older segment.
+        for (i, ts) in [10i64, 900, 30, 20, 5, 7, 1, 2, 3, 4, 6, 8]
+            .iter()
+            .enumerate()
+        {
+            let mut b = build::simple(1 + i % 3, *ts, None);
+            let a = log.append(i as u64, &mut b).unwrap();
+            files.apply(&log, &a, &b);
+        }
+        assert!(log.segments().count() > 1);
+        let want = read_all(&log, &files).iter().map(|h| h.max_timestamp).max();
+        assert!(want.unwrap() >= 900);
+        assert_eq!(log.max_timestamp(), want);
+        assert_ne!(log.segments().last().unwrap().max_timestamp, want.unwrap());
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::storage::{read_range, StorageError};
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -721,7 +721,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
 // ---------------------------------------------------------------------------------------------
 // ListOffsets, OffsetForLeaderEpoch
 
-/// ListOffsets: earliest (-2), latest (-1), or by timestamp.
+/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3; listed from v7), or by timestamp.
 pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {
@@ -763,7 +763,13 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                 Ok((part, hw)) => match p.timestamp {
                     -2 => pr.offset = part.store.lock().expect("lock").log().log_start_offset(),
                     -1 => pr.offset = hw,
-                    ts if ts >= 0 => match offset_for_time(&part, ts) {
+                    // A timestamp, or -3: the first record with the log's largest timestamp (KIP-734).
+                    ts @ (0.. | -3) => match if ts == -3 {
+                        let max = part.store.lock().expect("lock").log().max_timestamp();
+                        max.map_or(Ok(None), |m| offset_for_time(&part, m))
+                    } else {
+                        offset_for_time(&part, ts)
+                    } {
                         Ok(Some((off, _))) if off >= hw => {}
                         Ok(Some((off, found_ts))) => {
                             pr.offset = off;
