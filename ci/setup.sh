@@ -3,7 +3,8 @@
 # (run as root): kcat from Debian's packages and a Python venv at .venv/ in the repo
 # root with confluent-kafka, kafka-python and pytest, kafkajs under tests/e2e/js/, Apache
 # Kafka's broker and tools jars from Maven Central (ci/kafka.sh, cached under target/kafka/),
-# and the Java client driver (tests/java, Maven: kafka-clients) built into target/java/.
+# the Java client driver (tests/java, Maven: kafka-clients) built into target/java/, and
+# franz-go's test program built with Go into target/go/franzgo.
 #
 # Quiet when everything is already there; fails loudly (non-zero, with the failing
 # command's output) on any error.
@@ -142,5 +143,24 @@ if ! java_ok; then
   java_src_hash >"$JAVA_OUT/source-hash"
   java_ok || { log "the Java client driver is still missing after mvn package"; exit 1; }
 fi
+
+# --- franz-go (Go client: kgo and kadm, pinned by tests/go/go.mod and go.sum) built into
+# target/go/franzgo for test_franz_go.py. Modules and build cache live under target/go/ (CI caches
+# target/); `go build` is incremental, so a second run takes about a second. franz-go 1.22 needs
+# Go 1.26 or newer (Debian's golang-go is too old): install it from https://go.dev/dl.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+  log "FAILED: go is not installed (franz-go needs Go 1.26+: https://go.dev/dl)"
+  exit 1
+fi
+GO_BUILD_ENV=(env GOMODCACHE="$ROOT/target/go/mod" GOCACHE="$ROOT/target/go/cache"
+  GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0)
+if ! (cd tests/go && quiet "${GO_BUILD_ENV[@]}" go build -o "$ROOT/target/go/franzgo" .); then
+  log "FAILED: go build in tests/go (franz-go from the Go module proxy)"
+  exit 1
+fi
+[ -x "$ROOT/target/go/franzgo" ] || { log "target/go/franzgo missing after go build"; exit 1; }
 
 exit 0

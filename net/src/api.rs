@@ -721,7 +721,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
 // ---------------------------------------------------------------------------------------------
 // ListOffsets, OffsetForLeaderEpoch
 
-/// ListOffsets: earliest (-2), latest (-1), or by timestamp.
+/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3; listed from v7), or by timestamp.
 pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {

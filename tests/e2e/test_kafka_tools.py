@@ -219,6 +219,10 @@ def test_console_producer_consumer_and_get_offsets(broker):
     # By time: the first record at or after time 0 is each partition's first.
     out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "0")
     assert sorted(out.split()) == [f"{topic}:0:0", f"{topic}:1:0"], out
+    # The record with the largest timestamp (-3, ListOffsets v7): one per partition, none skipped.
+    out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "-3")
+    maxts = {line.rsplit(":", 2)[1]: int(line.rsplit(":", 2)[2]) for line in out.split()}
+    assert sorted(maxts) == ["0", "1"] and all(0 <= maxts[p] < per_partition[int(p)] for p in maxts), out
 
     # confluent-kafka reads the keys and values the Java producer wrote.
     c = Consumer({"bootstrap.servers": bs, "group.id": "kt-" + uuid.uuid4().hex[:8], "enable.auto.commit": False, **COMMON})
