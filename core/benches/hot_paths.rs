@@ -28,7 +28,7 @@ fn records_batch_with(n: usize, value_len: usize, codec: b::Compression) -> Vec<
             timestamp: 1_700_000_000_000 + i as i64,
         })
         .collect();
-    b::build::encode(&records, None, codec)
+    skein_core::compression::encode(&records, None, codec)
 }
 
 fn bench_batches(c: &mut Criterion) {
@@ -55,12 +55,12 @@ fn bench_batches(c: &mut Criterion) {
     ];
     let mut g = c.benchmark_group("batch");
     for (name, bytes) in &cases {
-        b::validate_produced(bytes).expect("bench batch is valid");
+        skein_core::records::validate_produced(bytes).expect("bench batch is valid");
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_with_input(
             BenchmarkId::new("validate_produced", name),
             bytes,
-            |bn, x| bn.iter(|| b::validate_produced(black_box(x)).unwrap()),
+            |bn, x| bn.iter(|| skein_core::records::validate_produced(black_box(x)).unwrap()),
         );
         g.bench_with_input(BenchmarkId::new("verify_stored", name), bytes, |bn, x| {
             bn.iter(|| b::verify_stored(black_box(x)).unwrap())
@@ -74,7 +74,9 @@ fn bench_batches(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("walk_records_only", name),
             bytes,
-            |bn, x| bn.iter(|| b::walk_records(black_box(&x[b::HEADER_LEN..])).unwrap()),
+            |bn, x| {
+                bn.iter(|| skein_core::records::walk_plain(black_box(&x[b::HEADER_LEN..])).unwrap())
+            },
         );
     }
     g.finish();

@@ -1,15 +1,13 @@
-//! Kafka RecordBatch v2 headers: parsing, validation and the in-place rewrites the leader makes.
+//! Kafka RecordBatch v2 headers: parsing, CRC checks and the rewrites the leader makes. The
+//! records inside a batch are [`crate::records`]'s (this module knows nothing below the header).
 //!
 //! Invariants this module keeps:
-//! - A batch is accepted only if its CRC-32C matches, magic is 2, its length fields agree with the
-//!   bytes present, and (for uncompressed batches) its records walk cleanly with dense offset deltas
-//!   and the header's record count.
-//! - Rewrites touch only the base offset and partition leader epoch (outside the CRC), or, for
-//!   LogAppendTime, the attributes and max timestamp, after which the CRC is recomputed.
+//! - A stored batch is accepted only if its CRC-32C matches, magic is 2 and its length fields
+//!   agree with the bytes present.
+//! - Rewrites touch only the base offset and partition leader epoch (outside the CRC), or the
+//!   attributes' timestamp type and the max timestamp, after which the CRC is recomputed.
 
 use thiserror::Error;
-
-use crate::records::{self, RecordTimestamps};
 
 /// Bytes in a RecordBatch v2 header, up to and including the record count.
 pub const HEADER_LEN: usize = 61;
@@ -89,6 +87,19 @@ pub enum Compression {
     Lz4,
     /// zstd.
     Zstd,
+}
+
+impl Compression {
+    /// The codec's id in a batch's attributes.
+    pub fn id(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
 }
 
 /// The header fields of one batch, decoded.
@@ -248,55 +259,6 @@ pub fn verify_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     h.compression()?;
     Ok(h)
-}
-
-/// A produced batch that passed validation: its header as sent and what its records hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Produced {
-    /// The header as the producer sent it.
-    pub header: BatchHeader,
-    /// The records' timestamps, computed by walking them (decompressed if need be).
-    pub timestamps: RecordTimestamps,
-}
-
-/// Full validation of a batch a producer sent: CRC, header and every record (compressed ones
-/// are decompressed as a stream).
-pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
-    check_produced(batch).map(|p| p.header)
-}
-
-/// [`validate_produced`], also giving the records' timestamps.
-pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
-    let h = verify_stored(batch)?;
-    if h.record_count == 0 {
-        return Err(BatchError::Invalid("batch holds no records"));
-    }
-    if h.last_offset_delta != h.record_count - 1 {
-        return Err(BatchError::Invalid(
-            "last offset delta disagrees with record count",
-        ));
-    }
-    if h.is_control() {
-        return Err(BatchError::Invalid("control batches may not be produced"));
-    }
-    if h.has_producer_id() && (h.producer_epoch < 0 || h.base_sequence < 0) {
-        return Err(BatchError::Invalid(
-            "idempotent batch without epoch or sequence",
-        ));
-    }
-    let timestamps = records::timestamps(batch, &h)?;
-    if timestamps.count != h.record_count {
-        return Err(BatchError::Invalid("record count disagrees with records"));
-    }
-    Ok(Produced {
-        header: h,
-        timestamps,
-    })
-}
-
-/// Walks uncompressed records, checking each record's framing and dense offset deltas; returns the count.
-pub fn walk_records(body: &[u8]) -> Result<i32, BatchError> {
-    records::walk_plain(body)
 }
 
 /// Reads a zigzag varint; returns the value and bytes consumed.
@@ -462,15 +424,6 @@ pub mod build {
 
     /// Encodes `records` as one uncompressed v2 batch with base offset 0.
     pub fn batch(records: &[SimpleRecord], producer: Option<ProducerIdentity>) -> Vec<u8> {
-        encode(records, producer, Compression::None)
-    }
-
-    /// Encodes `records` as one v2 batch with base offset 0, its records compressed with `codec`.
-    pub fn encode(
-        records: &[SimpleRecord],
-        producer: Option<ProducerIdentity>,
-        codec: Compression,
-    ) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");
         let base_ts = records[0].timestamp;
         let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
@@ -489,14 +442,7 @@ pub mod build {
             put_varlong(&mut body, rec.len() as i64);
             body.extend_from_slice(&rec);
         }
-        let body = crate::compression::compress(codec, &body);
-        let attributes: i16 = match codec {
-            Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Snappy => 2,
-            Compression::Lz4 => 3,
-            Compression::Zstd => 4,
-        };
+        let attributes: i16 = 0;
         let (pid, epoch, seq) = match producer {
             Some(p) => (p.id, p.epoch, p.base_sequence),
             None => (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
@@ -516,6 +462,20 @@ pub mod build {
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(&(records.len() as i32).to_be_bytes());
         out.extend_from_slice(&body);
+        let crc = compute_crc(&out);
+        out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// `batch` with its records replaced by `body` stored with codec `codec` (its length,
+    /// attributes and CRC fixed): how a compressed batch is framed.
+    pub fn with_body(batch: &[u8], body: &[u8], codec: Compression) -> Vec<u8> {
+        let mut out = batch[..HEADER_LEN].to_vec();
+        out.extend_from_slice(body);
+        let len = (out.len() - LOG_OVERHEAD) as i32;
+        out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        let attrs = (be_i16(&out, OFF_ATTRIBUTES) & !ATTR_COMPRESSION_MASK) | codec.id();
+        out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
         let crc = compute_crc(&out);
         out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         out
@@ -548,17 +508,6 @@ pub mod build {
 mod tests {
     use super::build::*;
     use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn built_batch_validates() {
-        let b = simple(3, 1000, None);
-        let h = validate_produced(&b).unwrap();
-        assert_eq!(h.record_count, 3);
-        assert_eq!(h.last_offset_delta, 2);
-        assert_eq!(h.size, b.len());
-        assert_eq!(h.compression().unwrap(), Compression::None);
-    }
 
     #[test]
     fn offset_rewrite_keeps_crc() {
@@ -574,7 +523,7 @@ mod tests {
     fn log_append_time_recomputes_crc() {
         let mut b = simple(2, 5, None);
         set_log_append_time(&mut b, 99);
-        let h = validate_produced(&b).unwrap();
+        let h = verify_stored(&b).unwrap();
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 99);
     }
@@ -638,51 +587,5 @@ mod tests {
             parse_header(&b),
             Err(BatchError::Truncated { .. })
         ));
-    }
-
-    fn record() -> impl Strategy<Value = SimpleRecord> {
-        (
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..50)),
-            proptest::collection::vec(
-                (
-                    proptest::collection::vec(any::<u8>(), 0..5),
-                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..5)),
-                ),
-                0..3,
-            ),
-            0i64..1_000_000,
-        )
-            .prop_map(|(key, value, headers, timestamp)| SimpleRecord {
-                key,
-                value,
-                headers,
-                timestamp,
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn any_built_batch_validates(records in proptest::collection::vec(record(), 1..10)) {
-            let b = batch(&records, None);
-            let h = validate_produced(&b).unwrap();
-            prop_assert_eq!(h.record_count as usize, records.len());
-        }
-
-        #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = validate_produced(&bytes);
-            let _ = iter_headers(&bytes).count();
-        }
-
-        #[test]
-        fn any_corruption_is_refused(records in proptest::collection::vec(record(), 1..5), at in any::<proptest::sample::Index>(), bit in 0u8..8) {
-            let mut b = batch(&records, None);
-            let i = at.index(b.len());
-            // Base offset and leader epoch sit outside the CRC by design.
-            prop_assume!(!(OFF_BASE_OFFSET..OFF_MAGIC).contains(&i));
-            b[i] ^= 1 << bit;
-            prop_assert!(validate_produced(&b).is_err());
-        }
     }
 }

@@ -149,6 +149,18 @@ pub fn compress(codec: Compression, plain: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Encodes `records` as one v2 batch (base offset 0) with its records compressed by `codec`:
+/// for tests, benchmarks and the simulator.
+pub fn encode(
+    records: &[crate::batch::build::SimpleRecord],
+    producer: Option<crate::batch::build::ProducerIdentity>,
+    codec: Compression,
+) -> Vec<u8> {
+    use crate::batch::{build, HEADER_LEN};
+    let plain = build::batch(records, producer);
+    build::with_body(&plain, &compress(codec, &plain[HEADER_LEN..]), codec)
+}
+
 /// Frames raw snappy `plain` the way snappy-java does (for tests of the xerial reader).
 pub fn compress_xerial(plain: &[u8], block_bytes: usize) -> Vec<u8> {
     let mut out = XERIAL_MAGIC.to_vec();

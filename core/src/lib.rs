@@ -5,7 +5,7 @@
 //! returns.
 //!
 //! Modules:
-//! - [`batch`]: Kafka RecordBatch v2 header parsing, validation and in-place rewrites.
+//! - [`batch`]: Kafka RecordBatch v2 header parsing, CRC checks and the leader's rewrites.
 //! - [`records`] and [`compression`]: walking a batch's records (decompressed as a stream) for
 //!   their framing and timestamps.
 //! - [`recovery`]: opening a partition's files after a start, as steps of I/O the driver carries out.

@@ -788,7 +788,7 @@ impl PartitionLog {
                 max: self.config.segment_bytes,
             });
         }
-        let produced = batch::check_produced(records)?;
+        let produced = records::check_produced(records)?;
         let h = produced.header;
         if h.size != records.len() {
             return Err(AppendError::InvalidRecord(
@@ -859,7 +859,7 @@ impl PartitionLog {
     /// CreateTime its records' max (rewritten when the header disagrees, as a client that leaves
     /// it at -1 sends it), after checking every record's timestamp against
     /// message.timestamp.before.max.ms and message.timestamp.after.max.ms.
-    fn timestamp_stamp(&self, now_ms: u64, p: &batch::Produced) -> Result<Stamp, AppendError> {
+    fn timestamp_stamp(&self, now_ms: u64, p: &records::Produced) -> Result<Stamp, AppendError> {
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
         if self.config.timestamp_type == TimestampType::LogAppendTime {
             return Ok(Stamp::LogAppendTime(now));
@@ -1364,7 +1364,7 @@ pub(crate) mod tests {
         let mut b = build::simple(2, 5, None);
         let a = log.append(777, &mut b).unwrap();
         assert_eq!(a.log_append_time, 777);
-        let h = batch::validate_produced(&b).unwrap();
+        let h = records::validate_produced(&b).unwrap();
         assert!(h.is_log_append_time() && h.max_timestamp == 777);
     }
 

@@ -6,6 +6,9 @@
 //! judge a batch by its records, so the leader computes the timestamps here and stores a header
 //! that agrees with them, and recovery recomputes them from stored bytes.
 //!
+//! Validating a produced batch lives here too ([`check_produced`]): its header (through
+//! [`crate::batch`]) and every record, compressed ones decompressed as a stream.
+//!
 //! Invariants: a walk succeeds only if every record's length covers exactly its fields, offset
 //! deltas are dense from 0, and no timestamp overflows; a record's timestamp is the batch's first
 //! timestamp plus its delta (for LogAppendTime batches, the batch's max timestamp, as Kafka
@@ -14,7 +17,7 @@
 use std::io::Read;
 use std::ops::ControlFlow;
 
-use crate::batch::{BatchError, BatchHeader, Compression, HEADER_LEN};
+use crate::batch::{self, BatchError, BatchHeader, Compression, HEADER_LEN};
 use crate::compression;
 
 /// What a walk of one batch's records found.
@@ -410,10 +413,54 @@ pub fn first_at_or_after(
     Ok(found)
 }
 
+/// A produced batch that passed validation: its header as sent and what its records hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    /// The header as the producer sent it.
+    pub header: BatchHeader,
+    /// The records' timestamps, computed by walking them (decompressed if need be).
+    pub timestamps: RecordTimestamps,
+}
+
+/// Full validation of a batch a producer sent: CRC, header and every record (compressed ones
+/// are decompressed as a stream).
+pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    check_produced(batch).map(|p| p.header)
+}
+
+/// [`validate_produced`], also giving the records' timestamps.
+pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
+    let h = batch::verify_stored(batch)?;
+    if h.record_count == 0 {
+        return Err(BatchError::Invalid("batch holds no records"));
+    }
+    if h.last_offset_delta != h.record_count - 1 {
+        return Err(BatchError::Invalid(
+            "last offset delta disagrees with record count",
+        ));
+    }
+    if h.is_control() {
+        return Err(BatchError::Invalid("control batches may not be produced"));
+    }
+    if h.has_producer_id() && (h.producer_epoch < 0 || h.base_sequence < 0) {
+        return Err(BatchError::Invalid(
+            "idempotent batch without epoch or sequence",
+        ));
+    }
+    let timestamps = timestamps(batch, &h)?;
+    if timestamps.count != h.record_count {
+        return Err(BatchError::Invalid("record count disagrees with records"));
+    }
+    Ok(Produced {
+        header: h,
+        timestamps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{self, build};
+    use crate::batch::build;
     use proptest::prelude::*;
 
     fn rec(ts: i64) -> build::SimpleRecord {
@@ -465,7 +512,7 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let b = build::encode(&[rec(51), rec(59), rec(54)], None, codec);
+            let b = crate::compression::encode(&[rec(51), rec(59), rec(54)], None, codec);
             let h = batch::parse_header(&b).unwrap();
             let t = timestamps(&b, &h).unwrap();
             assert_eq!((t.count, t.max, t.min), (3, 59, Some(51)), "{codec:?}");
@@ -482,7 +529,7 @@ mod tests {
         ) {
             let recs: Vec<_> = stamps.iter().map(|t| rec(*t)).collect();
             let plain = build::batch(&recs, None);
-            let packed = build::encode(&recs, None, codec);
+            let packed = crate::compression::encode(&recs, None, codec);
             let (hp, hc) = (batch::parse_header(&plain).unwrap(), batch::parse_header(&packed).unwrap());
             let tp = timestamps(&plain, &hp).unwrap();
             prop_assert_eq!(tp, timestamps(&packed, &hc).unwrap());

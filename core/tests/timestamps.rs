@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use skein_core::batch::{self, build, Compression};
 use skein_core::config::{LogConfig, TimestampType};
 use skein_core::log::{AppendError, PartitionLog, SegmentScan};
-use skein_core::records;
+use skein_core::{compression, records};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const NOW: u64 = 1_800_000_000_000;
@@ -76,7 +76,7 @@ fn a_wrong_max_is_rewritten_for_every_codec() {
         for wrong in [-1, 5, NOW as i64 + 1000] {
             let mut log = PartitionLog::new(config(), NOW);
             let t = NOW as i64 - 50;
-            let sent = build::encode(&records_at(&[t, t + 20, t + 7]), None, codec);
+            let sent = compression::encode(&records_at(&[t, t + 20, t + 7]), None, codec);
             let sent = build::with_max_timestamp(sent, wrong);
             let stored = append(&mut log, NOW, &sent).unwrap();
             let h = batch::verify_stored(&stored).unwrap();
@@ -91,7 +91,7 @@ fn a_wrong_max_is_rewritten_for_every_codec() {
 fn a_right_header_is_stored_as_sent() {
     let mut log = PartitionLog::new(config(), NOW);
     let t = NOW as i64;
-    let sent = build::encode(&records_at(&[t, t + 3]), None, Compression::Lz4);
+    let sent = compression::encode(&records_at(&[t, t + 3]), None, Compression::Lz4);
     let stored = append(&mut log, NOW, &sent).unwrap();
     // Only the base offset and leader epoch (outside the CRC) change.
     assert_eq!(stored[16..], sent[16..]);
@@ -155,7 +155,7 @@ fn a_segment_without_timestamps_ages_from_its_last_append() {
 
 /// Bytes as an older skein stored them: the producer's header, max timestamp -1, unchanged.
 fn stored_unchecked(base_offset: i64, stamps: &[i64], codec: Compression) -> Vec<u8> {
-    let b = build::encode(&records_at(stamps), None, codec);
+    let b = compression::encode(&records_at(stamps), None, codec);
     let mut b = build::with_max_timestamp(b, -1);
     batch::assign_offset(&mut b, base_offset, 0);
     b
