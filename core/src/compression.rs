@@ -1,9 +1,10 @@
 //! Decompression of a compressed batch's records, as readers over the batch's bytes.
 //!
 //! The codecs are Kafka's: gzip, snappy (raw, or the xerial framing the Java client writes), the
-//! LZ4 frame format and zstd. Nothing is decompressed into one buffer: each codec gives a
-//! `Read` that the record walk pulls from, so memory stays bounded by the codec's window however
-//! far a batch expands.
+//! LZ4 frame format and zstd. Each codec gives a `Read` that the record walk pulls from, so
+//! memory stays bounded by the codec's window however far a batch expands; the one exception is
+//! raw (unframed) snappy, whose format can only be decoded whole, into one buffer of at most
+//! [`DECOMPRESSED_BATCH_BYTES_MAX`].
 //!
 //! Invariants: a reader never yields more than [`DECOMPRESSED_BATCH_BYTES_MAX`] bytes (past that
 //! it fails, so a compression bomb costs bounded work); corrupt input is an error, never a panic.
@@ -161,24 +162,24 @@ pub fn encode(
     build::with_body(&plain, &compress(codec, &plain[HEADER_LEN..]), codec)
 }
 
-/// Frames raw snappy `plain` the way snappy-java does (for tests of the xerial reader).
-pub fn compress_xerial(plain: &[u8], block_bytes: usize) -> Vec<u8> {
-    let mut out = XERIAL_MAGIC.to_vec();
-    out.extend_from_slice(&1i32.to_be_bytes());
-    out.extend_from_slice(&1i32.to_be_bytes());
-    for chunk in plain.chunks(block_bytes.max(1)) {
-        let c = snap::raw::Encoder::new()
-            .compress_vec(chunk)
-            .expect("snappy compresses any input");
-        out.extend_from_slice(&(c.len() as u32).to_be_bytes());
-        out.extend_from_slice(&c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames raw snappy `plain` the way snappy-java does (for tests of the xerial reader).
+    fn compress_xerial(plain: &[u8], block_bytes: usize) -> Vec<u8> {
+        let mut out = XERIAL_MAGIC.to_vec();
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+        for chunk in plain.chunks(block_bytes.max(1)) {
+            let c = snap::raw::Encoder::new()
+                .compress_vec(chunk)
+                .expect("snappy compresses any input");
+            out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            out.extend_from_slice(&c);
+        }
+        out
+    }
 
     fn roundtrip(codec: Compression, plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1058,8 +1058,8 @@ impl PartitionLog {
                 } else {
                     s.newest_ms()
                 };
-                // Kafka judges a segment by its newest record's timestamp; an empty one never expires.
-                // (or, when none of its records has a timestamp, by its last append).
+                // Kafka judges a segment by its newest record's timestamp (or, when none of its
+                // records has one, by its last append); an empty one never expires.
                 !s.is_empty() && (now_ms as i64).saturating_sub(newest) > cfg.retention_ms
             };
             if expired(self.active()) && self.segments.values().all(expired) {

@@ -417,11 +417,6 @@ impl PartitionRecovery {
         }
     }
 
-    /// The recovered segments so far (for the driver's bookkeeping of open files).
-    pub fn segments(&self) -> &[Segment] {
-        &self.segs
-    }
-
     /// The recovered log, its epoch history the saved checkpoint `saved_epochs` extended by the
     /// replayed batches' epochs. Call after [`Step::Done`].
     pub fn finish(self, config: LogConfig, saved_epochs: &[(i32, i64)]) -> PartitionLog {

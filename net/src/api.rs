@@ -823,6 +823,7 @@ fn offset_for_time(p: &crate::broker::Partition, ts: i64) -> std::io::Result<Opt
     // checked headers may carry -1 there.
     let mut at = pos;
     let mut head = [0u8; skein_core::batch::HEADER_LEN];
+    let mut whole = Vec::new();
     while at + head.len() as u64 <= seg_size {
         std::os::unix::fs::FileExt::read_exact_at(&*file, &mut head, at)?;
         let Ok(h) = skein_core::batch::parse_header(&head) else {
@@ -831,7 +832,7 @@ fn offset_for_time(p: &crate::broker::Partition, ts: i64) -> std::io::Result<Opt
         if at + h.size as u64 > seg_size {
             break;
         }
-        let mut whole = vec![0u8; h.size];
+        whole.resize(h.size, 0);
         std::os::unix::fs::FileExt::read_exact_at(&*file, &mut whole, at)?;
         match skein_core::records::first_at_or_after(&whole, &h, ts) {
             Ok(Some(found)) => return Ok(Some(found)),
