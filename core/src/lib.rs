@@ -1,6 +1,6 @@
 //! skein-core: a fully deterministic implementation of skein's storage and coordination logic.
 //! It contains no networking code, touches no files, and gets no timestamps or randomness from
-//! the operating system: the driver (the tokio shell in skein-net, or the simulator) passes the
+//! the operating system: the driver (the tokio shell in skein-broker, or the simulator) passes the
 //! current time in as a plain number of milliseconds and carries out the storage work each call
 //! returns.
 //!

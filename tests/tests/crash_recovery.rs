@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::*;
+use skein_client::Client;
 use skein_core::batch::{self, build};
-use skein_net::client::Client;
 use skein_tests::requests;
 
 struct Broker {

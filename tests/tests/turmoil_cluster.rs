@@ -1,5 +1,5 @@
-//! The real skein-net shell as a four-broker cluster — brokers 1–3 voters of the Raft metadata
-//! quorum, broker 4 an observer (`net/src/observer.rs`), each a Kafka broker with its own data
+//! The real skein-broker shell as a four-broker cluster — brokers 1–3 voters of the Raft metadata
+//! quorum, broker 4 an observer (`broker/src/observer.rs`), each a Kafka broker with its own data
 //! dir — on turmoil's simulated network, file system and clock, driven by skein's own Kafka
 //! client.
 //!
@@ -36,7 +36,7 @@
 //! runs one seed, another, then the first again, and compares the traces. A failing seed prints
 //! its replay command: `SKEIN_TURMOIL_CLUSTER_SEED=<seed> cargo test -p skein-tests --test
 //! turmoil_cluster -- one_seed --nocapture`; `SKEIN_TURMOIL_CLUSTER_SEEDS=<n>` runs more seeds.
-//! Two regression tests replay seeds that once failed on skein-net bugs (now fixed).
+//! Two regression tests replay seeds that once failed on shell bugs (now fixed).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,13 +45,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use skein_broker::broker::Broker;
+use skein_broker::config::BrokerArgs;
+use skein_client::Client;
 use skein_core::batch::{self, build};
 use skein_core::raft::Role;
 use skein_core::rng::SplitMix64;
-use skein_net::broker::Broker;
-use skein_net::client::Client;
-use skein_net::config::BrokerArgs;
-use skein_net::sys::net::Listener;
+use skein_sys::net::Listener;
 use skein_tests::requests;
 
 /// Broker hosts; broker `i + 1` runs on `BROKERS[i]`.
@@ -201,7 +201,7 @@ fn voters() -> String {
         .join(",")
 }
 
-fn broker_settings(id: i32) -> skein_net::config::Settings {
+fn broker_settings(id: i32) -> skein_broker::config::Settings {
     BrokerArgs {
         node_id: Some(id),
         voters: Some(voters()),
@@ -242,7 +242,7 @@ async fn broker_host(id: i32, registry: Registry) -> turmoil::Result {
         let listener = Listener::bind(settings.listen).await?;
         let stop = broker.shutting_down.subscribe();
         let quorum = broker.quorum().clone();
-        let server = tokio::spawn(skein_net::server::serve(broker.clone(), listener, stop));
+        let server = tokio::spawn(skein_broker::server::serve(broker.clone(), listener, stop));
         quorum.stopped().await;
         eprintln!("broker {id}: metadata quorum stopped; restarting the broker");
         broker.shutting_down.send_replace(true);
@@ -883,7 +883,7 @@ fn run_with(seed: u64, knobs: Knobs) -> Result<Trace, String> {
 /// Runs one seed's simulation and returns what it saw (`Err`: the simulation itself failed).
 fn simulate(seed: u64, knobs: Knobs) -> Result<Trace, String> {
     let _one_at_a_time = skein_tests::one_simulation_at_a_time();
-    skein_net::sys::seed_uuids(seed);
+    skein_sys::seed_uuids(seed);
     let mut rng = Rng(SplitMix64::new(seed));
     // Most seeds have a fast network, some a slow one.
     let latency_span_ms = [20, 20, 150][rng.below(3) as usize];
@@ -1372,7 +1372,7 @@ fn checker_flags_diverged_metadata() {
 /// Regression (fixed: peer writes now time out): with turmoil's default TCP window (64 unread
 /// segments), `BLOCKED_WRITER_SEED` never converged. The quorum leader (b3) keeps writing
 /// heartbeats to its connection to b1 while b1 is crashed and restarted; the window fills, and
-/// `dial_loop` in net/src/peer.rs blocks in `write_all`, which has no timeout. The RST from b1's
+/// `dial_loop` in broker/src/peer.rs blocks in `write_all`, which has no timeout. The RST from b1's
 /// next incarnation does not wake that writer under turmoil, so b3 never reaches b1 again: b1
 /// never learns the leader, `Broker::start` never returns, and its Kafka listener never opens. A
 /// kernel fails such a blocked write with ECONNRESET at its next retransmission, so outside
@@ -1388,7 +1388,7 @@ fn peer_writer_blocked_by_a_crashed_peer() {
 }
 
 /// Regression (fixed: the broker fail-stops): one failed read or write under `__raft` stops that
-/// broker's quorum driver for good (net/src/quorum.rs `Driver::run`). The process used to live
+/// broker's quorum driver for good (broker/src/quorum.rs `Driver::run`). The process used to live
 /// on, serving Kafka from a frozen catalog, fenced by the others and never rejoining, and a
 /// `Broker::start` whose driver failed waited forever. Now `Broker::start` fails and a running
 /// broker shuts down (`skein broker` exits non-zero), so a supervisor (here: `broker_host`)

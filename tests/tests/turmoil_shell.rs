@@ -1,4 +1,4 @@
-//! The real skein-net shell — the Kafka-protocol server, partition storage and crash recovery —
+//! The real skein-broker shell — the Kafka-protocol server, partition storage and crash recovery —
 //! run on turmoil's simulated network and file system, driven by skein's own Kafka client.
 //!
 //! What this catches that skein-sim (which drives skein-core directly) cannot: framing and
@@ -23,12 +23,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use skein_broker::broker::Broker;
+use skein_broker::config::BrokerArgs;
+use skein_client::Client;
 use skein_core::batch::{self, build};
 use skein_core::rng::SplitMix64;
-use skein_net::broker::Broker;
-use skein_net::client::Client;
-use skein_net::config::BrokerArgs;
-use skein_net::sys::net::Listener;
+use skein_sys::net::Listener;
 use skein_tests::requests;
 
 const TOPIC: &str = "t";
@@ -67,7 +67,7 @@ impl Rng {
     }
 }
 
-fn broker_settings(ack_before_fsync: bool) -> skein_net::config::Settings {
+fn broker_settings(ack_before_fsync: bool) -> skein_broker::config::Settings {
     BrokerArgs {
         // The interval flush policy answers acks=all before the fsync: a legal setting that
         // trades durability away, and the teeth test for this checker.
@@ -99,7 +99,7 @@ async fn broker_host(ack_before_fsync: bool) -> turmoil::Result {
     broker.spawn_background();
     let listener = Listener::bind(settings.listen).await?;
     let stop = broker.shutting_down.subscribe();
-    skein_net::server::serve(broker, listener, stop).await;
+    skein_broker::server::serve(broker, listener, stop).await;
     Ok(())
 }
 
@@ -238,7 +238,7 @@ async fn read_back(trace: Rc<RefCell<Trace>>) -> turmoil::Result {
 /// Runs one seed; `Err` names the violated property (a stuck run panics).
 fn run(seed: u64, ack_before_fsync: bool) -> Result<Trace, String> {
     let _one_at_a_time = skein_tests::one_simulation_at_a_time();
-    skein_net::sys::seed_uuids(seed);
+    skein_sys::seed_uuids(seed);
     let mut rng = Rng(SplitMix64::new(seed));
     let mut b = turmoil::Builder::new();
     b.rng_seed(seed)

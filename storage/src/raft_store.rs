@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use skein_core::raft::{Durable, Entry, HardState, Output, Snapshot};
 use tracing::warn;
 
-use crate::sys::fs::{self, File, OpenOptions};
+use skein_sys::fs::{self, File, OpenOptions};
 
 const SLOT_BYTES: u64 = 512;
 const SLOT_PAYLOAD: usize = 4 + 8 + 8 + 8;

@@ -268,7 +268,7 @@ mod tests {
     use super::*;
     use crate::quorum::tests::Recorder;
     use crate::quorum::QuorumConfig;
-    use crate::sys::net::Listener;
+    use skein_sys::net::Listener;
     use std::collections::BTreeMap;
 
     async fn listener() -> (Listener, String) {

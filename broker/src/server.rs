@@ -22,11 +22,9 @@ use tracing::{debug, info, warn};
 use crate::api;
 use crate::broker::Broker;
 use crate::groups;
-use crate::sys::{
-    self,
-    net::{Listener, Stream},
-};
-use crate::wire::{self, Frame};
+use skein_proto::wire::{self, Frame};
+use skein_sys as sys;
+use skein_sys::net::{Listener, Stream};
 
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Frame>, String>> + Send>>;
 

@@ -32,11 +32,9 @@ use crate::config::Settings;
 use crate::peer::Outbox;
 use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
 use crate::replica::{replication_config, Repl, Role};
-use crate::storage::{sync_dir, PartitionStore, StorageError};
-use crate::sys::{
-    self,
-    fs::{self, File, OpenOptions},
-};
+use skein_storage::partition::{sync_dir, PartitionStore, StorageError};
+use skein_sys as sys;
+use skein_sys::fs::{self, File, OpenOptions};
 
 const METADATA_LOG: &str = "__metadata.log";
 const RAFT_DIR: &str = "__raft";

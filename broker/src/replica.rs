@@ -23,7 +23,7 @@ use skein_core::replication::{follower_hw, truncation_offset, Leader, Replicatio
 use tracing::{debug, info, warn};
 
 use crate::broker::{now_ms, Broker, Partition};
-use crate::client::Client;
+use skein_client::Client;
 
 /// Fetch version followers use (12: last fetched epoch and diverging epoch, topic names).
 const REPLICA_FETCH_VERSION: i16 = 12;
@@ -31,7 +31,7 @@ const REPLICA_FETCH_VERSION: i16 = 12;
 const REPLICA_FETCH_WAIT_MS: i32 = 500;
 /// A follower's fetch response limit (Kafka's replica.fetch.response.max.bytes, 10 MiB by
 /// default): with the first-batch rule a response holds at most this or one batch, well under
-/// the client's frame limit ([`crate::client::RESPONSE_BYTES_MAX`]).
+/// the client's frame limit ([`skein_client::RESPONSE_BYTES_MAX`]).
 const REPLICA_FETCH_RESPONSE_BYTES: i32 = 16 << 20;
 /// A follower's limit per partition (Kafka's replica.fetch.max.bytes, 1 MiB).
 const REPLICA_FETCH_PARTITION_BYTES: i32 = 1 << 20;
@@ -353,7 +353,7 @@ fn apply_fetched(
     p: &Partition,
     epoch: i32,
     pd: &kafka_protocol::messages::fetch_response::PartitionData,
-) -> Result<Option<i64>, crate::storage::StorageError> {
+) -> Result<Option<i64>, skein_storage::partition::StorageError> {
     let now = now_ms();
     let mut st = p.store.lock().expect("partition lock");
     {

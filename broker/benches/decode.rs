@@ -1,7 +1,7 @@
 //! Micro-benchmarks for request decoding as the listener does it (`server::dispatch`): read the
 //! api key and version, decode the `RequestHeader`, then the body, with `kafka-protocol`.
 //!
-//! Run with `cargo bench -p skein-net --bench decode` (add `-- --quick` for a short run).
+//! Run with `cargo bench -p skein-broker --bench decode` (add `-- --quick` for a short run).
 
 use std::hint::black_box;
 
@@ -11,8 +11,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+use skein_client::encode_request_frame;
 use skein_core::batch::build::{batch, SimpleRecord};
-use skein_net::client::encode_request_frame;
 
 /// Partitions in each request.
 const PARTITIONS: i32 = 6;

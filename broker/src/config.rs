@@ -31,7 +31,7 @@ pub struct BrokerArgs {
     /// This broker's node id [default: 1].
     #[arg(long, value_name = "N")]
     pub node_id: Option<i32>,
-    /// Log filter, e.g. info, debug, skein_net=trace [default: info; RUST_LOG also works].
+    /// Log filter, e.g. info, debug, skein_broker=trace [default: info; RUST_LOG also works].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Create topics on first Metadata or Produce (auto.create.topics.enable) [default: true].

@@ -384,7 +384,7 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
     };
     let mut shard = Shard::new(b.settings.group);
     shard.set_consumer_config(b.settings.consumer_group);
-    let salt = crate::sys::uuid().as_u64_pair().0;
+    let salt = skein_sys::uuid().as_u64_pair().0;
     shard.set_id_salt(salt | 1);
     let now = now_ms();
     let (mut next, end) = {
@@ -407,7 +407,7 @@ async fn load(b: &Arc<Broker>, index: i32, epoch: i32) {
             }
         };
         let bytes: Bytes =
-            match crate::sys::blocking(move || crate::storage::read_range(&range)).await {
+            match skein_sys::blocking(move || skein_storage::partition::read_range(&range)).await {
                 Ok(Ok(b)) => b,
                 _ => {
                     warn!(partition = index, "reading {OFFSETS_TOPIC} failed");

@@ -37,7 +37,7 @@ use skein_core::replication::FetchCheck;
 use tracing::{debug, warn};
 
 use crate::broker::{now_ms, quorum_error, Broker};
-use crate::storage::{read_range, StorageError};
+use skein_storage::partition::{read_range, StorageError};
 
 /// Every API the broker serves, with the versions it advertises: (key, min, max).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -1592,12 +1592,9 @@ pub async fn describe_quorum_from_any(
         return local;
     };
     let relay = async {
-        let mut c = crate::client::Client::connect_with(
-            &addr,
-            QUORUM_RELAY_CLIENT_ID,
-            QUORUM_RELAY_TIMEOUT,
-        )
-        .await?;
+        let mut c =
+            skein_client::Client::connect_with(&addr, QUORUM_RELAY_CLIENT_ID, QUORUM_RELAY_TIMEOUT)
+                .await?;
         c.send(req, version).await
     };
     match tokio::time::timeout(QUORUM_RELAY_TIMEOUT, relay).await {

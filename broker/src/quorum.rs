@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::peer::Outbox;
-use crate::raft_store::{RaftStore, RaftStoreError};
+use skein_storage::raft_store::{RaftStore, RaftStoreError};
 
 /// Entries applied since the last snapshot before the driver takes a new one (default).
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1024;
@@ -721,7 +721,7 @@ pub(crate) mod tests {
     async fn start(
         id: NodeId,
         voters: &BTreeMap<NodeId, String>,
-        listener: crate::sys::net::Listener,
+        listener: skein_sys::net::Listener,
         dir: &std::path::Path,
     ) -> Node {
         let (stop, stop_rx) = watch::channel(false);
@@ -766,7 +766,7 @@ pub(crate) mod tests {
         let mut listeners = BTreeMap::new();
         let mut voters = BTreeMap::new();
         for id in 1..=3u64 {
-            let l = crate::sys::net::Listener::bind("127.0.0.1:0".parse().unwrap())
+            let l = skein_sys::net::Listener::bind("127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
             voters.insert(id, l.local_addr().unwrap().to_string());

@@ -1,7 +1,7 @@
-//! The admin and client subcommands of the `skein` binary: `topics`, `cluster`, `groups`
+//! skein-cli: the admin and client subcommands of the `skein` binary: `topics`, `cluster`, `groups`
 //! (in [`groups`]), `produce`, `consume`.
 //!
-//! Each command talks Kafka to a bootstrap broker through [`crate::client::Client`], and to
+//! Each command talks Kafka to a bootstrap broker through [`skein_client::Client`], and to
 //! partition leaders where the data lives. Any Kafka error ends the command with a message
 //! that names the error code the way Kafka does (e.g. `UNKNOWN_TOPIC_OR_PARTITION`);
 //! retriable ones are retried a bounded number of times after refreshing metadata first.
@@ -31,7 +31,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use crate::client::{error_code_is_retriable, Client, ClientError};
+use skein_client::{error_code_is_retriable, Client, ClientError};
 
 mod groups;
 pub use groups::{run_groups, GroupsCmd, ResetOffsetsArgs, ResetTo};
@@ -804,7 +804,7 @@ fn format_topic_description(info: &TopicInfo, configs: Option<&[String]>) -> Str
         if p.error_code != 0 {
             out.push_str(&format!(
                 "\tError: {}",
-                crate::client::error_code_name(p.error_code)
+                skein_client::error_code_name(p.error_code)
             ));
         }
         out.push('\n');
@@ -2202,7 +2202,7 @@ mod tests {
         for version in METADATA_VERSION_MIN..=METADATA_VERSION_MAX {
             for topics in [None, Some(&names[..])] {
                 let req = metadata_request(version, topics);
-                crate::client::encode_request_frame(&req, version, 0, None).unwrap();
+                skein_client::encode_request_frame(&req, version, 0, None).unwrap();
             }
         }
     }

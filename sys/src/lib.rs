@@ -1,10 +1,11 @@
-//! The operating-system boundary of skein-net: files, directory syncs, wall-clock time, blocking
-//! work and TCP. Every other module reaches the OS only through here.
+//! skein-sys: the operating-system boundary of skein's shell — files, directory syncs, wall-clock
+//! time, blocking work, TCP and the guarded global allocator ([`alloc`]). The storage, client,
+//! broker and CLI crates reach the OS only through here.
 //!
 //! Normally each item is a thin wrapper over std or tokio. Built with the `turmoil` feature, and
 //! only while running inside a turmoil simulation, the same items use turmoil's simulated file
 //! system (which loses unsynced writes and unsynced directory entries on a crash), network and
-//! clock, and run blocking work inline. That is how skein-sim's turmoil tests run this very shell
+//! clock, and run blocking work inline. That is how skein-tests' turmoil tests run this very shell
 //! — the real Kafka server, storage and recovery — deterministically.
 //!
 //! Invariants: outside a simulation the `turmoil` feature changes nothing (a test binary built
@@ -15,6 +16,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use skein_core::rng::SplitMix64;
+
+pub mod alloc;
 
 /// Whether this call runs inside a turmoil simulation.
 #[inline]

@@ -22,7 +22,7 @@ use super::{
     backoff, host_port, list_offsets, topic_name, write_stdout, Cluster, ATTEMPTS_MAX,
     OFFSET_EARLIEST, OFFSET_LATEST,
 };
-use crate::client::{Client, ClientError};
+use skein_client::{Client, ClientError};
 
 const FIND_COORDINATOR_VERSION_MAX: i16 = 4;
 const LIST_GROUPS_VERSION_MAX: i16 = 5;

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use skein_net::broker::Broker;
-use skein_net::config::BrokerArgs;
+use skein_broker::broker::Broker;
+use skein_broker::config::BrokerArgs;
 use tracing::{error, info};
 
 /// Turns hostile wire lengths into lazily committed reservations instead of an abort.
 #[global_allocator]
-static ALLOC: skein_net::alloc::GuardedAlloc = skein_net::alloc::GuardedAlloc;
+static ALLOC: skein_sys::alloc::GuardedAlloc = skein_sys::alloc::GuardedAlloc;
 
 /// skein: a Kafka-compatible streaming platform.
 #[derive(Parser)]
@@ -35,28 +35,28 @@ enum Command {
     Broker(Box<BrokerArgs>),
     /// Create, list, describe or delete topics.
     #[command(subcommand)]
-    Topics(skein_net::cli::TopicsCmd),
+    Topics(skein_cli::TopicsCmd),
     /// Show the cluster: metadata quorum and live brokers.
     #[command(subcommand)]
-    Cluster(skein_net::cli::ClusterCmd),
+    Cluster(skein_cli::ClusterCmd),
     /// List, describe or delete consumer groups, or reset their committed offsets.
     #[command(subcommand)]
-    Groups(skein_net::cli::GroupsCmd),
+    Groups(skein_cli::GroupsCmd),
     /// Produce lines from stdin to a topic (optionally `key<SEP>value`).
-    Produce(skein_net::cli::ProduceArgs),
+    Produce(skein_cli::ProduceArgs),
     /// Print a topic's records to stdout.
-    Consume(skein_net::cli::ConsumeArgs),
+    Consume(skein_cli::ConsumeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => run_broker(*args),
-        Command::Topics(cmd) => client(|| skein_net::cli::run_topics(&cli.bootstrap, cmd)),
-        Command::Cluster(cmd) => client(|| skein_net::cli::run_cluster(&cli.bootstrap, cmd)),
-        Command::Groups(cmd) => client(|| skein_net::cli::run_groups(&cli.bootstrap, cmd)),
-        Command::Produce(args) => client(|| skein_net::cli::run_produce(&cli.bootstrap, args)),
-        Command::Consume(args) => client(|| skein_net::cli::run_consume(&cli.bootstrap, args)),
+        Command::Topics(cmd) => client(|| skein_cli::run_topics(&cli.bootstrap, cmd)),
+        Command::Cluster(cmd) => client(|| skein_cli::run_cluster(&cli.bootstrap, cmd)),
+        Command::Groups(cmd) => client(|| skein_cli::run_groups(&cli.bootstrap, cmd)),
+        Command::Produce(args) => client(|| skein_cli::run_produce(&cli.bootstrap, args)),
+        Command::Consume(args) => client(|| skein_cli::run_consume(&cli.bootstrap, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,7 +99,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let broker = Broker::start(settings.clone()).await?;
-        let listener = skein_net::sys::net::Listener::bind(settings.listen)
+        let listener = skein_sys::net::Listener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         info!(
@@ -112,7 +112,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         );
         broker.spawn_background();
         let stop = broker.shutting_down.subscribe();
-        let server = tokio::spawn(skein_net::server::serve(broker.clone(), listener, stop));
+        let server = tokio::spawn(skein_broker::server::serve(broker.clone(), listener, stop));
         let quorum = broker.quorum().clone();
         let failed = tokio::select! {
             _ = wait_for_signal() => false,

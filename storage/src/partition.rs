@@ -23,7 +23,7 @@ use skein_core::log::{
 use skein_core::recovery::{PartitionRecovery, Removal, SegmentFile, Step};
 use tracing::{error, info, warn};
 
-use crate::sys::fs::{self, File, OpenOptions};
+use skein_sys::fs::{self, File, OpenOptions};
 
 /// A storage failure, reported to clients as KAFKA_STORAGE_ERROR.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use crate::sys::net::Stream;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
@@ -32,6 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange,
 };
+use skein_sys::net::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Largest response frame (after the 4-byte length) the client accepts.

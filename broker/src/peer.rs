@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::sys::net::{Listener, Stream};
+use skein_sys::net::{Listener, Stream};
 
 /// Largest frame accepted from a peer (a metadata snapshot rides in one).
 pub const FRAME_BYTES_MAX: usize = 256 << 20;

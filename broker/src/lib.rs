@@ -1,0 +1,14 @@
+//! skein-broker: the tokio shell of a skein broker — the Kafka listener and API handlers, the
+//! replica fetchers, the metadata quorum's driver, the group coordinator runtime, timers and
+//! configuration. It carries out the storage work skein-core decides (through skein-storage)
+//! and passes it the wall-clock time.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod groups;
+pub mod observer;
+pub mod peer;
+pub mod quorum;
+pub mod replica;
+pub mod server;
