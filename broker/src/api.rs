@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -27,94 +26,24 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::buf::ByteBufMut;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
-use skein_core::catalog::{CatalogError, Placement};
+use skein_core::catalog::Placement;
 use skein_core::fetch::{response_max_bytes, FetchBudget};
-use skein_core::log::AppendError;
 use skein_core::replication::FetchCheck;
 use tracing::{debug, warn};
 
+use skein_proto::context::RequestContext;
+use skein_proto::errors::{self, catalog_error};
+
 use crate::broker::{now_ms, quorum_error, Broker};
 use skein_storage::partition::{read_range, StorageError};
-
-/// Every API the broker serves, with the versions it advertises: (key, min, max).
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::InitProducerId, 0, 4),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::DescribeQuorum, 0, 1),
-];
-
-/// The lowest Produce version ApiVersions lists, below the lowest one served (v3).
-///
-/// librdkafka up to 2.11 compresses with gzip, snappy and lz4 only for a broker whose Produce
-/// range includes v0, and otherwise sends those batches uncompressed. Apache Kafka 4.0 removed
-/// Produce v0-v2 (KIP-896) and lists them anyway for this reason (KAFKA-18659,
-/// `ApiKeys.PRODUCE_API_VERSIONS_RESPONSE_MIN_VERSION`); skein does the same. A request at
-/// v0-v2 is refused ([`legacy_produce_refusal`]), never served.
-pub const PRODUCE_ADVERTISED_MIN: i16 = 0;
-
-/// The served version range of an API key, if served (Produce is listed from
-/// [`PRODUCE_ADVERTISED_MIN`] but served from here).
-pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, lo, hi)| (*lo, *hi))
-}
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
-}
-
-/// The ApiVersions answer; `error` set for the KIP-511 UNSUPPORTED_VERSION fallback.
-pub fn api_versions(error: Option<E>) -> ApiVersionsResponse {
-    let mut r = ApiVersionsResponse::default();
-    r.error_code = error.map(|e| e.code()).unwrap_or(0);
-    r.api_keys = SUPPORTED
-        .iter()
-        .map(|(k, lo, hi)| {
-            let mut v = ApiVersion::default();
-            v.api_key = *k as i16;
-            v.min_version = if *k == ApiKey::Produce {
-                PRODUCE_ADVERTISED_MIN
-            } else {
-                *lo
-            };
-            v.max_version = *hi;
-            v
-        })
-        .collect();
-    r
 }
 
 /// The client's view of the leader epoch against ours (-1: the client does not say).
@@ -131,30 +60,9 @@ fn topic_id_uuid(id: [u8; 16]) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id)
 }
 
-/// The Kafka error code of a refused metadata change.
-pub fn catalog_error(e: &CatalogError) -> E {
-    match e {
-        CatalogError::TopicExists(_) => E::TopicAlreadyExists,
-        CatalogError::UnknownTopic(_) => E::UnknownTopicOrPartition,
-        CatalogError::InvalidTopic(_) => E::InvalidTopicException,
-        CatalogError::InvalidPartitions(_) => E::InvalidPartitions,
-        CatalogError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
-        CatalogError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
-        CatalogError::InvalidConfig(_) => E::InvalidConfig,
-    }
-}
-
 fn storage_error(e: &StorageError) -> E {
     match e {
-        StorageError::Append(a) => match a {
-            AppendError::Corrupt(_) => E::CorruptMessage,
-            AppendError::InvalidRecord(_) => E::InvalidRecord,
-            AppendError::TooLarge { .. } => E::MessageTooLarge,
-            AppendError::LargerThanSegment { .. } => E::RecordListTooLarge,
-            AppendError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
-            AppendError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
-            AppendError::InvalidTimestamp { .. } => E::InvalidTimestamp,
-        },
+        StorageError::Append(a) => errors::append_error(a),
         StorageError::Io { .. } => E::KafkaStorageError,
     }
 }
@@ -286,79 +194,6 @@ fn controller_id(b: &Broker) -> i32 {
 
 // ---------------------------------------------------------------------------------------------
 // Produce
-
-/// The answer to a Produce request at one of the versions listed but not served (v0-v2): every
-/// partition asked about gets UNSUPPORTED_VERSION, in the request's own wire format, which
-/// kafka-protocol does not encode (its Produce messages start at v3).
-#[derive(Debug, Default, PartialEq)]
-pub struct LegacyProduceRefusal {
-    /// Each topic named in the request, with the partition indexes asked for.
-    pub topics: Vec<(StrBytes, Vec<i32>)>,
-}
-
-/// Reads a Produce v0-v2 body (after the request header) and builds its refusal; `None` for
-/// acks=0, which gets no answer. A v0-v2 body is a v3 body without the leading
-/// `transactional_id`, so it is decoded as v3 behind a null one.
-pub fn legacy_produce_refusal(
-    body: &[u8],
-    version: i16,
-) -> Result<Option<LegacyProduceRefusal>, String> {
-    if !(0..=2).contains(&version) {
-        return Err(format!("Produce v{version} is not a legacy version"));
-    }
-    let mut v3 = bytes::BytesMut::with_capacity(body.len() + 2);
-    v3.extend_from_slice(&(-1i16).to_be_bytes());
-    v3.extend_from_slice(body);
-    let req = ProduceRequest::decode(&mut v3.freeze(), 3)
-        .map_err(|e| format!("malformed Produce v{version} request: {e}"))?;
-    if req.acks == 0 {
-        return Ok(None);
-    }
-    Ok(Some(LegacyProduceRefusal {
-        topics: req
-            .topic_data
-            .into_iter()
-            .map(|t| (t.name.0, t.partition_data.iter().map(|p| p.index).collect()))
-            .collect(),
-    }))
-}
-
-impl Encodable for LegacyProduceRefusal {
-    fn encode<B: ByteBufMut>(&self, buf: &mut B, version: i16) -> anyhow::Result<()> {
-        if !(0..=2).contains(&version) {
-            anyhow::bail!("the legacy Produce refusal is encoded at v0-v2, not v{version}");
-        }
-        buf.put_i32(self.topics.len() as i32);
-        for (name, partitions) in &self.topics {
-            let name = name.as_bytes();
-            buf.put_i16(i16::try_from(name.len())?);
-            buf.put_slice(name);
-            buf.put_i32(partitions.len() as i32);
-            for index in partitions {
-                buf.put_i32(*index);
-                buf.put_i16(E::UnsupportedVersion.code());
-                buf.put_i64(-1); // base_offset
-                if version >= 2 {
-                    buf.put_i64(-1); // log_append_time_ms
-                }
-            }
-        }
-        if version >= 1 {
-            buf.put_i32(0); // throttle_time_ms
-        }
-        Ok(())
-    }
-
-    fn compute_size(&self, version: i16) -> anyhow::Result<usize> {
-        let partition = 4 + 2 + 8 + if version >= 2 { 8 } else { 0 };
-        let topics: usize = self
-            .topics
-            .iter()
-            .map(|(name, ps)| 2 + name.len() + 4 + ps.len() * partition)
-            .sum();
-        Ok(4 + topics + if version >= 1 { 4 } else { 0 })
-    }
-}
 
 /// Produce; `None` means no response is sent (acks=0).
 pub async fn produce(
@@ -1567,9 +1402,9 @@ const QUORUM_RELAY_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn describe_quorum_from_any(
     b: &Broker,
     req: DescribeQuorumRequest,
-    version: i16,
-    client_id: &str,
+    ctx: &RequestContext,
 ) -> DescribeQuorumResponse {
+    let (version, client_id) = (ctx.api_version, ctx.client_id.as_str());
     let local = describe_quorum(b, req.clone());
     let not_leader = local
         .topics
@@ -1607,96 +1442,5 @@ pub async fn describe_quorum_from_any(
             debug!(%addr, "DescribeQuorum relay to the quorum leader timed out");
             local
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BufMut;
-
-    /// A Produce v0-v2 body: acks, timeout, then topics of (name, [(partition, records)]).
-    fn legacy_body(acks: i16, topics: &[(&str, &[i32])]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.put_i16(acks);
-        b.put_i32(1500);
-        b.put_i32(topics.len() as i32);
-        for (name, parts) in topics {
-            b.put_i16(name.len() as i16);
-            b.put_slice(name.as_bytes());
-            b.put_i32(parts.len() as i32);
-            for p in *parts {
-                b.put_i32(*p);
-                b.put_i32(3); // a record set kafka-protocol does not look into
-                b.put_slice(b"xyz");
-            }
-        }
-        b
-    }
-
-    #[test]
-    fn api_versions_lists_produce_from_v0_but_serves_from_v3() {
-        let r = api_versions(None);
-        let produce = r
-            .api_keys
-            .iter()
-            .find(|k| k.api_key == ApiKey::Produce as i16)
-            .expect("Produce listed");
-        assert_eq!((produce.min_version, produce.max_version), (0, 9));
-        assert_eq!(supported_range(ApiKey::Produce), Some((3, 9)));
-        // Every other API is listed exactly as served.
-        for k in &r.api_keys {
-            if k.api_key != ApiKey::Produce as i16 {
-                let key = ApiKey::try_from(k.api_key).unwrap();
-                assert_eq!(supported_range(key), Some((k.min_version, k.max_version)));
-            }
-        }
-    }
-
-    #[test]
-    fn legacy_produce_is_refused_per_partition_in_its_own_format() {
-        let body = legacy_body(1, &[("a", &[0, 2]), ("bb", &[7])]);
-        for version in 0..=2i16 {
-            let refusal = legacy_produce_refusal(&body, version).unwrap().unwrap();
-            assert_eq!(
-                refusal.topics,
-                vec![(s("a"), vec![0, 2]), (s("bb"), vec![7])]
-            );
-            let mut buf = bytes::BytesMut::new();
-            refusal.encode(&mut buf, version).unwrap();
-            assert_eq!(buf.len(), refusal.compute_size(version).unwrap());
-            let mut want = Vec::new();
-            want.put_i32(2);
-            for (name, parts) in [("a", &[0, 2][..]), ("bb", &[7][..])] {
-                want.put_i16(name.len() as i16);
-                want.put_slice(name.as_bytes());
-                want.put_i32(parts.len() as i32);
-                for p in parts {
-                    want.put_i32(*p);
-                    want.put_i16(35); // UNSUPPORTED_VERSION
-                    want.put_i64(-1);
-                    if version >= 2 {
-                        want.put_i64(-1);
-                    }
-                }
-            }
-            if version >= 1 {
-                want.put_i32(0);
-            }
-            assert_eq!(&buf[..], &want[..], "v{version}");
-        }
-    }
-
-    #[test]
-    fn legacy_produce_acks_0_truncated_and_served_versions() {
-        let body = legacy_body(0, &[("a", &[0])]);
-        assert_eq!(legacy_produce_refusal(&body, 2).unwrap(), None);
-        let body = legacy_body(-1, &[("a", &[0])]);
-        assert!(legacy_produce_refusal(&body[..body.len() - 2], 1).is_err());
-        assert!(legacy_produce_refusal(&body, 3).is_err());
-        assert!(legacy_produce_refusal(&body, -1).is_err());
-        assert!(LegacyProduceRefusal::default()
-            .encode(&mut bytes::BytesMut::new(), 3)
-            .is_err());
     }
 }

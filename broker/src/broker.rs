@@ -180,7 +180,7 @@ impl CreateError {
     /// The Kafka error code for this failure.
     pub fn code(&self) -> E {
         match self {
-            CreateError::Catalog(c) => crate::api::catalog_error(c),
+            CreateError::Catalog(c) => skein_proto::errors::catalog_error(c),
             CreateError::Quorum(q) => quorum_error(q),
         }
     }

@@ -9,7 +9,6 @@
 //! the core delays are routed by request id to exactly one waiting request.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,11 +37,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use skein_core::batch::{self, build};
-use skein_core::consumer_group::{CgError, Heartbeat as CgHeartbeat};
+use skein_core::consumer_group::Heartbeat as CgHeartbeat;
 use skein_core::coordinator::{self, partition_for, Record, Shard};
 use skein_core::fetch::Grant;
 use skein_core::group::{GroupError, GroupState, Join, Reply, ReqId};
 use skein_core::offsets::OffsetValue;
+use skein_proto::context::RequestContext;
+use skein_proto::errors::{consumer_group_error, coordinator_write_error, group_error};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -101,33 +102,6 @@ impl Default for Coordinator {
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
-}
-
-/// The Kafka error of a group error.
-pub fn group_error(e: GroupError) -> E {
-    match e {
-        GroupError::MemberIdRequired => E::MemberIdRequired,
-        GroupError::UnknownMemberId => E::UnknownMemberId,
-        GroupError::IllegalGeneration => E::IllegalGeneration,
-        GroupError::RebalanceInProgress => E::RebalanceInProgress,
-        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
-        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout,
-        GroupError::FencedInstanceId => E::FencedInstanceId,
-        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached,
-        GroupError::NonEmptyGroup => E::NonEmptyGroup,
-        GroupError::GroupIdNotFound => E::GroupIdNotFound,
-        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
-        GroupError::StaleMemberEpoch => E::StaleMemberEpoch,
-    }
-}
-
-/// What a failed append of coordinator records means to the client (Kafka's mapping).
-fn append_error(e: E) -> E {
-    match e {
-        E::NotLeaderOrFollower | E::KafkaStorageError => E::NotCoordinator,
-        E::MessageTooLarge | E::RecordListTooLarge => E::InvalidCommitOffsetSize,
-        _ => E::CoordinatorNotAvailable,
-    }
 }
 
 impl Coordinator {
@@ -340,11 +314,11 @@ async fn write(b: &Broker, index: i32, epoch: i32, records: Vec<Record>) -> Resu
     let buf = build::batch(&recs, None);
     let (base, end) = {
         let Some((res, _)) = p.append_leading(epoch, now_ms(), &buf) else {
-            return Err(append_error(E::NotLeaderOrFollower));
+            return Err(coordinator_write_error(E::NotLeaderOrFollower));
         };
         let a = res.map_err(|e| {
             warn!(partition = index, error = %e, "appending coordinator records failed");
-            append_error(E::KafkaStorageError)
+            coordinator_write_error(E::KafkaStorageError)
         })?;
         (a.base_offset, a.last_offset + 1)
     };
@@ -358,7 +332,7 @@ async fn write(b: &Broker, index: i32, epoch: i32, records: Vec<Record>) -> Resu
     }
     crate::replica::wait_replicated(&p, end, epoch, deadline)
         .await
-        .map_err(append_error)?;
+        .map_err(coordinator_write_error)?;
     b.groups.apply(index, epoch, base, &records);
     Ok(())
 }
@@ -536,10 +510,9 @@ pub fn note_role(b: &Broker, topic: &str, index: i32, role: &Role, epoch: i32) {
 pub async fn join_group(
     b: &Arc<Broker>,
     req: JoinGroupRequest,
-    version: i16,
-    client: &str,
-    peer: SocketAddr,
+    ctx: &RequestContext,
 ) -> JoinGroupResponse {
+    let version = ctx.api_version;
     let mut r = JoinGroupResponse::default();
     r.generation_id = -1;
     r.member_id = req.member_id.clone();
@@ -553,8 +526,8 @@ pub async fn join_group(
     let join = Join {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
-        client_id: client.to_string(),
-        client_host: format!("/{}", peer.ip()),
+        client_id: ctx.client_id.clone(),
+        client_host: ctx.client_host(),
         session_timeout_ms: session,
         rebalance_timeout_ms: rebalance,
         protocol_type: req.protocol_type.to_string(),
@@ -1370,17 +1343,6 @@ fn topic_ids(b: &Broker) -> BTreeMap<String, uuid::Uuid> {
     })
 }
 
-fn cg_error(e: CgError) -> E {
-    match e {
-        CgError::UnknownMemberId => E::UnknownMemberId,
-        CgError::FencedMemberEpoch => E::FencedMemberEpoch,
-        CgError::StaleMemberEpoch => E::StaleMemberEpoch,
-        CgError::GroupMaxSizeReached => E::GroupMaxSizeReached,
-        CgError::UnreleasedInstanceId => E::UnreleasedInstanceId,
-        CgError::FencedInstanceId => E::FencedInstanceId,
-    }
-}
-
 /// Topic partitions grouped by topic id, for heartbeat and describe answers.
 fn by_topic_id(
     tps: impl IntoIterator<Item = (String, i32)>,
@@ -1399,8 +1361,7 @@ fn by_topic_id(
 pub fn consumer_group_heartbeat(
     b: &Broker,
     req: ConsumerGroupHeartbeatRequest,
-    client: &str,
-    peer: SocketAddr,
+    ctx: &RequestContext,
 ) -> ConsumerGroupHeartbeatResponse {
     use kafka_protocol::messages::consumer_group_heartbeat_response::{
         Assignment, TopicPartitions,
@@ -1448,15 +1409,18 @@ pub fn consumer_group_heartbeat(
                 .flat_map(|(n, ps)| ps.iter().map(move |p| (n.clone(), *p)))
                 .collect()
         }),
-        client_id: client.to_string(),
-        client_host: format!("/{}", peer.ip()),
+        client_id: ctx.client_id.clone(),
+        client_host: ctx.client_host(),
     };
     let counts = topic_counts(b);
     let res = with_shard(b, &group, |shard, _| {
         shard
             .consumer_group_mut(&group)
             .map_err(group_error)
-            .and_then(|g| g.heartbeat(now_ms(), hb, &counts).map_err(cg_error))
+            .and_then(|g| {
+                g.heartbeat(now_ms(), hb, &counts)
+                    .map_err(consumer_group_error)
+            })
     });
     match res {
         Err(e) | Ok((_, Err(e))) => {

@@ -9,19 +9,22 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::Future;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError as E;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::api;
 use crate::broker::Broker;
 use crate::groups;
+use skein_proto::context::RequestContext;
+use skein_proto::framing::{FrameReader, RequestPrefix};
+use skein_proto::legacy_produce::legacy_produce_refusal;
+use skein_proto::versions;
 use skein_proto::wire::{self, Frame};
 use skein_sys as sys;
 use skein_sys::net::{Listener, Stream};
@@ -105,81 +108,6 @@ async fn connection(
     }
 }
 
-/// Size of a read when no frame is pending: several small requests per read syscall.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Splits a connection's byte stream into request frames.
-///
-/// Cancellation-safe: the connection loop drops `next` whenever a response completes first,
-/// so all progress (bytes read, the frame's budget permit) lives here and not in the future.
-/// A dropped `next` loses nothing; reading resumes exactly where it stopped.
-#[derive(Default)]
-struct FrameReader {
-    buf: BytesMut,
-    /// The budget for the frame whose length prefix has been read.
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl FrameReader {
-    /// The next frame and its budget permit; `None` on a clean end of stream between frames.
-    async fn next<R: AsyncRead + Unpin>(
-        &mut self,
-        rd: &mut R,
-        max_frame: usize,
-        budget: &Arc<Semaphore>,
-    ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
-        loop {
-            let mut want = READ_CHUNK;
-            if self.buf.len() >= 4 {
-                let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-                if len < 4 {
-                    return Err(format!("invalid frame size {len}"));
-                }
-                let len = len as usize;
-                if len > max_frame {
-                    return Err(format!(
-                        "frame of {len} bytes is larger than socket.request.max.bytes {max_frame}"
-                    ));
-                }
-                if self.permit.is_none() {
-                    // Dropping this wait takes no permits, so it is cancellation-safe too.
-                    let permit = budget
-                        .clone()
-                        .acquire_many_owned(len as u32)
-                        .await
-                        .map_err(|_| "shutting down".to_string())?;
-                    self.permit = Some(permit);
-                }
-                if self.buf.len() >= 4 + len {
-                    self.buf.advance(4);
-                    let body = self.buf.split_to(len).freeze();
-                    let permit = self.permit.take().expect("permit taken above");
-                    return Ok(Some((body, permit)));
-                }
-                want = want.max(4 + len - self.buf.len());
-            }
-            if self.buf.capacity() - self.buf.len() < want {
-                self.buf.reserve(want);
-            }
-            // `read_buf` is cancellation-safe: if dropped, no bytes were taken from the socket.
-            let n = rd
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| format!("read failed: {e}"))?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(format!(
-                        "truncated frame: connection closed with {} bytes of a frame unread",
-                        self.buf.len()
-                    ))
-                };
-            }
-        }
-    }
-}
-
 fn frame<R: Encodable + std::fmt::Debug>(
     correlation_id: i32,
     header_version: i16,
@@ -212,22 +140,21 @@ fn dispatch(
 ) -> Pending {
     Box::pin(async move {
         let _permit = permit;
-        if body.len() < 8 {
+        let Some(prefix) = RequestPrefix::peek(&body) else {
             return Err("frame too short for a request header".into());
-        }
-        let key_raw = i16::from_be_bytes([body[0], body[1]]);
-        let version = i16::from_be_bytes([body[2], body[3]]);
-        let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+        };
+        let (key_raw, version) = (prefix.api_key, prefix.api_version);
+        let correlation_id = prefix.correlation_id;
         let Ok(key) = ApiKey::try_from(key_raw) else {
             return Err(format!("unknown api key {key_raw}"));
         };
-        let Some((lo, hi)) = api::supported_range(key) else {
+        let Some((lo, hi)) = versions::supported_range(key) else {
             return Err(format!("api {key:?} is not supported"));
         };
         if version < lo || version > hi {
             if key == ApiKey::ApiVersions {
                 // KIP-511: answer a too-new ApiVersions with v0 and UNSUPPORTED_VERSION, listing ours.
-                let r = api::api_versions(Some(E::UnsupportedVersion));
+                let r = versions::api_versions(Some(E::UnsupportedVersion));
                 return frame(correlation_id, 0, &r, 0).map(Some);
             }
             if key == ApiKey::Produce && (0..lo).contains(&version) {
@@ -244,6 +171,7 @@ fn dispatch(
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default();
+        let ctx = RequestContext::plaintext(key, version, correlation_id, client.clone(), peer);
         let rh = key.response_header_version(version);
         macro_rules! decode {
             ($t:ty) => {
@@ -261,7 +189,7 @@ fn dispatch(
         let result = match key {
             ApiKey::ApiVersions => {
                 let _ = decode!(ApiVersionsRequest);
-                reply!(api::api_versions(None))
+                reply!(versions::api_versions(None))
             }
             ApiKey::Metadata => {
                 let req = decode!(MetadataRequest);
@@ -328,7 +256,7 @@ fn dispatch(
             }
             ApiKey::DescribeQuorum => {
                 let req = decode!(DescribeQuorumRequest);
-                reply!(api::describe_quorum_from_any(&b, req, version, &client).await)
+                reply!(api::describe_quorum_from_any(&b, req, &ctx).await)
             }
             ApiKey::DescribeCluster => {
                 let req = decode!(DescribeClusterRequest);
@@ -336,7 +264,7 @@ fn dispatch(
             }
             ApiKey::JoinGroup => {
                 let req = decode!(JoinGroupRequest);
-                reply!(groups::join_group(&b, req, version, &client, peer).await)
+                reply!(groups::join_group(&b, req, &ctx).await)
             }
             ApiKey::SyncGroup => {
                 let req = decode!(SyncGroupRequest);
@@ -376,7 +304,7 @@ fn dispatch(
             }
             ApiKey::ConsumerGroupHeartbeat => {
                 let req = decode!(ConsumerGroupHeartbeatRequest);
-                reply!(groups::consumer_group_heartbeat(&b, req, &client, peer))
+                reply!(groups::consumer_group_heartbeat(&b, req, &ctx))
             }
             ApiKey::ConsumerGroupDescribe => {
                 let req = decode!(ConsumerGroupDescribeRequest);
@@ -403,9 +331,9 @@ fn refuse_legacy_produce(
     let header = RequestHeader::decode(&mut body, ApiKey::Produce.request_header_version(version))
         .map_err(|e| format!("malformed Produce v{version} request header: {e}"))?;
     let client = header.client_id.as_deref().unwrap_or_default().to_string();
-    let (lo, _) = api::supported_range(ApiKey::Produce).unwrap_or((3, 3));
+    let (lo, _) = versions::supported_range(ApiKey::Produce).unwrap_or((3, 3));
     let why = format!("Produce v{version} is not served (only v{lo} and up; v0-v{} are listed for old librdkafka)", lo - 1);
-    match api::legacy_produce_refusal(&body, version)? {
+    match legacy_produce_refusal(&body, version)? {
         None => Err(format!("acks=0 {why}")),
         Some(refusal) => {
             info!(%peer, client, "refused with UNSUPPORTED_VERSION: {why}");
