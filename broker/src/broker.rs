@@ -20,10 +20,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::{
-    id_to_hex, Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
+    Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
 };
 use skein_core::controller::Controller;
 use skein_core::log::Appended;
+use skein_core::reconcile::{self, Action, PartitionKey};
 use skein_core::replication::Leader;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -31,6 +32,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Settings;
 use crate::peer::Outbox;
 use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
+use crate::reconciler::Reconciler;
 use crate::replica::{replication_config, Repl, Role};
 use skein_storage::partition::{sync_dir, PartitionStore, StorageError};
 use skein_sys as sys;
@@ -55,6 +57,8 @@ pub struct Partition {
     pub topic: String,
     /// Partition index.
     pub index: i32,
+    /// The id of the topic these files belong to.
+    pub topic_id: [u8; 16],
     /// The log and its files.
     pub store: Mutex<PartitionStore>,
     /// Log end offset known to be fsynced.
@@ -212,6 +216,8 @@ pub struct Broker {
     clean_start: bool,
     catalog: Mutex<Catalog>,
     partitions: RwLock<BTreeMap<(String, i32), Arc<Partition>>>,
+    /// Partition openings and removals waiting for (or running on) the reconciler task.
+    reconciler: Reconciler,
     quorum: OnceLock<Quorum>,
     outbox: OnceLock<Outbox<PeerMsg>>,
     controller: Mutex<Controller>,
@@ -264,6 +270,26 @@ impl Broker {
     /// Opens the data directory, joins the metadata quorum, waits until this broker's metadata
     /// is current (recovering every partition it holds on the way) and registers the broker.
     pub async fn start(settings: Settings) -> anyhow::Result<Arc<Broker>> {
+        let (broker, starting) = Broker::launch(settings)?;
+        let started = match starting.await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("start-up task failed: {e}")),
+        };
+        if started.is_err() {
+            // Stop what this attempt spawned (the controller listener above all), so that a
+            // supervisor's next attempt in this process can bind it again.
+            broker.shutting_down.send_replace(true);
+        }
+        started.map(|()| broker)
+    }
+
+    /// Begins [`Broker::start`] and returns at once: the broker (its quorum not yet joined,
+    /// its partitions not yet open) and the start-up task, which ends when `start` would.
+    /// Whoever drops the task's result on an error must stop the broker (`shutting_down`).
+    #[allow(clippy::type_complexity)]
+    pub fn launch(
+        settings: Settings,
+    ) -> anyhow::Result<(Arc<Broker>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
         let dir = settings.data_dir.clone();
         fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
         // A data dir created just now must itself survive a crash, or everything in it is lost.
@@ -290,19 +316,19 @@ impl Broker {
             local_cluster_id,
             clean_start: clean,
             partitions: RwLock::new(BTreeMap::new()),
+            reconciler: Reconciler::default(),
             quorum: OnceLock::new(),
             outbox: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new(ProducerIds::default()),
             appended: watch::channel(0).0,
             shutting_down: watch::channel(false).0,
         });
-        let started = broker.clone().start_inner(bootstrap).await;
-        if started.is_err() {
-            // Stop what this attempt spawned (the controller listener above all), so that a
-            // supervisor's next attempt in this process can bind it again.
-            broker.shutting_down.send_replace(true);
-        }
-        started.map(|()| broker)
+        tokio::spawn(crate::reconciler::run(
+            broker.clone(),
+            broker.shutting_down.subscribe(),
+        ));
+        let starting = tokio::spawn(broker.clone().start_inner(bootstrap));
+        Ok((broker, starting))
     }
 
     async fn start_inner(self: Arc<Self>, bootstrap: Vec<Vec<u8>>) -> anyhow::Result<()> {
@@ -332,6 +358,13 @@ impl Broker {
                 "waiting for the metadata quorum to elect a leader and catch this broker up"
             );
         }
+        // The quorum's driver kept voting and committing while the partitions this broker
+        // holds were opened (and recovered) on the reconciler task; wait for them before
+        // registering, so a broker serves its partitions as soon as it is unfenced.
+        if !broker.reconciler.idle() {
+            info!("recovering partitions");
+        }
+        broker.reconciler.settled(None).await;
         broker.register().await?;
         remove_orphans(&dir, &broker.partitions.read().expect("partitions lock"));
         // Only now is every partition recovered: from here on a crash is unclean again.
@@ -528,105 +561,97 @@ impl Broker {
         self.reconcile(&cat, None);
     }
 
-    /// Opens the partitions `catalog` gives this broker a replica of, removes the ones it no
-    /// longer does, and moves logs this broker leads to their leader epoch; one topic or all.
+    /// Brings this broker's partitions in line with `catalog` (one topic or all), as
+    /// skein-core's reconciliation plans it: role changes of open partitions at once; openings
+    /// (which may recover a large log) and removals queued for the reconciler task, so the
+    /// quorum's driver and the catalog lock are never held up by partition I/O.
     fn reconcile(&self, catalog: &Catalog, topic: Option<&str>) {
         let me = self.settings.node_id;
-        let mut want: BTreeMap<(String, i32), &PartitionState> = BTreeMap::new();
-        let topics: Vec<_> = match topic {
-            Some(n) => catalog.topic(n).into_iter().collect(),
-            None => catalog.topics().collect(),
-        };
-        for t in &topics {
-            for (i, p) in t.parts.iter().enumerate() {
-                if p.replicas.contains(&me) {
-                    want.insert((t.name.clone(), i as i32), p);
-                }
-            }
-        }
-        let have: Vec<(String, i32)> = {
-            let parts = self.partitions.read().expect("partitions lock");
-            match topic {
-                Some(n) => parts
-                    .range((n.to_string(), 0)..=(n.to_string(), i32::MAX))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                None => parts.keys().cloned().collect(),
-            }
-        };
-        let dir = &self.settings.data_dir;
-        let mut changed = false;
-        for key in have.iter().filter(|k| !want.contains_key(*k)) {
-            let removed = self
-                .partitions
-                .write()
-                .expect("partitions lock")
-                .remove(key);
-            if let Some(p) = removed {
-                trash_partition_dir(dir, &p.topic, p.index);
-                if p.topic == crate::groups::OFFSETS_TOPIC {
-                    self.groups.role_changed(p.index, None);
-                }
-                changed = true;
-            }
-        }
-        let now = now_ms();
-        for ((name, index), state) in &want {
-            let open = self.partition(name, *index);
-            let p = match open {
-                Some(p) => p,
-                None => {
-                    let cfg = catalog.log_config(name).expect("topic exists");
-                    let pdir = partition_dir(dir, name, *index);
-                    let topic_id = catalog
-                        .topic(name)
-                        .map(|t| id_to_hex(&t.id))
-                        .unwrap_or_default();
-                    if let Some(old) = stored_topic_id(&pdir).filter(|old| *old != topic_id) {
-                        // The topic was deleted and created again while this broker was away
-                        // (it learned both from a snapshot): the old data is not this topic's.
-                        warn!(topic = %name, partition = index, old_id = %old, new_id = %topic_id,
-                            "removing the data of an earlier topic with the same name");
-                        trash_partition_dir(dir, name, *index);
+        let mut held: BTreeMap<PartitionKey, [u8; 16]> = self
+            .partitions
+            .read()
+            .expect("partitions lock")
+            .iter()
+            .map(|(k, p)| (k.clone(), p.topic_id))
+            .collect();
+        held.extend(self.reconciler.opening());
+        for action in reconcile::plan(catalog, me, &held, topic) {
+            match action {
+                Action::Remove { key } => {
+                    let removed = self
+                        .partitions
+                        .write()
+                        .expect("partitions lock")
+                        .remove(&key);
+                    if removed.is_some() && key.0 == crate::groups::OFFSETS_TOPIC {
+                        self.groups.role_changed(key.1, None);
                     }
-                    // A directory that does not exist yet has nothing to recover.
-                    let clean = self.clean_start || fs::metadata(&pdir).is_err();
-                    match PartitionStore::open(&pdir, cfg, clean, now) {
-                        Ok(mut store) => {
-                            store.set_cache_window(self.settings.page_cache_window_bytes);
-                            if let Err(e) = write_topic_id(&pdir, &topic_id) {
-                                error!(topic = %name, partition = index, error = %e, "writing partition.metadata failed");
-                            }
-                            let p = new_partition(name, *index, store);
-                            self.partitions
-                                .write()
-                                .expect("partitions lock")
-                                .insert((name.clone(), *index), p.clone());
-                            changed = true;
-                            p
-                        }
-                        Err(e) => {
-                            error!(topic = %name, partition = index, error = %e, "opening partition failed");
-                            continue;
-                        }
+                    self.reconciler.remove(key);
+                }
+                Action::Open {
+                    key,
+                    topic_id,
+                    config,
+                } => self.reconciler.open(key, topic_id, config),
+                Action::Role {
+                    key,
+                    state,
+                    min_insync,
+                } => {
+                    if let Some(p) = self.partition(&key.0, key.1) {
+                        self.set_role(&p, &state, min_insync);
                     }
                 }
-            };
-            let min_insync = catalog
-                .log_config(name)
-                .map(|c| c.min_insync_replicas)
-                .unwrap_or(1);
-            self.set_role(&p, state, min_insync);
+            }
         }
-        if changed {
-            sync_dir(dir);
+    }
+
+    /// Serves a partition the reconciler opened, with the role the catalog gives it now; or
+    /// drops it if the catalog no longer gives it to this broker under that topic id, or a
+    /// later plan cancelled the opening.
+    pub(crate) fn install_opened(
+        &self,
+        key: &PartitionKey,
+        topic_id: [u8; 16],
+        store: PartitionStore,
+    ) {
+        let catalog = self.catalog.lock().expect("catalog lock");
+        let standing = self.reconciler.still_opening(key, topic_id);
+        self.reconciler.finish_opening(key, topic_id);
+        let me = self.settings.node_id;
+        match reconcile::wanted(&catalog, me, key).filter(|w| w.topic_id == topic_id) {
+            Some(w) if standing => {
+                let p = new_partition(&key.0, key.1, topic_id, store);
+                self.partitions
+                    .write()
+                    .expect("partitions lock")
+                    .insert(key.clone(), p.clone());
+                self.set_role(&p, &w.state, w.min_insync);
+            }
+            _ => warn!(topic = %key.0, partition = key.1,
+                "partition opened after the catalog stopped giving it to this broker; not serving it"),
         }
+    }
+
+    /// Whether partitions this broker holds are still being opened (recovered after a crash).
+    pub fn recovering(&self) -> bool {
+        !self.reconciler.idle()
+    }
+
+    /// The queue of partition openings and removals.
+    pub(crate) fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    /// Whether this process started after a clean shutdown (indexes can be trusted).
+    pub(crate) fn clean_start(&self) -> bool {
+        self.clean_start
     }
 
     /// Moves a partition to the role `state` gives this broker: leader (a new leadership at a
     /// new epoch, or the same one seeing a new ISR), follower of the leader at its epoch
     /// (starting a fetcher for that leader), or idle while the partition has no leader.
-    fn set_role(&self, p: &Arc<Partition>, state: &PartitionState, min_insync: u32) {
+    pub(crate) fn set_role(&self, p: &Arc<Partition>, state: &PartitionState, min_insync: u32) {
         let me = self.settings.node_id;
         let now = self.mono_ms();
         let mut fetch_from = None;
@@ -749,6 +774,8 @@ impl Broker {
             return Ok(());
         }
         self.propose(&rec).await?;
+        // Applied here; this broker's replicas of it open on the reconciler task.
+        self.reconciler.settled(Some(name)).await;
         // Another broker's create of the same name may have committed first.
         let ours = self.with_catalog(|c| c.topic(name).is_some_and(|t| t.id == id));
         if !ours {
@@ -905,6 +932,12 @@ impl Broker {
                 error!(topic = %p.topic, partition = p.index, error = %e, "closing partition failed");
                 ok = false;
             }
+        }
+        if ok && !self.reconciler.idle() {
+            // A partition was still being opened (its recovery cut short): the next start
+            // must recover every partition again.
+            warn!("closing while partitions are still being opened: the next start recovers");
+            ok = false;
         }
         if ok {
             let marker = self.settings.data_dir.join(CLEAN_MARKER);
@@ -1164,7 +1197,7 @@ fn cluster_tag(voters: &BTreeMap<u64, String>) -> String {
 const PARTITION_METADATA: &str = "partition.metadata";
 
 /// The topic id a partition directory was created for, if it says.
-fn stored_topic_id(pdir: &Path) -> Option<String> {
+pub(crate) fn stored_topic_id(pdir: &Path) -> Option<String> {
     let text = fs::read_to_string(pdir.join(PARTITION_METADATA)).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("topic_id: "))
@@ -1172,7 +1205,7 @@ fn stored_topic_id(pdir: &Path) -> Option<String> {
 }
 
 /// Records the topic id in a partition directory (once; atomically and durably).
-fn write_topic_id(pdir: &Path, topic_id: &str) -> std::io::Result<()> {
+pub(crate) fn write_topic_id(pdir: &Path, topic_id: &str) -> std::io::Result<()> {
     if stored_topic_id(pdir).as_deref() == Some(topic_id) {
         return Ok(());
     }
@@ -1186,7 +1219,7 @@ fn write_topic_id(pdir: &Path, topic_id: &str) -> std::io::Result<()> {
 }
 
 /// Moves a partition directory out of the way at once and deletes it in the background.
-fn trash_partition_dir(dir: &Path, topic: &str, index: i32) {
+pub(crate) fn trash_partition_dir(dir: &Path, topic: &str, index: i32) {
     let pdir = partition_dir(dir, topic, index);
     let trash = dir.join(format!("{topic}-{index}.{}-delete", sys::uuid().simple()));
     if fs::rename(&pdir, &trash).is_ok() {
@@ -1257,11 +1290,17 @@ fn legacy_bootstrap(settings: &Settings, cluster_id: &str) -> anyhow::Result<Vec
         .collect())
 }
 
-fn new_partition(topic: &str, index: i32, store: PartitionStore) -> Arc<Partition> {
+pub(crate) fn new_partition(
+    topic: &str,
+    index: i32,
+    topic_id: [u8; 16],
+    store: PartitionStore,
+) -> Arc<Partition> {
     let end = store.log().log_end_offset();
     Arc::new(Partition {
         topic: topic.to_string(),
         index,
+        topic_id,
         store: Mutex::new(store),
         synced: watch::channel(end).0,
         flushing: AtomicBool::new(false),
@@ -1402,7 +1441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store =
             PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
-        let p = new_partition("t", 0, store);
+        let p = new_partition("t", 0, [0; 16], store);
         let b = skein_core::batch::build::simple(3, 0, None);
         p.store.lock().unwrap().append(0, &b).unwrap();
         {
@@ -1505,7 +1544,7 @@ mod tests {
         b.create_topic("t", 1, b.spread(1), &[], false)
             .await
             .unwrap();
-        let id = b.with_catalog(|c| id_to_hex(&c.topic("t").unwrap().id));
+        let id = b.with_catalog(|c| skein_core::catalog::id_to_hex(&c.topic("t").unwrap().id));
         assert_eq!(stored_topic_id(&old), Some(id));
         assert!(
             !old.join("left-by-the-old-topic.tmp").exists(),

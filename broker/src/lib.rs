@@ -10,5 +10,6 @@ pub mod groups;
 pub mod observer;
 pub mod peer;
 pub mod quorum;
+pub mod reconciler;
 pub mod replica;
 pub mod server;

@@ -41,6 +41,7 @@ pub mod log;
 pub mod offsets;
 pub mod producer;
 pub mod raft;
+pub mod reconcile;
 pub mod records;
 pub mod recovery;
 pub mod replication;
