@@ -1,11 +1,11 @@
 //! A broker outside the voter set: it follows the metadata quorum without voting, the way
-//! KRaft's observers do, by asking a voter (the leader once known) for committed entries and
-//! applying them in order.
+//! KRaft's observers do. What to ask, whom, and what to apply is decided by skein-core's
+//! [`Observer`] (core/src/raft/observer.rs); this driver carries it out: it sends the asks,
+//! applies entries and snapshots to the broker's state machine, and forwards its proposals
+//! (registration, admin requests, producer-id blocks) to the leader like a follower's.
 //!
 //! It keeps no Raft state on disk: at every start it fetches the leader's snapshot and the
-//! entries after it. Its proposals (registration, admin requests, producer-id blocks) are
-//! forwarded to the leader like a follower's, and resolve once this node has applied the entry at
-//! the index and term the leader gave.
+//! entries after it.
 //!
 //! Invariants: the state machine sees only committed entries, each once, in index order (a
 //! snapshot replaces everything up to its index); a proposal resolves `Ok` only if the entry
@@ -13,7 +13,10 @@
 
 use std::time::Duration;
 
-use skein_core::raft::{Entry, EntryKind, NodeId, Role, Snapshot};
+use skein_core::raft::observer::{
+    ObserveAnswer, Observer, ObserverConfig as CoreConfig, ObserverInput, ObserverOutput,
+};
+use skein_core::raft::{EntryKind, NodeId, Role};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -39,20 +42,13 @@ pub struct ObserverConfig {
     pub addr: String,
 }
 
-struct Observer<S> {
-    cfg: ObserverConfig,
+struct Driver<S> {
+    core: Observer,
+    addr: String,
     machine: S,
     outbox: Outbox<PeerMsg>,
     status: watch::Sender<QuorumStatus>,
-    /// First index not applied yet.
-    next: u64,
-    snapshot_index: u64,
-    leader: Option<NodeId>,
-    term: u64,
-    commit: u64,
-    /// The voter asked when no leader is known (index into `cfg.voters`).
-    rotate: usize,
-    last_answer: Instant,
+    started: Instant,
     pending: Pending,
 }
 
@@ -78,88 +74,78 @@ pub fn start<S: StateMachine>(
     };
     let (status_tx, status_rx) = watch::channel(status);
     let (cmd_tx, cmd_rx) = mpsc::channel(crate::quorum::PROPOSALS_QUEUED_MAX);
-    let o = Observer {
-        cfg,
+    let core = Observer::new(
+        CoreConfig {
+            node_id: cfg.node_id,
+            voters: cfg.voters,
+            ask_every_ms: OBSERVE_INTERVAL_MS,
+            give_up_after_ms: OBSERVE_TIMEOUT_MS,
+        },
+        0,
+    );
+    let d = Driver {
+        core,
+        addr: cfg.addr,
         machine,
         outbox,
         status: status_tx,
-        next: 1,
-        snapshot_index: 0,
-        leader: None,
-        term: 0,
-        commit: 0,
-        rotate: 0,
-        last_answer: Instant::now(),
+        started: Instant::now(),
         pending: Pending::default(),
     };
-    tokio::spawn(o.run(cmd_rx, inbox, stop));
+    tokio::spawn(d.run(cmd_rx, inbox, stop));
     Quorum {
         cmds: cmd_tx,
         status: status_rx,
     }
 }
 
-impl<S: StateMachine> Observer<S> {
+impl<S: StateMachine> Driver<S> {
     async fn run(
         mut self,
         mut cmds: mpsc::Receiver<Cmd>,
         mut inbox: mpsc::Receiver<(NodeId, PeerMsg)>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(OBSERVE_INTERVAL_MS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inbox_open = true;
         loop {
+            let due = self.started + Duration::from_millis(self.core.poll_timeout());
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Propose { data, reply }) => self.propose(data, reply),
                     None => return,
                 },
                 msg = inbox.recv(), if inbox_open => match msg {
-                    Some((from, m)) => self.receive(from, m),
+                    Some((_, m)) => self.receive(m),
                     None => inbox_open = false,
                 },
-                _ = tick.tick() => self.ask(),
+                _ = tokio::time::sleep_until(due) => {
+                    let now = self.now_ms();
+                    self.core.handle(now, ObserverInput::Tick);
+                }
                 _ = stop.changed() => return,
             }
-            self.expire();
+            self.carry_out();
+            if cfg!(debug_assertions) {
+                self.core.check_invariants();
+            }
+            self.pending.expire(self.core.leader());
             self.publish();
         }
     }
 
-    /// The voter to ask: the leader, else the voters in turn.
-    fn target(&self) -> NodeId {
-        self.leader
-            .unwrap_or(self.cfg.voters[self.rotate % self.cfg.voters.len()])
-    }
-
-    fn ask(&mut self) {
-        if self.last_answer.elapsed() > Duration::from_millis(OBSERVE_TIMEOUT_MS) {
-            // Nobody answers: forget the leader and try the next voter.
-            if self.leader.take().is_none() {
-                self.rotate += 1;
-            }
-            self.last_answer = Instant::now();
-        }
-        let to = self.target();
-        self.outbox.send(
-            to,
-            PeerMsg::Observe {
-                next: self.next,
-                addr: self.cfg.addr.clone(),
-            },
-        );
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     fn propose(&mut self, data: Vec<u8>, reply: Reply) {
-        let Some(leader) = self.leader else {
+        let Some(leader) = self.core.leader() else {
             let _ = reply.send(Err(QuorumError::NoLeader));
             return;
         };
         self.pending.forward(&self.outbox, leader, data, reply);
     }
 
-    fn receive(&mut self, from: NodeId, m: PeerMsg) {
+    fn receive(&mut self, m: PeerMsg) {
         match m {
             PeerMsg::Observed {
                 leader,
@@ -168,34 +154,18 @@ impl<S: StateMachine> Observer<S> {
                 snapshot,
                 entries,
             } => {
-                self.last_answer = Instant::now();
-                if term < self.term {
-                    return;
-                }
-                self.term = term;
-                let new_leader = leader.filter(|l| self.cfg.voters.contains(l));
-                if new_leader.is_some() && new_leader != self.leader {
-                    self.leader = new_leader;
-                    // Make sure the leader knows where to answer before anything is forwarded.
-                    self.ask();
-                }
-                self.commit = self.commit.max(commit);
-                if let Some(s) = snapshot {
-                    self.restore(s);
-                }
-                let got = !entries.is_empty();
-                for e in entries {
-                    if e.index == self.next {
-                        self.apply(e);
-                    }
-                }
-                if got && self.next <= self.commit {
-                    self.ask();
-                }
-                let _ = from;
+                let now = self.now_ms();
+                let answer = ObserveAnswer {
+                    leader,
+                    term,
+                    commit,
+                    snapshot,
+                    entries,
+                };
+                self.core.handle(now, ObserverInput::Answer(answer));
             }
             PeerMsg::Forwarded { req, result } => {
-                self.pending.answered(req, result, self.next - 1);
+                self.pending.answered(req, result, self.core.last_applied());
             }
             PeerMsg::Raft(_)
             | PeerMsg::Forward { .. }
@@ -204,45 +174,45 @@ impl<S: StateMachine> Observer<S> {
         }
     }
 
-    fn restore(&mut self, s: Snapshot) {
-        if s.index < self.next {
-            return;
+    /// Carries out the core's outputs: asks, snapshot restores, applies.
+    fn carry_out(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                ObserverOutput::Ask { to, next } => {
+                    let addr = self.addr.clone();
+                    self.outbox.send(to, PeerMsg::Observe { next, addr });
+                }
+                ObserverOutput::Restore(s) => {
+                    info!(
+                        index = s.index,
+                        term = s.term,
+                        "metadata restored from a snapshot"
+                    );
+                    self.machine.restore(&s.data);
+                    self.pending.snapshot_installed(s.index);
+                }
+                ObserverOutput::Apply(e) => {
+                    if e.kind == EntryKind::Normal {
+                        self.machine.apply(e.index, &e.data);
+                    }
+                    self.pending.applied(e.index, e.term);
+                }
+            }
         }
-        info!(
-            index = s.index,
-            term = s.term,
-            "metadata restored from a snapshot"
-        );
-        self.machine.restore(&s.data);
-        self.next = s.index + 1;
-        self.snapshot_index = s.index;
-        self.pending.snapshot_installed(s.index);
-    }
-
-    fn apply(&mut self, e: Entry) {
-        if e.kind == EntryKind::Normal {
-            self.machine.apply(e.index, &e.data);
-        }
-        self.next = e.index + 1;
-        self.pending.applied(e.index, e.term);
-    }
-
-    fn expire(&mut self) {
-        self.pending.expire(self.leader);
     }
 
     fn publish(&self) {
-        let applied = self.next - 1;
+        let applied = self.core.last_applied();
         let s = QuorumStatus {
-            node_id: self.cfg.node_id,
-            voters: self.cfg.voters.clone(),
+            node_id: self.core.node_id(),
+            voters: self.core.voters().to_vec(),
             role: Role::Follower,
-            term: self.term,
-            leader: self.leader,
-            commit_index: self.commit,
+            term: self.core.term(),
+            leader: self.core.leader(),
+            commit_index: self.core.commit_index(),
             last_applied: applied,
             last_index: applied,
-            snapshot_index: self.snapshot_index,
+            snapshot_index: self.core.snapshot_index(),
             matched: Vec::new(),
         };
         self.status.send_if_modified(|old| {

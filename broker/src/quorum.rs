@@ -463,27 +463,13 @@ impl<S: StateMachine> Driver<S> {
 
     /// Committed entries from `next` for an observer (at most [`OBSERVE_ENTRIES_MAX`]).
     fn observed(&self, next: u64) -> PeerMsg {
-        let commit = self.raft.commit_index();
-        let snap = self.raft.snapshot();
-        let (snapshot, from) = if next <= snap.index && snap.index > 0 {
-            (Some(snap.clone()), snap.index + 1)
-        } else {
-            (None, next.max(1))
-        };
-        let entries = self
-            .raft
-            .entries()
-            .iter()
-            .filter(|e| e.index >= from && e.index <= commit)
-            .take(OBSERVE_ENTRIES_MAX)
-            .cloned()
-            .collect();
+        let a = self.raft.observe_answer(next, OBSERVE_ENTRIES_MAX);
         PeerMsg::Observed {
-            leader: self.raft.leader_id(),
-            term: self.raft.term(),
-            commit,
-            snapshot,
-            entries,
+            leader: a.leader,
+            term: a.term,
+            commit: a.commit,
+            snapshot: a.snapshot,
+            entries: a.entries,
         }
     }
 

@@ -48,6 +48,7 @@
 //!   timer; a leader has the heartbeat and check-quorum timers; a learner has none.
 
 mod log;
+pub mod observer;
 mod progress;
 mod types;
 
@@ -307,6 +308,30 @@ impl Raft {
     /// The entries after the snapshot.
     pub fn entries(&self) -> &[Entry] {
         self.log.entries()
+    }
+    /// The answer to an observer asking for committed entries from `next`: at most `max`
+    /// of them, after the snapshot when `next` was compacted away.
+    pub fn observe_answer(&self, next: u64, max: usize) -> observer::ObserveAnswer {
+        let snap = self.snapshot();
+        let (snapshot, from) = if next <= snap.index && snap.index > 0 {
+            (Some(snap.clone()), snap.index + 1)
+        } else {
+            (None, next.max(1))
+        };
+        let entries = self
+            .entries()
+            .iter()
+            .filter(|e| e.index >= from && e.index <= self.commit_index)
+            .take(max)
+            .cloned()
+            .collect();
+        observer::ObserveAnswer {
+            leader: self.leader_id,
+            term: self.term(),
+            commit: self.commit_index,
+            snapshot,
+            entries,
+        }
     }
     /// Term of the entry at `index`, if it is the snapshot's last entry or in the log.
     pub fn term_at(&self, index: u64) -> Option<u64> {
