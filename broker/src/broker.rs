@@ -22,7 +22,7 @@ use kafka_protocol::ResponseError as E;
 use skein_core::catalog::{
     Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
 };
-use skein_core::controller::Controller;
+use skein_core::controller::{Controller, RoundInput};
 use skein_core::log::Appended;
 use skein_core::reconcile::{self, Action, PartitionKey};
 use skein_core::replication::Leader;
@@ -235,8 +235,6 @@ pub struct Broker {
     fetcher_rx: Mutex<Option<mpsc::UnboundedReceiver<i32>>>,
     /// Set once controlled shutdown begins: heartbeats stop.
     stopping: AtomicBool,
-    /// When the controller last checked for preferred-leader elections.
-    last_rebalance: Mutex<u64>,
     /// The group coordinator (shards of the `__consumer_offsets` partitions led here).
     pub groups: crate::groups::Coordinator,
 }
@@ -306,10 +304,12 @@ impl Broker {
             fetcher_tx,
             fetcher_rx: Mutex::new(Some(fetcher_rx)),
             stopping: AtomicBool::new(false),
-            last_rebalance: Mutex::new(0),
             groups: crate::groups::Coordinator::default(),
             catalog: Mutex::new(Catalog::new(settings.log_defaults.clone())),
-            controller: Mutex::new(Controller::new(settings.broker_session_timeout_ms)),
+            controller: Mutex::new(
+                Controller::new(settings.broker_session_timeout_ms)
+                    .with_rebalance_every(settings.leader_imbalance_check_ms),
+            ),
             started: tokio::time::Instant::now(),
             settings,
             incarnation,
@@ -966,63 +966,23 @@ impl Broker {
     /// One round of the controller: while this node leads the quorum, commit the cluster id if
     /// none is yet, and fence or unfence brokers by their heartbeats.
     async fn control(&self) {
-        // A registration of an earlier incarnation committed after ours would leave this
-        // broker fenced for good (its heartbeats name another incarnation): register again.
-        let me = self.settings.node_id;
-        let stale = self.with_catalog(|c| {
-            c.broker(me)
-                .is_some_and(|b| b.incarnation != self.incarnation)
-        });
-        let stopping = self.stopping.load(Ordering::Acquire);
-        if stale && !stopping {
+        let now = self.mono_ms();
+        let input = RoundInput {
+            me: self.settings.node_id,
+            incarnation: &self.incarnation,
+            leading: self.quorum().status().role == skein_core::raft::Role::Leader,
+            stopping: self.stopping.load(Ordering::Acquire),
+            local_cluster_id: &self.local_cluster_id,
+        };
+        let round = {
+            let mut ctl = self.controller.lock().expect("controller lock");
+            self.with_catalog(|c| ctl.round(now, c, input))
+        };
+        if round.register_again {
             warn!("the metadata names an earlier incarnation of this broker; registering again");
             self.register_once().await;
         }
-        let now = self.mono_ms();
-        let leader = self.quorum().status().role == skein_core::raft::Role::Leader;
-        let recs = {
-            let mut ctl = self.controller.lock().expect("controller lock");
-            ctl.set_leader(now, leader);
-            if !leader {
-                return;
-            }
-            if !stopping {
-                ctl.heartbeat(now, self.settings.node_id, &self.incarnation);
-            }
-            let check = self.settings.leader_imbalance_check_ms;
-            let rebalance = check > 0 && {
-                let mut last = self.last_rebalance.lock().expect("rebalance lock");
-                let due = now.saturating_sub(*last) >= check;
-                if due {
-                    *last = now;
-                }
-                due
-            };
-            self.with_catalog(|c| {
-                let mut recs = ctl.poll(now, c);
-                if rebalance {
-                    // Preferred-leader election: leadership goes back to the first replica
-                    // once it is live and in sync again.
-                    for (topic, partition, partition_epoch, leader) in c.imbalanced() {
-                        recs.push(MetadataRecord::LeaderMoved {
-                            topic,
-                            partition,
-                            partition_epoch,
-                            leader,
-                        });
-                    }
-                }
-                if c.cluster_id().is_none() {
-                    recs.insert(
-                        0,
-                        MetadataRecord::ClusterId {
-                            id: self.local_cluster_id.clone(),
-                        },
-                    );
-                }
-                recs
-            })
-        };
+        let recs = round.proposals;
         for rec in recs {
             match &rec {
                 MetadataRecord::BrokerFenced { id, .. } => {

@@ -7,6 +7,13 @@
 //! state: a newly elected leader starts every broker's clock at its election, so nobody is
 //! fenced for the time it took to elect it.
 //!
+//! [`Controller::round`] is the whole periodic round of a broker's controller: it notes
+//! whether this node leads, counts its own heartbeat, and (as leader) returns the records to
+//! propose — the cluster id while none is committed, fences and unfences, and every
+//! [`Controller::with_rebalance_every`] the preferred-leader elections — plus whether this
+//! broker must register again because the catalog names an earlier incarnation of it. The
+//! broker's shell and the cluster simulation both run their rounds through it.
+//!
 //! Invariants: only a controller that is leader proposes; it proposes for a broker only what
 //! the committed catalog does not already say, and names the incarnation it judged, so a stale
 //! proposal committed after a re-registration changes nothing.
@@ -26,8 +33,36 @@ pub struct Controller {
     /// When this controller first saw each fenced incarnation fenced: only a heartbeat after
     /// that unfences it (one sent before a controlled shutdown's fence must not).
     fenced_seen: BTreeMap<i32, (String, u64)>,
+    /// Preferred-leader elections every this many ms (0: never).
+    rebalance_every_ms: u64,
+    /// When the last preferred-leader check ran.
+    last_rebalance_ms: u64,
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
+}
+
+/// What this node brings to one controller round.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundInput<'a> {
+    /// This broker's id.
+    pub me: i32,
+    /// This broker's incarnation (fresh per process start).
+    pub incarnation: &'a str,
+    /// Whether this node leads the metadata quorum now.
+    pub leading: bool,
+    /// Whether this broker is shutting down (it no longer heartbeats or re-registers).
+    pub stopping: bool,
+    /// The cluster id this node's data directory holds, proposed while none is committed.
+    pub local_cluster_id: &'a str,
+}
+
+/// The outcome of one controller round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Round {
+    /// The catalog names an earlier incarnation of this broker: propose its registration again.
+    pub register_again: bool,
+    /// Records to propose, in order.
+    pub proposals: Vec<MetadataRecord>,
 }
 
 impl Controller {
@@ -38,8 +73,64 @@ impl Controller {
             leader_since: None,
             heard: BTreeMap::new(),
             fenced_seen: BTreeMap::new(),
+            rebalance_every_ms: 0,
+            last_rebalance_ms: 0,
             #[cfg(feature = "canary")]
             canary: None,
+        }
+    }
+
+    /// The same controller, running preferred-leader elections every `ms` (0: never).
+    pub fn with_rebalance_every(mut self, ms: u64) -> Self {
+        self.rebalance_every_ms = ms;
+        self
+    }
+
+    /// One controller round at `now_ms` over the committed `catalog`.
+    pub fn round(&mut self, now_ms: u64, catalog: &Catalog, input: RoundInput<'_>) -> Round {
+        // A registration of an earlier incarnation committed after ours would leave this broker
+        // fenced for good (its heartbeats name another incarnation): register again.
+        let register_again = !input.stopping
+            && catalog
+                .broker(input.me)
+                .is_some_and(|b| b.incarnation != input.incarnation);
+        self.set_leader(now_ms, input.leading);
+        if !input.leading {
+            return Round {
+                register_again,
+                proposals: Vec::new(),
+            };
+        }
+        if !input.stopping {
+            self.heartbeat(now_ms, input.me, input.incarnation);
+        }
+        let rebalance = self.rebalance_every_ms > 0
+            && now_ms.saturating_sub(self.last_rebalance_ms) >= self.rebalance_every_ms;
+        if rebalance {
+            self.last_rebalance_ms = now_ms;
+        }
+        let mut proposals = Vec::new();
+        if catalog.cluster_id().is_none() {
+            proposals.push(MetadataRecord::ClusterId {
+                id: input.local_cluster_id.to_string(),
+            });
+        }
+        proposals.extend(self.poll(now_ms, catalog));
+        if rebalance {
+            // Preferred-leader election: leadership goes back to the first replica once it is
+            // live and in sync again.
+            for (topic, partition, partition_epoch, leader) in catalog.imbalanced() {
+                proposals.push(MetadataRecord::LeaderMoved {
+                    topic,
+                    partition,
+                    partition_epoch,
+                    leader,
+                });
+            }
+        }
+        Round {
+            register_again,
+            proposals,
         }
     }
 
@@ -201,5 +292,83 @@ mod tests {
         );
         ctl.set_leader(12_000, false);
         assert!(ctl.poll(99_000, &cat).is_empty());
+    }
+
+    fn input<'a>(leading: bool, incarnation: &'a str) -> RoundInput<'a> {
+        RoundInput {
+            me: 1,
+            incarnation,
+            leading,
+            stopping: false,
+            local_cluster_id: "local",
+        }
+    }
+
+    #[test]
+    fn a_round_proposes_the_cluster_id_first_and_asks_a_stale_broker_to_register() {
+        let mut cat = Catalog::new(LogConfig::default());
+        register(&mut cat, 1, "old");
+        let mut ctl = Controller::new(1000);
+        let r = ctl.round(0, &cat, input(false, "new"));
+        assert_eq!((r.register_again, r.proposals.len()), (true, 0));
+        let r = ctl.round(10, &cat, input(true, "new"));
+        assert_eq!(
+            r.proposals.first(),
+            Some(&MetadataRecord::ClusterId { id: "local".into() })
+        );
+        let mut stopping = input(true, "new");
+        stopping.stopping = true;
+        assert!(!ctl.round(20, &cat, stopping).register_again);
+        register(&mut cat, 1, "new");
+        assert!(!ctl.round(30, &cat, input(true, "new")).register_again);
+    }
+
+    #[test]
+    fn preferred_leaders_are_checked_on_their_schedule_only() {
+        let mut cat = Catalog::new(LogConfig::default());
+        cat.apply(&MetadataRecord::ClusterId { id: "c".into() });
+        register(&mut cat, 1, "a");
+        register(&mut cat, 2, "b");
+        let rec = cat
+            .plan_create(
+                "t",
+                1,
+                &crate::catalog::Placement::Manual(vec![vec![1, 2]]),
+                &[],
+                [1; 16],
+            )
+            .unwrap();
+        cat.apply(&rec);
+        // Broker 1 is fenced and comes back: leadership stays with broker 2 until a check.
+        cat.apply(&MetadataRecord::BrokerFenced {
+            id: 1,
+            incarnation: "a".into(),
+        });
+        cat.apply(&MetadataRecord::BrokerUnfenced {
+            id: 1,
+            incarnation: "a".into(),
+        });
+        // Broker 2 (leading now) takes broker 1 back into the ISR.
+        let p = cat.topic("t").unwrap().parts[0].clone();
+        assert_eq!(p.leader, 2);
+        cat.apply(&MetadataRecord::IsrChanged {
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: vec![1, 2],
+        });
+        assert_eq!(cat.imbalanced().len(), 1);
+        let mut ctl = Controller::new(1_000_000).with_rebalance_every(300);
+        let moved = |r: &Round| {
+            r.proposals
+                .iter()
+                .filter(|p| matches!(p, MetadataRecord::LeaderMoved { .. }))
+                .count()
+        };
+        ctl.round(0, &cat, input(true, "a"));
+        assert_eq!(moved(&ctl.round(100, &cat, input(true, "a"))), 0);
+        assert_eq!(moved(&ctl.round(300, &cat, input(true, "a"))), 1);
+        assert_eq!(moved(&ctl.round(400, &cat, input(true, "a"))), 0);
     }
 }
