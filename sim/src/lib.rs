@@ -30,7 +30,9 @@
 //! A fourth, [`groups`] (`skein-sim groups --seed N`), covers consumer groups: members joining,
 //! leaving, crashing and pausing against skein-core's group coordinator (`Shard`, `Group`) over
 //! a simulated offsets partition that fails over; its regression seeds live in
-//! `ci/groups-regression-seeds`.
+//! `ci/groups-regression-seeds`. [`groups::kip848`] (`skein-sim groups --protocol consumer`)
+//! does the same for KIP-848 groups against skein-core's `ConsumerGroup`
+//! (`ci/groups-consumer-regression-seeds`).
 //!
 //! All of them run on one harness ([`harness`]): a [`harness::Scenario`] runs a seed under a
 //! [`harness::Plan`] and reports a [`harness::Report`]; the harness brings the batch runner,

@@ -1,6 +1,6 @@
 //! `skein-sim`: the deterministic simulator's command line (see `skein_sim::cli`): `skein-sim
 //! [node] ...` (the default), `skein-sim cluster ...`, `skein-sim replication ...` and
-//! `skein-sim groups ...`. Exit 1 if any run violates an
+//! `skein-sim groups [--protocol classic|consumer] ...`. Exit 1 if any run violates an
 //! invariant, 2 on bad usage.
 
 use std::process::ExitCode;

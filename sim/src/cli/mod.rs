@@ -2,7 +2,8 @@
 //!
 //! - `skein-sim [node] ...`: the whole-node simulation ([`node`]; the default);
 //! - `skein-sim cluster ...`: the metadata-quorum cluster ([`crate::cluster`]);
-//! - `skein-sim groups [--protocol classic] ...`: classic consumer groups ([`crate::groups`]);
+//! - `skein-sim groups [--protocol classic|consumer] ...`: consumer groups, classic
+//!   ([`crate::groups`]) or KIP-848 ([`crate::groups::kip848`]);
 //! - `skein-sim replication ...`: partition replication ([`crate::replication`]; seeds and
 //!   canaries only, no trace, shrink or replay yet).
 //!
@@ -19,6 +20,7 @@ use std::ops::Range;
 use std::process::ExitCode;
 
 use crate::cluster::ClusterScenario;
+use crate::groups::kip848::Kip848Scenario;
 use crate::groups::GroupsScenario;
 
 /// Runs the command line `argv` (`argv[0]` is the program).
@@ -38,8 +40,11 @@ pub fn main(argv: Vec<String>) -> ExitCode {
             };
             match protocol.as_deref() {
                 None | Some("classic") => scenario::main::<GroupsScenario>(&rest),
+                Some("consumer") => scenario::main::<Kip848Scenario>(&rest),
                 Some(other) => {
-                    eprintln!("skein-sim groups: unknown --protocol {other:?}; known: classic");
+                    eprintln!(
+                        "skein-sim groups: unknown --protocol {other:?}; known: classic, consumer"
+                    );
                     ExitCode::from(2)
                 }
             }
@@ -56,7 +61,7 @@ fn take_protocol(argv: &[String]) -> Result<(Option<String>, Vec<String>), Strin
         if a == "--protocol" {
             protocol = Some(
                 it.next()
-                    .ok_or("--protocol needs a protocol (classic)")?
+                    .ok_or("--protocol needs classic or consumer")?
                     .clone(),
             );
         } else if let Some(p) = a.strip_prefix("--protocol=") {

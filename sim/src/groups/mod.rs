@@ -89,12 +89,14 @@
 //! (`--list-canaries`), `--trace FILE`, `shrink --seed N` and `--replay FILE` (every fault is a
 //! numbered decision of the harness). Regression seeds: `ci/groups-regression-seeds`. Layout:
 //! [`sim`] the driver, `sim/check.rs` the per-step and end checkers, [`fencing`] the
-//! static-fencing checker, [`assignor`] the client-side assignors.
+//! static-fencing checker, [`assignor`] the client-side assignors, [`kip848`] the KIP-848
+//! scenario (`skein-sim groups --protocol consumer`).
 //!
 //! Determinism: BTreeMap/Vec only, no clock, every draw from the seed's [`crate::rng::Rng`].
 
 pub mod assignor;
 pub mod fencing;
+pub mod kip848;
 pub mod scenario;
 pub mod sim;
 pub mod swarm;
