@@ -62,23 +62,9 @@ struct Cli<A: clap::Args> {
 
 /// Runs scenario `S` with `argv` (`argv[0]` is the subcommand word).
 pub fn main<S: CliScenario>(argv: &[String]) -> ExitCode {
-    let mut argv = argv.to_vec();
-    if argv.get(1).map(String::as_str) == Some("shrink") {
-        argv[1] = "--shrink".into();
-    }
-    let cmd = Cli::<S::Args>::command()
-        .name(S::COMMAND)
-        .about(S::about())
-        .bin_name(format!("skein-sim {}", S::COMMAND));
-    let parsed = cmd
-        .try_get_matches_from(&argv)
-        .and_then(|m| Cli::<S::Args>::from_arg_matches(&m));
-    let args = match parsed {
+    let args = match parse::<S>(argv) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     if args.list_canaries {
         let list = S::canaries();
@@ -136,6 +122,25 @@ pub fn main<S: CliScenario>(argv: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Parses `argv` (`shrink` as the first word is `--shrink`); on `--help` or a mistake, prints
+/// it and gives the exit code.
+fn parse<S: CliScenario>(argv: &[String]) -> Result<Cli<S::Args>, ExitCode> {
+    let mut argv = argv.to_vec();
+    if argv.get(1).map(String::as_str) == Some("shrink") {
+        argv[1] = "--shrink".into();
+    }
+    let cmd = Cli::<S::Args>::command()
+        .name(S::COMMAND)
+        .about(S::about())
+        .bin_name(format!("skein-sim {}", S::COMMAND));
+    cmd.try_get_matches_from(&argv)
+        .and_then(|m| Cli::<S::Args>::from_arg_matches(&m))
+        .map_err(|e| {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+        })
 }
 
 fn shrink_seed<S: CliScenario>(options: &S::Options, out: &Option<String>) -> ExitCode {
