@@ -8,7 +8,10 @@
 #   4. skein-sim --seeds A..B              a fixed batch of seeded simulations (release)
 #   4b. skein-sim cluster --seeds A..B     a fixed batch of metadata-quorum cluster simulations
 #   4c'. skein-sim replication --seeds A..B  a fixed batch of partition-replication simulations
-#   4c''. skein-sim groups --seeds A..B     a fixed batch of consumer-group simulations
+#   4c''. skein-sim groups --seeds A..B     a fixed batch of consumer-group simulations (classic)
+#   4c'''. skein-sim groups --protocol consumer --seeds A..B  the same for KIP-848 groups
+#         (every simulation shares the harness of sim/src/harness: a failure prints its seed and
+#         a one-line replay command; `skein-sim <sim> shrink --seed N` shrinks it)
 #   4c. skein-model check raft|partition   bounded exhaustive model checks of the quorum's Raft
 #                                          and of partition leadership
 #   5. pytest tests/e2e                    real clients (kcat, confluent-kafka,
@@ -23,6 +26,7 @@
 #   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..15000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_REPL_SEEDS=A..B     the replication simulation batch (default 0..6000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_GROUPS_SEEDS=A..B   the consumer-group simulation batch (default 0..8000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_CG_SEEDS=A..B       the KIP-848 consumer-group batch (default 0..30000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_SKIP_MODEL=1        skip step 4c
 #   SKEIN_SKIP_LINT=1         skip step 2b
 set -uo pipefail
@@ -116,7 +120,8 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
 fi
 
 # A fixed batch of seeded metadata-quorum cluster simulations (release build; about a minute on
-# one core). Its regression seeds and canary tests already ran under cargo test (sim/tests/cluster.rs).
+# one core). Its regression seeds, canaries, shrink and replay already ran under cargo test
+# (sim/tests/sims.rs, sim/tests/cluster.rs).
 CLUSTER_STATUS=0
 CLUSTER_SEEDS="${SKEIN_CLUSTER_SEEDS:-0..15000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
@@ -131,7 +136,7 @@ fi
 
 # A fixed batch of seeded partition-replication simulations (release build; about 3,000 seeds a
 # minute on one core). Its regression seeds and canary tests already ran under cargo test
-# (sim/tests/replication.rs).
+# (sim/tests/sims.rs, sim/tests/replication.rs).
 REPL_STATUS=0
 REPL_SEEDS="${SKEIN_REPL_SEEDS:-0..6000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
@@ -144,8 +149,8 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
 fi
 
 # A fixed batch of seeded consumer-group simulations (release build; about 7,000 seeds a
-# minute on one core, so a bit over a minute). Its regression seeds and canary tests already ran under cargo test
-# (sim/tests/groups.rs).
+# minute on one core, so a bit over a minute). Its regression seeds, canaries, shrink and replay
+# already ran under cargo test (sim/tests/sims.rs, sim/tests/groups.rs).
 GROUPS_STATUS=0
 GROUPS_SEEDS="${SKEIN_GROUPS_SEEDS:-0..8000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
@@ -155,6 +160,20 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   grep -E '^(VIOLATION|replay:)|cargo run --release -p skein-sim -- groups' "$LOGDIR/sim-groups.log" | head -n 40
   grep -E '^\[[0-9]+/[0-9]+\]' "$LOGDIR/sim-groups.log" | tail -n 1
   tail -n 3 "$LOGDIR/sim-groups.log"
+fi
+
+# A fixed batch of seeded KIP-848 consumer-group simulations (release build; 30,000 seeds take
+# about 36 s of CPU, a bit over a minute of wall time on the shared 2-core machine). Its regression seeds (ci/groups-consumer-regression-seeds),
+# canaries, shrink and replay already ran under cargo test (sim/tests/sims.rs, sim/tests/groups.rs).
+CG_STATUS=0
+CG_SEEDS="${SKEIN_CG_SEEDS:-0..30000}"
+if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
+  say "skein-sim groups --protocol consumer --seeds $CG_SEEDS ($(elapsed))"
+  timeout 600 cargo run --release -q -p skein-sim -- groups --protocol consumer --seeds "$CG_SEEDS" >"$LOGDIR/sim-groups-consumer.log" 2>&1
+  CG_STATUS=$?
+  grep -E '^(VIOLATION|replay:)|cargo run --release -p skein-sim -- groups' "$LOGDIR/sim-groups-consumer.log" | head -n 40
+  grep -E '^\[[0-9]+/[0-9]+\]' "$LOGDIR/sim-groups-consumer.log" | tail -n 1
+  tail -n 3 "$LOGDIR/sim-groups-consumer.log"
 fi
 
 # Bounded exhaustive model checks (skein-model, issue 7) of skein-core's own Raft: a lossy
@@ -201,6 +220,9 @@ fi
 if [ "$GROUPS_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim groups --seeds $GROUPS_SEEDS (exit $GROUPS_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-groups.log; add them to ci/groups-regression-seeds)" >&2
 fi
+if [ "$CG_STATUS" -ne 0 ]; then
+  echo "ci/test.sh: FAILED: skein-sim groups --protocol consumer --seeds $CG_SEEDS (exit $CG_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-groups-consumer.log; add them to ci/groups-consumer-regression-seeds)" >&2
+fi
 if [ "$CLUSTER_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-sim cluster --seeds $CLUSTER_SEEDS (exit $CLUSTER_STATUS; failing seeds and replay commands above, log in target/ci-logs/sim-cluster.log; add them to ci/cluster-regression-seeds)" >&2
 fi
@@ -223,7 +245,7 @@ if [ "$MODEL_STATUS" -ne 0 ]; then
   echo "ci/test.sh: FAILED: skein-model check raft/partition (counterexample above; log in target/ci-logs/model.log)" >&2
   exit 1
 fi
-if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ] || [ "$GROUPS_STATUS" -ne 0 ]; then
+if [ "$CLUSTER_STATUS" -ne 0 ] || [ "$REPL_STATUS" -ne 0 ] || [ "$GROUPS_STATUS" -ne 0 ] || [ "$CG_STATUS" -ne 0 ]; then
   exit 1
 fi
 if [ "$CARGO_STATUS" -ne 0 ] || [ "$SIM_STATUS" -ne 0 ] || [ "$PYTEST_STATUS" -ne 0 ] || [ "$LINT_STATUS" -ne 0 ]; then

@@ -3,8 +3,8 @@
 //! One u64 seed decides everything: the swarm (shape and fault rates, [`swarm`]), the faults
 //! injected into a simulated node's disk ([`disk`], [`node`]), the workload of producers,
 //! fetchers and an admin client ([`sim`]), and the network's resets, duplicates, partitions and
-//! latencies ([`net`]). A failing run shrinks to a smaller replayable schedule ([`schedule`]). There is no async runtime: a
-//! discrete-event loop jumps simulated time to the next event and drives skein-core directly.
+//! latencies ([`net`]). A failing run shrinks to a smaller replayable schedule ([`schedule`]).
+//! There is no async runtime: a discrete-event loop jumps simulated time to the next event and drives skein-core directly.
 //! A client-side history checker ([`checker`], one file per property) judges every
 //! acknowledgement and every record read; node invariants are asserted after every event; a
 //! liveness phase without faults ends each run; the trace hash proves determinism ([`trace`]).
@@ -30,7 +30,14 @@
 //! A fourth, [`groups`] (`skein-sim groups --seed N`), covers consumer groups: members joining,
 //! leaving, crashing and pausing against skein-core's group coordinator (`Shard`, `Group`) over
 //! a simulated offsets partition that fails over; its regression seeds live in
-//! `ci/groups-regression-seeds`.
+//! `ci/groups-regression-seeds`. [`groups::kip848`] (`skein-sim groups --protocol consumer`)
+//! does the same for KIP-848 groups against skein-core's `ConsumerGroup`
+//! (`ci/groups-consumer-regression-seeds`).
+//!
+//! All of them run on one harness ([`harness`]): a [`harness::Scenario`] runs a seed under a
+//! [`harness::Plan`] and reports a [`harness::Report`]; the harness brings the batch runner,
+//! the stable trace hash, numbered decisions, shrinking and replay files, and [`cli`] the
+//! command line (`skein-sim node|cluster|replication|groups ...`, `node` by default).
 //!
 //! Architecture invariant: nothing in this crate reads the clock, the OS RNG or iterates a
 //! HashMap; the only I/O is writing a trace file the caller asked for.
@@ -39,14 +46,17 @@
 
 pub mod canary;
 pub mod checker;
+pub mod cli;
 pub mod cluster;
 pub mod disk;
 pub mod groups;
+pub mod harness;
 pub mod net;
 pub mod node;
 pub mod records;
 pub mod replication;
 pub mod rng;
+pub mod scenario;
 pub mod schedule;
 pub mod sim;
 pub mod swarm;

@@ -1,4 +1,5 @@
-//! Schedules: what a run may inject, as a restriction of what its seed would inject, so that a
+//! The node simulation's schedules (the harness's [`crate::harness::Plan`] plus the node's
+//! shape: producers, fetchers, partitions). Schedules: what a run may inject, as a restriction of what its seed would inject, so that a
 //! failing run can be shrunk and the smaller run replayed from a file.
 //!
 //! Every fault the simulator injects and every admin action it takes is a numbered decision (in
@@ -16,6 +17,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::canary::SimCanary;
+use crate::harness::shrink::ddmin as harness_ddmin;
 use crate::sim::{run, Options, Outcome};
 
 /// How a run is narrowed (all `None`: the seed's own run).
@@ -163,8 +165,7 @@ pub struct Shrunk {
     pub runs: usize,
 }
 
-/// Runs tried at most while shrinking.
-pub const SHRINK_RUNS_MAX: usize = 3000;
+pub use crate::harness::shrink::SHRINK_RUNS_MAX;
 
 struct Shrinker {
     seed: u64,
@@ -311,40 +312,14 @@ pub fn shrink_with(
     })
 }
 
-/// Zeller's ddmin over the allowed decisions: a smallest-found subset that still fails.
-fn ddmin(sh: &mut Shrinker, base: &Schedule, mut set: Vec<u64>) -> Vec<u64> {
-    let with = |set: &[u64]| Schedule {
-        allowed: Some(set.iter().copied().collect()),
-        ..base.clone()
-    };
-    let mut n = 2usize;
-    while set.len() >= 2 {
-        let chunk = set.len().div_ceil(n);
-        let mut reduced = false;
-        // Try each complement (drop one chunk).
-        let found = (0..n).find_map(|i| {
-            let lo = i * chunk;
-            if lo >= set.len() {
-                return None;
-            }
-            let hi = (lo + chunk).min(set.len());
-            let complement: Vec<u64> = set[..lo].iter().chain(&set[hi..]).copied().collect();
-            sh.fails(&with(&complement)).map(|_| complement)
-        });
-        if let Some(complement) = found {
-            set = complement;
-            n = (n - 1).max(2);
-            reduced = true;
-        }
-        if !reduced {
-            if n >= set.len() || sh.runs >= sh.max_runs {
-                break;
-            }
-            n = (2 * n).min(set.len());
-        }
-    }
-    if set.len() == 1 && sh.fails(&with(&[])).is_some() {
-        set.clear();
-    }
-    set
+/// Zeller's ddmin over the allowed decisions (the harness's [`ddmin`]): a smallest-found
+/// subset that still fails.
+fn ddmin(sh: &mut Shrinker, base: &Schedule, set: Vec<u64>) -> Vec<u64> {
+    harness_ddmin(set, |set| {
+        let s = Schedule {
+            allowed: Some(set.iter().copied().collect()),
+            ..base.clone()
+        };
+        sh.fails(&s).is_some()
+    })
 }

@@ -1,6 +1,6 @@
 //! The partition-replication simulation (`skein-sim replication`): seeds 0..200 pass without
-//! canaries (except `known-bug` lines), every canary is caught by its seed, runs are
-//! deterministic, and `ci/replication-regression-seeds` replays.
+//! canaries (except `known-bug` lines) and every canary is caught by its seed (regression seeds
+//! and determinism: `sims.rs`).
 
 use skein_sim::replication::{run, Options, Outcome, ReplCanary};
 
@@ -54,15 +54,6 @@ fn seeds_0_to_200_pass_without_canaries() {
     assert!(acked > 10_000, "the batch acknowledged only {acked} writes");
 }
 
-#[test]
-fn same_seed_same_trace() {
-    for seed in [0u64, 7, 123] {
-        let (a, b) = (run_with(seed, None), run_with(seed, None));
-        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
-        assert_eq!(a.summary(), b.summary());
-    }
-}
-
 /// The canary seeds of the regression file: each must fail with its canary on and pass
 /// without it.
 #[test]
@@ -88,18 +79,5 @@ fn every_canary_is_caught_by_its_seed() {
             "no regression seed for canary {}",
             c.name()
         );
-    }
-}
-
-#[test]
-fn regression_seeds() {
-    for (at, seed, shape) in lines() {
-        match shape.as_str() {
-            "-" => {
-                let o = run_with(seed, None);
-                assert!(o.violation.is_none(), "{at}\n{}", describe(&o));
-            }
-            s => assert!(s.starts_with("canary="), "{at}: shape {s:?}"),
-        }
     }
 }

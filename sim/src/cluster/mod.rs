@@ -19,7 +19,9 @@
 //! Usage: `skein-sim cluster --seed N` or `--seeds A..B`, optionally `--voters 3|5` and
 //! `--canary vote-twice|commit-old-term|no-check-quorum` (`--list-canaries`). A failure prints
 //! the seed, the broken property, the last events, every node's status and a one-line replay
-//! command.
+//! command. Every crash, partition, pause, admin action and quiet-period death is a numbered
+//! decision of the harness, so `skein-sim cluster shrink --seed N` shrinks a failing run and
+//! `--replay FILE` runs the shrunk file; `--trace FILE` writes every event line as JSON.
 //!
 //! Architecture invariant: like the rest of the crate, nothing here reads a clock or the OS
 //! RNG, or iterates a HashMap; the same seed and build give the same trace hash.
@@ -28,14 +30,17 @@ pub mod canary;
 pub mod check;
 pub mod disk;
 pub mod net;
+pub mod scenario;
 pub mod sim;
 pub mod swarm;
 
 pub use canary::ClusterCanary;
+pub use scenario::ClusterScenario;
 pub use sim::Stats;
 pub use swarm::ClusterSwarm;
 
 use crate::checker::{run_catching, Violation};
+use crate::harness::Plan;
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub struct Outcome {
     pub status: String,
     /// Counters.
     pub stats: Stats,
+    /// Numbers of the faults and admin actions that went ahead.
+    pub decisions: Vec<u64>,
 }
 
 impl Outcome {
@@ -151,12 +158,28 @@ impl Outcome {
 /// Runs one seed; a panic inside skein-core or the harness is reported as a `node-invariant`
 /// violation.
 pub fn run(options: Options) -> Outcome {
+    run_with(options, &Plan::default(), None)
+}
+
+/// [`run`] narrowed by `plan`, writing every event line as JSON to `trace_out` if given.
+pub fn run_with(
+    options: Options,
+    plan: &Plan,
+    trace_out: Option<Box<dyn std::io::Write>>,
+) -> Outcome {
     if let Some(v) = options.voters {
         assert!(v == 3 || v == 5, "voters must be 3 or 5, not {v}");
     }
-    let mut c = sim::Cluster::new(options.seed, options.voters, options.canary);
+    let mut c = sim::Cluster::new(
+        options.seed,
+        options.voters,
+        options.canary,
+        plan,
+        trace_out,
+    );
     let violation = run_catching(|| c.run());
     c.finish_stats();
+    c.flush_trace();
     Outcome {
         options,
         swarm: c.swarm.clone(),
@@ -167,5 +190,6 @@ pub fn run(options: Options) -> Outcome {
         tail: c.tail(),
         status: c.status(),
         stats: c.stats.clone(),
+        decisions: c.gate.taken().to_vec(),
     }
 }

@@ -30,7 +30,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
 
 use skein_core::catalog::{Catalog, CatalogSnapshot, MetadataRecord, Placement};
 use skein_core::config::LogConfig;
@@ -42,14 +43,17 @@ use skein_core::raft::{
 
 use super::canary::ClusterCanary;
 use super::check::clients::{ClientChecker, Outcome as OpOutcome};
-use super::check::converge;
 use super::check::metadata::{decode, MetadataChecker};
-use super::check::raft::{RaftChecker, VoterLog};
+use super::check::raft::RaftChecker;
 use super::disk::{self, CrashLoss, DiskOp, RaftDisk};
 use super::net::ClusterNet;
 use super::swarm::ClusterSwarm;
 use crate::checker::{violation, Verdict};
+use crate::harness::{Gate, Plan, TraceHasher};
 use crate::rng::Rng;
+
+#[path = "verdicts.rs"]
+mod verdicts;
 
 /// Lower bound of the election timeout (the real broker: 1000 ms).
 pub const ELECTION_MIN_MS: u64 = 100;
@@ -278,7 +282,11 @@ pub(super) struct Cluster {
     raft_check: RaftChecker,
     meta: MetadataChecker,
     clients: ClientChecker,
-    hasher: DefaultHasher,
+    hasher: TraceHasher,
+    /// Numbers faults and admin actions; lets through those the plan allows.
+    pub(super) gate: Gate,
+    /// Where every event line goes as JSON (`--trace`).
+    trace_out: Option<Box<dyn std::io::Write>>,
     tail: VecDeque<Line>,
     pub(super) steps: u64,
     pub(super) stats: Stats,
@@ -351,11 +359,20 @@ fn describe(msg: &Msg) -> String {
 }
 
 impl Cluster {
-    pub(super) fn new(seed: u64, voters: Option<u64>, canary: Option<ClusterCanary>) -> Cluster {
+    pub(super) fn new(
+        seed: u64,
+        voters: Option<u64>,
+        canary: Option<ClusterCanary>,
+        plan: &Plan,
+        trace_out: Option<Box<dyn std::io::Write>>,
+    ) -> Cluster {
         let mut root = Rng::new(seed);
         let mut swarm = ClusterSwarm::draw(&mut root.fork());
         if let Some(v) = voters {
             swarm.voters = v;
+        }
+        if let Some(ms) = plan.safety_ms {
+            swarm.safety_ms = ms;
         }
         let rng = root.fork();
         let mut rng_more = root.fork();
@@ -388,7 +405,9 @@ impl Cluster {
             raft_check: RaftChecker::default(),
             meta: MetadataChecker::default(),
             clients: ClientChecker::default(),
-            hasher: DefaultHasher::new(),
+            hasher: TraceHasher::new(),
+            gate: Gate::new(plan.allowed.clone()),
+            trace_out,
             tail: VecDeque::with_capacity(TAIL_LINES + 1),
             steps: 0,
             stats: Stats::default(),
@@ -429,10 +448,36 @@ impl Cluster {
     }
 
     fn push_line(&mut self, line: Line) {
+        if let Some(out) = &mut self.trace_out {
+            let obj = match &line {
+                Line::Deliver { t, from, to, what } => {
+                    serde_json::json!({ "t": t, "from": from, "to": to, "event": what })
+                }
+                Line::Note { t, text } => serde_json::json!({ "t": t, "event": text }),
+            };
+            let _ = writeln!(out, "{obj}");
+        }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
         self.tail.push_back(line);
+    }
+
+    /// A fault or admin action is about to happen: numbers it, and says whether the plan lets
+    /// it go ahead.
+    fn go(&mut self, what: &str) -> bool {
+        let (n, ok) = self.gate.decide();
+        if !ok {
+            self.note(format!("decision #{n} ({what}) left out by the schedule"));
+        }
+        ok
+    }
+
+    /// Flushes the `--trace` file.
+    pub(super) fn flush_trace(&mut self) {
+        if let Some(out) = &mut self.trace_out {
+            let _ = out.flush();
+        }
     }
 
     /// Records a rare event in the trace.
@@ -643,7 +688,7 @@ impl Cluster {
                     },
                 );
                 let pm = self.swarm.crash_on_sync_pm * if likely { 5 } else { 1 };
-                if self.faults && self.chance_pm(pm) {
+                if self.faults && self.chance_pm(pm) && self.go("crash at an fsync") {
                     // Crash before the write is durable; this step's later outputs are lost.
                     self.crash(id, "at an fsync");
                     let down = self.rng.below(self.swarm.delay_max_ms + 1);
@@ -1264,16 +1309,20 @@ impl Cluster {
                 Some(l) if self.rng.chance(500_000) => l,
                 _ => 1 + self.rng.below(self.swarm.voters),
             };
-            if self.node(victim).up {
+            if self.node(victim).up && self.go("crash") {
                 self.crash(victim, "crash");
                 let down = self.rng.below(self.swarm.downtime_max_ms + 1);
                 self.schedule(self.now + down, Event::Restart { node: victim });
             }
         } else if self.chance_pm(self.swarm.partition_pm) {
-            self.partition();
+            if self.go("partition") {
+                self.partition();
+            }
         } else if self.chance_pm(self.swarm.pause_pm) {
-            self.pause();
-        } else if self.chance_pm(self.swarm.admin_pm) {
+            if self.go("pause") {
+                self.pause();
+            }
+        } else if self.chance_pm(self.swarm.admin_pm) && self.go("admin") {
             self.admin()?;
         }
         Ok(())
@@ -1430,39 +1479,6 @@ impl Cluster {
         Ok(())
     }
 
-    fn check_commit_safety(&self) -> Verdict {
-        let Some((&index, &(term, _))) = self.raft_check.committed.last_key_value() else {
-            return Ok(());
-        };
-        let end = |d: &skein_core::raft::Durable| {
-            let last = disk::last_index(d);
-            (disk::term_at(d, last).unwrap_or(0), last)
-        };
-        let logs: Vec<VoterLog> = self.nodes[..self.swarm.voters as usize]
-            .iter()
-            .map(|n| {
-                let d = n.disk.durable();
-                match &n.raft {
-                    Some(r) => VoterLog {
-                        id: n.id,
-                        has_committed: index <= r.snapshot().index
-                            || r.term_at(index) == Some(term),
-                        end: (r.last_term(), r.last_index()),
-                        durable_end: end(d),
-                    },
-                    None => VoterLog {
-                        id: n.id,
-                        has_committed: disk::term_at(d, index) == Some(term)
-                            || d.snapshot.as_ref().is_some_and(|s| s.index >= index),
-                        end: end(d),
-                        durable_end: end(d),
-                    },
-                }
-            })
-            .collect();
-        self.raft_check.check_commit_safety(&logs)
-    }
-
     fn run_until(&mut self, end_ms: u64) -> Verdict {
         while self.now < end_ms {
             self.step()?;
@@ -1565,77 +1581,11 @@ impl Cluster {
             2 => Some(1 + self.rng.below(self.swarm.voters)),
             _ => None,
         };
-        if let Some(id) = victim {
+        if let Some(id) = victim.filter(|_| self.go("dies for good")) {
             self.crash(id, "dies for good");
             self.node_mut(id).stay_dead = true;
         }
         Ok(())
-    }
-
-    /// Whether the cluster settled and the convergence checks pass.
-    fn converged(&self) -> Verdict {
-        let Some(l) = self.leader() else {
-            return Err(violation("liveness", "no leader at the end".into()));
-        };
-        let lr = self.node(l).raft.as_ref().expect("leader is up");
-        let commit = lr.commit_index();
-        if lr.last_index() != commit {
-            return Err(violation(
-                "liveness",
-                format!(
-                    "leader {l} still has entries {}..={} uncommitted",
-                    commit + 1,
-                    lr.last_index()
-                ),
-            ));
-        }
-        for n in self.nodes.iter().filter(|n| n.raft.is_some()) {
-            if n.applied != commit {
-                return Err(violation(
-                    "liveness",
-                    format!("node {} applied {} of {commit} committed", n.id, n.applied),
-                ));
-            }
-        }
-        if self.meta.len() != commit {
-            return Err(violation(
-                "liveness",
-                format!(
-                    "{} entries were applied somewhere, the leader commits {commit}",
-                    self.meta.len()
-                ),
-            ));
-        }
-        self.clients.check_committed(&self.meta)?;
-        let reference = self.meta.catalog_at(commit);
-        let catalogs: Vec<(NodeId, &Catalog)> = self
-            .nodes
-            .iter()
-            .filter(|n| n.raft.is_some())
-            .map(|n| (n.id, &n.catalog))
-            .collect();
-        let brokers: Vec<converge::BrokerEnd> = self
-            .nodes
-            .iter()
-            .map(|n| converge::BrokerEnd {
-                id: n.id as i32,
-                incarnation: n.incarnation.clone(),
-                live: n.up && !n.paused && !n.stay_dead,
-            })
-            .collect();
-        converge::check(&catalogs, &reference, commit, &brokers)?;
-        let pending = self
-            .node(l)
-            .controller
-            .clone()
-            .poll(self.now, &self.node(l).catalog);
-        if !pending.is_empty() {
-            return Err(violation(
-                "liveness",
-                format!("the controller on leader {l} still proposes {pending:?}"),
-            ));
-        }
-        self.clients.check_reflected(&self.meta, &reference)
     }
 
     // ---- reports ----

@@ -86,17 +86,26 @@
 //! 12.7 s).
 //!
 //! Usage: `skein-sim groups --seed N` or `--seeds A..B`, optionally `--canary NAME`
-//! (`--list-canaries`). Regression seeds: `ci/groups-regression-seeds`.
+//! (`--list-canaries`), `--trace FILE`, `shrink --seed N` and `--replay FILE` (every fault is a
+//! numbered decision of the harness). Regression seeds: `ci/groups-regression-seeds`. Layout:
+//! [`sim`] the driver, `sim/check.rs` the per-step and end checkers, [`fencing`] the
+//! static-fencing checker, [`assignor`] the client-side assignors, [`kip848`] the KIP-848
+//! scenario (`skein-sim groups --protocol consumer`).
 //!
 //! Determinism: BTreeMap/Vec only, no clock, every draw from the seed's [`crate::rng::Rng`].
 
+pub mod assignor;
 pub mod fencing;
+pub mod kip848;
+pub mod scenario;
 pub mod sim;
 pub mod swarm;
 
+pub use scenario::GroupsScenario;
 pub use swarm::GroupsSwarm;
 
 use crate::checker::{run_catching, Violation};
+use crate::harness::Plan;
 use skein_core::canary::Canary;
 
 /// Planted bugs of the consumer-group simulation (each turns on a skein-core canary).
@@ -213,6 +222,8 @@ pub struct Outcome {
     pub status: String,
     /// Counters.
     pub stats: Stats,
+    /// Numbers of the faults and admin actions that went ahead.
+    pub decisions: Vec<u64>,
 }
 
 impl Outcome {
@@ -277,8 +288,18 @@ impl Outcome {
 
 /// Runs one seed; a panic in skein-core or the driver is a `node-invariant` violation.
 pub fn run(options: Options) -> Outcome {
-    let mut s = sim::GroupsSim::new(options.seed, options.canary);
+    run_with(options, &Plan::default(), None)
+}
+
+/// [`run`] narrowed by `plan`, writing every event line as JSON to `trace_out` if given.
+pub fn run_with(
+    options: Options,
+    plan: &Plan,
+    trace_out: Option<Box<dyn std::io::Write>>,
+) -> Outcome {
+    let mut s = sim::GroupsSim::new(options.seed, options.canary, plan, trace_out);
     let violation = run_catching(|| s.run());
+    s.flush_trace();
     Outcome {
         options,
         swarm: s.swarm.clone(),
@@ -289,5 +310,6 @@ pub fn run(options: Options) -> Outcome {
         tail: s.tail(),
         status: s.status(),
         stats: s.stats(),
+        decisions: s.decisions(),
     }
 }

@@ -5,19 +5,24 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
 
-use skein_core::coordinator::{subscribed_topics, Record, Shard};
+use skein_core::coordinator::{Record, Shard};
 use skein_core::group::{GroupConfig, GroupError, GroupState, Join, Joined, Reply};
 use skein_core::offsets::OffsetValue;
 
+use super::assignor::{assign, decode_assignment, encode_subscription, TOPIC};
 use super::fencing::{Proc, StaticFencing};
-use super::swarm::{Assignor, GroupsSwarm};
+use super::swarm::GroupsSwarm;
 use super::{GroupsCanary, Stats};
 use crate::checker::{violation, Violation};
+use crate::harness::{Gate, Plan, TraceHasher};
 use crate::rng::Rng;
 
-const TOPIC: &str = "t";
+#[path = "check.rs"]
+mod check;
+
 const COORD_TICK_MS: u64 = 50;
 const REQUEST_TIMEOUT_MS: u64 = 2_000;
 const RETRY_MS: u64 = 100;
@@ -364,7 +369,11 @@ pub struct GroupsSim {
     /// A violation found where a `Res` cannot be returned (reported after the step).
     found: Option<Violation>,
     stats: Stats,
-    hasher: DefaultHasher,
+    hasher: TraceHasher,
+    /// Numbers faults and admin actions; lets through those the plan allows.
+    gate: Gate,
+    /// Where every event line goes as JSON (`--trace`).
+    trace_out: Option<Box<dyn std::io::Write>>,
     tail: VecDeque<String>,
 }
 
@@ -374,9 +383,17 @@ fn group_name(g: usize) -> String {
 
 impl GroupsSim {
     /// A run of `seed`.
-    pub fn new(seed: u64, canary: Option<GroupsCanary>) -> GroupsSim {
+    pub fn new(
+        seed: u64,
+        canary: Option<GroupsCanary>,
+        plan: &Plan,
+        trace_out: Option<Box<dyn std::io::Write>>,
+    ) -> GroupsSim {
         let mut root = Rng::new(seed);
-        let swarm = GroupsSwarm::draw(&mut root.fork());
+        let mut swarm = GroupsSwarm::draw(&mut root.fork());
+        if let Some(ms) = plan.safety_ms {
+            swarm.safety_ms = ms;
+        }
         let mut rng = root.fork();
         let net_rng = root.fork();
         let dup_rng = root.fork();
@@ -434,7 +451,9 @@ impl GroupsSim {
             fencing: StaticFencing::default(),
             found: None,
             stats: Stats::default(),
-            hasher: DefaultHasher::new(),
+            hasher: TraceHasher::new(),
+            gate: Gate::new(plan.allowed.clone()),
+            trace_out,
             tail: VecDeque::new(),
         };
         s.coord.shard = Some(s.new_shard());
@@ -459,10 +478,36 @@ impl GroupsSim {
 
     fn note(&mut self, text: String) {
         (self.now, &text).hash(&mut self.hasher);
+        if let Some(out) = &mut self.trace_out {
+            let obj = serde_json::json!({ "t": self.now, "event": text });
+            let _ = writeln!(out, "{obj}");
+        }
         if self.tail.len() == TAIL {
             self.tail.pop_front();
         }
         self.tail.push_back(format!("t={} {text}", self.now));
+    }
+
+    /// A fault or admin action is about to happen: numbers it, and says whether the plan lets
+    /// it go ahead.
+    fn go(&mut self, what: &str) -> bool {
+        let (n, ok) = self.gate.decide();
+        if !ok {
+            self.note(format!("decision #{n} ({what}) left out by the schedule"));
+        }
+        ok
+    }
+
+    /// Numbers of the faults and admin actions that went ahead.
+    pub fn decisions(&self) -> Vec<u64> {
+        self.gate.taken().to_vec()
+    }
+
+    /// Flushes the `--trace` file.
+    pub fn flush_trace(&mut self) {
+        if let Some(out) = &mut self.trace_out {
+            let _ = out.flush();
+        }
     }
 
     /// The trace hash.
@@ -618,6 +663,10 @@ impl GroupsSim {
             }
             self.steps += 1;
             (self.now, ev.key()).hash(&mut self.hasher);
+            if let Some(out) = &mut self.trace_out {
+                let obj = serde_json::json!({ "t": self.now, "step": self.steps, "event": format!("{ev:?}") });
+                let _ = writeln!(out, "{obj}");
+            }
             self.step(ev)?;
             self.check_step()?;
         }
@@ -730,7 +779,7 @@ impl GroupsSim {
         let sw = self.swarm.clone();
         let mut acc = sw.crash_pm;
         if r < acc {
-            if let Some(cid) = self.pick_live() {
+            if let Some(cid) = self.pick_live().filter(|_| self.go("crash")) {
                 self.note(format!("c{}.{} crashes", cid.0, cid.1));
                 self.stats.crashes += 1;
                 self.take_down(cid);
@@ -742,6 +791,9 @@ impl GroupsSim {
             if let Some(cid) = self.pick_live() {
                 if self.clients[cid.0][cid.1].paused_until.is_none() {
                     let d = self.rng.range(100, sw.pause_max_ms);
+                    if !self.go("pause") {
+                        return;
+                    }
                     self.note(format!("c{}.{} pauses for {d} ms", cid.0, cid.1));
                     self.stats.pauses += 1;
                     self.cl(cid).paused_until = Some(self.now + d);
@@ -751,14 +803,14 @@ impl GroupsSim {
         }
         acc += sw.leave_pm;
         if r < acc {
-            if let Some(cid) = self.pick_live() {
+            if let Some(cid) = self.pick_live().filter(|_| self.go("leave")) {
                 self.leave(cid);
             }
             return;
         }
         acc += sw.failover_pm;
         if r < acc {
-            if self.coord.shard.is_some() {
+            if self.coord.shard.is_some() && self.go("failover") {
                 self.failover();
             }
             return;
@@ -849,6 +901,9 @@ impl GroupsSim {
             return;
         }
         let cid = cands[self.dup_rng.below(cands.len() as u64) as usize];
+        if !self.go("duplicate") {
+            return;
+        }
         let mut z = self.clients[cid.0][cid.1].clone();
         z.zombie = true;
         let zc = (cid.0, self.clients[cid.0].len());
@@ -936,7 +991,7 @@ impl GroupsSim {
                 vals.push((TOPIC.to_string(), p as i32, offset_value(off, self.now)));
             }
         }
-        if vals.is_empty() {
+        if vals.is_empty() || !self.go("admin reset") {
             return;
         }
         let shard = self.coord.shard.as_mut().expect("up");
@@ -1681,133 +1736,6 @@ impl GroupsSim {
     }
 
     // ---------------------------------------------------------------- checkers
-
-    /// After every step: the shard's invariants; committed offsets never fall (except at an
-    /// admin reset) nor vanish, and never pass the high watermark.
-    fn check_step(&mut self) -> Res {
-        if let Some(v) = self.found.take() {
-            return Err(v);
-        }
-        let Some(shard) = &self.coord.shard else {
-            return Ok(());
-        };
-        shard.check_invariants();
-        for g in 0..self.clients.len() {
-            let gid = group_name(g);
-            let mut seen = BTreeSet::new();
-            for ((_, p), c) in shard.offsets(&gid) {
-                let off = c.value.offset;
-                seen.insert(*p);
-                if off > self.hw[*p as usize] {
-                    return Err(violation(
-                        "committed-offset-above-hw",
-                        format!(
-                            "{gid} p{p}: committed {off} above the high watermark {}",
-                            self.hw[*p as usize]
-                        ),
-                    ));
-                }
-                if let Some(last) = self.committed.get(&(g, *p)) {
-                    if off < *last {
-                        return Err(violation(
-                            "committed-offset-monotonic",
-                            format!("{gid} p{p}: committed offset moved back from {last} to {off}"),
-                        ));
-                    }
-                }
-                self.committed.insert((g, *p), off);
-            }
-            for ((gg, p), last) in &self.committed {
-                if *gg == g && !seen.contains(p) {
-                    return Err(violation(
-                        "committed-offset-monotonic",
-                        format!("{gid} p{p}: committed offset {last} vanished"),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After the quiet period: every group is Stable with exactly the live consumers, all in
-    /// its generation, and every partition has exactly one owner.
-    fn check_end(&mut self) -> Res {
-        let Some(shard) = &self.coord.shard else {
-            return Err(violation(
-                "group-liveness",
-                "the coordinator never came back".into(),
-            ));
-        };
-        for (g, cs) in self.clients.iter().enumerate() {
-            let gid = group_name(g);
-            let Some(group) = shard.group(&gid) else {
-                return Err(violation("group-liveness", format!("{gid} unknown")));
-            };
-            if group.state() != GroupState::Stable {
-                return Err(violation(
-                    "group-liveness",
-                    format!("{gid} is {} at the end", group.state().name()),
-                ));
-            }
-            let members: BTreeSet<&str> = group.members().map(|m| m.id.as_str()).collect();
-            let mut owned: BTreeMap<i32, String> = BTreeMap::new();
-            for (i, c) in cs.iter().enumerate() {
-                if c.zombie {
-                    if c.phase != Phase::Down {
-                        return Err(violation(
-                            "static-fencing",
-                            format!(
-                                "{gid}: duplicate c{g}.{i} of {:?} still runs at the end ({:?} as \
-                                 {} in generation {})",
-                                c.instance, c.phase, c.member, c.generation
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                if c.phase != Phase::Stable
-                    || c.generation != group.generation()
-                    || !members.contains(c.member.as_str())
-                {
-                    return Err(violation(
-                        "group-liveness",
-                        format!(
-                            "{gid} generation {}: c{g}.{i} is {:?} as {} in generation {}",
-                            group.generation(),
-                            c.phase,
-                            c.member,
-                            c.generation
-                        ),
-                    ));
-                }
-                for p in &c.assignment {
-                    if let Some(o) = owned.insert(*p, c.member.clone()) {
-                        return Err(violation(
-                            "group-liveness",
-                            format!("{gid}: p{p} owned by {o} and {}", c.member),
-                        ));
-                    }
-                }
-            }
-            let consumers = cs.iter().filter(|c| !c.zombie).count();
-            if members.len() != consumers {
-                return Err(violation(
-                    "group-liveness",
-                    format!(
-                        "{gid} has {} members for {consumers} consumers",
-                        members.len()
-                    ),
-                ));
-            }
-            if owned.len() != self.swarm.partitions {
-                return Err(violation(
-                    "group-liveness",
-                    format!("{gid}: only partitions {:?} have an owner", owned.keys()),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 fn offset_value(offset: i64, now: u64) -> OffsetValue {
@@ -1816,149 +1744,5 @@ fn offset_value(offset: i64, now: u64) -> OffsetValue {
         leader_epoch: -1,
         metadata: String::new(),
         commit_ms: now as i64,
-    }
-}
-
-// -------------------------------------------------------------------- the client's assignor
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// ConsumerProtocolSubscription v0: version, topics, user data (null).
-pub fn encode_subscription(topic: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0i16.to_be_bytes());
-    out.extend_from_slice(&1i32.to_be_bytes());
-    put_str(&mut out, topic);
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-    out
-}
-
-/// ConsumerProtocolAssignment v0 of partitions of [`TOPIC`]: version, [topic, [partition]],
-/// user data (null).
-pub fn encode_assignment(parts: &[i32]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0i16.to_be_bytes());
-    out.extend_from_slice(&1i32.to_be_bytes());
-    put_str(&mut out, TOPIC);
-    out.extend_from_slice(&(parts.len() as i32).to_be_bytes());
-    for p in parts {
-        out.extend_from_slice(&p.to_be_bytes());
-    }
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-    out
-}
-
-/// The partitions of [`TOPIC`] in a ConsumerProtocolAssignment (empty bytes: none).
-pub fn decode_assignment(b: &[u8]) -> Vec<i32> {
-    fn i32_at(b: &[u8], at: usize) -> Option<i32> {
-        Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-    }
-    let mut out = Vec::new();
-    let Some(topics) = i32_at(b, 2) else {
-        return out;
-    };
-    let mut at = 6;
-    for _ in 0..topics {
-        let Some(len) = b.get(at..at + 2) else {
-            break;
-        };
-        let len = i16::from_be_bytes([len[0], len[1]]).max(0) as usize;
-        let name = b.get(at + 2..at + 2 + len).unwrap_or_default();
-        at += 2 + len;
-        let n = i32_at(b, at).unwrap_or(0);
-        at += 4;
-        for _ in 0..n {
-            let p = i32_at(b, at).unwrap_or(-1);
-            at += 4;
-            if name == TOPIC.as_bytes() {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// The leader's assignment, as the Java client's assignors compute it: members subscribed to
-/// [`TOPIC`], ordered by instance id (static) or member id.
-pub fn assign(
-    assignor: Assignor,
-    members: &[(String, Option<String>, Vec<u8>)],
-    partitions: usize,
-) -> Vec<(String, Vec<u8>)> {
-    let mut subs: Vec<(&str, &str)> = members
-        .iter()
-        .filter(|(_, _, meta)| subscribed_topics(meta).iter().any(|t| t == TOPIC))
-        .map(|(id, inst, _)| (inst.as_deref().unwrap_or(id), id.as_str()))
-        .collect();
-    subs.sort();
-    let n = subs.len();
-    let mut out: BTreeMap<&str, Vec<i32>> = members
-        .iter()
-        .map(|(id, _, _)| (id.as_str(), vec![]))
-        .collect();
-    match assignor {
-        Assignor::Range => {
-            let per = partitions.checked_div(n).unwrap_or(0);
-            let extra = partitions.checked_rem(n).unwrap_or(0);
-            for (i, (_, id)) in subs.iter().enumerate() {
-                let start = per * i + i.min(extra);
-                let len = per + usize::from(i < extra);
-                out.insert(id, (start..start + len).map(|p| p as i32).collect());
-            }
-        }
-        Assignor::RoundRobin => {
-            for (p, (_, id)) in (0..partitions).zip(subs.iter().cycle()) {
-                out.entry(id).or_default().push(p as i32);
-            }
-        }
-    }
-    out.into_iter()
-        .map(|(id, parts)| (id.to_string(), encode_assignment(&parts)))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assignments_round_trip_and_subscriptions_parse() {
-        assert_eq!(subscribed_topics(&encode_subscription("t")), vec!["t"]);
-        assert_eq!(
-            decode_assignment(&encode_assignment(&[0, 3, 5])),
-            vec![0, 3, 5]
-        );
-        assert!(decode_assignment(&[]).is_empty());
-    }
-
-    #[test]
-    fn range_and_roundrobin_split_like_the_java_client() {
-        let m = |id: &str| (id.to_string(), None, encode_subscription("t"));
-        let members = vec![m("b"), m("a"), m("c")];
-        let got = |a| {
-            assign(a, &members, 7)
-                .into_iter()
-                .map(|(id, b)| (id, decode_assignment(&b)))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            got(Assignor::Range),
-            vec![
-                ("a".into(), vec![0, 1, 2]),
-                ("b".into(), vec![3, 4]),
-                ("c".into(), vec![5, 6])
-            ]
-        );
-        assert_eq!(
-            got(Assignor::RoundRobin),
-            vec![
-                ("a".into(), vec![0, 3, 6]),
-                ("b".into(), vec![1, 4]),
-                ("c".into(), vec![2, 5])
-            ]
-        );
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+
+use crate::harness::TraceHasher;
 
 use skein_core::batch;
 use skein_core::catalog::{Catalog, MetadataRecord, PartitionState};
@@ -302,7 +304,7 @@ pub struct ReplSim {
     exposed: BTreeMap<(usize, i32), i64>,
     epoch_leader: BTreeMap<(usize, i32), i32>,
     stats: Stats,
-    hasher: DefaultHasher,
+    hasher: TraceHasher,
     tail: VecDeque<String>,
 }
 
@@ -397,7 +399,7 @@ impl ReplSim {
             exposed: BTreeMap::new(),
             epoch_leader: BTreeMap::new(),
             stats: Stats::default(),
-            hasher: DefaultHasher::new(),
+            hasher: TraceHasher::new(),
             tail: VecDeque::new(),
         }
     }
