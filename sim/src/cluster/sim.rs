@@ -1,13 +1,15 @@
 //! The cluster harness: a discrete-event loop over N voters (each also a broker) and up to two
 //! non-voting brokers, driving skein-core's `Raft`, `Catalog` and `Controller` the way the
-//! real shell does (net/src/quorum.rs), with simulated time, disks and network.
+//! real shell does (broker/src/quorum.rs), with simulated time, disks and network.
 //!
 //! Each voter runs Raft over a [`RaftDisk`], applies committed entries (JSON
 //! `MetadataRecord`s) to its `Catalog`, snapshots the catalog every `snapshot_every` applied
-//! entries, and runs a `Controller` as net/src/broker.rs `control()` does: every
-//! [`CONTROLLER_POLL_MS`] it is told whether this node leads, and while it does it counts its own
-//! heartbeat, proposes the cluster id if none is committed, and proposes what `poll` returns
-//! (fences, unfences). A voter's broker registers by proposing `BrokerRegistered` through its own
+//! entries, and every [`CONTROLLER_POLL_MS`] runs a round of skein-core's `Controller` (the very
+//! `Controller::round` broker/src/broker.rs `control()` runs): it tells the controller whether
+//! this node leads, and while it does counts its own heartbeat and proposes the cluster id if
+//! none is committed, fences and unfences, and preferred-leader elections every
+//! [`REBALANCE_EVERY_MS`]; a voter whose catalog names an earlier incarnation of it registers
+//! again. A voter's broker registers by proposing `BrokerRegistered` through its own
 //! node until the proposal is acknowledged (retrying every [`REGISTER_RETRY_MS`]), and
 //! heartbeats the leader its Raft knows every [`BROKER_HEARTBEAT_MS`]. A non-voting broker has
 //! no Raft: it heartbeats the leader it learned from the last answer, or else a random voter,
@@ -35,7 +37,7 @@ use std::io::Write as _;
 
 use skein_core::catalog::{Catalog, CatalogSnapshot, MetadataRecord, Placement};
 use skein_core::config::LogConfig;
-use skein_core::controller::Controller;
+use skein_core::controller::{Controller, RoundInput};
 use skein_core::raft::{
     AppendResult, Entry, EntryKind, Input, Message, NodeId, Output, ProposeError, Raft, RaftConfig,
     Role, Snapshot,
@@ -68,6 +70,9 @@ pub const SESSION_TIMEOUT_MS: u64 = 600;
 /// A broker retries its registration this often (the real broker: 200 ms), and a leader
 /// proposes one non-voter incarnation's registration at most this often.
 pub const REGISTER_RETRY_MS: u64 = 200;
+/// The active controller checks for preferred-leader elections this often (the broker's
+/// `--leader-imbalance-check-ms`, scaled down like every other timing here).
+pub const REBALANCE_EVERY_MS: u64 = 1_000;
 /// A proposal unanswered this long fails (the real driver: 15 s).
 pub const PROPOSAL_TIMEOUT_MS: u64 = 1_500;
 /// A non-voting broker unanswered this long stops trusting the leader it knew.
@@ -201,7 +206,8 @@ impl Node {
             disk: RaftDisk::default(),
             catalog: Catalog::new(LogConfig::default()),
             applied: 0,
-            controller: Controller::new(SESSION_TIMEOUT_MS),
+            controller: Controller::new(SESSION_TIMEOUT_MS)
+                .with_rebalance_every(REBALANCE_EVERY_MS),
             waiters: BTreeMap::new(),
             forwarded: BTreeMap::new(),
             applied_terms: BTreeMap::new(),
@@ -539,7 +545,8 @@ impl Cluster {
             n.raft = Some(raft);
             n.catalog = Catalog::new(LogConfig::default());
             n.applied = 0;
-            n.controller = Controller::new(SESSION_TIMEOUT_MS);
+            n.controller =
+                Controller::new(SESSION_TIMEOUT_MS).with_rebalance_every(REBALANCE_EVERY_MS);
             n.controller.set_canary(canary.map(ClusterCanary::core));
             n.hard_state_unsynced = false;
             n.last_sync_done_ms = now;
@@ -586,7 +593,7 @@ impl Cluster {
         };
         n.catalog = Catalog::new(LogConfig::default());
         n.applied = 0;
-        n.controller = Controller::new(SESSION_TIMEOUT_MS);
+        n.controller = Controller::new(SESSION_TIMEOUT_MS).with_rebalance_every(REBALANCE_EVERY_MS);
         n.applied_terms.clear();
         n.registering.clear();
         let waiting: Vec<usize> = n
@@ -1085,31 +1092,35 @@ impl Cluster {
         n.registered = registered;
     }
 
-    /// One round of net/src/broker.rs `control()`.
+    /// One controller round of a voter, through skein-core's `Controller::round` as the
+    /// broker's `control()` runs it.
     fn controller_tick(&mut self, id: NodeId) -> Verdict {
         let now = self.now;
+        let cluster_id = format!("sim-{:x}", self.seed);
         let n = self.node_mut(id);
-        let leader = n.leader();
-        n.controller.set_leader(now, leader);
-        if !leader {
-            return Ok(());
+        let input = RoundInput {
+            me: id as i32,
+            incarnation: &n.incarnation,
+            leading: n.leader(),
+            stopping: false,
+            local_cluster_id: &cluster_id,
+        };
+        let round = n.controller.round(now, &n.catalog, input);
+        if round.register_again && n.registered {
+            // An earlier incarnation's registration committed after ours: register again.
+            n.registered = false;
+            n.registration = None;
         }
-        n.controller.heartbeat(now, id as i32, &n.incarnation);
-        let mut recs = n.controller.poll(now, &n.catalog);
-        if n.catalog.cluster_id().is_none() {
-            recs.insert(
-                0,
-                MetadataRecord::ClusterId {
-                    id: format!("sim-{:x}", self.seed),
-                },
-            );
-        }
-        for rec in recs.into_iter().take(CONTROLLER_PROPOSALS_MAX) {
+        for rec in round.proposals.into_iter().take(CONTROLLER_PROPOSALS_MAX) {
             if !self.node(id).leader() {
                 break;
             }
             let data = serde_json::to_vec(&rec).expect("record encodes");
-            // A lost proposal is made again at a later poll.
+            self.note(format!(
+                "controller {id} proposes {}",
+                String::from_utf8_lossy(&data)
+            ));
+            // A lost proposal is made again at a later round.
             let _ = self.propose_here(id, data, None)?;
         }
         Ok(())
@@ -1147,6 +1158,27 @@ impl Cluster {
     }
 
     // ---- the workload and the faults ----
+
+    /// A replica caught up again, as a partition leader reports it: node `p`, leading a
+    /// partition in its own (maybe stale) catalog, takes a live replica outside the ISR back
+    /// in (which later makes preferred-leader elections possible).
+    fn isr_catch_up(&self, p: NodeId) -> Option<MetadataRecord> {
+        let catalog = &self.node(p).catalog;
+        catalog.topics().find_map(|t| {
+            t.parts.iter().enumerate().find_map(|(i, st)| {
+                let back = st.replicas.iter().find(|r| {
+                    !st.isr.contains(r) && catalog.broker(**r).is_some_and(|b| !b.fenced)
+                })?;
+                (st.leader == p as i32).then(|| MetadataRecord::IsrChanged {
+                    topic: t.name.clone(),
+                    partition: i as i32,
+                    leader_epoch: st.leader_epoch,
+                    partition_epoch: st.partition_epoch,
+                    isr: st.isr.iter().copied().chain([*back]).collect(),
+                })
+            })
+        })
+    }
 
     /// An admin proposal on a random running voter, planned against its own (maybe stale)
     /// catalog.
@@ -1207,6 +1239,7 @@ impl Cluster {
                     .plan_partitions(&name, total, &how)
                     .ok()
             }
+            9 => self.isr_catch_up(p),
             _ => Some(MetadataRecord::ProducerIdsAllocated { broker: p as i32 }),
         };
         let Some(rec) = rec else {
