@@ -46,4 +46,7 @@ pub enum Canary {
     /// `ConsumerGroup` (KIP-848): a partition is handed to its new owner before the old owner
     /// reported it revoked, so two members hold it at once.
     AssignBeforeRevoke,
+    /// `Raft::observe_answer` hands observers entries past the commit index, so a non-voting
+    /// broker applies metadata that a later leader may overwrite.
+    ObserveUncommitted,
 }

@@ -321,7 +321,10 @@ impl Raft {
         let entries = self
             .entries()
             .iter()
-            .filter(|e| e.index >= from && e.index <= self.commit_index)
+            .filter(|e| {
+                e.index >= from
+                    && (e.index <= self.commit_index || self.canary(Canary::ObserveUncommitted))
+            })
             .take(max)
             .cloned()
             .collect();
@@ -1382,4 +1385,5 @@ enum Canary {
     VoteTwice,
     CommitOldTerm,
     NoCheckQuorum,
+    ObserveUncommitted,
 }

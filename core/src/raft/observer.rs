@@ -30,7 +30,7 @@ pub struct ObserverConfig {
 
 /// A voter's answer to an observer: committed entries from the index asked for (after
 /// `snapshot`, when those were compacted away), and who leads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObserveAnswer {
     /// The leader the voter knows.
     pub leader: Option<NodeId>,

@@ -15,15 +15,18 @@ pub enum ClusterCanary {
     NoCheckQuorum,
     /// The controller never fences a silent broker.
     NoFencing,
+    /// Voters answer non-voting brokers with uncommitted entries.
+    ObserveUncommitted,
 }
 
 impl ClusterCanary {
     /// Every canary, in listing order.
-    pub const ALL: [ClusterCanary; 4] = [
+    pub const ALL: [ClusterCanary; 5] = [
         ClusterCanary::VoteTwice,
         ClusterCanary::CommitOldTerm,
         ClusterCanary::NoCheckQuorum,
         ClusterCanary::NoFencing,
+        ClusterCanary::ObserveUncommitted,
     ];
 
     /// The `--canary` name.
@@ -33,6 +36,7 @@ impl ClusterCanary {
             ClusterCanary::CommitOldTerm => "commit-old-term",
             ClusterCanary::NoCheckQuorum => "no-check-quorum",
             ClusterCanary::NoFencing => "no-fencing",
+            ClusterCanary::ObserveUncommitted => "observe-uncommitted",
         }
     }
 
@@ -51,6 +55,9 @@ impl ClusterCanary {
             ClusterCanary::NoFencing => {
                 "core Controller never fences a broker that stopped heartbeating"
             }
+            ClusterCanary::ObserveUncommitted => {
+                "core Raft answers a non-voting broker's Observe with entries past the commit index"
+            }
         }
     }
 
@@ -66,6 +73,7 @@ impl ClusterCanary {
             ClusterCanary::CommitOldTerm => Canary::CommitOldTerm,
             ClusterCanary::NoCheckQuorum => Canary::NoCheckQuorum,
             ClusterCanary::NoFencing => Canary::NoFencing,
+            ClusterCanary::ObserveUncommitted => Canary::ObserveUncommitted,
         }
     }
 }

@@ -38,6 +38,9 @@ use std::io::Write as _;
 use skein_core::catalog::{Catalog, CatalogSnapshot, MetadataRecord, Placement};
 use skein_core::config::LogConfig;
 use skein_core::controller::{Controller, RoundInput};
+use skein_core::raft::observer::{
+    ObserveAnswer, Observer, ObserverConfig, ObserverInput, ObserverOutput,
+};
 use skein_core::raft::{
     AppendResult, Entry, EntryKind, Input, Message, NodeId, Output, ProposeError, Raft, RaftConfig,
     Role, Snapshot,
@@ -73,6 +76,12 @@ pub const REGISTER_RETRY_MS: u64 = 200;
 /// The active controller checks for preferred-leader elections this often (the broker's
 /// `--leader-imbalance-check-ms`, scaled down like every other timing here).
 pub const REBALANCE_EVERY_MS: u64 = 1_000;
+/// A non-voting broker asks for new entries this often (the broker's 50 ms, scaled).
+pub const OBSERVE_EVERY_MS: u64 = 5;
+/// ... and gives a silent voter up after this long (the broker's 1 s, scaled).
+pub const OBSERVE_GIVE_UP_MS: u64 = 100;
+/// At most this many entries per answer to a non-voting broker (the broker's limit).
+pub const OBSERVE_ENTRIES_MAX: usize = 512;
 /// A proposal unanswered this long fails (the real driver: 15 s).
 pub const PROPOSAL_TIMEOUT_MS: u64 = 1_500;
 /// A non-voting broker unanswered this long stops trusting the leader it knew.
@@ -127,6 +136,10 @@ enum Msg {
         leader: NodeId,
         registered: bool,
     },
+    /// A non-voting broker asks a voter for committed entries from `next` (`PeerMsg::Observe`).
+    Observe { next: u64 },
+    /// The voter's answer (`PeerMsg::Observed`).
+    Observed(ObserveAnswer),
 }
 
 #[derive(Debug, Clone, Hash)]
@@ -140,6 +153,7 @@ enum Event {
     Heal { epoch: u64 },
     RegisterTick { node: NodeId, life: u64 },
     Resume { node: NodeId, epoch: u64 },
+    ObserveTick { node: NodeId, life: u64 },
 }
 
 /// One node: a broker, and for voters also a quorum member.
@@ -165,6 +179,9 @@ struct Node {
     registered: bool,
     /// A voter's registration proposal in flight: (op, when proposed).
     registration: Option<(usize, u64)>,
+    /// A non-voting broker's follower of the committed log (skein-core's `Observer`, as the
+    /// broker's observer driver runs it).
+    observer: Option<Observer>,
     // ---- quorum side (voters) ----
     raft: Option<Raft>,
     disk: RaftDisk,
@@ -202,6 +219,7 @@ impl Node {
             last_ack_ms: 0,
             registered: false,
             registration: None,
+            observer: None,
             raft: None,
             disk: RaftDisk::default(),
             catalog: Catalog::new(LogConfig::default()),
@@ -361,6 +379,15 @@ fn describe(msg: &Msg) -> String {
             leader,
             registered,
         } => format!("HeartbeatAck inc={incarnation} leader={leader} registered={registered}"),
+        Msg::Observe { next } => format!("Observe next={next}"),
+        Msg::Observed(a) => format!(
+            "Observed t{} leader={:?} commit={} snapshot={:?} n={}",
+            a.term,
+            a.leader,
+            a.commit,
+            a.snapshot.as_ref().map(|s| (s.term, s.index)),
+            a.entries.len()
+        ),
     }
 }
 
@@ -558,6 +585,21 @@ impl Cluster {
             let at = self.now + 1 + self.rng.below(CONTROLLER_POLL_MS);
             self.schedule(at, Event::ControllerTick { node: id, life });
             self.schedule(self.now, Event::RegisterTick { node: id, life });
+        } else {
+            let voters = (1..=self.swarm.voters).collect();
+            let n = self.node_mut(id);
+            n.observer = Some(Observer::new(
+                ObserverConfig {
+                    node_id: id,
+                    voters,
+                    ask_every_ms: OBSERVE_EVERY_MS,
+                    give_up_after_ms: OBSERVE_GIVE_UP_MS,
+                },
+                now,
+            ));
+            n.catalog = Catalog::new(LogConfig::default());
+            n.applied = 0;
+            self.schedule(now, Event::ObserveTick { node: id, life });
         }
         self.note(format!("node {id} starts, incarnation {id}.{life}"));
         let at = self.now + 1 + self.rng.below(BROKER_HEARTBEAT_MS);
@@ -585,6 +627,7 @@ impl Cluster {
         n.paused = false;
         n.deferred.clear();
         n.registration = None;
+        n.observer = None;
         let lost = if n.voter {
             n.raft = None;
             n.disk.crash(&mut self.rng, loss)
@@ -827,6 +870,57 @@ impl Cluster {
             "node {id} restores snapshot ({}, {})",
             s.term, s.index
         ));
+        Ok(())
+    }
+
+    /// A voter answers a non-voting broker with committed entries from `next`.
+    fn on_observe(&mut self, at: NodeId, from: NodeId, next: u64) {
+        let Some(raft) = self.node(at).raft.as_ref() else {
+            return;
+        };
+        let answer = raft.observe_answer(next, OBSERVE_ENTRIES_MAX);
+        self.send(at, from, Msg::Observed(answer));
+    }
+
+    /// Carries out a non-voting broker's observer outputs: asks, restores, applies.
+    fn carry_out_observer(&mut self, id: NodeId) -> Verdict {
+        loop {
+            let Some(o) = self.node_mut(id).observer.as_mut() else {
+                return Ok(());
+            };
+            o.check_invariants();
+            let Some(out) = o.poll_output() else {
+                return Ok(());
+            };
+            match out {
+                ObserverOutput::Ask { to, next } => self.send(id, to, Msg::Observe { next }),
+                ObserverOutput::Restore(s) => self.restore(id, s)?,
+                ObserverOutput::Apply(e) => self.observer_apply(id, e)?,
+            }
+        }
+    }
+
+    /// A non-voting broker applies a committed entry to its catalog.
+    fn observer_apply(&mut self, id: NodeId, entry: Entry) -> Verdict {
+        let expect = self.node(id).applied + 1;
+        if entry.index != expect {
+            return Err(violation(
+                "state-machine-safety",
+                format!(
+                    "observer {id} applied index {}, expected {expect}",
+                    entry.index
+                ),
+            ));
+        }
+        self.meta
+            .on_apply(id, entry.index, entry.term, entry.kind, &entry.data)?;
+        let n = self.node_mut(id);
+        n.applied = entry.index;
+        if entry.kind == EntryKind::Normal {
+            let rec = decode(&entry.data).expect("the checker decoded it");
+            n.catalog.apply(&rec);
+            n.catalog.check_invariants();
+        }
         Ok(())
     }
 
@@ -1425,6 +1519,14 @@ impl Cluster {
                         leader,
                         registered,
                     } => self.on_heartbeat_ack(to, &incarnation, leader, registered),
+                    Msg::Observe { next } => self.on_observe(to, from, next),
+                    Msg::Observed(answer) => {
+                        let now = self.now;
+                        if let Some(o) = self.node_mut(to).observer.as_mut() {
+                            o.handle(now, ObserverInput::Answer(answer));
+                            self.carry_out_observer(to)?;
+                        }
+                    }
                 }
             }
             Event::Persisted { node, life, seq } => {
@@ -1444,6 +1546,24 @@ impl Cluster {
                 let n = self.node(node);
                 if !n.up && !n.stay_dead {
                     self.start(node)?;
+                }
+            }
+            Event::ObserveTick { node, life } => {
+                let n = self.node(node);
+                if n.life == life && n.up {
+                    (self.now, 9u8, node).hash(&mut self.hasher);
+                    let now = self.now;
+                    let n = self.node_mut(node);
+                    let paused = n.paused;
+                    let Some(o) = n.observer.as_mut() else {
+                        return Ok(());
+                    };
+                    if !paused {
+                        o.handle(now, ObserverInput::Tick);
+                    }
+                    let next = o.poll_timeout().max(now + 1);
+                    self.carry_out_observer(node)?;
+                    self.schedule(next, Event::ObserveTick { node, life });
                 }
             }
             Event::BrokerTick { node, life } => {

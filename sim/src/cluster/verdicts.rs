@@ -85,7 +85,7 @@ impl Cluster {
         let catalogs: Vec<(NodeId, &Catalog)> = self
             .nodes
             .iter()
-            .filter(|n| n.raft.is_some())
+            .filter(|n| n.raft.is_some() || (n.observer.is_some() && !n.paused))
             .map(|n| (n.id, &n.catalog))
             .collect();
         let brokers: Vec<converge::BrokerEnd> = self
