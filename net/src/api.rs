@@ -784,12 +784,12 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                     };
                     if let Some(ts) = by_time {
                         match offset_for_time(&part, ts) {
-                            Ok(Some((off, _))) if off >= hw => {}
-                            Ok(Some((off, found_ts))) => {
+                            Ok(Some((off, found_ts))) if off < hw => {
                                 pr.offset = off;
                                 pr.timestamp = found_ts;
                             }
-                            Ok(None) => {}
+                            // No record at or after `ts`: Kafka answers with no leader epoch.
+                            Ok(_) => pr.leader_epoch = -1,
                             Err(e) => {
                                 warn!(topic = name, error = %e, "timestamp lookup failed");
                                 pr.error_code = E::KafkaStorageError.code();
@@ -1138,7 +1138,11 @@ fn config_type(name: &str) -> i8 {
         "cleanup.policy" => 7,
         "message.timestamp.type" => 2,
         "unclean.leader.election.enable" => 1,
-        "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => 3,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "log.segment.bytes" => 3,
         _ => 5,
     }
 }
@@ -1246,6 +1250,8 @@ pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConf
                         }
                         c.name = s(k);
                         c.value = Some(s(v));
+                        // Kafka sends null documentation unless it was asked for.
+                        c.documentation = None;
                         c.config_source = source;
                         c.read_only = res.resource_type == RESOURCE_BROKER;
                         c
