@@ -24,6 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+import java_perf
+from compare import FSYNC_WORKLOADS, compare_json, compare_markdown
+from kafka_cluster import KAFKA_HEAP, KafkaCluster
+from report import aggregate, binding, markdown, svg_plot
+
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -158,6 +163,21 @@ class Cluster:
                 log(f"broker exited with {b.proc.returncode}; see {b.log.name}")
         shutil.rmtree(self.root, ignore_errors=True)
         os.sync()
+
+
+def new_cluster(cfg, n, extra=()):
+    """A fresh cluster of the system under test (cfg.system): skein, or Apache Kafka with its
+    defaults ("kafka") or with flush.messages=1 ("kafka-flush"). skein's own broker flags
+    (`extra`, e.g. W7i's --flush-ms) do not apply to Kafka."""
+    if cfg.system == "skein":
+        return Cluster(cfg, n, extra)
+    return KafkaCluster(cfg, n, flush=cfg.system == "kafka-flush")
+
+
+def scaled(cfg, n):
+    """Record count for this system: Kafka fsyncing every append is one to two orders slower,
+    so its flush variant sends a tenth (a rate is compared, not a total)."""
+    return max(1, n // cfg.flush_divisor) if cfg.system == "kafka-flush" else n
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,14 +488,15 @@ def throughput_run(cluster, produced_records, payload_bytes, seconds, clients_cp
 def w_produce(cfg, n_brokers, acks, tag):
     """W1 (1 broker, RF 1), W2 (3 brokers, RF 3, acks=1), W3 (as W2, acks=all)."""
     rf = n_brokers
-    c = Cluster(cfg, n_brokers)
+    c = new_cluster(cfg, n_brokers)
+    n = scaled(cfg, cfg.w1_records)
     try:
         c.create_topic(tag, 6, rf, ["min.insync.replicas=2"] if rf == 3 else [])
         c.mark()
-        p = perf_produce(cfg, c.bootstrap, tag, cfg.w1_records, 100, acks, {"linger.ms": 5})
+        p = perf_produce(cfg, c.bootstrap, tag, n, 100, acks, {"linger.ms": 5})
         out = p.wait(cfg.timeout)
         r = parse_produced(out)
-        if r["failed"] or r["delivered"] != cfg.w1_records:
+        if r["failed"] or r["delivered"] != n:
             raise RuntimeError(f"{tag}: {r}")
         run = throughput_run(c, r["delivered"], r["bytes"], r["ms"] / 1000, p.cpu)
     finally:
@@ -500,11 +521,11 @@ W4_CONFIGS = ["min.insync.replicas=2"]
 
 def w4(cfg):
     """100 partitions, 1 KiB, RF 3, min.insync 2, acks=all, linger 1 ms, 2 producers, 1 consumer."""
-    c = Cluster(cfg, 3)
+    c = new_cluster(cfg, 3)
     try:
         c.create_topic("w4", 100, 3, W4_CONFIGS)
         c.mark()
-        n = cfg.w4_records
+        n = scaled(cfg, cfg.w4_records)
         cons = perf_consume(cfg, c.bootstrap, "w4", 100, 2 * n)
         prods = [perf_produce(cfg, c.bootstrap, "w4", n, 1024, -1, {"linger.ms": 1})
                  for _ in range(2)]
@@ -525,7 +546,7 @@ def w4(cfg):
 def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_args=(),
                 producers=2, linger_ms=1):
     """Producers at a fixed total rate plus one consumer, all measuring latency."""
-    c = Cluster(cfg, 3, extra_broker_args)
+    c = new_cluster(cfg, 3, extra_broker_args)
     try:
         c.create_topic(tag, partitions, 3, W4_CONFIGS)
         expect = int(rate_total / producers * seconds) * producers
@@ -596,7 +617,7 @@ class Backlog:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.cluster = Cluster(cfg, 1)
+        self.cluster = new_cluster(cfg, 1)
         self.cluster.create_topic("w6", 6, 1)
         self.records = cfg.w6_bytes // 100
         p = perf_produce(cfg, self.cluster.bootstrap, "w6", self.records, 100, 1,
@@ -613,6 +634,7 @@ class Backlog:
         out = subprocess.run([cfg.python, "-c", code, self.cluster.bootstrap],
                              capture_output=True, text=True, check=True, timeout=60)
         self.ends = json.loads(out.stdout)
+        self.groups = 0
 
 
 def w6(cfg, backlog):
@@ -653,7 +675,7 @@ def w6_two(cfg, backlog):
 
 def flood(cfg):
     """Produce flood: 3 acks=0 producers as fast as they go; broker RSS sampled every 0.5 s."""
-    c = Cluster(cfg, 1)
+    c = new_cluster(cfg, 1)
     samples = []
     try:
         c.create_topic("flood", 6, 1)
@@ -679,181 +701,48 @@ def flood(cfg):
     return run
 
 
-# --------------------------------------------------------------------------------------------
-# Report
+def j_produce(cfg, n_brokers, acks, tag):
+    """J1 / J3: W1 / W3 produced by kafka-producer-perf-test (the Java client) instead."""
+    rf = n_brokers
+    c = new_cluster(cfg, n_brokers)
+    n = scaled(cfg, cfg.j_records)
+    try:
+        c.create_topic(tag, 6, rf, ["min.insync.replicas=2"] if rf == 3 else [])
+        c.mark()
+        p = Client(java_perf.producer_args(cfg.kafka_sh, c.bootstrap, tag, n, 100, acks,
+                                           {"linger.ms": 5}))
+        r = java_perf.parse_produced(p.wait(cfg.timeout))
+        if r["sent"] != n:
+            raise RuntimeError(f"{tag}: {r}")
+        seconds = n / r["records_per_s"]
+        run = throughput_run(c, n, n * 100, seconds, p.cpu)
+        run["publish_latency"] = r["latency_ms"]
+    finally:
+        c.stop()
+    return run
 
 
-NUMERIC_KEYS = ["records_per_s", "payload_MBps", "broker_cpu_s_per_GB", "peak_broker_rss_MiB",
-                "consumed_records_per_s", "cpu_busy_fraction"]
+def j1(cfg):
+    return j_produce(cfg, 1, 1, "j1")
 
 
-def aggregate(runs):
-    agg = {}
-    for k in NUMERIC_KEYS:
-        xs = [r[k] for r in runs if r.get(k) is not None]
-        if xs:
-            agg[k] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
-    for lk in ("publish_latency", "e2e_latency"):
-        if runs and lk in runs[0]:
-            agg[lk] = {}
-            for q in ("p50_ms", "p99_ms", "p99_9_ms", "max_ms"):
-                xs = [r[lk][q] for r in runs if r[lk][q] is not None]
-                if xs:
-                    agg[lk][q] = {"median": statistics.median(xs), "min": min(xs),
-                                  "max": max(xs)}
-    return agg
+def j3(cfg):
+    return j_produce(cfg, 3, "all", "j3")
 
 
-# Bytes each payload byte costs the disk and loopback TCP in a workload.
-AMPLIFICATION = {
-    "W1": (1, 1), "W2": (3, 3), "W3": (3, 3), "W4": (3, 4), "W6": (0, 1), "W6x2": (0, 1), "flood": (1, 1),
-    "W5": (3, 4), "W5q": (3, 4),
-}
-
-
-def binding(name, agg, limits):
-    """The limit that binds a throughput workload, and the fraction of it reached."""
-    if name not in AMPLIFICATION or "payload_MBps" not in agg:
-        return None
-    disk_x, tcp_x = AMPLIFICATION[name]
-    disk = limits["seq_write_fdatasync_MBps"]["median"]
-    tcp = limits["loopback_tcp_MBps"]["median"]
-    cands = [("loopback TCP", tcp / tcp_x, tcp_x)]
-    if disk_x:
-        cands.append(("sequential write + fdatasync", disk / disk_x, disk_x))
-    lim_name, lim, x = min(cands, key=lambda c: c[1])
-    got = agg["payload_MBps"]["median"]
-    return {"limit": lim_name, "payload_bytes_per_limit_byte": x,
-            "limit_payload_MBps": lim, "fraction": got / lim}
-
-
-def svg_plot(result, path):
-    """Two panels: throughput (records/s, median with min-max bars) and latency p50/p99."""
-    w = result["workloads"]
-    tp = [(k, w[k]["summary"]["records_per_s"]) for k in ("W1", "W2", "W3", "W4", "W6", "W6x2", "flood")
-          if k in w and "records_per_s" in w[k]["summary"]]
-    lat = []
-    # W5's latencies (seconds, from an overloaded machine) would flatten W7's to nothing.
-    for k, lk in (("W7", "publish_latency"), ("W7", "e2e_latency"),
-                  ("W7i", "publish_latency"), ("W7i", "e2e_latency")):
-        if k in w and lk in w[k]["summary"]:
-            lat.append((f"{k} {lk.split('_')[0]}", w[k]["summary"][lk]))
-    W, H = 900, 420
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           'font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="10" y="18" font-size="14">skein benchmark {result["started"]} '
-           f'({result["machine"]["cpus"]} CPUs, brokers and clients on one machine)</text>']
-
-    def panel(x0, title, items, unit, scale, targets):
-        pw, ph, top = 400, 300, 60
-        out.append(f'<text x="{x0}" y="{top - 15}" font-size="13">{title}</text>')
-        vmax = max([v["max"] for _, v in items] + [t for _, t in targets] + [1e-9]) * 1.1
-        out.append(f'<line x1="{x0}" y1="{top + ph}" x2="{x0 + pw}" y2="{top + ph}" stroke="black"/>')
-        out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + ph}" stroke="black"/>')
-        for i in range(5):
-            v = vmax * i / 4
-            y = top + ph - ph * i / 4
-            out.append(f'<text x="{x0 - 4}" y="{y + 4}" text-anchor="end">{v / scale:.3g}</text>')
-        bw = pw / max(len(items), 1)
-        for i, (name, v) in enumerate(items):
-            x = x0 + i * bw + bw * 0.2
-            h = ph * v["median"] / vmax
-            out.append(f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bw * 0.6:.1f}" '
-                       f'height="{h:.1f}" fill="#4a7bb7"/>')
-            cx = x + bw * 0.3
-            y1, y2 = top + ph - ph * v["min"] / vmax, top + ph - ph * v["max"] / vmax
-            out.append(f'<line x1="{cx:.1f}" y1="{y1:.1f}" x2="{cx:.1f}" y2="{y2:.1f}" stroke="black"/>')
-            out.append(f'<text x="{cx:.1f}" y="{top + ph + 12}" text-anchor="end" font-size="10" '
-                       f'transform="rotate(-35 {cx:.1f} {top + ph + 12})">{name}</text>')
-            out.append(f'<text x="{cx:.1f}" y="{top + ph - h - 4:.1f}" text-anchor="middle" '
-                       f'font-size="10">{v["median"] / scale:.3g}</text>')
-        for label, t in targets:
-            y = top + ph - ph * t / vmax
-            out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" '
-                       'stroke="#c0392b" stroke-dasharray="4,3"/>')
-            out.append(f'<text x="{x0 + pw}" y="{y - 3:.1f}" text-anchor="end" fill="#c0392b" '
-                       f'font-size="10">{label}</text>')
-        out.append(f'<text x="{x0}" y="{top + ph + 55}" font-size="11">{unit}</text>')
-
-    panel(60, "Throughput (median, bars: min-max of runs)", tp, "million records/s", 1e6,
-          [("W1 target 2.5M", 2.5e6), ("W6 target 4M", 4e6)])
-    lat_items = []
-    for name, s in lat:
-        lat_items.append((name + " p50", s["p50_ms"]))
-        lat_items.append((name + " p99", s["p99_ms"]))
-    # Latency labels are long: shorten.
-    lat_items = [(n.replace(" publish", " pub").replace(" e2e", ""), v) for n, v in lat_items]
-    panel(520, "Latency, one record in flight (ms)", lat_items, "ms", 1, [])
-    out.append("</svg>")
-    Path(path).write_text("\n".join(out))
-
-
-def fmt(v, scale=1, nd=2):
-    if v is None:
-        return "-"
-    return f"{v['median'] / scale:.{nd}f} ({v['min'] / scale:.{nd}f}–{v['max'] / scale:.{nd}f})"
-
-
-def markdown(result):
-    w = result["workloads"]
-    lim = result["machine"]
-    lines = [
-        "| workload | records/s (M) | payload MB/s | broker CPU s/GB | peak RSS MiB | latency | fraction of the disk/TCP limit; CPU busy |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for k, v in w.items():
-        s = v["summary"]
-        latency = []
-        for lk, short in (("publish_latency", "publish"), ("e2e_latency", "e2e")):
-            if lk in s:
-                q = s[lk]
-                latency.append(
-                    f"{short} p50 {q['p50_ms']['median']:.2f} / p99 {q['p99_ms']['median']:.2f}"
-                    f" / p99.9 {q['p99_9_ms']['median']:.2f} / max {q['max_ms']['median']:.2f} ms")
-        b = v.get("binding")
-        bind = f"{b['limit']}: {b['fraction']:.0%}" if b else "-"
-        fs = lim.get("fdatasync_before_W7_ms", lim["fdatasync_ms"])["p50"]
-        if k.startswith("W7") and "e2e_latency" in s:
-            e2e = s['e2e_latency']['p50_ms']['median']
-            bind = f"e2e p50 = {e2e / fs:.1f} fdatasyncs ({fs:.3f} ms)"
-            if "loopback_rtt_ms" in lim:
-                fsyncs = k == "W7"
-                floor = w7_floor_ms(lim, fsyncs)
-                what = "2 round trips" + (" + 3 fdatasyncs at once" if fsyncs else "")
-                bind += f"; floor ({what}) {floor:.2f} ms: {e2e / floor:.1f}x"
-        if "cpu_busy_fraction" in s:
-            # Brokers and clients share the machine's CPUs: the other limit that can bind.
-            bind += f"; CPUs busy (brokers + clients): {s['cpu_busy_fraction']['median']:.0%}"
-        lines.append(
-            f"| {k} {v['title']} | {fmt(s.get('records_per_s'), 1e6)} | "
-            f"{fmt(s.get('payload_MBps'), 1, 0)} | {fmt(s.get('broker_cpu_s_per_GB'), 1, 1)} | "
-            f"{fmt(s.get('peak_broker_rss_MiB'), 1, 0)} | {'<br>'.join(latency) or '-'} | {bind} |")
-    lines.append("")
-    lines.append(
-        f"Machine limits: sequential write with fdatasync {lim['seq_write_fdatasync_MBps']['median']:.0f} MB/s, "
-        f"fdatasync p50 {lim['fdatasync_ms']['p50']:.3f} ms (p99 {lim['fdatasync_ms']['p99']:.3f} ms), "
-        f"loopback TCP {lim['loopback_tcp_MBps']['median']:.0f} MB/s, {lim['cpus']} CPUs.")
-    if "fdatasync_before_W7_ms" in lim:
-        f = lim["fdatasync_before_W7_ms"]
-        lines.append(f"fdatasync measured again just before W7: p50 {f['p50']:.3f} ms, "
-                     f"p99 {f['p99']:.3f} ms.")
-    if "loopback_rtt_ms" in lim:
-        lines.append(
-            f"Three fdatasyncs at once (three brokers, one disk): p50 "
-            f"{lim['fdatasync_3_concurrent_ms']['p50']:.3f} ms; loopback round trip between two "
-            f"processes: p50 {lim['loopback_rtt_ms']['p50']:.3f} ms. W7's floor is two round "
-            f"trips plus the follower fsync overlapping the leader's: "
-            f"{w7_floor_ms(lim):.2f} ms.")
-    return "\n".join(lines)
-
-
-def w7_floor_ms(lim, fsyncs=True):
-    """Least W7 can take on this machine: producer to leader to follower and back (two round
-    trips) around one fsync that overlaps the other brokers' (three on one disk); W7i has no
-    fsync on its path."""
-    rtts = 2 * lim["loopback_rtt_ms"]["p50"]
-    return rtts + (lim["fdatasync_3_concurrent_ms"]["p50"] if fsyncs else 0)
+def j6(cfg, backlog):
+    """J6: W6's backlog read by kafka-consumer-perf-test (one group member, all 6 partitions)."""
+    c = backlog.cluster
+    backlog.groups += 1
+    c.mark()
+    cons = Client(java_perf.consumer_args(cfg.kafka_sh, c.bootstrap, "w6", backlog.records,
+                                          f"bench-j6-{backlog.groups}"))
+    r = java_perf.parse_consumed(cons.wait(cfg.timeout))
+    if r["received"] < backlog.records:
+        raise RuntimeError(f"j6: {r}")
+    run = throughput_run(c, r["received"], r["bytes"], r["ms"] / 1000, cons.cpu)
+    run["rebalance_ms"] = r["rebalance_ms"]
+    return run
 
 
 TITLES = {
@@ -868,6 +757,9 @@ TITLES = {
     "W7": "one message in flight, 1 KiB, RF 3, acks=all (fsync before ack)",
     "W7i": "W7 with the interval flush policy (--flush-ms 1000)",
     "flood": "3 producers, acks=0, as fast as they go (RSS must stay bounded)",
+    "J1": "W1 produced by kafka-producer-perf-test (Java client)",
+    "J3": "W3 produced by kafka-producer-perf-test (Java client, idempotent)",
+    "J6": "W6's backlog read by kafka-consumer-perf-test (Java client, one group member)",
 }
 
 
@@ -886,14 +778,22 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--broker-arg", action="append",
                     help="extra flag for every broker, e.g. --broker-arg=--page-cache-window-bytes=0")
+    ap.add_argument("--no-kafka", action="store_true",
+                    help="skein only: no Apache Kafka runs and no ratio table")
+    ap.add_argument("--kafka-sh", default=str(HERE.parent / "ci" / "kafka.sh"))
+    ap.add_argument("--flush-divisor", type=int, default=10,
+                    help="Kafka with flush.messages=1 sends this many times fewer records")
     cfg = ap.parse_args()
     repo = HERE.parent
+    cfg.system = "skein"
     cfg.rate_producer = cfg.rate_producer or str(
         Path(cfg.rdkafka_performance).parent / "rate_producer")
     cfg.work = cfg.work or str(repo / "target" / "bench-work")
     quick = cfg.quick
     cfg.w1_records = 500_000 if quick else 10_000_000
     cfg.w4_records = 50_000 if quick else 500_000
+    # The Java producer is slower than librdkafka: J1/J3 send a fifth of W1's records.
+    cfg.j_records = 500_000 if quick else 2_000_000
     cfg.w5_seconds = 5 if quick else 20
     cfg.w7_seconds = 5 if quick else 20
     cfg.w6_bytes = (200 << 20) if quick else (2 << 30)
@@ -908,29 +808,54 @@ def main():
     result = {"started": started, "git": rev, "quick": quick, "runs": cfg.runs,
               "broker_args": cfg.broker_arg or [],
               "machine": machine_limits(cfg), "workloads": {}}
+    if not cfg.no_kafka:
+        result["kafka"] = {"version": subprocess.run(
+            [cfg.kafka_sh, "version"], capture_output=True, text=True).stdout.strip(),
+            "heap_per_broker": KAFKA_HEAP, "flush_divisor": cfg.flush_divisor}
+        subprocess.run([cfg.kafka_sh, "resolve"], check=True)
 
-    def record(name, runs):
+    def record(name, runs, system):
         summary = aggregate(runs)
         entry = {"title": TITLES[name], "runs": runs, "summary": summary}
         b = binding(name, summary, result["machine"])
         if b:
             entry["binding"] = b
-        result["workloads"][name] = entry
+        if system == "skein":
+            result["workloads"][name] = entry
+        else:
+            result.setdefault("kafka_runs", {}).setdefault(system, {})[name] = entry
         s = summary.get("records_per_s")
-        log(f"{name}: " + (f"{s['median'] / 1e6:.3f} M records/s (min {s['min'] / 1e6:.3f}, "
-                           f"max {s['max'] / 1e6:.3f})" if s else "done"))
+        log(f"{name} [{system}]: " + (
+            f"{s['median'] / 1e6:.3f} M records/s (min {s['min'] / 1e6:.3f}, "
+            f"max {s['max'] / 1e6:.3f})" if s else "done"))
 
-    def repeat(name, fn, *args):
-        runs = []
+    def systems(name):
+        if cfg.no_kafka:
+            return ["skein"]
+        return ["skein", "kafka"] + (["kafka-flush"] if name in FSYNC_WORKLOADS else [])
+
+    def repeat(name, fn, args=lambda system: ()):
+        """`cfg.runs` runs of each system, alternating: skein, Kafka, (Kafka flushing), skein..."""
+        runs = {sy: [] for sy in systems(name)}
         for i in range(cfg.runs):
-            log(f"{name} run {i + 1}/{cfg.runs}")
-            try:
-                runs.append(fn(cfg, *args))
-            except Exception as e:  # one failed run must not lose the others' results
-                log(f"{name} run {i + 1} FAILED: {e}")
-                result.setdefault("failures", []).append(f"{name} run {i + 1}: {e}")
-        if runs:
-            record(name, runs)
+            for sy in runs:
+                log(f"{name} [{sy}] run {i + 1}/{cfg.runs}")
+                cfg.system = sy
+                try:
+                    runs[sy].append(fn(cfg, *args(sy)))
+                except Exception as e:  # one failed run must not lose the others' results
+                    log(f"{name} [{sy}] run {i + 1} FAILED: {e}")
+                    result.setdefault("failures", []).append(f"{name} [{sy}] run {i + 1}: {e}")
+                finally:
+                    cfg.system = "skein"
+        for sy, rs in runs.items():
+            if rs:
+                record(name, rs, sy)
+
+    def summary_of(name, system):
+        if system == "skein":
+            return result["workloads"].get(name, {}).get("summary")
+        return result.get("kafka_runs", {}).get(system, {}).get(name, {}).get("summary")
 
     if want("W1"):
         repeat("W1", w1)
@@ -941,15 +866,30 @@ def main():
     if want("W4") or want("W5"):
         repeat("W4", w4)
     if want("W5") and "W4" in result["workloads"]:
-        rate = result["workloads"]["W4"]["summary"]["records_per_s"]["median"]
-        repeat("W5", w5, rate)
-    if want("W6"):
-        backlog = Backlog(cfg)  # noqa: the run stops here if the backlog cannot be written
+        # Each system at half of its own W4 rate.
+        def w5_rate(sy):
+            s = summary_of("W4", sy)
+            if not s:
+                raise RuntimeError(f"no W4 rate for {sy}")
+            return (s["records_per_s"]["median"],)
+        repeat("W5", w5, w5_rate)
+    if want("W6") or want("J6"):
+        # One backlog per system, all written first, so the runs can alternate.
+        backlogs = {}
         try:
-            repeat("W6", w6, backlog)
-            repeat("W6x2", w6_two, backlog)
+            for sy in systems("W6"):
+                cfg.system = sy
+                backlogs[sy] = Backlog(cfg)  # the run stops here if a backlog cannot be written
+            cfg.system = "skein"
+            if want("W6"):
+                repeat("W6", w6, lambda sy: (backlogs[sy],))
+                repeat("W6x2", w6_two, lambda sy: (backlogs[sy],))
+            if want("J6"):
+                repeat("J6", j6, lambda sy: (backlogs[sy],))
         finally:
-            backlog.cluster.stop()
+            cfg.system = "skein"
+            for b in backlogs.values():
+                b.cluster.stop()
     if want("W7"):
         # fdatasync's cost drifts with the disk's background writeback: measure it again
         # right before the workload whose target is stated in fdatasyncs.
@@ -971,13 +911,28 @@ def main():
         repeat("W7i", w7_interval)
     if want("flood"):
         repeat("flood", flood)
+    if want("J1"):
+        repeat("J1", j1)
+    if want("J3"):
+        repeat("J3", j3)
 
     stamp = started.replace(":", "").replace("-", "")
     outdir = Path(cfg.out) / (("quick-" if quick else "") + stamp)
     outdir.mkdir(parents=True, exist_ok=True)
+    if "kafka_runs" in result:
+        result["kafka"]["workloads"] = result.pop("kafka_runs")
+    side = compare_markdown({"workloads": result["workloads"],
+                             "kafka": result.get("kafka", {}).get("workloads", {})})
+    result["skein_to_kafka"] = compare_json({"workloads": result["workloads"],
+                                             "kafka": result.get("kafka", {}).get("workloads", {})})
     (outdir / "results.json").write_text(json.dumps(result, indent=1))
     svg_plot(result, outdir / "results.svg")
     table = markdown(result)
+    if side:
+        kv = result["kafka"]
+        table = (f"skein beside Apache Kafka {kv['version']} (heap {kv['heap_per_broker']} per "
+                 f"broker), same machine, same load generators, alternating runs:\n\n{side}"
+                 f"\n\nskein alone:\n\n{table}")
     (outdir / "results.md").write_text(table + "\n")
     if not quick:
         for ext in ("json", "svg", "md"):

@@ -8,20 +8,29 @@
 #
 #   ci/kafka.sh resolve                 download once (idempotent; quiet when cached)
 #   ci/kafka.sh classpath               print the classpath (resolves first if needed)
-#   ci/kafka.sh tool NAME|CLASS ARGS... run one of Kafka's command-line tools, e.g.
+#   ci/kafka.sh tool NAME|CLASS ARGS... run one of Kafka's command-line tools (the perf tests with
+#                                       the JVM settings of Kafka's scripts), e.g.
 #                                         ci/kafka.sh tool kafka-topics --bootstrap-server 127.0.0.1:9092 --list
 #                                         ci/kafka.sh tool org.apache.kafka.tools.TopicCommand --version
 #   ci/kafka.sh tools                   list the tool names and their main classes
-#   ci/kafka.sh start-broker DIR PORT [CONTROLLER_PORT]
+#   ci/kafka.sh start-broker DIR PORT [CONTROLLER_PORT] [key=value...]
 #                                       format a KRaft data dir under DIR (once) and start ONE Kafka
 #                                       broker in combined mode (broker + controller) on
 #                                       127.0.0.1:PORT, controller on CONTROLLER_PORT (default
-#                                       PORT+1), heap -Xmx512m; waits until it serves; pid in
+#                                       PORT+1); key=value pairs are added to its server.properties
+#                                       (e.g. flush.messages=1); waits until it serves; pid in
 #                                       DIR/kafka.pid, log in DIR/kafka.log
-#   ci/kafka.sh stop-broker DIR         SIGTERM, up to 30 s, then SIGKILL
+#   ci/kafka.sh stop-broker DIR         SIGTERM, up to KAFKA_STOP_TIMEOUT (30) s, then SIGKILL
+#   ci/kafka.sh start-cluster DIR PORT [key=value...]
+#                                       three combined-mode nodes (a three-voter KRaft quorum) in
+#                                       DIR/n1..n3, node i on 127.0.0.1:PORT+100*(i-1), controller
+#                                       one port above; formatted once with one cluster id;
+#                                       idempotent (a running cluster is left as it is); prints
+#                                       the bootstrap servers
+#   ci/kafka.sh stop-cluster DIR        stops the three nodes at once (as stop-broker)
 #
 # Environment: SKEIN_KAFKA_VERSION (default below), CARGO_TARGET_DIR (default: the repo's target/),
-# KAFKA_HEAP (broker heap, default 512m), KAFKA_TOOL_JAVA_OPTS (extra JVM flags for tools).
+# KAFKA_HEAP (each broker's heap, -Xms and -Xmx, default 512m), KAFKA_TOOL_JAVA_OPTS (extra JVM flags for tools).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # 4.4.0: the newest 4.x that Maven Central serves here; its broker runs on Java 17.
@@ -144,8 +153,19 @@ run_tool() {
   [ $# -ge 1 ] || die "usage: ci/kafka.sh tool NAME|CLASS ARGS..."
   local cls
   cls="$(tool_class "$1")" || die "unknown tool '$1' (ci/kafka.sh tools lists them; or give a main class)"
+  local name="$1"
   shift
   resolve
+  case "$name" in
+    *-perf-test)
+      # A load generator is measured, not started often: the JIT's full tiers and the heap and
+      # collector of Kafka's own kafka-*-perf-test.sh (512 MB, G1), no class-data archive.
+      # shellcheck disable=SC2086
+      exec java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Dlog4j2.configurationFile="$KHOME/log4j2-tools.properties" -cp "$(cat "$CP_FILE")" \
+        ${KAFKA_TOOL_JAVA_OPTS:-} "$cls" "$@"
+      ;;
+  esac
   # A class-data-sharing archive of the classes the first tool run loaded halves the CPU time
   # of every later start (about 0.9 -> 0.45 CPU-s). JVM warnings (a stale archive) go to stderr,
   # never into the tool's output.
@@ -172,24 +192,26 @@ run_tool() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-start_broker() {
-  [ $# -ge 2 ] || die "usage: ci/kafka.sh start-broker DIR PORT [CONTROLLER_PORT]"
-  local dir port cport
-  mkdir -p "$1"
-  dir="$(cd "$1" && pwd)"
-  port="$2"
-  cport="${3:-$((port + 1))}"
-  resolve
-  local cp
-  cp="$(cat "$CP_FILE")"
-  if [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
-    die "a Kafka broker already runs from $dir (pid $(cat "$dir/kafka.pid"))"
-  fi
-  cat >"$dir/server.properties" <<EOF
-# Written by ci/kafka.sh: one Apache Kafka $KAFKA_VERSION broker, KRaft combined mode, loopback only.
+# A cluster id is 16 random bytes in URL-safe base64 without padding (not starting with '-').
+new_cluster_id() {
+  local id
+  id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  while [ "${id:0:1}" = "-" ]; do id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"; done
+  echo "$id"
+}
+
+# write_node DIR NODE_ID PORT CPORT VOTERS RF [key=value...]: DIR/server.properties for one
+# combined-mode node (broker + controller); the key=value pairs are appended (later wins).
+write_node() {
+  local dir="$1" node="$2" port="$3" cport="$4" voters="$5" rf="$6"
+  shift 6
+  local isr=$((rf < 2 ? 1 : 2))
+  {
+    cat <<EOF
+# Written by ci/kafka.sh: Apache Kafka $KAFKA_VERSION node $node, KRaft combined mode, loopback only.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$node
+controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
@@ -197,60 +219,158 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$dir/data
 num.partitions=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 EOF
-  if [ ! -f "$dir/data/meta.properties" ]; then
-    # A cluster id is 16 random bytes in URL-safe base64 without padding (not starting with '-').
-    local id
-    id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
-    while [ "${id:0:1}" = "-" ]; do id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"; done
-    local out
-    if ! out="$(java "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$KHOME/log4j2-tools.properties" \
-        -cp "$cp" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" 2>&1)"; then
-      echo "$out" >&2
-      die "kafka-storage format of $dir/data"
-    fi
+    local kv
+    for kv in "$@"; do
+      case "$kv" in *=*) echo "$kv" ;; *) die "not a key=value broker setting: '$kv'" ;; esac
+    done
+  } >"$dir/server.properties"
+}
+
+# format_node DIR CLUSTER_ID: kafka-storage format, once (a formatted dir is left as it is).
+format_node() {
+  local dir="$1" id="$2" out
+  [ -f "$dir/data/meta.properties" ] && return 0
+  if ! out="$(java "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$KHOME/log4j2-tools.properties" \
+      -cp "$(cat "$CP_FILE")" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" 2>&1)"; then
+    echo "$out" >&2
+    die "kafka-storage format of $dir/data"
   fi
+}
+
+running() { [ -f "$1/kafka.pid" ] && kill -0 "$(cat "$1/kafka.pid")" 2>/dev/null; }
+
+# launch_node DIR: starts the JVM in the background (-Xms = -Xmx = KAFKA_HEAP); pid in DIR/kafka.pid.
+launch_node() {
+  local dir="$1" heap="${KAFKA_HEAP:-512m}"
   # setsid: the broker outlives this script and does not get the caller's terminal signals.
-  setsid java -Xms512m -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$KHOME/log4j2-broker.properties" \
-    -cp "$cp" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 </dev/null &
-  local pid=$!
-  echo "$pid" >"$dir/kafka.pid"
-  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
-  while [ $SECONDS -lt $deadline ]; do
-    kill -0 "$pid" 2>/dev/null || { tail -n 40 "$dir/kafka.log" >&2; die "Kafka broker exited during start-up (log: $dir/kafka.log)"; }
-    if port_open "$port" && grep -q 'Kafka Server started' "$dir/kafka.log"; then
-      log "Apache Kafka $KAFKA_VERSION broker pid $pid serves 127.0.0.1:$port (controller $cport, data $dir/data)"
-      return 0
-    fi
+    -cp "$(cat "$CP_FILE")" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 </dev/null &
+  echo "$!" >"$dir/kafka.pid"
+}
+
+# wait_node DIR PORT DEADLINE: until the node logs that it started and its port accepts.
+wait_node() {
+  local dir="$1" port="$2" deadline="$3" pid
+  pid="$(cat "$dir/kafka.pid")"
+  while [ $SECONDS -lt "$deadline" ]; do
+    kill -0 "$pid" 2>/dev/null || { tail -n 40 "$dir/kafka.log" >&2; die "Kafka node exited during start-up (log: $dir/kafka.log)"; }
+    if port_open "$port" && grep -q 'Kafka Server started' "$dir/kafka.log"; then return 0; fi
     sleep 0.2
   done
   tail -n 40 "$dir/kafka.log" >&2
+  return 1
+}
+
+start_broker() {
+  [ $# -ge 2 ] || die "usage: ci/kafka.sh start-broker DIR PORT [CONTROLLER_PORT] [key=value...]"
+  local dir port cport
+  mkdir -p "$1"
+  dir="$(cd "$1" && pwd)"
+  port="$2"
+  shift 2
+  cport=$((port + 1))
+  if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then cport="$1"; shift; fi
+  resolve
+  if running "$dir"; then
+    die "a Kafka broker already runs from $dir (pid $(cat "$dir/kafka.pid"))"
+  fi
+  write_node "$dir" 1 "$port" "$cport" "1@127.0.0.1:$cport" 1 "$@"
+  format_node "$dir" "$(new_cluster_id)"
+  launch_node "$dir"
+  local pid
+  pid="$(cat "$dir/kafka.pid")"
+  if wait_node "$dir" "$port" $((SECONDS + ${KAFKA_START_TIMEOUT:-60})); then
+    log "Apache Kafka $KAFKA_VERSION broker pid $pid serves 127.0.0.1:$port (controller $cport, data $dir/data)"
+    return 0
+  fi
   kill -KILL "$pid" 2>/dev/null || true
   die "Kafka broker did not serve 127.0.0.1:$port within ${KAFKA_START_TIMEOUT:-60}s (log: $dir/kafka.log)"
 }
 
-stop_broker() {
-  [ $# -ge 1 ] || die "usage: ci/kafka.sh stop-broker DIR"
-  local pidf="$1/kafka.pid" pid
-  [ -f "$pidf" ] || { log "no $pidf: nothing to stop"; return 0; }
-  pid="$(cat "$pidf")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + 30))
+# Node i (1..3) of a cluster: clients on PORT+100*(i-1), its controller one port above.
+cluster_port() { echo $(($1 + 100 * ($2 - 1))); }
+
+start_cluster() {
+  [ $# -ge 2 ] || die "usage: ci/kafka.sh start-cluster DIR PORT [key=value...]"
+  local root base
+  mkdir -p "$1"
+  root="$(cd "$1" && pwd)"
+  base="$2"
+  shift 2
+  resolve
+  local i up=0 bootstrap=""
+  for i in 1 2 3; do
+    running "$root/n$i" && up=$((up + 1))
+    bootstrap+="${bootstrap:+,}127.0.0.1:$(cluster_port "$base" "$i")"
+  done
+  if [ "$up" -eq 3 ]; then
+    log "the Kafka cluster in $root already runs"
+    echo "$bootstrap"
+    return 0
+  fi
+  [ "$up" -eq 0 ] || die "only $up of 3 Kafka nodes run from $root: stop-cluster first"
+  local voters="" id
+  for i in 1 2 3; do voters+="${voters:+,}$i@127.0.0.1:$(($(cluster_port "$base" "$i") + 1))"; done
+  id="$(cat "$root/cluster.id" 2>/dev/null || true)"
+  [ -n "$id" ] || { id="$(new_cluster_id)"; echo "$id" >"$root/cluster.id"; }
+  for i in 1 2 3; do
+    mkdir -p "$root/n$i"
+    write_node "$root/n$i" "$i" "$(cluster_port "$base" "$i")" $(($(cluster_port "$base" "$i") + 1)) \
+      "$voters" 3 "$@"
+  done
+  # The three formats are JVM starts: in parallel.
+  local pids=()
+  for i in 1 2 3; do format_node "$root/n$i" "$id" & pids+=($!); done
+  for i in "${pids[@]}"; do wait "$i" || die "formatting the cluster's data dirs under $root"; done
+  # Each node waits for a quorum of voters: all three start before any is waited for.
+  for i in 1 2 3; do launch_node "$root/n$i"; done
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
+  for i in 1 2 3; do
+    if ! wait_node "$root/n$i" "$(cluster_port "$base" "$i")" "$deadline"; then
+      stop_cluster "$root"
+      die "Kafka node $i did not serve within ${KAFKA_START_TIMEOUT:-90}s (log: $root/n$i/kafka.log)"
+    fi
+  done
+  log "Apache Kafka $KAFKA_VERSION cluster serves $bootstrap (data under $root)"
+  echo "$bootstrap"
+}
+
+# stop_nodes DIR...: SIGTERM to every node at once, up to KAFKA_STOP_TIMEOUT (30) s, then SIGKILL.
+stop_nodes() {
+  local dir pid pids=()
+  for dir in "$@"; do
+    [ -f "$dir/kafka.pid" ] || continue
+    pid="$(cat "$dir/kafka.pid")"
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; pids+=("$pid"); fi
+    rm -f "$dir/kafka.pid"
+  done
+  local deadline=$((SECONDS + ${KAFKA_STOP_TIMEOUT:-30}))
+  for pid in "${pids[@]}"; do
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
     if kill -0 "$pid" 2>/dev/null; then
-      log "broker pid $pid still running 30 s after SIGTERM: SIGKILL"
+      log "Kafka pid $pid still running ${KAFKA_STOP_TIMEOUT:-30} s after SIGTERM: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
-  fi
-  rm -f "$pidf"
+  done
+}
+
+stop_broker() {
+  [ $# -ge 1 ] || die "usage: ci/kafka.sh stop-broker DIR"
+  [ -f "$1/kafka.pid" ] || { log "no $1/kafka.pid: nothing to stop"; return 0; }
+  stop_nodes "$1"
+}
+
+stop_cluster() {
+  [ $# -ge 1 ] || die "usage: ci/kafka.sh stop-cluster DIR"
+  stop_nodes "$1/n1" "$1/n2" "$1/n3"
 }
 
 cmd="${1:-}"
@@ -264,6 +384,8 @@ case "$cmd" in
   tools) for n in $TOOL_NAMES; do printf '%-28s %s\n' "$n" "$(tool_class "$n")"; done ;;
   start-broker) start_broker "$@" ;;
   stop-broker) stop_broker "$@" ;;
+  start-cluster) start_cluster "$@" ;;
+  stop-cluster) stop_cluster "$@" ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
     exit 2

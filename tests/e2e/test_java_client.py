@@ -14,7 +14,8 @@ report it prints: the records, offsets, assignments and errors the client saw.
   instance fenced);
 - the Admin client: topics, partitions, configs, the cluster and its quorum, ListOffsets,
   groups and their offsets;
-- a three-broker cluster (replication factor 3): the group's coordinator, which also leads a
+- a three-broker cluster (replication factor 3): the Admin client after a broker is killed; the
+  group's coordinator, which also leads a
   partition, is killed while an acks=all producer and a group member run; nothing acknowledged
   is lost.
 """
@@ -25,6 +26,8 @@ import subprocess
 import time
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import REPO_ROOT
 from helpers import unique_topic
@@ -312,7 +315,13 @@ def test_java_admin_client(broker_factory):
     assert (r["offset_by_time_before"]["offset"], r["offset_by_time_before"]["timestamp"]) == (0, base)
     assert r["offset_by_time_after"]["offset"] == -1
     assert r["offset_empty_partition_latest"]["offset"] == 0
-    assert {r[k]["leader_epoch"] for k in r if k.startswith("offset_") and k != "offsets_base" and "error" not in r[k]} == {0}
+    assert {
+        r[k]["leader_epoch"]
+        for k in r
+        if k.startswith("offset_") and k not in ("offsets_base", "offset_by_time_after") and "error" not in r[k]
+    } == {0}
+    # No record at or after the time: no leader epoch, as Kafka answers (-1 on the wire).
+    assert r["offset_by_time_after"]["leader_epoch"] in (None, -1), r["offset_by_time_after"]
     # OffsetSpec.maxTimestamp() (ListOffsets v7, KIP-734): the record with the largest
     # timestamp, record 13 at base + 50 s.
     assert (r["offset_max_timestamp"].get("offset"), r["offset_max_timestamp"].get("timestamp")) == (
@@ -439,3 +448,62 @@ def test_java_producer_and_group_member_ride_out_a_broker_kill(cluster_factory, 
         if len(got) != len(set(got)):
             assert [e for e in r["log"] if e.get("event") in ("revoked", "lost")], r["log"]
         assert [o for o, _ in dict.fromkeys(got)] == list(range(300)), p
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="about 1 run in 3: after kill -9 of node 3 the group's coordinator stays unavailable "
+    "(COORDINATOR_NOT_AVAILABLE for 30 s) although every __consumer_offsets partition had three "
+    "replicas in sync; the other runs pass every assertion (open: failover of a group coordinator "
+    "no group had used yet)",
+)
+def test_java_admin_client_on_a_cluster_with_a_broker_killed(cluster_factory):
+    """The Admin client's whole scenario (topics, partitions, configs, cluster, quorum, offsets,
+    groups) against a three-broker cluster after `kill -9` of node 3 (the quorum keeps two of
+    its three voters): every call is answered by the two brokers left, and what they describe
+    is the cluster as it now is (two live brokers, three voters)."""
+    nodes = cluster_factory(3, CLUSTER_ARGS)
+    # __consumer_offsets (replication factor 3) is created on first use, which needs three live
+    # brokers, in skein as in Kafka: a group commits once before the kill.
+    warm = unique_topic("java-admin-warm")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic(warm, 1, 3)])[warm].result(30)
+    c = Consumer({"bootstrap.servers": nodes[0].bootstrap, "group.id": warm})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                c.commit(offsets=[TopicPartition(warm, 0, 1)], asynchronous=False)
+                break
+            except KafkaException:
+                assert time.monotonic() < deadline, "no group coordinator within 60 s"
+                time.sleep(0.5)
+    finally:
+        c.close()
+    # ... and every one of its partitions has all three replicas in sync, so a partition led by
+    # the killed broker gets a new leader (no unclean election, as in Kafka).
+    deadline = time.monotonic() + 60
+    while True:
+        parts = admin.list_topics("__consumer_offsets", timeout=10).topics["__consumer_offsets"].partitions
+        if parts and all(len(p.isrs) == 3 for p in parts.values()):
+            break
+        assert time.monotonic() < deadline, "__consumer_offsets not fully in sync within 60 s"
+        time.sleep(0.5)
+    victim = next(b for b in nodes if b.node_id == 3)
+    victim.kill9()
+    survivors = ",".join(b.bootstrap for b in nodes[:2])
+    time.sleep(3)  # the broker session timeout (2 s): the controller fences the dead broker
+    prefix = unique_topic("java-admin-killed")
+    r = run_java("admin", survivors, prefix)
+    assert r["create"] == "ok" and r["create_again"] == "TopicExistsException"
+    # Replication factor 3 with two live brokers is refused, as Kafka refuses it.
+    assert r["create_rf_too_big"] == "InvalidReplicationFactorException"
+    d = r["describe_topic"]
+    assert all(p["leader"] in (1, 2) for p in d["partitions"]), d
+    assert r["partitions_to_5"] == "ok" and r["partitions_after"] == 5
+    assert r["alter_set_delete"] == "ok"
+    assert sorted(r["cluster"]["nodes"]) == [1, 2], r["cluster"]
+    assert sorted(v["id"] for v in r["quorum"]["voters"]) == [1, 2, 3], r["quorum"]
+    assert r["offset_latest"]["offset"] == 20 and r["offset_by_time_exact"]["offset"] == 7
+    assert r["group_offsets"] == {"0": 12, "1": 0} and r["delete_group"] == "ok"
+    assert r["delete_topic"] == "ok"

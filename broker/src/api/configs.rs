@@ -21,7 +21,11 @@ fn config_type(name: &str) -> i8 {
         "cleanup.policy" => 7,
         "message.timestamp.type" => 2,
         "unclean.leader.election.enable" => 1,
-        "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => 3,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "log.segment.bytes" => 3,
         _ => 5,
     }
 }
@@ -129,6 +133,8 @@ pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConf
                         }
                         c.name = s(k);
                         c.value = Some(s(v));
+                        // Kafka sends null documentation unless it was asked for.
+                        c.documentation = None;
                         c.config_source = source;
                         c.read_only = res.resource_type == RESOURCE_BROKER;
                         c

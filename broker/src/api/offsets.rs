@@ -75,12 +75,12 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                     };
                     if let Some(ts) = by_time {
                         match offset_for_time(&part, ts) {
-                            Ok(Some((off, _))) if off >= hw => {}
-                            Ok(Some((off, found_ts))) => {
+                            Ok(Some((off, found_ts))) if off < hw => {
                                 pr.offset = off;
                                 pr.timestamp = found_ts;
                             }
-                            Ok(None) => {}
+                            // No record at or after `ts`: Kafka answers with no leader epoch.
+                            Ok(_) => pr.leader_epoch = -1,
                             Err(e) => {
                                 warn!(topic = name, error = %e, "timestamp lookup failed");
                                 pr.error_code = E::KafkaStorageError.code();
