@@ -445,14 +445,16 @@ impl Replica {
     pub fn poll_timeout(&self) -> Option<u64> {
         let mut t = self.waiting.iter().map(|w| w.deadline_ms).min();
         if let Role::Leader(l) = &self.role {
-            let lag = l.config().lag_time_max_ms;
-            let expiry = l
-                .followers()
-                .iter()
-                .filter(|(r, _)| l.isr().contains(r))
-                .map(|(_, f)| f.caught_up_ms + lag + 1)
-                .min();
-            t = [t, expiry, l.retry_at()].into_iter().flatten().min();
+            // While a proposal is pending, nothing changes before it may be retried.
+            let next_isr_change = l.retry_at().or_else(|| {
+                let lag = l.config().lag_time_max_ms;
+                l.followers()
+                    .iter()
+                    .filter(|(r, _)| l.isr().contains(r))
+                    .map(|(_, f)| f.caught_up_ms + lag + 1)
+                    .min()
+            });
+            t = [t, next_isr_change].into_iter().flatten().min();
         }
         t
     }
