@@ -11,6 +11,10 @@
 //! still holds every committed record, so it is eligible to lead). ISR changes are proposed to the
 //! controller with the partition epoch they were planned against; one is pending at a time.
 //!
+//! [`crate::replica::Replica`] drives these pieces per partition (roles, gates, the flush
+//! policy that decides which of the leader's ends counts); the `log_end` a caller passes to
+//! [`Leader`] is that counted end.
+//!
 //! Invariants: during one leadership the high watermark never decreases and never exceeds the
 //! log end of any member of the maximal ISR; a follower's progress is only ever recorded for a
 //! fetch offset its log shares with the leader's.
