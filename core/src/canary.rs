@@ -4,7 +4,7 @@
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary` (which hands it to its producer state),
 //! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`, `Group::set_canary`,
-//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`); every consulting site is under
+//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`, `Replica::set_canary`); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
@@ -49,4 +49,11 @@ pub enum Canary {
     /// `Raft::observe_answer` hands observers entries past the commit index, so a non-voting
     /// broker applies metadata that a later leader may overwrite.
     ObserveUncommitted,
+    /// `Replica`: the leader acknowledges acks=all writes right after its own append.
+    AckBeforeIsr,
+    /// `Replica`: a follower ignores a diverging-epoch answer and keeps fetching without the
+    /// epoch check, appending over its diverged log.
+    SkipTruncation,
+    /// `Replica`: the leader exposes its own log end as the high watermark.
+    HwFromLeaderOnly,
 }

@@ -17,6 +17,8 @@
 //! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
 //!   deterministic state machine over metadata records.
 //! - [`raft`]: a sans-I/O Raft (pre-vote, check-quorum, snapshots, learners) for the metadata quorum.
+//! - [`replica`]: one partition replica's state machine — role, follower apply rules, leader
+//!   gates, the high-watermark rule — driven through `handle` / `poll_output`.
 //! - [`rng`]: SplitMix64, the seeded generator for election timeouts (and the drivers' streams).
 //!
 //! Calling contract for [`log::PartitionLog`]: call a mutator (`append`, `retention`), carry out
@@ -44,5 +46,6 @@ pub mod raft;
 pub mod reconcile;
 pub mod records;
 pub mod recovery;
+pub mod replica;
 pub mod replication;
 pub mod rng;

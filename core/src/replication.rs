@@ -11,6 +11,10 @@
 //! still holds every committed record, so it is eligible to lead). ISR changes are proposed to the
 //! controller with the partition epoch they were planned against; one is pending at a time.
 //!
+//! [`crate::replica::Replica`] drives these pieces per partition (roles, gates, the flush
+//! policy that decides which of the leader's ends counts); the `log_end` a caller passes to
+//! [`Leader`] is that counted end.
+//!
 //! Invariants: during one leadership the high watermark never decreases and never exceeds the
 //! log end of any member of the maximal ISR; a follower's progress is only ever recorded for a
 //! fetch offset its log shares with the leader's.
@@ -120,6 +124,20 @@ impl Leader {
         now_ms: u64,
         config: ReplicationConfig,
     ) -> Self {
+        Self::with_own_end(me, state, log_end, log_end, hw, now_ms, config)
+    }
+
+    /// Takes leadership over a log ending at `log_end` of which `own_end` counts towards the
+    /// high watermark (the fsynced end under fsync-before-ack, see [`crate::replica`]).
+    pub fn with_own_end(
+        me: i32,
+        state: &PartitionState,
+        log_end: i64,
+        own_end: i64,
+        hw: i64,
+        now_ms: u64,
+        config: ReplicationConfig,
+    ) -> Self {
         debug_assert_eq!(state.leader, me);
         let followers = state
             .replicas
@@ -140,8 +158,27 @@ impl Leader {
             followers,
             config,
         };
-        l.advance(log_end);
+        l.advance(own_end.min(log_end));
         l
+    }
+
+    /// The replicas of the partition.
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+
+    /// When a pending ISR proposal may be proposed again, if one is pending.
+    pub fn retry_at(&self) -> Option<u64> {
+        self.pending
+            .as_ref()
+            .map(|(_, at)| at + self.config.isr_retry_ms)
+    }
+
+    /// The controller refused the pending proposal: the next tick may propose again. Its
+    /// members keep counting towards the high watermark until the partition epoch moves (the
+    /// refusal may have been of a duplicate while the original commits).
+    pub fn clear_pending(&mut self) {
+        self.pending = None;
     }
 
     /// The leader epoch this leadership serves.

@@ -203,9 +203,9 @@ pub struct Node {
 
 /// Directory of the broker-wide files.
 const META_DIR: &str = "meta";
-/// skein-net's `.clean-shutdown` marker.
+/// skein-broker's `.clean-shutdown` marker.
 const CLEAN_MARKER: &str = "meta/.clean-shutdown";
-/// skein-net's `__metadata.log`.
+/// skein-broker's `__metadata.log`.
 const METADATA_LOG: &str = "meta/__metadata.log";
 
 /// `<topic>-<p>`: the directory of a partition (`broker.rs`'s `partition_dir`).
@@ -415,7 +415,7 @@ impl Node {
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         frame.extend_from_slice(&payload);
-        // As skein-net's `append_metadata`: a failed (short) write is cut off again, or the
+        // As skein-broker's `append_metadata`: a failed (short) write is cut off again, or the
         // records after it would be unreachable at the next start.
         let before = self.disk.len(METADATA_LOG);
         if let Err(e) = self.disk.append(METADATA_LOG, &frame) {
@@ -807,7 +807,7 @@ impl Node {
         Some(format!("{src_name}@{from}->{name}@{at}+{len}"))
     }
 
-    /// SIGTERM, as skein-net's `Broker::close` and `PartitionStore::close`: per partition, fsync
+    /// SIGTERM, as skein-broker's `Broker::close` and `PartitionStore::close`: per partition, fsync
     /// the active segment, write its indexes and a producer snapshot at the log end, sync the
     /// directory; then, only if every partition closed, leave the clean-shutdown marker.
     /// Volatile state is gone afterwards.
@@ -874,7 +874,7 @@ impl Node {
                 self.remove_dir(&d);
             }
         }
-        // As skein-net: only once every partition is recovered is a crash unclean again.
+        // As skein-broker: only once every partition is recovered is a crash unclean again.
         self.disk.remove(CLEAN_MARKER);
         self.disk.sync_dir(META_DIR);
         self.catalog = catalog;

@@ -755,7 +755,7 @@ impl Sim {
         self.at(d, Event::Restart);
     }
 
-    /// SIGTERM: the node closes cleanly (skein-net's `Broker::close`), then restarts later. A
+    /// SIGTERM: the node closes cleanly (skein-broker's `Broker::close`), then restarts later. A
     /// crash armed earlier can still kill the disk in the middle of the close.
     fn clean_stop(&mut self) {
         self.node.shutdown();

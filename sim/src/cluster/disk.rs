@@ -1,7 +1,7 @@
 //! One voter's simulated Raft storage: what Raft asked to write, what is durable, and what a
 //! crash leaves behind.
 //!
-//! Model (mirrors net/src/raft_store.rs): storage operations are carried out in order; an
+//! Model (mirrors storage/src/raft_store.rs): storage operations are carried out in order; an
 //! `Output::Sync { seq }` makes every operation written before it durable once the simulated
 //! fsync completes; `PersistSnapshot` is durable at once together with everything before it
 //! (the real store syncs pending writes, writes the snapshot to a temporary file, fsyncs and

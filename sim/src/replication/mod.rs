@@ -12,16 +12,18 @@
 //! that travel the faulty network, so they act on stale metadata for a while: zombie leaders.
 //!
 //! Each broker keeps, per partition, a `PartitionLog` plus the stored batch bytes, of which a
-//! synced prefix survives a crash (and maybe a random prefix of the unsynced rest), its role
-//! (a core `Leader`, or a follower of the leader and epoch it believes in) and its high
-//! watermark. Followers fetch with (fetch offset = log end, last fetched epoch, leader epoch);
-//! the leader refuses another epoch, runs `check_fetch` (divergence -> `truncation_offset`),
-//! records progress with `on_fetch`, and answers with batches and its high watermark.
-//! Followers append with `append_replicated` and fsync before they fetch again. A leader's
-//! writes are fsynced asynchronously and only its synced end counts towards its high
-//! watermark (while followers may already copy the unsynced tail). Producers send acks=-1
-//! (some acks=1) batches; an acks=-1 batch is acknowledged once the high watermark passes it
-//! while the same leadership lasts. Consumers read below the leader's high watermark.
+//! synced prefix survives a crash (and maybe a random prefix of the unsynced rest), and runs
+//! skein-core's replica state machine (`skein_core::replica::Replica`, the one the broker
+//! shell drives): the driver ([`sim`]'s `replica` module) hands it metadata, produce requests,
+//! follower and consumer fetches, fetch responses, fsync completions and ticks, and carries
+//! out what it asks (appends, truncations, fsyncs after a random disk delay, answers, ISR
+//! proposals). Nothing about roles, fetch gates, follower truncation, acks or the high
+//! watermark is decided in this driver. The replicas run the fsync-before-ack flush policy:
+//! followers fsync what they appended before they fetch again, and the leader's fsynced end
+//! (not its written end) counts towards the high watermark, while followers may already copy
+//! its unsynced tail. Producers send acks=-1 (some acks=1) batches; an acks=-1 batch is
+//! acknowledged once the high watermark passes it while the same leadership lasts. Consumers
+//! read what the leader's replica lets them (below its high watermark).
 //!
 //! ## The checker rule
 //!
@@ -47,8 +49,9 @@
 //!   period, every partition has a leader, a full ISR, and every replica holds exactly the
 //!   leader's log with the high watermark at its end.
 //!
-//! Canaries ([`ReplCanary`]) are planted inside this driver (core is untouched):
-//! `ack-before-isr`, `elect-outside-isr`, `skip-truncation`, `hw-from-leader-only`.
+//! Canaries ([`ReplCanary`]): `elect-outside-isr` is planted in this driver's controller;
+//! `ack-before-isr`, `skip-truncation` and `hw-from-leader-only` turn on the core replica's
+//! canaries of the same names (`skein_core::canary::Canary`).
 //!
 //! ## Core bugs found
 //!
@@ -79,13 +82,13 @@ use crate::checker::{run_catching, Violation};
 /// Planted bugs of the replication driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ReplCanary {
-    /// The leader acknowledges acks=-1 writes right after its own append.
+    /// The leader acknowledges acks=-1 writes right after its own append (core canary).
     AckBeforeIsr,
     /// On leader loss the controller publishes any live replica as leader, ignoring the ISR.
     ElectOutsideIsr,
-    /// Followers ignore divergence and keep appending.
+    /// Followers ignore divergence and keep appending (core canary).
     SkipTruncation,
-    /// The leader exposes its own log end as the high watermark.
+    /// The leader exposes its own log end as the high watermark (core canary).
     HwFromLeaderOnly,
 }
 

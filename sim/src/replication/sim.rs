@@ -7,19 +7,22 @@ use std::hash::{Hash, Hasher};
 
 use crate::harness::TraceHasher;
 
-use skein_core::batch;
+use skein_core::canary::Canary;
 use skein_core::catalog::{Catalog, MetadataRecord, PartitionState};
 use skein_core::config::LogConfig;
 use skein_core::log::PartitionLog;
-use skein_core::replication::{
-    follower_hw, truncation_offset, FetchCheck, IsrProposal, Leader, ReplicationConfig,
-};
+use skein_core::replica::{FlushPolicy, Replica as CoreReplica, ReplicaConfig, ReplicaError};
+use skein_core::replication::{IsrProposal, ReplicationConfig};
 
 use super::swarm::ReplSwarm;
 use super::{ReplCanary, Stats};
 use crate::checker::{violation, Violation};
-use crate::records::{build_batch, decode, RecordId};
+use crate::records::RecordId;
 use crate::rng::Rng;
+
+mod replica;
+
+use skein_core::replica::Input;
 
 const TOPIC: &str = "t";
 const HEARTBEAT_MS: u64 = 100;
@@ -54,7 +57,7 @@ struct Stored {
 
 #[derive(Debug, Clone)]
 enum FetchBody {
-    Err(&'static str),
+    Err(ReplicaError),
     Diverging { epoch: i32, end_offset: i64 },
     Data { batches: Vec<Stored>, hw: i64 },
 }
@@ -120,7 +123,6 @@ enum Ev {
         p: usize,
         sgen: u64,
         upto: usize,
-        fetch: bool,
     },
     FetchRetry {
         b: i32,
@@ -167,56 +169,46 @@ impl Ev {
 }
 
 #[derive(Debug)]
-enum Role {
-    None,
-    Leader(Box<Leader>),
-    Follower { leader: i32, epoch: i32 },
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    req: u64,
-    last: i64,
-    base: i64,
-    deadline: u64,
-}
-
-#[derive(Debug)]
 struct Replica {
     store: Vec<Stored>,
     synced: usize,
     sgen: u64,
     log: PartitionLog,
-    hw: i64,
-    role: Role,
+    /// The core replica state machine this driver carries out.
+    core: CoreReplica,
     fetch_seq: u64,
-    skip_check: bool,
-    pending: Vec<Pending>,
-    /// Largest hw this leadership exposed.
-    lead_hw: i64,
-    /// ISR proposals this leadership sent: (partition epoch planned against, ISR).
-    proposals: Vec<(i32, Vec<i32>)>,
+    /// Produce requests between the core's append request and the append: their records.
+    producing: BTreeMap<u64, Vec<RecordId>>,
+    /// A fetch response's batches, until the core asks for them to be appended.
+    fetched: Vec<Stored>,
+    /// Largest hw this leadership exposed, and its epoch (the sim's own hw-monotonic check).
+    lead_hw: (i32, i64),
 }
 
 impl Replica {
-    fn new() -> Replica {
+    fn new(config: ReplicaConfig, canary: Option<Canary>) -> Replica {
+        let log = PartitionLog::new(LogConfig::default(), 0);
+        let mut core = CoreReplica::new(config, &log, 0, 0);
+        core.set_canary(canary);
         Replica {
             store: Vec::new(),
             synced: 0,
             sgen: 0,
-            log: PartitionLog::new(LogConfig::default(), 0),
-            hw: 0,
-            role: Role::None,
+            log,
+            core,
             fetch_seq: 0,
-            skip_check: false,
-            pending: Vec::new(),
-            lead_hw: 0,
-            proposals: Vec::new(),
+            producing: BTreeMap::new(),
+            fetched: Vec::new(),
+            lead_hw: (-1, 0),
         }
     }
 
     fn end(&self) -> i64 {
         self.log.log_end_offset()
+    }
+
+    fn hw(&self) -> i64 {
+        self.core.hw()
     }
 
     fn synced_end(&self) -> i64 {
@@ -241,7 +233,18 @@ impl Replica {
         let kept: Vec<(i32, i64)> = saved.into_iter().filter(|(_, s)| *s < end).collect();
         log.restore_epochs(&kept);
         self.log = log;
-        self.hw = self.hw.min(end);
+    }
+
+    /// A restart: a fresh core over the recovered (all durable) log, knowing its old hw.
+    fn restart_core(&mut self, now: u64) {
+        let hw = self.core.hw().min(self.end());
+        let config = self.core.config();
+        let canary = self.core.canary();
+        self.core = CoreReplica::new(config, &self.log, hw, now);
+        self.core.set_canary(canary);
+        self.producing.clear();
+        self.fetched.clear();
+        self.lead_hw = (-1, 0);
     }
 }
 
@@ -292,7 +295,6 @@ pub struct ReplSim {
     published: Vec<PartitionState>,
     last_hb: BTreeMap<i32, u64>,
     override_leader: BTreeMap<usize, (i32, i32)>,
-    cfg: ReplicationConfig,
     // brokers and clients
     brokers: BTreeMap<i32, Broker>,
     cut: BTreeMap<i32, Cut>,
@@ -361,7 +363,9 @@ impl ReplSim {
                         version: 0,
                         fresh: false,
                         view: Vec::new(),
-                        parts: (0..swarm.partitions).map(|_| Replica::new()).collect(),
+                        parts: (0..swarm.partitions)
+                            .map(|_| Replica::new(replica_config(*id, cfg), core_canary(canary)))
+                            .collect(),
                     },
                 )
             })
@@ -382,7 +386,6 @@ impl ReplSim {
             published,
             last_hb,
             override_leader: BTreeMap::new(),
-            cfg,
             brokers,
             cut: BTreeMap::new(),
             client: Client {
@@ -442,9 +445,8 @@ impl ReplSim {
         }
         for (id, b) in &self.brokers {
             for (p, r) in b.parts.iter().enumerate() {
-                let role = match &r.role {
-                    Role::None => "none".to_string(),
-                    Role::Leader(l) => format!(
+                let role = match (r.core.leader(), r.core.following()) {
+                    (Some(l), _) => format!(
                         "leader e{} isr={:?} hw={} followers={:?}",
                         l.leader_epoch(),
                         l.isr(),
@@ -454,7 +456,8 @@ impl ReplSim {
                             .map(|(k, f)| (*k, f.end))
                             .collect::<Vec<_>>()
                     ),
-                    Role::Follower { leader, epoch } => format!("follower of {leader} e{epoch}"),
+                    (None, Some((leader, epoch))) => format!("follower of {leader} e{epoch}"),
+                    (None, None) => "none".to_string(),
                 };
                 let _ = writeln!(
                     out,
@@ -467,7 +470,7 @@ impl ReplSim {
                     },
                     r.end(),
                     r.synced_end(),
-                    r.hw,
+                    r.hw(),
                     r.log.epochs()
                 );
             }
@@ -588,7 +591,6 @@ impl ReplSim {
                 p,
                 sgen,
                 upto,
-                fetch,
             } => {
                 if self.brokers[&b].inc != inc {
                     return Ok(());
@@ -598,18 +600,10 @@ impl ReplSim {
                     return Ok(());
                 }
                 r.synced = r.synced.max(upto.min(r.store.len()));
-                let se = r.synced_end();
-                let leading = if let Role::Leader(l) = &mut r.role {
-                    l.on_append(se);
-                    true
-                } else {
-                    false
-                };
-                if leading {
-                    self.leader_progress(b, p)?;
-                } else if fetch {
-                    self.send_fetch(b, p);
-                }
+                let durable_end = r.synced_end();
+                self.drive(b, p, Input::Synced { durable_end })?;
+                // A follower fetches (reports its log end) once it is durable.
+                self.send_fetch(b, p);
             }
             Ev::FetchRetry { b, inc, p, seq } => {
                 let br = &self.brokers[&b];
@@ -809,8 +803,7 @@ impl ReplSim {
             }
             r.keep(keep, now);
             r.synced = r.store.len();
-            r.role = Role::None;
-            r.pending.clear();
+            r.restart_core(now);
             r.fetch_seq += 1;
         }
         self.stats.crashes += 1;
@@ -1012,468 +1005,14 @@ impl ReplSim {
                 let Node::B(f) = from else { return Ok(()) };
                 let body = self.serve_fetch(b, p, f, offset, last_epoch, epoch)?;
                 self.send(Node::B(b), from, Msg::FetchResp { p, seq, body });
-                self.leader_progress(b, p)?;
             }
             Msg::FetchResp { p, seq, body } => self.on_fetch_resp(b, p, seq, body)?,
             Msg::Produce { p, req, acks, ids } => self.on_produce(b, p, req, acks, ids)?,
             Msg::Consume { p, offset } => {
-                let r = &self.brokers[&b].parts[p];
-                let records = match &r.role {
-                    Role::Leader(_) => {
-                        let hw = self.exposed_hw(b, p);
-                        let mut out = Vec::new();
-                        for s in r.store.iter().filter(|s| s.base >= offset && s.last < hw) {
-                            for (i, id) in s.ids.iter().enumerate() {
-                                out.push((s.base + i as i64, *id));
-                            }
-                            if out.len() > 50 {
-                                break;
-                            }
-                        }
-                        out
-                    }
-                    _ => Vec::new(),
-                };
+                let records = self.serve_consume(b, p, offset)?;
                 self.send(Node::B(b), Node::Client, Msg::ConsumeResp { p, records });
             }
             _ => {}
-        }
-        Ok(())
-    }
-
-    /// The high watermark this leader exposes.
-    fn exposed_hw(&self, b: i32, p: usize) -> i64 {
-        let r = &self.brokers[&b].parts[p];
-        match &r.role {
-            Role::Leader(l) => {
-                if self.canary == Some(ReplCanary::HwFromLeaderOnly) {
-                    r.end()
-                } else {
-                    l.hw()
-                }
-            }
-            _ => r.hw,
-        }
-    }
-
-    fn on_meta(&mut self, b: i32, version: u64, parts: Vec<PartitionState>) -> Res {
-        let br = self.brokers.get_mut(&b).expect("broker");
-        if version < br.version || (version == br.version && !br.fresh) {
-            return Ok(());
-        }
-        br.fresh = false;
-        br.version = version;
-        br.view = parts.clone();
-        for (p, st) in parts.iter().enumerate() {
-            self.apply_state(b, p, st)?;
-        }
-        Ok(())
-    }
-
-    fn apply_state(&mut self, b: i32, p: usize, st: &PartitionState) -> Res {
-        let now = self.now;
-        let cfg = self.cfg;
-        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        if !st.replicas.contains(&b) {
-            r.role = Role::None;
-            return Ok(());
-        }
-        if st.leader == b {
-            let se = r.synced_end();
-            let mut updated = false;
-            if let Role::Leader(l) = &mut r.role {
-                if l.leader_epoch() == st.leader_epoch {
-                    l.update(st, se, now);
-                    updated = true;
-                }
-            }
-            if updated {
-                return self.leader_progress(b, p);
-            }
-            // Take leadership: flush the log first so that its whole end counts.
-            r.synced = r.store.len();
-            r.sgen += 1;
-            r.log.set_leader_epoch(st.leader_epoch);
-            let end = r.end();
-            let l = Leader::new(b, st, end, r.hw, now, cfg);
-            r.lead_hw = l.hw();
-            r.proposals.clear();
-            r.role = Role::Leader(Box::new(l));
-            r.fetch_seq += 1;
-            self.fail_pending(b, p, "NOT_LEADER_OR_FOLLOWER");
-            self.stats.leaderships += 1;
-            self.note(format!(
-                "b{b} p{p} leads epoch {} at end {end}",
-                st.leader_epoch
-            ));
-            // At most one leader per epoch.
-            if let Some(other) = self.epoch_leader.insert((p, st.leader_epoch), b) {
-                if other != b {
-                    return Err(violation(
-                        "one-leader-per-epoch",
-                        format!("p{p} epoch {}: b{other} and b{b} both led", st.leader_epoch),
-                    ));
-                }
-            }
-            // Leader completeness: it holds what every earlier epoch exposed.
-            if self.catalog.unclean_elections() == 0 {
-                let need = self
-                    .exposed
-                    .range((p, i32::MIN)..(p, st.leader_epoch))
-                    .map(|(_, hw)| *hw)
-                    .max()
-                    .unwrap_or(0);
-                if end < need {
-                    return Err(violation(
-                        "leader-completeness",
-                        format!(
-                            "b{b} leads p{p} at epoch {} with log end {end}, below the high \
-                             watermark {need} an earlier leader exposed",
-                            st.leader_epoch
-                        ),
-                    ));
-                }
-            }
-            return self.leader_progress(b, p);
-        }
-        let same = matches!(r.role, Role::Follower { leader, epoch } if leader == st.leader && epoch == st.leader_epoch);
-        if !same {
-            let was_leader = matches!(r.role, Role::Leader(_));
-            // Work-around 3 (core bug 3, see the module doc): a leader's log keeps the entry
-            // of its own epoch at the log end even when it wrote nothing in it; `last_epoch`
-            // skips that empty entry, so no divergence is reported, and `append_replicated` of
-            // an older-epoch batch keeps it, mislabelling the copied batches (and refusing the
-            // next ones). The driver drops the empty trailing entry when it starts following.
-            r.role = Role::Follower {
-                leader: st.leader,
-                epoch: st.leader_epoch,
-            };
-            r.fetch_seq += 1;
-            if was_leader {
-                self.fail_pending(b, p, "NOT_LEADER_OR_FOLLOWER");
-            }
-            if st.leader >= 0 {
-                self.send_fetch(b, p);
-            }
-        }
-        Ok(())
-    }
-
-    fn fail_pending(&mut self, b: i32, p: usize, why: &'static str) {
-        let pending =
-            std::mem::take(&mut self.brokers.get_mut(&b).expect("broker").parts[p].pending);
-        for x in pending {
-            self.send(
-                Node::B(b),
-                Node::Client,
-                Msg::ProduceResp {
-                    req: x.req,
-                    result: Err(why),
-                },
-            );
-        }
-    }
-
-    fn send_fetch(&mut self, b: i32, p: usize) {
-        let inc = self.brokers[&b].inc;
-        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        let Role::Follower { leader, epoch } = r.role else {
-            return;
-        };
-        if leader < 0 {
-            return;
-        }
-        r.fetch_seq += 1;
-        let seq = r.fetch_seq;
-        let last_epoch = if std::mem::take(&mut r.skip_check) {
-            -1
-        } else {
-            r.log.last_epoch()
-        };
-        let msg = Msg::Fetch {
-            p,
-            seq,
-            offset: r.end(),
-            last_epoch,
-            epoch,
-        };
-        self.send(Node::B(b), Node::B(leader), msg);
-        self.at(FETCH_RETRY_MS, Ev::FetchRetry { b, inc, p, seq });
-    }
-
-    fn serve_fetch(
-        &mut self,
-        b: i32,
-        p: usize,
-        f: i32,
-        offset: i64,
-        last_epoch: i32,
-        epoch: i32,
-    ) -> Result<FetchBody, Violation> {
-        let now = self.now;
-        let hw_canary = self.canary == Some(ReplCanary::HwFromLeaderOnly);
-        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        let se = r.synced_end();
-        let end = r.end();
-        let Role::Leader(l) = &mut r.role else {
-            return Ok(FetchBody::Err("NOT_LEADER_OR_FOLLOWER"));
-        };
-        if epoch < l.leader_epoch() {
-            return Ok(FetchBody::Err("FENCED_LEADER_EPOCH"));
-        }
-        if epoch > l.leader_epoch() {
-            return Ok(FetchBody::Err("UNKNOWN_LEADER_EPOCH"));
-        }
-        match l.check_fetch(f, offset, last_epoch, &r.log) {
-            FetchCheck::NotReplica => Ok(FetchBody::Err("NOT_REPLICA")),
-            FetchCheck::Diverging { epoch, end_offset } => {
-                Ok(FetchBody::Diverging { epoch, end_offset })
-            }
-            FetchCheck::Accepted if offset > end => Ok(FetchBody::Err("OFFSET_OUT_OF_RANGE")),
-            FetchCheck::Accepted => {
-                l.on_fetch(f, offset, se, now);
-                let hw = if hw_canary { end } else { l.hw() };
-                let start = r.store.partition_point(|s| s.last < offset);
-                if start < r.store.len() && r.store[start].base != offset {
-                    return Err(violation(
-                        "log-matching",
-                        format!(
-                            "b{b} p{p} accepted b{f}'s fetch at {offset} (last epoch \
-                             {last_epoch}), inside its batch {}..={}: the logs diverged \
-                             undetected",
-                            r.store[start].base, r.store[start].last
-                        ),
-                    ));
-                }
-                let batches = r.store[start..]
-                    .iter()
-                    .take(BATCHES_PER_FETCH)
-                    .cloned()
-                    .collect();
-                Ok(FetchBody::Data { batches, hw })
-            }
-        }
-    }
-
-    fn on_fetch_resp(&mut self, b: i32, p: usize, seq: u64, body: FetchBody) -> Res {
-        let now = self.now;
-        let inc = self.brokers[&b].inc;
-        let skip = self.canary == Some(ReplCanary::SkipTruncation);
-        let disk = self.rng.range(0, self.swarm.disk_max_ms);
-        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        if r.fetch_seq != seq || !matches!(r.role, Role::Follower { .. }) {
-            return Ok(());
-        }
-        // One answer per fetch: a duplicate of this one must not be applied again.
-        r.fetch_seq += 1;
-        let seq = r.fetch_seq;
-        match body {
-            FetchBody::Err(why) => {
-                let _ = why;
-                self.at(FETCH_RETRY_MS / 3, Ev::FetchRetry { b, inc, p, seq });
-            }
-            FetchBody::Diverging { epoch, end_offset } => {
-                if skip {
-                    r.skip_check = true;
-                    self.send_fetch(b, p);
-                    return Ok(());
-                }
-                let cut = truncation_offset(&r.log, epoch, end_offset);
-                let keep = r.store.partition_point(|s| s.last < cut);
-                if keep < r.store.len() && r.store[keep].base != cut {
-                    return Err(violation(
-                        "truncation",
-                        format!(
-                            "b{b} p{p} told to truncate at {cut}, inside its batch {}..={}",
-                            r.store[keep].base, r.store[keep].last
-                        ),
-                    ));
-                }
-                let before = r.end();
-                r.keep(keep, now);
-                self.stats.truncations += 1;
-                self.note(format!(
-                    "b{b} p{p} truncates {before} -> {cut} (leader epoch {epoch} ends at {end_offset})"
-                ));
-                self.send_fetch(b, p);
-            }
-            FetchBody::Data { batches, hw } => {
-                let got = !batches.is_empty();
-                for s in batches {
-                    if s.base != r.end() {
-                        return Err(violation(
-                            "replication",
-                            format!("b{b} p{p} got batch at {} with log end {}", s.base, r.end()),
-                        ));
-                    }
-                    if let Err(e) = r.log.append_replicated(now, &s.bytes) {
-                        return Err(violation(
-                            "replication",
-                            format!("b{b} p{p} append_replicated at {}: {e}", s.base),
-                        ));
-                    }
-                    r.store.push(s);
-                }
-                r.hw = follower_hw(hw, r.end());
-                if got {
-                    let (sgen, upto) = (r.sgen, r.store.len());
-                    self.at(
-                        disk,
-                        Ev::Sync {
-                            b,
-                            inc,
-                            p,
-                            sgen,
-                            upto,
-                            fetch: true,
-                        },
-                    );
-                } else {
-                    self.at(FETCH_WAIT_MS, Ev::FetchRetry { b, inc, p, seq });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_produce(&mut self, b: i32, p: usize, req: u64, acks: i8, ids: Vec<RecordId>) -> Res {
-        let now = self.now;
-        let inc = self.brokers[&b].inc;
-        let disk = self.rng.range(0, self.swarm.disk_max_ms);
-        let early = self.canary == Some(ReplCanary::AckBeforeIsr);
-        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        let reply = |result| Msg::ProduceResp { req, result };
-        let Role::Leader(l) = &r.role else {
-            self.send(
-                Node::B(b),
-                Node::Client,
-                reply(Err("NOT_LEADER_OR_FOLLOWER")),
-            );
-            return Ok(());
-        };
-        if acks == -1 && !l.enough_replicas() {
-            self.send(Node::B(b), Node::Client, reply(Err("NOT_ENOUGH_REPLICAS")));
-            return Ok(());
-        }
-        let mut bytes = build_batch(&ids, 8, now as i64, None);
-        let a = r
-            .log
-            .append(now, &mut bytes)
-            .map_err(|e| violation("node-invariant", format!("b{b} p{p} leader append: {e}")))?;
-        let h = batch::parse_header(&bytes).expect("stamped batch");
-        let decoded = decode(&bytes).map_err(|e| violation("integrity", e))?;
-        let got: Vec<RecordId> = decoded
-            .iter()
-            .filter_map(|(_, v)| RecordId::parse(v))
-            .collect();
-        if got != ids || a.base_offset != h.base_offset {
-            return Err(violation(
-                "integrity",
-                format!("b{b} p{p} batch mangled on append"),
-            ));
-        }
-        r.store.push(Stored {
-            base: a.base_offset,
-            last: a.last_offset,
-            epoch: h.leader_epoch,
-            bytes,
-            ids,
-        });
-        let (sgen, upto) = (r.sgen, r.store.len());
-        let ack_now = acks == 1 || early;
-        if !ack_now {
-            r.pending.push(Pending {
-                req,
-                base: a.base_offset,
-                last: a.last_offset,
-                deadline: now + REQUEST_TIMEOUT_MS,
-            });
-        }
-        self.at(
-            disk,
-            Ev::Sync {
-                b,
-                inc,
-                p,
-                sgen,
-                upto,
-                fetch: false,
-            },
-        );
-        if ack_now {
-            self.send(Node::B(b), Node::Client, reply(Ok(a.base_offset)));
-        }
-        self.leader_progress(b, p)
-    }
-
-    /// Acknowledges what the high watermark now covers, times out the rest, records exposure.
-    fn leader_progress(&mut self, b: i32, p: usize) -> Res {
-        let hw = self.exposed_hw(b, p);
-        let now = self.now;
-        let min_isr = self.swarm.min_isr;
-        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        let Role::Leader(l) = &r.role else {
-            return Ok(());
-        };
-        let epoch = l.leader_epoch();
-        if hw < r.lead_hw {
-            return Err(violation(
-                "hw-monotonic",
-                format!("b{b} p{p} epoch {epoch}: hw fell {} -> {hw}", r.lead_hw),
-            ));
-        }
-        r.lead_hw = hw;
-        r.hw = hw;
-        let short = l.maximal_isr().len() < min_isr;
-        let mut out = Vec::new();
-        r.pending.retain(|x| {
-            if hw > x.last {
-                out.push((
-                    x.req,
-                    if short {
-                        Err("NOT_ENOUGH_REPLICAS_AFTER_APPEND")
-                    } else {
-                        Ok(x.base)
-                    },
-                ));
-                false
-            } else if now >= x.deadline {
-                out.push((x.req, Err("REQUEST_TIMED_OUT")));
-                false
-            } else {
-                true
-            }
-        });
-        let e = self.exposed.entry((p, epoch)).or_insert(0);
-        *e = (*e).max(hw);
-        for (req, result) in out {
-            if let Ok(base) = result {
-                self.note(format!(
-                    "b{b} p{p} e{epoch} acks req {req} at {base} (hw {hw})"
-                ));
-            }
-            self.send(Node::B(b), Node::Client, Msg::ProduceResp { req, result });
-        }
-        Ok(())
-    }
-
-    fn broker_tick(&mut self, b: i32) -> Res {
-        for p in 0..self.swarm.partitions {
-            let now = self.now;
-            let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-            let prop = match &mut r.role {
-                Role::Leader(l) => Some(l.tick(now)),
-                _ => None,
-            };
-            if let Some(Some(x)) = &prop {
-                r.proposals.push((x.partition_epoch, x.isr.clone()));
-            }
-            if let Some(prop) = prop {
-                if let Some(prop) = prop {
-                    self.send(Node::B(b), Node::Ctl, Msg::AlterIsr { p, prop });
-                }
-                self.leader_progress(b, p)?;
-            }
         }
         Ok(())
     }
@@ -1653,14 +1192,15 @@ impl ReplSim {
             }
             for (i, (a, ra)) in reps.iter().enumerate() {
                 for (bb, rb) in &reps[i + 1..] {
-                    let upto = ra.hw.min(rb.hw);
+                    let upto = ra.hw().min(rb.hw());
                     if let Some(off) = first_difference(ra, rb, upto) {
                         return Err(violation(
                             "replica-agreement",
                             format!(
                                 "p{p}: b{a} (hw {}) and b{bb} (hw {}) differ at offset {off}, \
                                  below both high watermarks",
-                                ra.hw, rb.hw
+                                ra.hw(),
+                                rb.hw()
                             ),
                         ));
                     }
@@ -1692,7 +1232,7 @@ impl ReplSim {
                 ));
             }
             let lr = &self.brokers[&leader].parts[p];
-            let Role::Leader(l) = &lr.role else {
+            let Some(l) = lr.core.leader() else {
                 return Err(violation(
                     "liveness",
                     format!("b{leader} does not know it leads p{p}"),
@@ -1759,6 +1299,25 @@ impl ReplSim {
             }
         }
         Ok(())
+    }
+}
+
+/// The core replica's settings on broker `me`: the sim fsyncs before acks (see the module doc).
+fn replica_config(me: i32, replication: ReplicationConfig) -> ReplicaConfig {
+    ReplicaConfig {
+        me,
+        replication,
+        flush: FlushPolicy::FsyncBeforeAck,
+    }
+}
+
+/// The core canary a replication canary plants (the controller's is planted in this driver).
+fn core_canary(c: Option<ReplCanary>) -> Option<Canary> {
+    match c? {
+        ReplCanary::AckBeforeIsr => Some(Canary::AckBeforeIsr),
+        ReplCanary::SkipTruncation => Some(Canary::SkipTruncation),
+        ReplCanary::HwFromLeaderOnly => Some(Canary::HwFromLeaderOnly),
+        ReplCanary::ElectOutsideIsr => None,
     }
 }
 
