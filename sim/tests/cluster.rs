@@ -79,9 +79,10 @@ fn failing_runs_replay_identically() {
 // change to the simulation reshuffles every run: find the new first seed with
 // `skein-sim cluster --seeds 0..1000 --canary NAME` and update both places.
 const VOTE_TWICE: u64 = 15;
-const COMMIT_OLD_TERM: u64 = 47;
+const COMMIT_OLD_TERM: u64 = 112;
 const NO_CHECK_QUORUM: u64 = 0;
-const NO_FENCING: u64 = 1;
+const NO_FENCING: u64 = 4;
+const OBSERVE_UNCOMMITTED: u64 = 7;
 
 /// `canary` is caught by `seed`, breaking one of `properties`, and `seed` passes without it.
 fn check_caught(canary: ClusterCanary, seed: u64, properties: &[&str]) {
@@ -114,6 +115,15 @@ fn commit_old_term_is_caught() {
             "leader-completeness",
             "state-machine-safety",
         ],
+    );
+}
+
+#[test]
+fn observe_uncommitted_is_caught() {
+    check_caught(
+        ClusterCanary::ObserveUncommitted,
+        OBSERVE_UNCOMMITTED,
+        &["state-machine-safety"],
     );
 }
 
