@@ -70,6 +70,11 @@ pub struct Partition {
     pub repl: Mutex<Repl>,
     /// Bumped when the high watermark or the role changes (acks=all waits on it).
     pub repl_changed: watch::Sender<u64>,
+    /// The interval flush policy is on: the leader's written end counts towards the high
+    /// watermark; otherwise only its fsynced end does (`skein_core::replica`'s rule).
+    counts_written: bool,
+    /// The broker's "something to read" signal, bumped when the high watermark advances.
+    wake: Arc<watch::Sender<u64>>,
 }
 
 /// Clears a partition's `flushing` flag and wakes the other waiters (so one of them flushes)
@@ -84,6 +89,17 @@ impl Drop for FlushGuard<'_> {
 }
 
 impl Partition {
+    /// The end of this leader's own log that counts towards the high watermark: the fsynced
+    /// end, or under the interval flush policy the written end (see `skein_core::replica`).
+    pub fn counted_end(&self, st: &PartitionStore) -> i64 {
+        let end = st.log().log_end_offset();
+        if self.counts_written {
+            end
+        } else {
+            (*self.synced.borrow()).min(end)
+        }
+    }
+
     /// The log was cut back or restarted (and synced) at `end`; call with the store lock held.
     pub fn reset_synced(&self, end: i64) {
         self.resets.fetch_add(1, Ordering::AcqRel);
@@ -119,7 +135,7 @@ impl Partition {
     /// longer leads at that epoch, checked under the log's lock), moves the leader's high
     /// watermark bookkeeping, and wakes waiters; also gives the messages not yet flushed.
     pub fn append_leading(
-        &self,
+        self: &Arc<Self>,
         epoch: i32,
         now_ms: u64,
         batch: &[u8],
@@ -127,16 +143,24 @@ impl Partition {
         let mut st = self.store.lock().expect("partition lock");
         self.repl.lock().expect("repl lock").leading(epoch)?;
         let res = st.append(now_ms, batch);
-        let end = st.log().log_end_offset();
+        let counted = self.counted_end(&st);
         let advanced = res.is_ok()
             && self
                 .repl
                 .lock()
                 .expect("repl lock")
                 .leading(epoch)
-                .is_some_and(|l| l.on_append(end));
+                .is_some_and(|l| l.on_append(counted));
         if advanced {
             self.repl_changed.send_modify(|n| *n += 1);
+        }
+        if res.is_ok() && !self.counts_written {
+            // The high watermark moves only with the fsync: start one (group commit shares
+            // it with every append meanwhile) even when nobody waits for it (acks 0 and 1).
+            let (p, end) = (self.clone(), st.log().log_end_offset());
+            tokio::spawn(async move {
+                let _ = p.wait_synced(end).await;
+            });
         }
         Some((res, st.unflushed_messages()))
     }
@@ -164,7 +188,17 @@ impl Partition {
             *s = (*s).max(target);
             grew
         });
+        // A leader's fsynced end counts towards the high watermark.
+        let counted = self.counted_end(&st);
+        let advanced = match &mut self.repl.lock().expect("repl lock").role {
+            Role::Leader(l) => l.on_append(counted),
+            _ => false,
+        };
         drop(st);
+        if advanced {
+            self.repl_changed.send_modify(|n| *n += 1);
+            self.wake.send_modify(|n| *n += 1);
+        }
         Ok(())
     }
 }
@@ -225,7 +259,7 @@ pub struct Broker {
     started: tokio::time::Instant,
     producer_ids: tokio::sync::Mutex<ProducerIds>,
     /// Bumped after every append; long-polling fetches wait on it.
-    pub appended: watch::Sender<u64>,
+    pub appended: Arc<watch::Sender<u64>>,
     /// Flipped on shutdown.
     pub shutting_down: watch::Sender<bool>,
     /// Leaders a replica fetcher runs for.
@@ -320,7 +354,7 @@ impl Broker {
             quorum: OnceLock::new(),
             outbox: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new(ProducerIds::default()),
-            appended: watch::channel(0).0,
+            appended: Arc::new(watch::channel(0).0),
             shutting_down: watch::channel(false).0,
         });
         tokio::spawn(crate::reconciler::run(
@@ -537,9 +571,8 @@ impl Broker {
                     for p in self.topic_partitions(name) {
                         let mut st = p.store.lock().expect("partition lock");
                         st.set_config(cfg.clone());
-                        let end = st.log().log_end_offset();
                         if let Role::Leader(l) = &mut p.repl.lock().expect("repl lock").role {
-                            l.set_config(rc, end);
+                            l.set_config(rc, p.counted_end(&st));
                         }
                         drop(st);
                         p.repl_changed.send_modify(|n| *n += 1);
@@ -621,7 +654,7 @@ impl Broker {
         let me = self.settings.node_id;
         match reconcile::wanted(&catalog, me, key).filter(|w| w.topic_id == topic_id) {
             Some(w) if standing => {
-                let p = new_partition(&key.0, key.1, topic_id, store);
+                let p = new_partition(&key.0, key.1, topic_id, store, self.partition_signals());
                 self.partitions
                     .write()
                     .expect("partitions lock")
@@ -631,6 +664,12 @@ impl Broker {
             _ => warn!(topic = %key.0, partition = key.1,
                 "partition opened after the catalog stopped giving it to this broker; not serving it"),
         }
+    }
+
+    /// What every partition of this broker needs from it: whether the leader's written end
+    /// counts towards the high watermark, and the signal to wake readers with.
+    fn partition_signals(&self) -> (bool, Arc<watch::Sender<u64>>) {
+        (self.settings.interval_flush(), self.appended.clone())
     }
 
     /// Whether partitions this broker holds are still being opened (recovered after a crash).
@@ -661,14 +700,15 @@ impl Broker {
             let end = st.log().log_end_offset();
             if state.leader == me {
                 match r.leading(state.leader_epoch) {
-                    Some(l) => l.update(state, end, now),
+                    Some(l) => l.update(state, p.counted_end(&st), now),
                     None => {
                         if let Err(e) = st.set_leader_epoch(state.leader_epoch) {
                             error!(topic = %p.topic, partition = p.index, error = %e, "saving the leader epoch failed");
                         }
                         let hw = r.hw();
                         let cfg = replication_config(self, min_insync);
-                        let l = Leader::new(me, state, end, hw, now, cfg);
+                        let own = p.counted_end(&st);
+                        let l = Leader::with_own_end(me, state, end, own, hw, now, cfg);
                         info!(topic = %p.topic, partition = p.index, epoch = state.leader_epoch,
                             log_end = end, hw = l.hw(), isr = ?state.isr, "leading partition");
                         r.role = Role::Leader(Box::new(l));
@@ -1255,6 +1295,7 @@ pub(crate) fn new_partition(
     index: i32,
     topic_id: [u8; 16],
     store: PartitionStore,
+    (counts_written, wake): (bool, Arc<watch::Sender<u64>>),
 ) -> Arc<Partition> {
     let end = store.log().log_end_offset();
     Arc::new(Partition {
@@ -1267,6 +1308,8 @@ pub(crate) fn new_partition(
         resets: AtomicU64::new(0),
         repl: Mutex::new(Repl::new()),
         repl_changed: watch::channel(0).0,
+        counts_written,
+        wake,
     })
 }
 
@@ -1401,7 +1444,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store =
             PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
-        let p = new_partition("t", 0, [0; 16], store);
+        let p = new_partition(
+            "t",
+            0,
+            [0; 16],
+            store,
+            (false, Arc::new(watch::channel(0).0)),
+        );
         let b = skein_core::batch::build::simple(3, 0, None);
         p.store.lock().unwrap().append(0, &b).unwrap();
         {
@@ -1414,6 +1463,65 @@ mod tests {
             .await
             .expect("a later waiter is not blocked")
             .unwrap();
+    }
+
+    /// The leader of a partition whose ISR is itself alone, under both flush policies.
+    fn sole_leader(counts_written: bool) -> (tempfile::TempDir, Arc<Partition>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
+        let p = new_partition(
+            "t",
+            0,
+            [0; 16],
+            store,
+            (counts_written, Arc::new(watch::channel(0).0)),
+        );
+        let state = PartitionState {
+            replicas: vec![1],
+            isr: vec![1],
+            elr: vec![],
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        };
+        let cfg = skein_core::replication::ReplicationConfig {
+            min_insync_replicas: 1,
+            lag_time_max_ms: 30_000,
+            isr_retry_ms: 1_000,
+        };
+        p.repl.lock().unwrap().role = Role::Leader(Box::new(Leader::new(1, &state, 0, 0, 0, cfg)));
+        (dir, p)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sole_leader_exposes_only_what_is_fsynced() {
+        let (_dir, p) = sole_leader(false);
+        let mut changed = p.repl_changed.subscribe();
+        let b = skein_core::batch::build::simple(3, 0, None);
+        let (res, _) = p.append_leading(0, 0, &b).unwrap();
+        res.unwrap();
+        // Appended, not yet fsynced: consumers see nothing of it. The append started an
+        // fsync, and the high watermark follows when it completes.
+        let hw = || p.repl.lock().unwrap().hw();
+        assert!(hw() <= *p.synced.borrow());
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while hw() < 3 {
+                changed.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the high watermark follows the fsync");
+        assert_eq!(*p.synced.borrow(), 3);
+    }
+
+    #[tokio::test]
+    async fn under_interval_flushing_the_written_end_counts() {
+        let (_dir, p) = sole_leader(true);
+        let b = skein_core::batch::build::simple(3, 0, None);
+        p.append_leading(0, 0, &b).unwrap().0.unwrap();
+        assert_eq!(p.repl.lock().unwrap().hw(), 3);
+        assert_eq!(*p.synced.borrow(), 0, "nothing was fsynced");
     }
 
     fn frame(rec: &MetadataRecord) -> Vec<u8> {

@@ -7,7 +7,9 @@
 //! a follower appends only batches fetched from the leader of its current epoch, truncates
 //! before appending when the leader says its log diverges, and fsyncs what it appended before
 //! it fetches again (unless the interval flush policy is on), so the offset it reports is
-//! durable; consumers never read at or above the high watermark.
+//! durable; consumers never read at or above the high watermark; a leader counts only its
+//! fsynced end towards the high watermark (its written end under the interval flush policy),
+//! the rule `skein_core::replica` states (`Partition::counted_end`).
 
 use std::sync::Arc;
 use std::time::Duration;

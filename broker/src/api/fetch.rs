@@ -106,6 +106,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
             let (plan, grant, hw, start) = {
                 let st = p.store.lock().expect("partition lock");
                 let end = st.log().log_end_offset();
+                let counted = p.counted_end(&st);
                 let hw = {
                     let mut rp = p.repl.lock().expect("repl lock");
                     let Some(l) = rp.leading(epoch) else {
@@ -138,7 +139,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                             FetchCheck::Accepted => {
                                 if fp.fetch_offset >= st.log().log_start_offset()
                                     && fp.fetch_offset <= end
-                                    && l.on_fetch(replica, fp.fetch_offset, end, now)
+                                    && l.on_fetch(replica, fp.fetch_offset, counted, now)
                                 {
                                     p.repl_changed.send_modify(|n| *n += 1);
                                     b.appended.send_modify(|n| *n += 1);
