@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
+use crate::limits;
 use crate::peer::Outbox;
 use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
 use crate::reconciler::Reconciler;
@@ -379,11 +380,11 @@ impl Broker {
         }
         let quorum = broker.quorum();
         let mut waited = 0u64;
-        while !quorum.caught_up(Duration::from_secs(5)).await || quorum.is_stopped() {
+        while !quorum.caught_up(limits::QUORUM_WAIT_LOG_EVERY).await || quorum.is_stopped() {
             if quorum.is_stopped() {
                 bail!("the metadata quorum stopped during start-up (see the error above)");
             }
-            waited += 5;
+            waited += limits::QUORUM_WAIT_LOG_EVERY.as_secs();
             let s = quorum.status();
             warn!(
                 waited_s = waited,
@@ -438,12 +439,12 @@ impl Broker {
             .map(|(i, a)| (*i, a.clone()))
             .collect();
         let outbox = Outbox::new(me, tag.clone(), peers, stop.clone());
-        let (qtx, qrx) = mpsc::channel(4096);
+        let (qtx, qrx) = mpsc::channel(limits::QUORUM_INBOX_MAX);
         if let Some(addr) = s.controller_listen {
             let listener = sys::net::Listener::bind(addr)
                 .await
                 .with_context(|| format!("listening for controllers on {addr}"))?;
-            let (ptx, prx) = mpsc::channel(4096);
+            let (ptx, prx) = mpsc::channel(limits::QUORUM_INBOX_MAX);
             tokio::spawn(crate::peer::serve(listener, tag, ptx, stop.clone()));
             tokio::spawn(route_peer_messages(self.clone(), prx, qtx));
             info!(%addr, voters = ?s.voters, "controller listener up");
@@ -520,7 +521,7 @@ impl Broker {
             if self.quorum().is_stopped() {
                 bail!("the metadata quorum stopped before this broker could register");
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(limits::REGISTER_RETRY).await;
         }
         info!(
             node_id = self.settings.node_id,
@@ -789,7 +790,7 @@ impl Broker {
                 // the change is committed; otherwise they only apply it after electing a new
                 // quorum leader.
                 if self.quorum().status().role == skein_core::raft::Role::Leader {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    tokio::time::sleep(limits::SHUTDOWN_LINGER).await;
                 }
                 info!("controlled shutdown: leadership moved")
             }

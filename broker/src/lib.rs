@@ -7,6 +7,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod groups;
+pub mod limits;
 pub mod observer;
 pub mod peer;
 pub mod quorum;

@@ -26,10 +26,7 @@ use crate::quorum::{
     Cmd, PeerMsg, Pending, Quorum, QuorumError, QuorumStatus, Reply, StateMachine,
 };
 
-/// How often an observer asks for new entries while caught up.
-pub const OBSERVE_INTERVAL_MS: u64 = 50;
-/// A voter silent this long is given up for the next one.
-pub const OBSERVE_TIMEOUT_MS: u64 = 1000;
+use crate::limits::{OBSERVE_INTERVAL_MS, OBSERVE_TIMEOUT_MS};
 
 /// How to start an observer.
 #[derive(Debug, Clone)]
@@ -73,7 +70,7 @@ pub fn start<S: StateMachine>(
         matched: Vec::new(),
     };
     let (status_tx, status_rx) = watch::channel(status);
-    let (cmd_tx, cmd_rx) = mpsc::channel(crate::quorum::PROPOSALS_QUEUED_MAX);
+    let (cmd_tx, cmd_rx) = mpsc::channel(crate::limits::PROPOSALS_QUEUED_MAX);
     let core = Observer::new(
         CoreConfig {
             node_id: cfg.node_id,

@@ -22,14 +22,11 @@ use tracing::{debug, info, warn};
 
 use skein_sys::net::{Listener, Stream};
 
-/// Largest frame accepted from a peer (a metadata snapshot rides in one).
-pub const FRAME_BYTES_MAX: usize = 256 << 20;
-/// Messages queued per peer before new ones are dropped.
-pub const QUEUE_MAX: usize = 4096;
-/// Pause between failed dials of one peer.
-pub const DIAL_BACKOFF_MS: u64 = 200;
-/// A frame not written within this long means the peer stopped reading: reconnect.
-pub const WRITE_TIMEOUT_MS: u64 = 2000;
+use crate::limits::{
+    PEER_CONNECT_TIMEOUT, PEER_DIAL_BACKOFF_MS as DIAL_BACKOFF_MS,
+    PEER_FRAME_BYTES_MAX as FRAME_BYTES_MAX, PEER_QUEUE_MAX as QUEUE_MAX,
+    PEER_WRITE_TIMEOUT_MS as WRITE_TIMEOUT_MS,
+};
 
 /// Identifies a node.
 pub type NodeId = u64;
@@ -137,7 +134,7 @@ async fn dial_loop<M: Serialize>(
             _ = stop.changed() => return,
         };
         if conn.is_none() {
-            match tokio::time::timeout(Duration::from_secs(2), Stream::connect(&addr)).await {
+            match tokio::time::timeout(PEER_CONNECT_TIMEOUT, Stream::connect(&addr)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     debug!(peer = to, %addr, "connected to peer");
@@ -195,7 +192,7 @@ pub async fn serve<M: DeserializeOwned + Send + 'static>(
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "peer accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(crate::limits::ACCEPT_BACKOFF).await;
                 continue;
             }
         };

@@ -25,17 +25,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::limits::{OBSERVE_ENTRIES_MAX, PROPOSALS_QUEUED_MAX, PROPOSAL_TIMEOUT_MS};
 use crate::peer::Outbox;
 use skein_storage::raft_store::{RaftStore, RaftStoreError};
 
 /// Entries applied since the last snapshot before the driver takes a new one (default).
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1024;
-/// How long a proposal may wait for its entry to be applied here.
-pub const PROPOSAL_TIMEOUT_MS: u64 = 15_000;
-/// Most entries one Observed answer carries.
-pub const OBSERVE_ENTRIES_MAX: usize = 512;
-/// Proposals queued in the driver before callers are told to back off.
-pub const PROPOSALS_QUEUED_MAX: usize = 1024;
 
 /// What a node applies: the broker's metadata.
 pub trait StateMachine: Send + 'static {

@@ -27,16 +27,11 @@ use tracing::{debug, info, warn};
 use crate::broker::{now_ms, Broker, Partition};
 use skein_client::Client;
 
-/// Fetch version followers use (12: last fetched epoch and diverging epoch, topic names).
-const REPLICA_FETCH_VERSION: i16 = 12;
-/// How long a follower's fetch waits at the leader for new data.
-const REPLICA_FETCH_WAIT_MS: i32 = 500;
-/// A follower's fetch response limit (Kafka's replica.fetch.response.max.bytes, 10 MiB by
-/// default): with the first-batch rule a response holds at most this or one batch, well under
-/// the client's frame limit ([`skein_client::RESPONSE_BYTES_MAX`]).
-const REPLICA_FETCH_RESPONSE_BYTES: i32 = 16 << 20;
-/// A follower's limit per partition (Kafka's replica.fetch.max.bytes, 1 MiB).
-const REPLICA_FETCH_PARTITION_BYTES: i32 = 1 << 20;
+use crate::limits::{
+    REPLICA_CONNECT_BACKOFF, REPLICA_CONNECT_TIMEOUT, REPLICA_FETCH_PARTITION_BYTES,
+    REPLICA_FETCH_RESPONSE_BYTES, REPLICA_FETCH_VERSION, REPLICA_FETCH_WAIT_MS,
+    REPLICA_IDLE_BACKOFF, REPLICA_REQUEST_SLACK_MS, REPLICA_RETRY_BACKOFF,
+};
 
 /// A partition's replication role on this broker.
 #[derive(Debug)]
@@ -227,23 +222,24 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
                 .map(|x| format!("{}:{}", x.host, x.port))
         });
         let Some(addr) = addr else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(REPLICA_RETRY_BACKOFF).await;
             continue;
         };
         if client.as_ref().is_none_or(|c| c.addr() != addr) {
             // Connecting (and ApiVersions) is bounded, so a leader that went silent cannot hold
             // the fetcher past the next metadata change.
-            match Client::connect_with(&addr, "skein-replica-fetcher", Duration::from_secs(5)).await
+            match Client::connect_with(&addr, "skein-replica-fetcher", REPLICA_CONNECT_TIMEOUT)
+                .await
             {
                 Ok(mut c) => {
                     c.set_request_timeout(Duration::from_millis(
-                        REPLICA_FETCH_WAIT_MS as u64 + 10_000,
+                        REPLICA_FETCH_WAIT_MS as u64 + REPLICA_REQUEST_SLACK_MS,
                     ));
                     client = Some(c);
                 }
                 Err(e) => {
                     debug!(leader, error = %e, "cannot reach the leader to fetch");
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(REPLICA_CONNECT_BACKOFF).await;
                     continue;
                 }
             }
@@ -255,7 +251,7 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
             Err(e) => {
                 debug!(leader, error = %e, "replica fetch failed");
                 client = None;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(REPLICA_RETRY_BACKOFF).await;
                 continue;
             }
         };
@@ -304,7 +300,7 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
             }
         }
         if !progressed {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(REPLICA_IDLE_BACKOFF).await;
         }
     }
 }

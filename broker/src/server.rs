@@ -48,7 +48,7 @@ pub async fn serve(broker: Arc<Broker>, listener: Listener, mut shutdown: watch:
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(crate::limits::ACCEPT_BACKOFF).await;
                 continue;
             }
         };

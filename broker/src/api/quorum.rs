@@ -1,8 +1,6 @@
 //! DescribeQuorum: the metadata quorum's voters and observers, relayed to the quorum leader from
 //! any broker.
 
-use std::time::Duration;
-
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as E;
 use tracing::debug;
@@ -80,7 +78,7 @@ pub fn describe_quorum(b: &Broker, req: DescribeQuorumRequest) -> DescribeQuorum
 pub const QUORUM_RELAY_CLIENT_ID: &str = "skein-describe-quorum-relay";
 
 /// Bound on relaying one DescribeQuorum to the quorum leader (connect, ApiVersions, the request).
-const QUORUM_RELAY_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::limits::QUORUM_RELAY_TIMEOUT;
 
 /// DescribeQuorum asked of any broker. Kafka's brokers forward it to the active controller, and
 /// Kafka's admin client (kafka-metadata-quorum) sends it to whichever broker it likes: a node

@@ -1,0 +1,74 @@
+//! Every bound and pacing constant of the broker's shell in one place: queue sizes, timeouts,
+//! backoffs. Settings a user may change live in `config.rs` (each with its Kafka name); these
+//! are the rest. Core bounds live in skein-core next to the state machine they bound (e.g.
+//! `skein_core::raft::GATED_MESSAGES_MAX`).
+//!
+//! Invariant: no queue or map the shell keeps is fed by clients without a bound here or in a
+//! setting (connections, in-flight requests and request bytes are settings). The one unbounded
+//! channel, the replica fetchers' start queue, carries at most one message per source broker
+//! (`Broker::ensure_fetcher` sends only for a leader it has no fetcher for).
+
+use std::time::Duration;
+
+// ---- the metadata quorum and the inter-broker transport ----
+
+/// Raft messages and forwarded proposals queued from the controller listener to the quorum's
+/// driver; more are dropped (Raft tolerates loss).
+pub const QUORUM_INBOX_MAX: usize = 4096;
+/// Proposals queued for the quorum's driver; a full queue refuses the proposal.
+pub const PROPOSALS_QUEUED_MAX: usize = 1024;
+/// A proposal unanswered this long fails.
+pub const PROPOSAL_TIMEOUT_MS: u64 = 15_000;
+/// Entries per answer to a non-voting broker.
+pub const OBSERVE_ENTRIES_MAX: usize = 512;
+/// A non-voting broker asks for new entries this often while caught up.
+pub const OBSERVE_INTERVAL_MS: u64 = 50;
+/// A non-voting broker gives a silent voter up after this long.
+pub const OBSERVE_TIMEOUT_MS: u64 = 1000;
+/// Largest inter-broker frame (a snapshot travels in one).
+pub const PEER_FRAME_BYTES_MAX: usize = 256 << 20;
+/// Messages queued per peer; more are dropped.
+pub const PEER_QUEUE_MAX: usize = 4096;
+/// Wait before dialling a peer again after a failure.
+pub const PEER_DIAL_BACKOFF_MS: u64 = 200;
+/// A peer connection must be made within this.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A write to a peer that takes longer drops the connection.
+pub const PEER_WRITE_TIMEOUT_MS: u64 = 2000;
+/// How often start-up logs that it still waits for the quorum.
+pub const QUORUM_WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
+/// Wait between registration attempts.
+pub const REGISTER_RETRY: Duration = Duration::from_millis(200);
+/// After its controlled-shutdown change commits, a quorum leader stays this long so the
+/// others learn of the commit (a couple of Raft heartbeats).
+pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(250);
+/// DescribeQuorum relayed to the quorum leader must be answered within this.
+pub const QUORUM_RELAY_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---- replication ----
+
+/// Fetch version followers use (12: last fetched epoch and diverging epoch, topic names).
+pub const REPLICA_FETCH_VERSION: i16 = 12;
+/// How long a follower's fetch waits at the leader for new data.
+pub const REPLICA_FETCH_WAIT_MS: i32 = 500;
+/// A follower's fetch response limit (Kafka's replica.fetch.response.max.bytes is 10 MiB): with
+/// the first-batch rule a response holds at most this or one batch, well under the client's
+/// frame limit (`skein_client::RESPONSE_BYTES_MAX`).
+pub const REPLICA_FETCH_RESPONSE_BYTES: i32 = 16 << 20;
+/// A follower's limit per partition (Kafka's replica.fetch.max.bytes, 1 MiB).
+pub const REPLICA_FETCH_PARTITION_BYTES: i32 = 1 << 20;
+/// Connecting to a leader (and ApiVersions) must finish within this.
+pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A follower's fetch request times out this long after its wait at the leader.
+pub const REPLICA_REQUEST_SLACK_MS: u64 = 10_000;
+/// Wait before fetching again when no leader address is known or a fetch failed.
+pub const REPLICA_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Wait before connecting again to a leader that could not be reached.
+pub const REPLICA_CONNECT_BACKOFF: Duration = Duration::from_millis(300);
+/// Wait after a fetch that brought nothing new.
+pub const REPLICA_IDLE_BACKOFF: Duration = Duration::from_millis(100);
+
+// ---- the listener ----
+
+/// Wait after a failed accept (e.g. out of file descriptors) before accepting again.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
