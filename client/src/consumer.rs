@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 
 use crate::batch::{parse_fetched_records, FetchedRecord};
@@ -189,23 +190,15 @@ impl Consumer {
         Ok(())
     }
 
-    /// One Fetch to one leader; appends the records to `out`. Returns the number of
-    /// records added, or a retriable error for the caller to refresh metadata on.
-    async fn fetch_from(
-        &mut self,
-        leader: i32,
-        partitions: &[i32],
-        max_wait_ms: i32,
-        out: &mut Vec<FetchedRecord>,
-    ) -> Result<Result<usize, ClientError>, ClientError> {
-        let name = self.topic.name.clone();
-        let request = FetchRequest::default()
+    /// The Fetch for `partitions` at their positions.
+    fn fetch_request(&self, partitions: &[i32], max_wait_ms: i32) -> FetchRequest {
+        FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(FETCH_RESPONSE_BYTES_MAX)
             .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(&name))
+                .with_topic(topic_name(&self.topic.name))
                 .with_partitions(
                     partitions
                         .iter()
@@ -216,7 +209,19 @@ impl Consumer {
                                 .with_partition_max_bytes(self.partition_bytes[p])
                         })
                         .collect(),
-                )]);
+                )])
+    }
+
+    /// One Fetch to one leader; appends the records to `out`. Returns the number of
+    /// records added, or a retriable error for the caller to refresh metadata on.
+    async fn fetch_from(
+        &mut self,
+        leader: i32,
+        partitions: &[i32],
+        max_wait_ms: i32,
+        out: &mut Vec<FetchedRecord>,
+    ) -> Result<Result<usize, ClientError>, ClientError> {
+        let request = self.fetch_request(partitions, max_wait_ms);
         let client = match self.cluster.node(leader).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -231,6 +236,7 @@ impl Consumer {
             }
             Err(e) => return Err(e),
         };
+        let name = self.topic.name.clone();
         if response.error_code != 0 {
             return Err(ClientError::kafka(
                 format!("fetch from {name}"),
@@ -246,61 +252,76 @@ impl Consumer {
             .filter(|t| t.topic.as_str() == name)
             .flat_map(|t| t.partitions.iter())
         {
-            let p = data.partition_index;
-            let Some(position) = self.positions.get(&p).copied() else {
-                continue;
-            };
-            if data.error_code != 0 {
-                let err = ClientError::kafka(
-                    format!("fetch {name}-{p} at offset {position}"),
-                    data.error_code,
-                    None,
-                );
-                if is_leadership_error(data.error_code) {
-                    retriable = Some(err);
-                    continue;
-                }
-                let hint = if data.error_code == code::OFFSET_OUT_OF_RANGE {
-                    format!(
-                        " (partition {p} holds offsets {}..{})",
-                        data.log_start_offset, data.high_watermark
-                    )
-                } else {
-                    String::new()
-                };
-                return Err(err.context(format!("consuming '{name}' failed{hint}")));
+            match self.take_partition(data, out)? {
+                Ok(n) => added += n,
+                Err(e) => retriable = Some(e),
             }
-            let bytes = data.records.clone().unwrap_or_default();
-            let had_bytes = !bytes.is_empty();
-            let (records, next) = parse_fetched_records(bytes, position).map_err(|e| {
-                e.context(format!(
-                    "reading records of {name}-{p} at offset {position}"
-                ))
-            })?;
-            match next {
-                Some(next) => {
-                    self.positions.insert(p, next.max(position));
-                }
-                None if had_bytes => {
-                    // Only part of one batch fit: ask for more bytes next time.
-                    let bytes = self.partition_bytes[&p];
-                    if bytes >= FETCH_PARTITION_BYTES_MAX {
-                        return Err(ClientError::InvalidRecords(format!(
-                            "a record batch in {name}-{p} at offset {position} exceeds \
-                             {FETCH_PARTITION_BYTES_MAX} bytes"
-                        )));
-                    }
-                    self.partition_bytes
-                        .insert(p, bytes.saturating_mul(2).min(FETCH_PARTITION_BYTES_MAX));
-                }
-                None => {}
-            }
-            added += records.len();
-            out.extend(records);
         }
         Ok(match retriable {
             Some(e) if added == 0 => Err(e),
             _ => Ok(added),
         })
+    }
+
+    /// Takes one partition's part of a Fetch answer: its records go to `out` and its
+    /// position moves past them. Returns how many were added, or a leadership error to
+    /// retry after a metadata refresh; any other error code ends the consumer.
+    fn take_partition(
+        &mut self,
+        data: &PartitionData,
+        out: &mut Vec<FetchedRecord>,
+    ) -> Result<Result<usize, ClientError>, ClientError> {
+        let name = &self.topic.name;
+        let p = data.partition_index;
+        let Some(position) = self.positions.get(&p).copied() else {
+            return Ok(Ok(0)); // not asked for
+        };
+        if data.error_code != 0 {
+            let err = ClientError::kafka(
+                format!("fetch {name}-{p} at offset {position}"),
+                data.error_code,
+                None,
+            );
+            if is_leadership_error(data.error_code) {
+                return Ok(Err(err));
+            }
+            let hint = if data.error_code == code::OFFSET_OUT_OF_RANGE {
+                format!(
+                    " (partition {p} holds offsets {}..{})",
+                    data.log_start_offset, data.high_watermark
+                )
+            } else {
+                String::new()
+            };
+            return Err(err.context(format!("consuming '{name}' failed{hint}")));
+        }
+        let bytes = data.records.clone().unwrap_or_default();
+        let had_bytes = !bytes.is_empty();
+        let (records, next) = parse_fetched_records(bytes, position).map_err(|e| {
+            e.context(format!(
+                "reading records of {name}-{p} at offset {position}"
+            ))
+        })?;
+        match next {
+            Some(next) => {
+                self.positions.insert(p, next.max(position));
+            }
+            None if had_bytes => {
+                // Only part of one batch fit: ask for more bytes next time.
+                let bytes = self.partition_bytes[&p];
+                if bytes >= FETCH_PARTITION_BYTES_MAX {
+                    return Err(ClientError::InvalidRecords(format!(
+                        "a record batch in {name}-{p} at offset {position} exceeds \
+                         {FETCH_PARTITION_BYTES_MAX} bytes"
+                    )));
+                }
+                self.partition_bytes
+                    .insert(p, bytes.saturating_mul(2).min(FETCH_PARTITION_BYTES_MAX));
+            }
+            None => {}
+        }
+        let added = records.len();
+        out.extend(records);
+        Ok(Ok(added))
     }
 }
