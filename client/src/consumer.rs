@@ -325,3 +325,125 @@ impl Consumer {
         Ok(Ok(added))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{encode_batch, ProducerIdentity, ProducerRecord};
+    use crate::fake_broker::{self, reply};
+    use bytes::Bytes;
+    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader};
+    use kafka_protocol::protocol::Decodable;
+    use std::sync::{Arc, Mutex};
+
+    /// How the fake broker answers a Fetch of t-0: (error code, records) from the fetch
+    /// offset and the partition's byte limit.
+    type Script = dyn Fn(usize, i64, i32) -> (i16, Option<Bytes>) + Send + Sync;
+
+    /// A broker leading t-0 that answers the n-th Fetch with `script`; records each
+    /// Fetch's (offset, partition byte limit).
+    async fn fake_broker(script: Arc<Script>) -> (String, Arc<Mutex<Vec<(i64, i32)>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let shared = seen.clone();
+        let handler = move |header: &RequestHeader, mut body: Bytes| {
+            assert_eq!(header.request_api_key, ApiKey::Fetch as i16);
+            let req = FetchRequest::decode(&mut body, header.request_api_version).unwrap();
+            let asked = &req.topics[0].partitions[0];
+            let n = {
+                let mut seen = shared.lock().unwrap();
+                seen.push((asked.fetch_offset, asked.partition_max_bytes));
+                seen.len()
+            };
+            let (error_code, records) = script(n, asked.fetch_offset, asked.partition_max_bytes);
+            let resp =
+                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                    .with_topic(topic_name("t"))
+                    .with_partitions(vec![PartitionData::default()
+                        .with_partition_index(0)
+                        .with_error_code(error_code)
+                        .with_log_start_offset(5)
+                        .with_high_watermark(9)
+                        .with_records(records)])]);
+            reply::<FetchRequest>(&resp, header)
+        };
+        let addr = fake_broker::start(&[(ApiKey::Fetch, 4, 12)], 1, Arc::new(handler)).await;
+        (addr, seen)
+    }
+
+    async fn consumer(addr: &str) -> Consumer {
+        let cluster = Cluster::connect(addr).await.unwrap();
+        Consumer::new(cluster, "t", Some(0)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn follows_a_moved_leader_and_grows_the_fetch_size_for_a_large_batch() {
+        let value = Bytes::from(vec![b'x'; 1536 * 1024]);
+        let record = ProducerRecord { key: None, value };
+        let batch = encode_batch(&[record], ProducerIdentity::NONE, 0, 1).unwrap();
+        let script = move |n: usize, offset: i64, max_bytes: i32| match (n, offset) {
+            (1, _) => (code::NOT_LEADER_OR_FOLLOWER, None),
+            (_, 0) => {
+                let cut = batch.len().min(usize::try_from(max_bytes).unwrap());
+                (0, Some(batch.slice(..cut)))
+            }
+            _ => (0, Some(Bytes::new())),
+        };
+        let (addr, seen) = fake_broker(Arc::new(script)).await;
+        let mut consumer = consumer(&addr).await;
+        let mut records = Vec::new();
+        for _ in 0..3 {
+            consumer
+                .poll(Duration::from_millis(10), &mut records)
+                .await
+                .unwrap();
+        }
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].offset, 0);
+        assert_eq!(records[0].value.as_ref().map(Bytes::len), Some(1536 * 1024));
+        assert_eq!(consumer.position(0), Some(1));
+        let mib = 1024 * 1024;
+        assert_eq!(*seen.lock().unwrap(), [(0, mib), (0, mib), (0, 2 * mib)]);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_attempt_limit() {
+        let script = |_, _, _| (code::NOT_LEADER_OR_FOLLOWER, None);
+        let (addr, seen) = fake_broker(Arc::new(script)).await;
+        let mut consumer = consumer(&addr).await;
+        let mut records = Vec::new();
+        for _ in 1..ATTEMPTS_MAX {
+            consumer
+                .poll(Duration::from_millis(10), &mut records)
+                .await
+                .unwrap();
+        }
+        let err = consumer
+            .poll(Duration::from_millis(10), &mut records)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "consuming 't' failed after 6 attempts");
+        assert_eq!(err.kafka_code(), Some(code::NOT_LEADER_OR_FOLLOWER));
+        assert_eq!(seen.lock().unwrap().len(), 6);
+        assert!(records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn out_of_range_names_the_partitions_offsets() {
+        let script = |_, _, _| (code::OFFSET_OUT_OF_RANGE, None);
+        let (addr, _) = fake_broker(Arc::new(script)).await;
+        let mut consumer = consumer(&addr).await;
+        consumer.seek(0, 2).unwrap();
+        let err = consumer
+            .poll(Duration::from_millis(10), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "consuming 't' failed (partition 0 holds offsets 5..9)"
+        );
+        assert_eq!(err.kafka_code(), Some(code::OFFSET_OUT_OF_RANGE));
+        assert!(consumer.seek(1, 0).is_err(), "not one of its partitions");
+        assert!(consumer.seek(0, -1).is_err(), "negative offset");
+    }
+}

@@ -58,6 +58,8 @@ pub mod connection;
 pub mod consumer;
 pub mod coordinator;
 pub mod error;
+#[cfg(test)]
+mod fake_broker;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;

@@ -363,115 +363,40 @@ pub async fn init_producer_id(cluster: &mut Cluster) -> Result<ProducerIdentity,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use crate::fake_broker::{self, reply};
+    use bytes::Bytes;
     use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
-    use kafka_protocol::messages::metadata_response::{
-        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-    };
     use kafka_protocol::messages::produce_response::{
         PartitionProduceResponse, TopicProduceResponse,
     };
-    use kafka_protocol::messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, MetadataRequest,
-        MetadataResponse, ProducerId, ResponseHeader,
-    };
-    use kafka_protocol::protocol::{
-        decode_request_header_from_buffer, Decodable, Encodable, HeaderVersion, Request, StrBytes,
-    };
+    use kafka_protocol::messages::{ApiKey, ProducerId, RequestHeader};
+    use kafka_protocol::protocol::Decodable;
     use kafka_protocol::records::RecordBatchDecoder;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
 
     /// What the fake broker saw of one Produce: (bytes, base sequence, record count).
     type SeenBatch = (Bytes, i32, i32);
 
-    async fn read_frame(sock: &mut TcpStream) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        sock.read_exact(&mut len).await.ok()?;
-        let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(len)).ok()?];
-        sock.read_exact(&mut body).await.ok()?;
-        Some(Bytes::from(body))
-    }
-
-    async fn answer<R: Request>(sock: &mut TcpStream, resp: &R::Response, v: i16, cid: i32) {
-        let mut buf = BytesMut::new();
-        ResponseHeader::default()
-            .with_correlation_id(cid)
-            .encode(&mut buf, <R::Response as HeaderVersion>::header_version(v))
-            .unwrap();
-        resp.encode(&mut buf, v).unwrap();
-        let len = i32::try_from(buf.len()).unwrap();
-        sock.write_all(&len.to_be_bytes()).await.unwrap();
-        sock.write_all(&buf).await.unwrap();
-    }
-
-    fn api(key: ApiKey, min: i16, max: i16) -> ApiVersion {
-        ApiVersion::default()
-            .with_api_key(key as i16)
-            .with_min_version(min)
-            .with_max_version(max)
-    }
-
-    /// Batches a fake broker was sent, shared with its connection tasks.
-    type Seen = std::sync::Arc<std::sync::Mutex<Vec<SeenBatch>>>;
-
-    /// A one-partition broker (node 0, leader of t-0) that fails the first `failures`
-    /// Produce requests with NOT_LEADER_OR_FOLLOWER and records every batch it is sent.
-    async fn fake_broker(failures: usize) -> (String, Seen) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Seen::default();
+    /// A broker leading t-0 that fails the first `failures` Produce requests with
+    /// NOT_LEADER_OR_FOLLOWER and records every batch it is sent.
+    async fn fake_broker(failures: usize) -> (String, Arc<Mutex<Vec<SeenBatch>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let shared = seen.clone();
-        tokio::spawn(async move {
-            // The bootstrap connection, then the leader's (the same broker, node 0).
-            loop {
-                let (sock, _) = listener.accept().await.unwrap();
-                tokio::spawn(serve(sock, addr, failures, shared.clone()));
-            }
-        });
-        (addr.to_string(), seen)
-    }
-
-    async fn serve(mut sock: TcpStream, addr: std::net::SocketAddr, failures: usize, seen: Seen) {
-        while let Some(mut frame) = read_frame(&mut sock).await {
-            let header = decode_request_header_from_buffer(&mut frame).unwrap();
-            let (v, cid) = (header.request_api_version, header.correlation_id);
-            match ApiKey::try_from(header.request_api_key).unwrap() {
-                ApiKey::ApiVersions => {
-                    let resp = ApiVersionsResponse::default().with_api_keys(vec![
-                        api(ApiKey::ApiVersions, 0, 3),
-                        api(ApiKey::Metadata, 0, 12),
-                        api(ApiKey::InitProducerId, 0, 4),
-                        api(ApiKey::Produce, 3, 9),
-                    ]);
-                    answer::<ApiVersionsRequest>(&mut sock, &resp, v, cid).await;
-                }
-                ApiKey::Metadata => {
-                    let resp = MetadataResponse::default()
-                        .with_brokers(vec![MetadataResponseBroker::default()
-                            .with_node_id(BrokerId(0))
-                            .with_host(StrBytes::from_string(addr.ip().to_string()))
-                            .with_port(i32::from(addr.port()))])
-                        .with_topics(vec![MetadataResponseTopic::default()
-                            .with_name(Some(topic_name("t")))
-                            .with_partitions(vec![MetadataResponsePartition::default()
-                                .with_partition_index(0)
-                                .with_leader_id(BrokerId(0))])]);
-                    answer::<MetadataRequest>(&mut sock, &resp, v, cid).await;
-                }
-                ApiKey::InitProducerId => {
+        let handler = move |header: &RequestHeader, mut body: Bytes| {
+            let v = header.request_api_version;
+            match ApiKey::try_from(header.request_api_key) {
+                Ok(ApiKey::InitProducerId) => {
                     let resp = InitProducerIdResponse::default()
                         .with_producer_id(ProducerId(7))
                         .with_producer_epoch(3);
-                    answer::<InitProducerIdRequest>(&mut sock, &resp, v, cid).await;
+                    reply::<InitProducerIdRequest>(&resp, header)
                 }
-                ApiKey::Produce => {
-                    let req = ProduceRequest::decode(&mut frame, v).unwrap();
+                Ok(ApiKey::Produce) => {
+                    let req = ProduceRequest::decode(&mut body, v).unwrap();
                     let bytes = req.topic_data[0].partition_data[0].records.clone().unwrap();
                     let info = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
                     let attempts = {
-                        let mut seen = seen.lock().unwrap();
+                        let mut seen = shared.lock().unwrap();
                         seen.push((bytes, info[0].base_sequence, info[0].record_count));
                         seen.len()
                     };
@@ -487,11 +412,14 @@ mod tests {
                                 .with_index(0)
                                 .with_error_code(error_code)]),
                     ]);
-                    answer::<ProduceRequest>(&mut sock, &resp, v, cid).await;
+                    reply::<ProduceRequest>(&resp, header)
                 }
                 other => panic!("unexpected request {other:?}"),
             }
-        }
+        };
+        let apis = [(ApiKey::InitProducerId, 0, 4), (ApiKey::Produce, 3, 9)];
+        let addr = fake_broker::start(&apis, 1, Arc::new(handler)).await;
+        (addr, seen)
     }
 
     fn record(value: &'static str) -> ProducerRecord {
