@@ -1,9 +1,9 @@
 //! `skein cluster status`: the metadata quorum (DescribeQuorum at the quorum leader) and the
 //! live brokers (Metadata).
 
-use anyhow::{anyhow, bail};
 use kafka_protocol::messages::MetadataResponse;
-use skein_client::{backoff, topic_name, Client, ClientError, Cluster, ATTEMPTS_MAX};
+use skein_client::admin::{self, QuorumView};
+use skein_client::{ClientError, Cluster};
 
 use crate::write_stdout;
 
@@ -19,24 +19,7 @@ pub enum ClusterCmd {
 pub async fn run_cluster(bootstrap: &str, cmd: ClusterCmd) -> anyhow::Result<()> {
     let ClusterCmd::Status = cmd;
     let mut cluster = Cluster::connect(bootstrap).await?;
-    let mut attempt = 0;
-    let (md, quorum) = loop {
-        attempt += 1;
-        let md = cluster.metadata(Some(&[])).await?;
-        let leader = md.controller_id.0;
-        let answer = match cluster.node(leader).await {
-            Ok(client) => describe_quorum(client).await,
-            Err(e) => Err(e.into()),
-        };
-        match answer {
-            Ok(q) if q.error_code == 0 || attempt >= ATTEMPTS_MAX => break (md, q),
-            Err(e) if attempt >= ATTEMPTS_MAX => return Err(e),
-            Ok(_) | Err(_) => {
-                cluster.close_node(leader);
-                backoff().await;
-            }
-        }
-    };
+    let (md, quorum) = admin::describe_metadata_quorum(&mut cluster).await?;
     let out = format_cluster_status(&md, &quorum);
     write_stdout(out.as_bytes())?;
     if quorum.error_code != 0 {
@@ -48,53 +31,6 @@ pub async fn run_cluster(bootstrap: &str, cmd: ClusterCmd) -> anyhow::Result<()>
         .into());
     }
     Ok(())
-}
-
-/// The quorum partition's description (its error code lifted to the top).
-struct QuorumView {
-    error_code: i16,
-    leader: i32,
-    term: i32,
-    committed: i64,
-    voters: Vec<(i32, i64)>,
-}
-
-async fn describe_quorum(client: &mut Client) -> anyhow::Result<QuorumView> {
-    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-    use kafka_protocol::messages::DescribeQuorumRequest;
-    if !client.supports::<DescribeQuorumRequest>() {
-        bail!("the broker does not support DescribeQuorum (is it a skein or KRaft broker?)");
-    }
-    let version = client.pick_version::<DescribeQuorumRequest>(1)?;
-    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
-        .with_topic_name(topic_name("__cluster_metadata"))
-        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-    let response = client.send(request, version).await?;
-    if response.error_code != 0 {
-        return Ok(QuorumView {
-            error_code: response.error_code,
-            leader: -1,
-            term: -1,
-            committed: -1,
-            voters: vec![],
-        });
-    }
-    let p = response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .ok_or_else(|| anyhow!("DescribeQuorum response has no metadata partition"))?;
-    Ok(QuorumView {
-        error_code: p.error_code,
-        leader: p.leader_id.0,
-        term: p.leader_epoch,
-        committed: p.high_watermark,
-        voters: p
-            .current_voters
-            .iter()
-            .map(|v| (v.replica_id.0, v.log_end_offset))
-            .collect(),
-    })
 }
 
 fn format_cluster_status(md: &MetadataResponse, q: &QuorumView) -> String {

@@ -1,55 +1,22 @@
 //! `skein groups ...`: consumer groups, shown and managed the way kafka-consumer-groups.sh
 //! does it.
 //!
-//! Every group request goes to the group's coordinator (found with FindCoordinator, found
-//! again when it moves), except ListGroups, which each live broker answers for the groups it
-//! coordinates. Committed offsets come from OffsetFetch at the coordinator; log start and end
-//! offsets from ListOffsets at the partitions' leaders.
+//! The requests are skein-client's ([`skein_client::group_admin`]: every group request goes
+//! to the group's coordinator, except ListGroups, which each live broker answers for the
+//! groups it coordinates); log start and end offsets come from ListOffsets at the
+//! partitions' leaders. This module plans offset resets, parses and prints.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{anyhow, bail};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
-    OffsetFetchRequest,
-};
-use kafka_protocol::protocol::StrBytes;
-
-use skein_client::assignment::{decode_assignment, Assignment};
-use skein_client::coordinator::coordinator_call;
+use anyhow::bail;
+use skein_client::group_admin::{self, ListedGroup};
+use skein_client::{code, list_offsets, Cluster, OFFSET_EARLIEST, OFFSET_LATEST};
 
 use crate::datetime::parse_iso_datetime;
+use crate::write_stdout;
 
 mod format;
 use format::{dash_if_empty, format_group_description, format_table};
-use skein_client::{
-    backoff, list_offsets, topic_name, Client, ClientError, Cluster, ATTEMPTS_MAX, OFFSET_EARLIEST,
-    OFFSET_LATEST,
-};
-
-use crate::write_stdout;
-
-const LIST_GROUPS_VERSION_MAX: i16 = 5;
-/// v6 names an unknown group GROUP_ID_NOT_FOUND; before, it is a "Dead" group.
-const DESCRIBE_GROUPS_VERSION_MAX: i16 = 6;
-const DELETE_GROUPS_VERSION_MAX: i16 = 2;
-/// OffsetFetch v2 is the first to take "all topics" (a null topic list).
-const OFFSET_FETCH_VERSION_MIN: i16 = 2;
-/// OffsetFetch v8 batches groups; one group at a time is all this needs.
-const OFFSET_FETCH_VERSION_MAX: i16 = 7;
-const OFFSET_COMMIT_VERSION_MIN: i16 = 2;
-/// OffsetCommit v9 is the KIP-848 protocol (member epochs).
-const OFFSET_COMMIT_VERSION_MAX: i16 = 8;
-
-/// Kafka error codes the group commands treat specially.
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const ILLEGAL_GENERATION: i16 = 22;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const NON_EMPTY_GROUP: i16 = 68;
-const GROUP_ID_NOT_FOUND: i16 = 69;
 
 /// `skein groups ...`: list, describe, delete consumer groups and reset their offsets.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -177,22 +144,19 @@ pub async fn run_groups(bootstrap: &str, cmd: GroupsCmd) -> anyhow::Result<()> {
 // list
 // ---------------------------------------------------------------------------------------
 
-/// One group as ListGroups shows it.
-#[derive(Debug, Clone, PartialEq)]
-struct ListedGroup {
-    id: String,
-    state: String,
-    protocol_type: String,
-}
-
 async fn list_groups(cluster: &mut Cluster) -> anyhow::Result<()> {
     let nodes: Vec<i32> = cluster.brokers().keys().copied().collect();
     let mut groups: BTreeMap<String, ListedGroup> = BTreeMap::new();
     let mut failures = Vec::new();
     for node in nodes {
-        match list_groups_at(cluster, node).await {
+        match group_admin::list_groups_at(cluster, node).await {
             Ok(listed) => {
-                for g in listed {
+                if listed.still_loading {
+                    eprintln!(
+                        "warning: broker {node} is still loading groups; its list may be short"
+                    );
+                }
+                for g in listed.groups {
                     groups.insert(g.id.clone(), g);
                 }
             }
@@ -213,184 +177,9 @@ async fn list_groups(cluster: &mut Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The groups broker `node` coordinates, retrying while it is still loading some.
-async fn list_groups_at(cluster: &mut Cluster, node: i32) -> anyhow::Result<Vec<ListedGroup>> {
-    let mut attempt = 1;
-    loop {
-        let result: Result<_, ClientError> = async {
-            let client = cluster.node(node).await?;
-            let version = client.pick_version::<ListGroupsRequest>(LIST_GROUPS_VERSION_MAX)?;
-            let response = client.send(ListGroupsRequest::default(), version).await?;
-            let groups: Vec<ListedGroup> = response
-                .groups
-                .iter()
-                .map(|g| ListedGroup {
-                    id: g.group_id.to_string(),
-                    // Before v4 ListGroups has no state.
-                    state: g.group_state.to_string(),
-                    protocol_type: g.protocol_type.to_string(),
-                })
-                .collect();
-            Ok((response.error_code, groups))
-        }
-        .await;
-        match result {
-            Ok((0, groups)) => return Ok(groups),
-            Ok((COORDINATOR_LOAD_IN_PROGRESS, groups)) if attempt >= ATTEMPTS_MAX => {
-                eprintln!("warning: broker {node} is still loading groups; its list may be short");
-                return Ok(groups);
-            }
-            Ok((COORDINATOR_LOAD_IN_PROGRESS, _)) => {}
-            Ok((code, _)) => {
-                return Err(
-                    ClientError::kafka(format!("list groups on broker {node}"), code, None).into(),
-                )
-            }
-            Err(e) => {
-                cluster.forget(Some(node), &e);
-                if !e.breaks_connection() || attempt >= ATTEMPTS_MAX {
-                    return Err(e.into());
-                }
-            }
-        }
-        attempt += 1;
-        backoff().await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // describe
 // ---------------------------------------------------------------------------------------
-
-/// One member as DescribeGroups shows it.
-#[derive(Debug, Clone)]
-struct Member {
-    id: String,
-    instance_id: Option<String>,
-    client_id: String,
-    host: String,
-    /// The decoded assignment, or why it could not be decoded.
-    assignment: Result<Assignment, String>,
-}
-
-/// A group as DescribeGroups shows it.
-#[derive(Debug, Clone)]
-struct GroupDescription {
-    coordinator: i32,
-    state: String,
-    protocol_type: String,
-    /// The assignor, while the group is stable or completing a rebalance.
-    protocol: String,
-    members: Vec<Member>,
-}
-
-impl GroupDescription {
-    /// Whether the group has no members, so that its offsets may be changed or it deleted.
-    fn is_inactive(&self) -> bool {
-        self.members.is_empty() && matches!(self.state.as_str(), "Empty" | "Dead")
-    }
-}
-
-/// DescribeGroups at the coordinator; `None` if the group does not exist.
-async fn describe_group(
-    cluster: &mut Cluster,
-    group: &str,
-) -> anyhow::Result<Option<GroupDescription>> {
-    let (coordinator, code, described) =
-        coordinator_call(cluster, group, async |client: &mut Client| {
-            let version =
-                client.pick_version::<DescribeGroupsRequest>(DESCRIBE_GROUPS_VERSION_MAX)?;
-            let request = DescribeGroupsRequest::default()
-                .with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
-            let response = client.send(request, version).await?;
-            let g = response
-                .groups
-                .into_iter()
-                .find(|g| g.group_id.as_str() == group)
-                .ok_or_else(|| {
-                    ClientError::kafka(
-                        format!("describe group '{group}'"),
-                        -1,
-                        Some("the DescribeGroups response does not mention it"),
-                    )
-                })?;
-            Ok((g.error_code, g))
-        })
-        .await?;
-    if code == GROUP_ID_NOT_FOUND || (code == 0 && described.group_state.as_str() == "Dead") {
-        return Ok(None);
-    }
-    if code != 0 {
-        return Err(ClientError::kafka(
-            format!("describe group '{group}'"),
-            code,
-            described.error_message.as_deref(),
-        )
-        .into());
-    }
-    let members = described
-        .members
-        .iter()
-        .map(|m| Member {
-            id: m.member_id.to_string(),
-            instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
-            client_id: m.client_id.to_string(),
-            host: m.client_host.to_string(),
-            assignment: decode_assignment(&m.member_assignment).map_err(|e| e.to_string()),
-        })
-        .collect();
-    Ok(Some(GroupDescription {
-        coordinator,
-        state: described.group_state.to_string(),
-        protocol_type: described.protocol_type.to_string(),
-        protocol: described.protocol_data.to_string(),
-        members,
-    }))
-}
-
-/// The group's committed offsets of every topic, from OffsetFetch at the coordinator.
-async fn fetch_committed(
-    cluster: &mut Cluster,
-    group: &str,
-) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let (_, code, offsets) = coordinator_call(cluster, group, async |client: &mut Client| {
-        let version = client.pick_version_between::<OffsetFetchRequest>(
-            OFFSET_FETCH_VERSION_MIN,
-            OFFSET_FETCH_VERSION_MAX,
-        )?;
-        let request = OffsetFetchRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-            .with_topics(None);
-        let response = client.send(request, version).await?;
-        let mut offsets = BTreeMap::new();
-        let mut partition_error = 0;
-        for t in &response.topics {
-            for p in &t.partitions {
-                if p.error_code != 0 {
-                    partition_error = p.error_code;
-                } else if p.committed_offset >= 0 {
-                    offsets.insert((t.name.to_string(), p.partition_index), p.committed_offset);
-                }
-            }
-        }
-        let code = if response.error_code != 0 {
-            response.error_code
-        } else {
-            partition_error
-        };
-        Ok((code, offsets))
-    })
-    .await?;
-    if code != 0 {
-        return Err(ClientError::kafka(
-            format!("fetch the committed offsets of group '{group}'"),
-            code,
-            None,
-        )
-        .into());
-    }
-    Ok(offsets)
-}
 
 /// Log end offsets of the given partitions; a topic or partition that no longer exists is
 /// left out (with a warning), since a group may hold offsets of a deleted topic.
@@ -425,10 +214,10 @@ async fn log_end_offsets(
 }
 
 async fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
-    let Some(description) = describe_group(cluster, group).await? else {
+    let Some(description) = group_admin::describe_group(cluster, group).await? else {
         bail!("group '{group}' does not exist");
     };
-    let committed = fetch_committed(cluster, group).await?;
+    let committed = group_admin::fetch_committed(cluster, group).await?;
     let mut partitions: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
     for m in &description.members {
         for (t, ps) in m.assignment.as_deref().unwrap_or_default() {
@@ -451,34 +240,18 @@ async fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 
 async fn delete_group(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
-    let (_, code, ()) = coordinator_call(cluster, group, async |client: &mut Client| {
-        let version = client.pick_version::<DeleteGroupsRequest>(DELETE_GROUPS_VERSION_MAX)?;
-        let request = DeleteGroupsRequest::default()
-            .with_groups_names(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
-        let response = client.send(request, version).await?;
-        let code = response
-            .results
-            .iter()
-            .find(|r| r.group_id.as_str() == group)
-            .map(|r| r.error_code)
-            .ok_or_else(|| {
-                ClientError::kafka(
-                    format!("delete group '{group}'"),
-                    -1,
-                    Some("the DeleteGroups response does not mention it"),
-                )
-            })?;
-        Ok((code, ()))
-    })
-    .await?;
-    match code {
-        0 => {
+    match group_admin::delete_group(cluster, group).await {
+        Ok(()) => {
             println!("Deleted group {group}.");
             Ok(())
         }
-        NON_EMPTY_GROUP => bail!("group {group} has active members; stop them first"),
-        GROUP_ID_NOT_FOUND => bail!("group '{group}' does not exist"),
-        code => Err(ClientError::kafka(format!("delete group '{group}'"), code, None).into()),
+        Err(e) => match e.kafka_code() {
+            Some(code::NON_EMPTY_GROUP) => {
+                bail!("group {group} has active members; stop them first")
+            }
+            Some(code::GROUP_ID_NOT_FOUND) => bail!("group '{group}' does not exist"),
+            _ => Err(e.into()),
+        },
     }
 }
 
@@ -510,7 +283,7 @@ fn plan_offset(target: ResetTarget, log_start: i64, log_end: i64, at_time: Optio
 async fn reset_offsets(cluster: &mut Cluster, args: &ResetOffsetsArgs) -> anyhow::Result<()> {
     let group = args.group.as_str();
     // A group that does not exist yet is fine: the commit creates it, as in Kafka.
-    if let Some(d) = describe_group(cluster, group).await? {
+    if let Some(d) = group_admin::describe_group(cluster, group).await? {
         if !d.is_inactive() {
             let members = match d.members.len() {
                 1 => "1 member".to_owned(),
@@ -568,80 +341,25 @@ async fn reset_offsets(cluster: &mut Cluster, args: &ResetOffsetsArgs) -> anyhow
         eprintln!("dry run: nothing committed");
         return Ok(());
     }
-    commit_offsets(cluster, group, &args.topic, &plan).await?;
+    match group_admin::commit_offsets(cluster, group, &args.topic, &plan).await {
+        Ok(()) => {}
+        // The group gained members since it was described.
+        Err(e)
+            if matches!(
+                e.kafka_code(),
+                Some(code::UNKNOWN_MEMBER_ID | code::ILLEGAL_GENERATION)
+            ) =>
+        {
+            bail!("group '{group}' has active members; stop them before resetting its offsets")
+        }
+        Err(e) => return Err(e.into()),
+    }
     eprintln!(
         "committed {} offsets of '{}' for group '{group}'",
         plan.len(),
         args.topic
     );
     Ok(())
-}
-
-/// OffsetCommit from outside the group (generation -1, no member id), which the coordinator
-/// accepts only while the group has no members.
-async fn commit_offsets(
-    cluster: &mut Cluster,
-    group: &str,
-    topic: &str,
-    plan: &BTreeMap<i32, i64>,
-) -> anyhow::Result<()> {
-    let partitions: Vec<OffsetCommitRequestPartition> = plan
-        .iter()
-        .map(|(p, o)| {
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(*p)
-                .with_committed_offset(*o)
-                .with_committed_leader_epoch(-1)
-                .with_committed_metadata(Some(StrBytes::from_static_str("")))
-        })
-        .collect();
-    let (_, code, failed_partition) =
-        coordinator_call(cluster, group, async |client: &mut Client| {
-            let version = client.pick_version_between::<OffsetCommitRequest>(
-                OFFSET_COMMIT_VERSION_MIN,
-                OFFSET_COMMIT_VERSION_MAX,
-            )?;
-            let request = OffsetCommitRequest::default()
-                .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-                .with_generation_id_or_member_epoch(-1)
-                .with_member_id(StrBytes::from_static_str(""))
-                .with_retention_time_ms(-1)
-                .with_topics(vec![OffsetCommitRequestTopic::default()
-                    .with_name(topic_name(topic))
-                    .with_partitions(partitions.clone())]);
-            let response = client.send(request, version).await?;
-            let mut answered = 0;
-            for p in response.topics.iter().flat_map(|t| t.partitions.iter()) {
-                answered += 1;
-                if p.error_code != 0 {
-                    return Ok((p.error_code, Some(p.partition_index)));
-                }
-            }
-            if answered != partitions.len() {
-                return Err(ClientError::kafka(
-                    format!("commit offsets of group '{group}'"),
-                    -1,
-                    Some("the OffsetCommit response does not answer every partition"),
-                ));
-            }
-            Ok((0, None))
-        })
-        .await?;
-    match code {
-        0 => Ok(()),
-        // The group gained members since it was described.
-        UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => {
-            bail!("group '{group}' has active members; stop them before resetting its offsets")
-        }
-        code => {
-            let at = failed_partition.map_or_else(String::new, |p| format!(" ({topic}-{p})"));
-            Err(anyhow!(ClientError::kafka(
-                format!("commit offsets of group '{group}'{at}"),
-                code,
-                None,
-            )))
-        }
-    }
 }
 
 #[cfg(test)]

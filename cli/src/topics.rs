@@ -1,27 +1,11 @@
 //! `skein topics create|list|describe|delete`, shown the way kafka-topics.sh shows them.
-//! Creating and deleting go to the controller ([`Cluster::controller_call`]).
+//! The requests are skein-client's ([`skein_client::admin`]); this module parses and prints.
 
 use std::io::Write;
 
-use anyhow::anyhow;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
-use kafka_protocol::protocol::StrBytes;
-use skein_client::{topic_name, ClientError, Cluster, TopicInfo};
+use skein_client::{admin, Cluster, TopicInfo};
 
 use crate::write_stdout;
-
-/// Server-side timeout given to CreateTopics and DeleteTopics.
-const SERVER_TIMEOUT_MS: i32 = 30_000;
-const CREATE_TOPICS_VERSION_MAX: i16 = 7;
-const DELETE_TOPICS_VERSION_MAX: i16 = 6;
-const DESCRIBE_CONFIGS_VERSION_MAX: i16 = 4;
-/// DescribeConfigs resource type for topics.
-const RESOURCE_TYPE_TOPIC: i8 = 2;
-/// DescribeConfigs config source meaning "Kafka's default".
-const CONFIG_SOURCE_DEFAULT: i8 = 5;
 
 /// `skein topics ...`: create, list, describe and delete topics.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -71,7 +55,8 @@ pub async fn run_topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
             config,
             replication_factor,
         } => {
-            create_topic(&mut cluster, &name, partitions, replication_factor, &config).await?;
+            admin::create_topic(&mut cluster, &name, partitions, replication_factor, &config)
+                .await?;
             println!("Created topic {name}.");
         }
         TopicsCmd::List => {
@@ -90,90 +75,13 @@ pub async fn run_topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
         }
         TopicsCmd::Describe { name } => describe_topic(&mut cluster, &name).await?,
         TopicsCmd::Delete { name } => {
-            delete_topic(&mut cluster, &name).await?;
+            admin::delete_topic(&mut cluster, &name).await?;
             println!("Deleted topic {name}.");
         }
     }
     Ok(())
 }
 
-async fn create_topic(
-    cluster: &mut Cluster,
-    name: &str,
-    partitions: i32,
-    replication_factor: i16,
-    config: &[(String, String)],
-) -> anyhow::Result<()> {
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(replication_factor)
-        .with_configs(
-            config
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.clone()))
-                        .with_value(Some(StrBytes::from_string(v.clone())))
-                })
-                .collect(),
-        );
-    cluster
-        .controller_call(format!("create topic '{name}'"), async |client| {
-            let version = client.pick_version::<CreateTopicsRequest>(CREATE_TOPICS_VERSION_MAX)?;
-            let request = CreateTopicsRequest::default()
-                .with_topics(vec![topic.clone()])
-                .with_timeout_ms(SERVER_TIMEOUT_MS);
-            let response = client.send(request, version).await?;
-            let result = response
-                .topics
-                .iter()
-                .find(|t| t.name.as_str() == name)
-                .ok_or_else(|| {
-                    ClientError::Protocol(format!(
-                        "CreateTopics response does not mention topic '{name}'"
-                    ))
-                })?;
-            Ok((
-                result.error_code,
-                result.error_message.as_deref().map(str::to_string),
-            ))
-        })
-        .await?;
-    Ok(())
-}
-
-async fn delete_topic(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
-    cluster
-        .controller_call(format!("delete topic '{name}'"), async |client| {
-            let version = client.pick_version::<DeleteTopicsRequest>(DELETE_TOPICS_VERSION_MAX)?;
-            let mut request = DeleteTopicsRequest::default().with_timeout_ms(SERVER_TIMEOUT_MS);
-            // v6 names topics by (name, id); earlier versions by name alone.
-            if version >= 6 {
-                request.topics =
-                    vec![DeleteTopicState::default().with_name(Some(topic_name(name)))];
-            } else {
-                request.topic_names = vec![topic_name(name)];
-            }
-            let response = client.send(request, version).await?;
-            let result = response
-                .responses
-                .iter()
-                .find(|t| t.name.as_deref().map(|n| n.as_str()) == Some(name))
-                .or(response.responses.first())
-                .ok_or_else(|| {
-                    ClientError::Protocol(format!(
-                        "DeleteTopics response does not mention topic '{name}'"
-                    ))
-                })?;
-            Ok((
-                result.error_code,
-                result.error_message.as_deref().map(str::to_string),
-            ))
-        })
-        .await?;
-    Ok(())
-}
 async fn describe_topic(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
     let info = cluster.topic(name).await?;
     let configs = describe_topic_configs(cluster, name).await?;
@@ -182,48 +90,25 @@ async fn describe_topic(cluster: &mut Cluster, name: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The topic's non-default configs as `key=value`; `None` if the broker has no DescribeConfigs.
+/// The topic's non-default configs as `key=value`, sorted; `None` if the broker has no
+/// DescribeConfigs.
 async fn describe_topic_configs(
     cluster: &mut Cluster,
     name: &str,
 ) -> anyhow::Result<Option<Vec<String>>> {
-    let client = cluster.bootstrap().await?;
-    if !client.supports::<DescribeConfigsRequest>() {
+    let Some(entries) = admin::describe_topic_configs(cluster, name).await? else {
         eprintln!("warning: the broker does not support DescribeConfigs; configs not shown");
         return Ok(None);
-    }
-    let version = client.pick_version::<DescribeConfigsRequest>(DESCRIBE_CONFIGS_VERSION_MAX)?;
-    let request =
-        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(RESOURCE_TYPE_TOPIC)
-            .with_resource_name(StrBytes::from_string(name.to_owned()))
-            .with_configuration_keys(None)]);
-    let response = client.send(request, version).await?;
-    let result = response
-        .results
+    };
+    let mut configs: Vec<String> = entries
         .iter()
-        .find(|r| r.resource_name.as_str() == name)
-        .ok_or_else(|| anyhow!("DescribeConfigs response does not mention topic '{name}'"))?;
-    if result.error_code != 0 {
-        return Err(ClientError::kafka(
-            format!("describe configs of topic '{name}'"),
-            result.error_code,
-            result.error_message.as_deref(),
-        )
-        .into());
-    }
-    let mut configs: Vec<String> = result
-        .configs
-        .iter()
-        // Like Java's ConfigEntry.isDefault(): only DEFAULT_CONFIG counts as default.
-        .filter(|c| c.config_source != CONFIG_SOURCE_DEFAULT)
         .map(|c| {
             let value = match (&c.value, c.is_sensitive) {
-                (Some(v), _) => v.to_string(),
+                (Some(v), _) => v.clone(),
                 (None, true) => "<sensitive>".to_owned(),
                 (None, false) => "null".to_owned(),
             };
-            format!("{}={value}", c.name.as_str())
+            format!("{}={value}", c.name)
         })
         .collect();
     configs.sort();

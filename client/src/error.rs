@@ -31,12 +31,20 @@ pub mod code {
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     /// NOT_COORDINATOR.
     pub const NOT_COORDINATOR: i16 = 16;
+    /// ILLEGAL_GENERATION.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// UNKNOWN_MEMBER_ID.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
     /// UNSUPPORTED_VERSION.
     pub const UNSUPPORTED_VERSION: i16 = 35;
     /// NOT_CONTROLLER.
     pub const NOT_CONTROLLER: i16 = 41;
     /// DUPLICATE_SEQUENCE_NUMBER.
     pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    /// NON_EMPTY_GROUP.
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    /// GROUP_ID_NOT_FOUND.
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
     /// KAFKA_STORAGE_ERROR.
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     /// FENCED_LEADER_EPOCH.

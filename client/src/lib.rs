@@ -13,6 +13,9 @@
 //!   [`list_offsets`] for log start, end and offsets by time.
 //! - `batch`: RecordBatch v2 encoding and decoding.
 //!
+//! - [`admin`]: topics (create, delete, configs) and the metadata quorum; [`group_admin`]:
+//!   consumer groups from the outside (list, describe, offsets, delete).
+//!
 //! Errors are [`ClientError`]s; a Kafka error code stays a code and is shown the way Kafka
 //! names it. Every retry loop is bounded by [`ATTEMPTS_MAX`].
 //!
@@ -51,6 +54,7 @@
 //! ```
 
 pub mod accumulator;
+pub mod admin;
 pub mod assignment;
 pub mod batch;
 pub mod cluster;
@@ -60,6 +64,7 @@ pub mod coordinator;
 pub mod error;
 #[cfg(test)]
 mod fake_broker;
+pub mod group_admin;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;
@@ -80,7 +85,7 @@ pub use connection::{
 };
 pub use consumer::Consumer;
 pub use error::{
-    check_error_code, describe_error_code, error_code_is_retriable, error_code_name,
+    check_error_code, code, describe_error_code, error_code_is_retriable, error_code_name,
     is_leadership_error, is_transient_metadata_error, ClientError,
 };
 pub use offsets::{list_offsets, OFFSET_EARLIEST, OFFSET_LATEST};

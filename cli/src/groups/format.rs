@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use skein_client::assignment::Assignment;
 
-use super::{GroupDescription, Member};
+use skein_client::group_admin::{GroupDescription, Member};
 
 /// `-` for an empty cell.
 pub(super) fn dash_if_empty(s: String) -> String {
