@@ -106,6 +106,7 @@ mod tests {
     fn records_print_as_lines() {
         let mut out = Vec::new();
         let r = FetchedRecord {
+            partition: 0,
             offset: 0,
             key: Some(Bytes::from_static(b"k")),
             value: Some(Bytes::from_static(b"v")),
@@ -115,6 +116,7 @@ mod tests {
         format_record(
             &mut out,
             &FetchedRecord {
+                partition: 0,
                 offset: 1,
                 key: None,
                 value: None,

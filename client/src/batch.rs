@@ -102,6 +102,8 @@ pub fn encode_batch(
 /// A record read back from a fetch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchedRecord {
+    /// The partition it was read from.
+    pub partition: i32,
     /// The record's offset in its partition.
     pub offset: i64,
     /// The key, if the record has one.
@@ -110,11 +112,12 @@ pub struct FetchedRecord {
     pub value: Option<Bytes>,
 }
 
-/// Records at or after `fetch_offset` in a fetch response's record bytes, and the offset to
-/// fetch next (`None` if no whole batch was present). A trailing partial batch (brokers may
-/// cut the last one at the size limit) is ignored; control batches are skipped.
+/// Records at or after `fetch_offset` in a fetch response's record bytes for `partition`, and
+/// the offset to fetch next (`None` if no whole batch was present). A trailing partial batch
+/// (brokers may cut the last one at the size limit) is ignored; control batches are skipped.
 pub fn parse_fetched_records(
     mut data: Bytes,
+    partition: i32,
     fetch_offset: i64,
 ) -> Result<(Vec<FetchedRecord>, Option<i64>), ClientError> {
     let mut records = Vec::new();
@@ -162,6 +165,7 @@ pub fn parse_fetched_records(
         for record in decode_batch(batch, record_count)? {
             if record.offset >= fetch_offset {
                 records.push(FetchedRecord {
+                    partition,
                     offset: record.offset,
                     key: record.key,
                     value: record.value,
@@ -231,7 +235,7 @@ mod tests {
             assert_eq!(info[0].base_sequence, expect_base);
             assert_eq!(info[0].producer_id, identity.id);
             assert_eq!(info[0].producer_epoch, identity.epoch);
-            let (got, next) = parse_fetched_records(bytes, 0).unwrap();
+            let (got, next) = parse_fetched_records(bytes, 0, 0).unwrap();
             assert_eq!(next, Some(3));
             let values: Vec<&[u8]> = got.iter().map(|r| r.value.as_deref().unwrap()).collect();
             assert_eq!(values, vec![&b"a"[..], b"b", b""]);
@@ -265,18 +269,18 @@ mod tests {
         let whole = data.clone().freeze();
         // A partial third batch, as a broker may send at its size limit.
         data.extend_from_slice(&at_offset(&one, 14)[..20]);
-        let (got, next) = parse_fetched_records(data.freeze(), 11).unwrap();
+        let (got, next) = parse_fetched_records(data.freeze(), 0, 11).unwrap();
         assert_eq!(
             got.iter().map(|r| r.offset).collect::<Vec<_>>(),
             vec![11, 12, 13]
         );
         assert_eq!(next, Some(14));
         // Fewer bytes than one batch: nothing, and no next offset.
-        let (got, next) = parse_fetched_records(whole.slice(..30), 10).unwrap();
+        let (got, next) = parse_fetched_records(whole.slice(..30), 0, 10).unwrap();
         assert!(got.is_empty());
         assert_eq!(next, None);
         assert_eq!(
-            parse_fetched_records(Bytes::new(), 0).unwrap(),
+            parse_fetched_records(Bytes::new(), 0, 0).unwrap(),
             (vec![], None)
         );
     }
@@ -287,20 +291,20 @@ mod tests {
         let mut bad_crc = BytesMut::from(&one[..]);
         let last = bad_crc.len() - 1;
         bad_crc[last] ^= 0xff;
-        assert!(parse_fetched_records(bad_crc.freeze(), 0).is_err());
+        assert!(parse_fetched_records(bad_crc.freeze(), 0, 0).is_err());
         let mut old_magic = BytesMut::from(&one[..]);
         old_magic[16] = 1;
-        let err = parse_fetched_records(old_magic.freeze(), 0)
+        let err = parse_fetched_records(old_magic.freeze(), 0, 0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("message format v1"), "{err}");
         // A record count no batch of this size can hold is refused before decoding.
         let mut huge_count = BytesMut::from(&one[..]);
         huge_count[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert!(parse_fetched_records(huge_count.freeze(), 0).is_err());
+        assert!(parse_fetched_records(huge_count.freeze(), 0, 0).is_err());
         let mut negative_length = BytesMut::from(&one[..]);
         negative_length[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-        assert!(parse_fetched_records(negative_length.freeze(), 0).is_err());
+        assert!(parse_fetched_records(negative_length.freeze(), 0, 0).is_err());
     }
 
     #[test]
@@ -311,7 +315,7 @@ mod tests {
         control[22] |= 1 << 5;
         let crc = crc32c_of(&control[21..]);
         control[17..21].copy_from_slice(&crc.to_be_bytes());
-        let (got, next) = parse_fetched_records(control.freeze(), 0).unwrap();
+        let (got, next) = parse_fetched_records(control.freeze(), 0, 0).unwrap();
         assert!(got.is_empty());
         assert_eq!(next, Some(1));
     }

@@ -83,6 +83,11 @@ impl Consumer {
         &self.topic
     }
 
+    /// Gives the cluster connections back.
+    pub fn into_cluster(self) -> Cluster {
+        self.cluster
+    }
+
     /// The partitions read, in order.
     pub fn partitions(&self) -> Vec<i32> {
         self.positions.keys().copied().collect()
@@ -297,7 +302,7 @@ impl Consumer {
         }
         let bytes = data.records.clone().unwrap_or_default();
         let had_bytes = !bytes.is_empty();
-        let (records, next) = parse_fetched_records(bytes, position).map_err(|e| {
+        let (records, next) = parse_fetched_records(bytes, p, position).map_err(|e| {
             e.context(format!(
                 "reading records of {name}-{p} at offset {position}"
             ))
@@ -399,7 +404,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].offset, 0);
+        assert_eq!((records[0].partition, records[0].offset), (0, 0));
         assert_eq!(records[0].value.as_ref().map(Bytes::len), Some(1536 * 1024));
         assert_eq!(consumer.position(0), Some(1));
         let mib = 1024 * 1024;

@@ -41,7 +41,7 @@
 //! });
 //! producer.flush().await?; // acknowledged by all in-sync replicas (acks=-1)
 //!
-//! let cluster = Cluster::connect("127.0.0.1:9092").await?;
+//! let cluster = producer.into_cluster();
 //! let mut consumer = Consumer::new(cluster, "events", None).await?;
 //! consumer.seek_to_beginning().await?;
 //! let mut records = Vec::new();
@@ -52,6 +52,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod accumulator;
 pub mod admin;

@@ -132,6 +132,11 @@ impl Producer {
         self.accumulator.identity()
     }
 
+    /// Gives the cluster connections back, e.g. for a consumer.
+    pub fn into_cluster(self) -> Cluster {
+        self.cluster
+    }
+
     /// Records acknowledged so far (with acks=0: sent so far).
     pub fn produced(&self) -> u64 {
         self.produced
@@ -295,9 +300,9 @@ impl Producer {
                         self.topic.name
                     ))
                 })?;
-            let code = result.error_code;
+            let error_code = result.error_code;
             // A retry of a batch the broker already has: it was written once, as intended.
-            if code == 0 || code == code::DUPLICATE_SEQUENCE_NUMBER {
+            if error_code == 0 || error_code == code::DUPLICATE_SEQUENCE_NUMBER {
                 self.acknowledge(*partition, batches);
                 continue;
             }
@@ -315,11 +320,11 @@ impl Producer {
             }
             let err = ClientError::kafka(
                 format!("produce to {}-{partition}", self.topic.name),
-                code,
+                error_code,
                 message.as_deref(),
             );
             // CORRUPT_MESSAGE is retriable in Kafka, but resending the same bytes cannot help.
-            if error_code_is_retriable(code) && code != code::CORRUPT_MESSAGE {
+            if error_code_is_retriable(error_code) && error_code != code::CORRUPT_MESSAGE {
                 retriable = Some(err);
             } else {
                 return Err(err);
