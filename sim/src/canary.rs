@@ -74,3 +74,5 @@ impl SimCanary {
         }
     }
 }
+
+crate::impl_canary_set!(SimCanary);

@@ -4,13 +4,13 @@
 //! `--replay FILE`. Its replay files carry the node schedule's shape too (producers, fetchers,
 //! partitions), so it keeps its own [`crate::schedule`] beside the harness's generic one.
 
+use crate::harness::CanarySet;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use super::{open_trace, parse_range};
 use crate::harness::batch::{run_batch, BatchStyle};
-use crate::harness::Report;
 use crate::{run, shrink, Options, Outcome, Replay, Schedule, SimCanary};
 use std::ops::Range;
 
@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, conflicts_with = "seeds")]
     trace: Option<String>,
     /// Turn on a planted bug (see --list-canaries).
-    #[arg(long, value_parser = parse_canary, conflicts_with = "replay")]
+    #[arg(long, value_parser = <SimCanary as CanarySet>::parse_arg, conflicts_with = "replay")]
     canary: Option<SimCanary>,
     /// List the planted bugs and exit.
     #[arg(long)]
@@ -54,39 +54,7 @@ struct Args {
     replay: Option<String>,
 }
 
-fn parse_canary(s: &str) -> Result<SimCanary, String> {
-    SimCanary::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = SimCanary::ALL.iter().map(|c| c.name()).collect();
-        format!("unknown canary {s:?}; known: {}", names.join(", "))
-    })
-}
-
-impl Report for Outcome {
-    fn summary(&self) -> String {
-        Outcome::summary(self)
-    }
-    fn violation(&self) -> Option<&crate::checker::Violation> {
-        self.violation.as_ref()
-    }
-    fn report(&self) -> String {
-        failure_report(self, &self.replay_command())
-    }
-    fn steps(&self) -> u64 {
-        self.steps
-    }
-    fn sim_ms(&self) -> u64 {
-        self.sim_ms
-    }
-    fn trace_hash(&self) -> u64 {
-        self.trace_hash
-    }
-    fn decisions(&self) -> &[u64] {
-        &self.decisions
-    }
-    fn safety_ms(&self) -> u64 {
-        self.swarm.safety_ms
-    }
-}
+crate::impl_report!(Outcome, |o| failure_report(o, &o.replay_command()));
 
 /// The violation, the last events and the replay command.
 fn failure_report(o: &Outcome, replay: &str) -> String {

@@ -3,6 +3,7 @@
 //! numbered decisions and writes no trace file yet, so it has no `--trace`, `shrink` or
 //! `--replay`.
 
+use crate::harness::CanarySet;
 use std::ops::Range;
 use std::process::ExitCode;
 
@@ -31,15 +32,8 @@ struct Args {
     #[arg(long)]
     verbose: bool,
     /// Turn on a planted replication bug (see --list-canaries).
-    #[arg(long, value_parser = parse_canary)]
+    #[arg(long, value_parser = <ReplCanary as CanarySet>::parse_arg)]
     canary: Option<ReplCanary>,
-}
-
-fn parse_canary(s: &str) -> Result<ReplCanary, String> {
-    ReplCanary::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = ReplCanary::ALL.iter().map(|c| c.name()).collect();
-        format!("unknown canary {s:?}; known: {}", names.join(", "))
-    })
 }
 
 impl Report for Outcome {

@@ -77,3 +77,5 @@ impl ClusterCanary {
         }
     }
 }
+
+crate::impl_canary_set!(ClusterCanary);

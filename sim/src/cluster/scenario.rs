@@ -4,40 +4,14 @@
 use serde_json::{json, Value};
 
 use super::{run_with, ClusterCanary, Options, Outcome};
-use crate::checker::Violation;
 use crate::cli::scenario::CliScenario;
-use crate::harness::{Plan, Report, Scenario};
+use crate::harness::{CanarySet, Plan, Scenario};
 
 /// The metadata-quorum cluster simulation.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterScenario;
 
-impl Report for Outcome {
-    fn summary(&self) -> String {
-        Outcome::summary(self)
-    }
-    fn violation(&self) -> Option<&Violation> {
-        self.violation.as_ref()
-    }
-    fn report(&self) -> String {
-        Outcome::report(self)
-    }
-    fn steps(&self) -> u64 {
-        self.steps
-    }
-    fn sim_ms(&self) -> u64 {
-        self.sim_ms
-    }
-    fn trace_hash(&self) -> u64 {
-        self.trace_hash
-    }
-    fn decisions(&self) -> &[u64] {
-        &self.decisions
-    }
-    fn safety_ms(&self) -> u64 {
-        self.swarm.safety_ms
-    }
-}
+crate::impl_report!(Outcome, |o| Outcome::report(o));
 
 impl Scenario for ClusterScenario {
     const NAME: &'static str = "cluster";
@@ -65,13 +39,7 @@ impl Scenario for ClusterScenario {
                 _ => return Err("`options.voters` must be 3, 5 or null".into()),
             },
         };
-        let canary = match v.get("canary") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(n)) => {
-                Some(ClusterCanary::parse(n).ok_or_else(|| format!("unknown canary {n:?}"))?)
-            }
-            Some(_) => return Err("`options.canary` must be a string or null".into()),
-        };
+        let canary = ClusterCanary::from_json(v.get("canary"))?;
         Ok(Options {
             seed,
             voters,
@@ -97,15 +65,8 @@ pub struct ClusterArgs {
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]))]
     voters: Option<String>,
     /// Turn on a planted Raft bug (see --list-canaries).
-    #[arg(long, value_parser = parse_canary)]
+    #[arg(long, value_parser = <ClusterCanary as CanarySet>::parse_arg)]
     canary: Option<ClusterCanary>,
-}
-
-fn parse_canary(s: &str) -> Result<ClusterCanary, String> {
-    ClusterCanary::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = ClusterCanary::ALL.iter().map(|c| c.name()).collect();
-        format!("unknown canary {s:?}; known: {}", names.join(", "))
-    })
 }
 
 impl CliScenario for ClusterScenario {
@@ -125,9 +86,6 @@ impl CliScenario for ClusterScenario {
         "The metadata-quorum cluster simulation: 3 or 5 Raft voters and brokers under crashes, partitions, pauses, loss and duplication"
     }
     fn canaries() -> Vec<(&'static str, &'static str)> {
-        ClusterCanary::ALL
-            .iter()
-            .map(|c| (c.name(), c.describe()))
-            .collect()
+        ClusterCanary::listing()
     }
 }

@@ -165,6 +165,8 @@ impl GroupsCanary {
     }
 }
 
+crate::impl_canary_set!(GroupsCanary);
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {

@@ -54,6 +54,105 @@ pub trait Report {
     fn safety_ms(&self) -> u64;
 }
 
+/// Implements [`Report`] for an outcome with the usual fields (`violation`, `steps`, `sim_ms`,
+/// `trace_hash`, `decisions`, `swarm.safety_ms`) and an inherent `summary()`; the failure
+/// report is the given expression over the outcome.
+#[macro_export]
+macro_rules! impl_report {
+    ($t:ty, |$o:ident| $report:expr) => {
+        impl $crate::harness::Report for $t {
+            fn summary(&self) -> String {
+                <$t>::summary(self)
+            }
+            fn violation(&self) -> Option<&$crate::checker::Violation> {
+                self.violation.as_ref()
+            }
+            fn report(&self) -> String {
+                let $o = self;
+                $report
+            }
+            fn steps(&self) -> u64 {
+                self.steps
+            }
+            fn sim_ms(&self) -> u64 {
+                self.sim_ms
+            }
+            fn trace_hash(&self) -> u64 {
+                self.trace_hash
+            }
+            fn decisions(&self) -> &[u64] {
+                &self.decisions
+            }
+            fn safety_ms(&self) -> u64 {
+                self.swarm.safety_ms
+            }
+        }
+    };
+}
+
+/// A simulation's planted bugs: listed, named, described and parsed the same way everywhere.
+pub trait CanarySet: Copy + Sized + 'static {
+    /// Every canary, in listing order.
+    fn all() -> &'static [Self];
+    /// The `--canary` name.
+    fn name(self) -> &'static str;
+    /// What the bug does, for `--list-canaries`.
+    fn describe(self) -> &'static str;
+
+    /// Parses a `--canary` argument; the error names the known ones.
+    fn parse_arg(s: &str) -> Result<Self, String> {
+        Self::all()
+            .iter()
+            .copied()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::all().iter().map(|c| c.name()).collect();
+                format!("unknown canary {s:?}; known: {}", names.join(", "))
+            })
+    }
+
+    /// Reads a replay file's `options.canary` (absent or null: none).
+    fn from_json(v: Option<&Value>) -> Result<Option<Self>, String> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(n)) => Self::all()
+                .iter()
+                .copied()
+                .find(|c| c.name() == n)
+                .map(Some)
+                .ok_or_else(|| format!("unknown canary {n:?}")),
+            Some(_) => Err("`options.canary` must be a string or null".into()),
+        }
+    }
+
+    /// `(name, description)` of every canary.
+    fn listing() -> Vec<(&'static str, &'static str)> {
+        Self::all()
+            .iter()
+            .map(|c| (c.name(), c.describe()))
+            .collect()
+    }
+}
+
+/// Implements [`CanarySet`] for a canary enum with an inherent `ALL` array, `name()` and
+/// `describe()`.
+#[macro_export]
+macro_rules! impl_canary_set {
+    ($t:ty) => {
+        impl $crate::harness::CanarySet for $t {
+            fn all() -> &'static [Self] {
+                &<$t>::ALL
+            }
+            fn name(self) -> &'static str {
+                <$t>::name(self)
+            }
+            fn describe(self) -> &'static str {
+                <$t>::describe(self)
+            }
+        }
+    };
+}
+
 /// A simulation the harness can run, shrink and replay.
 pub trait Scenario {
     /// Its name in replay files.

@@ -127,6 +127,8 @@ impl ReplCanary {
     }
 }
 
+crate::impl_canary_set!(ReplCanary);
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {

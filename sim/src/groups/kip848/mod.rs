@@ -95,6 +95,8 @@ impl Kip848Canary {
     }
 }
 
+crate::impl_canary_set!(Kip848Canary);
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {

@@ -4,40 +4,14 @@
 use serde_json::{json, Value};
 
 use super::{run_with, Kip848Canary, Options, Outcome};
-use crate::checker::Violation;
 use crate::cli::scenario::CliScenario;
-use crate::harness::{Plan, Report, Scenario};
+use crate::harness::{CanarySet, Plan, Scenario};
 
 /// The KIP-848 (ConsumerGroupHeartbeat) consumer-group simulation.
 #[derive(Debug, Clone, Copy)]
 pub struct Kip848Scenario;
 
-impl Report for Outcome {
-    fn summary(&self) -> String {
-        Outcome::summary(self)
-    }
-    fn violation(&self) -> Option<&Violation> {
-        self.violation.as_ref()
-    }
-    fn report(&self) -> String {
-        Outcome::report(self)
-    }
-    fn steps(&self) -> u64 {
-        self.steps
-    }
-    fn sim_ms(&self) -> u64 {
-        self.sim_ms
-    }
-    fn trace_hash(&self) -> u64 {
-        self.trace_hash
-    }
-    fn decisions(&self) -> &[u64] {
-        &self.decisions
-    }
-    fn safety_ms(&self) -> u64 {
-        self.swarm.safety_ms
-    }
-}
+crate::impl_report!(Outcome, |o| Outcome::report(o));
 
 impl Scenario for Kip848Scenario {
     const NAME: &'static str = "groups-consumer";
@@ -55,13 +29,7 @@ impl Scenario for Kip848Scenario {
         json!({ "canary": options.canary.map(|c| c.name()) })
     }
     fn options_from_json(seed: u64, v: &Value) -> Result<Options, String> {
-        let canary = match v.get("canary") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(n)) => {
-                Some(Kip848Canary::parse(n).ok_or_else(|| format!("unknown canary {n:?}"))?)
-            }
-            Some(_) => return Err("`options.canary` must be a string or null".into()),
-        };
+        let canary = Kip848Canary::from_json(v.get("canary"))?;
         Ok(Options { seed, canary })
     }
     fn flags(options: &Options) -> String {
@@ -76,15 +44,8 @@ impl Scenario for Kip848Scenario {
 #[derive(clap::Args, Debug)]
 pub struct Kip848Args {
     /// Turn on a planted KIP-848 bug (see --list-canaries).
-    #[arg(long, value_parser = parse_canary)]
+    #[arg(long, value_parser = <Kip848Canary as CanarySet>::parse_arg)]
     canary: Option<Kip848Canary>,
-}
-
-fn parse_canary(s: &str) -> Result<Kip848Canary, String> {
-    Kip848Canary::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = Kip848Canary::ALL.iter().map(|c| c.name()).collect();
-        format!("unknown canary {s:?}; known: {}", names.join(", "))
-    })
 }
 
 impl CliScenario for Kip848Scenario {
@@ -99,9 +60,6 @@ impl CliScenario for Kip848Scenario {
         "The KIP-848 consumer-group simulation: ConsumerGroupHeartbeat members against the consumer-group state machine under crashes, leaves, pauses, subscription changes, loss and delays"
     }
     fn canaries() -> Vec<(&'static str, &'static str)> {
-        Kip848Canary::ALL
-            .iter()
-            .map(|c| (c.name(), c.describe()))
-            .collect()
+        Kip848Canary::listing()
     }
 }
