@@ -12,7 +12,7 @@ use skein_sim::groups::{self, GroupsCanary, GroupsScenario};
 use skein_sim::harness::replay::ReplayFile;
 use skein_sim::harness::shrink::shrink;
 use skein_sim::harness::{Plan, Report, Scenario};
-use skein_sim::replication::{self, ReplCanary};
+use skein_sim::replication::{self, ReplCanary, ReplScenario};
 use skein_sim::scenario::{NodeOptions, NodeScenario};
 use skein_sim::SimCanary;
 
@@ -302,10 +302,16 @@ impl Sim for Replication {
         ReplCanary::ALL.iter().map(|c| c.name()).collect()
     }
     fn run(line: &Line) -> Self::Outcome {
-        replication::run(replication::Options {
+        replication::run(Self::options(line))
+    }
+}
+impl ScenarioSim for Replication {
+    type S = ReplScenario;
+    fn options(line: &Line) -> replication::Options {
+        replication::Options {
             seed: line.seed,
             canary: line.canary().map(|n| ReplCanary::parse(n).expect("canary")),
-        })
+        }
     }
 }
 
@@ -354,4 +360,4 @@ sim_tests!(node, Node, shrink 25);
 sim_tests!(cluster_sim, Cluster, shrink 60);
 sim_tests!(groups_classic, Groups, shrink 60);
 sim_tests!(groups_consumer, Kip848, shrink 100);
-sim_tests!(replication_sim, Replication);
+sim_tests!(replication_sim, Replication, shrink 60);

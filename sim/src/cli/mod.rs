@@ -4,14 +4,12 @@
 //! - `skein-sim cluster ...`: the metadata-quorum cluster ([`crate::cluster`]);
 //! - `skein-sim groups [--protocol classic|consumer] ...`: consumer groups, classic
 //!   ([`crate::groups`]) or KIP-848 ([`crate::groups::kip848`]);
-//! - `skein-sim replication ...`: partition replication ([`crate::replication`]; seeds and
-//!   canaries only, no trace, shrink or replay yet).
+//! - `skein-sim replication ...`: partition replication ([`crate::replication`]).
 //!
 //! Each harness scenario takes the flags of [`scenario`]. Exit 1 if a run violates an
 //! invariant, 2 on bad usage.
 
 pub mod node;
-pub mod replication;
 pub mod scenario;
 
 use std::fs::File;
@@ -22,6 +20,7 @@ use std::process::ExitCode;
 use crate::cluster::ClusterScenario;
 use crate::groups::kip848::Kip848Scenario;
 use crate::groups::GroupsScenario;
+use crate::replication::ReplScenario;
 
 /// Runs the command line `argv` (`argv[0]` is the program).
 pub fn main(argv: Vec<String>) -> ExitCode {
@@ -29,7 +28,7 @@ pub fn main(argv: Vec<String>) -> ExitCode {
     match argv.get(1).map(String::as_str) {
         Some("node") => node::main(rest),
         Some("cluster") => scenario::main::<ClusterScenario>(rest),
-        Some("replication") => replication::main(rest),
+        Some("replication") => scenario::main::<ReplScenario>(rest),
         Some("groups") => {
             let (protocol, rest) = match take_protocol(rest) {
                 Ok(p) => p,

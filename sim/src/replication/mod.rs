@@ -68,16 +68,20 @@
 //!    watermark while the controller could still commit it.
 //!
 //! Usage: `skein-sim replication --seed N` or `--seeds A..B`, optionally `--canary NAME`
-//! (`--list-canaries`). Regression seeds: `ci/replication-regression-seeds`.
+//! (`--list-canaries`), `--trace FILE`, `shrink` and `--replay FILE` (every fault is a
+//! numbered decision). Regression seeds: `ci/replication-regression-seeds`.
 //!
 //! Determinism: BTreeMap/Vec only, no clock, every draw from the seed's [`crate::rng::Rng`].
 
+pub mod scenario;
 pub mod sim;
 pub mod swarm;
 
+pub use scenario::ReplScenario;
 pub use swarm::ReplSwarm;
 
 use crate::checker::{run_catching, Violation};
+use crate::harness::Plan;
 
 /// Planted bugs of the replication driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -184,6 +188,8 @@ pub struct Outcome {
     pub status: String,
     /// Counters.
     pub stats: Stats,
+    /// Numbers of the faults that went ahead.
+    pub decisions: Vec<u64>,
 }
 
 impl Outcome {
@@ -246,8 +252,18 @@ impl Outcome {
 
 /// Runs one seed; a panic in skein-core or the driver is a `node-invariant` violation.
 pub fn run(options: Options) -> Outcome {
-    let mut s = sim::ReplSim::new(options.seed, options.canary);
+    run_with(options, &Plan::default(), None)
+}
+
+/// Runs one seed narrowed by `plan`, writing every event line to `trace_out`.
+pub fn run_with(
+    options: Options,
+    plan: &Plan,
+    trace_out: Option<Box<dyn std::io::Write>>,
+) -> Outcome {
+    let mut s = sim::ReplSim::with_plan(options.seed, options.canary, plan, trace_out);
     let violation = run_catching(|| s.run());
+    s.flush_trace();
     Outcome {
         options,
         swarm: s.swarm.clone(),
@@ -258,5 +274,6 @@ pub fn run(options: Options) -> Outcome {
         tail: s.tail(),
         status: s.status(),
         stats: s.stats(),
+        decisions: s.decisions(),
     }
 }

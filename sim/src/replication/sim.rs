@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 
-use crate::harness::TraceHasher;
+use crate::harness::{Gate, Plan, TraceHasher};
 
 use skein_core::canary::Canary;
 use skein_core::catalog::{Catalog, MetadataRecord, PartitionState};
@@ -308,13 +308,30 @@ pub struct ReplSim {
     stats: Stats,
     hasher: TraceHasher,
     tail: VecDeque<String>,
+    /// Numbers faults; lets through those the plan allows.
+    gate: Gate,
+    /// Where `--trace` writes every event line.
+    trace_out: Option<Box<dyn std::io::Write>>,
 }
 
 impl ReplSim {
     /// A run of `seed`.
     pub fn new(seed: u64, canary: Option<ReplCanary>) -> ReplSim {
+        ReplSim::with_plan(seed, canary, &Plan::default(), None)
+    }
+
+    /// A run of `seed` narrowed by `plan`, writing every event line to `trace_out`.
+    pub fn with_plan(
+        seed: u64,
+        canary: Option<ReplCanary>,
+        plan: &Plan,
+        trace_out: Option<Box<dyn std::io::Write>>,
+    ) -> ReplSim {
         let mut root = Rng::new(seed);
-        let swarm = ReplSwarm::draw(&mut root.fork());
+        let mut swarm = ReplSwarm::draw(&mut root.fork());
+        if let Some(ms) = plan.safety_ms {
+            swarm.safety_ms = ms;
+        }
         let rng = root.fork();
         let net_rng = root.fork();
         let mut catalog = Catalog::new(LogConfig::default());
@@ -404,6 +421,8 @@ impl ReplSim {
             stats: Stats::default(),
             hasher: TraceHasher::new(),
             tail: VecDeque::new(),
+            gate: Gate::new(plan.allowed.clone()),
+            trace_out,
         }
     }
 
@@ -414,10 +433,36 @@ impl ReplSim {
 
     fn note(&mut self, text: String) {
         (self.now, &text).hash(&mut self.hasher);
+        if let Some(out) = &mut self.trace_out {
+            let line = serde_json::json!({ "t": self.now, "event": text });
+            let _ = writeln!(out, "{line}");
+        }
         if self.tail.len() == TAIL {
             self.tail.pop_front();
         }
         self.tail.push_back(format!("t={} {text}", self.now));
+    }
+
+    /// A fault is about to happen: numbers it, and says whether the plan lets it go ahead
+    /// (everything it needs is drawn before, so the random streams stay aligned).
+    fn go(&mut self, what: &str) -> bool {
+        let (n, ok) = self.gate.decide();
+        if !ok {
+            self.note(format!("decision #{n} ({what}) left out by the schedule"));
+        }
+        ok
+    }
+
+    /// The numbered decisions that went ahead.
+    pub fn decisions(&self) -> Vec<u64> {
+        self.gate.taken().to_vec()
+    }
+
+    /// Flushes the `--trace` file.
+    pub fn flush_trace(&mut self) {
+        if let Some(out) = &mut self.trace_out {
+            let _ = out.flush();
+        }
     }
 
     /// The trace hash.
@@ -708,23 +753,32 @@ impl ReplSim {
         Some(self.rng.pick(&ok))
     }
 
+    /// Draws this step's faults; each is a numbered decision the plan may leave out (its
+    /// draws are made either way, in the same order, so the streams stay aligned).
     fn fault(&mut self) {
         let s = self.swarm.clone();
         let roll = |r: &mut Rng, pm: u64| r.below(1000) < pm;
         if roll(&mut self.rng, s.crash_pm) {
             if let Some(b) = self.pick_victim() {
-                self.crash(b, false);
+                let go = self.go(&format!("crash b{b}"));
+                if go {
+                    self.crash(b, false);
+                }
                 let d = self.rng.range(1, s.outage_max_ms);
-                self.at(d, Ev::Restart { b });
+                if go {
+                    self.at(d, Ev::Restart { b });
+                }
             }
         }
         if roll(&mut self.rng, s.pause_pm) {
             if let Some(b) = self.pick_victim() {
                 let d = self.rng.range(1, s.outage_max_ms);
-                self.brokers.get_mut(&b).expect("broker").paused_until = Some(self.now + d);
-                self.stats.pauses += 1;
-                self.note(format!("b{b} paused for {d} ms"));
-                self.at(d, Ev::Unpause { b });
+                if self.go(&format!("pause b{b}")) {
+                    self.brokers.get_mut(&b).expect("broker").paused_until = Some(self.now + d);
+                    self.stats.pauses += 1;
+                    self.note(format!("b{b} paused for {d} ms"));
+                    self.at(d, Ev::Unpause { b });
+                }
             }
         }
         if roll(&mut self.rng, s.partition_pm) {
@@ -735,40 +789,51 @@ impl ReplSim {
                     Cut::All
                 };
                 let d = self.rng.range(1, s.outage_max_ms);
-                self.cut.insert(b, how);
-                self.note(format!("b{b} cut off ({how:?}) for {d} ms"));
-                self.at(d, Ev::Reconnect { b });
+                if self.go(&format!("cut off b{b}")) {
+                    self.cut.insert(b, how);
+                    self.note(format!("b{b} cut off ({how:?}) for {d} ms"));
+                    self.at(d, Ev::Reconnect { b });
+                }
             }
         }
         if roll(&mut self.rng, s.shutdown_pm) {
             if let Some(b) = self.pick_victim() {
-                let inc = self.brokers[&b].inc;
-                self.note(format!("b{b} controlled shutdown"));
-                self.ctl_apply(MetadataRecord::BrokerFenced {
-                    id: b,
-                    incarnation: format!("{b}-{inc}"),
-                });
-                self.crash(b, true);
+                let go = self.go(&format!("controlled shutdown of b{b}"));
+                if go {
+                    let inc = self.brokers[&b].inc;
+                    self.note(format!("b{b} controlled shutdown"));
+                    self.ctl_apply(MetadataRecord::BrokerFenced {
+                        id: b,
+                        incarnation: format!("{b}-{inc}"),
+                    });
+                    self.crash(b, true);
+                }
                 let d = self.rng.range(1, s.outage_max_ms);
-                self.at(d, Ev::Restart { b });
+                if go {
+                    self.at(d, Ev::Restart { b });
+                }
             }
         }
         if roll(&mut self.rng, s.slow_pm) {
             let ids: Vec<i32> = self.brokers.keys().copied().collect();
             let b = self.rng.pick(&ids);
-            let br = self.brokers.get_mut(&b).expect("broker");
-            br.slow = !br.slow;
-            let slow = br.slow;
-            self.note(format!("b{b} slow={slow}"));
+            if self.go(&format!("slow link of b{b}")) {
+                let br = self.brokers.get_mut(&b).expect("broker");
+                br.slow = !br.slow;
+                let slow = br.slow;
+                self.note(format!("b{b} slow={slow}"));
+            }
         }
         if roll(&mut self.rng, s.move_pm) {
             if let Some((_, part, pe, pref)) = self.catalog.imbalanced().into_iter().next() {
-                self.ctl_apply(MetadataRecord::LeaderMoved {
-                    topic: TOPIC.into(),
-                    partition: part,
-                    partition_epoch: pe,
-                    leader: pref,
-                });
+                if self.go(&format!("preferred leader of partition {part}")) {
+                    self.ctl_apply(MetadataRecord::LeaderMoved {
+                        topic: TOPIC.into(),
+                        partition: part,
+                        partition_epoch: pe,
+                        leader: pref,
+                    });
+                }
             }
         }
     }
