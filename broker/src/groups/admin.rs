@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     GroupId, ListGroupsRequest, ListGroupsResponse,
 };
 use skein_core::coordinator::group_shard::{GroupRequest, GroupResponse};
+use skein_core::coordinator::Shard;
 use skein_core::group::GroupState;
 use skein_proto::errors::group_error;
 
@@ -98,71 +99,7 @@ pub fn describe_groups(
         d.group_id = id.clone();
         d.authorized_operations = i32::MIN;
         let res = read(b, id.as_str(), |shard| {
-            let shard = shard.groups();
-            if let Some(cg) = shard
-                .consumer_group(id.as_str())
-                .filter(|cg| cg.members().next().is_some())
-            {
-                // A KIP-848 group, described the classic way (assignments as
-                // ConsumerProtocolAssignment bytes) for tools that only know DescribeGroups.
-                d.group_state = s(cg.state_name());
-                d.protocol_type = s("consumer");
-                d.protocol_data = s("uniform");
-                d.members = cg
-                    .members()
-                    .map(|m| {
-                        let assigned =
-                            consumer_protocol_assignment(m.assigned.difference(&m.revoking));
-                        described_member(
-                            &m.id,
-                            &m.instance_id,
-                            &m.client_id,
-                            &m.client_host,
-                            Vec::new(),
-                            assigned,
-                        )
-                    })
-                    .collect();
-                return true;
-            }
-            let Some(g) = shard.group(id.as_str()) else {
-                return false;
-            };
-            d.group_state = s(g.state().name());
-            d.protocol_type = s(g.protocol_type().unwrap_or_default());
-            let protocol = g.protocol().unwrap_or_default().to_string();
-            d.protocol_data = s(
-                if g.state() == GroupState::Stable || g.state() == GroupState::CompletingRebalance {
-                    protocol.clone()
-                } else {
-                    String::new()
-                },
-            );
-            d.members = g
-                .members()
-                .map(|m| {
-                    let metadata = m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == protocol)
-                        .map(|(_, md)| md.clone())
-                        .unwrap_or_default();
-                    let assignment = if g.state() == GroupState::Stable {
-                        m.assignment.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    described_member(
-                        &m.id,
-                        &m.instance_id,
-                        &m.client_id,
-                        &m.client_host,
-                        metadata,
-                        assignment,
-                    )
-                })
-                .collect();
-            true
+            describe(shard.groups(), id.as_str(), &mut d)
         });
         match res {
             Err(e) => d.error_code = e.code(),
@@ -178,6 +115,75 @@ pub fn describe_groups(
         r.groups.push(d);
     }
     r
+}
+
+/// Fills `d` with group `id` of `shard`, KIP-848 or classic; false if there is none.
+fn describe(shard: &Shard, id: &str, d: &mut DescribedGroup) -> bool {
+    if let Some(cg) = shard
+        .consumer_group(id)
+        .filter(|cg| cg.members().next().is_some())
+    {
+        // A KIP-848 group, described the classic way (assignments as
+        // ConsumerProtocolAssignment bytes) for tools that only know DescribeGroups.
+        d.group_state = s(cg.state_name());
+        d.protocol_type = s("consumer");
+        d.protocol_data = s("uniform");
+        d.members = cg
+            .members()
+            .map(|m| {
+                let assigned = consumer_protocol_assignment(m.assigned.difference(&m.revoking));
+                described_member(
+                    &m.id,
+                    &m.instance_id,
+                    &m.client_id,
+                    &m.client_host,
+                    Vec::new(),
+                    assigned,
+                )
+            })
+            .collect();
+        return true;
+    }
+    let Some(g) = shard.group(id) else {
+        return false;
+    };
+    d.group_state = s(g.state().name());
+    d.protocol_type = s(g.protocol_type().unwrap_or_default());
+    let protocol = g.protocol().unwrap_or_default().to_string();
+    let chosen = matches!(
+        g.state(),
+        GroupState::Stable | GroupState::CompletingRebalance
+    );
+    d.protocol_data = s(if chosen {
+        protocol.clone()
+    } else {
+        String::new()
+    });
+    d.members = g
+        .members()
+        .map(|m| {
+            let metadata = m
+                .protocols
+                .iter()
+                .find(|(n, _)| *n == protocol)
+                .map(|(_, md)| md.clone())
+                .unwrap_or_default();
+            let assignment = if g.state() == GroupState::Stable {
+                m.assignment.clone()
+            } else {
+                Vec::new()
+            };
+            described_member(
+                &m.id,
+                &m.instance_id,
+                &m.client_id,
+                &m.client_host,
+                metadata,
+                assignment,
+            )
+        })
+        .collect();
+    true
 }
 
 /// ConsumerProtocolAssignment v0 bytes of `tps` (by topic, no user data).
