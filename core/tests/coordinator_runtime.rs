@@ -729,3 +729,29 @@ fn writes_appended_back_to_back_are_not_a_hole() {
     assert_eq!(h.rt.applied_end(P), Some(2));
     assert_eq!(h.answers.len(), 2);
 }
+
+#[test]
+fn waiting_operations_are_bounded() {
+    let mut h = Harness::new();
+    let config = RuntimeConfig {
+        waiting_max: 2,
+        ..RuntimeConfig::default()
+    };
+    h.rt = Runtime::new(config, ());
+    h.step(Act::Lead);
+    h.step(Act::Read);
+    for k in 0..3 {
+        h.step(Act::Put(k, k));
+    }
+    assert_eq!(h.rt.waiting(), 2);
+    assert_eq!(h.answers.get(&3), Some(&Err(CoordinatorError::Overloaded)));
+    // Once the writes commit, room again.
+    h.step(Act::Append { fail: false });
+    h.step(Act::Append { fail: false });
+    h.step(Act::Replicate(7));
+    h.step(Act::Report(0));
+    h.step(Act::Report(0));
+    assert_eq!(h.rt.waiting(), 0);
+    h.step(Act::Get(1));
+    assert_eq!(h.answers.get(&4), Some(&Ok(Some(vec![1]))));
+}

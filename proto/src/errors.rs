@@ -78,6 +78,7 @@ pub fn coordinator_error(e: CoordinatorError) -> E {
     match e {
         CoordinatorError::NotCoordinator => E::NotCoordinator,
         CoordinatorError::LoadInProgress => E::CoordinatorLoadInProgress,
+        CoordinatorError::Overloaded => E::CoordinatorNotAvailable,
         CoordinatorError::Write(w) => coordinator_write_error(match w {
             WriteError::NotLeader => E::NotLeaderOrFollower,
             WriteError::Storage => E::KafkaStorageError,

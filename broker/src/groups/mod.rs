@@ -53,6 +53,9 @@ const COMMIT_TIMEOUT_MS: u64 = 5_000;
 const TICK_MS: u64 = 100;
 /// How often expired offsets are looked for (offsets.retention.check.interval.ms).
 const EXPIRE_EVERY_MS: u64 = 60_000;
+/// The most group operations waiting for an answer at once (JoinGroup and SyncGroup wait for
+/// the rebalance; others for their writes); past it requests get COORDINATOR_NOT_AVAILABLE.
+const WAITING_MAX: usize = 100_000;
 /// Bytes of whole batches each read of the offsets topic takes while loading a shard (a
 /// larger first batch is read whole).
 const OFFSETS_LOAD_READ_BYTES: u64 = 1 << 20;
@@ -105,6 +108,7 @@ impl Coordinator {
             tick_ms: TICK_MS,
             load_retry_ms: 1_000,
             load_read_bytes: OFFSETS_LOAD_READ_BYTES,
+            waiting_max: WAITING_MAX,
         };
         let shards = GroupShardConfig {
             group: settings.group,

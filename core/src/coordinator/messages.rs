@@ -18,6 +18,8 @@ pub enum CoordinatorError {
     LoadInProgress,
     /// A write the answer depends on failed.
     Write(WriteError),
+    /// Too many operations wait already (`RuntimeConfig::waiting_max`); retry later.
+    Overloaded,
 }
 
 /// Why a write failed.
@@ -46,6 +48,8 @@ pub struct RuntimeConfig {
     pub load_retry_ms: u64,
     /// Bytes of whole batches each load read asks for.
     pub load_read_bytes: u64,
+    /// The most operations waiting for an answer at once, over all partitions.
+    pub waiting_max: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +59,7 @@ impl Default for RuntimeConfig {
             tick_ms: 100,
             load_retry_ms: 1_000,
             load_read_bytes: 1 << 20,
+            waiting_max: 100_000,
         }
     }
 }

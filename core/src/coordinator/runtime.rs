@@ -378,6 +378,10 @@ impl<S: CoordinatorShard> Runtime<S> {
         let refused = match self.slots.get_mut(&partition).map(|s| &mut s.state) {
             None => Some(CoordinatorError::NotCoordinator),
             Some(State::Loading { .. }) => Some(CoordinatorError::LoadInProgress),
+            // The bound on waiting operations: refused before the shard sees the request.
+            Some(State::Ready(_)) if self.ops.len() >= self.config.waiting_max => {
+                Some(CoordinatorError::Overloaded)
+            }
             Some(State::Ready(r)) => {
                 self.ops.insert(op, partition);
                 let step = r.shard.handle(now, wall_ms, op, request);
@@ -609,6 +613,12 @@ impl<S: CoordinatorShard> Runtime<S> {
 
     /// Asserts the runtime's invariants and every shard's (tests and simulation).
     pub fn check_invariants(&self) {
+        assert!(
+            self.ops.len() <= self.config.waiting_max,
+            "{} operations wait, over the bound {}",
+            self.ops.len(),
+            self.config.waiting_max
+        );
         for (p, op_part) in &self.ops {
             assert!(
                 matches!(
