@@ -339,7 +339,7 @@ impl Broker {
             fetcher_tx,
             fetcher_rx: Mutex::new(Some(fetcher_rx)),
             stopping: AtomicBool::new(false),
-            groups: crate::groups::Coordinator::default(),
+            groups: crate::groups::Coordinator::new(&settings),
             catalog: Mutex::new(Catalog::new(settings.log_defaults.clone())),
             controller: Mutex::new(
                 Controller::new(settings.broker_session_timeout_ms)
@@ -618,7 +618,7 @@ impl Broker {
                         .expect("partitions lock")
                         .remove(&key);
                     if removed.is_some() && key.0 == crate::groups::OFFSETS_TOPIC {
-                        self.groups.role_changed(key.1, None);
+                        self.groups.role_changed(self, key.1, None);
                     }
                     self.reconciler.remove(key);
                 }

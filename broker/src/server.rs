@@ -272,11 +272,11 @@ fn dispatch(
             }
             ApiKey::Heartbeat => {
                 let req = decode!(HeartbeatRequest);
-                reply!(groups::heartbeat(&b, req))
+                reply!(groups::heartbeat(&b, req).await)
             }
             ApiKey::LeaveGroup => {
                 let req = decode!(LeaveGroupRequest);
-                reply!(groups::leave_group(&b, req, version))
+                reply!(groups::leave_group(&b, req, version).await)
             }
             ApiKey::OffsetCommit => {
                 let req = decode!(OffsetCommitRequest);
@@ -304,7 +304,7 @@ fn dispatch(
             }
             ApiKey::ConsumerGroupHeartbeat => {
                 let req = decode!(ConsumerGroupHeartbeatRequest);
-                reply!(groups::consumer_group_heartbeat(&b, req, &ctx))
+                reply!(groups::consumer_group_heartbeat(&b, req, &ctx).await)
             }
             ApiKey::ConsumerGroupDescribe => {
                 let req = decode!(ConsumerGroupDescribeRequest);

@@ -16,6 +16,8 @@
 //! - `canary` (feature `canary`, for skein-sim only): planted bugs the simulator must catch.
 //! - [`catalog`]: the broker's metadata — topics, partitions, configs, producer-id blocks — as a
 //!   deterministic state machine over metadata records.
+//! - [`coordinator`]: the coordinator runtime (slots per internal-topic partition by leader
+//!   epoch, load, write -> replicate -> apply, barriers) and the group shard type on it.
 //! - [`raft`]: a sans-I/O Raft (pre-vote, check-quorum, snapshots, learners) for the metadata quorum.
 //! - [`replica`]: one partition replica's state machine — role, follower apply rules, leader
 //!   gates, the high-watermark rule — driven through `handle` / `poll_output`.

@@ -4,6 +4,7 @@
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::CatalogError;
 use skein_core::consumer_group::CgError;
+use skein_core::coordinator::runtime::{CoordinatorError, WriteError};
 use skein_core::group::GroupError;
 use skein_core::log::AppendError;
 
@@ -69,5 +70,21 @@ pub fn coordinator_write_error(e: E) -> E {
         E::NotLeaderOrFollower | E::KafkaStorageError => E::NotCoordinator,
         E::MessageTooLarge | E::RecordListTooLarge => E::InvalidCommitOffsetSize,
         _ => E::CoordinatorNotAvailable,
+    }
+}
+
+/// The Kafka error of a coordinator runtime's refusal or failed write.
+pub fn coordinator_error(e: CoordinatorError) -> E {
+    match e {
+        CoordinatorError::NotCoordinator => E::NotCoordinator,
+        CoordinatorError::LoadInProgress => E::CoordinatorLoadInProgress,
+        CoordinatorError::Overloaded => E::CoordinatorNotAvailable,
+        CoordinatorError::Write(w) => coordinator_write_error(match w {
+            WriteError::NotLeader => E::NotLeaderOrFollower,
+            WriteError::Storage => E::KafkaStorageError,
+            WriteError::TooLarge => E::MessageTooLarge,
+            WriteError::NotEnoughReplicas => E::NotEnoughReplicasAfterAppend,
+            WriteError::Timeout => E::RequestTimedOut,
+        }),
     }
 }

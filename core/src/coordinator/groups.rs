@@ -21,8 +21,7 @@ use crate::offsets::{
     encode_group_value, encode_offset_key, encode_offset_value, CodecError, Key, OffsetValue,
 };
 
-/// A record to append to the offsets partition: key and value (none for a tombstone).
-pub type Record = (Vec<u8>, Option<Vec<u8>>);
+pub use super::shard::Record;
 
 /// One partition's outcome in OffsetDelete: refused, or the tombstone to append (none if
 /// nothing was committed).

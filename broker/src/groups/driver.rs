@@ -1,0 +1,230 @@
+//! Carries out the coordinator runtime's work: reads of an offsets partition for a load,
+//! appends of a shard's records as the partition's leader, waits for the high watermark
+//! (after the local fsync, unless the broker flushes on an interval), and the timer.
+//! Each completion goes back to the runtime as an input; nothing here decides.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError as E;
+use skein_core::batch::build;
+use skein_core::coordinator::runtime::{Input, Output, WriteError};
+use skein_core::coordinator::Record;
+use skein_core::fetch::Grant;
+use skein_core::log::AppendError;
+use skein_storage::partition::StorageError;
+use tracing::warn;
+
+use super::{topic_counts, Work, OFFSETS_TOPIC};
+use crate::broker::{now_ms, Broker};
+
+/// How long a wait for the high watermark lasts before it is reported failed (the runtime's
+/// own commit timeout, shorter, fails the answers first).
+const WAIT_COMMITTED: Duration = Duration::from_secs(30);
+/// The longest the timer task sleeps between runtime ticks.
+const TIMER_MAX_MS: u64 = 100;
+
+/// Starts the driver task (the runtime's work, in order) and the timer task.
+pub(super) fn spawn(b: &Arc<Broker>) {
+    let rx = b.groups.work_rx.lock().expect("work lock").take();
+    let Some(mut rx) = rx else { return };
+    let b2 = b.clone();
+    let mut stop = b.shutting_down.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(work) => carry_out(&b2, work),
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    });
+    let b = b.clone();
+    let mut stop = b.shutting_down.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let due = b.groups.with_runtime(|rt| rt.poll_timeout());
+            let wait = due.saturating_sub(b.mono_ms()).clamp(1, TIMER_MAX_MS);
+            // Capped at the tick interval: a deadline an input set meanwhile is late by at
+            // most that much.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = stop.changed() => return,
+            }
+            let env = topic_counts(&b);
+            let wall_ms = now_ms() as i64;
+            b.groups.handle(&b, Input::Tick { wall_ms, env });
+        }
+    });
+}
+
+/// Carries out one piece of work. Appends happen here, in the order the runtime planned
+/// them; reads and waits run in tasks of their own.
+fn carry_out(b: &Arc<Broker>, work: Work) {
+    match work {
+        Output::ReadForLoad {
+            partition,
+            epoch,
+            from,
+            max_bytes,
+        } => {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let input = match read(&b, partition, epoch, from, max_bytes).await {
+                    Some((bytes, log_end, hw)) => Input::Loaded {
+                        partition,
+                        epoch,
+                        bytes,
+                        log_end,
+                        hw,
+                    },
+                    None => Input::LoadFailed { partition, epoch },
+                };
+                b.groups.handle(&b, input);
+            });
+        }
+        Output::Append {
+            partition,
+            epoch,
+            write,
+            records,
+        } => {
+            let input = match append(b, partition, epoch, &records) {
+                Ok((base, end)) => Input::Appended {
+                    partition,
+                    epoch,
+                    write,
+                    base,
+                    end,
+                },
+                Err(error) => Input::AppendFailed {
+                    partition,
+                    epoch,
+                    write,
+                    error,
+                },
+            };
+            b.groups.handle(b, input);
+        }
+        Output::WaitCommitted {
+            partition,
+            epoch,
+            offset,
+        } => {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let input = match wait_committed(&b, partition, epoch, offset).await {
+                    Ok(()) => Input::Committed {
+                        partition,
+                        epoch,
+                        hw: offset,
+                    },
+                    Err(error) => Input::ReplicationFailed {
+                        partition,
+                        epoch,
+                        offset,
+                        error,
+                    },
+                };
+                b.groups.handle(&b, input);
+            });
+        }
+        Output::Answer { .. } => unreachable!("answers are delivered by Coordinator::handle"),
+    }
+}
+
+/// Reads whole batches of offsets partition `index` from `from` (or its log start): the
+/// bytes, the log end and the high watermark; none if it cannot be read as leader at `epoch`.
+async fn read(
+    b: &Broker,
+    index: i32,
+    epoch: i32,
+    from: i64,
+    max_bytes: u64,
+) -> Option<(Bytes, i64, i64)> {
+    let p = b.partition(OFFSETS_TOPIC, index)?;
+    let hw = p.repl.lock().expect("repl lock").leading(epoch)?.hw();
+    let (plan, log_end) = {
+        let st = p.store.lock().expect("partition lock");
+        let from = from.max(st.log().log_start_offset());
+        let end = st.log().log_end_offset();
+        (st.plan_fetch(from, Grant::single(max_bytes)), end)
+    };
+    let range = match plan {
+        Ok(Some(r)) => r,
+        Ok(None) => return Some((Bytes::new(), log_end, hw)),
+        Err(e) => {
+            warn!(partition = index, error = ?e, "loading {OFFSETS_TOPIC} failed");
+            return None;
+        }
+    };
+    match skein_sys::blocking(move || skein_storage::partition::read_range(&range)).await {
+        Ok(Ok(bytes)) => Some((bytes, log_end, hw)),
+        _ => {
+            warn!(partition = index, "reading {OFFSETS_TOPIC} failed");
+            None
+        }
+    }
+}
+
+/// Appends `records` as one batch to offsets partition `index` as its leader at `epoch`:
+/// where they landed.
+fn append(
+    b: &Broker,
+    index: i32,
+    epoch: i32,
+    records: &[Record],
+) -> Result<(i64, i64), WriteError> {
+    let Some(p) = b.partition(OFFSETS_TOPIC, index) else {
+        return Err(WriteError::NotLeader);
+    };
+    let ts = now_ms() as i64;
+    let recs: Vec<build::SimpleRecord> = records
+        .iter()
+        .map(|(k, v)| build::SimpleRecord {
+            key: Some(k.clone()),
+            value: v.clone(),
+            headers: vec![],
+            timestamp: ts,
+        })
+        .collect();
+    let buf = build::batch(&recs, None);
+    let Some((res, _)) = p.append_leading(epoch, now_ms(), &buf) else {
+        return Err(WriteError::NotLeader);
+    };
+    let a = res.map_err(|e| {
+        warn!(partition = index, error = %e, "appending coordinator records failed");
+        match e {
+            StorageError::Append(AppendError::TooLarge { .. })
+            | StorageError::Append(AppendError::LargerThanSegment { .. }) => WriteError::TooLarge,
+            _ => WriteError::Storage,
+        }
+    })?;
+    b.appended.send_modify(|n| *n += 1);
+    Ok((a.base_offset, a.last_offset + 1))
+}
+
+/// Waits until offsets partition `index` has everything below `offset` fsynced here (unless
+/// the broker flushes on an interval) and replicated to the ISR at `epoch`.
+async fn wait_committed(b: &Broker, index: i32, epoch: i32, offset: i64) -> Result<(), WriteError> {
+    let Some(p) = b.partition(OFFSETS_TOPIC, index) else {
+        return Err(WriteError::NotLeader);
+    };
+    let deadline = tokio::time::Instant::now() + WAIT_COMMITTED;
+    if !b.settings.interval_flush() {
+        p.wait_synced(offset).await.map_err(|e| {
+            warn!(partition = index, error = %e, "fsync of coordinator records failed");
+            WriteError::Storage
+        })?;
+    }
+    crate::replica::wait_replicated(&p, offset, epoch, deadline)
+        .await
+        .map_err(|e| match e {
+            E::NotEnoughReplicasAfterAppend => WriteError::NotEnoughReplicas,
+            E::RequestTimedOut => WriteError::Timeout,
+            _ => WriteError::NotLeader,
+        })
+}

@@ -1,0 +1,347 @@
+//! The group coordinator's shell: a thin driver of skein-core's coordinator runtime with the
+//! group shard type. It feeds the runtime leadership changes of `__consumer_offsets`
+//! partitions, client requests and completions, and carries out what the runtime asks for
+//! (`driver.rs`: read a partition to load it, append records as leader, wait for the high
+//! watermark, timers). Handlers map Kafka messages to shard requests and answers back:
+//! `classic.rs` (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), `offsets.rs` (OffsetCommit,
+//! OffsetFetch, OffsetDelete), `admin.rs` (ListGroups, DescribeGroups, DeleteGroups) and
+//! `consumer.rs` (KIP-848 ConsumerGroupHeartbeat and ConsumerGroupDescribe).
+//!
+//! Invariants: the runtime is only touched under its lock, which is a leaf (nothing else is
+//! locked while it is held); an operation's waiter is registered before its request reaches
+//! the runtime, so an answer given at once is not lost; every waiter is answered by the
+//! runtime or removed by its request when it gives up (and the runtime told, `Cancel`).
+
+mod admin;
+mod classic;
+mod consumer;
+mod driver;
+mod offsets;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::protocol::StrBytes;
+use skein_core::coordinator::group_shard::{
+    GroupRequest, GroupResponse, GroupShard, GroupShardConfig,
+};
+use skein_core::coordinator::partition_for;
+use skein_core::coordinator::runtime::{CoordinatorError, Input, Output, Runtime, RuntimeConfig};
+use skein_core::coordinator::shard::OpId;
+use skein_proto::errors::coordinator_error;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+pub use admin::{delete_groups, describe_groups, list_groups};
+pub use classic::{heartbeat, join_group, leave_group, sync_group};
+pub use consumer::{consumer_group_describe, consumer_group_heartbeat};
+pub use offsets::{offset_commit, offset_delete, offset_fetch};
+
+use crate::broker::{now_ms, Broker};
+use crate::config::Settings;
+use crate::replica::Role;
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// offsets.commit.timeout.ms: how long an answer waits for the writes it depends on.
+const COMMIT_TIMEOUT_MS: u64 = 5_000;
+/// How often group timers fire.
+const TICK_MS: u64 = 100;
+/// How often expired offsets are looked for (offsets.retention.check.interval.ms).
+const EXPIRE_EVERY_MS: u64 = 60_000;
+/// The most group operations waiting for an answer at once (JoinGroup and SyncGroup wait for
+/// the rebalance; others for their writes); past it requests get COORDINATOR_NOT_AVAILABLE.
+const WAITING_MAX: usize = 100_000;
+/// Bytes of whole batches each read of the offsets topic takes while loading a shard (a
+/// larger first batch is read whole).
+const OFFSETS_LOAD_READ_BYTES: u64 = 1 << 20;
+
+type Answer = Result<GroupResponse, CoordinatorError>;
+
+/// Work the runtime asked for, carried out by the driver task.
+type Work = Output<GroupResponse>;
+
+/// The coordinator state of one broker.
+pub struct Coordinator {
+    runtime: Mutex<Runtime<GroupShard>>,
+    waiters: Mutex<BTreeMap<OpId, oneshot::Sender<Answer>>>,
+    next_op: AtomicU64,
+    work: mpsc::UnboundedSender<Work>,
+    work_rx: Mutex<Option<mpsc::UnboundedReceiver<Work>>>,
+}
+
+/// Why a call to the coordinator got no answer from a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The runtime refused or failed the operation.
+    Coordinator(CoordinatorError),
+    /// Refused before reaching a shard (no offsets topic, an empty group id).
+    Refused(E),
+    /// No answer within the caller's bound (the operation is cancelled).
+    TimedOut,
+}
+
+impl CallError {
+    /// The Kafka error, by the one map in skein-proto (a timeout as the caller names it).
+    pub(crate) fn code(self, timed_out: E) -> E {
+        match self {
+            CallError::Coordinator(e) => coordinator_error(e),
+            CallError::Refused(e) => e,
+            CallError::TimedOut => timed_out,
+        }
+    }
+}
+
+fn s(x: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(x.into())
+}
+
+impl Coordinator {
+    /// A coordinator leading nothing, with the broker's group settings.
+    pub fn new(settings: &Settings) -> Self {
+        let config = RuntimeConfig {
+            commit_timeout_ms: COMMIT_TIMEOUT_MS,
+            tick_ms: TICK_MS,
+            load_retry_ms: 1_000,
+            load_read_bytes: OFFSETS_LOAD_READ_BYTES,
+            waiting_max: WAITING_MAX,
+        };
+        let shards = GroupShardConfig {
+            group: settings.group,
+            consumer: settings.consumer_group,
+            offsets_retention_ms: settings.offsets_retention_ms,
+            expire_every_ms: EXPIRE_EVERY_MS,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        Coordinator {
+            runtime: Mutex::new(Runtime::new(config, shards)),
+            waiters: Mutex::new(BTreeMap::new()),
+            next_op: AtomicU64::new(1),
+            work: tx,
+            work_rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// This broker's role for offsets partition `index` changed: `leading` is the leader epoch
+    /// if it leads. A new leadership (re)loads the partition; losing it drops the shard.
+    pub fn role_changed(&self, b: &Broker, index: i32, leading: Option<i32>) {
+        let input = match leading {
+            Some(epoch) => Input::BecomeLeader {
+                partition: index,
+                epoch,
+                // Fresh per load, so member ids of two loads of one partition never meet.
+                salt: skein_sys::uuid().as_u64_pair().0,
+            },
+            None => Input::Resign { partition: index },
+        };
+        self.handle(b, input);
+    }
+
+    /// Feeds one input to the runtime and carries out what it asks for.
+    fn handle(&self, b: &Broker, input: Input<GroupShard>) {
+        let (outputs, before, after): (Vec<Work>, _, _) = {
+            let mut rt = self.runtime.lock().expect("runtime lock");
+            let before = rt.stats();
+            rt.handle(b.mono_ms(), input);
+            let outputs = std::iter::from_fn(|| rt.poll_output()).collect();
+            #[cfg(debug_assertions)]
+            rt.check_invariants();
+            (outputs, before, rt.stats())
+        };
+        if after.loads > before.loads {
+            info!(
+                loads = after.loads,
+                records = after.loaded_records,
+                "loaded a {OFFSETS_TOPIC} partition"
+            );
+        }
+        if after.bad_records > before.bad_records {
+            warn!(
+                bad = after.bad_records - before.bad_records,
+                "skipped records of {OFFSETS_TOPIC} that do not parse"
+            );
+        }
+        if after.reloads > before.reloads {
+            warn!("records this coordinator did not write appeared in {OFFSETS_TOPIC}: reloading");
+        }
+        for o in outputs {
+            match o {
+                Output::Answer { op, answer } => {
+                    let tx = self.waiters.lock().expect("waiters lock").remove(&op);
+                    if let Some(tx) = tx {
+                        let _ = tx.send(answer);
+                    }
+                }
+                work => {
+                    let _ = self.work.send(work);
+                }
+            }
+        }
+    }
+
+    /// Sends `request` to the shard of `index` and waits up to `wait` for its answer.
+    async fn call(
+        &self,
+        b: &Broker,
+        index: i32,
+        request: GroupRequest,
+        wait: Duration,
+    ) -> Result<GroupResponse, CallError> {
+        let op = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().expect("waiters lock").insert(op, tx);
+        let input = Input::Request {
+            partition: index,
+            op,
+            wall_ms: now_ms() as i64,
+            request,
+        };
+        self.handle(b, input);
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(answer)) => answer.map_err(CallError::Coordinator),
+            // The runtime answers every operation it accepts; a dropped sender means the
+            // broker is going away.
+            Ok(Err(_)) => Err(CallError::Coordinator(CoordinatorError::NotCoordinator)),
+            Err(_) => {
+                self.waiters.lock().expect("waiters lock").remove(&op);
+                self.handle(b, Input::Cancel { op });
+                Err(CallError::TimedOut)
+            }
+        }
+    }
+
+    /// Runs `f` on the loaded shard of `index` (reads).
+    fn read<T>(&self, index: i32, f: impl FnOnce(&GroupShard) -> T) -> Result<T, E> {
+        let rt = self.runtime.lock().expect("runtime lock");
+        rt.shard(index).map(f).map_err(coordinator_error)
+    }
+
+    /// Runs `f` on the runtime (ListGroups reads every shard).
+    fn with_runtime<T>(&self, f: impl FnOnce(&Runtime<GroupShard>) -> T) -> T {
+        f(&self.runtime.lock().expect("runtime lock"))
+    }
+}
+
+/// The offsets partition of a group, by the live partition count of the topic.
+fn index_of(b: &Broker, group: &str) -> Result<i32, E> {
+    if group.is_empty() {
+        return Err(E::InvalidGroupId);
+    }
+    match b.with_catalog(|c| c.topic(OFFSETS_TOPIC).map(|t| t.parts.len() as i32)) {
+        Some(n) if n > 0 => Ok(partition_for(group, n)),
+        _ => Err(E::CoordinatorNotAvailable),
+    }
+}
+
+/// Sends `request` for `group` to its shard; the Kafka error if it has none or fails.
+async fn call(
+    b: &Broker,
+    group: &str,
+    request: GroupRequest,
+    wait: Duration,
+) -> Result<GroupResponse, CallError> {
+    let index = index_of(b, group).map_err(CallError::Refused)?;
+    b.groups.call(b, index, request, wait).await
+}
+
+/// Partition counts of every topic (the server-side assignor's view of the cluster).
+fn topic_counts(b: &Broker) -> BTreeMap<String, i32> {
+    b.with_catalog(|c| {
+        c.topics()
+            .map(|t| (t.name.clone(), t.parts.len() as i32))
+            .collect()
+    })
+}
+
+/// Runs `f` on the shard of `group` (reads).
+fn read<T>(b: &Broker, group: &str, f: impl FnOnce(&GroupShard) -> T) -> Result<T, E> {
+    let index = index_of(b, group)?;
+    b.groups.read(index, f)
+}
+
+/// Creates `__consumer_offsets` if it does not exist yet; true once it exists.
+pub async fn ensure_offsets_topic(b: &Broker) -> bool {
+    if b.with_catalog(|c| c.topic(OFFSETS_TOPIC).is_some()) {
+        return true;
+    }
+    // The cluster's size is its voters (a single node has none configured) or the brokers
+    // that ever registered, whichever is larger: a cluster whose other brokers are still
+    // starting gets COORDINATOR_NOT_AVAILABLE for a moment rather than an offsets topic with
+    // too few replicas forever, and a single node needs no configuration.
+    let size = b
+        .with_catalog(|c| c.brokers().count())
+        .max(b.settings.voters.len())
+        .max(1);
+    let rf = b
+        .settings
+        .offsets_topic_replication_factor
+        .min(i16::try_from(size).unwrap_or(i16::MAX));
+    let configs = [
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-1".to_string()),
+        ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+    ];
+    let res = b
+        .create_topic(
+            OFFSETS_TOPIC,
+            b.settings.offsets_topic_partitions,
+            b.spread(rf),
+            &configs,
+            false,
+        )
+        .await;
+    match res {
+        Ok(()) => {
+            info!(
+                partitions = b.settings.offsets_topic_partitions,
+                replication_factor = rf,
+                "created {OFFSETS_TOPIC}"
+            );
+            true
+        }
+        Err(e) => {
+            let exists = b.with_catalog(|c| c.topic(OFFSETS_TOPIC).is_some());
+            if !exists {
+                warn!(error = %e, "creating {OFFSETS_TOPIC} failed");
+            }
+            exists
+        }
+    }
+}
+
+/// The coordinator of `group`: (node, host, port) or why there is none.
+pub async fn coordinator_of(b: &Broker, group: &str) -> Result<(i32, String, i32), E> {
+    if !ensure_offsets_topic(b).await {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    let index = index_of(b, group)?;
+    b.with_catalog(|c| {
+        let leader = c
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.parts.get(index as usize))
+            .map(|p| p.leader)
+            .unwrap_or(-1);
+        match c.broker(leader) {
+            Some(info) if !info.fenced => Ok((leader, info.host.clone(), info.port)),
+            _ => Err(E::CoordinatorNotAvailable),
+        }
+    })
+}
+
+/// Runs the coordinator: carries out the runtime's work and fires its timers.
+pub fn spawn(b: &Arc<Broker>) {
+    driver::spawn(b);
+}
+
+/// Called from the broker's role changes for every partition.
+pub fn note_role(b: &Broker, topic: &str, index: i32, role: &Role, epoch: i32) {
+    if topic != OFFSETS_TOPIC {
+        return;
+    }
+    let leading = matches!(role, Role::Leader(_)).then_some(epoch);
+    b.groups.role_changed(b, index, leading);
+}
