@@ -5,6 +5,7 @@
 //! fetchers and an admin client ([`sim`]), and the network's resets, duplicates, partitions and
 //! latencies ([`net`]). A failing run shrinks to a smaller replayable schedule ([`schedule`]).
 //! There is no async runtime: a discrete-event loop jumps simulated time to the next event and drives skein-core directly.
+//! The real skein-storage stores run on a node's disk through [`disk_fs`].
 //! A client-side history checker ([`checker`], one file per property) judges every
 //! acknowledgement and every record read; node invariants are asserted after every event; a
 //! liveness phase without faults ends each run; the trace hash proves determinism ([`trace`]).
@@ -49,6 +50,7 @@ pub mod checker;
 pub mod cli;
 pub mod cluster;
 pub mod disk;
+pub mod disk_fs;
 pub mod groups;
 pub mod harness;
 pub mod net;

@@ -15,14 +15,13 @@
 //! snapshot, and drops a torn or corrupt log tail (which was never acknowledged as durable,
 //! because a frame is only acknowledged after the fsync that covers it).
 
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use skein_core::raft::{Durable, Entry, HardState, Output, Snapshot};
 use tracing::warn;
 
-use skein_sys::fs::{self, File, OpenOptions};
+use crate::fs::{Fs, FsFile, OpenMode, OsFs};
 
 const SLOT_BYTES: u64 = 512;
 const SLOT_PAYLOAD: usize = 4 + 8 + 8 + 8;
@@ -58,14 +57,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RaftStoreError + '_ {
     }
 }
 
-/// The open files of the quorum's state.
-pub struct RaftStore {
+/// The open files of the quorum's state on file system `F`.
+pub struct RaftStore<F: Fs = OsFs> {
+    fs: F,
     dir: PathBuf,
-    hard: File,
+    hard: F::File,
     hard_seq: u64,
     /// Slot the next hard state goes to.
     hard_slot: u64,
-    log: File,
+    log: F::File,
     /// Byte position of each stored entry, by index: `positions[i]` is entry
     /// `first_index + i`.
     positions: Vec<u64>,
@@ -74,33 +74,34 @@ pub struct RaftStore {
     dirty: bool,
 }
 
-impl RaftStore {
-    /// Opens (creating if absent) the state in `dir` and recovers it.
+impl RaftStore<OsFs> {
+    /// Opens (creating if absent) the state in `dir` on the real file system and recovers it.
     pub fn open(dir: &Path) -> Result<(RaftStore, Durable), RaftStoreError> {
-        let fresh = fs::metadata(dir).is_err();
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        RaftStore::open_on(OsFs, dir)
+    }
+}
+
+impl<F: Fs> RaftStore<F> {
+    /// Opens (creating if absent) the state in `dir` on file system `fs` and recovers it.
+    pub fn open_on(fs: F, dir: &Path) -> Result<(RaftStore<F>, Durable), RaftStoreError> {
+        let fresh = !fs.exists(dir);
+        fs.create_dir_all(dir).map_err(io_err(dir))?;
         if fresh {
             if let Some(parent) = dir.parent() {
-                fs::sync_dir(parent).map_err(io_err(parent))?;
+                fs.sync_dir(parent).map_err(io_err(parent))?;
             }
         }
         let hard_path = dir.join("hardstate");
-        let hard = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .open(&hard_path)
+        let hard = fs
+            .open(&hard_path, OpenMode::Create)
             .map_err(io_err(&hard_path))?;
         let (hard_state, hard_seq, hard_slot) = read_hard_state(&hard);
-        let snapshot = read_snapshot(&dir.join("snapshot"))?;
+        let snapshot = read_snapshot(&fs, &dir.join("snapshot"))?;
         let log_path = dir.join("log");
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .open(&log_path)
+        let log = fs
+            .open(&log_path, OpenMode::Create)
             .map_err(io_err(&log_path))?;
-        fs::sync_dir(dir).map_err(io_err(dir))?;
+        fs.sync_dir(dir).map_err(io_err(dir))?;
         let snap_index = snapshot.as_ref().map_or(0, |s| s.index);
         let (stored, positions, valid_len) = read_log(&log, &log_path)?;
         let size = log.size().map_err(io_err(&log_path))?;
@@ -128,6 +129,7 @@ impl RaftStore {
             }
         }
         let store = RaftStore {
+            fs,
             dir: dir.to_path_buf(),
             hard,
             hard_seq,
@@ -237,10 +239,10 @@ impl RaftStore {
         let tmp = self.dir.join("snapshot.tmp");
         let mut buf = Vec::new();
         frame(&mut buf, &serde_json::to_vec(s).expect("snapshot encodes"));
-        write_durably(&tmp, &buf)?;
+        write_durably(&self.fs, &tmp, &buf)?;
         let target = self.dir.join("snapshot");
-        fs::rename(&tmp, &target).map_err(io_err(&target))?;
-        fs::sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        self.fs.rename(&tmp, &target).map_err(io_err(&target))?;
+        self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
         // Rewrite the log without the covered entries.
         let lp = self.dir.join("log");
         let mut kept = Vec::new();
@@ -259,14 +261,10 @@ impl RaftStore {
             kept.extend_from_slice(&bytes);
         }
         let tmp = self.dir.join("log.tmp");
-        write_durably(&tmp, &kept)?;
-        fs::rename(&tmp, &lp).map_err(io_err(&lp))?;
-        fs::sync_dir(&self.dir).map_err(io_err(&self.dir))?;
-        self.log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&lp)
-            .map_err(io_err(&lp))?;
+        write_durably(&self.fs, &tmp, &kept)?;
+        self.fs.rename(&tmp, &lp).map_err(io_err(&lp))?;
+        self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        self.log = self.fs.open(&lp, OpenMode::Write).map_err(io_err(&lp))?;
         self.first_index = s.index + 1;
         self.positions = positions;
         self.log_len = kept.len() as u64;
@@ -291,13 +289,14 @@ fn unframe(bytes: &[u8]) -> Option<(&[u8], usize)> {
     (crc32c::crc32c(payload) == crc).then_some((payload, 8 + len))
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
-    let mut f = File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
+/// Creates or replaces `path` with `bytes` and fsyncs it (its directory entry is not synced).
+fn write_durably<F: Fs>(fs: &F, path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
+    let f = fs.open(path, OpenMode::Truncate).map_err(io_err(path))?;
+    f.write_all_at(bytes, 0).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
 }
 
-fn read_hard_state(f: &File) -> (HardState, u64, u64) {
+fn read_hard_state<T: FsFile>(f: &T) -> (HardState, u64, u64) {
     let mut best: Option<(u64, HardState, u64)> = None;
     for slot in 0..2u64 {
         let mut b = [0u8; SLOT_PAYLOAD];
@@ -326,8 +325,8 @@ fn read_hard_state(f: &File) -> (HardState, u64, u64) {
     }
 }
 
-fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, RaftStoreError> {
-    let bytes = match fs::read(path) {
+fn read_snapshot<F: Fs>(fs: &F, path: &Path) -> Result<Option<Snapshot>, RaftStoreError> {
+    let bytes = match fs.read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
@@ -344,7 +343,7 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, RaftStoreError> {
 }
 
 /// Entries, their positions, and the length of the valid prefix.
-fn read_log(f: &File, path: &Path) -> Result<(Vec<Entry>, Vec<u64>, u64), RaftStoreError> {
+fn read_log<T: FsFile>(f: &T, path: &Path) -> Result<(Vec<Entry>, Vec<u64>, u64), RaftStoreError> {
     let size = f.size().map_err(io_err(path))?;
     let mut bytes = vec![0u8; size as usize];
     f.read_exact_at(&mut bytes, 0).map_err(io_err(path))?;
