@@ -68,6 +68,30 @@ pub const REPLICA_CONNECT_BACKOFF: Duration = Duration::from_millis(300);
 /// Wait after a fetch that brought nothing new.
 pub const REPLICA_IDLE_BACKOFF: Duration = Duration::from_millis(100);
 
+// ---- the group coordinator ----
+
+/// How long a SyncGroup waits for the leader's assignment.
+pub const GROUP_SYNC_WAIT: Duration = Duration::from_secs(300);
+/// How long a wait for the high watermark lasts before it is reported failed (the runtime's
+/// own commit timeout, shorter, fails the answers first).
+pub const GROUP_WAIT_COMMITTED: Duration = Duration::from_secs(30);
+/// The longest the timer task sleeps between runtime ticks.
+pub const GROUP_TIMER_MAX_MS: u64 = 100;
+/// offsets.commit.timeout.ms: how long an answer waits for the writes it depends on.
+pub const GROUP_COMMIT_TIMEOUT_MS: u64 = 5_000;
+/// How often group timers fire.
+pub const GROUP_TICK_MS: u64 = 100;
+/// How often expired offsets are looked for (offsets.retention.check.interval.ms).
+pub const GROUP_EXPIRE_EVERY_MS: u64 = 60_000;
+/// The most group operations waiting for an answer at once (JoinGroup and SyncGroup wait for
+/// the rebalance; others for their writes); past it requests get COORDINATOR_NOT_AVAILABLE.
+pub const GROUP_WAITING_MAX: usize = 100_000;
+/// Bytes of whole batches each read of the offsets topic takes while loading a shard (a
+/// larger first batch is read whole).
+pub const GROUP_OFFSETS_LOAD_READ_BYTES: u64 = 1 << 20;
+/// offset.metadata.max.bytes.
+pub const GROUP_MAX_METADATA: usize = 4096;
+
 // ---- the listener ----
 
 /// Wait after a failed accept (e.g. out of file descriptors) before accepting again.

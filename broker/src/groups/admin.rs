@@ -18,8 +18,9 @@ use skein_core::coordinator::Shard;
 use skein_core::group::GroupState;
 use skein_proto::errors::group_error;
 
-use super::{call, read, s, COMMIT_TIMEOUT_MS};
+use super::{call, read, s};
 use crate::broker::Broker;
+use crate::limits::GROUP_COMMIT_TIMEOUT_MS;
 
 /// ListGroups: the groups this broker coordinates.
 pub fn list_groups(b: &Broker, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
@@ -216,7 +217,7 @@ pub async fn delete_groups(b: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteG
         let request = GroupRequest::DeleteGroup {
             group: id.to_string(),
         };
-        let wait = Duration::from_millis(COMMIT_TIMEOUT_MS * 2);
+        let wait = Duration::from_millis(GROUP_COMMIT_TIMEOUT_MS * 2);
         d.error_code = match call(b, id.as_str(), request, wait).await {
             Ok(GroupResponse::DeleteGroup(Ok(()))) => 0,
             Ok(GroupResponse::DeleteGroup(Err(e))) => group_error(e).code(),

@@ -1,6 +1,7 @@
 //! Classic group membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, mapped to group
 //! shard requests and their answers back to Kafka messages.
 
+use crate::limits::GROUP_SYNC_WAIT;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +18,9 @@ use skein_core::group::Join;
 use skein_proto::context::RequestContext;
 use skein_proto::errors::group_error;
 
-use super::{call, s, CallError, COMMIT_TIMEOUT_MS};
+use super::{call, s, CallError};
 use crate::broker::Broker;
-
-/// How long a SyncGroup waits for the leader's assignment.
-const SYNC_WAIT: Duration = Duration::from_secs(300);
+use crate::limits::GROUP_COMMIT_TIMEOUT_MS;
 
 /// JoinGroup: answered when the rebalance completes.
 pub async fn join_group(
@@ -113,7 +112,7 @@ pub async fn sync_group(b: &Arc<Broker>, req: SyncGroupRequest, version: i16) ->
         protocol_type: req.protocol_type.as_ref().map(|x| x.to_string()),
         protocol_name: req.protocol_name.as_ref().map(|x| x.to_string()),
     };
-    match call(b, &group, request, SYNC_WAIT).await {
+    match call(b, &group, request, GROUP_SYNC_WAIT).await {
         Ok(GroupResponse::Sync {
             result: Ok(assignment),
             protocol_type,
@@ -146,7 +145,7 @@ pub async fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatRespo
         instance: req.group_instance_id.as_ref().map(|i| i.to_string()),
         generation: req.generation_id,
     };
-    let wait = Duration::from_millis(COMMIT_TIMEOUT_MS * 2);
+    let wait = Duration::from_millis(GROUP_COMMIT_TIMEOUT_MS * 2);
     r.error_code = match call(b, &group, request, wait).await {
         Ok(GroupResponse::Heartbeat(Ok(()))) => 0,
         Ok(GroupResponse::Heartbeat(Err(e))) => group_error(e).code(),
@@ -181,7 +180,7 @@ pub async fn leave_group(
         group: group.clone(),
         members: leaving.clone(),
     };
-    let wait = Duration::from_millis(COMMIT_TIMEOUT_MS * 2);
+    let wait = Duration::from_millis(GROUP_COMMIT_TIMEOUT_MS * 2);
     match call(b, &group, request, wait).await {
         Ok(GroupResponse::Leave(results)) => {
             if version >= 3 {

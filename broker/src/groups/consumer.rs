@@ -15,8 +15,9 @@ use skein_core::coordinator::group_shard::{ConsumerHeartbeatError, GroupRequest,
 use skein_proto::context::RequestContext;
 use skein_proto::errors::{consumer_group_error, group_error};
 
-use super::{call, read, s, topic_counts, COMMIT_TIMEOUT_MS};
+use super::{call, read, s, topic_counts};
 use crate::broker::Broker;
+use crate::limits::GROUP_COMMIT_TIMEOUT_MS;
 
 fn topic_ids(b: &Broker) -> BTreeMap<String, uuid::Uuid> {
     b.with_catalog(|c| {
@@ -101,7 +102,7 @@ pub async fn consumer_group_heartbeat(
         heartbeat: hb,
         topics: counts,
     };
-    let wait = Duration::from_millis(COMMIT_TIMEOUT_MS * 2);
+    let wait = Duration::from_millis(GROUP_COMMIT_TIMEOUT_MS * 2);
     let res = match call(b, &group, request, wait).await {
         Ok(GroupResponse::ConsumerHeartbeat(res)) => res.map_err(|e| match e {
             ConsumerHeartbeatError::Group(e) => group_error(e),

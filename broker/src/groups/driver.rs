@@ -3,6 +3,7 @@
 //! (after the local fsync, unless the broker flushes on an interval), and the timer.
 //! Each completion goes back to the runtime as an input; nothing here decides.
 
+use crate::limits::{GROUP_TIMER_MAX_MS, GROUP_WAIT_COMMITTED};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +19,6 @@ use tracing::warn;
 
 use super::{topic_counts, Work, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker};
-
-/// How long a wait for the high watermark lasts before it is reported failed (the runtime's
-/// own commit timeout, shorter, fails the answers first).
-const WAIT_COMMITTED: Duration = Duration::from_secs(30);
-/// The longest the timer task sleeps between runtime ticks.
-const TIMER_MAX_MS: u64 = 100;
 
 /// Starts the driver task (the runtime's work, in order) and the timer task.
 pub(super) fn spawn(b: &Arc<Broker>) {
@@ -47,7 +42,7 @@ pub(super) fn spawn(b: &Arc<Broker>) {
     tokio::spawn(async move {
         loop {
             let due = b.groups.with_runtime(|rt| rt.poll_timeout());
-            let wait = due.saturating_sub(b.mono_ms()).clamp(1, TIMER_MAX_MS);
+            let wait = due.saturating_sub(b.mono_ms()).clamp(1, GROUP_TIMER_MAX_MS);
             // Capped at the tick interval: a deadline an input set meanwhile is late by at
             // most that much.
             tokio::select! {
@@ -213,7 +208,7 @@ async fn wait_committed(b: &Broker, index: i32, epoch: i32, offset: i64) -> Resu
     let Some(p) = b.partition(OFFSETS_TOPIC, index) else {
         return Err(WriteError::NotLeader);
     };
-    let deadline = tokio::time::Instant::now() + WAIT_COMMITTED;
+    let deadline = tokio::time::Instant::now() + GROUP_WAIT_COMMITTED;
     if !b.settings.interval_flush() {
         p.wait_synced(offset).await.map_err(|e| {
             warn!(partition = index, error = %e, "fsync of coordinator records failed");

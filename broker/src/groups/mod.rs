@@ -18,6 +18,10 @@ mod consumer;
 mod driver;
 mod offsets;
 
+use crate::limits::{
+    GROUP_COMMIT_TIMEOUT_MS, GROUP_EXPIRE_EVERY_MS, GROUP_OFFSETS_LOAD_READ_BYTES, GROUP_TICK_MS,
+    GROUP_WAITING_MAX,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,19 +50,6 @@ use crate::replica::Role;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// offsets.commit.timeout.ms: how long an answer waits for the writes it depends on.
-const COMMIT_TIMEOUT_MS: u64 = 5_000;
-/// How often group timers fire.
-const TICK_MS: u64 = 100;
-/// How often expired offsets are looked for (offsets.retention.check.interval.ms).
-const EXPIRE_EVERY_MS: u64 = 60_000;
-/// The most group operations waiting for an answer at once (JoinGroup and SyncGroup wait for
-/// the rebalance; others for their writes); past it requests get COORDINATOR_NOT_AVAILABLE.
-const WAITING_MAX: usize = 100_000;
-/// Bytes of whole batches each read of the offsets topic takes while loading a shard (a
-/// larger first batch is read whole).
-const OFFSETS_LOAD_READ_BYTES: u64 = 1 << 20;
 
 type Answer = Result<GroupResponse, CoordinatorError>;
 
@@ -104,17 +95,17 @@ impl Coordinator {
     /// A coordinator leading nothing, with the broker's group settings.
     pub fn new(settings: &Settings) -> Self {
         let config = RuntimeConfig {
-            commit_timeout_ms: COMMIT_TIMEOUT_MS,
-            tick_ms: TICK_MS,
+            commit_timeout_ms: GROUP_COMMIT_TIMEOUT_MS,
+            tick_ms: GROUP_TICK_MS,
             load_retry_ms: 1_000,
-            load_read_bytes: OFFSETS_LOAD_READ_BYTES,
-            waiting_max: WAITING_MAX,
+            load_read_bytes: GROUP_OFFSETS_LOAD_READ_BYTES,
+            waiting_max: GROUP_WAITING_MAX,
         };
         let shards = GroupShardConfig {
             group: settings.group,
             consumer: settings.consumer_group,
             offsets_retention_ms: settings.offsets_retention_ms,
-            expire_every_ms: EXPIRE_EVERY_MS,
+            expire_every_ms: GROUP_EXPIRE_EVERY_MS,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         Coordinator {

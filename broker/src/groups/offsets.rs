@@ -1,6 +1,7 @@
 //! Committed offsets: OffsetCommit (answered once the commit is replicated), OffsetFetch (read
 //! from the shard) and OffsetDelete.
 
+use crate::limits::GROUP_MAX_METADATA;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +20,13 @@ use skein_core::coordinator::group_shard::{GroupRequest, GroupResponse};
 use skein_core::offsets::OffsetValue;
 use skein_proto::errors::group_error;
 
-use super::{call, read, s, COMMIT_TIMEOUT_MS};
+use super::{call, read, s};
 use crate::broker::{now_ms, Broker};
-
-/// offset.metadata.max.bytes.
-const MAX_METADATA: usize = 4096;
+use crate::limits::GROUP_COMMIT_TIMEOUT_MS;
 
 /// How long a write's answer is waited for (the runtime fails it after the commit timeout).
 fn wait() -> Duration {
-    Duration::from_millis(COMMIT_TIMEOUT_MS * 2)
+    Duration::from_millis(GROUP_COMMIT_TIMEOUT_MS * 2)
 }
 
 /// OffsetCommit.
@@ -52,7 +51,7 @@ pub async fn offset_commit(b: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetC
                         .unwrap_or_default();
                     if !count.is_some_and(|n| (0..n).contains(&p.partition_index)) {
                         Some(E::UnknownTopicOrPartition)
-                    } else if meta.len() > MAX_METADATA {
+                    } else if meta.len() > GROUP_MAX_METADATA {
                         Some(E::OffsetMetadataTooLarge)
                     } else {
                         valid.push((
