@@ -342,7 +342,7 @@ def test_metadata_quorum_and_broker_api_versions(broker):
     out = ok("kafka-broker-api-versions", "--bootstrap-server", bs)
     assert out.startswith(f"{bs} (id: 1 rack: null isFenced: false) -> ("), out
     listed = dict(re.findall(r"^\t(\w+)\(\d+\): (.*?),?$", out, re.M))
-    with open(os.path.join(REPO_ROOT, "net", "src", "api.rs")) as f:
+    with open(os.path.join(REPO_ROOT, "proto", "src", "versions.rs")) as f:
         src = f.read()
     supported = re.findall(r"\(ApiKey::(\w+), (\d+), (\d+)\)", src.split("pub const SUPPORTED", 1)[1].split("];", 1)[0])
     assert len(supported) > 20
