@@ -227,6 +227,15 @@ impl<S: CoordinatorShard> Runtime<S> {
         }
     }
 
+    /// The shard of `partition`, loading or loaded, to change directly (planting canaries).
+    #[cfg(feature = "canary")]
+    pub fn shard_mut(&mut self, partition: i32) -> Option<&mut S> {
+        match &mut self.slots.get_mut(&partition)?.state {
+            State::Loading { shard, .. } => Some(shard),
+            State::Ready(r) => Some(&mut r.shard),
+        }
+    }
+
     /// Every loaded shard, by partition.
     pub fn shards(&self) -> impl Iterator<Item = (i32, &S)> {
         self.slots.iter().filter_map(|(p, s)| match &s.state {
