@@ -21,7 +21,9 @@
 //!   syncs while its generation's assignment is being stored waits for the store);
 //! - every operation accepted by a ready slot is answered exactly once, or cancelled;
 //! - a failed append fails every answer waiting on it or on a later write (Kafka fails its
-//!   deferred events alike); a write that misses the commit timeout fails its answers but is
+//!   deferred events alike) and reloads the partition: the shard's memory already holds what
+//!   the write carried (a generation, an assignment) and believes it stored, so it is rebuilt
+//!   from the log, as Kafka reverts its state to the last committed offset; a write that misses the commit timeout fails its answers but is
 //!   still applied if it commits later, since the log has it;
 //! - records between this runtime's writes that it did not write (a hole in what it knows of
 //!   the log) make it reload the partition rather than apply past them.
@@ -89,7 +91,8 @@ pub struct RuntimeStats {
     pub loaded_records: u64,
     /// Records that did not replay (skipped).
     pub bad_records: u64,
-    /// Reloads after records not written by this runtime appeared in a partition.
+    /// Reloads after a failed append, or after records not written by this runtime appeared
+    /// in a partition.
     pub reloads: u64,
 }
 
@@ -473,7 +476,19 @@ impl<S: CoordinatorShard> Runtime<S> {
             return;
         }
         self.fail_held(partition, |h| h.needs >= Some(write), error);
-        self.advance(partition);
+        self.reload(partition);
+    }
+
+    /// Drops the shard of `partition` (its waiting operations get NOT_COORDINATOR) and loads
+    /// it again from the log at the same epoch.
+    fn reload(&mut self, partition: i32) {
+        let Some(slot) = self.slots.get(&partition) else {
+            return;
+        };
+        let (epoch, salt) = (slot.epoch, slot.salt);
+        self.stats.reloads += 1;
+        self.drop_slot(partition);
+        self.start_load(partition, epoch, salt.wrapping_add(1));
     }
 
     fn replication_failed(&mut self, partition: i32, epoch: i32, offset: i64, error: WriteError) {
@@ -553,10 +568,7 @@ impl<S: CoordinatorShard> Runtime<S> {
             cursor = end;
         }
         if gap && !in_flight {
-            let (epoch, salt) = (slot.epoch, slot.salt);
-            self.stats.reloads += 1;
-            self.drop_slot(partition);
-            self.start_load(partition, epoch, salt.wrapping_add(1));
+            self.reload(partition);
             return;
         }
         let committed = r.hw >= r.load_end;
