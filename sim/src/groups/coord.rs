@@ -5,6 +5,9 @@
 //! write's epoch, high-watermark reports as the replication model advances) and routes answers
 //! to the consumers. A child module of the driver, so it reads the driver's state.
 //!
+//! Faults of its own: while faults last, some appends fail (storage, or too few in-sync
+//! replicas), at a per-mille rate drawn per run.
+//!
 //! Invariants: only the leader node at the current epoch appends; the log beyond the high
 //! watermark is cut at a failover; `Committed` reports reach a node in shuffled order, and
 //! reports of older epochs are sent too (the runtime must ignore them); every runtime input is
@@ -77,11 +80,16 @@ pub(super) struct Coord {
     admin: bool,
     /// Salts for new leaderships and the order of high-watermark reports.
     rng: Rng,
+    /// Draws of append failures (a stream of their own, so runs without them are unchanged).
+    fail_rng: Rng,
+    /// Per mille of appends that fail while faults last (storage, or too few in-sync replicas).
+    fail_pm: u64,
 }
 
 impl Coord {
     /// Nodes leading nothing yet.
-    pub(super) fn new(group: GroupConfig, rng: Rng) -> Coord {
+    pub(super) fn new(group: GroupConfig, rng: Rng, mut fail_rng: Rng) -> Coord {
+        let fail_pm = [0, 0, 10, 40][fail_rng.below(4) as usize];
         let config = RuntimeConfig {
             tick_ms: COORD_TICK_MS,
             ..RuntimeConfig::default()
@@ -104,6 +112,8 @@ impl Coord {
             applied: 0,
             admin: false,
             rng,
+            fail_rng,
+            fail_pm,
         }
     }
 
@@ -219,6 +229,25 @@ impl GroupsSim {
             } => {
                 if !leads(self, epoch) {
                     let error = WriteError::NotLeader;
+                    let input = Input::AppendFailed {
+                        partition: P,
+                        epoch,
+                        write,
+                        error,
+                    };
+                    self.input(node, input);
+                    return;
+                }
+                if !self.healed
+                    && self.coord.fail_rng.below(1000) < self.coord.fail_pm
+                    && self.go("append failure")
+                {
+                    let error = if self.coord.fail_rng.below(2) == 0 {
+                        WriteError::Storage
+                    } else {
+                        WriteError::NotEnoughReplicas
+                    };
+                    self.note(format!("append of write {write} fails: {error:?}"));
                     let input = Input::AppendFailed {
                         partition: P,
                         epoch,

@@ -65,7 +65,7 @@
 //!
 //! ## Core bugs found
 //!
-//! The simulation found two bugs in skein-core's group coordinator, both fixed there (see
+//! The simulation found three bugs in skein-core's group coordinator, all fixed there (see
 //! `ci/groups-regression-seeds`):
 //! 1. member ids were counted afresh by a group reloaded after a failover (or created again),
 //!    at a generation that had already issued them: two consumers sharing a client.id got one
@@ -73,7 +73,11 @@
 //!    new holder's;
 //! 2. a static member's restart (a new member id at the same generation) was never stored, and
 //!    loading ignored a later record of the same generation, so a reload brought the fenced id
-//!    back and its dead process's late commit moved the committed offset backwards.
+//!    back and its dead process's late commit moved the committed offset backwards;
+//! 3. the coordinator runtime kept a shard's memory after a failed append, which held the
+//!    write's generation as stored: never written again, it was lost at the next failover and
+//!    the same generation number was handed to new members while old ones kept their
+//!    partitions (the runtime now reloads the shard from the log after a failed append).
 //!
 //! Canaries ([`GroupsCanary`]) are planted in skein-core's `Group` (`skein_core::canary`):
 //! `double-assign` (a join phase that ends at its timeout keeps the generation),

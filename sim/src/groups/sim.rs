@@ -365,6 +365,7 @@ impl GroupsSim {
         let net_rng = root.fork();
         let dup_rng = root.fork();
         let coord_rng = root.fork();
+        let fail_rng = root.fork();
         let clients = swarm
             .members
             .iter()
@@ -397,7 +398,7 @@ impl GroupsSim {
             seq: 0,
             next_req: 0,
             next_pid: 0,
-            coord: Coord::new(config, coord_rng),
+            coord: Coord::new(config, coord_rng, fail_rng),
             clients,
             away: BTreeSet::new(),
             hw,
