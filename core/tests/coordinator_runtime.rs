@@ -505,6 +505,35 @@ fn failed_and_timed_out_writes_fail_their_answers() {
     assert_eq!(h.answers.get(&3), Some(&Ok(Some(vec![20]))));
 }
 
+/// A failed wait for the high watermark is asked again later: the write is in the log and,
+/// with no other write to report it, would otherwise never be applied (an early version held
+/// every later answer behind it until each timed out, and groups never completed a rebalance).
+#[test]
+fn a_failed_wait_is_asked_again() {
+    let mut h = Harness::new();
+    h.step(Act::Lead);
+    h.step(Act::Read);
+    h.step(Act::Put(1, 10));
+    h.step(Act::Append { fail: false });
+    let (epoch, offset) = h.waits.pop().expect("a wait");
+    h.input(Input::ReplicationFailed {
+        partition: P,
+        epoch,
+        offset,
+        error: WriteError::NotEnoughReplicas,
+    });
+    assert_eq!(
+        h.answers.get(&1),
+        Some(&Err(CoordinatorError::Write(WriteError::NotEnoughReplicas)))
+    );
+    assert!(h.waits.is_empty());
+    h.step(Act::Time(1_000));
+    assert_eq!(h.waits, vec![(epoch, offset)]);
+    h.step(Act::Replicate(7));
+    h.step(Act::Report(0));
+    assert_eq!(h.rt.applied_end(P), Some(1));
+}
+
 #[test]
 fn a_load_replays_the_log_in_reads_and_waits_for_its_tail_to_commit() {
     let mut h = Harness::new();

@@ -24,7 +24,8 @@
 //!   deferred events alike) and reloads the partition: the shard's memory already holds what
 //!   the write carried (a generation, an assignment) and believes it stored, so it is rebuilt
 //!   from the log, as Kafka reverts its state to the last committed offset; a write that misses the commit timeout fails its answers but is
-//!   still applied if it commits later, since the log has it;
+//!   still applied if it commits later, since the log has it (after a failed wait the
+//!   runtime asks again, `load_retry_ms` later, for the writes still not applied);
 //! - records between this runtime's writes that it did not write (a hole in what it knows of
 //!   the log) make it reload the partition rather than apply past them.
 
@@ -63,6 +64,9 @@ struct Ready<S: CoordinatorShard> {
     writes: BTreeMap<WriteId, Write>,
     last_write: Option<WriteId>,
     held: VecDeque<Held<S::Response>>,
+    /// When to ask again for the high watermark after a failed wait (the records are in the
+    /// log and may still commit; no other report may come).
+    rewait_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -214,6 +218,9 @@ impl<S: CoordinatorShard> Runtime<S> {
                 State::Ready(r) => {
                     if let Some(h) = r.held.front() {
                         at = at.min(h.deadline);
+                    }
+                    if let Some(t) = r.rewait_at {
+                        at = at.min(t);
                     }
                 }
             }
@@ -372,6 +379,7 @@ impl<S: CoordinatorShard> Runtime<S> {
             writes: BTreeMap::new(),
             last_write: None,
             held: VecDeque::new(),
+            rewait_at: None,
         };
         let state = State::Ready(ready);
         self.slots.insert(partition, Slot { epoch, salt, state });
@@ -492,9 +500,11 @@ impl<S: CoordinatorShard> Runtime<S> {
     }
 
     fn replication_failed(&mut self, partition: i32, epoch: i32, offset: i64, error: WriteError) {
+        let retry = self.now + self.config.load_retry_ms;
         let Some(r) = self.ready_at(partition, epoch) else {
             return;
         };
+        r.rewait_at = Some(retry);
         // The first write still waiting for `offset`: answers behind it fail.
         let Some(first) = r
             .writes
@@ -593,14 +603,14 @@ impl<S: CoordinatorShard> Runtime<S> {
 
     fn tick(&mut self, wall_ms: i64, env: &S::Env) {
         let now = self.now;
-        let mut reads = Vec::new();
+        let mut work = Vec::new();
         let mut expired = Vec::new();
         for (p, slot) in self.slots.iter_mut() {
             match &mut slot.state {
                 State::Loading { next, retry_at, .. } => {
                     if retry_at.is_some_and(|t| t <= now) {
                         *retry_at = None;
-                        reads.push(Output::ReadForLoad {
+                        work.push(Output::ReadForLoad {
                             partition: *p,
                             epoch: slot.epoch,
                             from: *next,
@@ -612,10 +622,21 @@ impl<S: CoordinatorShard> Runtime<S> {
                     if r.held.iter().any(|h| h.deadline <= now) {
                         expired.push(*p);
                     }
+                    if r.rewait_at.is_some_and(|t| t <= now) {
+                        r.rewait_at = None;
+                        let end = r.writes.values().filter_map(|w| w.at.map(|a| a.1)).max();
+                        if let Some(offset) = end.filter(|e| *e > r.hw) {
+                            work.push(Output::WaitCommitted {
+                                partition: *p,
+                                epoch: slot.epoch,
+                                offset,
+                            });
+                        }
+                    }
                 }
             }
         }
-        self.out.extend(reads);
+        self.out.extend(work);
         for p in expired {
             self.fail_held(p, |h| h.deadline <= now, WriteError::Timeout);
         }
