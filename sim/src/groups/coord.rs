@@ -6,7 +6,8 @@
 //! to the consumers. A child module of the driver, so it reads the driver's state.
 //!
 //! Faults of its own: while faults last, some appends fail (storage, or too few in-sync
-//! replicas), at a per-mille rate drawn per run.
+//! replicas) and some waits for the high watermark fail (too few in-sync replicas; the records
+//! stay in the log), at a per-mille rate drawn per run.
 //!
 //! Invariants: only the leader node at the current epoch appends; the log beyond the high
 //! watermark is cut at a failover; `Committed` reports reach a node in shuffled order, and
@@ -238,10 +239,7 @@ impl GroupsSim {
                     self.input(node, input);
                     return;
                 }
-                if !self.healed
-                    && self.coord.fail_rng.below(1000) < self.coord.fail_pm
-                    && self.go("append failure")
-                {
+                if self.fails("append failure") {
                     let error = if self.coord.fail_rng.below(2) == 0 {
                         WriteError::Storage
                     } else {
@@ -283,6 +281,19 @@ impl GroupsSim {
                 self.at(d, Ev::Replicated { epoch, upto: end });
             }
             Output::WaitCommitted { epoch, offset, .. } => {
+                if self.fails("replication failure") {
+                    // The records stay in the log: a later report may still cover them.
+                    let error = WriteError::NotEnoughReplicas;
+                    self.note(format!("waiting for offset {offset} fails: {error:?}"));
+                    let input = Input::ReplicationFailed {
+                        partition: P,
+                        epoch,
+                        offset,
+                        error,
+                    };
+                    self.input(node, input);
+                    return;
+                }
                 self.coord.waits.push((node, epoch, offset));
                 self.report();
             }
@@ -292,6 +303,11 @@ impl GroupsSim {
                 }
             }
         }
+    }
+
+    /// Whether a write or a wait fails now (a numbered decision, while faults last).
+    fn fails(&mut self, what: &str) -> bool {
+        !self.healed && self.coord.fail_rng.below(1000) < self.coord.fail_pm && self.go(what)
     }
 
     /// Reports the high watermark for the waits it covers, in shuffled order, and to waits of

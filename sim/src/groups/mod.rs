@@ -65,7 +65,7 @@
 //!
 //! ## Core bugs found
 //!
-//! The simulation found three bugs in skein-core's group coordinator, all fixed there (see
+//! The simulation found four bugs in skein-core's group coordinator, all fixed there (see
 //! `ci/groups-regression-seeds`):
 //! 1. member ids were counted afresh by a group reloaded after a failover (or created again),
 //!    at a generation that had already issued them: two consumers sharing a client.id got one
@@ -77,7 +77,10 @@
 //! 3. the coordinator runtime kept a shard's memory after a failed append, which held the
 //!    write's generation as stored: never written again, it was lost at the next failover and
 //!    the same generation number was handed to new members while old ones kept their
-//!    partitions (the runtime now reloads the shard from the log after a failed append).
+//!    partitions (the runtime now reloads the shard from the log after a failed append);
+//! 4. after a failed wait for the high watermark the runtime never asked again: the write
+//!    stayed unapplied, every later answer timed out behind it and rebalances never completed
+//!    (it now asks again after `load_retry_ms`).
 //!
 //! Canaries ([`GroupsCanary`]) are planted in skein-core's `Group` (`skein_core::canary`):
 //! `double-assign` (a join phase that ends at its timeout keeps the generation),
