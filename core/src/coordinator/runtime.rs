@@ -21,8 +21,11 @@
 //!   syncs while its generation's assignment is being stored waits for the store);
 //! - every operation accepted by a ready slot is answered exactly once, or cancelled;
 //! - a failed append fails every answer waiting on it or on a later write (Kafka fails its
-//!   deferred events alike); a write that misses the commit timeout fails its answers but is
-//!   still applied if it commits later, since the log has it;
+//!   deferred events alike) and reloads the partition: the shard's memory already holds what
+//!   the write carried (a generation, an assignment) and believes it stored, so it is rebuilt
+//!   from the log, as Kafka reverts its state to the last committed offset; a write that misses the commit timeout fails its answers but is
+//!   still applied if it commits later, since the log has it (after a failed wait the
+//!   runtime asks again, `load_retry_ms` later, for the writes still not applied);
 //! - records between this runtime's writes that it did not write (a hole in what it knows of
 //!   the log) make it reload the partition rather than apply past them.
 
@@ -61,6 +64,9 @@ struct Ready<S: CoordinatorShard> {
     writes: BTreeMap<WriteId, Write>,
     last_write: Option<WriteId>,
     held: VecDeque<Held<S::Response>>,
+    /// When to ask again for the high watermark after a failed wait (the records are in the
+    /// log and may still commit; no other report may come).
+    rewait_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -89,7 +95,8 @@ pub struct RuntimeStats {
     pub loaded_records: u64,
     /// Records that did not replay (skipped).
     pub bad_records: u64,
-    /// Reloads after records not written by this runtime appeared in a partition.
+    /// Reloads after a failed append, or after records not written by this runtime appeared
+    /// in a partition.
     pub reloads: u64,
 }
 
@@ -212,6 +219,9 @@ impl<S: CoordinatorShard> Runtime<S> {
                     if let Some(h) = r.held.front() {
                         at = at.min(h.deadline);
                     }
+                    if let Some(t) = r.rewait_at {
+                        at = at.min(t);
+                    }
                 }
             }
         }
@@ -224,6 +234,15 @@ impl<S: CoordinatorShard> Runtime<S> {
             None => Err(CoordinatorError::NotCoordinator),
             Some(State::Loading { .. }) => Err(CoordinatorError::LoadInProgress),
             Some(State::Ready(r)) => Ok(&r.shard),
+        }
+    }
+
+    /// The shard of `partition`, loading or loaded, to change directly (planting canaries).
+    #[cfg(feature = "canary")]
+    pub fn shard_mut(&mut self, partition: i32) -> Option<&mut S> {
+        match &mut self.slots.get_mut(&partition)?.state {
+            State::Loading { shard, .. } => Some(shard),
+            State::Ready(r) => Some(&mut r.shard),
         }
     }
 
@@ -360,6 +379,7 @@ impl<S: CoordinatorShard> Runtime<S> {
             writes: BTreeMap::new(),
             last_write: None,
             held: VecDeque::new(),
+            rewait_at: None,
         };
         let state = State::Ready(ready);
         self.slots.insert(partition, Slot { epoch, salt, state });
@@ -464,13 +484,27 @@ impl<S: CoordinatorShard> Runtime<S> {
             return;
         }
         self.fail_held(partition, |h| h.needs >= Some(write), error);
-        self.advance(partition);
+        self.reload(partition);
+    }
+
+    /// Drops the shard of `partition` (its waiting operations get NOT_COORDINATOR) and loads
+    /// it again from the log at the same epoch.
+    fn reload(&mut self, partition: i32) {
+        let Some(slot) = self.slots.get(&partition) else {
+            return;
+        };
+        let (epoch, salt) = (slot.epoch, slot.salt);
+        self.stats.reloads += 1;
+        self.drop_slot(partition);
+        self.start_load(partition, epoch, salt.wrapping_add(1));
     }
 
     fn replication_failed(&mut self, partition: i32, epoch: i32, offset: i64, error: WriteError) {
+        let retry = self.now + self.config.load_retry_ms;
         let Some(r) = self.ready_at(partition, epoch) else {
             return;
         };
+        r.rewait_at = Some(retry);
         // The first write still waiting for `offset`: answers behind it fail.
         let Some(first) = r
             .writes
@@ -544,10 +578,7 @@ impl<S: CoordinatorShard> Runtime<S> {
             cursor = end;
         }
         if gap && !in_flight {
-            let (epoch, salt) = (slot.epoch, slot.salt);
-            self.stats.reloads += 1;
-            self.drop_slot(partition);
-            self.start_load(partition, epoch, salt.wrapping_add(1));
+            self.reload(partition);
             return;
         }
         let committed = r.hw >= r.load_end;
@@ -572,14 +603,14 @@ impl<S: CoordinatorShard> Runtime<S> {
 
     fn tick(&mut self, wall_ms: i64, env: &S::Env) {
         let now = self.now;
-        let mut reads = Vec::new();
+        let mut work = Vec::new();
         let mut expired = Vec::new();
         for (p, slot) in self.slots.iter_mut() {
             match &mut slot.state {
                 State::Loading { next, retry_at, .. } => {
                     if retry_at.is_some_and(|t| t <= now) {
                         *retry_at = None;
-                        reads.push(Output::ReadForLoad {
+                        work.push(Output::ReadForLoad {
                             partition: *p,
                             epoch: slot.epoch,
                             from: *next,
@@ -591,10 +622,21 @@ impl<S: CoordinatorShard> Runtime<S> {
                     if r.held.iter().any(|h| h.deadline <= now) {
                         expired.push(*p);
                     }
+                    if r.rewait_at.is_some_and(|t| t <= now) {
+                        r.rewait_at = None;
+                        let end = r.writes.values().filter_map(|w| w.at.map(|a| a.1)).max();
+                        if let Some(offset) = end.filter(|e| *e > r.hw) {
+                            work.push(Output::WaitCommitted {
+                                partition: *p,
+                                epoch: slot.epoch,
+                                offset,
+                            });
+                        }
+                    }
                 }
             }
         }
-        self.out.extend(reads);
+        self.out.extend(work);
         for p in expired {
             self.fail_held(p, |h| h.deadline <= now, WriteError::Timeout);
         }

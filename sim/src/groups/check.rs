@@ -1,5 +1,6 @@
 //! The consumer-group checkers that judge after every step and at the end (the fencing
-//! checker, judged at each answer, is in [`super::super::fencing`]): the shard's invariants,
+//! checker, judged at each answer, is in [`super::super::fencing`]; the runtime's invariants are
+//! checked after each of its inputs, in [`super::coord`]):
 //! `committed-offset-monotonic`, `committed-offset-above-hw` and `group-liveness`. A child
 //! module of the driver, so it reads the driver's state without widening it.
 
@@ -11,16 +12,15 @@ use super::{group_name, GroupsSim, Phase, Res};
 use crate::checker::violation;
 
 impl GroupsSim {
-    /// After every step: the shard's invariants; committed offsets never fall (except at an
+    /// After every step: committed offsets never fall (except at an
     /// admin reset) nor vanish, and never pass the high watermark.
     pub(super) fn check_step(&mut self) -> Res {
         if let Some(v) = self.found.take() {
             return Err(v);
         }
-        let Some(shard) = &self.coord.shard else {
+        let Some(shard) = self.coord.shard() else {
             return Ok(());
         };
-        shard.check_invariants();
         for g in 0..self.clients.len() {
             let gid = group_name(g);
             let mut seen = BTreeSet::new();
@@ -61,7 +61,7 @@ impl GroupsSim {
     /// After the quiet period: every group is Stable with exactly the live consumers, all in
     /// its generation, and every partition has exactly one owner.
     pub(super) fn check_end(&mut self) -> Res {
-        let Some(shard) = &self.coord.shard else {
+        let Some(shard) = self.coord.shard() else {
             return Err(violation(
                 "group-liveness",
                 "the coordinator never came back".into(),

@@ -3,16 +3,19 @@
 //! group.instance.id), the assignor every client runs (range or roundrobin), the timeouts, the
 //! fault rates ([`swarm`]) and every event ([`sim`]).
 //!
-//! The model. The coordinator is skein-core's `Shard` over a simulated `__consumer_offsets`
-//! partition: a log of (key, value) records and a high watermark. Records the shard asks for
-//! (offset commits, group metadata from `metadata_writes` after every operation) are appended
-//! and count as replicated after a seeded delay; only then are they applied with
-//! `Shard::replay` and the OffsetCommit answered, and a SyncGroup answer waits the same way for
-//! the metadata of its generation (Kafka answers SyncGroup once the group is stored). A
-//! failover throws the shard away, loses the unreplicated tail of the log, answers every
-//! pending request NOT_COORDINATOR, and after a seeded load delay a new shard replays the
-//! replicated prefix. Group timers fire through `Shard::tick`.
-//!
+//! The model. The coordinator is skein-core's coordinator runtime (`Runtime<GroupShard>`), one
+//! per coordinator node, driven by [`sim`] as the broker's shell drives it (see its `coord`
+//! module): the simulation keeps no copy of the coordinator's logic. The offsets partition is a
+//! log of (key, value) records with a leader epoch and a high watermark. The runtime's appends
+//! land only while their node leads at their epoch (else `AppendFailed`) and count as
+//! replicated after a seeded delay; `Committed` reports reach the runtime in shuffled order,
+//! with reports of older epochs mixed in; load reads are answered from the log, timers fire at
+//! `poll_timeout()`, and `check_invariants()` runs after every input. A failover makes the
+//! leader resign (every waiting request is answered NOT_COORDINATOR), loses the unreplicated
+//! tail of the log, and after a seeded delay the next node becomes leader at a new epoch with
+//! a seeded salt and loads the replicated prefix. An OffsetCommit whose write timed out may
+//! still be applied: its consumer treats the outcome as unknown.
+
 //! Consumers behave like Kafka's Java client with the eager protocol: FindCoordinator, JoinGroup
 //! (the MEMBER_ID_REQUIRED round, `require_known_member_id`), SyncGroup (the leader runs the
 //! assignor over the members' ConsumerProtocolSubscription and sends
@@ -38,7 +41,8 @@
 //! ## Invariants checked
 //!
 //! - `one-owner-per-generation`: within one generation of a group no partition is handed to
-//!   two owners by SyncGroup answers (an owner is a static instance id, or a member id);
+//!   two owners by SyncGroup answers (an owner is a static instance id, or a member id); a
+//!   group deleted once empty without offsets (its tombstone applied) counts generations afresh;
 //! - `stale-generation-commit`: an OffsetCommit of generation g is never accepted after a
 //!   SyncGroup answer of a later generation was sent (the stale owner's commit is refused);
 //! - `committed-offset-monotonic`: a group's committed offset (as OffsetFetch from the shard
@@ -48,7 +52,8 @@
 //! - `static-fencing` ([`fencing`]): once a process took a static instance id over, no other
 //!   process of that id is answered with success; a request naming an instance id held under
 //!   another member id gets FENCED_INSTANCE_ID; no duplicate still runs at the end;
-//! - `node-invariant`: `Shard::check_invariants` after every step (a panic is one too);
+//! - `node-invariant`: `Runtime::check_invariants` after every input to a coordinator node,
+//!   and every record replays (a panic is one too);
 //! - `group-liveness`: after the quiet period every group is Stable with exactly the live
 //!   consumers as members, all in the group's generation, and every partition has exactly one
 //!   owner.
@@ -60,7 +65,7 @@
 //!
 //! ## Core bugs found
 //!
-//! The simulation found two bugs in skein-core's group coordinator, both fixed there (see
+//! The simulation found four bugs in skein-core's group coordinator, all fixed there (see
 //! `ci/groups-regression-seeds`):
 //! 1. member ids were counted afresh by a group reloaded after a failover (or created again),
 //!    at a generation that had already issued them: two consumers sharing a client.id got one
@@ -68,7 +73,14 @@
 //!    new holder's;
 //! 2. a static member's restart (a new member id at the same generation) was never stored, and
 //!    loading ignored a later record of the same generation, so a reload brought the fenced id
-//!    back and its dead process's late commit moved the committed offset backwards.
+//!    back and its dead process's late commit moved the committed offset backwards;
+//! 3. the coordinator runtime kept a shard's memory after a failed append, which held the
+//!    write's generation as stored: never written again, it was lost at the next failover and
+//!    the same generation number was handed to new members while old ones kept their
+//!    partitions (the runtime now reloads the shard from the log after a failed append);
+//! 4. after a failed wait for the high watermark the runtime never asked again: the write
+//!    stayed unapplied, every later answer timed out behind it and rebalances never completed
+//!    (it now asks again after `load_retry_ms`).
 //!
 //! Canaries ([`GroupsCanary`]) are planted in skein-core's `Group` (`skein_core::canary`):
 //! `double-assign` (a join phase that ends at its timeout keeps the generation),

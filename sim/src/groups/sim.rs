@@ -1,5 +1,5 @@
-//! The consumer-group driver: the coordinator (a core `Shard` over a simulated offsets
-//! partition), the consumers (Kafka clients with an eager assignor), the producer that grows
+//! The consumer-group driver: the coordinator (skein-core's coordinator runtime per node over a
+//! simulated offsets partition, see [`coord`]), the consumers (Kafka clients with an eager assignor), the producer that grows
 //! the high watermarks, the network, the faults and the checkers (see the module doc of
 //! [`super`]).
 
@@ -8,12 +8,11 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 
-use skein_core::coordinator::{Record, Shard};
-use skein_core::group::{GroupConfig, GroupError, GroupState, Join, Joined, Reply};
+use skein_core::group::{GroupConfig, GroupError, Join, Joined};
 use skein_core::offsets::OffsetValue;
 
 use super::assignor::{assign, decode_assignment, encode_subscription, TOPIC};
-use super::fencing::{Proc, StaticFencing};
+use super::fencing::StaticFencing;
 use super::swarm::GroupsSwarm;
 use super::{GroupsCanary, Stats};
 use crate::checker::{violation, Violation};
@@ -22,6 +21,10 @@ use crate::rng::Rng;
 
 #[path = "check.rs"]
 mod check;
+#[path = "coord.rs"]
+mod coord;
+
+use coord::Coord;
 
 const COORD_TICK_MS: u64 = 50;
 const REQUEST_TIMEOUT_MS: u64 = 2_000;
@@ -41,6 +44,8 @@ type Cid = (usize, usize);
 enum Fail {
     Group(GroupError),
     NotCoordinator,
+    /// A commit's write failed or timed out: it may still be applied later.
+    Unknown,
 }
 
 /// A request from a consumer to the coordinator.
@@ -132,7 +137,9 @@ enum Ev {
         epoch: u64,
         upto: usize,
     },
-    CoordTick,
+    CoordTick {
+        node: usize,
+    },
     CoordUp {
         epoch: u64,
     },
@@ -181,7 +188,7 @@ impl Ev {
             Ev::ToCoord { cid, req, .. } => (0, c(cid), *req),
             Ev::ToClient { cid, req, resp, .. } => (1 + resp.code(), c(cid), *req),
             Ev::Replicated { epoch, upto } => (20, *epoch, *upto as u64),
-            Ev::CoordTick => (21, 0, 0),
+            Ev::CoordTick { node } => (21, *node as u64, 0),
             Ev::CoordUp { epoch } => (22, *epoch, 0),
             Ev::Heartbeat { cid, inc } => (23, c(cid), *inc),
             Ev::Work { cid, inc } => (24, c(cid), *inc),
@@ -288,45 +295,6 @@ impl Client {
     }
 }
 
-/// A request whose answer the coordinator's group gives later (JoinGroup, SyncGroup).
-#[derive(Debug, Clone)]
-struct Owner {
-    cid: Cid,
-    pid: u64,
-    conn: u64,
-    body: Body,
-    /// It named an instance id the coordinator held under another member id.
-    fence: bool,
-}
-
-/// An answer held until the offsets partition's high watermark reaches `need`.
-#[derive(Debug, Clone)]
-struct Held {
-    need: usize,
-    cid: Cid,
-    conn: u64,
-    req: u64,
-    resp: Resp,
-    /// A SyncGroup answer of (group, generation).
-    sync: Option<(usize, i32)>,
-    /// A JoinGroup answer to a static member: (instance id, member id given, process, asked
-    /// without a member id).
-    join: Option<(String, String, Proc, bool)>,
-}
-
-/// The coordinator: a `Shard` over the simulated offsets partition.
-struct Coord {
-    shard: Option<Shard>,
-    epoch: u64,
-    log: Vec<Record>,
-    /// The replicated prefix, all of it applied to the shard.
-    hw: usize,
-    owners: BTreeMap<u64, Owner>,
-    held: Vec<Held>,
-    /// Group replies waiting for the metadata writes of the current operation.
-    replies: Vec<Reply>,
-}
-
 /// The simulation of one seed.
 pub struct GroupsSim {
     /// The drawn shape.
@@ -345,7 +313,6 @@ pub struct GroupsSim {
     seq: u64,
     next_req: u64,
     next_pid: u64,
-    config: GroupConfig,
     coord: Coord,
     clients: Vec<Vec<Client>>,
     /// Crashed or departed consumers waiting for their restart.
@@ -397,6 +364,8 @@ impl GroupsSim {
         let mut rng = root.fork();
         let net_rng = root.fork();
         let dup_rng = root.fork();
+        let coord_rng = root.fork();
+        let fail_rng = root.fork();
         let clients = swarm
             .members
             .iter()
@@ -429,16 +398,7 @@ impl GroupsSim {
             seq: 0,
             next_req: 0,
             next_pid: 0,
-            config,
-            coord: Coord {
-                shard: None,
-                epoch: 0,
-                log: Vec::new(),
-                hw: 0,
-                owners: BTreeMap::new(),
-                held: Vec::new(),
-                replies: Vec::new(),
-            },
+            coord: Coord::new(config, coord_rng, fail_rng),
             clients,
             away: BTreeSet::new(),
             hw,
@@ -456,19 +416,11 @@ impl GroupsSim {
             trace_out,
             tail: VecDeque::new(),
         };
-        s.coord.shard = Some(s.new_shard());
         for c in s.clients.iter_mut().flatten() {
             s.next_pid += 1;
             c.pid = s.next_pid;
         }
         s
-    }
-
-    fn new_shard(&self) -> Shard {
-        #[allow(unused_mut)]
-        let mut shard = Shard::new(self.config);
-        shard.set_canary(self.canary.map(GroupsCanary::core));
-        shard
     }
 
     fn at(&mut self, delay: u64, ev: Ev) {
@@ -533,14 +485,14 @@ impl GroupsSim {
             self.coord.epoch,
             self.coord.log.len(),
             self.coord.hw,
-            if self.coord.shard.is_some() {
+            if self.coord.shard().is_some() {
                 "up"
             } else {
                 "loading"
             }
         );
         let _ = writeln!(out, "  data hw={:?}", self.hw);
-        if let Some(shard) = &self.coord.shard {
+        if let Some(shard) = self.coord.shard() {
             for g in shard.groups() {
                 let members: Vec<String> = g
                     .members()
@@ -637,7 +589,7 @@ impl GroupsSim {
                 self.act(cid);
             }
         }
-        self.at(0, Ev::CoordTick);
+        self.coord_up(0)?;
         self.at(10, Ev::Produce);
         self.at(500, Ev::Fault);
         self.at(self.swarm.safety_ms, Ev::Heal);
@@ -694,14 +646,7 @@ impl GroupsSim {
                 }
             }
             Ev::Replicated { epoch, upto } => self.replicated(epoch, upto)?,
-            Ev::CoordTick => {
-                if let Some(shard) = &mut self.coord.shard {
-                    let rs = shard.tick(self.now);
-                    self.coord.replies.extend(rs);
-                    self.after_op();
-                }
-                self.at(COORD_TICK_MS, Ev::CoordTick);
-            }
+            Ev::CoordTick { node } => self.coord_tick(node),
             Ev::CoordUp { epoch } => self.coord_up(epoch)?,
             Ev::Heartbeat { cid, inc } => {
                 if self.clients[cid.0][cid.1].inc == inc {
@@ -810,7 +755,7 @@ impl GroupsSim {
         }
         acc += sw.failover_pm;
         if r < acc {
-            if self.coord.shard.is_some() && self.go("failover") {
+            if self.coord.shard().is_some() && self.go("failover") {
                 self.failover();
             }
             return;
@@ -920,94 +865,6 @@ impl GroupsSim {
         self.take_down(cid);
     }
 
-    fn failover(&mut self) {
-        self.note(format!(
-            "coordinator fails over (log {} records, {} replicated)",
-            self.coord.log.len(),
-            self.coord.hw
-        ));
-        self.stats.failovers += 1;
-        self.coord.shard = None;
-        self.coord.epoch += 1;
-        let hw = self.coord.hw;
-        self.coord.log.truncate(hw);
-        self.resets.retain(|i| *i < hw);
-        self.coord.replies.clear();
-        let owners = std::mem::take(&mut self.coord.owners);
-        for (req, o) in owners {
-            self.reply(o.cid, o.conn, req, Resp::not_coordinator(&o.body));
-        }
-        let held = std::mem::take(&mut self.coord.held);
-        for h in held {
-            let resp = match h.resp {
-                Resp::Join(_) => Resp::Join(Err((Fail::NotCoordinator, String::new()))),
-                Resp::Sync(_) => Resp::Sync(Err(Fail::NotCoordinator)),
-                Resp::Commit(_) => Resp::Commit(Err(Fail::NotCoordinator)),
-                other => other,
-            };
-            self.reply(h.cid, h.conn, h.req, resp);
-        }
-        let d = self.rng.range(10, self.swarm.load_max_ms);
-        let epoch = self.coord.epoch;
-        self.at(d, Ev::CoordUp { epoch });
-    }
-
-    fn coord_up(&mut self, epoch: u64) -> Res {
-        if self.coord.epoch != epoch || self.coord.shard.is_some() {
-            return Ok(());
-        }
-        let mut shard = self.new_shard();
-        for (i, (k, v)) in self.coord.log.iter().enumerate() {
-            if let Err(e) = shard.replay(i as i64, k, v.as_deref(), self.now) {
-                return Err(violation("node-invariant", format!("replay {i}: {e:?}")));
-            }
-        }
-        self.fencing.loaded(shard.groups().flat_map(|g| {
-            g.members()
-                .filter_map(|m| m.instance_id.as_deref().map(|i| (i, m.id.as_str())))
-        }));
-        self.coord.shard = Some(shard);
-        self.note(format!("coordinator loaded {} records", self.coord.hw));
-        Ok(())
-    }
-
-    /// An admin tool resets a group's offsets, as `kafka-consumer-groups --reset-offsets`
-    /// does: a commit outside any generation, accepted only while the group has no members.
-    fn admin_reset(&mut self, g: usize) {
-        let gid = group_name(g);
-        let Some(shard) = &self.coord.shard else {
-            return;
-        };
-        if shard
-            .group(&gid)
-            .is_some_and(|x| x.state() != GroupState::Empty)
-        {
-            return;
-        }
-        let mut vals = Vec::new();
-        for p in 0..self.swarm.partitions {
-            if self.rng.chance(500_000) {
-                let off = self.rng.range(0, self.hw[p] as u64) as i64;
-                vals.push((TOPIC.to_string(), p as i32, offset_value(off, self.now)));
-            }
-        }
-        if vals.is_empty() || !self.go("admin reset") {
-            return;
-        }
-        let shard = self.coord.shard.as_mut().expect("up");
-        match shard.commit(&gid, "", None, -1, &vals) {
-            Ok(recs) => {
-                self.note(format!("admin resets {gid} offsets"));
-                self.stats.resets += 1;
-                let start = self.coord.log.len();
-                self.resets.extend(start..start + recs.len());
-                self.append(recs);
-            }
-            Err(e) => self.note(format!("admin reset of {gid} refused: {e:?}")),
-        }
-        self.after_op();
-    }
-
     fn heal(&mut self) {
         self.note("heal: no more faults, loss or spikes; everyone restarts".into());
         self.healed = true;
@@ -1018,336 +875,6 @@ impl GroupsSim {
     }
 
     // ---------------------------------------------------------------- coordinator
-
-    fn append(&mut self, recs: Vec<Record>) {
-        if recs.is_empty() {
-            return;
-        }
-        self.coord.log.extend(recs);
-        let d = self.rng.range(1, self.swarm.replicate_max_ms);
-        let (epoch, upto) = (self.coord.epoch, self.coord.log.len());
-        self.at(d, Ev::Replicated { epoch, upto });
-    }
-
-    /// After every group operation: append the metadata due, then answer (a SyncGroup answer
-    /// waits until the metadata of its generation is replicated, as Kafka's does).
-    fn after_op(&mut self) {
-        let Some(shard) = &mut self.coord.shard else {
-            return;
-        };
-        let writes = shard.metadata_writes(self.now as i64);
-        // Answers wait for the group metadata their operation wrote, as the shell's JoinGroup
-        // does (a static member's replacement is stored before the new process learns its id).
-        let wrote = !writes.is_empty();
-        self.append(writes);
-        let replies = std::mem::take(&mut self.coord.replies);
-        for r in replies {
-            match r {
-                Reply::Join { req, result } => self.answer_join(req, result, wrote),
-                Reply::Sync { req, result } => self.answer_sync(req, result),
-            }
-        }
-        self.release();
-    }
-
-    /// Sends (or holds until its metadata is replicated, if `wrote`) the answer to JoinGroup
-    /// `req`, judged by the fencing checker.
-    fn answer_join(&mut self, req: u64, result: Result<Joined, (GroupError, String)>, wrote: bool) {
-        let Some(o) = self.coord.owners.remove(&req) else {
-            return;
-        };
-        let Body::Join(j) = &o.body else {
-            unreachable!("a join owner")
-        };
-        if o.fence {
-            let got = result.as_ref().map(|_| ()).map_err(|(e, _)| *e);
-            let inst = j.instance_id.clone().unwrap_or_default();
-            if let Err(v) = StaticFencing::must_be_fenced(&inst, "JoinGroup", got) {
-                self.found.get_or_insert(v);
-            }
-        }
-        // A static member's success is judged when it is sent (see `release`).
-        let join = match (&j.instance_id, &result) {
-            (Some(i), Ok(ok)) => Some((
-                i.clone(),
-                ok.member_id.clone(),
-                (o.cid, o.pid),
-                j.member_id.is_empty(),
-            )),
-            _ => None,
-        };
-        if let Ok(j) = &result {
-            self.stats.max_generation = self.stats.max_generation.max(j.generation);
-        }
-        let resp = Resp::Join(result.map_err(|(e, id)| (Fail::Group(e), id)));
-        if wrote || join.is_some() {
-            self.coord.held.push(Held {
-                need: if wrote { self.coord.log.len() } else { 0 },
-                cid: o.cid,
-                conn: o.conn,
-                req,
-                resp,
-                sync: None,
-                join,
-            });
-        } else {
-            self.reply(o.cid, o.conn, req, resp);
-        }
-    }
-
-    /// Holds a SyncGroup assignment until its generation is replicated (or sends the error),
-    /// judged by the fencing checker.
-    fn answer_sync(&mut self, req: u64, result: Result<Vec<u8>, GroupError>) {
-        let Some(o) = self.coord.owners.remove(&req) else {
-            return;
-        };
-        let Body::Sync {
-            generation,
-            instance,
-            ..
-        } = &o.body
-        else {
-            unreachable!("a sync owner")
-        };
-        let inst = instance.clone().unwrap_or_default();
-        let got = result.as_ref().map(|_| ()).map_err(|e| *e);
-        let verdict = if o.fence {
-            StaticFencing::must_be_fenced(&inst, "SyncGroup", got)
-        } else if instance.is_some() {
-            self.fencing
-                .answered(&inst, (o.cid, o.pid), "SyncGroup", got.is_ok())
-        } else {
-            Ok(())
-        };
-        if let Err(v) = verdict {
-            self.found.get_or_insert(v);
-        }
-        match result {
-            Ok(a) => {
-                self.coord.held.push(Held {
-                    need: self.coord.log.len(),
-                    cid: o.cid,
-                    conn: o.conn,
-                    req,
-                    resp: Resp::Sync(Ok(a)),
-                    sync: Some((o.cid.0, *generation)),
-                    join: None,
-                });
-            }
-            Err(e) => self.reply(o.cid, o.conn, req, Resp::Sync(Err(Fail::Group(e)))),
-        }
-    }
-
-    /// Sends the held answers the high watermark now covers.
-    fn release(&mut self) {
-        let hw = self.coord.hw;
-        let (due, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.coord.held)
-            .into_iter()
-            .partition(|h| h.need <= hw);
-        self.coord.held = keep;
-        for h in due {
-            if let Some((g, gen)) = h.sync {
-                let e = self.synced_gen.entry(g).or_insert(gen);
-                *e = (*e).max(gen);
-            }
-            if let Some((inst, member, p, start)) = &h.join {
-                if let Err(v) = self.fencing.joined(inst, member, *p, *start) {
-                    self.found.get_or_insert(v);
-                }
-            }
-            self.reply(h.cid, h.conn, h.req, h.resp);
-        }
-    }
-
-    fn replicated(&mut self, epoch: u64, upto: usize) -> Res {
-        if epoch != self.coord.epoch || self.coord.shard.is_none() || upto <= self.coord.hw {
-            return Ok(());
-        }
-        for i in self.coord.hw..upto {
-            let (k, v) = self.coord.log[i].clone();
-            let shard = self.coord.shard.as_mut().expect("up");
-            if let Err(e) = shard.replay(i as i64, &k, v.as_deref(), self.now) {
-                return Err(violation("node-invariant", format!("replay {i}: {e:?}")));
-            }
-            if self.resets.contains(&i) {
-                if let Ok(skein_core::offsets::Key::Offset {
-                    group, partition, ..
-                }) = skein_core::offsets::decode_key(&k)
-                {
-                    let g: usize = group[1..].parse().expect("g<n>");
-                    let off = v
-                        .as_deref()
-                        .and_then(|v| skein_core::offsets::decode_offset_value(v).ok())
-                        .map(|o| o.offset);
-                    match off {
-                        Some(o) => {
-                            self.committed.insert((g, partition), o);
-                        }
-                        None => {
-                            self.committed.remove(&(g, partition));
-                        }
-                    }
-                }
-            }
-        }
-        self.coord.hw = upto;
-        self.release();
-        Ok(())
-    }
-
-    /// Whether a request of `member` naming `instance` is from a replaced member id: the
-    /// coordinator holds the instance id under another one.
-    fn replaced(&self, gid: &str, member: &str, instance: Option<&String>) -> bool {
-        let (Some(i), Some(shard)) = (instance, &self.coord.shard) else {
-            return false;
-        };
-        if member.is_empty() {
-            return false;
-        }
-        shard.group(gid).is_some_and(|g| {
-            g.members()
-                .any(|m| m.instance_id.as_ref() == Some(i) && m.id != member)
-        })
-    }
-
-    /// Judges an immediate answer (Heartbeat, OffsetCommit) to `p` with the fencing checker.
-    fn judge(
-        &self,
-        p: Proc,
-        instance: Option<&String>,
-        fence: bool,
-        what: &str,
-        got: Result<(), GroupError>,
-    ) -> Res {
-        let Some(i) = instance else {
-            return Ok(());
-        };
-        if fence {
-            return StaticFencing::must_be_fenced(i, what, got);
-        }
-        self.fencing.answered(i, p, what, got.is_ok())
-    }
-
-    fn coord_recv(&mut self, (cid, pid): Proc, conn: u64, req: u64, body: Body) -> Res {
-        if self.coord.shard.is_none() {
-            self.reply(cid, conn, req, Resp::not_coordinator(&body));
-            return Ok(());
-        }
-        let gid = group_name(cid.0);
-        let now = self.now;
-        let owner = |fence| Owner {
-            cid,
-            pid,
-            conn,
-            body: body.clone(),
-            fence,
-        };
-        match body.clone() {
-            Body::Find => self.reply(cid, conn, req, Resp::Find(Ok(()))),
-            Body::Join(j) => {
-                let fence = self.replaced(&gid, &j.member_id, j.instance_id.as_ref());
-                self.coord.owners.insert(req, owner(fence));
-                let shard = self.coord.shard.as_mut().expect("up");
-                let rs = shard.group_mut(&gid).join(now, req, *j);
-                self.coord.replies.extend(rs);
-            }
-            Body::Sync {
-                member,
-                instance,
-                generation,
-                assignments,
-            } => {
-                let fence = self.replaced(&gid, &member, instance.as_ref());
-                self.coord.owners.insert(req, owner(fence));
-                let shard = self.coord.shard.as_mut().expect("up");
-                let rs = shard.group_mut(&gid).sync(
-                    now,
-                    req,
-                    &member,
-                    instance.as_deref(),
-                    generation,
-                    assignments,
-                );
-                self.coord.replies.extend(rs);
-            }
-            Body::Heartbeat {
-                member,
-                instance,
-                generation,
-            } => {
-                let fence = self.replaced(&gid, &member, instance.as_ref());
-                let shard = self.coord.shard.as_mut().expect("up");
-                let r =
-                    shard
-                        .group_mut(&gid)
-                        .heartbeat(now, &member, instance.as_deref(), generation);
-                self.judge((cid, pid), instance.as_ref(), fence, "Heartbeat", r)?;
-                self.reply(cid, conn, req, Resp::Heartbeat(r.map_err(Fail::Group)));
-            }
-            Body::Commit {
-                member,
-                instance,
-                generation,
-                offsets,
-            } => {
-                let vals: Vec<(String, i32, OffsetValue)> = offsets
-                    .iter()
-                    .map(|(p, o)| (TOPIC.to_string(), *p, offset_value(*o, now)))
-                    .collect();
-                let fence = self.replaced(&gid, &member, instance.as_ref());
-                let shard = self.coord.shard.as_mut().expect("up");
-                let res = shard.commit(&gid, &member, instance.as_deref(), generation, &vals);
-                let got = res.as_ref().map(|_| ()).map_err(|e| *e);
-                self.judge((cid, pid), instance.as_ref(), fence, "OffsetCommit", got)?;
-                match res {
-                    Ok(recs) => {
-                        let newest = self.synced_gen.get(&cid.0).copied().unwrap_or(-1);
-                        if generation >= 0 && newest > generation {
-                            return Err(violation(
-                                "stale-generation-commit",
-                                format!(
-                                    "{gid}: a commit of generation {generation} by {member} for \
-                                     {offsets:?} was accepted after generation {newest} was \
-                                     handed out"
-                                ),
-                            ));
-                        }
-                        self.stats.commits += 1;
-                        self.append(recs);
-                        self.coord.held.push(Held {
-                            need: self.coord.log.len(),
-                            cid,
-                            conn,
-                            req,
-                            resp: Resp::Commit(Ok(())),
-                            sync: None,
-                            join: None,
-                        });
-                    }
-                    Err(e) => {
-                        self.stats.commits_refused += 1;
-                        self.reply(cid, conn, req, Resp::Commit(Err(Fail::Group(e))));
-                    }
-                }
-            }
-            Body::Fetch { parts } => {
-                let shard = self.coord.shard.as_ref().expect("up");
-                let map = parts
-                    .iter()
-                    .filter_map(|p| shard.offset(&gid, TOPIC, *p).map(|c| (*p, c.value.offset)))
-                    .collect();
-                self.reply(cid, conn, req, Resp::Fetch(Ok(map)));
-            }
-            Body::Leave { member } => {
-                let shard = self.coord.shard.as_mut().expect("up");
-                let (_, rs) = shard.group_mut(&gid).leave(now, &member, None);
-                self.coord.replies.extend(rs);
-                self.reply(cid, conn, req, Resp::Leave);
-            }
-        }
-        self.after_op();
-        Ok(())
-    }
 
     // ---------------------------------------------------------------- consumers
 
@@ -1577,7 +1104,7 @@ impl GroupsSim {
                     }
                     Err((Fail::Group(GroupError::RebalanceInProgress), _)) => self.act(cid),
                     Err((Fail::Group(GroupError::FencedInstanceId), _)) => self.fenced(cid),
-                    Err((Fail::NotCoordinator, _)) => self.conn_lost(cid),
+                    Err((Fail::NotCoordinator | Fail::Unknown, _)) => self.conn_lost(cid),
                     Err((Fail::Group(e), _)) => {
                         return Err(violation(
                             "client-error",
@@ -1627,7 +1154,7 @@ impl GroupsSim {
                         | GroupError::UnknownMemberId
                         | GroupError::FencedInstanceId),
                     )) => self.lost_membership(cid, e, true),
-                    Err(Fail::NotCoordinator) => {
+                    Err(Fail::NotCoordinator | Fail::Unknown) => {
                         self.cl(cid).phase = Phase::Join;
                         self.conn_lost(cid);
                     }
@@ -1647,7 +1174,7 @@ impl GroupsSim {
                 let active = matches!(c.phase, Phase::Stable | Phase::Fetch);
                 match r {
                     Ok(()) => {}
-                    Err(Fail::NotCoordinator) => self.conn_lost(cid),
+                    Err(Fail::NotCoordinator | Fail::Unknown) => self.conn_lost(cid),
                     Err(_) if !active => {}
                     Err(Fail::Group(GroupError::RebalanceInProgress)) => self.rejoin(cid, true),
                     Err(Fail::Group(
@@ -1672,6 +1199,12 @@ impl GroupsSim {
                 match r {
                     Ok(()) => {}
                     Err(Fail::NotCoordinator) => self.conn_lost(cid),
+                    Err(Fail::Unknown) => {
+                        // Its record may be in the log and applied later: as a lost answer.
+                        let c = self.cl(cid);
+                        c.suspect = c.suspect.max(Some(c.generation));
+                        self.conn_lost(cid);
+                    }
                     Err(Fail::Group(GroupError::RebalanceInProgress)) if stable => {
                         self.rejoin(cid, false)
                     }
