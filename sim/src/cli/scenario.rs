@@ -228,3 +228,77 @@ fn replay<S: CliScenario>(path: &str, trace: &Option<String>) -> ExitCode {
         }
     }
 }
+
+/// Defines a harness scenario whose options are only a seed and a canary (`Options { seed,
+/// canary }` next to a `run_with(options, plan, trace)` and an `Outcome`), with its command
+/// line: the `--canary` flag, the listing and the replay file's options.
+#[macro_export]
+macro_rules! seed_and_canary_scenario {
+    (
+        $(#[$doc:meta])*
+        $scenario:ident, $args:ident, $canary:ty,
+        name = $name:expr, command = $command:expr, about = $about:expr $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $scenario;
+
+        $crate::impl_report!(Outcome, |o| Outcome::report(o));
+
+        impl $crate::harness::Scenario for $scenario {
+            const NAME: &'static str = $name;
+            const COMMAND: &'static str = $command;
+            type Options = Options;
+            type Outcome = Outcome;
+
+            fn run(
+                options: &Options,
+                plan: &$crate::harness::Plan,
+                trace: Option<Box<dyn std::io::Write>>,
+            ) -> Outcome {
+                run_with(*options, plan, trace)
+            }
+            fn seed(options: &Options) -> u64 {
+                options.seed
+            }
+            fn options_json(options: &Options) -> serde_json::Value {
+                serde_json::json!({ "canary": options.canary.map(|c| c.name()) })
+            }
+            fn options_from_json(seed: u64, v: &serde_json::Value) -> Result<Options, String> {
+                let canary =
+                    <$canary as $crate::harness::CanarySet>::from_json(v.get("canary"))?;
+                Ok(Options { seed, canary })
+            }
+            fn flags(options: &Options) -> String {
+                options
+                    .canary
+                    .map(|c| format!("--canary {}", c.name()))
+                    .unwrap_or_default()
+            }
+        }
+
+        /// The scenario's own flags.
+        #[derive(clap::Args, Debug)]
+        pub struct $args {
+            /// Turn on a planted bug (see --list-canaries).
+            #[arg(long, value_parser = <$canary as $crate::harness::CanarySet>::parse_arg)]
+            canary: Option<$canary>,
+        }
+
+        impl $crate::cli::scenario::CliScenario for $scenario {
+            type Args = $args;
+            fn options(seed: u64, args: &$args) -> Result<Options, String> {
+                Ok(Options {
+                    seed,
+                    canary: args.canary,
+                })
+            }
+            fn about() -> &'static str {
+                $about
+            }
+            fn canaries() -> Vec<(&'static str, &'static str)> {
+                <$canary as $crate::harness::CanarySet>::listing()
+            }
+        }
+    };
+}
