@@ -18,7 +18,7 @@ impl GroupsSim {
         if let Some(v) = self.found.take() {
             return Err(v);
         }
-        let Some(shard) = self.coord.shard() else {
+        let Some(shard) = self.coord.committed_shard() else {
             return Ok(());
         };
         for g in 0..self.clients.len() {

@@ -125,6 +125,15 @@ impl Coord {
         }
         self.nodes[self.leader].shard(P).ok().map(|s| s.groups())
     }
+
+    /// The leader's groups when they hold nothing above the high watermark. A reload (after a
+    /// failed append) replays the whole log, unreplicated records included; no answer built on
+    /// them is released before they commit, and a failover may cut them, so until the high
+    /// watermark covers what was applied the shard is not what clients can observe.
+    pub(super) fn committed_shard(&self) -> Option<&Shard> {
+        let applied = self.nodes[self.leader].applied_end(P)?;
+        (applied <= self.hw as i64).then(|| self.shard()).flatten()
+    }
 }
 
 /// One batch of `recs` at offset `base`, as the partition stores it.
