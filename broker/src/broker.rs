@@ -65,6 +65,8 @@ pub struct Partition {
     /// Log end offset known to be fsynced.
     synced: watch::Sender<i64>,
     flushing: AtomicBool,
+    /// A background flusher runs (one per partition; appends nobody waits for ride on it).
+    background_flush: AtomicBool,
     /// Bumped by every truncation, so an fsync that straddles one publishes nothing.
     resets: AtomicU64,
     /// Replication role and high watermark.
@@ -156,14 +158,45 @@ impl Partition {
             self.repl_changed.send_modify(|n| *n += 1);
         }
         if res.is_ok() && !self.counts_written {
-            // The high watermark moves only with the fsync: start one (group commit shares
-            // it with every append meanwhile) even when nobody waits for it (acks 0 and 1).
-            let (p, end) = (self.clone(), st.log().log_end_offset());
-            tokio::spawn(async move {
-                let _ = p.wait_synced(end).await;
-            });
+            // The high watermark moves only with the fsync: make sure one follows even when
+            // nobody waits for it (acks 0 and 1).
+            self.flush_in_background();
         }
         Some((res, st.unflushed_messages()))
+    }
+
+    /// Starts this partition's background flusher unless one runs: it fsyncs (sharing the
+    /// group commit with every waiter) until the whole log is synced, then ends.
+    fn flush_in_background(self: &Arc<Self>) {
+        if self.background_flush.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let p = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let end = p
+                    .store
+                    .lock()
+                    .expect("partition lock")
+                    .log()
+                    .log_end_offset();
+                if p.wait_synced(end).await.is_err() {
+                    p.background_flush.store(false, Ordering::Release);
+                    return;
+                }
+                p.background_flush.store(false, Ordering::Release);
+                // An append after `end` that saw the flag still set relies on this loop.
+                let end = p
+                    .store
+                    .lock()
+                    .expect("partition lock")
+                    .log()
+                    .log_end_offset();
+                if *p.synced.borrow() >= end || p.background_flush.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        });
     }
 
     /// fsyncs the active segment and publishes the offset it covers.
@@ -1306,6 +1339,7 @@ pub(crate) fn new_partition(
         store: Mutex::new(store),
         synced: watch::channel(end).0,
         flushing: AtomicBool::new(false),
+        background_flush: AtomicBool::new(false),
         resets: AtomicU64::new(0),
         repl: Mutex::new(Repl::new()),
         repl_changed: watch::channel(0).0,
