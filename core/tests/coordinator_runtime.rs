@@ -107,6 +107,11 @@ struct Harness {
     write_end: BTreeMap<u64, i64>,
     /// Last write planned (its id), for the barrier check.
     last_write: Option<u64>,
+    /// Highest write id planned so far.
+    max_write: u64,
+    /// Writes below this id were planned by a shard since dropped (a reload): when they still
+    /// land they are foreign records to the new shard, which no answer of it waits for.
+    foreign_below: u64,
     op_write: BTreeMap<OpId, Option<u64>>,
     answers: BTreeMap<OpId, Result<Option<Vec<u8>>, CoordinatorError>>,
     /// Appends failed so far (each may reload the shard).
@@ -131,6 +136,8 @@ impl Harness {
             load_end: None,
             write_end: BTreeMap::new(),
             last_write: None,
+            max_write: 0,
+            foreign_below: 0,
             op_write: BTreeMap::new(),
             answers: BTreeMap::new(),
             failed: 0,
@@ -151,6 +158,7 @@ impl Harness {
                 } => {
                     assert_eq!(epoch, self.epoch, "a write planned at an old epoch");
                     self.last_write = Some(write);
+                    self.max_write = self.max_write.max(write);
                     self.appends.push((epoch, write, records));
                 }
                 Output::WaitCommitted { epoch, offset, .. } => self.waits.push((epoch, offset)),
@@ -185,6 +193,7 @@ impl Harness {
             self.load_end = None;
             self.last_write = None;
             self.write_end.clear();
+            self.foreign_below = self.max_write + 1;
         }
         if self.load_end.is_none() {
             self.load_end = self.rt.applied_end(P);
@@ -389,7 +398,9 @@ impl Harness {
         let base = self.log.len() as i64;
         self.log.extend(records.into_iter().map(|r| (epoch, r)));
         let end = self.log.len() as i64;
-        self.write_end.insert(write, end);
+        if write >= self.foreign_below {
+            self.write_end.insert(write, end);
+        }
         self.input(Input::Appended {
             partition: P,
             epoch,
