@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -23,19 +23,19 @@ use skein_core::catalog::{
     Catalog, CatalogError, CatalogSnapshot, MetadataRecord, PartitionState, Placement,
 };
 use skein_core::controller::{Controller, RoundInput};
-use skein_core::log::Appended;
 use skein_core::reconcile::{self, Action, PartitionKey};
-use skein_core::replication::Leader;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::limits;
+use crate::partition::{new_partition, Partition, PartitionEnv};
 use crate::peer::Outbox;
 use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
 use crate::reconciler::Reconciler;
-use crate::replica::{replication_config, Repl, Role};
-use skein_storage::partition::{sync_dir, PartitionStore, StorageError};
+use crate::replica::replication_config;
+use skein_core::replica::{FlushPolicy, ReplicaConfig};
+use skein_storage::partition::{sync_dir, PartitionStore};
 use skein_sys as sys;
 use skein_sys::fs::{self, File, OpenOptions};
 
@@ -50,191 +50,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// One open partition.
-pub struct Partition {
-    /// Topic name.
-    pub topic: String,
-    /// Partition index.
-    pub index: i32,
-    /// The id of the topic these files belong to.
-    pub topic_id: [u8; 16],
-    /// The log and its files.
-    pub store: Mutex<PartitionStore>,
-    /// Log end offset known to be fsynced.
-    synced: watch::Sender<i64>,
-    flushing: AtomicBool,
-    /// A background flusher runs (one per partition; appends nobody waits for ride on it).
-    background_flush: AtomicBool,
-    /// Bumped by every truncation, so an fsync that straddles one publishes nothing.
-    resets: AtomicU64,
-    /// Replication role and high watermark.
-    pub repl: Mutex<Repl>,
-    /// Bumped when the high watermark or the role changes (acks=all waits on it).
-    pub repl_changed: watch::Sender<u64>,
-    /// The interval flush policy is on: the leader's written end counts towards the high
-    /// watermark; otherwise only its fsynced end does (`skein_core::replica`'s rule).
-    counts_written: bool,
-    /// The broker's "something to read" signal, bumped when the high watermark advances.
-    wake: Arc<watch::Sender<u64>>,
-}
-
-/// Clears a partition's `flushing` flag and wakes the other waiters (so one of them flushes)
-/// when the flush that set it ends, by completing, failing or being dropped.
-struct FlushGuard<'a>(&'a Partition);
-
-impl Drop for FlushGuard<'_> {
-    fn drop(&mut self) {
-        self.0.flushing.store(false, Ordering::Release);
-        self.0.synced.send_modify(|_| {});
-    }
-}
-
-impl Partition {
-    /// The end of this leader's own log that counts towards the high watermark: the fsynced
-    /// end, or under the interval flush policy the written end (see `skein_core::replica`).
-    pub fn counted_end(&self, st: &PartitionStore) -> i64 {
-        let end = st.log().log_end_offset();
-        if self.counts_written {
-            end
-        } else {
-            (*self.synced.borrow()).min(end)
-        }
-    }
-
-    /// The log was cut back or restarted (and synced) at `end`; call with the store lock held.
-    pub fn reset_synced(&self, end: i64) {
-        self.resets.fetch_add(1, Ordering::AcqRel);
-        self.synced.send_replace(end);
-    }
-
-    /// Waits until every offset below `end` is fsynced, sharing fsyncs among waiters (group commit).
-    pub async fn wait_synced(&self, end: i64) -> Result<(), StorageError> {
-        let mut rx = self.synced.subscribe();
-        loop {
-            if *rx.borrow_and_update() >= end {
-                return Ok(());
-            }
-            if self
-                .flushing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                // The guard hands the flush on even if this future is dropped mid-flush (a
-                // produce whose client went away): otherwise `flushing` would stay set and
-                // every later waiter on this partition would wait forever.
-                let _guard = FlushGuard(self);
-                self.flush().await?;
-                continue;
-            }
-            if rx.changed().await.is_err() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Appends a batch as this partition's leader at `epoch` (refused with `None` if it no
-    /// longer leads at that epoch, checked under the log's lock), moves the leader's high
-    /// watermark bookkeeping, and wakes waiters; also gives the messages not yet flushed.
-    pub fn append_leading(
-        self: &Arc<Self>,
-        epoch: i32,
-        now_ms: u64,
-        batch: &[u8],
-    ) -> Option<(Result<Appended, StorageError>, u64)> {
-        let mut st = self.store.lock().expect("partition lock");
-        self.repl.lock().expect("repl lock").leading(epoch)?;
-        let res = st.append(now_ms, batch);
-        let counted = self.counted_end(&st);
-        let advanced = res.is_ok()
-            && self
-                .repl
-                .lock()
-                .expect("repl lock")
-                .leading(epoch)
-                .is_some_and(|l| l.on_append(counted));
-        if advanced {
-            self.repl_changed.send_modify(|n| *n += 1);
-        }
-        if res.is_ok() && !self.counts_written {
-            // The high watermark moves only with the fsync: make sure one follows even when
-            // nobody waits for it (acks 0 and 1).
-            self.flush_in_background();
-        }
-        Some((res, st.unflushed_messages()))
-    }
-
-    /// Starts this partition's background flusher unless one runs: it fsyncs (sharing the
-    /// group commit with every waiter) until the whole log is synced, then ends.
-    fn flush_in_background(self: &Arc<Self>) {
-        if self.background_flush.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let p = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let end = p
-                    .store
-                    .lock()
-                    .expect("partition lock")
-                    .log()
-                    .log_end_offset();
-                if p.wait_synced(end).await.is_err() {
-                    p.background_flush.store(false, Ordering::Release);
-                    return;
-                }
-                p.background_flush.store(false, Ordering::Release);
-                // An append after `end` that saw the flag still set relies on this loop.
-                let end = p
-                    .store
-                    .lock()
-                    .expect("partition lock")
-                    .log()
-                    .log_end_offset();
-                if *p.synced.borrow() >= end || p.background_flush.swap(true, Ordering::AcqRel) {
-                    return;
-                }
-            }
-        });
-    }
-
-    /// fsyncs the active segment and publishes the offset it covers.
-    async fn flush(&self) -> Result<(), StorageError> {
-        let resets = self.resets.load(Ordering::Acquire);
-        let (file, target) = self.store.lock().expect("partition lock").sync_target();
-        let res = sys::blocking(move || file.sync_data())
-            .await
-            .and_then(|r| r);
-        res.map_err(|source| StorageError::Io {
-            path: PathBuf::from(format!("{}-{}", self.topic, self.index)),
-            source,
-        })?;
-        let mut st = self.store.lock().expect("partition lock");
-        if self.resets.load(Ordering::Acquire) != resets {
-            // The log was cut back meanwhile: what this fsync covered is not the log now.
-            return Ok(());
-        }
-        st.note_flushed();
-        // Published under the lock, so no truncation slips in between.
-        self.synced.send_if_modified(|s| {
-            let grew = target > *s;
-            *s = (*s).max(target);
-            grew
-        });
-        // A leader's fsynced end counts towards the high watermark.
-        let counted = self.counted_end(&st);
-        let advanced = match &mut self.repl.lock().expect("repl lock").role {
-            Role::Leader(l) => l.on_append(counted),
-            _ => false,
-        };
-        drop(st);
-        if advanced {
-            self.repl_changed.send_modify(|n| *n += 1);
-            self.wake.send_modify(|n| *n += 1);
-        }
-        Ok(())
-    }
 }
 
 /// Why a metadata change was not made.
@@ -601,15 +416,19 @@ impl Broker {
             | MetadataRecord::BrokerUnfenced { .. } => self.reconcile(&cat, None),
             MetadataRecord::ConfigAltered { name, .. } => {
                 if let Some(cfg) = cat.log_config(name) {
-                    let rc = replication_config(self, cfg.min_insync_replicas);
+                    let min = cfg.min_insync_replicas as usize;
                     for p in self.topic_partitions(name) {
-                        let mut st = p.store.lock().expect("partition lock");
-                        st.set_config(cfg.clone());
-                        if let Role::Leader(l) = &mut p.repl.lock().expect("repl lock").role {
-                            l.set_config(rc, p.counted_end(&st));
+                        p.store
+                            .lock()
+                            .expect("partition lock")
+                            .set_config(cfg.clone());
+                        let state = cat
+                            .topic(name)
+                            .and_then(|t| t.parts.get(usize::try_from(p.index).ok()?).cloned());
+                        if let Some(state) = state {
+                            // The same state with the new min.insync.replicas.
+                            p.set_role(&state, min);
                         }
-                        drop(st);
-                        p.repl_changed.send_modify(|n| *n += 1);
                     }
                 }
             }
@@ -688,7 +507,7 @@ impl Broker {
         let me = self.settings.node_id;
         match reconcile::wanted(&catalog, me, key).filter(|w| w.topic_id == topic_id) {
             Some(w) if standing => {
-                let p = new_partition(&key.0, key.1, topic_id, store, self.partition_signals());
+                let p = new_partition(&key.0, key.1, topic_id, store, self.partition_env());
                 self.partitions
                     .write()
                     .expect("partitions lock")
@@ -700,10 +519,23 @@ impl Broker {
         }
     }
 
-    /// What every partition of this broker needs from it: whether the leader's written end
-    /// counts towards the high watermark, and the signal to wake readers with.
-    fn partition_signals(&self) -> (bool, Arc<watch::Sender<u64>>) {
-        (self.settings.interval_flush(), self.appended.clone())
+    /// What every partition of this broker shares: the replica settings, the signal to wake
+    /// readers with, the clock.
+    fn partition_env(&self) -> PartitionEnv {
+        let flush = if self.settings.interval_flush() {
+            FlushPolicy::Interval
+        } else {
+            FlushPolicy::FsyncBeforeAck
+        };
+        PartitionEnv {
+            replica: ReplicaConfig {
+                me: self.settings.node_id,
+                replication: replication_config(self, 1),
+                flush,
+            },
+            wake: self.appended.clone(),
+            started: self.started,
+        }
     }
 
     /// Whether partitions this broker holds are still being opened (recovered after a crash).
@@ -725,58 +557,24 @@ impl Broker {
     /// new epoch, or the same one seeing a new ISR), follower of the leader at its epoch
     /// (starting a fetcher for that leader), or idle while the partition has no leader.
     pub(crate) fn set_role(&self, p: &Arc<Partition>, state: &PartitionState, min_insync: u32) {
-        let me = self.settings.node_id;
-        let now = self.mono_ms();
-        let mut fetch_from = None;
-        {
-            let mut st = p.store.lock().expect("partition lock");
-            let mut r = p.repl.lock().expect("repl lock");
-            let end = st.log().log_end_offset();
-            if state.leader == me {
-                match r.leading(state.leader_epoch) {
-                    Some(l) => l.update(state, p.counted_end(&st), now),
-                    None => {
-                        if let Err(e) = st.set_leader_epoch(state.leader_epoch) {
-                            error!(topic = %p.topic, partition = p.index, error = %e, "saving the leader epoch failed");
-                        }
-                        let hw = r.hw();
-                        let cfg = replication_config(self, min_insync);
-                        let own = p.counted_end(&st);
-                        let l = Leader::with_own_end(me, state, end, own, hw, now, cfg);
-                        info!(topic = %p.topic, partition = p.index, epoch = state.leader_epoch,
-                            log_end = end, hw = l.hw(), isr = ?state.isr, "leading partition");
-                        r.role = Role::Leader(Box::new(l));
-                    }
-                }
-            } else if state.leader >= 0 {
-                let same = matches!(r.role, Role::Follower { leader, epoch }
-                    if leader == state.leader && epoch == state.leader_epoch);
-                if !same {
-                    if let Role::Leader(l) = &r.role {
-                        r.follower_hw = l.hw();
-                    }
-                    debug!(topic = %p.topic, partition = p.index, leader = state.leader,
-                        epoch = state.leader_epoch, "following partition");
-                    r.role = Role::Follower {
-                        leader: state.leader,
-                        epoch: state.leader_epoch,
-                    };
-                    fetch_from = Some(state.leader);
-                }
-            } else {
-                if let Role::Leader(l) = &r.role {
-                    r.follower_hw = l.hw();
-                }
-                r.role = Role::Idle;
-            }
+        let was = p.replica().following();
+        let fx = p.set_role(state, min_insync as usize);
+        if let Some(e) = fx.storage_error {
+            error!(topic = %p.topic, partition = p.index, error = %e, "carrying out a role change failed");
         }
-        p.repl_changed.send_modify(|n| *n += 1);
-        {
-            let r = p.repl.lock().expect("repl lock");
-            crate::groups::note_role(self, &p.topic, p.index, &r.role, state.leader_epoch);
+        let (leading, following) = {
+            let r = p.replica();
+            (r.leader_epoch(), r.following())
+        };
+        if leading.is_some() {
+            info!(topic = %p.topic, partition = p.index, epoch = state.leader_epoch,
+                hw = p.replica().hw(), isr = ?state.isr, "leading partition");
         }
-        if let Some(l) = fetch_from {
-            self.ensure_fetcher(l);
+        crate::groups::note_role(self, &p.topic, p.index, leading);
+        if let Some((leader, _)) = following.filter(|f| Some(*f) != was) {
+            debug!(topic = %p.topic, partition = p.index, leader,
+                epoch = state.leader_epoch, "following partition");
+            self.ensure_fetcher(leader);
         }
     }
 
@@ -1324,30 +1122,6 @@ fn legacy_bootstrap(settings: &Settings, cluster_id: &str) -> anyhow::Result<Vec
         .collect())
 }
 
-pub(crate) fn new_partition(
-    topic: &str,
-    index: i32,
-    topic_id: [u8; 16],
-    store: PartitionStore,
-    (counts_written, wake): (bool, Arc<watch::Sender<u64>>),
-) -> Arc<Partition> {
-    let end = store.log().log_end_offset();
-    Arc::new(Partition {
-        topic: topic.to_string(),
-        index,
-        topic_id,
-        store: Mutex::new(store),
-        synced: watch::channel(end).0,
-        flushing: AtomicBool::new(false),
-        background_flush: AtomicBool::new(false),
-        resets: AtomicU64::new(0),
-        repl: Mutex::new(Repl::new()),
-        repl_changed: watch::channel(0).0,
-        counts_written,
-        wake,
-    })
-}
-
 /// Directory of a partition.
 pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
@@ -1470,94 +1244,6 @@ fn read_metadata_log(path: &Path) -> anyhow::Result<Vec<MetadataRecord>> {
 mod tests {
     use super::*;
     use crate::config::BrokerArgs;
-
-    /// Found by the paused-leader e2e test: a produce dropped mid-fsync (its client went away)
-    /// left `flushing` set, so a follower's later fsync wait on that partition never returned
-    /// and its replica fetcher stalled for good.
-    #[tokio::test]
-    async fn a_flush_dropped_midway_does_not_block_later_waiters() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
-        let p = new_partition(
-            "t",
-            0,
-            [0; 16],
-            store,
-            (false, Arc::new(watch::channel(0).0)),
-        );
-        let b = skein_core::batch::build::simple(3, 0, None);
-        p.store.lock().unwrap().append(0, &b).unwrap();
-        {
-            let w = p.wait_synced(3);
-            tokio::pin!(w);
-            // Poll once: the fsync is under way on the blocking pool; then drop the wait.
-            let _ = futures::poll!(w.as_mut());
-        }
-        tokio::time::timeout(Duration::from_secs(10), p.wait_synced(3))
-            .await
-            .expect("a later waiter is not blocked")
-            .unwrap();
-    }
-
-    /// The leader of a partition whose ISR is itself alone, under both flush policies.
-    fn sole_leader(counts_written: bool) -> (tempfile::TempDir, Arc<Partition>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            PartitionStore::open(&dir.path().join("t-0"), Default::default(), true, 0).unwrap();
-        let p = new_partition(
-            "t",
-            0,
-            [0; 16],
-            store,
-            (counts_written, Arc::new(watch::channel(0).0)),
-        );
-        let state = PartitionState {
-            replicas: vec![1],
-            isr: vec![1],
-            elr: vec![],
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
-        };
-        let cfg = skein_core::replication::ReplicationConfig {
-            min_insync_replicas: 1,
-            lag_time_max_ms: 30_000,
-            isr_retry_ms: 1_000,
-        };
-        p.repl.lock().unwrap().role = Role::Leader(Box::new(Leader::new(1, &state, 0, 0, 0, cfg)));
-        (dir, p)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_sole_leader_exposes_only_what_is_fsynced() {
-        let (_dir, p) = sole_leader(false);
-        let mut changed = p.repl_changed.subscribe();
-        let b = skein_core::batch::build::simple(3, 0, None);
-        let (res, _) = p.append_leading(0, 0, &b).unwrap();
-        res.unwrap();
-        // Appended, not yet fsynced: consumers see nothing of it. The append started an
-        // fsync, and the high watermark follows when it completes.
-        let hw = || p.repl.lock().unwrap().hw();
-        assert!(hw() <= *p.synced.borrow());
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while hw() < 3 {
-                changed.changed().await.unwrap();
-            }
-        })
-        .await
-        .expect("the high watermark follows the fsync");
-        assert_eq!(*p.synced.borrow(), 3);
-    }
-
-    #[tokio::test]
-    async fn under_interval_flushing_the_written_end_counts() {
-        let (_dir, p) = sole_leader(true);
-        let b = skein_core::batch::build::simple(3, 0, None);
-        p.append_leading(0, 0, &b).unwrap().0.unwrap();
-        assert_eq!(p.repl.lock().unwrap().hw(), 3);
-        assert_eq!(*p.synced.borrow(), 0, "nothing was fsynced");
-    }
 
     fn frame(rec: &MetadataRecord) -> Vec<u8> {
         let payload = serde_json::to_vec(rec).unwrap();

@@ -9,6 +9,7 @@ pub mod config;
 pub mod groups;
 pub mod limits;
 pub mod observer;
+pub mod partition;
 pub mod peer;
 pub mod quorum;
 pub mod reconciler;

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 // ---- the metadata quorum and the inter-broker transport ----
 
+/// After an acks=all write's deadline the replica is ticked (timing it out); ticked again this
+/// much later while it has not answered (its own clock may lag the request's by a little).
+pub const PRODUCE_TICK_SLACK: Duration = Duration::from_millis(5);
 /// Raft messages and forwarded proposals queued from the controller listener to the quorum's
 /// driver; more are dropped (Raft tolerates loss).
 pub const QUORUM_INBOX_MAX: usize = 4096;

@@ -7,6 +7,7 @@ use skein_core::consumer_group::CgError;
 use skein_core::coordinator::runtime::{CoordinatorError, WriteError};
 use skein_core::group::GroupError;
 use skein_core::log::AppendError;
+use skein_core::replica::ReplicaError;
 
 /// The Kafka error code of a refused metadata change.
 pub fn catalog_error(e: &CatalogError) -> E {
@@ -86,5 +87,30 @@ pub fn coordinator_error(e: CoordinatorError) -> E {
             WriteError::NotEnoughReplicas => E::NotEnoughReplicasAfterAppend,
             WriteError::Timeout => E::RequestTimedOut,
         }),
+    }
+}
+
+/// The Kafka error code of a replica's refusal or failed write.
+pub fn replica_error(e: ReplicaError) -> E {
+    match e {
+        ReplicaError::NotLeaderOrFollower | ReplicaError::NotReplica => E::NotLeaderOrFollower,
+        ReplicaError::FencedLeaderEpoch => E::FencedLeaderEpoch,
+        ReplicaError::UnknownLeaderEpoch => E::UnknownLeaderEpoch,
+        ReplicaError::NotEnoughReplicas => E::NotEnoughReplicas,
+        ReplicaError::NotEnoughReplicasAfterAppend => E::NotEnoughReplicasAfterAppend,
+        ReplicaError::RequestTimedOut => E::RequestTimedOut,
+        ReplicaError::OffsetOutOfRange => E::OffsetOutOfRange,
+        ReplicaError::InvalidRequiredAcks => E::InvalidRequiredAcks,
+    }
+}
+
+/// The replica error a leader's partition error code in a fetch answer stands for (codes with
+/// no such meaning read as the leader no longer leading).
+pub fn replica_error_of(code: i16) -> ReplicaError {
+    match code {
+        c if c == E::FencedLeaderEpoch.code() => ReplicaError::FencedLeaderEpoch,
+        c if c == E::UnknownLeaderEpoch.code() => ReplicaError::UnknownLeaderEpoch,
+        c if c == E::OffsetOutOfRange.code() => ReplicaError::OffsetOutOfRange,
+        _ => ReplicaError::NotLeaderOrFollower,
     }
 }

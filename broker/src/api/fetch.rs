@@ -5,17 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as E;
 use skein_core::fetch::{response_max_bytes, FetchBudget};
-use skein_core::replication::FetchCheck;
+use skein_core::replica::{FetchAnswer, Input, ReplicaError};
+use skein_proto::errors;
 use tracing::warn;
 
 use crate::broker::Broker;
-use skein_storage::partition::read_range;
-
-use super::*;
+use crate::partition::{Data, Partition};
+use skein_storage::partition::{read_range, PartitionStore};
 
 /// Fetch, with min_bytes / max_wait long polling.
 pub async fn fetch(b: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
@@ -64,11 +65,41 @@ pub async fn fetch(b: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResp
     }
 }
 
+/// Asks the partition's replica how a fetch may be answered (a follower's fetch also records
+/// its progress there).
+fn serve(
+    p: &Arc<Partition>,
+    st: &mut PartitionStore,
+    replica: i32,
+    fp: &FetchPartition,
+) -> Result<FetchAnswer, ReplicaError> {
+    let token = p.token();
+    let input = if replica >= 0 {
+        Input::FollowerFetch {
+            token,
+            replica,
+            fetch_offset: fp.fetch_offset,
+            last_fetched_epoch: fp.last_fetched_epoch,
+            current_leader_epoch: fp.current_leader_epoch,
+        }
+    } else {
+        Input::ConsumerFetch {
+            token,
+            fetch_offset: fp.fetch_offset,
+            current_leader_epoch: fp.current_leader_epoch,
+        }
+    };
+    let fx = p.drive_locked(st, input, Data::None);
+    fx.fetched
+        .into_iter()
+        .find(|(t, _)| *t == token)
+        .map_or(Err(ReplicaError::NotLeaderOrFollower), |(_, a)| a)
+}
+
 fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
     // A broker fetching for its replica reads up to the log end and moves the high watermark;
     // a consumer reads below the high watermark only.
     let replica = req.replica_id.0;
-    let now = b.mono_ms();
     let mut r = FetchResponse::default();
     // KIP-74: the response's records total at most max_bytes, each partition's at most its
     // partition_max_bytes, but for the first batch of the first partition with data.
@@ -88,81 +119,62 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
             pd.log_start_offset = -1;
             pd.preferred_read_replica = (-1).into();
             pd.records = Some(Bytes::new());
-            let (p, epoch) = match b.leader_partition(&name, fp.partition) {
-                Ok((p, epoch)) => match leader_epoch_check(fp.current_leader_epoch, epoch) {
-                    None => (p, epoch),
-                    Some(e) => {
-                        pd.error_code = e.code();
-                        tr.partitions.push(pd);
-                        continue;
-                    }
-                },
+            let p = match b.leader_partition(&name, fp.partition) {
+                Ok((p, _)) => p,
                 Err(e) => {
                     pd.error_code = e.code();
                     tr.partitions.push(pd);
                     continue;
                 }
             };
-            let (plan, grant, hw, start) = {
-                let st = p.store.lock().expect("partition lock");
-                let end = st.log().log_end_offset();
-                let counted = p.counted_end(&st);
-                let hw = {
-                    let mut rp = p.repl.lock().expect("repl lock");
-                    let Some(l) = rp.leading(epoch) else {
-                        pd.error_code = E::NotLeaderOrFollower.code();
+            let (plan, grant, upto) = {
+                let mut st = p.store.lock().expect("partition lock");
+                let start = st.log().log_start_offset();
+                match serve(&p, &mut st, replica, fp) {
+                    Err(e) => {
+                        pd.error_code = errors::replica_error(e).code();
+                        if e == ReplicaError::OffsetOutOfRange {
+                            pd.high_watermark = p.replica().hw();
+                            pd.log_start_offset = start;
+                        }
                         tr.partitions.push(pd);
                         continue;
-                    };
-                    if replica >= 0 {
-                        match l.check_fetch(
-                            replica,
-                            fp.fetch_offset,
-                            fp.last_fetched_epoch,
-                            st.log(),
-                        ) {
-                            FetchCheck::NotReplica => {
-                                pd.error_code = E::NotLeaderOrFollower.code();
-                                tr.partitions.push(pd);
-                                continue;
-                            }
-                            FetchCheck::Diverging { epoch, end_offset } => {
-                                pd.diverging_epoch.epoch = epoch;
-                                pd.diverging_epoch.end_offset = end_offset;
-                                pd.high_watermark = l.hw();
-                                pd.log_start_offset = st.log().log_start_offset();
-                                tr.partitions.push(pd);
-                                // Answer at once: the follower must truncate first.
-                                diverged = true;
-                                continue;
-                            }
-                            FetchCheck::Accepted => {
-                                if fp.fetch_offset >= st.log().log_start_offset()
-                                    && fp.fetch_offset <= end
-                                    && l.on_fetch(replica, fp.fetch_offset, counted, now)
-                                {
-                                    p.repl_changed.send_modify(|n| *n += 1);
-                                    b.appended.send_modify(|n| *n += 1);
-                                }
-                            }
-                        }
                     }
-                    l.hw()
-                };
-                let grant = budget.grant(fp.partition_max_bytes);
-                let plan = if replica < 0 && fp.fetch_offset >= hw && fp.fetch_offset <= end {
-                    // Nothing committed there yet.
-                    Ok(None)
-                } else {
-                    // Planned even when nothing may be returned: an offset out of range is
-                    // still reported.
-                    st.plan_fetch(fp.fetch_offset, grant)
-                };
-                (plan, grant, hw, st.log().log_start_offset())
+                    Ok(FetchAnswer::Diverging {
+                        epoch,
+                        end_offset,
+                        hw,
+                    }) => {
+                        pd.diverging_epoch.epoch = epoch;
+                        pd.diverging_epoch.end_offset = end_offset;
+                        pd.high_watermark = hw;
+                        pd.log_start_offset = start;
+                        tr.partitions.push(pd);
+                        // Answer at once: the follower must truncate first.
+                        diverged = true;
+                        continue;
+                    }
+                    Ok(FetchAnswer::Records {
+                        from,
+                        upto,
+                        hw,
+                        log_start,
+                    }) => {
+                        pd.high_watermark = hw;
+                        pd.last_stable_offset = hw;
+                        pd.log_start_offset = log_start;
+                        let grant = budget.grant(fp.partition_max_bytes);
+                        // Planned even when nothing may be returned: an offset out of range is
+                        // still reported.
+                        let plan = if from >= upto && replica < 0 {
+                            Ok(None)
+                        } else {
+                            st.plan_fetch(from, grant)
+                        };
+                        (plan, grant, upto)
+                    }
+                }
             };
-            pd.high_watermark = hw;
-            pd.last_stable_offset = hw;
-            pd.log_start_offset = start;
             match plan {
                 Err(_) => pd.error_code = E::OffsetOutOfRange.code(),
                 Ok(None) => {}
@@ -172,7 +184,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                         Ok(bytes) => {
                             // Counted as sent: a consumer's cut below the high watermark.
                             let bytes = if replica < 0 {
-                                crate::replica::cut_at_hw(bytes, hw)
+                                crate::replica::cut_at_hw(bytes, upto)
                             } else {
                                 bytes
                             };

@@ -38,12 +38,12 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
             // A new leader answers only once its high watermark has reached its first offset:
             // before that it could answer below what the previous leader exposed.
             let found = found.and_then(|(part, epoch)| {
-                let mut r = part.repl.lock().expect("repl lock");
-                match r.leading(epoch) {
+                let r = part.replica();
+                match r.leader().filter(|l| l.leader_epoch() == epoch) {
                     None => Err(E::NotLeaderOrFollower),
                     Some(l) if !l.hw_settled() => Err(E::OffsetNotAvailable),
-                    Some(l) => {
-                        let hw = l.hw();
+                    Some(_) => {
+                        let hw = r.hw();
                         drop(r);
                         Ok((part, hw))
                     }
@@ -97,7 +97,10 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
 }
 
 /// The first record with timestamp >= `ts`: (offset, its timestamp).
-fn offset_for_time(p: &crate::broker::Partition, ts: i64) -> std::io::Result<Option<(i64, i64)>> {
+fn offset_for_time(
+    p: &crate::partition::Partition,
+    ts: i64,
+) -> std::io::Result<Option<(i64, i64)>> {
     let (file, pos, seg_size) = {
         let st = p.store.lock().expect("partition lock");
         let log = st.log();

@@ -1,4 +1,5 @@
-//! Produce: validation, leader and epoch checks, the append and the acks gates.
+//! Produce: request validation, then each partition's batch to its core replica, which gates,
+//! appends and answers (acks=all once the high watermark covers the write).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,13 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as E;
 use tracing::{debug, warn};
 
-use crate::broker::{now_ms, Broker};
+use skein_core::replica::{FlushPolicy, Input, ReplicaError};
+use skein_proto::errors;
+use tokio::sync::oneshot;
+
+use crate::broker::Broker;
+use crate::limits::PRODUCE_TICK_SLACK;
+use crate::partition::{Data, Partition, ProduceAnswer};
 use skein_storage::partition::StorageError;
 
 use super::*;
@@ -62,75 +69,25 @@ pub async fn produce(
                     format!("unknown topic '{name}'"),
                 ))
             } else {
-                let found = b.leader_partition(&name, pd.index).and_then(|(p, epoch)| {
-                    // acks=all needs min.insync.replicas in the ISR before it appends.
-                    let mut r = p.repl.lock().expect("repl lock");
-                    match r.leading(epoch) {
-                        None => Err(E::NotLeaderOrFollower),
-                        Some(l) if acks == -1 && !l.enough_replicas() => Err(E::NotEnoughReplicas),
-                        Some(_) => Ok((p.clone(), epoch)),
+                match (b.leader_partition(&name, pd.index), pd.records) {
+                    (Err(e), _) => {
+                        Some((e, format!("topic '{name}' partition {}: {e:?}", pd.index)))
                     }
-                });
-                match found {
-                    Err(E::NotEnoughReplicas) => Some((
-                        E::NotEnoughReplicas,
-                        format!(
-                            "topic '{name}' partition {}: fewer in-sync replicas than min.insync.replicas",
-                            pd.index
-                        ),
-                    )),
-                    Err(e) => Some((e, format!("topic '{name}' partition {}: {e:?}", pd.index))),
-                    Ok((p, epoch)) => match pd.records {
-                        None => Some((E::InvalidRecord, "no records".to_string())),
-                        Some(records) => {
-                            match p.append_leading(epoch, now_ms(), &records) {
-                                None => Some((
-                                    E::NotLeaderOrFollower,
-                                    format!(
-                                        "topic '{name}' partition {}: leadership moved",
-                                        pd.index
-                                    ),
-                                )),
-                                Some((res, pending)) => match res {
-                                Ok(a) => {
-                                    pr.base_offset = a.base_offset;
-                                    pr.log_append_time_ms = a.log_append_time;
-                                    pr.log_start_offset = a.log_start_offset;
-                                    if a.write.is_some() {
-                                        b.appended.send_modify(|n| *n += 1);
-                                    }
-                                    if acks == -1 {
-                                        waits.push((
-                                            r.responses.len(),
-                                            tr.partition_responses.len(),
-                                            p.clone(),
-                                            a.last_offset + 1,
-                                            epoch,
-                                        ));
-                                    }
-                                    if let Some(n) = b.settings.flush_messages {
-                                        if pending >= n {
-                                            let (p2, end) = (p.clone(), a.last_offset + 1);
-                                            tokio::spawn(async move {
-                                                let _ = p2.wait_synced(end).await;
-                                            });
-                                        }
-                                    }
-                                    None
-                                }
-                                Err(e) => {
-                                    let code = storage_error(&e);
-                                    if matches!(e, StorageError::Io { .. }) {
-                                        warn!(topic = name, partition = pd.index, error = %e, "append failed");
-                                    } else {
-                                        debug!(topic = name, partition = pd.index, error = %e, "append refused");
-                                    }
-                                    Some((code, e.to_string()))
-                                }
-                            },
+                    (Ok(_), None) => Some((E::InvalidRecord, "no records".to_string())),
+                    (Ok((p, _)), Some(records)) => {
+                        let slot = (r.responses.len(), tr.partition_responses.len());
+                        match append(&b, &p, acks, req.timeout_ms, &records, &mut pr) {
+                            Ok(Some(wait)) => {
+                                waits.push((slot, p, wait));
+                                None
                             }
+                            Ok(None) => None,
+                            Err((code, msg)) => Some((
+                                code,
+                                format!("topic '{name}' partition {}: {msg}", pd.index),
+                            )),
                         }
-                    },
+                    }
                 }
             };
             if let Some((code, msg)) = err {
@@ -142,27 +99,16 @@ pub async fn produce(
         }
         r.responses.push(tr);
     }
-    // Durability gate: acks=all answers only after the fsync covering each batch (unless the
-    // interval flush policy is on) and once the high watermark covers it, i.e. every ISR
-    // member holds it. All the request's partitions wait at once, so their fsyncs overlap.
-    let interval = b.settings.interval_flush();
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
-    let wait_results =
-        futures::future::join_all(waits.into_iter().map(|(t, i, p, end, epoch)| async move {
-            if !interval {
-                if let Err(e) = p.wait_synced(end).await {
-                    warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
-                    return (t, i, Err((E::KafkaStorageError, e.to_string())));
-                }
-            }
-            let res = crate::replica::wait_replicated(&p, end, epoch, deadline)
-                .await
-                .map_err(|e| (e, crate::replica::wait_error_message(e).to_string()));
-            (t, i, res)
-        }))
-        .await;
-    for (t, i, res) in wait_results {
+    // acks=all: each partition's replica answers once the high watermark covers the write
+    // (under fsync-before-ack the leader's fsync counts towards it). All the request's
+    // partitions wait at once, so their fsyncs overlap.
+    let wait_results = futures::future::join_all(
+        waits
+            .into_iter()
+            .map(|(slot, p, wait)| async move { (slot, wait_acked(&p, wait).await) }),
+    )
+    .await;
+    for ((t, i), res) in wait_results {
         if let Err((code, msg)) = res {
             let tr = &mut r.responses[t];
             let pr = &mut tr.partition_responses[i];
@@ -180,4 +126,104 @@ pub async fn produce(
         };
     }
     Ok(Some(r))
+}
+
+/// An acks=all write waiting for its replica's answer.
+pub struct Wait {
+    token: u64,
+    end: i64,
+    answer: oneshot::Receiver<ProduceAnswer>,
+    deadline: tokio::time::Instant,
+}
+
+/// Hands one partition's batch to its replica, which gates and appends it: fills in where it
+/// landed; an acks=all write comes back to wait for.
+fn append(
+    b: &Broker,
+    p: &Arc<Partition>,
+    acks: i16,
+    timeout_ms: i32,
+    records: &[u8],
+    pr: &mut PartitionProduceResponse,
+) -> Result<Option<Wait>, (E, String)> {
+    let token = p.token();
+    let timeout_ms = timeout_ms.max(0) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    // Registered first: the answer may come before `drive` returns.
+    let answer = (acks == -1).then(|| p.wait_for(token));
+    let input = Input::Produce {
+        token,
+        acks: acks as i8,
+        timeout_ms,
+    };
+    let fx = p.drive(input, Data::Produced(records));
+    let refused = |e: ReplicaError| (errors::replica_error(e), e.to_string());
+    let a = match fx.appended {
+        None => {
+            // Refused by the gate before the append.
+            p.forget(token);
+            let e = fx.produced.into_iter().find(|(t, _)| *t == token);
+            return match e {
+                Some((_, Err(e))) => Err(refused(e)),
+                _ => Err((E::NotLeaderOrFollower, "not leading".to_string())),
+            };
+        }
+        Some(Err(e)) => {
+            p.forget(token);
+            let code = storage_error(&e);
+            if matches!(e, StorageError::Io { .. }) {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "append failed");
+            } else {
+                debug!(topic = %p.topic, partition = p.index, error = %e, "append refused");
+            }
+            return Err((code, e.to_string()));
+        }
+        Some(Ok(a)) => a,
+    };
+    pr.base_offset = a.base_offset;
+    pr.log_append_time_ms = a.log_append_time;
+    pr.log_start_offset = a.log_start_offset;
+    if a.write.is_some() {
+        b.appended.send_modify(|n| *n += 1);
+    }
+    if fx.fsync.is_some() {
+        p.flush_in_background();
+    }
+    if let Some(n) = b.settings.flush_messages {
+        if p.store.lock().expect("partition lock").unflushed_messages() >= n {
+            p.flush_in_background();
+        }
+    }
+    Ok(answer.map(|answer| Wait {
+        token,
+        end: a.last_offset + 1,
+        answer,
+        deadline,
+    }))
+}
+
+/// Waits for an acks=all write's answer from its replica. The fsync is awaited here too, so
+/// an I/O error reaches the client as KAFKA_STORAGE_ERROR; at the deadline the replica is
+/// ticked, which times the write out.
+async fn wait_acked(p: &Arc<Partition>, mut w: Wait) -> Result<(), (E, String)> {
+    if p.replica().flush_policy() == FlushPolicy::FsyncBeforeAck {
+        if let Err(e) = p.wait_synced(w.end).await {
+            warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
+            p.forget(w.token);
+            return Err((E::KafkaStorageError, e.to_string()));
+        }
+    }
+    loop {
+        tokio::select! {
+            answer = &mut w.answer => return match answer {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err((errors::replica_error(e), e.to_string())),
+                Err(_) => Err((E::NotLeaderOrFollower, "the partition was closed".to_string())),
+            },
+            _ = tokio::time::sleep_until(w.deadline) => {
+                p.drive(Input::Tick, Data::None);
+                w.deadline += PRODUCE_TICK_SLACK;
+            }
+        }
+    }
 }

@@ -8,17 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError as E;
 use skein_core::batch::build;
 use skein_core::coordinator::runtime::{Input, Output, WriteError};
 use skein_core::coordinator::Record;
 use skein_core::fetch::Grant;
 use skein_core::log::AppendError;
+use skein_core::replica::{Input as ReplicaInput, ReplicaError};
 use skein_storage::partition::StorageError;
 use tracing::warn;
 
 use super::{topic_counts, Work, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker};
+use crate::partition::Data;
 
 /// Starts the driver task (the runtime's work, in order) and the timer task.
 pub(super) fn spawn(b: &Arc<Broker>) {
@@ -141,7 +142,10 @@ async fn read(
     max_bytes: u64,
 ) -> Option<(Bytes, i64, i64)> {
     let p = b.partition(OFFSETS_TOPIC, index)?;
-    let hw = p.repl.lock().expect("repl lock").leading(epoch)?.hw();
+    let hw = {
+        let r = p.replica();
+        (r.leader_epoch() == Some(epoch)).then(|| r.hw())?
+    };
     let (plan, log_end) = {
         let st = p.store.lock().expect("partition lock");
         let from = from.max(st.log().log_start_offset());
@@ -187,17 +191,35 @@ fn append(
         })
         .collect();
     let buf = build::batch(&recs, None);
-    let Some((res, _)) = p.append_leading(epoch, now_ms(), &buf) else {
-        return Err(WriteError::NotLeader);
-    };
-    let a = res.map_err(|e| {
-        warn!(partition = index, error = %e, "appending coordinator records failed");
-        match e {
-            StorageError::Append(AppendError::TooLarge { .. })
-            | StorageError::Append(AppendError::LargerThanSegment { .. }) => WriteError::TooLarge,
-            _ => WriteError::Storage,
+    let fx = {
+        let mut st = p.store.lock().expect("partition lock");
+        // Checked under the log's lock: a write planned at an old epoch never lands.
+        if p.replica().leader_epoch() != Some(epoch) {
+            return Err(WriteError::NotLeader);
         }
-    })?;
+        let input = ReplicaInput::Produce {
+            token: p.token(),
+            acks: 1,
+            timeout_ms: 0,
+        };
+        p.drive_locked(&mut st, input, Data::Produced(&buf))
+    };
+    if fx.fsync.is_some() {
+        p.flush_in_background();
+    }
+    let a = match fx.appended {
+        None => return Err(WriteError::NotLeader),
+        Some(res) => res.map_err(|e| {
+            warn!(partition = index, error = %e, "appending coordinator records failed");
+            match e {
+                StorageError::Append(AppendError::TooLarge { .. })
+                | StorageError::Append(AppendError::LargerThanSegment { .. }) => {
+                    WriteError::TooLarge
+                }
+                _ => WriteError::Storage,
+            }
+        })?,
+    };
     b.appended.send_modify(|n| *n += 1);
     Ok((a.base_offset, a.last_offset + 1))
 }
@@ -215,11 +237,20 @@ async fn wait_committed(b: &Broker, index: i32, epoch: i32, offset: i64) -> Resu
             WriteError::Storage
         })?;
     }
-    crate::replica::wait_replicated(&p, offset, epoch, deadline)
-        .await
-        .map_err(|e| match e {
-            E::NotEnoughReplicasAfterAppend => WriteError::NotEnoughReplicas,
-            E::RequestTimedOut => WriteError::Timeout,
-            _ => WriteError::NotLeader,
-        })
+    let mut changed = p.repl_changed.subscribe();
+    loop {
+        changed.borrow_and_update();
+        match p.replica().commit_status(epoch, offset) {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(ReplicaError::NotEnoughReplicasAfterAppend)) => {
+                return Err(WriteError::NotEnoughReplicas)
+            }
+            Some(Err(_)) => return Err(WriteError::NotLeader),
+            None => {}
+        }
+        tokio::select! {
+            c = changed.changed() => if c.is_err() { return Err(WriteError::NotLeader) },
+            _ = tokio::time::sleep_until(deadline) => return Err(WriteError::Timeout),
+        }
+    }
 }

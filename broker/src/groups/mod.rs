@@ -46,7 +46,6 @@ pub use offsets::{offset_commit, offset_delete, offset_fetch};
 
 use crate::broker::{now_ms, Broker};
 use crate::config::Settings;
-use crate::replica::Role;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -329,10 +328,9 @@ pub fn spawn(b: &Arc<Broker>) {
 }
 
 /// Called from the broker's role changes for every partition.
-pub fn note_role(b: &Broker, topic: &str, index: i32, role: &Role, epoch: i32) {
+pub fn note_role(b: &Broker, topic: &str, index: i32, leading: Option<i32>) {
     if topic != OFFSETS_TOPIC {
         return;
     }
-    let leading = matches!(role, Role::Leader(_)).then_some(epoch);
     b.groups.role_changed(b, index, leading);
 }

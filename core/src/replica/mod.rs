@@ -40,7 +40,7 @@
 //! 5. Call [`Replica::check_invariants`] after every input in simulations and tests.
 //!
 //! A failed leader append ([`StorageOp::AppendProduced`]) is answered by the driver with the
-//! storage error; the replica keeps no state for it.
+//! storage error, and reported as [`Input::LeaderAppendFailed`] so the replica forgets it.
 //!
 //! Invariants (checked by [`Replica::check_invariants`]): within one leadership the exposed
 //! high watermark never falls; the ISR is a subset of the replicas; a high watermark this
@@ -163,6 +163,12 @@ pub enum Input {
         base_offset: i64,
         /// Last offset written.
         last_offset: i64,
+    },
+    /// The driver could not append a produced batch (refused or an I/O error); it answers the
+    /// request with that error itself.
+    LeaderAppendFailed {
+        /// The produce request.
+        token: u64,
     },
     /// The driver appended a fetch response's batches as asked (some, all or none).
     FetchedAppended,
@@ -406,6 +412,7 @@ impl Replica {
                 base_offset,
                 last_offset,
             } => self.on_leader_appended(token, base_offset, last_offset),
+            Input::LeaderAppendFailed { token } => self.appending.retain(|a| a.token != token),
             Input::FetchedAppended => self.on_fetched_appended(),
             Input::Synced { durable_end } => self.on_synced(durable_end),
             Input::FollowerFetch {
@@ -465,6 +472,31 @@ impl Replica {
             Role::Leader(l) => self.exposed(l),
             _ => self.follower_hw,
         }
+    }
+
+    /// Whether offsets below `end`, written while leading at `epoch`, are committed: `None`
+    /// while still waiting; an error once the leadership is gone or the high watermark passed
+    /// `end` with the ISR below min.insync.replicas (the acks=all rule, for writes that wait
+    /// without a produce request, such as a coordinator's).
+    pub fn commit_status(&self, epoch: i32, end: i64) -> Option<Result<(), ReplicaError>> {
+        let Role::Leader(l) = &self.role else {
+            return Some(Err(ReplicaError::NotLeaderOrFollower));
+        };
+        if l.leader_epoch() != epoch {
+            return Some(Err(ReplicaError::NotLeaderOrFollower));
+        }
+        if self.exposed(l) < end {
+            return None;
+        }
+        if l.isr().len() < l.config().min_insync_replicas {
+            return Some(Err(ReplicaError::NotEnoughReplicasAfterAppend));
+        }
+        Some(Ok(()))
+    }
+
+    /// The leader epoch, when this broker leads.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.leader().map(|l| l.leader_epoch())
     }
 
     /// The leader state, when this broker leads.

@@ -57,6 +57,10 @@ impl Replica {
                 leader: state.leader,
                 epoch: state.leader_epoch,
             };
+            if self.config.flush == FlushPolicy::FsyncBeforeAck && self.durable_end < self.log_end {
+                // It fetches (reports its end) only once that end is durable.
+                self.emit(Output::Storage(StorageOp::Fsync { upto: self.log_end }));
+            }
         }
     }
 
