@@ -1,7 +1,8 @@
 //! Canaries: planted bugs that prove the checkers bite. Never on unless `--canary NAME` asks.
 //!
-//! `ack-before-fsync` lives in this crate's node driver; the other three are hooks in skein-core
-//! (its `canary` feature) that the driver hands to the scan, log and producer state it builds.
+//! `ack-before-fsync` lives in this crate's node driver (its group commit); the others are hooks
+//! in skein-core (its `canary` feature), handed to the scan, log and producer state each
+//! `PartitionStore` builds through skein-storage's `canary` feature (`open_with_canary`).
 
 use skein_core::canary::Canary;
 

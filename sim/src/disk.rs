@@ -17,7 +17,7 @@
 //!
 //! Sector corruption and misdirected writes are injected by the node driver
 //! ([`SimDisk::flip_bit`], [`SimDisk::clobber`]), which knows which
-//! bytes a correct system may lose; see `node.rs`.
+//! bytes a correct system may lose; see `node/faults.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -56,6 +56,13 @@ pub struct SimFsFile {
     writable: bool,
 }
 
+impl SimFsFile {
+    /// The disk's name of this file (`dir/file`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// The disk's name for `path`.
 fn name_of(path: &Path) -> io::Result<String> {
     let s = path

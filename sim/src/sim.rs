@@ -26,7 +26,7 @@ use crate::canary::SimCanary;
 use crate::checker::{self, topics, History, Verdict, Violation};
 use crate::net::{Dir, Network};
 use crate::node::{
-    AdminOp, AdminResult, FetchResult, Node, NodeOut, PartKey, ProduceResult, TopicId,
+    AdminOp, AdminResult, FetchResult, Node, NodeOut, PartKey, ProduceResult, SyncFile, TopicId,
     STORAGE_ERROR, UNKNOWN_TOPIC,
 };
 use crate::records::{self, RecordId};
@@ -215,7 +215,7 @@ enum Event {
         key: PartKey,
         tid: TopicId,
         target: i64,
-        file: String,
+        file: SyncFile,
         ok: bool,
         inc: u32,
     },
@@ -636,7 +636,7 @@ impl Sim {
             } else {
                 self.handle(ev)?;
             }
-            if self.node.disk.is_dead() {
+            if self.node.disk().is_dead() {
                 self.crash_now();
             }
             self.node.check_invariants();
@@ -666,7 +666,7 @@ impl Sim {
     fn refresh_view(&mut self) {
         // A dead disk (a crash in the middle of this event) made nothing durable: no one will
         // ever see what the node applied in memory.
-        if self.node.is_up() && !self.paused && !self.node.disk.is_dead() {
+        if self.node.is_up() && !self.paused && !self.node.disk().is_dead() {
             self.view = self.node.topics();
         }
     }
@@ -853,8 +853,10 @@ impl Sim {
                     && self.decide("eio"));
                 let d = self.rng.faults.range(1, self.swarm.fsync_latency_max_ms);
                 self.log(format!(
-                    "fsync start {}-{} target={target} {file}",
-                    key.0, key.1
+                    "fsync start {}-{} target={target} {}",
+                    key.0,
+                    key.1,
+                    file.name()
                 ));
                 self.at(
                     d,
@@ -902,7 +904,7 @@ impl Sim {
                     self.clean_stop();
                 } else if self.rng.faults.chance(self.swarm.mid_op_crash_ppm) && !self.paused {
                     let n = self.rng.faults.range(0, 6) as u32;
-                    self.node.disk.die_after(n);
+                    self.node.disk_mut().die_after(n);
                     self.log(format!(
                         "crash armed: disk dies at the {n}th next storage op"
                     ));
@@ -971,7 +973,7 @@ impl Sim {
             }
             Event::DiskFull => {
                 if self.safety() && self.decide("enospc") {
-                    self.node.disk.set_full(true);
+                    self.node.disk_mut().set_full(true);
                     let d = self.rng.disk.range(1, self.swarm.enospc_max_ms);
                     self.log(format!("disk full for {d}ms"));
                     self.at(d, Event::DiskFree);
@@ -981,8 +983,8 @@ impl Sim {
                 Ok(())
             }
             Event::DiskFree => {
-                if self.node.disk.is_full() {
-                    self.node.disk.set_full(false);
+                if self.node.disk().is_full() {
+                    self.node.disk_mut().set_full(false);
                     self.log("disk has room again".into());
                 }
                 self.schedule_disk_full();
@@ -991,8 +993,8 @@ impl Sim {
             Event::Liveness => {
                 self.phase = Phase::Liveness;
                 self.liveness_at = self.now;
-                self.node.disk.disarm();
-                self.node.disk.set_full(false);
+                self.node.disk_mut().disarm();
+                self.node.disk_mut().set_full(false);
                 self.net.heal_all();
                 self.resume()?;
                 self.log("liveness: faults off".into());
@@ -1019,7 +1021,7 @@ impl Sim {
         self.paused = false;
         self.log(format!("resume ({} held)", self.held.len()));
         for ev in std::mem::take(&mut self.held) {
-            if self.node.disk.is_dead() {
+            if self.node.disk().is_dead() {
                 break;
             }
             self.handle(ev)?;

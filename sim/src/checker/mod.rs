@@ -20,7 +20,7 @@
 //!   moved shows up as a consistency or durability violation. Records at or above `D` (acks=0,
 //!   acks=1, unacknowledged, or read before an fsync) may legitimately vanish in a crash: the
 //!   checker forgets them at each crash. Injected sector corruption only hits bytes at or above `D`
-//!   at the moment of the crash (see `node.rs`), so it never excuses a loss below `D`.
+//!   at the moment of the crash (see `node/faults.rs`), so it never excuses a loss below `D`.
 //! - `duplicates.rs`: a record of an idempotent producer appears at no more than one offset
 //!   among standing observations (non-idempotent producers that retry may legitimately duplicate).
 //! - `order.rs`: an idempotent producer's records sit at increasing offsets in the order it

@@ -10,6 +10,9 @@
 //!
 //! The store is generic over the file system ([`Fs`]): [`OsFs`] in the broker, the
 //! simulator's crash-losing disk in skein-sim.
+//!
+//! With the `canary` feature (skein-sim only, never the broker), `open_with_canary` hands a
+//! planted skein-core bug to the recovery and the log it builds; nothing else differs.
 
 mod cache;
 mod fetch;
@@ -65,6 +68,13 @@ struct Run {
     messages: u64,
 }
 
+/// The planted bug a store hands to its recovery and log (empty without the `canary` feature).
+#[derive(Debug, Clone, Copy, Default)]
+struct CanaryHook {
+    #[cfg(feature = "canary")]
+    canary: Option<skein_core::canary::Canary>,
+}
+
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
     move |source| StorageError::Io {
         path: path.to_path_buf(),
@@ -83,6 +93,8 @@ pub struct PartitionStore<F: Fs = OsFs> {
     saved_epochs: Vec<(i32, i64)>,
     /// Page-cache write-behind of the active segment (see [`PartitionStore::set_cache_window`]).
     cache: CacheWindow,
+    /// The planted bug handed to every recovery of this store (see `open_with_canary`).
+    canary: CanaryHook,
 }
 
 impl PartitionStore<OsFs> {
@@ -111,6 +123,31 @@ impl<F: Fs> PartitionStore<F> {
         clean: bool,
         now_ms: u64,
     ) -> Result<Self, StorageError> {
+        Self::open_hooked(fs, dir, config, clean, now_ms, CanaryHook::default())
+    }
+
+    /// [`PartitionStore::open_on`] with a planted skein-core bug handed to the recovery and to
+    /// the log it builds (and to every later recovery of this store); skein-sim only.
+    #[cfg(feature = "canary")]
+    pub fn open_with_canary(
+        fs: F,
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+        now_ms: u64,
+        canary: Option<skein_core::canary::Canary>,
+    ) -> Result<Self, StorageError> {
+        Self::open_hooked(fs, dir, config, clean, now_ms, CanaryHook { canary })
+    }
+
+    fn open_hooked(
+        fs: F,
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+        now_ms: u64,
+        canary: CanaryHook,
+    ) -> Result<Self, StorageError> {
         fs.create_dir_all(dir).map_err(io_err(dir))?;
         let mut bases = list_bases(&fs, dir, "log").map_err(io_err(dir))?;
         if bases.is_empty() {
@@ -137,6 +174,8 @@ impl<F: Fs> PartitionStore<F> {
         let snapshots = list_bases(&fs, dir, "snapshot").map_err(io_err(dir))?;
         let mut rec =
             PartitionRecovery::new(files, snapshots, clean, indexes_trusted, &config, now_ms);
+        #[cfg(feature = "canary")]
+        rec.set_canary(canary.canary);
         loop {
             match rec.poll() {
                 Step::Done => break,
@@ -144,7 +183,10 @@ impl<F: Fs> PartitionStore<F> {
             }
         }
         let saved = read_epochs(&fs, dir);
-        let log = rec.finish(config, &saved);
+        #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+        let mut log = rec.finish(config, &saved);
+        #[cfg(feature = "canary")]
+        log.set_canary(canary.canary);
         let mut files = BTreeMap::new();
         for seg in log.segments() {
             let path = dir.join(file_name(seg.base_offset, "log"));
@@ -162,6 +204,7 @@ impl<F: Fs> PartitionStore<F> {
             unflushed_messages: 0,
             saved_epochs: saved,
             cache: CacheWindow::default(),
+            canary,
         })
     }
 
@@ -412,7 +455,8 @@ impl<F: Fs> PartitionStore<F> {
         let config = self.log.config().clone();
         let keep = self.cache.keep;
         self.files.clear();
-        *self = PartitionStore::open_on(self.fs.clone(), &self.dir.clone(), config, false, now_ms)?;
+        let (fs, dir) = (self.fs.clone(), self.dir.clone());
+        *self = PartitionStore::open_hooked(fs, &dir, config, false, now_ms, self.canary)?;
         self.set_cache_window(keep);
         Ok(())
     }
