@@ -462,3 +462,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_failed_leader_append_is_forgotten() {
+    let mut n = Node::new(1, FlushPolicy::FsyncBeforeAck);
+    n.meta(state(&[1, 2], &[1, 2], 1, 0, 0), 1);
+    // The driver's append fails: nothing is left waiting, so losing the leadership later
+    // answers nothing for it.
+    n.r.handle(
+        n.now,
+        &n.log,
+        Input::Produce {
+            token: 5,
+            acks: -1,
+            timeout_ms: 1_000,
+        },
+    );
+    assert!(matches!(
+        n.r.poll_output(),
+        Some(Output::Storage(StorageOp::AppendProduced { token: 5, .. }))
+    ));
+    let out = n.feed(Input::LeaderAppendFailed { token: 5 });
+    assert!(out.is_empty());
+    let out = n.meta(state(&[1, 2], &[2], 2, 1, 1), 1);
+    assert_eq!(done(&out, 5), None, "no answer for a forgotten write");
+}
+
+#[test]
+fn commit_status_follows_the_acks_all_rule() {
+    let mut n = Node::new(1, FlushPolicy::FsyncBeforeAck);
+    assert_eq!(
+        n.r.commit_status(0, 2),
+        Some(Err(ReplicaError::NotLeaderOrFollower))
+    );
+    n.meta(state(&[1], &[1], 1, 0, 0), 1);
+    n.produce(1, 1);
+    assert_eq!(n.r.commit_status(0, 2), None, "not fsynced yet");
+    n.sync_all();
+    assert_eq!(n.r.commit_status(0, 2), Some(Ok(())));
+    assert_eq!(
+        n.r.commit_status(1, 2),
+        Some(Err(ReplicaError::NotLeaderOrFollower)),
+        "another epoch"
+    );
+    n.meta(state(&[1], &[1], 1, 0, 0), 2);
+    assert_eq!(
+        n.r.commit_status(0, 2),
+        Some(Err(ReplicaError::NotEnoughReplicasAfterAppend))
+    );
+}
+
+#[test]
+fn a_leader_turned_follower_fsyncs_its_tail_before_it_fetches() {
+    let mut n = Node::new(1, FlushPolicy::FsyncBeforeAck);
+    n.meta(state(&[1, 2], &[1, 2], 1, 0, 0), 1);
+    n.produce(1, 1);
+    n.fsyncs.clear();
+    n.meta(state(&[1, 2], &[2], 2, 1, 1), 1);
+    assert_eq!(n.fsyncs, vec![2], "the unsynced tail is fsynced");
+    assert!(n.r.fetch_position(&n.log).is_none(), "not before the fsync");
+    n.sync_all();
+    let pos = n.r.fetch_position(&n.log).expect("fetches once synced");
+    assert_eq!((pos.leader, pos.fetch_offset), (2, 2));
+}
