@@ -828,17 +828,16 @@ impl Broker {
 
     /// A heartbeat reached this node's controller.
     fn heard(&self, broker: i32, incarnation: &str) {
-        let now = self.mono_ms();
-        self.controller
-            .lock()
-            .expect("controller lock")
-            .heartbeat(now, broker, incarnation);
+        let mut ctl = self.controller.lock().expect("controller lock");
+        // Read under the lock, so the controller's inputs come in time order.
+        ctl.heartbeat(self.mono_ms(), broker, incarnation);
+        #[cfg(debug_assertions)]
+        ctl.check_invariants();
     }
 
     /// One round of the controller: while this node leads the quorum, commit the cluster id if
     /// none is yet, and fence or unfence brokers by their heartbeats.
     async fn control(&self) {
-        let now = self.mono_ms();
         let input = RoundInput {
             me: self.settings.node_id,
             incarnation: &self.incarnation,
@@ -848,7 +847,11 @@ impl Broker {
         };
         let round = {
             let mut ctl = self.controller.lock().expect("controller lock");
-            self.with_catalog(|c| ctl.round(now, c, input))
+            let now = self.mono_ms();
+            let round = self.with_catalog(|c| ctl.round(now, c, input));
+            #[cfg(debug_assertions)]
+            ctl.check_invariants();
+            round
         };
         if round.register_again {
             warn!("the metadata names an earlier incarnation of this broker; registering again");

@@ -473,6 +473,8 @@ impl<S: StateMachine> Driver<S> {
         while let Some(out) = self.raft.poll_output() {
             self.carry_out(out);
         }
+        #[cfg(debug_assertions)]
+        self.raft.check_invariants();
         self.publish_status();
     }
 

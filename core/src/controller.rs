@@ -173,6 +173,25 @@ impl Controller {
         }
     }
 
+    /// Asserts the controller's invariants: it remembers heartbeats and fences only while it
+    /// leads, and only from its own leadership.
+    pub fn check_invariants(&self) {
+        match self.leader_since {
+            None => assert!(
+                self.heard.is_empty() && self.fenced_seen.is_empty(),
+                "controller: a follower remembers heartbeats or fences"
+            ),
+            Some(since) => {
+                for (id, (_, at)) in self.heard.iter().chain(&self.fenced_seen) {
+                    assert!(
+                        *at >= since,
+                        "controller: broker {id} noted at {at}, before this leadership ({since})"
+                    );
+                }
+            }
+        }
+    }
+
     /// Whether this controller is active.
     pub fn is_leader(&self) -> bool {
         self.leader_since.is_some()
