@@ -1,14 +1,12 @@
 //! The broker's shared state: the metadata catalog (applied from the metadata quorum), the
-//! partitions this broker holds replicas of, group-commit flushing, retention, the controller's
+//! partitions this broker holds replicas of (`crate::partition`), retention, the controller's
 //! broker-liveness loop, and clean shutdown.
 //!
 //! Invariants: the catalog changes only by applying records the quorum committed, in commit
 //! order, so every broker sees the same metadata history; a partition is open here exactly while
 //! its topic exists and this broker is one of its replicas; requests that need the partition
 //! leader are served only while the catalog names this broker leader; each partition's
-//! replication role (`crate::replica`) follows the catalog; an acks=all produce is answered only
-//! when `synced` covers its last offset (unless the interval flush policy is on) and the high
-//! watermark does too.
+//! replica (`crate::partition`) takes its role from the catalog, in commit order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -845,14 +843,15 @@ impl Broker {
             stopping: self.stopping.load(Ordering::Acquire),
             local_cluster_id: &self.local_cluster_id,
         };
-        let round = {
+        // Catalog before controller (the lock hierarchy in ARCHITECTURE.md).
+        let round = self.with_catalog(|c| {
             let mut ctl = self.controller.lock().expect("controller lock");
             let now = self.mono_ms();
-            let round = self.with_catalog(|c| ctl.round(now, c, input));
+            let round = ctl.round(now, c, input);
             #[cfg(debug_assertions)]
             ctl.check_invariants();
             round
-        };
+        });
         if round.register_again {
             warn!("the metadata names an earlier incarnation of this broker; registering again");
             self.register_once().await;
