@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use kafka_protocol::ResponseError as E;
@@ -41,14 +41,6 @@ const METADATA_LOG: &str = "__metadata.log";
 const RAFT_DIR: &str = "__raft";
 const CLEAN_MARKER: &str = ".clean-shutdown";
 const META_PROPERTIES: &str = "meta.properties";
-
-/// Wall-clock milliseconds since the Unix epoch: the time the shell hands the core.
-pub fn now_ms() -> u64 {
-    sys::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Why a metadata change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +239,7 @@ impl Broker {
         }
         broker.reconciler.settled(None).await;
         broker.register().await?;
-        remove_orphans(&dir, &broker.partitions.read().expect("partitions lock"));
+        crate::dirs::remove_orphans(&dir, &broker.partitions.read().expect("partitions lock"));
         // Only now is every partition recovered: from here on a crash is unclean again.
         let _ = fs::remove_file(dir.join(CLEAN_MARKER));
         sync_dir(&dir);
@@ -490,33 +482,6 @@ impl Broker {
         }
     }
 
-    /// Serves a partition the reconciler opened, with the role the catalog gives it now; or
-    /// drops it if the catalog no longer gives it to this broker under that topic id, or a
-    /// later plan cancelled the opening.
-    pub(crate) fn install_opened(
-        &self,
-        key: &PartitionKey,
-        topic_id: [u8; 16],
-        store: PartitionStore,
-    ) {
-        let catalog = self.catalog.lock().expect("catalog lock");
-        let standing = self.reconciler.still_opening(key, topic_id);
-        self.reconciler.finish_opening(key, topic_id);
-        let me = self.settings.node_id;
-        match reconcile::wanted(&catalog, me, key).filter(|w| w.topic_id == topic_id) {
-            Some(w) if standing => {
-                let p = new_partition(&key.0, key.1, topic_id, store, self.partition_env());
-                self.partitions
-                    .write()
-                    .expect("partitions lock")
-                    .insert(key.clone(), p.clone());
-                self.set_role(&p, &w.state, w.min_insync);
-            }
-            _ => warn!(topic = %key.0, partition = key.1,
-                "partition opened after the catalog stopped giving it to this broker; not serving it"),
-        }
-    }
-
     /// What every partition of this broker shares: the replica settings, the signal to wake
     /// readers with, the clock.
     fn partition_env(&self) -> PartitionEnv {
@@ -528,7 +493,7 @@ impl Broker {
         PartitionEnv {
             replica: ReplicaConfig {
                 me: self.settings.node_id,
-                replication: replication_config(self, 1),
+                replication: replication_config(self.settings.replica_lag_time_max_ms, 1),
                 flush,
             },
             wake: self.appended.clone(),
@@ -539,16 +504,6 @@ impl Broker {
     /// Whether partitions this broker holds are still being opened (recovered after a crash).
     pub fn recovering(&self) -> bool {
         !self.reconciler.idle()
-    }
-
-    /// The queue of partition openings and removals.
-    pub(crate) fn reconciler(&self) -> &Reconciler {
-        &self.reconciler
-    }
-
-    /// Whether this process started after a clean shutdown (indexes can be trusted).
-    pub(crate) fn clean_start(&self) -> bool {
-        self.clean_start
     }
 
     /// Moves a partition to the role `state` gives this broker: leader (a new leadership at a
@@ -580,18 +535,6 @@ impl Broker {
     fn ensure_fetcher(&self, leader: i32) {
         if self.fetchers.lock().expect("fetchers lock").insert(leader) {
             let _ = self.fetcher_tx.send(leader);
-        }
-    }
-
-    /// A fetcher for `leader` found nothing to follow: it stops (returns true) unless
-    /// `still_empty` says otherwise under the lock that [`Broker::ensure_fetcher`] takes.
-    pub fn release_fetcher(&self, leader: i32, still_empty: impl FnOnce() -> bool) -> bool {
-        let mut f = self.fetchers.lock().expect("fetchers lock");
-        if still_empty() {
-            f.remove(&leader);
-            true
-        } else {
-            false
         }
     }
 
@@ -764,7 +707,7 @@ impl Broker {
 
     /// Runs retention and producer expiry on every partition.
     pub fn run_retention(&self) {
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         for p in self.all_partitions() {
             let mut st = p.store.lock().expect("partition lock");
             if let Err(e) = st.retention(now) {
@@ -997,6 +940,82 @@ impl Broker {
     }
 }
 
+impl crate::reconciler::ReconcileHost for Broker {
+    fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.settings.data_dir
+    }
+
+    fn clean_start(&self) -> bool {
+        self.clean_start
+    }
+
+    fn page_cache_window(&self) -> u64 {
+        self.settings.page_cache_window_bytes
+    }
+
+    /// Serves a partition the reconciler opened, with the role the catalog gives it now; or
+    /// drops it if the catalog no longer gives it to this broker under that topic id, or a
+    /// later plan cancelled the opening.
+    fn install_opened(&self, key: &PartitionKey, topic_id: [u8; 16], store: PartitionStore) {
+        let catalog = self.catalog.lock().expect("catalog lock");
+        let standing = self.reconciler.still_opening(key, topic_id);
+        self.reconciler.finish_opening(key, topic_id);
+        let me = self.settings.node_id;
+        match reconcile::wanted(&catalog, me, key).filter(|w| w.topic_id == topic_id) {
+            Some(w) if standing => {
+                let p = new_partition(&key.0, key.1, topic_id, store, self.partition_env());
+                self.partitions
+                    .write()
+                    .expect("partitions lock")
+                    .insert(key.clone(), p.clone());
+                self.set_role(&p, &w.state, w.min_insync);
+            }
+            _ => warn!(topic = %key.0, partition = key.1,
+                "partition opened after the catalog stopped giving it to this broker; not serving it"),
+        }
+    }
+}
+
+impl crate::replica::ReplicaHost for Broker {
+    fn node_id(&self) -> i32 {
+        self.settings.node_id
+    }
+
+    fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.all_partitions()
+    }
+
+    fn broker_address(&self, id: i32) -> Option<String> {
+        self.with_catalog(|c| {
+            c.broker(id)
+                .filter(|x| !x.fenced)
+                .map(|x| format!("{}:{}", x.host, x.port))
+        })
+    }
+
+    fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutting_down.subscribe()
+    }
+
+    fn release_fetcher(&self, leader: i32, still_empty: impl FnOnce() -> bool) -> bool {
+        let mut f = self.fetchers.lock().expect("fetchers lock");
+        if still_empty() {
+            f.remove(&leader);
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn propose_record(&self, rec: MetadataRecord) -> Result<(), String> {
+        self.propose(&rec).await.map_err(|e| e.to_string())
+    }
+}
+
 /// Hands heartbeats to the controller and everything else to the quorum driver.
 async fn route_peer_messages(
     b: Arc<Broker>,
@@ -1025,46 +1044,6 @@ fn cluster_tag(voters: &BTreeMap<u64, String>) -> String {
         .map(|(id, a)| format!("{id}@{a}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Which topic a partition directory belongs to (Kafka's `partition.metadata`).
-const PARTITION_METADATA: &str = "partition.metadata";
-
-/// The topic id a partition directory was created for, if it says.
-pub(crate) fn stored_topic_id(pdir: &Path) -> Option<String> {
-    let text = fs::read_to_string(pdir.join(PARTITION_METADATA)).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("topic_id: "))
-        .map(|s| s.trim().to_string())
-}
-
-/// Records the topic id in a partition directory (once; atomically and durably).
-pub(crate) fn write_topic_id(pdir: &Path, topic_id: &str) -> std::io::Result<()> {
-    if stored_topic_id(pdir).as_deref() == Some(topic_id) {
-        return Ok(());
-    }
-    let tmp = pdir.join(format!("{PARTITION_METADATA}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, pdir.join(PARTITION_METADATA))?;
-    sync_dir(pdir);
-    Ok(())
-}
-
-/// Moves a partition directory out of the way at once and deletes it in the background.
-pub(crate) fn trash_partition_dir(dir: &Path, topic: &str, index: i32) {
-    let pdir = partition_dir(dir, topic, index);
-    let trash = dir.join(format!("{topic}-{index}.{}-delete", sys::uuid().simple()));
-    if fs::rename(&pdir, &trash).is_ok() {
-        if sys::simulated() {
-            let _ = fs::remove_dir_all(trash);
-        } else {
-            std::thread::spawn(move || {
-                let _ = fs::remove_dir_all(trash);
-            });
-        }
-    }
 }
 
 /// The records a single-node `__metadata.log` (from before the quorum) becomes: the first entries
@@ -1122,54 +1101,6 @@ fn legacy_bootstrap(settings: &Settings, cluster_id: &str) -> anyhow::Result<Vec
         .iter()
         .map(|r| serde_json::to_vec(r).expect("records serialize"))
         .collect())
-}
-
-/// Directory of a partition.
-pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
-}
-
-/// Removes partition directories of deleted topics left by a crash mid-delete.
-///
-/// Only directories that look like skein's own (named `<topic>-<n>` or `...-delete`, holding
-/// nothing but segment, index and snapshot files) are touched, so a data dir pointed at a
-/// directory with other content never loses it.
-fn remove_orphans(dir: &Path, parts: &BTreeMap<(String, i32), Arc<Partition>>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries {
-        let name = e.name.to_string_lossy().to_string();
-        let path = e.path;
-        if e.is_file || !only_segment_files(&path) {
-            continue;
-        }
-        let key = name
-            .rsplit_once('-')
-            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)));
-        let orphan = match key {
-            Some(k) => !parts.contains_key(&k),
-            None => name.ends_with("-delete"),
-        };
-        if orphan {
-            warn!(path = %path.display(), "removing directory of a deleted topic");
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
-}
-
-fn only_segment_files(dir: &Path) -> bool {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return false;
-    };
-    entries.iter().all(|e| {
-        let n = e.name.to_string_lossy().to_string();
-        e.is_file
-            && (n == PARTITION_METADATA
-                || ["log", "index", "timeindex", "snapshot", "tmp"]
-                    .iter()
-                    .any(|ext| n.ends_with(&format!(".{ext}"))))
-    })
 }
 
 fn load_or_create_properties(dir: &Path, node_id: i32) -> anyhow::Result<String> {
@@ -1246,6 +1177,7 @@ fn read_metadata_log(path: &Path) -> anyhow::Result<Vec<MetadataRecord>> {
 mod tests {
     use super::*;
     use crate::config::BrokerArgs;
+    use crate::dirs::{stored_topic_id, PARTITION_METADATA};
 
     fn frame(rec: &MetadataRecord) -> Vec<u8> {
         let payload = serde_json::to_vec(rec).unwrap();

@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod config;
+pub mod dirs;
 pub mod groups;
 pub mod limits;
 pub mod observer;

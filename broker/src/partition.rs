@@ -30,7 +30,7 @@ use skein_sys as sys;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 
 /// The answer an acks=all produce waits for: its base offset, or why not.
 pub type ProduceAnswer = Result<i64, ReplicaError>;

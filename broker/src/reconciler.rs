@@ -24,9 +24,22 @@ use tracing::{error, info, warn};
 use skein_core::catalog::id_to_hex;
 use skein_storage::partition::StorageError;
 
-use crate::broker::{
-    now_ms, partition_dir, stored_topic_id, trash_partition_dir, write_topic_id, Broker,
-};
+use crate::clock::now_ms;
+use crate::dirs::{partition_dir, stored_topic_id, trash_partition_dir, write_topic_id};
+
+/// What the reconciler task needs of the broker that owns it.
+pub trait ReconcileHost: Send + Sync + 'static {
+    /// The queue it works through.
+    fn reconciler(&self) -> &Reconciler;
+    /// Where partition folders live.
+    fn data_dir(&self) -> &Path;
+    /// Whether this process started after a clean shutdown (indexes can be trusted).
+    fn clean_start(&self) -> bool;
+    /// The page-cache window of an opened partition.
+    fn page_cache_window(&self) -> u64;
+    /// Serves an opened partition with the role the catalog gives it now (or drops it).
+    fn install_opened(&self, key: &PartitionKey, topic_id: [u8; 16], store: PartitionStore);
+}
 
 /// A queued piece of partition work.
 #[derive(Debug)]
@@ -153,7 +166,7 @@ impl Reconciler {
 }
 
 /// The reconciler task: runs queued jobs until the broker shuts down.
-pub async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub async fn run<H: ReconcileHost>(b: Arc<H>, mut stop: watch::Receiver<bool>) {
     loop {
         while let Some(job) = b.reconciler().next() {
             match job {
@@ -163,7 +176,7 @@ pub async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                     config,
                 } => open(&b, key, topic_id, config).await,
                 Job::Remove { key } => {
-                    let dir = b.settings.data_dir.clone();
+                    let dir = b.data_dir().to_path_buf();
                     let _ = sys::blocking(move || {
                         trash_partition_dir(&dir, &key.0, key.1);
                         sync_dir(&dir);
@@ -182,13 +195,18 @@ pub async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 
 /// Opens one partition off the quorum's task, then, under the catalog lock, serves it with
 /// the role the catalog gives it now, or drops it if the catalog no longer wants it here.
-async fn open(b: &Arc<Broker>, key: PartitionKey, topic_id: [u8; 16], config: LogConfig) {
+async fn open<H: ReconcileHost>(
+    b: &Arc<H>,
+    key: PartitionKey,
+    topic_id: [u8; 16],
+    config: LogConfig,
+) {
     if !b.reconciler().still_opening(&key, topic_id) {
         return;
     }
-    let dir = b.settings.data_dir.clone();
+    let dir = b.data_dir().to_path_buf();
     let clean_start = b.clean_start();
-    let window = b.settings.page_cache_window_bytes;
+    let window = b.page_cache_window();
     let (name, index) = key.clone();
     let started = now_ms();
     let opened = sys::blocking(move || {
@@ -197,8 +215,8 @@ async fn open(b: &Arc<Broker>, key: PartitionKey, topic_id: [u8; 16], config: Lo
     .await;
     let store = match opened {
         Ok(Ok(store)) => store,
-        Ok(Err(e)) => return failed(b, &key, topic_id, &e),
-        Err(e) => return failed(b, &key, topic_id, &e),
+        Ok(Err(e)) => return failed(b.as_ref(), &key, topic_id, &e),
+        Err(e) => return failed(b.as_ref(), &key, topic_id, &e),
     };
     let took_ms = now_ms().saturating_sub(started);
     if took_ms >= 1000 {
@@ -210,7 +228,12 @@ async fn open(b: &Arc<Broker>, key: PartitionKey, topic_id: [u8; 16], config: Lo
 
 /// An opening that failed: logged, and no longer pending (the next plan that wants the
 /// partition queues it again).
-fn failed(b: &Broker, key: &PartitionKey, topic_id: [u8; 16], e: &dyn std::fmt::Display) {
+fn failed<H: ReconcileHost>(
+    b: &H,
+    key: &PartitionKey,
+    topic_id: [u8; 16],
+    e: &dyn std::fmt::Display,
+) {
     error!(topic = %key.0, partition = key.1, error = %e, "opening partition failed");
     b.reconciler().finish_opening(key, topic_id);
 }

@@ -23,9 +23,11 @@ use skein_core::replica::{FetchPosition, FetchReply, Input};
 use skein_core::replication::ReplicationConfig;
 use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
+use std::future::Future;
+
 use crate::partition::{Data, Partition};
 use skein_client::Client;
+use tokio::sync::watch;
 
 use crate::limits::{
     REPLICA_CONNECT_BACKOFF, REPLICA_CONNECT_TIMEOUT, REPLICA_FETCH_PARTITION_BYTES,
@@ -33,12 +35,33 @@ use crate::limits::{
     REPLICA_IDLE_BACKOFF, REPLICA_REQUEST_SLACK_MS, REPLICA_RETRY_BACKOFF,
 };
 
-/// Replication settings for a partition of a topic with `min_insync` min.insync.replicas.
-pub fn replication_config(b: &Broker, min_insync: u32) -> ReplicationConfig {
+/// What the replica fetchers and the ISR ticker need of the broker that runs them.
+pub trait ReplicaHost: Send + Sync + 'static {
+    /// This broker's id.
+    fn node_id(&self) -> i32;
+    /// Every open partition.
+    fn partitions(&self) -> Vec<Arc<Partition>>;
+    /// `host:port` of a broker that is registered and not fenced.
+    fn broker_address(&self, id: i32) -> Option<String>;
+    /// Turns true when the broker shuts down.
+    fn stopping(&self) -> watch::Receiver<bool>;
+    /// A fetcher for `leader` found nothing to follow: it stops (true) unless `still_empty`
+    /// says otherwise under the lock that starting a fetcher takes.
+    fn release_fetcher(&self, leader: i32, still_empty: impl FnOnce() -> bool) -> bool;
+    /// Proposes a metadata record to the quorum: whether it committed.
+    fn propose_record(
+        &self,
+        rec: MetadataRecord,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Replication settings for a partition of a topic with `min_insync` min.insync.replicas,
+/// on a broker whose replica.lag.time.max.ms is `lag_ms`.
+pub fn replication_config(lag_ms: u64, min_insync: u32) -> ReplicationConfig {
     ReplicationConfig {
-        lag_time_max_ms: b.settings.replica_lag_time_max_ms,
+        lag_time_max_ms: lag_ms,
         min_insync_replicas: min_insync as usize,
-        isr_retry_ms: b.settings.replica_lag_time_max_ms.clamp(1000, 5000),
+        isr_retry_ms: lag_ms.clamp(1000, 5000),
     }
 }
 
@@ -51,9 +74,9 @@ pub fn cut_at_hw(bytes: Bytes, hw: i64) -> Bytes {
 
 /// Ticks every partition's replica (ISR changes, acks=all timeouts) and proposes the ISR
 /// changes leaders want now.
-pub async fn tick_isr(b: &Arc<Broker>) {
+pub async fn tick_isr<H: ReplicaHost>(b: &Arc<H>) {
     let mut proposals = Vec::new();
-    for p in b.all_partitions() {
+    for p in b.partitions() {
         let fx = p.drive(Input::Tick, Data::None);
         for prop in fx.proposals {
             info!(topic = %p.topic, partition = p.index, to = ?prop.isr, "proposing an ISR change");
@@ -69,7 +92,7 @@ pub async fn tick_isr(b: &Arc<Broker>) {
     for rec in proposals {
         let b = b.clone();
         tokio::spawn(async move {
-            if let Err(e) = b.propose(&rec).await {
+            if let Err(e) = b.propose_record(rec).await {
                 debug!(error = %e, "ISR change not committed; the leader proposes it again");
             }
         });
@@ -78,8 +101,8 @@ pub async fn tick_isr(b: &Arc<Broker>) {
 
 /// Partitions following `leader` now that may fetch (their reported end is as durable as the
 /// flush policy promises), with where they fetch from.
-fn following(b: &Broker, leader: i32) -> Vec<(Arc<Partition>, FetchPosition)> {
-    b.all_partitions()
+fn following(b: &impl ReplicaHost, leader: i32) -> Vec<(Arc<Partition>, FetchPosition)> {
+    b.partitions()
         .into_iter()
         .filter_map(|p| {
             let st = p.store.lock().expect("partition lock");
@@ -91,27 +114,27 @@ fn following(b: &Broker, leader: i32) -> Vec<(Arc<Partition>, FetchPosition)> {
 }
 
 /// Whether any partition still follows `leader` (fetching now or once synced).
-fn follows(b: &Broker, leader: i32) -> bool {
-    b.all_partitions()
+fn follows(b: &impl ReplicaHost, leader: i32) -> bool {
+    b.partitions()
         .iter()
         .any(|p| p.replica().following().is_some_and(|(l, _)| l == leader))
 }
 
 /// Copies every partition this broker follows on `leader`, until none is left or the broker
 /// shuts down.
-pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
-    let me = b.settings.node_id;
+pub async fn run_fetcher<H: ReplicaHost>(b: Arc<H>, leader: i32) {
+    let me = b.node_id();
     let mut client: Option<Client> = None;
-    let stop = b.shutting_down.subscribe();
+    let stop = b.stopping();
     info!(leader, "replica fetcher started");
     let mut round = 0usize;
     loop {
         if *stop.borrow() {
             return;
         }
-        let mut parts = following(&b, leader);
+        let mut parts = following(b.as_ref(), leader);
         if parts.is_empty() {
-            if b.release_fetcher(leader, || !follows(&b, leader)) {
+            if b.release_fetcher(leader, || !follows(b.as_ref(), leader)) {
                 info!(leader, "replica fetcher stopped: nothing left to follow");
                 return;
             }
@@ -125,11 +148,7 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
         let n = parts.len();
         parts.rotate_left(round % n);
         round = round.wrapping_add(1);
-        let addr = b.with_catalog(|c| {
-            c.broker(leader)
-                .filter(|x| !x.fenced)
-                .map(|x| format!("{}:{}", x.host, x.port))
-        });
+        let addr = b.broker_address(leader);
         let Some(addr) = addr else {
             tokio::time::sleep(REPLICA_RETRY_BACKOFF).await;
             continue;
@@ -191,9 +210,9 @@ pub async fn run_fetcher(b: Arc<Broker>, leader: i32) {
                 }
             }
         }
-        if !b.settings.interval_flush() {
-            // Group commit: the partitions appended to sync together, before the next fetch
-            // reports their new ends to the leader.
+        {
+            // Group commit: the fsyncs the replicas asked for (under fsync-before-ack) run
+            // together, before the next fetch reports their new ends to the leader.
             let syncs = to_sync
                 .iter()
                 .map(|(p, end)| async move { (p, p.wait_synced(*end).await) });

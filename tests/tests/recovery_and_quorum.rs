@@ -134,7 +134,7 @@ async fn a_voter_recovering_a_1_gib_log_still_votes_and_acknowledges() {
     // Broker 3 goes down; its partition grows to 1 GiB and its stop becomes unclean.
     let b3 = brokers.pop().unwrap();
     stop(b3).await;
-    let pdir = skein_broker::broker::partition_dir(dirs[2].path(), "big", 0);
+    let pdir = skein_broker::dirs::partition_dir(dirs[2].path(), "big", 0);
     let end = tokio::task::spawn_blocking({
         let pdir = pdir.clone();
         move || fill(&pdir)

@@ -7,7 +7,8 @@ use tracing::debug;
 
 use skein_proto::context::RequestContext;
 
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
+use crate::clock::now_ms;
 
 /// The name KRaft gives the metadata log in DescribeQuorum.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";

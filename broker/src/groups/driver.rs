@@ -18,7 +18,8 @@ use skein_storage::partition::StorageError;
 use tracing::warn;
 
 use super::{topic_counts, Work, OFFSETS_TOPIC};
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::partition::Data;
 
 /// Starts the driver task (the runtime's work, in order) and the timer task.

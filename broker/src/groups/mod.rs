@@ -44,7 +44,8 @@ pub use classic::{heartbeat, join_group, leave_group, sync_group};
 pub use consumer::{consumer_group_describe, consumer_group_heartbeat};
 pub use offsets::{offset_commit, offset_delete, offset_fetch};
 
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::config::Settings;
 
 /// The internal topic holding committed offsets and group metadata.

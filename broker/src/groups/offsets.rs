@@ -21,7 +21,8 @@ use skein_core::offsets::OffsetValue;
 use skein_proto::errors::group_error;
 
 use super::{call, read, s};
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::limits::GROUP_COMMIT_TIMEOUT_MS;
 
 /// How long a write's answer is waited for (the runtime fails it after the commit timeout).
