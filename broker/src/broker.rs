@@ -109,7 +109,7 @@ pub struct Broker {
     /// Set once controlled shutdown begins: heartbeats stop.
     stopping: AtomicBool,
     /// The group coordinator (shards of the `__consumer_offsets` partitions led here).
-    pub groups: crate::groups::Coordinator,
+    pub groups: crate::group_runtime::Coordinator,
 }
 
 /// The broker as the quorum's state machine.
@@ -177,7 +177,7 @@ impl Broker {
             fetcher_tx,
             fetcher_rx: Mutex::new(Some(fetcher_rx)),
             stopping: AtomicBool::new(false),
-            groups: crate::groups::Coordinator::new(&settings),
+            groups: crate::group_runtime::Coordinator::new(&settings),
             catalog: Mutex::new(Catalog::new(settings.log_defaults.clone())),
             controller: Mutex::new(
                 Controller::new(settings.broker_session_timeout_ms)
@@ -459,7 +459,7 @@ impl Broker {
                         .write()
                         .expect("partitions lock")
                         .remove(&key);
-                    if removed.is_some() && key.0 == crate::groups::OFFSETS_TOPIC {
+                    if removed.is_some() && key.0 == crate::group_runtime::OFFSETS_TOPIC {
                         self.groups.role_changed(self, key.1, None);
                     }
                     self.reconciler.remove(key);
@@ -523,7 +523,7 @@ impl Broker {
             info!(topic = %p.topic, partition = p.index, epoch = state.leader_epoch,
                 hw = p.replica().hw(), isr = ?state.isr, "leading partition");
         }
-        crate::groups::note_role(self, &p.topic, p.index, leading);
+        crate::group_runtime::note_role(self, &p.topic, p.index, leading);
         if let Some((leader, _)) = following.filter(|f| Some(*f) != was) {
             debug!(topic = %p.topic, partition = p.index, leader,
                 epoch = state.leader_epoch, "following partition");
@@ -853,7 +853,7 @@ impl Broker {
 
     /// Spawns the background tasks: retention, interval flushes, heartbeats and the controller.
     pub fn spawn_background(self: &Arc<Self>) {
-        crate::groups::spawn(self);
+        crate::group_runtime::spawn(self.clone());
         let every = |ms: u64| {
             let mut tick = tokio::time::interval(Duration::from_millis(ms.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1013,6 +1013,36 @@ impl crate::replica::ReplicaHost for Broker {
 
     async fn propose_record(&self, rec: MetadataRecord) -> Result<(), String> {
         self.propose(&rec).await.map_err(|e| e.to_string())
+    }
+}
+
+impl crate::group_runtime::GroupHost for Broker {
+    fn coordinator(&self) -> &crate::group_runtime::Coordinator {
+        &self.groups
+    }
+
+    fn mono_ms(&self) -> u64 {
+        Broker::mono_ms(self)
+    }
+
+    fn offsets_partition(&self, index: i32) -> Option<Arc<Partition>> {
+        self.partition(crate::group_runtime::OFFSETS_TOPIC, index)
+    }
+
+    fn topic_counts(&self) -> BTreeMap<String, i32> {
+        self.with_catalog(|c| {
+            c.topics()
+                .map(|t| (t.name.clone(), t.parts.len() as i32))
+                .collect()
+        })
+    }
+
+    fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutting_down.subscribe()
+    }
+
+    fn appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
     }
 }
 

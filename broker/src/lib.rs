@@ -8,6 +8,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod dirs;
+pub mod group_runtime;
 pub mod groups;
 pub mod limits;
 pub mod observer;

@@ -15,8 +15,9 @@ use skein_core::coordinator::group_shard::{ConsumerHeartbeatError, GroupRequest,
 use skein_proto::context::RequestContext;
 use skein_proto::errors::{consumer_group_error, group_error};
 
-use super::{call, read, s, topic_counts};
+use super::{call, read, s};
 use crate::broker::Broker;
+use crate::group_runtime::GroupHost;
 use crate::limits::GROUP_COMMIT_TIMEOUT_MS;
 
 fn topic_ids(b: &Broker) -> BTreeMap<String, uuid::Uuid> {
@@ -96,7 +97,7 @@ pub async fn consumer_group_heartbeat(
         client_id: ctx.client_id.clone(),
         client_host: ctx.client_host(),
     };
-    let counts = topic_counts(b);
+    let counts = b.topic_counts();
     let request = GroupRequest::ConsumerHeartbeat {
         group: group.clone(),
         heartbeat: hb,

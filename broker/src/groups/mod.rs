@@ -1,42 +1,24 @@
-//! The group coordinator's shell: a thin driver of skein-core's coordinator runtime with the
-//! group shard type. It feeds the runtime leadership changes of `__consumer_offsets`
-//! partitions, client requests and completions, and carries out what the runtime asks for
-//! (`driver.rs`: read a partition to load it, append records as leader, wait for the high
-//! watermark, timers). Handlers map Kafka messages to shard requests and answers back:
-//! `classic.rs` (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), `offsets.rs` (OffsetCommit,
-//! OffsetFetch, OffsetDelete), `admin.rs` (ListGroups, DescribeGroups, DeleteGroups) and
-//! `consumer.rs` (KIP-848 ConsumerGroupHeartbeat and ConsumerGroupDescribe).
+//! The group APIs: handlers map Kafka messages to requests for the group coordinator runtime
+//! (`crate::group_runtime`) and its answers back: `classic.rs` (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup), `offsets.rs` (OffsetCommit, OffsetFetch, OffsetDelete), `admin.rs`
+//! (ListGroups, DescribeGroups, DeleteGroups) and `consumer.rs` (KIP-848
+//! ConsumerGroupHeartbeat and ConsumerGroupDescribe); this module finds a group's coordinator
+//! and creates `__consumer_offsets` on first use.
 //!
-//! Invariants: the runtime is only touched under its lock, which is a leaf (nothing else is
-//! locked while it is held); an operation's waiter is registered before its request reaches
-//! the runtime, so an answer given at once is not lost; every waiter is answered by the
-//! runtime or removed by its request when it gives up (and the runtime told, `Cancel`).
+//! Invariant: a group's requests go to the shard of its offsets partition, by the partition
+//! count the catalog holds now.
 
 mod admin;
 mod classic;
 mod consumer;
-mod driver;
 mod offsets;
 
-use crate::limits::{
-    GROUP_COMMIT_TIMEOUT_MS, GROUP_EXPIRE_EVERY_MS, GROUP_OFFSETS_LOAD_READ_BYTES, GROUP_TICK_MS,
-    GROUP_WAITING_MAX,
-};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::protocol::StrBytes;
-use skein_core::coordinator::group_shard::{
-    GroupRequest, GroupResponse, GroupShard, GroupShardConfig,
-};
+use skein_core::coordinator::group_shard::{GroupRequest, GroupResponse, GroupShard};
 use skein_core::coordinator::partition_for;
-use skein_core::coordinator::runtime::{CoordinatorError, Input, Output, Runtime, RuntimeConfig};
-use skein_core::coordinator::shard::OpId;
-use skein_proto::errors::coordinator_error;
-use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 pub use admin::{delete_groups, describe_groups, list_groups};
@@ -45,176 +27,10 @@ pub use consumer::{consumer_group_describe, consumer_group_heartbeat};
 pub use offsets::{offset_commit, offset_delete, offset_fetch};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
-use crate::config::Settings;
-
-/// The internal topic holding committed offsets and group metadata.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-type Answer = Result<GroupResponse, CoordinatorError>;
-
-/// Work the runtime asked for, carried out by the driver task.
-type Work = Output<GroupResponse>;
-
-/// The coordinator state of one broker.
-pub struct Coordinator {
-    runtime: Mutex<Runtime<GroupShard>>,
-    waiters: Mutex<BTreeMap<OpId, oneshot::Sender<Answer>>>,
-    next_op: AtomicU64,
-    work: mpsc::UnboundedSender<Work>,
-    work_rx: Mutex<Option<mpsc::UnboundedReceiver<Work>>>,
-}
-
-/// Why a call to the coordinator got no answer from a shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallError {
-    /// The runtime refused or failed the operation.
-    Coordinator(CoordinatorError),
-    /// Refused before reaching a shard (no offsets topic, an empty group id).
-    Refused(E),
-    /// No answer within the caller's bound (the operation is cancelled).
-    TimedOut,
-}
-
-impl CallError {
-    /// The Kafka error, by the one map in skein-proto (a timeout as the caller names it).
-    pub(crate) fn code(self, timed_out: E) -> E {
-        match self {
-            CallError::Coordinator(e) => coordinator_error(e),
-            CallError::Refused(e) => e,
-            CallError::TimedOut => timed_out,
-        }
-    }
-}
+pub(crate) use crate::group_runtime::{CallError, OFFSETS_TOPIC};
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
-}
-
-impl Coordinator {
-    /// A coordinator leading nothing, with the broker's group settings.
-    pub fn new(settings: &Settings) -> Self {
-        let config = RuntimeConfig {
-            commit_timeout_ms: GROUP_COMMIT_TIMEOUT_MS,
-            tick_ms: GROUP_TICK_MS,
-            load_retry_ms: 1_000,
-            load_read_bytes: GROUP_OFFSETS_LOAD_READ_BYTES,
-            waiting_max: GROUP_WAITING_MAX,
-        };
-        let shards = GroupShardConfig {
-            group: settings.group,
-            consumer: settings.consumer_group,
-            offsets_retention_ms: settings.offsets_retention_ms,
-            expire_every_ms: GROUP_EXPIRE_EVERY_MS,
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        Coordinator {
-            runtime: Mutex::new(Runtime::new(config, shards)),
-            waiters: Mutex::new(BTreeMap::new()),
-            next_op: AtomicU64::new(1),
-            work: tx,
-            work_rx: Mutex::new(Some(rx)),
-        }
-    }
-
-    /// This broker's role for offsets partition `index` changed: `leading` is the leader epoch
-    /// if it leads. A new leadership (re)loads the partition; losing it drops the shard.
-    pub fn role_changed(&self, b: &Broker, index: i32, leading: Option<i32>) {
-        let input = match leading {
-            Some(epoch) => Input::BecomeLeader {
-                partition: index,
-                epoch,
-                // Fresh per load, so member ids of two loads of one partition never meet.
-                salt: skein_sys::uuid().as_u64_pair().0,
-            },
-            None => Input::Resign { partition: index },
-        };
-        self.handle(b, input);
-    }
-
-    /// Feeds one input to the runtime and carries out what it asks for.
-    fn handle(&self, b: &Broker, input: Input<GroupShard>) {
-        let (outputs, before, after): (Vec<Work>, _, _) = {
-            let mut rt = self.runtime.lock().expect("runtime lock");
-            let before = rt.stats();
-            rt.handle(b.mono_ms(), input);
-            let outputs = std::iter::from_fn(|| rt.poll_output()).collect();
-            #[cfg(debug_assertions)]
-            rt.check_invariants();
-            (outputs, before, rt.stats())
-        };
-        if after.loads > before.loads {
-            info!(
-                loads = after.loads,
-                records = after.loaded_records,
-                "loaded a {OFFSETS_TOPIC} partition"
-            );
-        }
-        if after.bad_records > before.bad_records {
-            warn!(
-                bad = after.bad_records - before.bad_records,
-                "skipped records of {OFFSETS_TOPIC} that do not parse"
-            );
-        }
-        if after.reloads > before.reloads {
-            warn!("records this coordinator did not write appeared in {OFFSETS_TOPIC}: reloading");
-        }
-        for o in outputs {
-            match o {
-                Output::Answer { op, answer } => {
-                    let tx = self.waiters.lock().expect("waiters lock").remove(&op);
-                    if let Some(tx) = tx {
-                        let _ = tx.send(answer);
-                    }
-                }
-                work => {
-                    let _ = self.work.send(work);
-                }
-            }
-        }
-    }
-
-    /// Sends `request` to the shard of `index` and waits up to `wait` for its answer.
-    async fn call(
-        &self,
-        b: &Broker,
-        index: i32,
-        request: GroupRequest,
-        wait: Duration,
-    ) -> Result<GroupResponse, CallError> {
-        let op = self.next_op.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").insert(op, tx);
-        let input = Input::Request {
-            partition: index,
-            op,
-            wall_ms: now_ms() as i64,
-            request,
-        };
-        self.handle(b, input);
-        match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(answer)) => answer.map_err(CallError::Coordinator),
-            // The runtime answers every operation it accepts; a dropped sender means the
-            // broker is going away.
-            Ok(Err(_)) => Err(CallError::Coordinator(CoordinatorError::NotCoordinator)),
-            Err(_) => {
-                self.waiters.lock().expect("waiters lock").remove(&op);
-                self.handle(b, Input::Cancel { op });
-                Err(CallError::TimedOut)
-            }
-        }
-    }
-
-    /// Runs `f` on the loaded shard of `index` (reads).
-    fn read<T>(&self, index: i32, f: impl FnOnce(&GroupShard) -> T) -> Result<T, E> {
-        let rt = self.runtime.lock().expect("runtime lock");
-        rt.shard(index).map(f).map_err(coordinator_error)
-    }
-
-    /// Runs `f` on the runtime (ListGroups reads every shard).
-    fn with_runtime<T>(&self, f: impl FnOnce(&Runtime<GroupShard>) -> T) -> T {
-        f(&self.runtime.lock().expect("runtime lock"))
-    }
 }
 
 /// The offsets partition of a group, by the live partition count of the topic.
@@ -237,15 +53,6 @@ async fn call(
 ) -> Result<GroupResponse, CallError> {
     let index = index_of(b, group).map_err(CallError::Refused)?;
     b.groups.call(b, index, request, wait).await
-}
-
-/// Partition counts of every topic (the server-side assignor's view of the cluster).
-fn topic_counts(b: &Broker) -> BTreeMap<String, i32> {
-    b.with_catalog(|c| {
-        c.topics()
-            .map(|t| (t.name.clone(), t.parts.len() as i32))
-            .collect()
-    })
 }
 
 /// Runs `f` on the shard of `group` (reads).
@@ -321,17 +128,4 @@ pub async fn coordinator_of(b: &Broker, group: &str) -> Result<(i32, String, i32
             _ => Err(E::CoordinatorNotAvailable),
         }
     })
-}
-
-/// Runs the coordinator: carries out the runtime's work and fires its timers.
-pub fn spawn(b: &Arc<Broker>) {
-    driver::spawn(b);
-}
-
-/// Called from the broker's role changes for every partition.
-pub fn note_role(b: &Broker, topic: &str, index: i32, leading: Option<i32>) {
-    if topic != OFFSETS_TOPIC {
-        return;
-    }
-    b.groups.role_changed(b, index, leading);
 }

@@ -13,21 +13,20 @@ use skein_core::coordinator::runtime::{Input, Output, WriteError};
 use skein_core::coordinator::Record;
 use skein_core::fetch::Grant;
 use skein_core::log::AppendError;
-use skein_core::replica::{Input as ReplicaInput, ReplicaError};
+use skein_core::replica::{FlushPolicy, Input as ReplicaInput, ReplicaError};
 use skein_storage::partition::StorageError;
 use tracing::warn;
 
-use super::{topic_counts, Work, OFFSETS_TOPIC};
-use crate::broker::Broker;
+use super::{GroupHost, Work, OFFSETS_TOPIC};
 use crate::clock::now_ms;
 use crate::partition::Data;
 
 /// Starts the driver task (the runtime's work, in order) and the timer task.
-pub(super) fn spawn(b: &Arc<Broker>) {
-    let rx = b.groups.work_rx.lock().expect("work lock").take();
+pub(super) fn spawn(b: Arc<dyn GroupHost>) {
+    let rx = b.coordinator().work_rx.lock().expect("work lock").take();
     let Some(mut rx) = rx else { return };
     let b2 = b.clone();
-    let mut stop = b.shutting_down.subscribe();
+    let mut stop = b.stopping();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -40,10 +39,10 @@ pub(super) fn spawn(b: &Arc<Broker>) {
         }
     });
     let b = b.clone();
-    let mut stop = b.shutting_down.subscribe();
+    let mut stop = b.stopping();
     tokio::spawn(async move {
         loop {
-            let due = b.groups.with_runtime(|rt| rt.poll_timeout());
+            let due = b.coordinator().with_runtime(|rt| rt.poll_timeout());
             let wait = due.saturating_sub(b.mono_ms()).clamp(1, GROUP_TIMER_MAX_MS);
             // Capped at the tick interval: a deadline an input set meanwhile is late by at
             // most that much.
@@ -51,16 +50,17 @@ pub(super) fn spawn(b: &Arc<Broker>) {
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                 _ = stop.changed() => return,
             }
-            let env = topic_counts(&b);
+            let env = b.topic_counts();
             let wall_ms = now_ms() as i64;
-            b.groups.handle(&b, Input::Tick { wall_ms, env });
+            b.coordinator()
+                .handle(b.as_ref(), Input::Tick { wall_ms, env });
         }
     });
 }
 
 /// Carries out one piece of work. Appends happen here, in the order the runtime planned
 /// them; reads and waits run in tasks of their own.
-fn carry_out(b: &Arc<Broker>, work: Work) {
+fn carry_out(b: &Arc<dyn GroupHost>, work: Work) {
     match work {
         Output::ReadForLoad {
             partition,
@@ -70,7 +70,7 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
         } => {
             let b = b.clone();
             tokio::spawn(async move {
-                let input = match read(&b, partition, epoch, from, max_bytes).await {
+                let input = match read(b.as_ref(), partition, epoch, from, max_bytes).await {
                     Some((bytes, log_end, hw)) => Input::Loaded {
                         partition,
                         epoch,
@@ -80,7 +80,7 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
                     },
                     None => Input::LoadFailed { partition, epoch },
                 };
-                b.groups.handle(&b, input);
+                b.coordinator().handle(b.as_ref(), input);
             });
         }
         Output::Append {
@@ -89,7 +89,7 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
             write,
             records,
         } => {
-            let input = match append(b, partition, epoch, &records) {
+            let input = match append(b.as_ref(), partition, epoch, &records) {
                 Ok((base, end)) => Input::Appended {
                     partition,
                     epoch,
@@ -104,7 +104,7 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
                     error,
                 },
             };
-            b.groups.handle(b, input);
+            b.coordinator().handle(b.as_ref(), input);
         }
         Output::WaitCommitted {
             partition,
@@ -113,7 +113,7 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
         } => {
             let b = b.clone();
             tokio::spawn(async move {
-                let input = match wait_committed(&b, partition, epoch, offset).await {
+                let input = match wait_committed(b.as_ref(), partition, epoch, offset).await {
                     Ok(()) => Input::Committed {
                         partition,
                         epoch,
@@ -126,7 +126,7 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
                         error,
                     },
                 };
-                b.groups.handle(&b, input);
+                b.coordinator().handle(b.as_ref(), input);
             });
         }
         Output::Answer { .. } => unreachable!("answers are delivered by Coordinator::handle"),
@@ -136,13 +136,13 @@ fn carry_out(b: &Arc<Broker>, work: Work) {
 /// Reads whole batches of offsets partition `index` from `from` (or its log start): the
 /// bytes, the log end and the high watermark; none if it cannot be read as leader at `epoch`.
 async fn read(
-    b: &Broker,
+    b: &dyn GroupHost,
     index: i32,
     epoch: i32,
     from: i64,
     max_bytes: u64,
 ) -> Option<(Bytes, i64, i64)> {
-    let p = b.partition(OFFSETS_TOPIC, index)?;
+    let p = b.offsets_partition(index)?;
     let hw = {
         let r = p.replica();
         (r.leader_epoch() == Some(epoch)).then(|| r.hw())?
@@ -173,12 +173,12 @@ async fn read(
 /// Appends `records` as one batch to offsets partition `index` as its leader at `epoch`:
 /// where they landed.
 fn append(
-    b: &Broker,
+    b: &dyn GroupHost,
     index: i32,
     epoch: i32,
     records: &[Record],
 ) -> Result<(i64, i64), WriteError> {
-    let Some(p) = b.partition(OFFSETS_TOPIC, index) else {
+    let Some(p) = b.offsets_partition(index) else {
         return Err(WriteError::NotLeader);
     };
     let ts = now_ms() as i64;
@@ -221,18 +221,23 @@ fn append(
             }
         })?,
     };
-    b.appended.send_modify(|n| *n += 1);
+    b.appended();
     Ok((a.base_offset, a.last_offset + 1))
 }
 
 /// Waits until offsets partition `index` has everything below `offset` fsynced here (unless
 /// the broker flushes on an interval) and replicated to the ISR at `epoch`.
-async fn wait_committed(b: &Broker, index: i32, epoch: i32, offset: i64) -> Result<(), WriteError> {
-    let Some(p) = b.partition(OFFSETS_TOPIC, index) else {
+async fn wait_committed(
+    b: &dyn GroupHost,
+    index: i32,
+    epoch: i32,
+    offset: i64,
+) -> Result<(), WriteError> {
+    let Some(p) = b.offsets_partition(index) else {
         return Err(WriteError::NotLeader);
     };
     let deadline = tokio::time::Instant::now() + GROUP_WAIT_COMMITTED;
-    if !b.settings.interval_flush() {
+    if p.replica().flush_policy() == FlushPolicy::FsyncBeforeAck {
         p.wait_synced(offset).await.map_err(|e| {
             warn!(partition = index, error = %e, "fsync of coordinator records failed");
             WriteError::Storage
