@@ -69,7 +69,11 @@ pub struct RaftStore<F: Fs = OsFs> {
     /// Byte position of each stored entry, by index: `positions[i]` is entry
     /// `first_index + i`.
     positions: Vec<u64>,
+    /// Term of each stored entry, as `positions`.
+    terms: Vec<u64>,
     first_index: u64,
+    /// (index, term) of the stored snapshot ((0, 0) without one).
+    snapshot_id: (u64, u64),
     log_len: u64,
     dirty: bool,
 }
@@ -111,6 +115,7 @@ impl<F: Fs> RaftStore<F> {
             log.sync_all().map_err(io_err(&log_path))?;
         }
         let first_index = stored.first().map_or(snap_index + 1, |e| e.index);
+        let terms = stored.iter().map(|e| e.term).collect();
         // A crash between writing a new snapshot and rewriting the log leaves entries the
         // snapshot covers at the front: skip them. A gap after the snapshot is corruption.
         let entries: Vec<Entry> = stored
@@ -136,7 +141,9 @@ impl<F: Fs> RaftStore<F> {
             hard_slot,
             log,
             positions,
+            terms,
             first_index,
+            snapshot_id: snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term)),
             log_len: valid_len,
             dirty: false,
         };
@@ -160,6 +167,18 @@ impl<F: Fs> RaftStore<F> {
             Output::PersistSnapshot(s) => self.install_snapshot(s),
             _ => Ok(()),
         }
+    }
+
+    /// (term, index) of the last stored entry (the snapshot's when no entry follows it), as
+    /// written, synced or not.
+    pub fn last(&self) -> (u64, u64) {
+        let index = self.first_index + self.positions.len() as u64 - 1;
+        let term = match self.terms.last() {
+            Some(t) => *t,
+            None if index == self.snapshot_id.0 => self.snapshot_id.1,
+            None => 0, // nothing stored at all
+        };
+        (term, index)
     }
 
     /// fsyncs everything written since the last sync.
@@ -200,6 +219,7 @@ impl<F: Fs> RaftStore<F> {
             let expect = self.first_index + self.positions.len() as u64;
             assert_eq!(e.index, expect, "raft store: append out of order");
             self.positions.push(self.log_len + buf.len() as u64);
+            self.terms.push(e.term);
             frame(&mut buf, &serde_json::to_vec(e).expect("entry encodes"));
         }
         self.log
@@ -214,6 +234,7 @@ impl<F: Fs> RaftStore<F> {
         if index < self.first_index {
             // Everything stored goes (the snapshot stays).
             self.positions.clear();
+            self.terms.clear();
             self.first_index = index.max(1);
             self.log_len = 0;
         } else {
@@ -223,6 +244,7 @@ impl<F: Fs> RaftStore<F> {
             }
             self.log_len = self.positions[keep];
             self.positions.truncate(keep);
+            self.terms.truncate(keep);
         }
         let p = self.dir.join("log");
         self.log.set_len(self.log_len).map_err(io_err(&p))?;
@@ -247,11 +269,13 @@ impl<F: Fs> RaftStore<F> {
         let lp = self.dir.join("log");
         let mut kept = Vec::new();
         let mut positions = Vec::new();
+        let mut terms = Vec::new();
         for (i, pos) in self.positions.iter().enumerate() {
             let index = self.first_index + i as u64;
             if index <= s.index {
                 continue;
             }
+            terms.push(self.terms[i]);
             let end = self.positions.get(i + 1).copied().unwrap_or(self.log_len);
             let mut bytes = vec![0u8; (end - pos) as usize];
             self.log
@@ -266,7 +290,9 @@ impl<F: Fs> RaftStore<F> {
         self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
         self.log = self.fs.open(&lp, OpenMode::Write).map_err(io_err(&lp))?;
         self.first_index = s.index + 1;
+        self.snapshot_id = (s.index, s.term);
         self.positions = positions;
+        self.terms = terms;
         self.log_len = kept.len() as u64;
         Ok(())
     }
@@ -401,9 +427,11 @@ mod tests {
         .unwrap();
         s.apply(&Output::TruncateFrom { index: 4 }).unwrap();
         s.apply(&Output::AppendEntries(vec![entry(3, 4)])).unwrap();
+        assert_eq!(s.last(), (3, 4));
         s.sync().unwrap();
         drop(s);
         let (mut s, d1) = RaftStore::open(&dir).unwrap();
+        assert_eq!(s.last(), (3, 4));
         assert_eq!(d1.hard_state, h);
         assert_eq!(
             d1.entries,
@@ -415,6 +443,7 @@ mod tests {
             data: b"state".to_vec(),
         };
         s.apply(&Output::PersistSnapshot(snap.clone())).unwrap();
+        assert_eq!(s.last(), (3, 4));
         s.apply(&Output::AppendEntries(vec![entry(3, 5)])).unwrap();
         let h2 = HardState {
             term: 4,
@@ -495,6 +524,7 @@ mod tests {
         };
         // A follower installing a leader's snapshot beyond its log: everything stored goes.
         s.apply(&Output::PersistSnapshot(snap.clone())).unwrap();
+        assert_eq!(s.last(), (2, 6));
         s.apply(&Output::AppendEntries(vec![entry(2, 7)])).unwrap();
         s.sync().unwrap();
         drop(s);
