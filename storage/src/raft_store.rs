@@ -107,13 +107,7 @@ impl<F: Fs> RaftStore<F> {
             .map_err(io_err(&log_path))?;
         fs.sync_dir(dir).map_err(io_err(dir))?;
         let snap_index = snapshot.as_ref().map_or(0, |s| s.index);
-        let (stored, positions, valid_len) = read_log(&log, &log_path)?;
-        let size = log.size().map_err(io_err(&log_path))?;
-        if valid_len < size {
-            warn!(path = %log_path.display(), valid = valid_len, len = size, "torn raft log tail; truncating");
-            log.set_len(valid_len).map_err(io_err(&log_path))?;
-            log.sync_all().map_err(io_err(&log_path))?;
-        }
+        let (stored, positions, valid_len) = recover_log(&log, &log_path, snap_index)?;
         let first_index = stored.first().map_or(snap_index + 1, |e| e.index);
         let terms = stored.iter().map(|e| e.term).collect();
         // A crash between writing a new snapshot and rewriting the log leaves entries the
@@ -368,6 +362,34 @@ fn read_snapshot<F: Fs>(fs: &F, path: &Path) -> Result<Option<Snapshot>, RaftSto
         .map_err(|e| corrupt(&e.to_string()))
 }
 
+/// [`read_log`], with the log file cut back to what recovery keeps: a torn or corrupt tail
+/// goes, and so does a log the snapshot covers entirely (a crash between installing a
+/// snapshot beyond the log and rewriting the log leaves the old log behind; appends resume
+/// right after the snapshot, so no old entry may stay in front of them).
+fn recover_log<T: FsFile>(
+    log: &T,
+    path: &Path,
+    snap_index: u64,
+) -> Result<(Vec<Entry>, Vec<u64>, u64), RaftStoreError> {
+    let (stored, positions, valid_len) = read_log(log, path)?;
+    let size = log.size().map_err(io_err(path))?;
+    let covered = stored.last().is_some_and(|e| e.index <= snap_index);
+    let keep = if covered { 0 } else { valid_len };
+    if keep < size {
+        if covered {
+            warn!(path = %path.display(), snapshot = snap_index, "raft log under the snapshot; emptying");
+        } else {
+            warn!(path = %path.display(), valid = valid_len, len = size, "torn raft log tail; truncating");
+        }
+        log.set_len(keep).map_err(io_err(path))?;
+        log.sync_all().map_err(io_err(path))?;
+    }
+    if covered {
+        return Ok((Vec::new(), Vec::new(), 0));
+    }
+    Ok((stored, positions, valid_len))
+}
+
 /// Entries, their positions, and the length of the valid prefix.
 fn read_log<T: FsFile>(f: &T, path: &Path) -> Result<(Vec<Entry>, Vec<u64>, u64), RaftStoreError> {
     let size = f.size().map_err(io_err(path))?;
@@ -506,6 +528,37 @@ mod tests {
         let (_, d2) = RaftStore::open(&dir).unwrap();
         assert_eq!(d2.hard_state, h3);
         assert_eq!(d2.entries, vec![entry(1, 1), entry(1, 2), entry(2, 3)]);
+    }
+
+    /// A crash after a snapshot beyond the log was renamed into place but before the log was
+    /// rewritten: the old log is all under the snapshot, and appends resume after it.
+    #[test]
+    fn a_log_left_under_a_newer_snapshot_is_emptied() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("__raft");
+        let (mut s, _) = RaftStore::open(&dir).unwrap();
+        s.apply(&Output::AppendEntries(
+            (1..=4).map(|i| entry(1, i)).collect(),
+        ))
+        .unwrap();
+        s.sync().unwrap();
+        let old_log = std::fs::read(dir.join("log")).unwrap();
+        let snap = Snapshot {
+            index: 6,
+            term: 2,
+            data: vec![7],
+        };
+        s.apply(&Output::PersistSnapshot(snap.clone())).unwrap();
+        drop(s);
+        std::fs::write(dir.join("log"), &old_log).unwrap();
+        let (mut s, d1) = RaftStore::open(&dir).unwrap();
+        assert_eq!((d1.snapshot, d1.entries), (Some(snap.clone()), vec![]));
+        assert_eq!(s.last(), (2, 6));
+        s.apply(&Output::AppendEntries(vec![entry(2, 7)])).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let (_, d2) = RaftStore::open(&dir).unwrap();
+        assert_eq!((d2.snapshot, d2.entries), (Some(snap), vec![entry(2, 7)]));
     }
 
     #[test]
