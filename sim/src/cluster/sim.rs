@@ -621,6 +621,18 @@ impl Cluster {
         self.crash_mid_step(id, why);
     }
 
+    /// If voter `id`'s disk died in the middle of a storage operation, its process crashes now
+    /// (and restarts later); says whether it did.
+    fn crash_if_disk_died(&mut self, id: NodeId) -> bool {
+        if !self.node(id).up || !self.node(id).store.dead() {
+            return false;
+        }
+        self.crash_mid_step(id, "its disk died mid-operation");
+        let down = self.rng_more.below(self.swarm.downtime_max_ms + 1);
+        self.schedule(self.now + down, Event::Restart { node: id });
+        true
+    }
+
     /// [`Self::crash`] in the middle of a step, before its later outputs were carried out.
     fn crash_mid_step(&mut self, id: NodeId, why: &str) {
         if !self.node(id).up {
@@ -702,7 +714,10 @@ impl Cluster {
                     answer = Some(Ok((index, term)))
                 }
                 Output::Refused(e) if answer.is_none() => answer = Some(Err(e)),
-                o => self.carry_out(id, o)?,
+                o => {
+                    self.carry_out(id, o)?;
+                    self.crash_if_disk_died(id);
+                }
             }
         }
         self.after_drive(id)?;
@@ -1448,9 +1463,18 @@ impl Cluster {
                 _ => 1 + self.rng.below(self.swarm.voters),
             };
             if self.node(victim).up && self.go("crash") {
-                self.crash(victim, "crash");
-                let down = self.rng.below(self.swarm.downtime_max_ms + 1);
-                self.schedule(self.now + down, Event::Restart { node: victim });
+                let pm = self.swarm.mid_op_crash_pm;
+                if pm > 0 && self.rng_more.below(1000) < pm {
+                    let n = self.rng_more.below(16) as u32;
+                    self.node_mut(victim).store.die_after(n);
+                    self.note(format!(
+                        "node {victim}'s disk dies at its mutation #{n} from now"
+                    ));
+                } else {
+                    self.crash(victim, "crash");
+                    let down = self.rng.below(self.swarm.downtime_max_ms + 1);
+                    self.schedule(self.now + down, Event::Restart { node: victim });
+                }
             }
         } else if self.chance_pm(self.swarm.partition_pm) {
             if self.go("partition") {
@@ -1550,6 +1574,9 @@ impl Cluster {
                     return Ok(());
                 }
                 n.store.sync();
+                if self.crash_if_disk_died(node) {
+                    return Ok(()); // the fsync never returned
+                }
                 (self.now, 3u8, node, seq).hash(&mut self.hasher);
                 self.drive(node, Some(Input::Persisted { seq }))?;
             }
@@ -1671,6 +1698,9 @@ impl Cluster {
         self.net.heal();
         self.partition_epoch += 1;
         self.note("heal: faults stop".into());
+        for n in &mut self.nodes {
+            n.store.disarm();
+        }
         for id in self.ids() {
             if !self.node(id).up {
                 self.start(id)?;

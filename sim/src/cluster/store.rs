@@ -134,28 +134,47 @@ impl VoterStore {
             .expect("the raft store is open while the node is up")
     }
 
-    /// Carries out one storage output (written, not yet durable unless a snapshot).
+    /// Carries out one storage output (written, not yet durable unless a snapshot). The store
+    /// must not fail, unless the disk died under it (the node crashes next, as a process whose
+    /// disk dies mid-operation never sees the error).
     pub fn apply(&mut self, out: &Output) {
         if let Output::PersistHardState(h) = out {
             self.hard_state = *h;
         }
-        let store = self.open_store();
-        if let Err(e) = store.apply(out) {
-            panic!("raft store: {e}");
+        if let Err(e) = self.open_store().apply(out) {
+            assert!(self.dead(), "raft store: {e}");
+            return;
         }
-        if matches!(out, Output::PersistSnapshot(_)) {
+        if matches!(out, Output::PersistSnapshot(_)) && !self.dead() {
             // Durable on return, with everything written before it.
-            self.durable_end = store.last();
+            self.durable_end = self.open_store().last();
         }
     }
 
     /// The fsync Raft asked for completed: everything written so far is durable.
     pub fn sync(&mut self) {
-        let store = self.open_store();
-        if let Err(e) = store.sync() {
-            panic!("raft store: {e}");
+        if let Err(e) = self.open_store().sync() {
+            assert!(self.dead(), "raft store: {e}");
         }
-        self.durable_end = store.last();
+        if !self.dead() {
+            self.durable_end = self.open_store().last();
+        }
+    }
+
+    /// Arms the disk to die at its `n`-th next mutation (0: the next): later ones are dropped
+    /// and the harness crashes the node once the operation that hit it returns.
+    pub fn die_after(&mut self, n: u32) {
+        self.fs.disk_mut().die_after(n);
+    }
+
+    /// Disarms a pending [`Self::die_after`].
+    pub fn disarm(&mut self) {
+        self.fs.disk_mut().disarm();
+    }
+
+    /// True once an armed disk died: the node must crash before anything else happens.
+    pub fn dead(&self) -> bool {
+        self.fs.disk().is_dead()
     }
 
     /// (term, index) of the last entry written (the snapshot's when none follows it), while up.

@@ -66,6 +66,9 @@ pub struct ClusterSwarm {
     /// Per partial loss and file: chance the first lost write is torn at a sector (and then,
     /// half the time, its lost sectors read back as zeros).
     pub torn_write_pm: u64,
+    /// Per crash action: chance the victim's disk dies within its next few mutations instead
+    /// (in the middle of a storage operation, e.g. a snapshot's install), crashing the process.
+    pub mid_op_crash_pm: u64,
 }
 
 impl ClusterSwarm {
@@ -97,12 +100,14 @@ impl ClusterSwarm {
             inflight_entries_max: r.pick(&[4u64, 16, 64]),
             safety_ms: r.pick(&[2000u64, 4000, 6000]),
             torn_write_pm: 0,
+            mid_op_crash_pm: 0,
         }
     }
 
     /// Draws the rates added after the first swarm from their own stream.
     pub fn draw_more(&mut self, r: &mut Rng) {
         self.torn_write_pm = r.pick(&[0u64, 0, 500, 1000]);
+        self.mid_op_crash_pm = r.pick(&[0u64, 0, 300, 700]);
     }
 }
 
@@ -111,7 +116,7 @@ impl fmt::Display for ClusterSwarm {
         write!(
             f,
             "voters={} observers={} elect=100..{}ms drop={}‰ dup={}‰ lat={}ms fsync={}ms gap={}ms \
-             crash={}‰ crash-at-sync={}‰ partial-loss={}‰/torn={}‰ down={}ms part={}‰/{}ms \
+             crash={}‰ crash-at-sync={}‰ partial-loss={}‰/torn={}‰ mid-op={}‰ down={}ms part={}‰/{}ms \
              pause={}‰/{}ms admin={}‰ snap-every={} epm={} inflight={} safety={}ms",
             self.voters,
             self.observers,
@@ -125,6 +130,7 @@ impl fmt::Display for ClusterSwarm {
             self.crash_on_sync_pm,
             self.partial_loss_pm,
             self.torn_write_pm,
+            self.mid_op_crash_pm,
             self.downtime_max_ms,
             self.partition_pm,
             self.partition_max_ms,
