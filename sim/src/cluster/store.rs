@@ -14,7 +14,10 @@
 //! a sector and zero-filled; on a full loss nothing unsynced survives, directory changes
 //! included. The store is then opened on the crashed disk right away (nothing touches the disk
 //! while the node is down, so this is the restart's recovery, done early), and the restart
-//! hands Raft what it recovered.
+//! hands Raft what it recovered. A disk may also die in the middle of an operation (the swarm's
+//! mid-operation crashes, e.g. between a snapshot's rename and the log's rewrite): its later
+//! mutations are dropped, the store's errors are the dying process's, and the harness crashes
+//! the node as soon as the operation returns, before Raft hears of anything it did.
 //!
 //! For the commit-safety checker it knows where the log a crash could not take away ends: what
 //! the store held at its last fsync or snapshot while up, and while down what it recovered.
