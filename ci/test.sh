@@ -119,9 +119,9 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   fi
 fi
 
-# A fixed batch of seeded metadata-quorum cluster simulations (release build; about a minute on
-# one core). Its regression seeds, canaries, shrink and replay already ran under cargo test
-# (sim/tests/sims.rs, sim/tests/cluster.rs).
+# A fixed batch of seeded metadata-quorum cluster simulations (release build; about 3 minutes of
+# one core, about 77 seeds/s with every voter on the real RaftStore). Its regression seeds,
+# canaries, shrink and replay already ran under cargo test (sim/tests/sims.rs, sim/tests/cluster.rs).
 CLUSTER_STATUS=0
 CLUSTER_SEEDS="${SKEIN_CLUSTER_SEEDS:-0..15000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then

@@ -71,6 +71,31 @@ pub struct CrashReport {
     pub files_resurrected: usize,
 }
 
+/// What a crash may keep and break: the crash-related rates of a [`Swarm`], for drivers
+/// without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashFaults {
+    /// Each file keeps a random prefix of its unsynced writes (else none of them).
+    pub keep_unsynced: bool,
+    /// Per file with a lost write: chance the first lost write is torn at a sector.
+    pub torn_write_ppm: u32,
+    /// Per torn write: chance the lost sectors read back as zeros.
+    pub zero_fill_ppm: u32,
+    /// Per unsynced directory change: chance a crash loses it.
+    pub lose_new_file_ppm: u32,
+}
+
+impl From<&Swarm> for CrashFaults {
+    fn from(s: &Swarm) -> Self {
+        CrashFaults {
+            keep_unsynced: true,
+            torn_write_ppm: s.torn_write_ppm,
+            zero_fill_ppm: s.zero_fill_ppm,
+            lose_new_file_ppm: s.lose_new_file_ppm,
+        }
+    }
+}
+
 /// The simulated disk of one node.
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
@@ -370,13 +395,19 @@ impl SimDisk {
     /// Power loss: every file falls back to its durable image plus a random prefix of its unsynced
     /// writes; unsynced directory changes may be lost. The disk works again afterwards.
     pub fn crash(&mut self, r: &mut Rng, swarm: &Swarm) -> CrashReport {
+        self.crash_with(r, &CrashFaults::from(swarm))
+    }
+
+    /// [`Self::crash`] with the fault rates of `faults` (with `keep_unsynced` off, every file
+    /// falls back to its durable image exactly).
+    pub fn crash_with(&mut self, r: &mut Rng, faults: &CrashFaults) -> CrashReport {
         let mut rep = CrashReport::default();
         let names: Vec<String> = self.files.keys().cloned().collect();
         for name in names {
             let f = self.files.get_mut(&name).expect("listed");
             let mut img = f.durable.clone();
             let n = f.pending.len();
-            let keep = if n == 0 {
+            let keep = if n == 0 || !faults.keep_unsynced {
                 0
             } else {
                 r.below(n as u64 + 1) as usize
@@ -407,7 +438,7 @@ impl SimDisk {
                 Some(Pending::Replace(len)) => Some((0, *len)),
                 _ => None,
             };
-            if let (true, Some((pos, len))) = (keep < n && r.chance(swarm.torn_write_ppm), torn) {
+            if let (true, Some((pos, len))) = (keep < n && r.chance(faults.torn_write_ppm), torn) {
                 let end = pos + len as u64;
                 let first = pos.div_ceil(SECTOR) * SECTOR;
                 if first < end {
@@ -415,7 +446,7 @@ impl SimDisk {
                     let cut = (first + r.below(sectors) * SECTOR).min(end);
                     apply(&mut img, &f.data, pos, cut);
                     rep.torn += 1;
-                    if r.chance(swarm.zero_fill_ppm) && (img.len() as u64) < end {
+                    if r.chance(faults.zero_fill_ppm) && (img.len() as u64) < end {
                         img.resize(end as usize, 0);
                         rep.zero_filled += 1;
                     }
@@ -433,13 +464,13 @@ impl SimDisk {
             .cloned()
             .collect();
         for n in created {
-            if r.chance(swarm.lose_new_file_ppm) {
+            if r.chance(faults.lose_new_file_ppm) {
                 self.files.remove(&n);
                 rep.files_lost += 1;
             }
         }
         for (n, img) in std::mem::take(&mut self.graveyard) {
-            if r.chance(swarm.lose_new_file_ppm) {
+            if r.chance(faults.lose_new_file_ppm) {
                 self.files.insert(
                     n,
                     SimFile {

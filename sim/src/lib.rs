@@ -14,8 +14,9 @@
 //!
 //! A second simulation, [`cluster`] (`skein-sim cluster --seed N`), covers the metadata
 //! quorum: 3 or 5 voters (each also a broker) and up to two non-voting brokers running
-//! skein-core's Raft, `Catalog` and `Controller` as the real shell wires them, under crashes
-//! that lose unsynced writes (possibly in part), pauses, partitions, loss and duplication, with
+//! skein-core's Raft, `Catalog` and `Controller` as the real shell wires them, each voter
+//! persisting through skein-storage's real `RaftStore` on its own [`disk::SimDisk`], under
+//! crashes that lose unsynced writes (possibly in part, perhaps torn), pauses, partitions, loss and duplication, with
 //! brokers registering, dying and being fenced. Its checkers ([`cluster::check`]) judge vote
 //! and election safety, log matching, leader completeness, commit safety, identical applied
 //! histories (snapshots included), the catalog's invariants and the admin clients'

@@ -69,7 +69,11 @@ pub struct RaftStore<F: Fs = OsFs> {
     /// Byte position of each stored entry, by index: `positions[i]` is entry
     /// `first_index + i`.
     positions: Vec<u64>,
+    /// Term of each stored entry, as `positions`.
+    terms: Vec<u64>,
     first_index: u64,
+    /// (index, term) of the stored snapshot ((0, 0) without one).
+    snapshot_id: (u64, u64),
     log_len: u64,
     dirty: bool,
 }
@@ -103,14 +107,9 @@ impl<F: Fs> RaftStore<F> {
             .map_err(io_err(&log_path))?;
         fs.sync_dir(dir).map_err(io_err(dir))?;
         let snap_index = snapshot.as_ref().map_or(0, |s| s.index);
-        let (stored, positions, valid_len) = read_log(&log, &log_path)?;
-        let size = log.size().map_err(io_err(&log_path))?;
-        if valid_len < size {
-            warn!(path = %log_path.display(), valid = valid_len, len = size, "torn raft log tail; truncating");
-            log.set_len(valid_len).map_err(io_err(&log_path))?;
-            log.sync_all().map_err(io_err(&log_path))?;
-        }
+        let (stored, positions, valid_len) = recover_log(&log, &log_path, snap_index)?;
         let first_index = stored.first().map_or(snap_index + 1, |e| e.index);
+        let terms = stored.iter().map(|e| e.term).collect();
         // A crash between writing a new snapshot and rewriting the log leaves entries the
         // snapshot covers at the front: skip them. A gap after the snapshot is corruption.
         let entries: Vec<Entry> = stored
@@ -136,7 +135,9 @@ impl<F: Fs> RaftStore<F> {
             hard_slot,
             log,
             positions,
+            terms,
             first_index,
+            snapshot_id: snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term)),
             log_len: valid_len,
             dirty: false,
         };
@@ -160,6 +161,18 @@ impl<F: Fs> RaftStore<F> {
             Output::PersistSnapshot(s) => self.install_snapshot(s),
             _ => Ok(()),
         }
+    }
+
+    /// (term, index) of the last stored entry (the snapshot's when no entry follows it), as
+    /// written, synced or not.
+    pub fn last(&self) -> (u64, u64) {
+        let index = self.first_index + self.positions.len() as u64 - 1;
+        let term = match self.terms.last() {
+            Some(t) => *t,
+            None if index == self.snapshot_id.0 => self.snapshot_id.1,
+            None => 0, // nothing stored at all
+        };
+        (term, index)
     }
 
     /// fsyncs everything written since the last sync.
@@ -200,6 +213,7 @@ impl<F: Fs> RaftStore<F> {
             let expect = self.first_index + self.positions.len() as u64;
             assert_eq!(e.index, expect, "raft store: append out of order");
             self.positions.push(self.log_len + buf.len() as u64);
+            self.terms.push(e.term);
             frame(&mut buf, &serde_json::to_vec(e).expect("entry encodes"));
         }
         self.log
@@ -214,6 +228,7 @@ impl<F: Fs> RaftStore<F> {
         if index < self.first_index {
             // Everything stored goes (the snapshot stays).
             self.positions.clear();
+            self.terms.clear();
             self.first_index = index.max(1);
             self.log_len = 0;
         } else {
@@ -223,6 +238,7 @@ impl<F: Fs> RaftStore<F> {
             }
             self.log_len = self.positions[keep];
             self.positions.truncate(keep);
+            self.terms.truncate(keep);
         }
         let p = self.dir.join("log");
         self.log.set_len(self.log_len).map_err(io_err(&p))?;
@@ -247,11 +263,13 @@ impl<F: Fs> RaftStore<F> {
         let lp = self.dir.join("log");
         let mut kept = Vec::new();
         let mut positions = Vec::new();
+        let mut terms = Vec::new();
         for (i, pos) in self.positions.iter().enumerate() {
             let index = self.first_index + i as u64;
             if index <= s.index {
                 continue;
             }
+            terms.push(self.terms[i]);
             let end = self.positions.get(i + 1).copied().unwrap_or(self.log_len);
             let mut bytes = vec![0u8; (end - pos) as usize];
             self.log
@@ -266,7 +284,9 @@ impl<F: Fs> RaftStore<F> {
         self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
         self.log = self.fs.open(&lp, OpenMode::Write).map_err(io_err(&lp))?;
         self.first_index = s.index + 1;
+        self.snapshot_id = (s.index, s.term);
         self.positions = positions;
+        self.terms = terms;
         self.log_len = kept.len() as u64;
         Ok(())
     }
@@ -342,6 +362,34 @@ fn read_snapshot<F: Fs>(fs: &F, path: &Path) -> Result<Option<Snapshot>, RaftSto
         .map_err(|e| corrupt(&e.to_string()))
 }
 
+/// [`read_log`], with the log file cut back to what recovery keeps: a torn or corrupt tail
+/// goes, and so does a log the snapshot covers entirely (a crash between installing a
+/// snapshot beyond the log and rewriting the log leaves the old log behind; appends resume
+/// right after the snapshot, so no old entry may stay in front of them).
+fn recover_log<T: FsFile>(
+    log: &T,
+    path: &Path,
+    snap_index: u64,
+) -> Result<(Vec<Entry>, Vec<u64>, u64), RaftStoreError> {
+    let (stored, positions, valid_len) = read_log(log, path)?;
+    let size = log.size().map_err(io_err(path))?;
+    let covered = stored.last().is_some_and(|e| e.index <= snap_index);
+    let keep = if covered { 0 } else { valid_len };
+    if keep < size {
+        if covered {
+            warn!(path = %path.display(), snapshot = snap_index, "raft log under the snapshot; emptying");
+        } else {
+            warn!(path = %path.display(), valid = valid_len, len = size, "torn raft log tail; truncating");
+        }
+        log.set_len(keep).map_err(io_err(path))?;
+        log.sync_all().map_err(io_err(path))?;
+    }
+    if covered {
+        return Ok((Vec::new(), Vec::new(), 0));
+    }
+    Ok((stored, positions, valid_len))
+}
+
 /// Entries, their positions, and the length of the valid prefix.
 fn read_log<T: FsFile>(f: &T, path: &Path) -> Result<(Vec<Entry>, Vec<u64>, u64), RaftStoreError> {
     let size = f.size().map_err(io_err(path))?;
@@ -401,9 +449,11 @@ mod tests {
         .unwrap();
         s.apply(&Output::TruncateFrom { index: 4 }).unwrap();
         s.apply(&Output::AppendEntries(vec![entry(3, 4)])).unwrap();
+        assert_eq!(s.last(), (3, 4));
         s.sync().unwrap();
         drop(s);
         let (mut s, d1) = RaftStore::open(&dir).unwrap();
+        assert_eq!(s.last(), (3, 4));
         assert_eq!(d1.hard_state, h);
         assert_eq!(
             d1.entries,
@@ -415,6 +465,7 @@ mod tests {
             data: b"state".to_vec(),
         };
         s.apply(&Output::PersistSnapshot(snap.clone())).unwrap();
+        assert_eq!(s.last(), (3, 4));
         s.apply(&Output::AppendEntries(vec![entry(3, 5)])).unwrap();
         let h2 = HardState {
             term: 4,
@@ -479,6 +530,37 @@ mod tests {
         assert_eq!(d2.entries, vec![entry(1, 1), entry(1, 2), entry(2, 3)]);
     }
 
+    /// A crash after a snapshot beyond the log was renamed into place but before the log was
+    /// rewritten: the old log is all under the snapshot, and appends resume after it.
+    #[test]
+    fn a_log_left_under_a_newer_snapshot_is_emptied() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("__raft");
+        let (mut s, _) = RaftStore::open(&dir).unwrap();
+        s.apply(&Output::AppendEntries(
+            (1..=4).map(|i| entry(1, i)).collect(),
+        ))
+        .unwrap();
+        s.sync().unwrap();
+        let old_log = std::fs::read(dir.join("log")).unwrap();
+        let snap = Snapshot {
+            index: 6,
+            term: 2,
+            data: vec![7],
+        };
+        s.apply(&Output::PersistSnapshot(snap.clone())).unwrap();
+        drop(s);
+        std::fs::write(dir.join("log"), &old_log).unwrap();
+        let (mut s, d1) = RaftStore::open(&dir).unwrap();
+        assert_eq!((d1.snapshot, d1.entries), (Some(snap.clone()), vec![]));
+        assert_eq!(s.last(), (2, 6));
+        s.apply(&Output::AppendEntries(vec![entry(2, 7)])).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let (_, d2) = RaftStore::open(&dir).unwrap();
+        assert_eq!((d2.snapshot, d2.entries), (Some(snap), vec![entry(2, 7)]));
+    }
+
     #[test]
     fn truncating_below_the_snapshot_keeps_the_snapshot() {
         let d = tempfile::tempdir().unwrap();
@@ -495,6 +577,7 @@ mod tests {
         };
         // A follower installing a leader's snapshot beyond its log: everything stored goes.
         s.apply(&Output::PersistSnapshot(snap.clone())).unwrap();
+        assert_eq!(s.last(), (2, 6));
         s.apply(&Output::AppendEntries(vec![entry(2, 7)])).unwrap();
         s.sync().unwrap();
         drop(s);

@@ -1,7 +1,8 @@
 //! `skein-sim cluster`: the metadata quorum under faults. One u64 seed decides a cluster of 3
 //! or 5 voters (each also a broker, as in combined mode) plus up to two non-voting brokers,
-//! their fault rates ([`swarm`]), and every event: Raft ([`skein_core::raft`]) over simulated
-//! disks that lose unsynced writes, possibly in part ([`disk`]), a network that delays,
+//! their fault rates ([`swarm`]), and every event: Raft ([`skein_core::raft`]) over
+//! skein-storage's real `RaftStore` on simulated disks that lose unsynced writes, possibly in
+//! part, torn at a sector ([`store`]), a network that delays,
 //! reorders, loses, duplicates and partitions ([`net`]), processes that crash and restart as
 //! new incarnations, brokers that go silent and must be fenced, then return and be unfenced,
 //! and admin clients proposing topic changes and producer-id blocks through whichever voter
@@ -28,10 +29,10 @@
 
 pub mod canary;
 pub mod check;
-pub mod disk;
 pub mod net;
 pub mod scenario;
 pub mod sim;
+pub mod store;
 pub mod swarm;
 
 pub use canary::ClusterCanary;

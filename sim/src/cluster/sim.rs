@@ -2,7 +2,8 @@
 //! non-voting brokers, driving skein-core's `Raft`, `Catalog` and `Controller` the way the
 //! real shell does (broker/src/quorum.rs), with simulated time, disks and network.
 //!
-//! Each voter runs Raft over a [`RaftDisk`], applies committed entries (JSON
+//! Each voter runs Raft over skein-storage's real `RaftStore` on its own crash-losing disk
+//! ([`VoterStore`]), applies committed entries (JSON
 //! `MetadataRecord`s) to its `Catalog`, snapshots the catalog every `snapshot_every` applied
 //! entries, and every [`CONTROLLER_POLL_MS`] runs a round of skein-core's `Controller` (the very
 //! `Controller::round` broker/src/broker.rs `control()` runs): it tells the controller whether
@@ -50,8 +51,8 @@ use super::canary::ClusterCanary;
 use super::check::clients::{ClientChecker, Outcome as OpOutcome};
 use super::check::metadata::{decode, MetadataChecker};
 use super::check::raft::RaftChecker;
-use super::disk::{self, CrashLoss, DiskOp, RaftDisk};
 use super::net::ClusterNet;
+use super::store::{CrashLoss, VoterStore};
 use super::swarm::ClusterSwarm;
 use crate::checker::{violation, Verdict};
 use crate::harness::{Gate, Plan, TraceHasher};
@@ -184,7 +185,8 @@ struct Node {
     observer: Option<Observer>,
     // ---- quorum side (voters) ----
     raft: Option<Raft>,
-    disk: RaftDisk,
+    /// The voter's disk and the Raft store open on it.
+    store: VoterStore,
     catalog: Catalog,
     /// Index of the last entry applied to `catalog` (or restored).
     applied: u64,
@@ -221,7 +223,7 @@ impl Node {
             registration: None,
             observer: None,
             raft: None,
-            disk: RaftDisk::default(),
+            store: VoterStore::default(),
             catalog: Catalog::new(LogConfig::default()),
             applied: 0,
             controller: Controller::new(SESSION_TIMEOUT_MS)
@@ -565,7 +567,12 @@ impl Cluster {
         n.pause_epoch += 1;
         n.deferred.clear();
         if let Some(config) = config {
-            let durable = n.disk.durable().clone();
+            let durable = n.store.open().map_err(|e| {
+                violation(
+                    "raft-store",
+                    format!("node {id} cannot recover its Raft state: {e}"),
+                )
+            })?;
             let mut raft = Raft::new(config, durable);
             raft.set_canary(canary.map(ClusterCanary::core));
             n.seen_commit = raft.commit_index();
@@ -607,20 +614,36 @@ impl Cluster {
         Ok(())
     }
 
-    /// Kills node `id`'s process: a voter loses its unsynced writes (or part of them).
+    /// Kills node `id`'s process between steps: a voter's store must hold its Raft state (see
+    /// [`Self::check_store`]) and loses its unsynced writes (or part of them).
     fn crash(&mut self, id: NodeId, why: &str) {
+        self.check_store(id);
+        self.crash_mid_step(id, why);
+    }
+
+    /// If voter `id`'s disk died in the middle of a storage operation, its process crashes now
+    /// (and restarts later); says whether it did.
+    fn crash_if_disk_died(&mut self, id: NodeId) -> bool {
+        if !self.node(id).up || !self.node(id).store.dead() {
+            return false;
+        }
+        self.crash_mid_step(id, "its disk died mid-operation");
+        let down = self.rng_more.below(self.swarm.downtime_max_ms + 1);
+        self.schedule(self.now + down, Event::Restart { node: id });
+        true
+    }
+
+    /// [`Self::crash`] in the middle of a step, before its later outputs were carried out.
+    fn crash_mid_step(&mut self, id: NodeId, why: &str) {
         if !self.node(id).up {
             return;
         }
         let partial = self.chance_pm(self.swarm.partial_loss_pm);
-        let loss = if !partial {
-            CrashLoss::All
-        } else if self.swarm.per_file_loss_pm > 0
-            && self.rng_more.below(1000) < self.swarm.per_file_loss_pm
-        {
-            CrashLoss::PerFile
+        let loss = if partial {
+            let torn_write_ppm = (self.swarm.torn_write_pm * 1000) as u32;
+            CrashLoss::Partial { torn_write_ppm }
         } else {
-            CrashLoss::Prefix
+            CrashLoss::All
         };
         let n = &mut self.nodes[(id - 1) as usize];
         n.up = false;
@@ -630,7 +653,7 @@ impl Cluster {
         n.observer = None;
         let lost = if n.voter {
             n.raft = None;
-            n.disk.crash(&mut self.rng, loss)
+            n.store.crash(&mut self.rng_more, loss).writes_lost
         } else {
             0
         };
@@ -691,7 +714,10 @@ impl Cluster {
                     answer = Some(Ok((index, term)))
                 }
                 Output::Refused(e) if answer.is_none() => answer = Some(Err(e)),
-                o => self.carry_out(id, o)?,
+                o => {
+                    self.carry_out(id, o)?;
+                    self.crash_if_disk_died(id);
+                }
             }
         }
         self.after_drive(id)?;
@@ -700,31 +726,26 @@ impl Cluster {
 
     fn carry_out(&mut self, id: NodeId, o: Output) -> Verdict {
         match o {
-            Output::PersistHardState(h) => {
+            Output::PersistHardState(_) => {
                 let n = self.node_mut(id);
-                n.disk.write(DiskOp::HardState(h));
+                n.store.apply(&o);
                 n.hard_state_unsynced = true;
             }
-            Output::AppendEntries(entries) => {
-                let v = self.node(id).disk.volatile();
+            Output::AppendEntries(ref entries) => {
                 let first = entries[0].index;
-                let prev_term = disk::term_at(v, first - 1).unwrap_or_else(|| {
-                    panic!(
-                        "raft storage: append at {first} but the disk ends at {}",
-                        disk::last_index(v)
-                    )
+                let raft = self.node(id).raft.as_ref().expect("voter is up");
+                let prev_term = raft.term_at(first - 1).unwrap_or_else(|| {
+                    panic!("harness: node {id} appends at {first} after no entry")
                 });
-                self.raft_check.on_append(id, prev_term, &entries)?;
-                self.node_mut(id).disk.write(DiskOp::Append(entries));
+                self.raft_check.on_append(id, prev_term, entries)?;
+                self.node_mut(id).store.apply(&o);
             }
-            Output::TruncateFrom { index } => {
-                self.node_mut(id).disk.write(DiskOp::Truncate(index));
+            Output::TruncateFrom { .. } | Output::PersistSnapshot(_) => {
+                self.node_mut(id).store.apply(&o)
             }
-            Output::PersistSnapshot(s) => self.node_mut(id).disk.write(DiskOp::Snapshot(s)),
             Output::Sync { seq } => {
                 let at = self.now + self.rng.below(self.swarm.disk_delay_max_ms + 1);
                 let n = self.node_mut(id);
-                n.disk.request_sync(seq);
                 let at = at.max(n.last_sync_done_ms);
                 n.last_sync_done_ms = at;
                 let life = n.life;
@@ -740,7 +761,7 @@ impl Cluster {
                 let pm = self.swarm.crash_on_sync_pm * if likely { 5 } else { 1 };
                 if self.faults && self.chance_pm(pm) && self.go("crash at an fsync") {
                     // Crash before the write is durable; this step's later outputs are lost.
-                    self.crash(id, "at an fsync");
+                    self.crash_mid_step(id, "at an fsync");
                     let down = self.rng.below(self.swarm.delay_max_ms + 1);
                     self.schedule(self.now + down, Event::Restart { node: id });
                 }
@@ -924,23 +945,28 @@ impl Cluster {
         Ok(())
     }
 
-    /// After a node's step: its disk mirrors its log; election safety; commits.
+    /// Panics unless voter `id`'s Raft store holds exactly its running Raft's state (see
+    /// [`VoterStore::check_holds`]); a node that is down or no voter passes.
+    fn check_store(&self, id: NodeId) {
+        let n = self.node(id);
+        if let Some(raft) = n.raft.as_ref() {
+            if let Err(e) = n.store.check_holds(raft) {
+                panic!("harness: node {id}'s raft store does not hold its Raft state: {e}");
+            }
+        }
+    }
+
+    /// After a node's step: its store ends where its log does; election safety; commits.
     fn after_drive(&mut self, id: NodeId) -> Verdict {
         let n = &self.nodes[(id - 1) as usize];
         let Some(raft) = n.raft.as_ref() else {
             return Ok(());
         };
-        let v = n.disk.volatile();
         assert_eq!(
-            disk::last_index(v),
-            raft.last_index(),
-            "harness: node {id}'s disk does not mirror its log"
+            n.store.last(),
+            Some((raft.last_term(), raft.last_index())),
+            "harness: node {id}'s raft store does not end where its log does"
         );
-        assert_eq!(
-            v.snapshot.as_ref().map_or(0, |s| s.index),
-            raft.snapshot().index
-        );
-        assert_eq!(v.hard_state.term, raft.term());
         if raft.role() == Role::Leader && self.raft_check.leaders.get(&raft.term()) != Some(&id) {
             self.raft_check.on_leader(raft)?;
             self.stats.leaders += 1;
@@ -1437,9 +1463,18 @@ impl Cluster {
                 _ => 1 + self.rng.below(self.swarm.voters),
             };
             if self.node(victim).up && self.go("crash") {
-                self.crash(victim, "crash");
-                let down = self.rng.below(self.swarm.downtime_max_ms + 1);
-                self.schedule(self.now + down, Event::Restart { node: victim });
+                let pm = self.swarm.mid_op_crash_pm;
+                if pm > 0 && self.rng_more.below(1000) < pm {
+                    let n = self.rng_more.below(16) as u32;
+                    self.node_mut(victim).store.die_after(n);
+                    self.note(format!(
+                        "node {victim}'s disk dies at its mutation #{n} from now"
+                    ));
+                } else {
+                    self.crash(victim, "crash");
+                    let down = self.rng.below(self.swarm.downtime_max_ms + 1);
+                    self.schedule(self.now + down, Event::Restart { node: victim });
+                }
             }
         } else if self.chance_pm(self.swarm.partition_pm) {
             if self.go("partition") {
@@ -1538,7 +1573,10 @@ impl Cluster {
                     n.deferred.push(Event::Persisted { node, life, seq });
                     return Ok(());
                 }
-                n.disk.complete_sync(seq);
+                n.store.sync();
+                if self.crash_if_disk_died(node) {
+                    return Ok(()); // the fsync never returned
+                }
                 (self.now, 3u8, node, seq).hash(&mut self.hasher);
                 self.drive(node, Some(Input::Persisted { seq }))?;
             }
@@ -1660,6 +1698,9 @@ impl Cluster {
         self.net.heal();
         self.partition_epoch += 1;
         self.note("heal: faults stop".into());
+        for n in &mut self.nodes {
+            n.store.disarm();
+        }
         for id in self.ids() {
             if !self.node(id).up {
                 self.start(id)?;
@@ -1701,6 +1742,9 @@ impl Cluster {
         loop {
             let verdict = self.converged();
             if verdict.is_ok() || self.now >= quiet_start + QUIET_MAX_MS {
+                for id in self.ids() {
+                    self.check_store(id);
+                }
                 return verdict;
             }
             let until = self.now + 20;

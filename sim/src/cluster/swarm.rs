@@ -36,8 +36,8 @@ pub struct ClusterSwarm {
     /// Per fsync request: chance the process crashes right there (five times as likely after a
     /// term or vote change, or on a leader).
     pub crash_on_sync_pm: u64,
-    /// Per crash: chance a random prefix of the unsynced writes survives (the last one
-    /// possibly torn at an entry boundary) instead of none.
+    /// Per crash: chance each file of the Raft store keeps a random prefix of its unsynced
+    /// writes (the page cache writes files back independently) instead of none.
     pub partial_loss_pm: u64,
     /// Longest a crashed voter stays down.
     pub downtime_max_ms: u64,
@@ -63,9 +63,12 @@ pub struct ClusterSwarm {
     pub safety_ms: u64,
     // Drawn by `draw_more` from its own stream, after the rest, so the draws above stay what
     // they were before it existed.
-    /// Per partial loss: chance the hard-state file and the log file each keep their own
-    /// prefix of the unsynced writes (instead of one prefix in write order).
-    pub per_file_loss_pm: u64,
+    /// Per partial loss and file: chance the first lost write is torn at a sector (and then,
+    /// half the time, its lost sectors read back as zeros).
+    pub torn_write_pm: u64,
+    /// Per crash action: chance the victim's disk dies within its next few mutations instead
+    /// (in the middle of a storage operation, e.g. a snapshot's install), crashing the process.
+    pub mid_op_crash_pm: u64,
 }
 
 impl ClusterSwarm {
@@ -96,13 +99,15 @@ impl ClusterSwarm {
             entries_per_message_max: r.pick(&[1u64, 2, 3, 8, 64]),
             inflight_entries_max: r.pick(&[4u64, 16, 64]),
             safety_ms: r.pick(&[2000u64, 4000, 6000]),
-            per_file_loss_pm: 0,
+            torn_write_pm: 0,
+            mid_op_crash_pm: 0,
         }
     }
 
     /// Draws the rates added after the first swarm from their own stream.
     pub fn draw_more(&mut self, r: &mut Rng) {
-        self.per_file_loss_pm = r.pick(&[0u64, 0, 500, 1000]);
+        self.torn_write_pm = r.pick(&[0u64, 0, 500, 1000]);
+        self.mid_op_crash_pm = r.pick(&[0u64, 0, 300, 700]);
     }
 }
 
@@ -111,7 +116,7 @@ impl fmt::Display for ClusterSwarm {
         write!(
             f,
             "voters={} observers={} elect=100..{}ms drop={}‰ dup={}‰ lat={}ms fsync={}ms gap={}ms \
-             crash={}‰ crash-at-sync={}‰ partial-loss={}‰/per-file={}‰ down={}ms part={}‰/{}ms \
+             crash={}‰ crash-at-sync={}‰ partial-loss={}‰/torn={}‰ mid-op={}‰ down={}ms part={}‰/{}ms \
              pause={}‰/{}ms admin={}‰ snap-every={} epm={} inflight={} safety={}ms",
             self.voters,
             self.observers,
@@ -124,7 +129,8 @@ impl fmt::Display for ClusterSwarm {
             self.crash_pm,
             self.crash_on_sync_pm,
             self.partial_loss_pm,
-            self.per_file_loss_pm,
+            self.torn_write_pm,
+            self.mid_op_crash_pm,
             self.downtime_max_ms,
             self.partition_pm,
             self.partition_max_ms,

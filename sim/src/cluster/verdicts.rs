@@ -8,7 +8,7 @@ use skein_core::raft::NodeId;
 
 use super::super::check::converge;
 use super::super::check::raft::VoterLog;
-use super::super::disk;
+use super::super::store::{self, DurableView};
 use super::Cluster;
 use crate::checker::{violation, Verdict};
 
@@ -17,30 +17,37 @@ impl Cluster {
         let Some((&index, &(term, _))) = self.raft_check.committed.last_key_value() else {
             return Ok(());
         };
-        let end = |d: &skein_core::raft::Durable| {
-            let last = disk::last_index(d);
-            (disk::term_at(d, last).unwrap_or(0), last)
-        };
         let logs: Vec<VoterLog> = self.nodes[..self.swarm.voters as usize]
             .iter()
-            .map(|n| {
-                let d = n.disk.durable();
-                match &n.raft {
-                    Some(r) => VoterLog {
-                        id: n.id,
-                        has_committed: index <= r.snapshot().index
-                            || r.term_at(index) == Some(term),
-                        end: (r.last_term(), r.last_index()),
-                        durable_end: end(d),
-                    },
-                    None => VoterLog {
-                        id: n.id,
-                        has_committed: disk::term_at(d, index) == Some(term)
-                            || d.snapshot.as_ref().is_some_and(|s| s.index >= index),
-                        end: end(d),
-                        durable_end: end(d),
-                    },
-                }
+            .map(|n| match (&n.raft, n.store.durable_view()) {
+                (Some(r), DurableView::End(durable_end)) => VoterLog {
+                    id: n.id,
+                    has_committed: index <= r.snapshot().index || r.term_at(index) == Some(term),
+                    end: (r.last_term(), r.last_index()),
+                    durable_end,
+                },
+                (Some(_), _) => unreachable!("an up voter's store is open"),
+                (None, DurableView::Recovered(d)) => VoterLog {
+                    id: n.id,
+                    has_committed: store::holds(d, index, term),
+                    end: store::end(d),
+                    durable_end: store::end(d),
+                },
+                // Never started: an empty disk.
+                (None, DurableView::End(_)) => VoterLog {
+                    id: n.id,
+                    has_committed: false,
+                    end: (0, 0),
+                    durable_end: (0, 0),
+                },
+                // A store that refuses its disk fails the node's restart (a `raft-store`
+                // violation): it is never elected and grants no vote meanwhile.
+                (None, DurableView::Unrecoverable) => VoterLog {
+                    id: n.id,
+                    has_committed: true,
+                    end: (0, 0),
+                    durable_end: (u64::MAX, u64::MAX),
+                },
             })
             .collect();
         self.raft_check.check_commit_safety(&logs)
