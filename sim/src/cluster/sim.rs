@@ -1162,6 +1162,7 @@ impl Cluster {
         let now = self.now;
         let n = self.node_mut(at);
         n.controller.heartbeat(now, broker as i32, &incarnation);
+        n.controller.check_invariants();
         let registered = n
             .catalog
             .broker(broker as i32)
@@ -1226,6 +1227,7 @@ impl Cluster {
             local_cluster_id: &cluster_id,
         };
         let round = n.controller.round(now, &n.catalog, input);
+        n.controller.check_invariants();
         if round.register_again && n.registered {
             // An earlier incarnation's registration committed after ours: register again.
             n.registered = false;
