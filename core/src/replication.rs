@@ -242,11 +242,22 @@ impl Leader {
     }
 
     /// The catalog moved on within this leadership (same leader epoch): a new ISR, partition
-    /// epoch or replica set. A committed change ends the pending one.
+    /// epoch or replica set. A committed change ends the pending one. A follower that left the
+    /// ISR (the controller fenced it, or a shrink committed) forgets its progress: it rejoins
+    /// only after a fetch made since, so a broker that died caught up (its last fetch within
+    /// replica.lag.time.max.ms) is not proposed back, which the controller would refuse while
+    /// the proposal kept holding back the high watermark.
     pub fn update(&mut self, state: &PartitionState, log_end: i64, now_ms: u64) {
         if state.partition_epoch != self.partition_epoch {
             self.pending = None;
             self.outstanding.clear();
+        }
+        for r in &self.isr {
+            if !state.isr.contains(r) {
+                if let Some(f) = self.followers.get_mut(r) {
+                    *f = FollowerProgress::new(now_ms);
+                }
+            }
         }
         self.partition_epoch = state.partition_epoch;
         self.isr = state.isr.clone();
@@ -337,7 +348,8 @@ impl Leader {
     }
 
     /// The ISR change due now, if any: followers not caught up for replica.lag.time.max.ms
-    /// leave; replicas that reached the high watermark (and this leadership's start) join.
+    /// leave; replicas that reached the high watermark (and this leadership's start) in a fetch
+    /// made since they last left the ISR join.
     pub fn tick(&mut self, now_ms: u64) -> Option<IsrProposal> {
         if let Some((_, at)) = &self.pending {
             if now_ms.saturating_sub(*at) < self.config.isr_retry_ms {
@@ -570,6 +582,30 @@ mod tests {
             20,
             "the partition epoch moved: that proposal can no longer apply"
         );
+    }
+
+    /// The e2e "broker killed" flake: the controller fences a follower that died caught up and
+    /// takes it out of the ISR; its last fetch is still within the lag, but it is not proposed
+    /// back (the controller would refuse, and the proposal would hold back the high watermark).
+    #[test]
+    fn a_follower_the_controller_removed_rejoins_only_after_a_new_fetch() {
+        let mut l = Leader::new(1, &state(&[1, 2, 3], 0, 0), 10, 10, 0, cfg(1));
+        l.on_fetch(2, 10, 10, 100);
+        l.on_fetch(3, 10, 10, 100);
+        // 3 dies; the controller fences it: ISR [1, 2] at the same leader epoch.
+        l.update(&state(&[1, 2], 0, 1), 10, 300);
+        assert_eq!(l.tick(400), None, "3 has not fetched since it left the ISR");
+        l.on_append(20);
+        l.on_fetch(2, 20, 20, 500);
+        assert_eq!(
+            l.hw(),
+            20,
+            "only the committed ISR holds back the high watermark"
+        );
+        assert_eq!(l.tick(600), None);
+        // 3 comes back and catches up: it rejoins.
+        l.on_fetch(3, 20, 20, 700);
+        assert_eq!(l.tick(800).expect("3 caught up").isr, vec![1, 2, 3]);
     }
 
     #[test]

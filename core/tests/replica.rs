@@ -396,6 +396,41 @@ fn a_lagging_follower_is_proposed_out_at_its_deadline() {
     );
 }
 
+/// A follower that died caught up and was fenced (the controller takes it out of the ISR at
+/// the same leader epoch) is not proposed back from its old fetches, and writes commit on the
+/// ISR left (the coordinator of a `__consumer_offsets` partition waits on this after a kill -9).
+#[test]
+fn a_fenced_follower_is_not_proposed_back_into_the_isr() {
+    let mut n = Node::new(1, FlushPolicy::Interval);
+    n.meta(state(&[1, 2, 3], &[1, 2, 3], 1, 0, 0), 2);
+    n.produce(1, 1);
+    let fetch = |replica, offset| Input::FollowerFetch {
+        token: 9,
+        replica,
+        fetch_offset: offset,
+        last_fetched_epoch: 0,
+        current_leader_epoch: 0,
+    };
+    n.now = 100;
+    n.feed(fetch(2, 2));
+    n.feed(fetch(3, 2));
+    assert_eq!(n.r.hw(), 2);
+    // 3 is killed; 500 ms later (within the lag of 1 s) the controller fences it.
+    n.now = 600;
+    n.meta(state(&[1, 2, 3], &[1, 2], 1, 0, 1), 2);
+    n.now = 700;
+    let out = n.feed(Input::Tick);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::ProposeIsr(_))),
+        "3 proposed back into the ISR: {out:?}"
+    );
+    // A coordinator's write on the ISR left commits.
+    n.produce(2, 1);
+    assert_eq!(n.r.commit_status(0, 4), None);
+    n.feed(fetch(2, 4));
+    assert_eq!(n.r.commit_status(0, 4), Some(Ok(())));
+}
+
 proptest! {
     /// Random metadata, produces, follower fetches, consumer fetches, fetch responses, fsync
     /// completions and ticks, under both flush policies: the invariants hold after every input,

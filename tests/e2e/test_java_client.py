@@ -450,13 +450,6 @@ def test_java_producer_and_group_member_ride_out_a_broker_kill(cluster_factory, 
         assert [o for o, _ in dict.fromkeys(got)] == list(range(300)), p
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="about 1 run in 3: after kill -9 of node 3 the group's coordinator stays unavailable "
-    "(COORDINATOR_NOT_AVAILABLE for 30 s) although every __consumer_offsets partition had three "
-    "replicas in sync; the other runs pass every assertion (open: failover of a group coordinator "
-    "no group had used yet)",
-)
 def test_java_admin_client_on_a_cluster_with_a_broker_killed(cluster_factory):
     """The Admin client's whole scenario (topics, partitions, configs, cluster, quorum, offsets,
     groups) against a three-broker cluster after `kill -9` of node 3 (the quorum keeps two of
