@@ -68,7 +68,7 @@ pub const REPLICA_REQUEST_SLACK_MS: u64 = 10_000;
 pub const REPLICA_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// Wait before connecting again to a leader that could not be reached.
 pub const REPLICA_CONNECT_BACKOFF: Duration = Duration::from_millis(300);
-/// Wait after a fetch that brought nothing new.
+/// Wait after a fetch that brought nothing but partition errors.
 pub const REPLICA_IDLE_BACKOFF: Duration = Duration::from_millis(100);
 
 // ---- the group coordinator ----

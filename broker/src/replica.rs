@@ -183,7 +183,10 @@ pub async fn run_fetcher<H: ReplicaHost>(b: Arc<H>, leader: i32) {
                 continue;
             }
         };
-        let mut progressed = false;
+        // Whether data or a truncation came back; if not, and the leader answered with
+        // partition errors (at once, without its long-poll wait) or nothing, fetching again at
+        // once would spin.
+        let (mut brought, mut errored, mut answered) = (false, false, false);
         let mut to_sync = Vec::new();
         for t in resp.responses {
             for pd in t.partitions {
@@ -193,7 +196,13 @@ pub async fn run_fetcher<H: ReplicaHost>(b: Arc<H>, leader: i32) {
                 else {
                     continue;
                 };
-                progressed |= pd.error_code == 0;
+                let d = &pd.diverging_epoch;
+                answered = true;
+                errored |= pd.error_code != 0;
+                brought |= pd.error_code == 0
+                    && (pd.records.as_ref().is_some_and(|r| !r.is_empty())
+                        || d.epoch >= 0
+                        || d.end_offset >= 0);
                 let input = Input::FetchResponse {
                     leader_epoch: pos.leader_epoch,
                     reply: fetch_reply(&pd),
@@ -222,7 +231,7 @@ pub async fn run_fetcher<H: ReplicaHost>(b: Arc<H>, leader: i32) {
                 }
             }
         }
-        if !progressed {
+        if !brought && (errored || !answered) {
             tokio::time::sleep(REPLICA_IDLE_BACKOFF).await;
         }
     }
