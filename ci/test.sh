@@ -22,11 +22,11 @@
 #   SKEIN_BIN          use this broker binary instead of building one
 #   PYTEST_ARGS        extra pytest arguments (e.g. "-k kcat -x")
 #   SKEIN_SKIP_CARGO_TEST=1   skip step 3 (for iterating on the e2e suite)
-#   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..110000); SKEIN_SKIP_SIM=1 skips it
-#   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..15000); SKEIN_SKIP_SIM=1 skips it too
-#   SKEIN_REPL_SEEDS=A..B     the replication simulation batch (default 0..6000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_SIM_SEEDS=A..B      the simulation batch (default 100000..104000); SKEIN_SKIP_SIM=1 skips it
+#   SKEIN_CLUSTER_SEEDS=A..B  the cluster simulation batch (default 0..8000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_REPL_SEEDS=A..B     the replication simulation batch (default 0..4000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_GROUPS_SEEDS=A..B   the consumer-group simulation batch (default 0..8000); SKEIN_SKIP_SIM=1 skips it too
-#   SKEIN_CG_SEEDS=A..B       the KIP-848 consumer-group batch (default 0..30000); SKEIN_SKIP_SIM=1 skips it too
+#   SKEIN_CG_SEEDS=A..B       the KIP-848 consumer-group batch (default 0..20000); SKEIN_SKIP_SIM=1 skips it too
 #   SKEIN_SKIP_MODEL=1        skip step 4c
 #   SKEIN_SKIP_LINT=1         skip step 2b
 set -uo pipefail
@@ -95,10 +95,11 @@ if [ "${SKEIN_SKIP_CARGO_TEST:-0}" != "1" ]; then
   grep -E '^test result:|^error(\[|:)|^failures:|panicked at' "$LOGDIR/cargo-test.log" | head -50 || true
 fi
 
-# A fixed batch of seeded whole-node simulations (release build; about 3 minutes on 2 cores).
+# A fixed batch of seeded whole-node simulations (release build; about 2.5 minutes: the node now
+# runs the real PartitionStore, about 1,750 seeds a minute).
 # Regression seeds and the canary tests already ran under cargo test (sim/tests/).
 SIM_STATUS=0
-SIM_SEEDS="${SKEIN_SIM_SEEDS:-100000..110000}"
+SIM_SEEDS="${SKEIN_SIM_SEEDS:-100000..104000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   say "skein-sim --seeds $SIM_SEEDS ($(elapsed))"
   timeout 900 cargo run --release -q -p skein-sim -- --seeds "$SIM_SEEDS" 2>&1 | tail -n 25 | tee "$LOGDIR/sim.log"
@@ -119,11 +120,11 @@ if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   fi
 fi
 
-# A fixed batch of seeded metadata-quorum cluster simulations (release build; about 3 minutes of
+# A fixed batch of seeded metadata-quorum cluster simulations (release build; about 2 minutes of
 # one core, about 77 seeds/s with every voter on the real RaftStore). Its regression seeds,
 # canaries, shrink and replay already ran under cargo test (sim/tests/sims.rs, sim/tests/cluster.rs).
 CLUSTER_STATUS=0
-CLUSTER_SEEDS="${SKEIN_CLUSTER_SEEDS:-0..15000}"
+CLUSTER_SEEDS="${SKEIN_CLUSTER_SEEDS:-0..8000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   say "skein-sim cluster --seeds $CLUSTER_SEEDS ($(elapsed))"
   timeout 600 cargo run --release -q -p skein-sim -- cluster --seeds "$CLUSTER_SEEDS" >"$LOGDIR/sim-cluster.log" 2>&1
@@ -138,7 +139,7 @@ fi
 # minute on one core). Its regression seeds and canary tests already ran under cargo test
 # (sim/tests/sims.rs, sim/tests/replication.rs).
 REPL_STATUS=0
-REPL_SEEDS="${SKEIN_REPL_SEEDS:-0..6000}"
+REPL_SEEDS="${SKEIN_REPL_SEEDS:-0..4000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   say "skein-sim replication --seeds $REPL_SEEDS ($(elapsed))"
   timeout 600 cargo run --release -q -p skein-sim -- replication --seeds "$REPL_SEEDS" >"$LOGDIR/sim-replication.log" 2>&1
@@ -166,7 +167,7 @@ fi
 # about 36 s of CPU, a bit over a minute of wall time on the shared 2-core machine). Its regression seeds (ci/groups-consumer-regression-seeds),
 # canaries, shrink and replay already ran under cargo test (sim/tests/sims.rs, sim/tests/groups.rs).
 CG_STATUS=0
-CG_SEEDS="${SKEIN_CG_SEEDS:-0..30000}"
+CG_SEEDS="${SKEIN_CG_SEEDS:-0..20000}"
 if [ "${SKEIN_SKIP_SIM:-0}" != "1" ]; then
   say "skein-sim groups --protocol consumer --seeds $CG_SEEDS ($(elapsed))"
   timeout 600 cargo run --release -q -p skein-sim -- groups --protocol consumer --seeds "$CG_SEEDS" >"$LOGDIR/sim-groups-consumer.log" 2>&1
