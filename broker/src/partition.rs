@@ -22,7 +22,7 @@ use bytes::Bytes;
 use skein_core::catalog::PartitionState;
 use skein_core::log::Appended;
 use skein_core::replica::{
-    FetchAnswer, Input, Output, Replica, ReplicaConfig, ReplicaError, StorageOp,
+    FetchAnswer, FlushPolicy, Input, Output, Replica, ReplicaConfig, ReplicaError, StorageOp,
 };
 use skein_core::replication::IsrProposal;
 use skein_storage::partition::{PartitionStore, StorageError};
@@ -146,6 +146,11 @@ impl Partition {
         self.replica.lock().expect("replica lock")
     }
 
+    /// The flush policy every replica of this broker follows (fixed at start).
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.env.replica.flush
+    }
+
     /// A fresh token naming one request to the replica.
     pub fn token(&self) -> u64 {
         self.next_token.fetch_add(1, Ordering::Relaxed)
@@ -169,8 +174,11 @@ impl Partition {
         let mut hw_changed = false;
         {
             let mut r = self.replica.lock().expect("replica lock");
-            let mut inputs = VecDeque::from([input]);
-            while let Some(input) = inputs.pop_front() {
+            // Completions the storage work reports, fed in order after the input (allocated only
+            // when there are any).
+            let mut inputs = VecDeque::new();
+            let mut next = Some(input);
+            while let Some(input) = next.take().or_else(|| inputs.pop_front()) {
                 // Read under the locks, so no other input slips in with a later time first.
                 let now = self.env.started.elapsed().as_millis() as u64;
                 r.handle(now, st.log(), input);

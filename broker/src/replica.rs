@@ -18,7 +18,6 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
 use skein_core::catalog::MetadataRecord;
-use skein_core::log::committed_len;
 use skein_core::replica::{FetchPosition, FetchReply, Input};
 use skein_core::replication::ReplicationConfig;
 use tracing::{debug, info, warn};
@@ -63,13 +62,6 @@ pub fn replication_config(lag_ms: u64, min_insync: u32) -> ReplicationConfig {
         min_insync_replicas: min_insync as usize,
         isr_retry_ms: lag_ms.clamp(1000, 5000),
     }
-}
-
-/// Cuts fetched bytes before the first batch at or above `hw` (consumers read committed
-/// records only).
-pub fn cut_at_hw(bytes: Bytes, hw: i64) -> Bytes {
-    let len = committed_len(&bytes, hw);
-    bytes.slice(..len)
 }
 
 /// Ticks every partition's replica (ISR changes, acks=all timeouts) and proposes the ISR
@@ -219,16 +211,14 @@ pub async fn run_fetcher<H: ReplicaHost>(b: Arc<H>, leader: i32) {
                 }
             }
         }
-        {
-            // Group commit: the fsyncs the replicas asked for (under fsync-before-ack) run
-            // together, before the next fetch reports their new ends to the leader.
-            let syncs = to_sync
-                .iter()
-                .map(|(p, end)| async move { (p, p.wait_synced(*end).await) });
-            for (p, res) in futures::future::join_all(syncs).await {
-                if let Err(e) = res {
-                    warn!(topic = %p.topic, partition = p.index, error = %e, "follower fsync failed");
-                }
+        // Group commit: the fsyncs the replicas asked for (under fsync-before-ack) run
+        // together, before the next fetch reports their new ends to the leader.
+        let syncs = to_sync
+            .iter()
+            .map(|(p, end)| async move { (p, p.wait_synced(*end).await) });
+        for (p, res) in futures::future::join_all(syncs).await {
+            if let Err(e) = res {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "follower fsync failed");
             }
         }
         if !brought && (errored || !answered) {

@@ -10,6 +10,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as E;
 use skein_core::fetch::{response_max_bytes, FetchBudget};
+use skein_core::log::committed_len;
 use skein_core::replica::{FetchAnswer, Input, ReplicaError};
 use skein_proto::errors;
 use tracing::warn;
@@ -184,7 +185,7 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
                         Ok(bytes) => {
                             // Counted as sent: a consumer's cut below the high watermark.
                             let bytes = if replica < 0 {
-                                crate::replica::cut_at_hw(bytes, upto)
+                                cut_at_hw(bytes, upto)
                             } else {
                                 bytes
                             };
@@ -214,4 +215,11 @@ fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize) {
     }
     let bytes = budget.used() as usize;
     (r, if diverged { bytes.max(1) } else { bytes })
+}
+
+/// Cuts fetched bytes before the first batch at or above `hw` (consumers read committed
+/// records only).
+fn cut_at_hw(bytes: Bytes, hw: i64) -> Bytes {
+    let len = committed_len(&bytes, hw);
+    bytes.slice(..len)
 }

@@ -206,7 +206,7 @@ fn append(
 /// an I/O error reaches the client as KAFKA_STORAGE_ERROR; at the deadline the replica is
 /// ticked, which times the write out.
 async fn wait_acked(p: &Arc<Partition>, mut w: Wait) -> Result<(), (E, String)> {
-    if p.replica().flush_policy() == FlushPolicy::FsyncBeforeAck {
+    if p.flush_policy() == FlushPolicy::FsyncBeforeAck {
         if let Err(e) = p.wait_synced(w.end).await {
             warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
             p.forget(w.token);

@@ -237,7 +237,7 @@ async fn wait_committed(
         return Err(WriteError::NotLeader);
     };
     let deadline = tokio::time::Instant::now() + GROUP_WAIT_COMMITTED;
-    if p.replica().flush_policy() == FlushPolicy::FsyncBeforeAck {
+    if p.flush_policy() == FlushPolicy::FsyncBeforeAck {
         p.wait_synced(offset).await.map_err(|e| {
             warn!(partition = index, error = %e, "fsync of coordinator records failed");
             WriteError::Storage
