@@ -501,6 +501,11 @@ impl PartitionLog {
         let start = segments[0].base_offset;
         let segments: BTreeMap<i64, Segment> =
             segments.into_iter().map(|s| (s.base_offset, s)).collect();
+        // Producer state never names offsets the log does not hold (a snapshot is taken at the
+        // log end, so this only bites on a log cut shorter after its snapshot was chosen).
+        let mut producers = producers;
+        let end = segments.values().next_back().map_or(start, |s| s.next_offset);
+        producers.truncate_to(end);
         let log = Self {
             config,
             segments,
@@ -536,6 +541,7 @@ impl PartitionLog {
             }
             expect = Some(s.next_offset);
         }
+        self.producers.check_invariants(self.log_end_offset());
     }
 
     /// Turns a planted bug on in this log's producer state (simulator only).

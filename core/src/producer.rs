@@ -1,8 +1,12 @@
 //! Idempotent-producer state of one partition: per producer id, its epoch and the last
 //! [`DEDUP_WINDOW`] batches it wrote, so retries are recognised and gaps refused.
 //!
-//! Invariants this module keeps:
-//! - For each producer id, cached batches are in append order with consecutive sequences.
+//! Invariants this module keeps (asserted by [`ProducerStates::check_invariants`]):
+//! - At most [`PRODUCERS_MAX`] producer ids are tracked, and as many awaiting a retry; no id is both.
+//! - Each tracked producer has 1 to [`DEDUP_WINDOW`] cached batches, in log order (offsets strictly
+//!   increasing) and below the log end. Their sequences are consecutive for batches this partition
+//!   accepted as leader; a follower records what its leader accepted, which after a producer's
+//!   state expired on one of them need not follow on.
 //! - A batch is accepted only if its first sequence follows the last cached one (wrapping at
 //!   `i32::MAX`), or it starts a newer epoch at sequence 0, or the producer is unknown.
 //! - The state is a pure function of the batches appended (replayable from the log) plus
@@ -67,6 +71,14 @@ pub struct ProducerStates {
     /// A planted bug the simulator turned on (only with the `canary` feature).
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
+}
+
+/// True when each batch spans forward and starts past the one before it.
+fn batches_in_log_order(batches: &[CachedBatch]) -> bool {
+    batches.iter().all(|b| b.base_offset <= b.last_offset)
+        && batches
+            .windows(2)
+            .all(|w| w[0].last_offset < w[1].base_offset)
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -228,6 +240,27 @@ impl ProducerStates {
         self.entries.retain(|_, e| !e.batches.is_empty());
     }
 
+    /// Asserts the module's invariants against the log's end offset; panics on a violation.
+    pub fn check_invariants(&self, log_end: i64) {
+        assert!(self.entries.len() <= PRODUCERS_MAX, "too many producers");
+        assert!(self.awaiting.len() <= PRODUCERS_MAX, "too many awaiting");
+        for (id, e) in &self.entries {
+            assert!(!self.awaiting.contains_key(id), "producer {id} both tracked and awaiting");
+            assert!(
+                (1..=DEDUP_WINDOW).contains(&e.batches.len()),
+                "producer {id} caches {} batches",
+                e.batches.len()
+            );
+            assert!(batches_in_log_order(&e.batches), "producer {id}: {:?}", e.batches);
+            let newest = e.batches[e.batches.len() - 1];
+            assert!(
+                newest.last_offset < log_end,
+                "producer {id} caches offset {} at or past the log end {log_end}",
+                newest.last_offset
+            );
+        }
+    }
+
     /// Serializes the state: a versioned, CRC-protected snapshot.
     pub fn to_snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -291,7 +324,13 @@ impl ProducerStates {
                 },
             );
         }
-        if !r.0.is_empty() {
+        if !r.0.is_empty() || n as usize > PRODUCERS_MAX {
+            return None;
+        }
+        if entries
+            .values()
+            .any(|e| e.batches.is_empty() || !batches_in_log_order(&e.batches))
+        {
             return None;
         }
         Some(Self {
@@ -395,6 +434,22 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "log end")]
+    fn a_cached_batch_past_the_log_end_is_caught() {
+        let mut s = ProducerStates::new();
+        s.record(&header(1, 0, 0, 3, 0), 0);
+        s.check_invariants(2);
+    }
+
+    #[test]
+    fn a_snapshot_with_batches_out_of_log_order_is_refused() {
+        let mut s = ProducerStates::new();
+        s.record(&header(1, 0, 0, 1, 5), 0);
+        s.record(&header(1, 0, 1, 1, 3), 0);
+        assert_eq!(ProducerStates::from_snapshot(&s.to_snapshot()), None);
+    }
+
+    #[test]
     fn expiry_and_truncation() {
         let mut s = ProducerStates::new();
         s.record(&header(1, 0, 0, 1, 0), 10);
@@ -421,6 +476,43 @@ mod tests {
             let mid = bad.len() / 2;
             bad[mid] ^= 0x40;
             prop_assert_eq!(ProducerStates::from_snapshot(&bad), None);
+        }
+
+        #[test]
+        fn any_mix_of_operations_keeps_the_invariants(
+            ops in proptest::collection::vec((0u8..5, 0i64..4, 0i16..3, 0i32..20, 1usize..4), 0..60)
+        ) {
+            let mut s = ProducerStates::new();
+            let mut end = 0i64;
+            for (op, pid, epoch, seq, n) in ops {
+                match op {
+                    // A live append: only what the check accepts is written.
+                    0 | 1 => {
+                        let h = header(pid, epoch, seq, n, end);
+                        if s.check(&h) == SequenceCheck::Accept {
+                            s.record(&h, end as u64);
+                            end += n as i64;
+                        }
+                    }
+                    // A failed write is rolled back.
+                    2 => {
+                        let before = s.get(pid).cloned();
+                        let h = header(pid, epoch, seq, n, end);
+                        s.record(&h, end as u64);
+                        s.restore(pid, before, epoch, seq);
+                    }
+                    // A truncation of the log's tail.
+                    3 => {
+                        end = (end - n as i64).max(0);
+                        s.truncate_to(end);
+                    }
+                    _ => s.expire(end as u64, 3),
+                }
+                s.check_invariants(end);
+            }
+            if let Some(back) = ProducerStates::from_snapshot(&s.to_snapshot()) {
+                back.check_invariants(end);
+            }
         }
 
         #[test]
