@@ -504,7 +504,10 @@ impl PartitionLog {
         // Producer state never names offsets the log does not hold (a snapshot is taken at the
         // log end, so this only bites on a log cut shorter after its snapshot was chosen).
         let mut producers = producers;
-        let end = segments.values().next_back().map_or(start, |s| s.next_offset);
+        let end = segments
+            .values()
+            .next_back()
+            .map_or(start, |s| s.next_offset);
         producers.truncate_to(end);
         let log = Self {
             config,

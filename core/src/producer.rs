@@ -245,13 +245,20 @@ impl ProducerStates {
         assert!(self.entries.len() <= PRODUCERS_MAX, "too many producers");
         assert!(self.awaiting.len() <= PRODUCERS_MAX, "too many awaiting");
         for (id, e) in &self.entries {
-            assert!(!self.awaiting.contains_key(id), "producer {id} both tracked and awaiting");
+            assert!(
+                !self.awaiting.contains_key(id),
+                "producer {id} both tracked and awaiting"
+            );
             assert!(
                 (1..=DEDUP_WINDOW).contains(&e.batches.len()),
                 "producer {id} caches {} batches",
                 e.batches.len()
             );
-            assert!(batches_in_log_order(&e.batches), "producer {id}: {:?}", e.batches);
+            assert!(
+                batches_in_log_order(&e.batches),
+                "producer {id}: {:?}",
+                e.batches
+            );
             let newest = e.batches[e.batches.len() - 1];
             assert!(
                 newest.last_offset < log_end,

@@ -61,11 +61,10 @@ pub mod records;
 pub mod replication;
 pub mod rng;
 pub mod scenario;
-pub mod schedule;
 pub mod sim;
 pub mod swarm;
 pub mod trace;
 
 pub use canary::SimCanary;
-pub use schedule::{shrink, shrink_with, Replay, Schedule};
-pub use sim::{run, Options, Outcome};
+pub use sim::shrink::{shrink, shrink_with};
+pub use sim::{run, Options, Outcome, Replay, Schedule};

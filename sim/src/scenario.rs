@@ -1,6 +1,6 @@
 //! The whole-node simulation as a harness scenario, so the shared shrinker, replay files and
 //! tests drive it like every other simulation. The `skein-sim` command line keeps the node's
-//! own richer shrink ([`crate::schedule`]: it also drops producers, fetchers and partitions);
+//! own richer shrink ([`crate::sim::schedule`]: it also drops producers, fetchers and partitions);
 //! the harness's plan maps onto the decisions and safety phase of a [`Schedule`].
 
 use serde_json::{json, Value};

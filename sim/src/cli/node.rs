@@ -2,7 +2,7 @@
 //! simulation is named, as ci/test.sh and the README call it): `--seed N`, `--seeds A..B`,
 //! `--trace FILE`, `--canary NAME`, `--crash-only`, `shrink --seed N` (or `--shrink`) and
 //! `--replay FILE`. Its replay files carry the node schedule's shape too (producers, fetchers,
-//! partitions), so it keeps its own [`crate::schedule`] beside the harness's generic one.
+//! partitions), so it keeps its own [`crate::sim::schedule`] beside the harness's generic one.
 
 use crate::harness::CanarySet;
 use std::process::ExitCode;

@@ -1,24 +1,27 @@
-//! The node simulation's schedules (the harness's [`crate::harness::Plan`] plus the node's
-//! shape: producers, fetchers, partitions). Schedules: what a run may inject, as a restriction of what its seed would inject, so that a
-//! failing run can be shrunk and the smaller run replayed from a file.
+//! How one node-simulation run is asked for and what it reports: [`Options`], [`Outcome`], and
+//! the schedules (the harness's [`crate::harness::Plan`] plus the node's shape: producers,
+//! fetchers, partitions). A schedule is what a run may inject, as a restriction of what its seed
+//! would inject, so that a failing run can be shrunk (`super::shrink`) and the smaller run
+//! replayed from a file.
 //!
 //! Every fault the simulator injects and every admin action it takes is a numbered decision (in
 //! the order the run makes them). A [`Schedule`] keeps the seed and narrows the run: only the
 //! listed decisions go ahead (the others are still drawn, so the random streams stay aligned as
 //! far as the run's path allows), the safety phase may be shorter, and clients and partitions may
-//! be fewer. [`shrink`] delta-debugs (Zeller's ddmin) a failing run's decisions and shape down to a
+//! be fewer. `shrink` delta-debugs (Zeller's ddmin) a failing run's decisions and shape down to a
 //! smaller schedule that fails with the same violated property; the JSON form replays it.
 //!
 //! Invariant: a schedule replays deterministically: `run` of the same schedule takes the same
 //! steps, so a shrunk file fails the way it failed when it was written.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 
 use serde_json::{json, Value};
 
 use crate::canary::SimCanary;
-use crate::harness::shrink::ddmin as harness_ddmin;
-use crate::sim::{run, Options, Outcome};
+use crate::checker::Violation;
+use crate::swarm::Swarm;
 
 /// How a run is narrowed (all `None`: the seed's own run).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,174 +155,84 @@ impl Replay {
     }
 }
 
-/// The result of a shrink.
-#[derive(Debug, Clone)]
-pub struct Shrunk {
-    /// The smaller failing run.
-    pub replay: Replay,
-    /// Its outcome.
-    pub outcome: Outcome,
-    /// Decisions the original run injected.
-    pub decisions_before: usize,
-    /// Runs tried.
-    pub runs: usize,
+/// How to run one seed.
+pub struct Options {
+    /// The seed: it decides everything.
+    pub seed: u64,
+    /// A planted bug to turn on.
+    pub canary: Option<SimCanary>,
+    /// Where to write the JSON-lines trace.
+    pub trace_out: Option<Box<dyn Write>>,
+    /// Every stop is a crash (no clean shutdowns): how seeds ran before clean stops existed.
+    pub crash_only: bool,
+    /// Narrows the run (shrinking and replay files); the default is the seed's own run.
+    pub schedule: Schedule,
 }
 
-pub use crate::harness::shrink::SHRINK_RUNS_MAX;
-
-struct Shrinker {
-    seed: u64,
-    canary: Option<SimCanary>,
-    crash_only: bool,
-    property: &'static str,
-    runs: usize,
-    max_runs: usize,
-}
-
-impl Shrinker {
-    /// Runs `s`; `Some(outcome)` if it still fails with the same property.
-    fn fails(&mut self, s: &Schedule) -> Option<Outcome> {
-        if self.runs >= self.max_runs {
-            return None;
-        }
-        self.runs += 1;
-        let o = run(Options {
-            seed: self.seed,
-            canary: self.canary,
-            trace_out: None,
-            crash_only: self.crash_only,
-            schedule: s.clone(),
-        });
-        match &o.violation {
-            Some(v) if v.property == self.property => Some(o),
-            _ => None,
-        }
-    }
-}
-
-/// Shrinks the failing run of `seed` (at most [`SHRINK_RUNS_MAX`] runs); `None` if it does not
-/// fail.
-pub fn shrink(seed: u64, canary: Option<SimCanary>, crash_only: bool) -> Option<Shrunk> {
-    shrink_with(seed, canary, crash_only, SHRINK_RUNS_MAX)
-}
-
-/// [`shrink`] with a bound on the runs tried.
-pub fn shrink_with(
-    seed: u64,
-    canary: Option<SimCanary>,
-    crash_only: bool,
-    max_runs: usize,
-) -> Option<Shrunk> {
-    let first = run(Options {
-        seed,
-        canary,
-        trace_out: None,
-        crash_only,
-        schedule: Schedule::default(),
-    });
-    let property = first.violation.as_ref()?.property;
-    let mut sh = Shrinker {
-        seed,
-        canary,
-        crash_only,
-        property,
-        runs: 1,
-        max_runs,
-    };
-    let decisions_before = first.decisions.len();
-    let mut best = Schedule {
-        allowed: Some(first.decisions.iter().copied().collect()),
-        ..Schedule::default()
-    };
-    let mut out = first;
-    // The shape first: a shorter safety phase, fewer clients and partitions shrink everything
-    // after them. Then ddmin over the decisions the (smaller) run still makes.
-    for _ in 0..2 {
-        let mut safety = best.safety_ms.unwrap_or(out.swarm.safety_ms);
-        while safety > 50 {
-            let s = Schedule {
-                safety_ms: Some(safety / 2),
-                ..best.clone()
-            };
-            match sh.fails(&s) {
-                Some(o) => {
-                    (best, out, safety) = (s, o, safety / 2);
-                }
-                None => break,
-            }
-        }
-        let mut producers: Vec<usize> = best
-            .producers
-            .clone()
-            .unwrap_or_else(|| (0..out.swarm.producers.len()).collect());
-        let mut i = 0;
-        while i < producers.len() && producers.len() > 1 {
-            let mut fewer = producers.clone();
-            fewer.remove(i);
-            let s = Schedule {
-                producers: Some(fewer.clone()),
-                ..best.clone()
-            };
-            match sh.fails(&s) {
-                Some(o) => (best, out, producers) = (s, o, fewer),
-                None => i += 1,
-            }
-        }
-        let mut fetchers = out.swarm.fetchers;
-        while fetchers > 0 {
-            let s = Schedule {
-                fetchers: Some(fetchers - 1),
-                ..best.clone()
-            };
-            match sh.fails(&s) {
-                Some(o) => (best, out, fetchers) = (s, o, fetchers - 1),
-                None => break,
-            }
-        }
-        let mut parts = out.swarm.partitions;
-        while parts > 1 {
-            let s = Schedule {
-                partitions: Some(parts - 1),
-                ..best.clone()
-            };
-            match sh.fails(&s) {
-                Some(o) => (best, out, parts) = (s, o, parts - 1),
-                None => break,
-            }
-        }
-        // Keep only what the current run actually decides.
-        let live: Vec<u64> = out.decisions.clone();
-        let kept = ddmin(&mut sh, &best, live);
-        let s = Schedule {
-            allowed: Some(kept.into_iter().collect()),
-            ..best.clone()
-        };
-        if let Some(o) = sh.fails(&s) {
-            (best, out) = (s, o);
-        }
-    }
-    Some(Shrunk {
-        replay: Replay {
+impl Options {
+    /// A plain run of `seed`.
+    pub fn seed(seed: u64) -> Self {
+        Options {
             seed,
-            canary,
-            crash_only,
-            schedule: best,
-            property: property.to_string(),
-        },
-        outcome: out,
-        decisions_before,
-        runs: sh.runs,
-    })
+            canary: None,
+            trace_out: None,
+            crash_only: false,
+            schedule: Schedule::default(),
+        }
+    }
 }
 
-/// Zeller's ddmin over the allowed decisions (the harness's [`ddmin`]): a smallest-found
-/// subset that still fails.
-fn ddmin(sh: &mut Shrinker, base: &Schedule, set: Vec<u64>) -> Vec<u64> {
-    harness_ddmin(set, |set| {
-        let s = Schedule {
-            allowed: Some(set.iter().copied().collect()),
-            ..base.clone()
-        };
-        sh.fails(&s).is_some()
-    })
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// The canary that was on.
+    pub canary: Option<SimCanary>,
+    /// Whether clean stops were off.
+    pub crash_only: bool,
+    /// The drawn shape (after the schedule's narrowing).
+    pub swarm: Swarm,
+    /// Events processed.
+    pub steps: u64,
+    /// Simulated milliseconds.
+    pub sim_ms: u64,
+    /// FNV-1a 64 of every event line.
+    pub trace_hash: u64,
+    /// The broken invariant, if any.
+    pub violation: Option<Violation>,
+    /// The last event lines.
+    pub tail: Vec<String>,
+    /// Acknowledgements judged.
+    pub acks: u64,
+    /// Records read and judged.
+    pub records_read: u64,
+    /// Numbers of the decisions (faults, admin actions) that went ahead.
+    pub decisions: Vec<u64>,
+}
+
+impl Outcome {
+    /// The one summary line: `seed=<N> <swarm> steps=<n> sim_ms=<n> trace=<hex>`.
+    pub fn summary(&self) -> String {
+        let canary = self
+            .canary
+            .map(|c| format!(" canary={}", c.name()))
+            .unwrap_or_default();
+        format!(
+            "seed={} {}{} steps={} sim_ms={} trace={:016x}",
+            self.seed, self.swarm, canary, self.steps, self.sim_ms, self.trace_hash
+        )
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut cmd = format!("skein-sim --seed {}", self.seed);
+        if let Some(c) = self.canary {
+            cmd += &format!(" --canary {}", c.name());
+        }
+        if self.crash_only {
+            cmd += " --crash-only";
+        }
+        cmd
+    }
 }
