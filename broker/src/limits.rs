@@ -4,9 +4,12 @@
 //! `skein_core::raft::GATED_MESSAGES_MAX`).
 //!
 //! Invariant: no queue or map the shell keeps is fed by clients without a bound here or in a
-//! setting (connections, in-flight requests and request bytes are settings). The one unbounded
-//! channel, the replica fetchers' start queue, carries at most one message per source broker
-//! (`Broker::ensure_fetcher` sends only for a leader it has no fetcher for).
+//! setting (connections, in-flight requests and request bytes are settings). Two channels are
+//! unbounded by type and bounded by their senders: the replica fetchers' start queue carries at
+//! most one message per source broker (`Broker::ensure_fetcher` sends only for a leader it has
+//! no fetcher for), and the group coordinator's work queue refuses new requests while
+//! [`GROUP_WORK_QUEUED_MAX`] pieces of work wait (the runtime plans work under a lock the
+//! driver cannot await, so the queue cannot push back itself).
 
 use std::time::Duration;
 
@@ -89,6 +92,9 @@ pub const GROUP_EXPIRE_EVERY_MS: u64 = 60_000;
 /// The most group operations waiting for an answer at once (JoinGroup and SyncGroup wait for
 /// the rebalance; others for their writes); past it requests get COORDINATOR_NOT_AVAILABLE.
 pub const GROUP_WAITING_MAX: usize = 100_000;
+/// Pieces of coordinator work (appends, loads, answers to route) waiting for the driver task at
+/// most; past it group requests get COORDINATOR_NOT_AVAILABLE until it catches up.
+pub const GROUP_WORK_QUEUED_MAX: usize = 10_000;
 /// Bytes of whole batches each read of the offsets topic takes while loading a shard (a
 /// larger first batch is read whole).
 pub const GROUP_OFFSETS_LOAD_READ_BYTES: u64 = 1 << 20;

@@ -4,6 +4,7 @@
 //! Each completion goes back to the runtime as an input; nothing here decides.
 
 use crate::limits::{GROUP_TIMER_MAX_MS, GROUP_WAIT_COMMITTED};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,10 @@ pub(super) fn spawn(b: Arc<dyn GroupHost>) {
         loop {
             tokio::select! {
                 next = rx.recv() => match next {
-                    Some(work) => carry_out(&b2, work),
+                    Some(work) => {
+                        carry_out(&b2, work);
+                        b2.coordinator().work_queued.fetch_sub(1, Ordering::Relaxed);
+                    }
                     None => return,
                 },
                 _ = stop.changed() => return,

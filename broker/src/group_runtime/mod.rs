@@ -12,7 +12,7 @@
 mod driver;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::limits::{
     GROUP_COMMIT_TIMEOUT_MS, GROUP_EXPIRE_EVERY_MS, GROUP_OFFSETS_LOAD_READ_BYTES, GROUP_TICK_MS,
-    GROUP_WAITING_MAX,
+    GROUP_WAITING_MAX, GROUP_WORK_QUEUED_MAX,
 };
 use crate::partition::Partition;
 
@@ -65,6 +65,9 @@ pub struct Coordinator {
     next_op: AtomicU64,
     work: mpsc::UnboundedSender<Work>,
     work_rx: Mutex<Option<mpsc::UnboundedReceiver<Work>>>,
+    /// Work sent to the driver and not yet carried out; requests are refused while it is at
+    /// [`GROUP_WORK_QUEUED_MAX`], which is what bounds the channel.
+    work_queued: AtomicUsize,
 }
 
 /// Why a call to the coordinator got no answer from a shard.
@@ -112,6 +115,7 @@ impl Coordinator {
             next_op: AtomicU64::new(1),
             work: tx,
             work_rx: Mutex::new(Some(rx)),
+            work_queued: AtomicUsize::new(0),
         }
     }
 
@@ -166,6 +170,7 @@ impl Coordinator {
                     }
                 }
                 work => {
+                    self.work_queued.fetch_add(1, Ordering::Relaxed);
                     let _ = self.work.send(work);
                 }
             }
@@ -180,6 +185,11 @@ impl Coordinator {
         request: GroupRequest,
         wait: Duration,
     ) -> Result<GroupResponse, CallError> {
+        if self.work_queued.load(Ordering::Relaxed) >= GROUP_WORK_QUEUED_MAX {
+            // The driver is far behind (a slow disk): refuse rather than queue without bound;
+            // clients retry COORDINATOR_NOT_AVAILABLE after a backoff.
+            return Err(CallError::Coordinator(CoordinatorError::Overloaded));
+        }
         let op = self.next_op.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(op, tx);
@@ -226,4 +236,41 @@ pub fn note_role(b: &dyn GroupHost, topic: &str, index: i32, leading: Option<i32
         return;
     }
     b.coordinator().role_changed(b, index, leading);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerArgs;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_requests_are_refused_while_the_work_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = BrokerArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            log_level: Some("warn".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let b = crate::broker::Broker::start(settings).await.unwrap();
+        let c = b.coordinator();
+        c.work_queued
+            .store(GROUP_WORK_QUEUED_MAX, Ordering::Relaxed);
+        let heartbeat = GroupRequest::Heartbeat {
+            group: "g".into(),
+            member: "m".into(),
+            instance: None,
+            generation: 1,
+        };
+        let r = c
+            .call(b.as_ref(), 0, heartbeat, Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            r.unwrap_err(),
+            CallError::Coordinator(CoordinatorError::Overloaded)
+        );
+        assert!(c.waiters.lock().unwrap().is_empty(), "nothing was queued");
+        b.close().unwrap();
+    }
 }
