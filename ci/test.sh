@@ -206,9 +206,10 @@ run_simulations() {
     timeout 300 nice -n 10 "$MODEL_BIN" check raft --reliable 2>&1 \
       | tail -n 60 | tee -a "$LOGDIR/model.log"
     if [ "${PIPESTATUS[0]}" != "0" ]; then MODEL_STATUS=1; fi
-    # Partition leadership (model 2): the real Catalog, Leader and PartitionLog; one record,
-    # one crash or fence, one clock advance, one ISR proposal in flight, min.insync.replicas 2
-    # then 1 (about 10 s each on 2 cores). Canaries: model/tests/teeth.rs.
+    # Partition leadership (model 2): the real Catalog, Replica (fsync-before-ack) and
+    # PartitionLog; one record, one crash or fence, one clock advance, one ISR proposal in
+    # flight, min.insync.replicas 2 then 1 (0.69M and 0.60M states, 40-70 s each on 2 shared
+    # cores). Canaries: model/tests/teeth.rs.
     for min_isr in 2 1; do
       say "skein-model check partition --min-isr $min_isr ($(elapsed))"
       timeout 300 nice -n 10 "$MODEL_BIN" check partition --min-isr "$min_isr" \

@@ -4,9 +4,11 @@
 //! interleaving of message delivery, loss, duplication, fsync completion, timeouts, one crash
 //! and client proposals within a bound, and checks Raft's safety properties after each step.
 //! [`partition`] drives one partition's leadership through the controller's real
-//! [`skein_core::catalog::Catalog`], the real [`skein_core::replication::Leader`] and real
-//! [`skein_core::log::PartitionLog`]s through fetches, truncations, ISR changes in flight,
-//! stale metadata, crashes and fences, and checks leader completeness and the high watermark.
+//! [`skein_core::catalog::Catalog`], each broker's real [`skein_core::replica::Replica`] (the
+//! state machine the broker shell and the simulator drive, with its high-watermark rule) and
+//! real [`skein_core::log::PartitionLog`]s through fetches, fsyncs, truncations, ISR changes in
+//! flight, stale metadata, crashes that lose unsynced writes and fences, and checks leader
+//! completeness and the high watermark.
 //! See README.md for the command line.
 
 pub mod partition;
