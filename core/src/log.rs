@@ -1238,6 +1238,47 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn compacted_logs_keep_segments_and_take_cleaned_ones() {
+        let compact = LogConfig {
+            cleanup_policy: crate::config::CleanupPolicy {
+                delete: false,
+                compact: true,
+            },
+            segment_bytes: 200,
+            retention_ms: 1,
+            retention_bytes: 0,
+            ..cfg()
+        };
+        let mut log = PartitionLog::new(compact, 0);
+        for i in 0..6 {
+            let mut b = build::simple(2, 10 * i, None);
+            log.append(10 * i as u64, &mut b).unwrap();
+        }
+        let bases: Vec<i64> = log.segments().map(|s| s.base_offset).collect();
+        assert!(bases.len() >= 3, "{bases:?}");
+        // Retention leaves a compact-only log alone, however old and large.
+        assert_eq!(log.retention(1 << 40), Retained::default());
+        // The first two segments become one cleaned segment over the same offsets.
+        let end = log.segment(bases[1]).unwrap().next_offset;
+        let mut cleaned = Segment::new(bases[0], 5);
+        let b = build::simple(1, 0, None);
+        let h = batch::parse_header(&b).unwrap();
+        cleaned.push(
+            &BatchHeader {
+                base_offset: end - 1,
+                ..h
+            },
+            0,
+            100,
+        );
+        log.replace_cleaned(cleaned, &bases[..2]);
+        let now: Vec<i64> = log.segments().map(|s| s.base_offset).collect();
+        assert_eq!(now[0], bases[0]);
+        assert_eq!(now[1..], bases[2..]);
+        assert_eq!(log.segment(bases[0]).unwrap().next_offset, end);
+    }
+
     /// A tiny in-memory shell: segment files as byte vectors.
     #[derive(Default)]
     pub(crate) struct Files {
