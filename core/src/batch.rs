@@ -6,6 +6,10 @@
 //!   agree with the bytes present.
 //! - Rewrites touch only the base offset and partition leader epoch (outside the CRC), or the
 //!   attributes' timestamp type and the max timestamp, after which the CRC is recomputed.
+//! - The cleaner's rewrites ([`cleaned`], [`empty_of`]) keep the base offset, leader epoch,
+//!   last offset delta, producer id, epoch and base sequence, and the attributes other than
+//!   the codec of an emptied batch; they change the records, their count and the max timestamp
+//!   (and an emptied batch's timestamps), and recompute length and CRC.
 
 use thiserror::Error;
 
@@ -338,6 +342,55 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = compute_crc(batch);
     batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// `batch` with its records replaced by `body` (already compressed with the batch's codec),
+/// now holding `record_count` records with max timestamp `max_timestamp`: the cleaner's
+/// rewrite. Everything else in the header stays; length and CRC are recomputed.
+pub fn cleaned(batch: &[u8], body: &[u8], record_count: i32, max_timestamp: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(body);
+    let len = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    out[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    out[OFF_RECORD_COUNT..OFF_RECORD_COUNT + 4].copy_from_slice(&record_count.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// A header-only batch standing for `h` after the cleaner removed all its records: same base
+/// offset, last offset delta, producer id, epoch, base sequence, leader epoch and flags, no
+/// codec, no records, both timestamps set to `h`'s max (as Kafka writes an empty batch).
+pub fn empty_of(h: &BatchHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    out.extend_from_slice(&h.base_offset.to_be_bytes());
+    out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes());
+    out.extend_from_slice(&h.leader_epoch.to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&(h.attributes & !ATTR_COMPRESSION_MASK).to_be_bytes());
+    out.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.producer_id.to_be_bytes());
+    out.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&h.base_sequence.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// `batch` marked as a control batch (transaction markers), CRC recomputed: for tests and the
+/// simulator (producers may not send control batches).
+pub fn as_control(mut batch: Vec<u8>) -> Vec<u8> {
+    let attrs = be_i16(&batch, OFF_ATTRIBUTES) | ATTR_CONTROL;
+    batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    let crc = compute_crc(&batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
 }
 
 /// Iterates the whole batches in a buffer, yielding `(position, header)`; stops at the first error.

@@ -29,6 +29,73 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `cleanup.policy`: which of Kafka's two ways of dropping old records apply to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// `delete`: time and size retention delete whole old segments.
+    pub delete: bool,
+    /// `compact`: the cleaner keeps only the newest record of each key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    /// Kafka's default, `delete`.
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+
+    /// Parses Kafka's list value: `delete`, `compact`, or both in either order separated by a
+    /// comma (whitespace around the items is ignored, as Kafka's list parser does). Empty items,
+    /// repeated items and any other word are refused.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for item in value.split(',') {
+            let slot = match item.trim() {
+                "delete" => &mut p.delete,
+                "compact" => &mut p.compact,
+                _ => return None,
+            };
+            if *slot {
+                return None;
+            }
+            *slot = true;
+        }
+        Some(p)
+    }
+
+    /// The canonical spelling (`delete`, `compact` or `compact,delete`).
+    pub fn name(self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// `min.cleanable.dirty.ratio`: a fraction in [0, 1], never NaN (so it is `Eq`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct DirtyRatio(f64);
+
+// A DirtyRatio is never NaN (its constructor refuses it), so equality is reflexive.
+impl Eq for DirtyRatio {}
+
+impl DirtyRatio {
+    /// The ratio if `v` lies in [0, 1].
+    pub fn new(v: f64) -> Option<DirtyRatio> {
+        (0.0..=1.0).contains(&v).then_some(DirtyRatio(v))
+    }
+
+    /// The fraction.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
 /// The resolved settings a partition log runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -56,6 +123,31 @@ pub struct LogConfig {
     pub min_insync_replicas: u32,
     /// Whether an out-of-sync replica may be elected when no in-sync one is left.
     pub unclean_leader_election: bool,
+    /// `cleanup.policy`: retention deletes segments, the cleaner compacts, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// How long a tombstone stays after the segment holding it was cleaned
+    /// (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// A record younger than this is not compacted (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+    /// Dirty data older than this is compacted whatever the dirty ratio
+    /// (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: i64,
+    /// Clean a log once this fraction of it is dirty (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+}
+
+impl LogConfig {
+    /// How old the active segment may get before it rolls: `segment.ms`, or for a compacted
+    /// topic `max.compaction.lag.ms` when shorter (the active segment is never cleaned, so it
+    /// must roll for the max lag to be kept), as Kafka's `maxSegmentMs`.
+    pub fn max_segment_ms(&self) -> u64 {
+        if self.cleanup_policy.compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms as u64)
+        } else {
+            self.segment_ms
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -73,6 +165,11 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             min_insync_replicas: 1,
             unclean_leader_election: false,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: DirtyRatio(0.5),
         }
     }
 }
@@ -80,11 +177,15 @@ impl Default for LogConfig {
 /// Every topic config key skein accepts.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     "index.interval.bytes",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -96,7 +197,11 @@ pub const KNOWN_KEYS: &[&str] = &[
 /// Default value string for a known key, under the given broker defaults.
 fn default_value(key: &str, d: &LogConfig) -> String {
     match key {
-        "cleanup.policy" => "delete".into(),
+        "cleanup.policy" => d.cleanup_policy.name().into(),
+        "delete.retention.ms" => d.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => d.min_compaction_lag_ms.to_string(),
+        "max.compaction.lag.ms" => d.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => d.min_cleanable_dirty_ratio.get().to_string(),
         "index.interval.bytes" => d.index_interval_bytes.to_string(),
         "max.message.bytes" => d.max_message_bytes.to_string(),
         "message.timestamp.type" => ts_name(d.timestamp_type).into(),
@@ -141,13 +246,21 @@ fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigEr
 /// Applies one key to a log config, validating it.
 fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
     match key {
-        "cleanup.policy" => match value.trim() {
-            "delete" => {}
-            "compact" | "compact,delete" | "delete,compact" => {
-                return Err(err(key, value, "log compaction is not supported yet"))
-            }
-            _ => return Err(err(key, value, "must be delete")),
-        },
+        "cleanup.policy" => {
+            cfg.cleanup_policy = CleanupPolicy::parse(value)
+                .ok_or_else(|| err(key, value, "must be delete, compact, or compact,delete"))?
+        }
+        "delete.retention.ms" => cfg.delete_retention_ms = parse_int(key, value, 0, i64::MAX)?,
+        "min.compaction.lag.ms" => cfg.min_compaction_lag_ms = parse_int(key, value, 0, i64::MAX)?,
+        "max.compaction.lag.ms" => cfg.max_compaction_lag_ms = parse_int(key, value, 1, i64::MAX)?,
+        "min.cleanable.dirty.ratio" => {
+            cfg.min_cleanable_dirty_ratio = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(DirtyRatio::new)
+                .ok_or_else(|| err(key, value, "must be a number between 0 and 1"))?
+        }
         "index.interval.bytes" => {
             cfg.index_interval_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
         }
@@ -227,6 +340,19 @@ impl TopicConfig {
         let mut cfg = defaults.clone();
         for (k, v) in &self.overrides {
             apply(&mut cfg, k, v)?;
+        }
+        // Kafka refuses a minimum lag above the maximum, whichever of the two was set.
+        if cfg.min_compaction_lag_ms > cfg.max_compaction_lag_ms {
+            let key = "min.compaction.lag.ms";
+            let value = cfg.min_compaction_lag_ms.to_string();
+            return Err(err(
+                key,
+                &value,
+                format!(
+                    "must not exceed max.compaction.lag.ms ({})",
+                    cfg.max_compaction_lag_ms
+                ),
+            ));
         }
         Ok(cfg)
     }
@@ -308,6 +434,80 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compaction_configs() {
+        let d = LogConfig::default();
+        let policy = |v: &str| {
+            TopicConfig::new([("cleanup.policy", v)], &d)
+                .and_then(|c| c.resolve(&d))
+                .map(|c| (c.cleanup_policy.delete, c.cleanup_policy.compact))
+        };
+        assert_eq!(policy("delete"), Ok((true, false)));
+        assert_eq!(policy("compact"), Ok((false, true)));
+        assert_eq!(policy("compact,delete"), Ok((true, true)));
+        assert_eq!(policy("delete, compact"), Ok((true, true)));
+        for bad in [
+            "",
+            ",",
+            "compact,",
+            "Compact",
+            "compact,compact",
+            "delete;compact",
+            "none",
+        ] {
+            assert!(policy(bad).is_err(), "{bad:?}");
+        }
+        let r = |kv: &[(&str, &str)]| {
+            TopicConfig::new(kv.iter().copied(), &d).map(|c| c.resolve(&d).unwrap())
+        };
+        assert_eq!(d.delete_retention_ms, 86_400_000);
+        assert_eq!(d.min_compaction_lag_ms, 0);
+        assert_eq!(d.max_compaction_lag_ms, i64::MAX);
+        assert_eq!(d.min_cleanable_dirty_ratio.get(), 0.5);
+        assert_eq!(
+            r(&[("delete.retention.ms", "0")])
+                .unwrap()
+                .delete_retention_ms,
+            0
+        );
+        assert!(r(&[("delete.retention.ms", "-1")]).is_err());
+        assert!(r(&[("min.compaction.lag.ms", "-1")]).is_err());
+        assert!(r(&[("max.compaction.lag.ms", "0")]).is_err());
+        assert!(r(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "9")
+        ])
+        .is_err());
+        assert!(r(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "10")
+        ])
+        .is_ok());
+        let ratio = |v: &str| {
+            r(&[("min.cleanable.dirty.ratio", v)]).map(|c| c.min_cleanable_dirty_ratio.get())
+        };
+        assert_eq!(ratio("0"), Ok(0.0));
+        assert_eq!(ratio("1"), Ok(1.0));
+        assert_eq!(ratio("0.25"), Ok(0.25));
+        for bad in ["1.01", "-0.1", "NaN", "half", ""] {
+            assert!(ratio(bad).is_err(), "{bad:?}");
+        }
+        let c = r(&[
+            ("cleanup.policy", "compact"),
+            ("max.compaction.lag.ms", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_segment_ms(), 1000);
+        assert_eq!(d.max_segment_ms(), d.segment_ms);
+        let rows = TopicConfig::default().describe(&d);
+        assert!(rows
+            .iter()
+            .any(|e| e.name == "min.cleanable.dirty.ratio" && e.value == "0.5"));
+        assert!(rows
+            .iter()
+            .any(|e| e.name == "cleanup.policy" && e.value == "delete"));
+    }
+
+    #[test]
     fn names() {
         assert!(validate_topic_name("orders.v1_a-b").is_ok());
         for bad in ["", ".", "..", "a b", "a/b", "ü"] {
@@ -324,7 +524,7 @@ mod tests {
             TopicConfig::new([("retention.ms", "1000"), ("segment.bytes", "2048")], &d).unwrap();
         let r = c.resolve(&d).unwrap();
         assert_eq!((r.retention_ms, r.segment_bytes), (1000, 2048));
-        assert!(TopicConfig::new([("cleanup.policy", "compact")], &d).is_err());
+        assert!(TopicConfig::new([("cleanup.policy", "delete,delete")], &d).is_err());
         assert!(TopicConfig::new([("retention.ms", "soon")], &d).is_err());
         assert!(TopicConfig::new([("no.such.key", "1")], &d).is_err());
         let rows = c.describe(&d);

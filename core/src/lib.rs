@@ -10,6 +10,8 @@
 //!   their framing and timestamps.
 //! - [`recovery`]: opening a partition's files after a start, as steps of I/O the driver carries out.
 //! - [`config`]: topic configs and topic-name rules.
+//! - [`cleaner`]: log compaction — what to clean, the key map, per-record decisions, batch
+//!   rewrites, and the clean as steps of I/O the driver carries out.
 //! - [`producer`]: idempotent-producer sequence and epoch state.
 //! - [`log`]: the partition log — segments, indexes, appends, reads, retention, recovery.
 //! - [`fetch`]: the byte budget of a Fetch response across its partitions (KIP-74).
@@ -34,6 +36,7 @@ pub mod batch;
 #[cfg(feature = "canary")]
 pub mod canary;
 pub mod catalog;
+pub mod cleaner;
 pub mod compression;
 pub mod config;
 pub mod consumer_group;

@@ -227,6 +227,8 @@ impl Segment {
 pub struct SegmentScan {
     segment: Segment,
     interval: u32,
+    /// Whether a batch may start past the previous one's end (a cleaned segment's gaps).
+    gaps: bool,
     /// The last batch pushed (what the `truncate-acked` canary cuts).
     #[cfg(feature = "canary")]
     last: Option<BatchHeader>,
@@ -246,6 +248,7 @@ impl SegmentScan {
         Self {
             segment,
             interval: index_interval_bytes,
+            gaps: false,
             #[cfg(feature = "canary")]
             last: None,
             #[cfg(feature = "canary")]
@@ -257,6 +260,13 @@ impl SegmentScan {
     #[cfg(feature = "canary")]
     pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
         self.canary = canary;
+    }
+
+    /// Accepts gaps between batches (offsets still strictly increasing), as a segment the
+    /// cleaner wrote has: see [`crate::cleaner`].
+    pub fn allow_gaps(mut self) -> Self {
+        self.gaps = true;
+        self
     }
 
     /// Byte position where the next batch is expected.
@@ -280,7 +290,7 @@ impl SegmentScan {
             ));
         }
         if h.base_offset < self.segment.next_offset
-            || (self.segment.size > 0 && h.base_offset != self.segment.next_offset)
+            || (!self.gaps && self.segment.size > 0 && h.base_offset != self.segment.next_offset)
         {
             return Err(BatchError::Invalid(
                 "batch offset breaks the log's offset sequence",
@@ -1056,6 +1066,10 @@ impl PartitionLog {
     pub fn retention(&mut self, now_ms: u64) -> Retained {
         let mut out = Retained::default();
         let cfg = self.config.clone();
+        if !cfg.cleanup_policy.delete {
+            // A compact-only topic keeps its segments: the cleaner shrinks them instead.
+            return out;
+        }
         if cfg.retention_ms >= 0 {
             #[cfg(feature = "canary")]
             let trust = self.canary == Some(crate::canary::Canary::TrustHeaderTimestamps);
@@ -1101,6 +1115,33 @@ impl PartitionLog {
         }
         // Cached producer batches below the new start stay: they still dedupe retries.
         out
+    }
+
+    /// Replaces the consecutive sealed segments `old` (bases, in order) by `cleaned`, the segment
+    /// the cleaner wrote from them: same first base and next offset, never the active segment.
+    pub fn replace_cleaned(&mut self, cleaned: Segment, old: &[i64]) {
+        let active = self.active().base_offset;
+        assert!(!old.is_empty(), "a clean replaces at least one segment");
+        assert_eq!(
+            cleaned.base_offset, old[0],
+            "a cleaned segment keeps its first base"
+        );
+        let mut expect = old[0];
+        for b in old {
+            let s = self.segments.get(b).expect("replaced segments exist");
+            assert!(*b != active, "the active segment is never cleaned");
+            assert_eq!(s.base_offset, expect, "replaced segments are consecutive");
+            expect = s.next_offset;
+        }
+        assert_eq!(
+            cleaned.next_offset, expect,
+            "a cleaned segment keeps its offset range"
+        );
+        for b in old {
+            self.segments.remove(b);
+        }
+        self.segments.insert(cleaned.base_offset, cleaned);
+        self.check_invariants();
     }
 
     /// Takes a producer snapshot (at the log end offset), for a clean shutdown.
@@ -1195,6 +1236,47 @@ pub(crate) mod tests {
             index_interval_bytes: 100,
             ..LogConfig::default()
         }
+    }
+
+    #[test]
+    fn compacted_logs_keep_segments_and_take_cleaned_ones() {
+        let compact = LogConfig {
+            cleanup_policy: crate::config::CleanupPolicy {
+                delete: false,
+                compact: true,
+            },
+            segment_bytes: 200,
+            retention_ms: 1,
+            retention_bytes: 0,
+            ..cfg()
+        };
+        let mut log = PartitionLog::new(compact, 0);
+        for i in 0..6 {
+            let mut b = build::simple(2, 10 * i, None);
+            log.append(10 * i as u64, &mut b).unwrap();
+        }
+        let bases: Vec<i64> = log.segments().map(|s| s.base_offset).collect();
+        assert!(bases.len() >= 3, "{bases:?}");
+        // Retention leaves a compact-only log alone, however old and large.
+        assert_eq!(log.retention(1 << 40), Retained::default());
+        // The first two segments become one cleaned segment over the same offsets.
+        let end = log.segment(bases[1]).unwrap().next_offset;
+        let mut cleaned = Segment::new(bases[0], 5);
+        let b = build::simple(1, 0, None);
+        let h = batch::parse_header(&b).unwrap();
+        cleaned.push(
+            &BatchHeader {
+                base_offset: end - 1,
+                ..h
+            },
+            0,
+            100,
+        );
+        log.replace_cleaned(cleaned, &bases[..2]);
+        let now: Vec<i64> = log.segments().map(|s| s.base_offset).collect();
+        assert_eq!(now[0], bases[0]);
+        assert_eq!(now[1..], bases[2..]);
+        assert_eq!(log.segment(bases[0]).unwrap().next_offset, end);
     }
 
     /// A tiny in-memory shell: segment files as byte vectors.

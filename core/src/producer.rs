@@ -232,6 +232,15 @@ impl ProducerStates {
         }
     }
 
+    /// The base offset of each tracked producer's newest batch: the batches the cleaner keeps
+    /// (at least their headers) so duplicate detection still works after a clean.
+    pub fn last_batch_offsets(&self) -> std::collections::BTreeSet<i64> {
+        self.entries
+            .values()
+            .filter_map(|e| e.batches.last().map(|b| b.base_offset))
+            .collect()
+    }
+
     /// Forgets cached batches at or above `offset` (the log was truncated there).
     pub fn truncate_to(&mut self, offset: i64) {
         for e in self.entries.values_mut() {

@@ -10,7 +10,9 @@
 //! [`crate::batch`]) and every record, compressed ones decompressed as a stream.
 //!
 //! Invariants: a walk succeeds only if every record's length covers exactly its fields, offset
-//! deltas are dense from 0, and no timestamp overflows; a record's timestamp is the batch's first
+//! deltas are strictly increasing from 0 or more and at most the header's last offset delta
+//! (dense from 0 for a produced batch; a cleaned batch has gaps, see [`crate::cleaner`]), and no
+//! timestamp overflows; a record's timestamp is the batch's first
 //! timestamp plus its delta (for LogAppendTime batches, the batch's max timestamp, as Kafka
 //! reads it); a compressed batch is walked as a stream (see [`crate::compression`]).
 
@@ -182,6 +184,7 @@ fn walk<S: Source>(
     mut f: impl FnMut(i32, i64) -> ControlFlow<()>,
 ) -> Result<i32, BatchError> {
     let mut count: i32 = 0;
+    let mut next_min: i64 = 0;
     while let Some(len) = first_varint(src)? {
         if len < 0 {
             return Err(BatchError::Invalid("negative record length"));
@@ -196,9 +199,12 @@ fn walk<S: Source>(
         rec.byte()?; // attributes
         let ts_delta = rec.varlong()?;
         let offset_delta = rec.varint()?;
-        if offset_delta != count {
-            return Err(BatchError::Invalid("record offset deltas are not dense"));
+        if i64::from(offset_delta) < next_min {
+            return Err(BatchError::Invalid(
+                "record offset deltas are not increasing",
+            ));
         }
+        next_min = i64::from(offset_delta) + 1;
         rec.skip_field()?; // key
         rec.skip_field()?; // value
         let headers = rec.varint()?;
@@ -265,6 +271,7 @@ fn walk_slice(
     mut f: impl FnMut(i32, i64) -> ControlFlow<()>,
 ) -> Result<i32, BatchError> {
     let mut count: i32 = 0;
+    let mut next_min: i64 = 0;
     while !body.is_empty() {
         let (len, n) = slice_varint(body)?;
         if len < 0 {
@@ -283,9 +290,12 @@ fn walk_slice(
         rec = &rec[n..];
         let (offset_delta, n) = slice_varint(rec)?;
         rec = &rec[n..];
-        if offset_delta != count {
-            return Err(BatchError::Invalid("record offset deltas are not dense"));
+        if i64::from(offset_delta) < next_min {
+            return Err(BatchError::Invalid(
+                "record offset deltas are not increasing",
+            ));
         }
+        next_min = i64::from(offset_delta) + 1;
         rec = slice_skip_field(rec)?; // key
         rec = slice_skip_field(rec)?; // value
         let (headers, n) = slice_varint(rec)?;
@@ -356,29 +366,46 @@ fn record_timestamp(h: &BatchHeader, delta: i64) -> Option<i64> {
 
 /// Walks a whole batch's records (decompressing if needed): their count and timestamps.
 pub fn timestamps(batch: &[u8], h: &BatchHeader) -> Result<RecordTimestamps, BatchError> {
+    timestamps_and_last_delta(batch, h).map(|(t, _)| t)
+}
+
+/// [`timestamps`], also giving the last record's offset delta (-1 when there is no record).
+fn timestamps_and_last_delta(
+    batch: &[u8],
+    h: &BatchHeader,
+) -> Result<(RecordTimestamps, i32), BatchError> {
     let mut out = RecordTimestamps {
         count: 0,
         max: -1,
         min: None,
     };
     let mut bad = false;
-    out.count = each_record(batch, h, |_, delta| match record_timestamp(h, delta) {
-        Some(ts) if ts >= -1 => {
-            out.max = out.max.max(ts);
-            if ts != -1 {
-                out.min = Some(out.min.map_or(ts, |m| m.min(ts)));
+    let mut last_delta = -1;
+    out.count = each_record(batch, h, |offset_delta, delta| {
+        last_delta = offset_delta;
+        match record_timestamp(h, delta) {
+            Some(ts) if ts >= -1 => {
+                out.max = out.max.max(ts);
+                if ts != -1 {
+                    out.min = Some(out.min.map_or(ts, |m| m.min(ts)));
+                }
+                ControlFlow::Continue(())
             }
-            ControlFlow::Continue(())
-        }
-        _ => {
-            bad = true;
-            ControlFlow::Break(())
+            _ => {
+                bad = true;
+                ControlFlow::Break(())
+            }
         }
     })?;
     if bad {
         return Err(BatchError::Invalid("record timestamp below -1"));
     }
-    Ok(out)
+    if last_delta > h.last_offset_delta {
+        return Err(BatchError::Invalid(
+            "record offset delta past the last offset delta",
+        ));
+    }
+    Ok((out, last_delta))
 }
 
 /// The max timestamp a stored batch is judged by: its records' (the header's when it is
@@ -443,9 +470,13 @@ pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
             "idempotent batch without epoch or sequence",
         ));
     }
-    let timestamps = timestamps(batch, &h)?;
+    let (timestamps, last_delta) = timestamps_and_last_delta(batch, &h)?;
     if timestamps.count != h.record_count {
         return Err(BatchError::Invalid("record count disagrees with records"));
+    }
+    // Increasing deltas, as many as the header's last delta + 1, ending at it: dense from 0.
+    if last_delta != h.last_offset_delta {
+        return Err(BatchError::Invalid("record offset deltas are not dense"));
     }
     Ok(Produced {
         header: h,
