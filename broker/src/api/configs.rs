@@ -16,9 +16,10 @@ use super::*;
 type ConfigRow = (String, String, i8);
 
 fn config_type(name: &str) -> i8 {
-    // Kafka's ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, LIST 7.
+    // Kafka's ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6, LIST 7.
     match name {
         "cleanup.policy" => 7,
+        "min.cleanable.dirty.ratio" => 6,
         "message.timestamp.type" => 2,
         "unclean.leader.election.enable" => 1,
         "index.interval.bytes"
