@@ -27,12 +27,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::limits;
-use crate::partition::{new_partition, Partition, PartitionEnv};
+use crate::partition::{new_partition, Data, Partition, PartitionEnv};
 use crate::peer::Outbox;
 use crate::quorum::{PeerMsg, Quorum, QuorumConfig, QuorumError, StateMachine};
 use crate::reconciler::Reconciler;
 use crate::replica::replication_config;
-use skein_core::replica::{FlushPolicy, ReplicaConfig};
+use skein_core::replica::{FlushPolicy, Input, ReplicaConfig};
 use skein_storage::partition::{sync_dir, PartitionStore};
 use skein_sys as sys;
 use skein_sys::fs::{self, File, OpenOptions};
@@ -390,6 +390,7 @@ impl Broker {
     fn apply_record(&self, rec: &MetadataRecord) {
         let mut cat = self.catalog.lock().expect("catalog lock");
         let unclean = cat.unclean_elections();
+        let refused = reconcile::refused_isr_change(&cat, rec);
         cat.apply(rec);
         if cat.unclean_elections() > unclean {
             warn!(
@@ -417,13 +418,21 @@ impl Broker {
                             .and_then(|t| t.parts.get(usize::try_from(p.index).ok()?).cloned());
                         if let Some(state) = state {
                             // The same state with the new min.insync.replicas.
-                            p.set_role(&state, min);
+                            p.set_role(&state, min, &cat.fenced_replicas(&state));
                         }
                     }
                 }
             }
-            MetadataRecord::IsrChanged { topic, .. }
-            | MetadataRecord::LeaderMoved { topic, .. } => self.reconcile(&cat, Some(topic)),
+            MetadataRecord::IsrChanged {
+                topic, partition, ..
+            } => {
+                self.reconcile(&cat, Some(topic));
+                // The catalog refused it: the proposing leader (if here) may plan again.
+                if let (Some(prop), Some(p)) = (refused, self.partition(topic, *partition)) {
+                    p.drive(Input::IsrRejected(prop), Data::None);
+                }
+            }
+            MetadataRecord::LeaderMoved { topic, .. } => self.reconcile(&cat, Some(topic)),
             MetadataRecord::ClusterId { .. }
             | MetadataRecord::ProducerIdBlock { .. }
             | MetadataRecord::ProducerIdsAllocated { .. } => {}
@@ -473,9 +482,10 @@ impl Broker {
                     key,
                     state,
                     min_insync,
+                    fenced,
                 } => {
                     if let Some(p) = self.partition(&key.0, key.1) {
-                        self.set_role(&p, &state, min_insync);
+                        self.set_role(&p, &state, min_insync, &fenced);
                     }
                 }
             }
@@ -509,9 +519,15 @@ impl Broker {
     /// Moves a partition to the role `state` gives this broker: leader (a new leadership at a
     /// new epoch, or the same one seeing a new ISR), follower of the leader at its epoch
     /// (starting a fetcher for that leader), or idle while the partition has no leader.
-    pub(crate) fn set_role(&self, p: &Arc<Partition>, state: &PartitionState, min_insync: u32) {
+    pub(crate) fn set_role(
+        &self,
+        p: &Arc<Partition>,
+        state: &PartitionState,
+        min_insync: u32,
+        fenced: &[i32],
+    ) {
         let was = p.replica().following();
-        let fx = p.set_role(state, min_insync as usize);
+        let fx = p.set_role(state, min_insync as usize, fenced);
         if let Some(e) = fx.storage_error {
             error!(topic = %p.topic, partition = p.index, error = %e, "carrying out a role change failed");
         }
@@ -972,7 +988,7 @@ impl crate::reconciler::ReconcileHost for Broker {
                     .write()
                     .expect("partitions lock")
                     .insert(key.clone(), p.clone());
-                self.set_role(&p, &w.state, w.min_insync);
+                self.set_role(&p, &w.state, w.min_insync, &w.fenced);
             }
             _ => warn!(topic = %key.0, partition = key.1,
                 "partition opened after the catalog stopped giving it to this broker; not serving it"),

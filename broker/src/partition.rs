@@ -287,12 +287,19 @@ impl Partition {
         }
     }
 
-    /// Committed metadata for this partition: the replica takes its role from it.
-    pub fn set_role(self: &Arc<Self>, state: &PartitionState, min_insync: usize) -> Effects {
+    /// Committed metadata for this partition (with its replicas the catalog calls fenced):
+    /// the replica takes its role from it.
+    pub fn set_role(
+        self: &Arc<Self>,
+        state: &PartitionState,
+        min_insync: usize,
+        fenced: &[i32],
+    ) -> Effects {
         let fx = self.drive(
             Input::Metadata {
                 state: state.clone(),
                 min_insync_replicas: min_insync,
+                fenced: fenced.to_vec(),
             },
             Data::None,
         );

@@ -4,7 +4,7 @@
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary` (which hands it to its producer state),
 //! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`, `Group::set_canary`,
-//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`, `Replica::set_canary`); every consulting site is under
+//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`, `Replica::set_canary`, which hands it to each `Leader` it becomes); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
@@ -56,4 +56,8 @@ pub enum Canary {
     SkipTruncation,
     /// `Replica`: the leader exposes its own log end as the high watermark.
     HwFromLeaderOnly,
+    /// `Replica` (its `Leader`): the leader proposes fenced replicas into the ISR and never
+    /// settles an addition the controller refused, which keeps counting towards the high
+    /// watermark until the partition epoch moves.
+    KeepRefusedIsr,
 }

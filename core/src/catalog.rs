@@ -304,6 +304,13 @@ impl Catalog {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
+    /// The replicas of `state` that may not join its ISR now (fenced, which a controlled
+    /// shutdown also does, or not registered), in replica order: what its leader is told.
+    pub fn fenced_replicas(&self, state: &PartitionState) -> Vec<i32> {
+        let r = state.replicas.iter().copied();
+        r.filter(|id| !self.is_live(*id)).collect()
+    }
+
     /// Topics by name.
     pub fn topics(&self) -> impl Iterator<Item = &Topic> {
         self.topics.values()

@@ -12,12 +12,15 @@
 //! Invariants: every partition this broker holds (open or being opened) that the catalog does
 //! not give it, or gives it under another topic id, is removed before it is opened again; a
 //! partition is given a role only once it is open; the plan is a pure function of the catalog,
-//! the broker id and what is held, in key order.
+//! the broker id and what is held, in key order. A leader is told which of its partition's
+//! replicas are fenced with every role, and of every ISR change the catalog refuses
+//! ([`refused_isr_change`]).
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{Catalog, PartitionState};
+use crate::catalog::{Catalog, MetadataRecord, PartitionState};
 use crate::config::LogConfig;
+use crate::replication::IsrProposal;
 
 /// A partition: topic name and index.
 pub type PartitionKey = (String, i32);
@@ -48,6 +51,8 @@ pub enum Action {
         state: PartitionState,
         /// The topic's min.insync.replicas.
         min_insync: u32,
+        /// Its replicas the catalog calls fenced (see [`Catalog::fenced_replicas`]).
+        fenced: Vec<i32>,
     },
 }
 
@@ -60,6 +65,8 @@ pub struct Wanted {
     pub state: PartitionState,
     /// The topic's min.insync.replicas.
     pub min_insync: u32,
+    /// Its replicas the catalog calls fenced (see [`Catalog::fenced_replicas`]).
+    pub fenced: Vec<i32>,
 }
 
 /// Whether the catalog gives broker `me` a replica of `key`, and what it says of it.
@@ -75,8 +82,32 @@ pub fn wanted(catalog: &Catalog, me: i32, key: &PartitionKey) -> Option<Wanted> 
         .unwrap_or(1);
     Some(Wanted {
         topic_id: topic.id,
+        fenced: catalog.fenced_replicas(state),
         state: state.clone(),
         min_insync,
+    })
+}
+
+/// The ISR proposal `rec` carries if it is an ISR change that `catalog` (the state before
+/// `rec` applies) refuses: the shell hands it to that partition's replica as
+/// [`crate::replica::Input::IsrRejected`], the AlterPartition error of Kafka, so the leader
+/// that proposed it plans again without waiting for its retry time.
+pub fn refused_isr_change(catalog: &Catalog, rec: &MetadataRecord) -> Option<IsrProposal> {
+    let MetadataRecord::IsrChanged {
+        topic,
+        partition,
+        leader_epoch,
+        partition_epoch,
+        isr,
+    } = rec
+    else {
+        return None;
+    };
+    catalog.check_isr_change(topic, *partition, *leader_epoch, *partition_epoch, isr)?;
+    Some(IsrProposal {
+        isr: isr.clone(),
+        leader_epoch: *leader_epoch,
+        partition_epoch: *partition_epoch,
     })
 }
 
@@ -115,6 +146,7 @@ pub fn plan(
                 key,
                 state: w.state,
                 min_insync: w.min_insync,
+                fenced: w.fenced,
             });
         } else {
             let config = catalog.log_config(&key.0).expect("wanted topics exist");
@@ -131,7 +163,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{MetadataRecord, Placement};
+    use crate::catalog::Placement;
     use proptest::prelude::*;
 
     fn catalog_with(brokers: &[i32], topics: &[(&str, u32, [u8; 16])]) -> Catalog {
@@ -236,6 +268,36 @@ mod tests {
         assert_eq!(wanted(&c, 1, &("a".into(), 1)), None);
         assert_eq!(wanted(&c, 1, &("a".into(), -1)), None);
         assert_eq!(wanted(&c, 2, &("a".into(), 0)), None);
+    }
+
+    #[test]
+    fn a_refused_isr_change_is_reported_and_an_applied_one_is_not() {
+        let mut c = catalog_with(&[1, 2, 3], &[]);
+        let placement = Placement::Manual(vec![vec![1, 2, 3]]);
+        let rec = c.plan_create("a", 1, &placement, &[], [1; 16]).unwrap();
+        c.apply(&rec);
+        c.apply(&MetadataRecord::BrokerFenced {
+            id: 3,
+            incarnation: "i3".into(),
+        });
+        let st = c.partition("a", 0).expect("partition").clone();
+        assert_eq!(st.isr, vec![1, 2]);
+        assert_eq!(c.fenced_replicas(&st), vec![3]);
+        let change = |isr: Vec<i32>| MetadataRecord::IsrChanged {
+            topic: "a".into(),
+            partition: 0,
+            leader_epoch: st.leader_epoch,
+            partition_epoch: st.partition_epoch,
+            isr,
+        };
+        assert_eq!(refused_isr_change(&c, &change(st.isr.clone())), None);
+        let refused = refused_isr_change(&c, &change(vec![st.leader, 3])).expect("refused");
+        assert_eq!(refused.isr, vec![st.leader, 3]);
+        assert_eq!(refused.partition_epoch, st.partition_epoch);
+        assert_eq!(
+            refused_isr_change(&c, &MetadataRecord::TopicDeleted { name: "b".into() }),
+            None
+        );
     }
 
     proptest! {

@@ -11,13 +11,26 @@
 //! still holds every committed record, so it is eligible to lead). ISR changes are proposed to the
 //! controller with the partition epoch they were planned against; one is pending at a time.
 //!
+//! Every member a proposal against the current partition epoch adds counts towards the high
+//! watermark until that epoch moves, whatever became of the proposal: a refused or lost one
+//! cannot be told apart for sure from one still on its way to commit. So the leader settles
+//! them itself: a replica the metadata says is fenced (or shutting down, which fences it) is
+//! never proposed as an addition (KIP-841), and when the ISR it wants is the committed one
+//! while proposals that added members are unresolved, it proposes the committed ISR again. That
+//! proposal always applies unless the partition moved on, and either way the partition epoch
+//! moves, after which nothing planned against the old one can commit and the maximal ISR is
+//! the committed one again. A refusal the controller reports ([`Leader::refused`]) only lets the
+//! leader plan again before the retry time.
+//!
 //! [`crate::replica::Replica`] drives these pieces per partition (roles, gates, the flush
 //! policy that decides which of the leader's ends counts); the `log_end` a caller passes to
 //! [`Leader`] is that counted end.
 //!
 //! Invariants: during one leadership the high watermark never decreases and never exceeds the
 //! log end of any member of the maximal ISR; a follower's progress is only ever recorded for a
-//! fetch offset its log shares with the leader's.
+//! fetch offset its log shares with the leader's; no replica the last metadata called fenced
+//! is proposed into the ISR; while the leader wants no change, a maximal ISR larger than the
+//! committed one is proposed away at every retry.
 
 use std::collections::BTreeMap;
 
@@ -107,10 +120,14 @@ pub struct Leader {
     /// proposals may still commit, so all count towards the high watermark until the
     /// partition epoch moves (a proposal planned against an older epoch can no longer apply).
     outstanding: Vec<i32>,
+    /// Replicas the last metadata called fenced: not proposed as additions.
+    fenced: Vec<i32>,
     epoch_start: i64,
     hw: i64,
     followers: BTreeMap<i32, FollowerProgress>,
     config: ReplicationConfig,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 impl Leader {
@@ -153,10 +170,13 @@ impl Leader {
             isr: state.isr.clone(),
             pending: None,
             outstanding: Vec::new(),
+            fenced: Vec::new(),
             epoch_start: log_end,
             hw: hw.clamp(0, log_end),
             followers,
             config,
+            #[cfg(feature = "canary")]
+            canary: None,
         };
         l.advance(own_end.min(log_end));
         l
@@ -174,11 +194,32 @@ impl Leader {
             .map(|(_, at)| at + self.config.isr_retry_ms)
     }
 
-    /// The controller refused the pending proposal: the next tick may propose again. Its
-    /// members keep counting towards the high watermark until the partition epoch moves (the
-    /// refusal may have been of a duplicate while the original commits).
-    pub fn clear_pending(&mut self) {
-        self.pending = None;
+    /// The controller refused `proposal`: if it is the pending one, the next tick plans
+    /// again (KIP-841's revert to the committed ISR). Its members keep counting towards the
+    /// high watermark until the partition epoch moves (another copy of the same proposal may
+    /// still commit); the next plan settles them.
+    pub fn refused(&mut self, proposal: &IsrProposal) {
+        let ours = proposal.leader_epoch == self.leader_epoch
+            && proposal.partition_epoch == self.partition_epoch;
+        if ours
+            && self
+                .pending
+                .as_ref()
+                .is_some_and(|(isr, _)| *isr == proposal.isr)
+        {
+            self.pending = None;
+        }
+    }
+
+    /// The replicas the metadata calls fenced (or shutting down) now: none of them is proposed
+    /// into the ISR.
+    pub fn set_fenced(&mut self, fenced: &[i32]) {
+        self.fenced = fenced.to_vec();
+    }
+
+    /// The replicas the metadata last called fenced.
+    pub fn fenced(&self) -> &[i32] {
+        &self.fenced
     }
 
     /// The leader epoch this leadership serves.
@@ -348,8 +389,10 @@ impl Leader {
     }
 
     /// The ISR change due now, if any: followers not caught up for replica.lag.time.max.ms
-    /// leave; replicas that reached the high watermark (and this leadership's start) in a fetch
-    /// made since they last left the ISR join.
+    /// leave; replicas that are not fenced and reached the high watermark (and this
+    /// leadership's start) in a fetch made since they last left the ISR join. With no change
+    /// due while earlier proposals that added members are unresolved, the committed ISR is
+    /// proposed again to settle them (see the module doc).
     pub fn tick(&mut self, now_ms: u64) -> Option<IsrProposal> {
         if let Some((_, at)) = &self.pending {
             if now_ms.saturating_sub(*at) < self.config.isr_retry_ms {
@@ -357,7 +400,40 @@ impl Leader {
             }
             self.pending = None;
         }
+        let next = self.wanted_isr(now_ms);
+        let mut current = self.isr.clone();
+        current.sort_unstable();
+        let mut sorted = next.clone();
+        sorted.sort_unstable();
+        #[cfg(feature = "canary")]
+        let settle = self.canary != Some(crate::canary::Canary::KeepRefusedIsr);
+        #[cfg(not(feature = "canary"))]
+        let settle = true;
+        if sorted == current && (!settle || self.maximal_isr().len() == self.isr.len()) {
+            return None;
+        }
+        self.pending = Some((next.clone(), now_ms));
+        for r in &next {
+            if !self.outstanding.contains(r) {
+                self.outstanding.push(*r);
+            }
+        }
+        Some(IsrProposal {
+            isr: next,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+        })
+    }
+}
+
+impl Leader {
+    /// The ISR this leader wants now, in replica order (see [`Leader::tick`]).
+    fn wanted_isr(&self, now_ms: u64) -> Vec<i32> {
         let lag = self.config.lag_time_max_ms;
+        #[cfg(feature = "canary")]
+        let heed_fencing = self.canary != Some(crate::canary::Canary::KeepRefusedIsr);
+        #[cfg(not(feature = "canary"))]
+        let heed_fencing = true;
         let mut next: Vec<i32> = self
             .replicas
             .iter()
@@ -376,28 +452,18 @@ impl Leader {
                         && f.end >= self.hw
                         && f.end >= self.epoch_start
                         && now_ms.saturating_sub(f.caught_up_ms) <= lag
+                        && !(heed_fencing && self.fenced.contains(r))
                 }
             })
             .collect();
         next.dedup();
-        let mut current = self.isr.clone();
-        current.sort_unstable();
-        let mut sorted = next.clone();
-        sorted.sort_unstable();
-        if sorted == current {
-            return None;
-        }
-        self.pending = Some((next.clone(), now_ms));
-        for r in &next {
-            if !self.outstanding.contains(r) {
-                self.outstanding.push(*r);
-            }
-        }
-        Some(IsrProposal {
-            isr: next,
-            leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
-        })
+        next
+    }
+
+    /// Turns on a planted bug (simulator only).
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
     }
 }
 
@@ -606,6 +672,49 @@ mod tests {
         // 3 comes back and catches up: it rejoins.
         l.on_fetch(3, 20, 20, 700);
         assert_eq!(l.tick(800).expect("3 caught up").isr, vec![1, 2, 3]);
+    }
+
+    /// A proposal that added a member and was lost (or refused) is settled by proposing the
+    /// committed ISR once the leader no longer wants the member: the partition epoch moves.
+    #[test]
+    fn an_unresolved_addition_is_settled_by_proposing_the_committed_isr() {
+        let mut l = Leader::new(1, &state(&[1, 2], 0, 0), 10, 10, 0, cfg(1));
+        l.on_fetch(2, 10, 10, 1);
+        l.on_fetch(3, 10, 10, 1);
+        let p = l.tick(2).expect("3 caught up");
+        assert_eq!(p.isr, vec![1, 2, 3]);
+        // The proposal is lost; 3 goes silent, 2 keeps up.
+        l.on_append(20);
+        l.on_fetch(2, 20, 20, 600);
+        assert_eq!(l.hw(), 10, "the lost proposal may still commit");
+        let p = l.tick(1_100).expect("the committed ISR, proposed again");
+        assert_eq!((p.isr, p.partition_epoch), (vec![1, 2], 0));
+        assert_eq!(l.tick(1_200), None, "pending");
+        l.update(&state(&[1, 2], 0, 1), 20, 1_300);
+        assert_eq!(l.hw(), 20);
+        assert_eq!(l.tick(1_400), None, "settled: nothing more to propose");
+    }
+
+    #[test]
+    fn a_refusal_of_the_pending_proposal_lets_the_leader_plan_again() {
+        let mut l = Leader::new(1, &state(&[1, 2], 0, 0), 10, 10, 0, cfg(1));
+        l.on_fetch(3, 10, 10, 1);
+        let p = l.tick(2).expect("3 caught up");
+        let stale = IsrProposal {
+            partition_epoch: 7,
+            ..p.clone()
+        };
+        l.refused(&stale);
+        assert_eq!(l.tick(3), None, "not ours: still pending");
+        l.set_fenced(&[3]);
+        l.refused(&p);
+        let again = l.tick(4).expect("plans again at once");
+        assert_eq!(
+            again.isr,
+            vec![1, 2],
+            "3 is fenced: the committed ISR settles it"
+        );
+        assert_eq!(l.hw(), 10);
     }
 
     #[test]

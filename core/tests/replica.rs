@@ -150,9 +150,14 @@ impl Node {
     }
 
     fn meta(&mut self, st: PartitionState, min: usize) -> Vec<Output> {
+        self.meta_fenced(st, min, Vec::new())
+    }
+
+    fn meta_fenced(&mut self, st: PartitionState, min: usize, fenced: Vec<i32>) -> Vec<Output> {
         self.feed(Input::Metadata {
             state: st,
             min_insync_replicas: min,
+            fenced,
         })
     }
 }
@@ -386,8 +391,9 @@ fn a_lagging_follower_is_proposed_out_at_its_deadline() {
         Output::ProposeIsr(p) => Some(p.clone()),
         _ => None,
     });
-    assert_eq!(prop.expect("a shrink").isr, vec![1]);
-    n.feed(Input::IsrRejected);
+    let prop = prop.expect("a shrink");
+    assert_eq!(prop.isr, vec![1]);
+    n.feed(Input::IsrRejected(prop));
     n.now += 1;
     let out = n.feed(Input::Tick);
     assert!(
@@ -483,7 +489,13 @@ proptest! {
                     }
                 }
                 7 => { n.now += 400; n.feed(Input::Tick); }
-                _ => { n.feed(Input::IsrRejected); }
+                _ => {
+                    let p = n.seen.iter().rev().find_map(|o| match o {
+                        Output::ProposeIsr(p) => Some(p.clone()),
+                        _ => None,
+                    });
+                    if let Some(p) = p { n.feed(Input::IsrRejected(p)); }
+                }
             }
             if let Some(l) = n.r.leader() {
                 prop_assert!(l.isr().iter().all(|r| l.replicas().contains(r)));
@@ -559,4 +571,197 @@ fn a_leader_turned_follower_fsyncs_its_tail_before_it_fetches() {
     n.sync_all();
     let pos = n.r.fetch_position(&n.log).expect("fetches once synced");
     assert_eq!((pos.leader, pos.fetch_offset), (2, 2));
+}
+
+/// A controller for the ISR tests: a real `Catalog` with brokers 1-3 and topic "t" of one
+/// partition on replicas [1, 2, 3] (min.insync.replicas `min`).
+fn controller(min: usize) -> skein_core::catalog::Catalog {
+    use skein_core::catalog::{Catalog, MetadataRecord};
+    let mut c = Catalog::new(LogConfig::default());
+    for id in 1..=3 {
+        c.apply(&MetadataRecord::BrokerRegistered {
+            id,
+            incarnation: format!("{id}-0"),
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        });
+    }
+    c.apply(&MetadataRecord::TopicCreated {
+        name: "t".into(),
+        id: "0".repeat(32),
+        partitions: 1,
+        configs: [("min.insync.replicas".to_string(), min.to_string())].into(),
+        assignments: vec![vec![1, 2, 3]],
+    });
+    c
+}
+
+/// Carries the leader's outputs to the controller: each ISR proposal is applied to the
+/// catalog (which may refuse it), a refusal is reported back, and the committed state is fed
+/// back as metadata.
+fn to_controller(n: &mut Node, c: &mut skein_core::catalog::Catalog, out: Vec<Output>, min: usize) {
+    use skein_core::catalog::MetadataRecord;
+    for o in out {
+        let Output::ProposeIsr(p) = o else { continue };
+        let refused = c
+            .check_isr_change("t", 0, p.leader_epoch, p.partition_epoch, &p.isr)
+            .is_some();
+        c.apply(&MetadataRecord::IsrChanged {
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: p.isr.clone(),
+        });
+        let st = c.partition("t", 0).expect("partition").clone();
+        let fenced = c.fenced_replicas(&st);
+        n.meta_fenced(st, min, fenced);
+        if refused {
+            n.feed(Input::IsrRejected(p));
+        }
+    }
+}
+
+/// Writes (acks=1) and ticks from `n.now` to `until`, 2 following at the log end, every
+/// output carried to the controller; returns every ISR proposal made.
+fn write_and_tick(
+    n: &mut Node,
+    c: &mut skein_core::catalog::Catalog,
+    until: u64,
+    min: usize,
+) -> Vec<skein_core::replication::IsrProposal> {
+    let mut proposed = Vec::new();
+    while n.now < until {
+        n.now += 50;
+        n.produce(n.now, 1);
+        let end = n.log.log_end_offset();
+        n.feed(isr_fetch(2, end));
+        let out = n.feed(Input::Tick);
+        for o in &out {
+            if let Output::ProposeIsr(p) = o {
+                proposed.push(p.clone());
+            }
+        }
+        to_controller(n, c, out, min);
+    }
+    let end = n.log.log_end_offset();
+    n.feed(isr_fetch(2, end));
+    proposed
+}
+
+fn isr_fetch(replica: i32, offset: i64) -> Input {
+    Input::FollowerFetch {
+        token: 9,
+        replica,
+        fetch_offset: offset,
+        last_fetched_epoch: 0,
+        current_leader_epoch: 0,
+    }
+}
+
+/// Found in review (the notes' "refused ISR addition"): the leader proposes a caught-up
+/// follower back into the ISR, the controller fences that follower before the proposal
+/// applies and so refuses it, and the follower goes silent. The refused addition counted
+/// towards the high watermark until the partition epoch moved, which nothing did: the high
+/// watermark stayed at the follower's last end for good (2 while the log grew to 190). Now the
+/// leader, told of the refusal and of the fence, proposes the committed ISR again and the
+/// partition epoch moves.
+#[test]
+fn a_refused_isr_addition_does_not_freeze_the_high_watermark() {
+    use skein_core::catalog::MetadataRecord;
+    let min = 1;
+    let mut c = controller(min);
+    let mut n = Node::new(1, FlushPolicy::Interval);
+    n.meta(c.partition("t", 0).expect("partition").clone(), min);
+    n.produce(1, 1);
+    n.now = 100;
+    n.feed(isr_fetch(2, 2));
+    // 3 lags past replica.lag.time.max.ms and is proposed out.
+    write_and_tick(&mut n, &mut c, 1_200, min);
+    assert_eq!(c.partition("t", 0).expect("partition").isr, vec![1, 2]);
+    // It catches up; the leader proposes it back.
+    let end = n.log.log_end_offset();
+    n.feed(isr_fetch(3, end));
+    n.now += 10;
+    let out = n.feed(Input::Tick);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::ProposeIsr(p) if p.isr.contains(&3))),
+        "3 is proposed back: {out:?}"
+    );
+    // Before that proposal applies, the controller fences 3 (3 is out of the ISR, so no
+    // partition changes); the leader is told, then the proposal is refused.
+    c.apply(&MetadataRecord::BrokerFenced {
+        id: 3,
+        incarnation: "3-0".into(),
+    });
+    let st = c.partition("t", 0).expect("partition").clone();
+    n.meta_fenced(st, min, vec![3]);
+    to_controller(&mut n, &mut c, out, min);
+    assert_eq!(c.partition("t", 0).expect("partition").isr, vec![1, 2]);
+    // 3 goes silent; the leader keeps writing, 2 keeps up.
+    let proposed = write_and_tick(&mut n, &mut c, 5_000, min);
+    assert!(proposed.iter().all(|p| !p.isr.contains(&3)), "{proposed:?}");
+    assert_eq!(
+        n.r.hw(),
+        n.log.log_end_offset(),
+        "the high watermark is held back by a refused addition of a silent replica"
+    );
+    let l = n.r.leader().expect("leads");
+    assert_eq!(l.maximal_isr(), l.isr(), "the maximal ISR settled");
+}
+
+/// KIP-841: a replica the metadata calls fenced (a broker cut off from the controller that
+/// still reaches the leader, or one in controlled shutdown) is not proposed into the ISR
+/// however caught up it is, and proposes nothing the controller would refuse.
+#[test]
+fn a_fenced_replica_that_still_fetches_is_not_proposed() {
+    use skein_core::catalog::MetadataRecord;
+    let min = 1;
+    let mut c = controller(min);
+    let mut n = Node::new(1, FlushPolicy::Interval);
+    n.meta(c.partition("t", 0).expect("partition").clone(), min);
+    n.produce(1, 1);
+    n.now = 100;
+    n.feed(isr_fetch(2, 2));
+    n.feed(isr_fetch(3, 2));
+    c.apply(&MetadataRecord::BrokerFenced {
+        id: 3,
+        incarnation: "3-0".into(),
+    });
+    n.now = 200;
+    let st = c.partition("t", 0).expect("partition").clone();
+    n.meta_fenced(st, min, vec![3]);
+    assert_eq!(n.r.leader().expect("leads").isr(), &[1, 2]);
+    let mut proposed = Vec::new();
+    while n.now < 3_000 {
+        n.now += 50;
+        n.produce(n.now, 1);
+        let end = n.log.log_end_offset();
+        n.feed(isr_fetch(2, end));
+        n.feed(isr_fetch(3, end));
+        let out = n.feed(Input::Tick);
+        proposed.extend(
+            out.iter()
+                .filter(|o| matches!(o, Output::ProposeIsr(_)))
+                .cloned(),
+        );
+        to_controller(&mut n, &mut c, out, min);
+    }
+    assert!(proposed.is_empty(), "{proposed:?}");
+    assert_eq!(n.r.hw(), n.log.log_end_offset());
+    // Unfenced, it joins.
+    c.apply(&MetadataRecord::BrokerUnfenced {
+        id: 3,
+        incarnation: "3-0".into(),
+    });
+    let st = c.partition("t", 0).expect("partition").clone();
+    n.meta_fenced(st, min, vec![]);
+    let end = n.log.log_end_offset();
+    n.feed(isr_fetch(3, end));
+    n.now += 50;
+    let out = n.feed(Input::Tick);
+    to_controller(&mut n, &mut c, out, min);
+    assert_eq!(c.partition("t", 0).expect("partition").isr, vec![1, 2, 3]);
 }

@@ -38,7 +38,7 @@ fn sole_leader(flush: FlushPolicy) -> (tempfile::TempDir, Arc<Partition>) {
         leader_epoch: 0,
         partition_epoch: 0,
     };
-    p.set_role(&state, 1);
+    p.set_role(&state, 1, &[]);
     assert_eq!(p.replica().leader_epoch(), Some(0));
     (dir, p)
 }

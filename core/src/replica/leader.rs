@@ -11,7 +11,7 @@ use super::{
     Appending, FetchAnswer, FlushPolicy, Output, Replica, ReplicaError, Role, StorageOp, Waiting,
 };
 use crate::log::PartitionLog;
-use crate::replication::FetchCheck;
+use crate::replication::{FetchCheck, IsrProposal};
 
 /// The client's leader epoch against ours (-1: the client does not say).
 fn epoch_check(current: i32, ours: i32) -> Result<(), ReplicaError> {
@@ -163,9 +163,9 @@ impl Replica {
         self.emit(Output::FetchDone { token, result });
     }
 
-    pub(super) fn on_isr_rejected(&mut self) {
+    pub(super) fn on_isr_rejected(&mut self, proposal: &IsrProposal) {
         if let Role::Leader(l) = &mut self.role {
-            l.clear_pending();
+            l.refused(proposal);
         }
     }
 

@@ -145,6 +145,10 @@ pub enum Input {
         state: PartitionState,
         /// min.insync.replicas of the topic.
         min_insync_replicas: usize,
+        /// Replicas of the partition the catalog calls fenced (a controlled shutdown fences
+        /// too): the controller refuses them as ISR additions, so the leader never proposes
+        /// them.
+        fenced: Vec<i32>,
     },
     /// A produce request for this partition (acks -1, 0 or 1), `token` chosen by the driver.
     Produce {
@@ -206,8 +210,9 @@ pub enum Input {
         /// The answer.
         reply: FetchReply,
     },
-    /// The controller refused this leader's ISR proposal (stale partition epoch).
-    IsrRejected,
+    /// The controller refused this ISR proposal (the committed record did not apply): if it
+    /// is this leader's pending one, the leader plans again at its next tick.
+    IsrRejected(IsrProposal),
     /// Time passed: ISR changes, acks=all timeouts.
     Tick,
 }
@@ -385,6 +390,9 @@ impl Replica {
     #[cfg(feature = "canary")]
     pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
         self.canary = canary;
+        if let Role::Leader(l) = &mut self.role {
+            l.set_canary(canary);
+        }
     }
 
     #[cfg(feature = "canary")]
@@ -401,7 +409,8 @@ impl Replica {
             Input::Metadata {
                 state,
                 min_insync_replicas,
-            } => self.on_metadata(&state, min_insync_replicas),
+                fenced,
+            } => self.on_metadata(&state, min_insync_replicas, &fenced),
             Input::Produce {
                 token,
                 acks,
@@ -437,7 +446,7 @@ impl Replica {
                 leader_epoch,
                 reply,
             } => self.on_fetch_response(log, leader_epoch, reply),
-            Input::IsrRejected => self.on_isr_rejected(),
+            Input::IsrRejected(p) => self.on_isr_rejected(&p),
             Input::Tick => self.on_tick(),
         }
         self.progress();

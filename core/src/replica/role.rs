@@ -11,7 +11,7 @@ use crate::catalog::PartitionState;
 use crate::replication::{Leader, ReplicationConfig};
 
 impl Replica {
-    pub(super) fn on_metadata(&mut self, state: &PartitionState, min: usize) {
+    pub(super) fn on_metadata(&mut self, state: &PartitionState, min: usize, fenced: &[i32]) {
         let me = self.config.me;
         let cfg = ReplicationConfig {
             min_insync_replicas: min,
@@ -28,6 +28,7 @@ impl Replica {
             if let Role::Leader(l) = &mut self.role {
                 if l.leader_epoch() == state.leader_epoch {
                     l.set_config(cfg, counted);
+                    l.set_fenced(fenced);
                     l.update(state, counted, now);
                     return;
                 }
@@ -40,7 +41,10 @@ impl Replica {
                 self.emit(Output::Storage(StorageOp::Fsync { upto: end }));
             }
             let hw = self.follower_hw;
-            let l = Leader::with_own_end(me, state, end, self.counted_end(), hw, now, cfg);
+            let mut l = Leader::with_own_end(me, state, end, self.counted_end(), hw, now, cfg);
+            l.set_fenced(fenced);
+            #[cfg(feature = "canary")]
+            l.set_canary(self.canary);
             self.taken_hw = l.hw();
             self.lead_hw = l.hw();
             self.shown = -1;

@@ -7,7 +7,10 @@
 //! applies records as they arrive: brokers' heartbeats (a new incarnation registers, a fenced
 //! one that is heard again is unfenced), fences of brokers silent for longer than the session
 //! timeout, ISR changes proposed by leaders (`IsrChanged`, which the catalog itself may refuse
-//! as stale), occasional preferred-leader moves and controlled shutdowns (fence, then stop).
+//! as stale or as adding a fenced broker; the proposer is then told, like Kafka's AlterPartition
+//! error), occasional preferred-leader moves and controlled shutdowns (fence, then stop a
+//! little later: meanwhile the broker no longer heartbeats but still fetches). Metadata
+//! replies carry, per partition, the replicas the catalog calls fenced.
 //! Brokers and clients learn the partition states only through heartbeat and metadata replies
 //! that travel the faulty network, so they act on stale metadata for a while: zombie leaders.
 //!
@@ -45,18 +48,25 @@
 //!   one leadership, agreement of every two replicas below both their high watermarks, the
 //!   catalog's invariants (ISR and ELR inside the replicas and disjoint, leader in the ISR) are
 //!   checked always, after every step (the pairwise agreement every few hundred steps);
+//! - ISR settling (liveness during the run): a leader the catalog names at its epoch, up,
+//!   unpaused, connected and not slow, never keeps a maximal ISR larger than its committed ISR
+//!   for longer than [`sim`]'s `SETTLE_MS`: an addition refused or lost must not keep holding
+//!   back the high watermark (a fenced broker that still reaches the leader, cut off from the
+//!   controller only or in controlled shutdown, is what makes additions be refused);
 //! - liveness at the end: after every fault heals (all brokers up, network whole) and a quiet
 //!   period, every partition has a leader, a full ISR, and every replica holds exactly the
 //!   leader's log with the high watermark at its end.
 //!
 //! Canaries ([`ReplCanary`]): `elect-outside-isr` is planted in this driver's controller;
-//! `ack-before-isr`, `skip-truncation` and `hw-from-leader-only` turn on the core replica's
-//! canaries of the same names (`skein_core::canary::Canary`).
+//! `ack-before-isr`, `skip-truncation`, `hw-from-leader-only` and `keep-refused-isr` turn on
+//! the core replica's canaries of the same names (`skein_core::canary::Canary`).
 //!
 //! ## Core bugs found
 //!
 //! The simulation found five bugs in skein-core, all fixed there (2f7de28, 3e52931); see
-//! `ci/replication-regression-seeds`:
+//! `ci/replication-regression-seeds` (a sixth, a refused ISR addition holding back the high
+//! watermark for good, was found in review; the ISR-settling check catches it, canary
+//! `keep-refused-isr`):
 //! 1. a new incarnation kept the old one's leaderships at the same leader epoch, so a leader
 //!    that lost its unsynced tail in a crash led again at that epoch and forked the log;
 //! 2. min.insync.replicas was checked against the maximal ISR, so a pending expansion that
@@ -94,15 +104,18 @@ pub enum ReplCanary {
     SkipTruncation,
     /// The leader exposes its own log end as the high watermark (core canary).
     HwFromLeaderOnly,
+    /// The leader proposes fenced replicas and never settles a refused addition (core canary).
+    KeepRefusedIsr,
 }
 
 impl ReplCanary {
     /// Every canary.
-    pub const ALL: [ReplCanary; 4] = [
+    pub const ALL: [ReplCanary; 5] = [
         ReplCanary::AckBeforeIsr,
         ReplCanary::ElectOutsideIsr,
         ReplCanary::SkipTruncation,
         ReplCanary::HwFromLeaderOnly,
+        ReplCanary::KeepRefusedIsr,
     ];
 
     /// Its command-line name.
@@ -112,6 +125,7 @@ impl ReplCanary {
             ReplCanary::ElectOutsideIsr => "elect-outside-isr",
             ReplCanary::SkipTruncation => "skip-truncation",
             ReplCanary::HwFromLeaderOnly => "hw-from-leader-only",
+            ReplCanary::KeepRefusedIsr => "keep-refused-isr",
         }
     }
 
@@ -122,6 +136,9 @@ impl ReplCanary {
             ReplCanary::ElectOutsideIsr => "controller elects any live replica on leader loss",
             ReplCanary::SkipTruncation => "followers ignore divergence and keep appending",
             ReplCanary::HwFromLeaderOnly => "leader exposes its own log end as the HW",
+            ReplCanary::KeepRefusedIsr => {
+                "leader proposes fenced replicas and never settles a refused ISR addition"
+            }
         }
     }
 

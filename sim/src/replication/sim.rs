@@ -11,6 +11,7 @@ use skein_core::canary::Canary;
 use skein_core::catalog::{Catalog, MetadataRecord, PartitionState};
 use skein_core::config::LogConfig;
 use skein_core::log::PartitionLog;
+use skein_core::reconcile::refused_isr_change;
 use skein_core::replica::{FlushPolicy, Replica as CoreReplica, ReplicaConfig, ReplicaError};
 use skein_core::replication::{IsrProposal, ReplicationConfig};
 
@@ -21,6 +22,7 @@ use crate::records::RecordId;
 use crate::rng::Rng;
 
 mod replica;
+mod settle;
 
 use skein_core::replica::Input;
 
@@ -70,11 +72,18 @@ enum Msg {
     Meta {
         version: u64,
         parts: Vec<PartitionState>,
+        /// Per partition, its replicas the catalog calls fenced.
+        fenced: Vec<Vec<i32>>,
         /// The incarnation whose heartbeat this answers (`None`: not a heartbeat reply).
         inc: Option<u64>,
     },
     MetaReq,
     AlterIsr {
+        p: usize,
+        prop: IsrProposal,
+    },
+    /// The controller's answer to an `AlterIsr` the catalog refused.
+    IsrRefused {
         p: usize,
         prop: IsrProposal,
     },
@@ -145,6 +154,11 @@ enum Ev {
     Fault,
     Restart {
         b: i32,
+    },
+    /// The end of a controlled shutdown: the process stops.
+    Stop {
+        b: i32,
+        inc: u64,
     },
     Unpause {
         b: i32,
@@ -251,8 +265,12 @@ impl Replica {
 #[derive(Debug)]
 struct Broker {
     up: bool,
+    /// In controlled shutdown: fenced, no longer heartbeating, still replicating until it stops.
+    stopping: bool,
     inc: u64,
     paused_until: Option<u64>,
+    /// Events that came during a pause wait until this time, even if healing ends it early.
+    held_until: u64,
     slow: bool,
     version: u64,
     fresh: bool,
@@ -293,6 +311,8 @@ pub struct ReplSim {
     catalog: Catalog,
     version: u64,
     published: Vec<PartitionState>,
+    /// Per partition, its replicas the catalog calls fenced, as published.
+    published_fenced: Vec<Vec<i32>>,
     last_hb: BTreeMap<i32, u64>,
     override_leader: BTreeMap<usize, (i32, i32)>,
     // brokers and clients
@@ -305,6 +325,8 @@ pub struct ReplSim {
     observed: BTreeMap<(usize, i64), RecordId>,
     exposed: BTreeMap<(usize, i32), i64>,
     epoch_leader: BTreeMap<(usize, i32), i32>,
+    /// Since when each healthy leader's maximal ISR has differed from its committed ISR.
+    unsettled: BTreeMap<(i32, usize), u64>,
     stats: Stats,
     hasher: TraceHasher,
     tail: VecDeque<String>,
@@ -362,6 +384,10 @@ impl ReplSim {
             assignments,
         });
         let published = catalog.topic(TOPIC).expect("created").parts.clone();
+        let published_fenced = published
+            .iter()
+            .map(|st| catalog.fenced_replicas(st))
+            .collect();
         let cfg = ReplicationConfig {
             lag_time_max_ms: swarm.lag_ms,
             min_insync_replicas: swarm.min_isr,
@@ -374,8 +400,10 @@ impl ReplSim {
                     *id,
                     Broker {
                         up: true,
+                        stopping: false,
                         inc: 0,
                         paused_until: None,
+                        held_until: 0,
                         slow: false,
                         version: 0,
                         fresh: false,
@@ -401,6 +429,7 @@ impl ReplSim {
             catalog,
             version: 1,
             published,
+            published_fenced,
             last_hb,
             override_leader: BTreeMap::new(),
             brokers,
@@ -418,6 +447,7 @@ impl ReplSim {
             observed: BTreeMap::new(),
             exposed: BTreeMap::new(),
             epoch_leader: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
             stats: Stats::default(),
             hasher: TraceHasher::new(),
             tail: VecDeque::new(),
@@ -602,6 +632,8 @@ impl ReplSim {
                 }
                 if let Some(until) = br.paused_until {
                     let wait = until.saturating_sub(self.now) + 1;
+                    let br = self.brokers.get_mut(&b).expect("broker");
+                    br.held_until = br.held_until.max(self.now + wait);
                     self.at(wait, ev);
                     continue;
                 }
@@ -659,7 +691,9 @@ impl ReplSim {
             Ev::Heartbeat { b, inc } => {
                 if self.brokers[&b].inc == inc {
                     let v = self.brokers[&b].inc;
-                    self.send(Node::B(b), Node::Ctl, Msg::Heartbeat { inc: v });
+                    if !self.brokers[&b].stopping {
+                        self.send(Node::B(b), Node::Ctl, Msg::Heartbeat { inc: v });
+                    }
                     self.at(HEARTBEAT_MS, Ev::Heartbeat { b, inc });
                 }
             }
@@ -699,6 +733,11 @@ impl ReplSim {
                 }
             }
             Ev::Restart { b } => self.restart(b),
+            Ev::Stop { b, inc } => {
+                if self.brokers[&b].inc == inc && self.brokers[&b].stopping {
+                    self.crash(b, true);
+                }
+            }
             Ev::Unpause { b } => {
                 let br = self.brokers.get_mut(&b).expect("broker");
                 if br.paused_until.is_some_and(|u| u <= self.now) {
@@ -798,19 +837,23 @@ impl ReplSim {
         }
         if roll(&mut self.rng, s.shutdown_pm) {
             if let Some(b) = self.pick_victim() {
+                // Fenced at once; it stops heartbeating but keeps replicating (fetching, and
+                // so looking caught up to its leaders) until it stops.
+                let linger = self.rng.range(0, s.shutdown_linger_max_ms);
                 let go = self.go(&format!("controlled shutdown of b{b}"));
                 if go {
                     let inc = self.brokers[&b].inc;
-                    self.note(format!("b{b} controlled shutdown"));
+                    self.note(format!("b{b} controlled shutdown, stops in {linger} ms"));
                     self.ctl_apply(MetadataRecord::BrokerFenced {
                         id: b,
                         incarnation: format!("{b}-{inc}"),
                     });
-                    self.crash(b, true);
+                    self.brokers.get_mut(&b).expect("broker").stopping = true;
+                    self.at(linger, Ev::Stop { b, inc });
                 }
                 let d = self.rng.range(1, s.outage_max_ms);
                 if go {
-                    self.at(d, Ev::Restart { b });
+                    self.at(linger + d, Ev::Restart { b });
                 }
             }
         }
@@ -847,6 +890,7 @@ impl ReplSim {
             return;
         }
         br.up = false;
+        br.stopping = false;
         br.inc += 1;
         br.paused_until = None;
         // The broker's metadata is durable: it never goes back to an older version (a delayed
@@ -918,9 +962,14 @@ impl ReplSim {
         self.catalog.apply(&rec);
         self.catalog.check_invariants();
         let after: Vec<PartitionState> = self.catalog.topic(TOPIC).expect("topic").parts.clone();
-        if after == before {
+        let fenced: Vec<Vec<i32>> = after
+            .iter()
+            .map(|st| self.catalog.fenced_replicas(st))
+            .collect();
+        if after == before && fenced == self.published_fenced {
             return;
         }
+        self.published_fenced = fenced;
         match &rec {
             MetadataRecord::BrokerFenced { .. } => self.stats.fences += 1,
             MetadataRecord::IsrChanged { .. } => self.stats.isr_changes += 1,
@@ -1000,15 +1049,21 @@ impl ReplSim {
             }
             (Node::B(b), Msg::AlterIsr { p, prop }) => {
                 self.note(format!("ctl AlterIsr from b{b} p{p} {prop:?}"));
-                self.ctl_apply(MetadataRecord::IsrChanged {
+                let rec = MetadataRecord::IsrChanged {
                     topic: TOPIC.into(),
                     partition: p as i32,
                     leader_epoch: prop.leader_epoch,
                     partition_epoch: prop.partition_epoch,
                     isr: prop.isr,
-                });
+                };
+                let refused = refused_isr_change(&self.catalog, &rec);
+                self.ctl_apply(rec);
                 let m = self.meta(None);
                 self.send(Node::Ctl, from, m);
+                if let Some(prop) = refused {
+                    self.note(format!("ctl refused b{b}'s ISR change of p{p}"));
+                    self.send(Node::Ctl, from, Msg::IsrRefused { p, prop });
+                }
             }
             (Node::Client, Msg::MetaReq) => {
                 let m = self.meta(None);
@@ -1022,6 +1077,7 @@ impl ReplSim {
         Msg::Meta {
             version: self.version,
             parts: self.published.clone(),
+            fenced: self.published_fenced.clone(),
             inc,
         }
     }
@@ -1049,6 +1105,7 @@ impl ReplSim {
             Msg::Meta {
                 version,
                 parts,
+                fenced,
                 inc,
             } => {
                 // A restarted broker acts on no metadata before the controller has answered
@@ -1058,7 +1115,10 @@ impl ReplSim {
                 if br.fresh && inc != Some(br.inc) {
                     return Ok(());
                 }
-                self.on_meta(b, version, parts)?
+                self.on_meta(b, version, parts, fenced)?
+            }
+            Msg::IsrRefused { p, prop } => {
+                self.drive(b, p, Input::IsrRejected(prop))?;
             }
             Msg::Fetch {
                 p,
@@ -1216,6 +1276,7 @@ impl ReplSim {
     // ---------------------------------------------------------------- checks
 
     fn check_step(&mut self) -> Res {
+        self.check_settled()?;
         let parts = self.catalog.topic(TOPIC).expect("topic").parts.clone();
         for (p, st) in parts.iter().enumerate() {
             let dup: BTreeSet<&i32> = st.isr.iter().chain(&st.elr).collect();
@@ -1382,6 +1443,7 @@ fn core_canary(c: Option<ReplCanary>) -> Option<Canary> {
         ReplCanary::AckBeforeIsr => Some(Canary::AckBeforeIsr),
         ReplCanary::SkipTruncation => Some(Canary::SkipTruncation),
         ReplCanary::HwFromLeaderOnly => Some(Canary::HwFromLeaderOnly),
+        ReplCanary::KeepRefusedIsr => Some(Canary::KeepRefusedIsr),
         ReplCanary::ElectOutsideIsr => None,
     }
 }
@@ -1410,6 +1472,7 @@ fn msg_key(m: &Msg) -> (u8, i64, i64) {
         Msg::Meta { version, .. } => (1, *version as i64, 0),
         Msg::MetaReq => (2, 0, 0),
         Msg::AlterIsr { p, prop } => (3, *p as i64, i64::from(prop.partition_epoch)),
+        Msg::IsrRefused { p, prop } => (10, *p as i64, i64::from(prop.partition_epoch)),
         Msg::Fetch { p, seq, offset, .. } => (4, (*p as i64) << 40 | *seq as i64, *offset),
         Msg::FetchResp { p, seq, body } => (
             5,

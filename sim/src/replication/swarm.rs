@@ -60,6 +60,8 @@ pub struct ReplSwarm {
     pub acks1_pm: u64,
     /// Length of the faulty phase.
     pub safety_ms: u64,
+    /// Longest a broker in controlled shutdown keeps replicating (fenced) before it stops.
+    pub shutdown_linger_max_ms: u64,
 }
 
 impl ReplSwarm {
@@ -112,6 +114,7 @@ impl ReplSwarm {
             produce_gap_ms: r.pick(&[5u64, 20, 80]),
             acks1_pm: r.pick(&[0u64, 100, 400]),
             safety_ms: r.range(10_000, 30_000),
+            shutdown_linger_max_ms: r.pick(&[1u64, 300, 1500]),
         }
     }
 }

@@ -200,7 +200,13 @@ impl ReplSim {
         Ok(())
     }
 
-    pub(super) fn on_meta(&mut self, b: i32, version: u64, parts: Vec<PartitionState>) -> Res {
+    pub(super) fn on_meta(
+        &mut self,
+        b: i32,
+        version: u64,
+        parts: Vec<PartitionState>,
+        fenced: Vec<Vec<i32>>,
+    ) -> Res {
         let br = self.brokers.get_mut(&b).expect("broker");
         if version < br.version || (version == br.version && !br.fresh) {
             return Ok(());
@@ -209,12 +215,13 @@ impl ReplSim {
         br.version = version;
         br.view = parts.clone();
         for (p, st) in parts.iter().enumerate() {
-            self.apply_state(b, p, st)?;
+            let fenced = fenced.get(p).cloned().unwrap_or_default();
+            self.apply_state(b, p, st, fenced)?;
         }
         Ok(())
     }
 
-    fn apply_state(&mut self, b: i32, p: usize, st: &PartitionState) -> Res {
+    fn apply_state(&mut self, b: i32, p: usize, st: &PartitionState, fenced: Vec<i32>) -> Res {
         let before = self.role_of(b, p);
         let min_insync_replicas = self.swarm.min_isr;
         self.drive(
@@ -223,6 +230,7 @@ impl ReplSim {
             Input::Metadata {
                 state: st.clone(),
                 min_insync_replicas,
+                fenced,
             },
         )?;
         let after = self.role_of(b, p);
