@@ -56,4 +56,8 @@ pub enum Canary {
     SkipTruncation,
     /// `Replica`: the leader exposes its own log end as the high watermark.
     HwFromLeaderOnly,
+    /// `Replica`: under fsync-before-ack the leader counts its written end, not its fsynced
+    /// end, towards the high watermark, so acks=all writes are answered and consumers shown
+    /// records before an fsync covers them.
+    AckBeforeFsync,
 }
