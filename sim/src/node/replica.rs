@@ -340,16 +340,17 @@ impl Node {
 
     /// Serves a consumer fetch as `fetch.rs` does: the replica's gate says from where and up
     /// to what it may read (below the high watermark), then `PartitionStore::plan_fetch` +
-    /// `read_range`, cut before the first batch at or above that bound.
+    /// `read_range`, cut before the first batch at or above that bound. Also returns what else
+    /// the input led to (the replica times acks=-1 produces out at any input).
     pub fn fetch(
         &mut self,
         now_ms: u64,
         key: &PartKey,
         offset: i64,
         max_bytes: u64,
-    ) -> FetchResult {
+    ) -> (FetchResult, Vec<NodeOut>) {
         let Some(ps) = self.parts.get_mut(key) else {
-            return FetchResult::UnknownTopic;
+            return (FetchResult::UnknownTopic, Vec::new());
         };
         let topic_id = ps.topic_id;
         let token = ps.token();
@@ -358,8 +359,10 @@ impl Node {
             fetch_offset: offset,
             current_leader_epoch: -1,
         };
-        let fx = ps.drive(now_ms, input, None);
-        let answer = fx.fetched.into_iter().find(|(t, _)| *t == token);
+        let mut fx = ps.drive(now_ms, input, None);
+        let answer = fx.fetched.drain(..).find(|(t, _)| *t == token);
+        let mut out = Vec::new();
+        ps.after(key, fx, &mut out);
         let out_of_range = |ps: &PartState| FetchResult::OutOfRange {
             log_start: ps.store.log().log_start_offset(),
             high_watermark: ps.replica.hw(),
@@ -372,7 +375,7 @@ impl Node {
                 hw,
                 log_start,
             })) => (from, upto, hw, log_start),
-            Some(Err(ReplicaError::OffsetOutOfRange)) => return out_of_range(ps),
+            Some(Err(ReplicaError::OffsetOutOfRange)) => return (out_of_range(ps), out),
             other => panic!("the only replica answered a consumer fetch with {other:?}"),
         };
         let grant = Grant {
@@ -385,19 +388,20 @@ impl Node {
             ps.store.plan_fetch(from, grant)
         };
         let bytes = match plan {
-            Err(_) => return out_of_range(ps),
+            Err(_) => return (out_of_range(ps), out),
             Ok(None) => Vec::new(),
             Ok(Some(range)) => {
                 let bytes = read_range(&range).expect("segment file shorter than the log says");
                 bytes[..committed_len(&bytes, upto)].to_vec()
             }
         };
-        FetchResult::Ok {
+        let result = FetchResult::Ok {
             bytes,
             high_watermark: hw,
             log_start,
             topic_id,
-        }
+        };
+        (result, out)
     }
 }
 

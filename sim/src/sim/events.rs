@@ -252,7 +252,8 @@ impl Sim {
                 max_bytes,
             } => {
                 self.req_conn.insert(req, epoch);
-                let result = self.node.fetch(self.now, &key, offset, max_bytes);
+                let (result, outs) = self.node.fetch(self.now, &key, offset, max_bytes);
+                self.node_outs(outs);
                 let what = match &result {
                     FetchResult::Ok {
                         bytes,

@@ -627,7 +627,8 @@ impl Sim {
             let mut off = start;
             let mut n = 0;
             while off < hw {
-                let r = self.node.fetch(self.now, &key, off, 64 * 1024);
+                let (r, outs) = self.node.fetch(self.now, &key, off, 64 * 1024);
+                self.node_outs(outs);
                 self.history.on_fetch(key.1, off, &r, self.now)?;
                 let FetchResult::Ok { bytes, .. } = &r else {
                     return Err(checker::violation(
