@@ -208,7 +208,6 @@ impl Node {
     /// Handles a produce request for one partition as `produce.rs` does: the replica gates it
     /// and asks for the append; the answer goes out as the replica gives it (acks=1 at once,
     /// acks=-1 once the high watermark covers the batch), never for acks=0.
-    #[allow(clippy::too_many_arguments)]
     pub fn produce(
         &mut self,
         now_ms: u64,
