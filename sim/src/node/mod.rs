@@ -75,7 +75,8 @@ pub enum ProduceResult {
 /// The result of a fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchResult {
-    /// Whole batches starting at or before the fetch offset (empty at the log end).
+    /// Whole batches starting at or before the fetch offset, all below the high watermark
+    /// (empty at it).
     Ok {
         /// Batch bytes.
         bytes: Vec<u8>,
