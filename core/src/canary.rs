@@ -60,4 +60,8 @@ pub enum Canary {
     /// settles an addition the controller refused, which keeps counting towards the high
     /// watermark until the partition epoch moves.
     KeepRefusedIsr,
+    /// `Replica`: under fsync-before-ack the leader counts its written end, not its fsynced
+    /// end, towards the high watermark, so acks=all writes are answered and consumers shown
+    /// records before an fsync covers them.
+    AckBeforeFsync,
 }

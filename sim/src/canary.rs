@@ -1,15 +1,17 @@
 //! Canaries: planted bugs that prove the checkers bite. Never on unless `--canary NAME` asks.
 //!
-//! `ack-before-fsync` lives in this crate's node driver (its group commit); the others are hooks
-//! in skein-core (its `canary` feature), handed to the scan, log and producer state each
-//! `PartitionStore` builds through skein-storage's `canary` feature (`open_with_canary`).
+//! Every one is a hook in skein-core (its `canary` feature): `ack-before-fsync` is handed to
+//! each partition's `Replica` (`Replica::set_canary`), the others to the scan, log and producer
+//! state each `PartitionStore` builds through skein-storage's `canary` feature
+//! (`open_with_canary`).
 
 use skein_core::canary::Canary;
 
 /// A planted bug the simulator can turn on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimCanary {
-    /// The driver answers acks=-1 produces before the fsync that makes them durable.
+    /// The replica counts unsynced writes towards the high watermark (acks=-1 answered and
+    /// consumers shown records before the fsync that makes them durable).
     AckBeforeFsync,
     /// Recovery does not check batch CRCs.
     SkipCrcOnRecovery,
@@ -46,7 +48,7 @@ impl SimCanary {
     pub fn describe(self) -> &'static str {
         match self {
             SimCanary::AckBeforeFsync => {
-                "sim driver acks acks=-1 produces before their fsync completes"
+                "core Replica counts the leader's written end, not its fsynced end, for the high watermark"
             }
             SimCanary::SkipCrcOnRecovery => {
                 "core SegmentScan::push skips the CRC check during recovery"
@@ -64,10 +66,10 @@ impl SimCanary {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// The skein-core hook this canary turns on, if it lives in the core.
+    /// The skein-core hook this canary turns on.
     pub fn core(self) -> Option<Canary> {
         match self {
-            SimCanary::AckBeforeFsync => None,
+            SimCanary::AckBeforeFsync => Some(Canary::AckBeforeFsync),
             SimCanary::SkipCrcOnRecovery => Some(Canary::SkipCrcOnRecovery),
             SimCanary::NoDedup => Some(Canary::NoDedup),
             SimCanary::TruncateAcked => Some(Canary::TruncateAcked),

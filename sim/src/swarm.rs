@@ -51,7 +51,7 @@ pub struct Swarm {
     pub zero_fill_ppm: u32,
     /// Per crash and file created since the last directory sync: chance the file is lost.
     pub lose_new_file_ppm: u32,
-    /// Per crash: chance one synced sector beyond the acks=all frontier rots.
+    /// Per crash: chance one synced sector beyond the durable frontier rots.
     pub corrupt_ppm: u32,
     /// Per group-commit fsync: chance it fails with EIO.
     pub fsync_eio_ppm: u32,
@@ -90,7 +90,7 @@ pub struct Swarm {
     pub enospc_mean_ms: u64,
     /// Longest a full-disk spell lasts.
     pub enospc_max_ms: u64,
-    /// Per crash: chance a misdirected write landed beyond the acks=all frontier.
+    /// Per crash: chance a misdirected write landed beyond the durable frontier.
     pub misdirect_ppm: u32,
     /// Mean time between admin actions (create / delete topic, add partitions; 0: none).
     pub admin_mean_ms: u64,

@@ -577,6 +577,10 @@ impl Replica {
 
     /// What of the leader's own log counts towards the high watermark.
     fn counted_end(&self) -> i64 {
+        #[cfg(feature = "canary")]
+        if self.canary_on(crate::canary::Canary::AckBeforeFsync) {
+            return self.log_end;
+        }
         match self.config.flush {
             FlushPolicy::FsyncBeforeAck => self.durable_end.min(self.log_end),
             FlushPolicy::Interval => self.log_end,

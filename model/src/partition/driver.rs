@@ -207,9 +207,11 @@ impl State {
         let state = self.published();
         let before = self.brokers[idx(b)].replica.leader_epoch();
         self.brokers[idx(b)].known = Some(state.clone());
+        let fenced = self.catalog.fenced_replicas(&state);
         let input = Input::Metadata {
             state,
             min_insync_replicas: model.bounds.min_isr,
+            fenced,
         };
         self.drive(model, b, input, Data::None);
         if let Some(epoch) = self.brokers[idx(b)].replica.leader_epoch() {

@@ -10,7 +10,7 @@ pub fn check(ph: &PartHistory, p: usize, offset: i64, id: RecordId) -> Verdict {
         Some(prev) if *prev != id => Err(violation(
             "consistency",
             format!(
-                "p{p} offset {offset} held {prev}, now holds {id} (acks=all frontier {})",
+                "p{p} offset {offset} held {prev}, now holds {id} (durable frontier {})",
                 ph.frontier
             ),
         )),

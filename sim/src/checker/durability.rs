@@ -1,20 +1,21 @@
-//! Durability: nothing below the acks=all frontier is ever lost. See the module docs of
-//! `checker` for why forgetting everything at or above the frontier at a crash is exact.
+//! Durability: nothing below the durable frontier (acks=-1 acknowledgements and high
+//! watermarks answered) is ever lost. See the module docs of `checker` for why forgetting
+//! everything at or above the frontier at a crash is exact.
 
 use super::{violation, PartHistory, Verdict};
 
-/// An acks=-1 acknowledgement covered everything below `end`.
+/// An acks=-1 acknowledgement, or a high watermark answered, covered everything below `end`.
 pub fn advance(ph: &mut PartHistory, end: i64) {
     ph.frontier = ph.frontier.max(end);
 }
 
-/// The log end (from ListOffsets) must not be below the frontier.
-pub fn check_end(ph: &PartHistory, p: usize, log_end: i64) -> Verdict {
-    if log_end < ph.frontier {
+/// The high watermark (from ListOffsets) must not be below the frontier.
+pub fn check_end(ph: &PartHistory, p: usize, hw: i64) -> Verdict {
+    if hw < ph.frontier {
         return Err(violation(
             "durability",
             format!(
-                "p{p} log end {log_end} is below the acks=all frontier {}: acknowledged records lost",
+                "p{p} high watermark {hw} is below the durable frontier {}: acknowledged or read records lost",
                 ph.frontier
             ),
         ));

@@ -12,15 +12,18 @@
 //!   An acknowledgement's offsets span exactly its batch's records.
 //! - `consistency.rs`: an offset, once observed (by an ack or a read) holding record R, holds R
 //!   for as long as the observation stands. Observations stand until (a) retention moves the log
-//!   start past them, or (b) a crash happens while they are at or above the acks=all frontier.
-//! - `durability.rs`: the acks=all frontier `D` of a partition is the largest `last_offset + 1`
-//!   of any acks=-1 acknowledgement. Everything below `D` was fsynced before that ack, so it
-//!   survives every crash: after each restart (and at the end) the log end must be `>= D`, and
-//!   observations below `D` are never forgotten — so an acked record that is lost, changed or
-//!   moved shows up as a consistency or durability violation. Records at or above `D` (acks=0,
-//!   acks=1, unacknowledged, or read before an fsync) may legitimately vanish in a crash: the
-//!   checker forgets them at each crash. Injected sector corruption only hits bytes at or above `D`
-//!   at the moment of the crash (see `node/faults.rs`), so it never excuses a loss below `D`.
+//!   start past them, or (b) a crash happens while they are at or above the durable frontier.
+//! - `durability.rs`: the durable frontier `D` of a partition is the largest `last_offset + 1`
+//!   of any acks=-1 acknowledgement and the largest high watermark any fetch answered. Both
+//!   promise that everything below them is committed (with fsync-before-ack, fsynced), so it
+//!   survives every crash: after each restart (and at the end) the high watermark ListOffsets
+//!   answers must be `>= D`, and observations below `D` are never forgotten — so an acked
+//!   record, or a record a consumer read (always below the high watermark its fetch answered),
+//!   that is later lost, changed or moved shows up as a consistency or durability violation.
+//!   Records at or above `D` (acks=0, acks=1 or unacknowledged, and not yet under any high
+//!   watermark answered) may legitimately vanish in a crash: the checker forgets them at each
+//!   crash. Injected sector corruption only hits bytes at or above `D` at the moment of the crash
+//!   (see `node/faults.rs`), so it never excuses a loss below `D`.
 //! - `duplicates.rs`: a record of an idempotent producer appears at no more than one offset
 //!   among standing observations (non-idempotent producers that retry may legitimately duplicate).
 //! - `order.rs`: an idempotent producer's records sit at increasing offsets in the order it
@@ -99,7 +102,8 @@ pub fn run_catching(run: impl FnOnce() -> Result<(), Violation>) -> Option<Viola
 /// What the clients know of one partition.
 #[derive(Debug, Clone, Default)]
 pub struct PartHistory {
-    /// The acks=all frontier: every offset below it was acknowledged durable.
+    /// The durable frontier: every offset below it was acknowledged (acks=-1) or exposed (a
+    /// fetch's high watermark) as committed.
     pub frontier: i64,
     /// The largest log start seen.
     pub log_start: i64,
@@ -165,7 +169,7 @@ impl History {
         }
     }
 
-    /// The acks=all frontier of a partition (0 if unknown).
+    /// The durable frontier of a partition (0 if unknown).
     pub fn frontier(&self, part: Part) -> i64 {
         self.parts.get(&part).map_or(0, |p| p.frontier)
     }
@@ -221,11 +225,12 @@ impl History {
             FetchResult::UnknownTopic => Ok(()),
             FetchResult::OutOfRange {
                 log_start,
+                high_watermark,
                 topic_id,
-                ..
             } => {
                 topics::check_reached(self, *topic_id, sent_ms, "fetch")?;
                 self.on_log_start((*topic_id, p), *log_start);
+                durability::advance(self.part((*topic_id, p)), *high_watermark);
                 Ok(())
             }
             FetchResult::Ok {
@@ -237,6 +242,8 @@ impl History {
                 topics::check_reached(self, *topic_id, sent_ms, "fetch")?;
                 let part = (*topic_id, p);
                 self.on_log_start(part, *log_start);
+                // Committed, so owed from now on (before its records are judged, so they stand).
+                durability::advance(self.part(part), *high_watermark);
                 let pi = p as usize;
                 let batches = integrity::check(pi, bytes)?;
                 let records = offsets::check_fetch(pi, offset, *high_watermark, &batches)?;
@@ -267,12 +274,12 @@ impl History {
         }
     }
 
-    /// ListOffsets of every partition the node has, after a restart or at the end; judges
-    /// that no owed topic or partition is missing.
+    /// ListOffsets (log start, high watermark) of every partition the node has, after a
+    /// restart or at the end; judges that nothing owed is missing.
     pub fn on_offsets(&mut self, parts: &[(Part, i64, i64)]) -> Verdict {
-        for (part, log_start, log_end) in parts {
+        for (part, log_start, hw) in parts {
             if !self.topics.get(&part.0).is_some_and(|t| t.delete_sent) {
-                durability::check_end(self.part(*part), part.1 as usize, *log_end)?;
+                durability::check_end(self.part(*part), part.1 as usize, *hw)?;
             }
             self.on_log_start(*part, *log_start);
         }

@@ -3,7 +3,7 @@
 //!
 //! Fault-injection rule for sector corruption and misdirected writes (why it is safe to check
 //! strictly): both are injected only at a crash, only into the durable bytes of batches at or
-//! above the acks=all frontier the checker holds, and only where recovery must scan (the
+//! above the durable frontier the checker holds, and only where recovery must scan (the
 //! active segment, or a sealed segment after its last index point). So the checker may forget
 //! everything at or above the frontier at a crash (see `checker/durability.rs`) and still
 //! demand that no corrupt batch is ever served. Corruption before a sealed segment's last index
@@ -86,7 +86,7 @@ impl Node {
     }
 
     /// Bit rot at a crash: flips one bit inside the CRC-covered part of one batch recovery will
-    /// scan, at or above its partition's acks=all frontier.
+    /// scan, at or above its partition's durable frontier.
     pub fn rot(
         &mut self,
         r: &mut Rng,
@@ -108,7 +108,7 @@ impl Node {
 
     /// A misdirected write found at a crash: a piece of some segment file's bytes (from this or
     /// another file) landed inside the CRC-covered part of one batch recovery will scan, at or
-    /// above its partition's acks=all frontier, where it was never meant to go.
+    /// above its partition's durable frontier, where it was never meant to go.
     pub fn misdirect(
         &mut self,
         r: &mut Rng,

@@ -53,7 +53,7 @@ pub(super) fn catalog_code(e: &CatalogError) -> &'static str {
 pub(super) fn single_broker_catalog(config: &LogConfig) -> Catalog {
     let mut c = Catalog::new(config.clone());
     c.apply(&MetadataRecord::BrokerRegistered {
-        id: 1,
+        id: super::replica::NODE_ID,
         incarnation: "sim".into(),
         host: "sim".into(),
         port: 9092,

@@ -7,19 +7,25 @@
 //! `PartitionRecovery` carried out by `PartitionStore::open`) are the code the broker runs.
 //! This module drives the stores as `broker.rs` does: a partition lives in `<topic>-<n>/`; an
 //! append the store refuses or fails (ENOSPC) is answered with its Kafka error
-//! (KAFKA_STORAGE_ERROR for I/O); acks=-1 is answered only once an fsync of the store's
-//! `sync_target` covers the batch. Topics are created, deleted and grown through skein-core's
-//! `Catalog` (`plan_*`, then `apply`) with each record made durable first ([`meta`]). Crashes
-//! and the damage they reveal are in [`faults`].
+//! (KAFKA_STORAGE_ERROR for I/O). Every decision about a partition's requests is its core
+//! [`Replica`](skein_core::replica::Replica)'s, driven as `partition.rs` drives it ([`replica`]):
+//! the produce gate and when acks=1 and acks=-1 are answered (acks=-1 once the high watermark,
+//! the fsynced end, covers the batch), and how far a consumer fetch may read (below the high
+//! watermark); the node only carries out the storage work it asks for and runs the group-commit
+//! fsyncs (`NeedSync`, [`Node::sync_start`], [`Node::sync_done`]). A start creates each replica
+//! from the recovered log, all of it durable. Topics are created, deleted and grown through
+//! skein-core's `Catalog` (`plan_*`, then `apply`) with each record made durable first
+//! ([`meta`]). Crashes and the damage they reveal are in [`faults`].
 //!
-//! Invariants (checked by [`Node::check_invariants`] after every event): every core log passes
-//! `check_invariants`; each segment has an open file on the disk holding at least the segment's
-//! bytes (but an empty active segment whose roll failed before making its file); the synced
-//! offset never exceeds the log end; an acks=-1 waiter is answered only when `synced_end`
-//! covers its batch (unless the `ack-before-fsync` canary is on).
+//! Invariants (checked by [`Node::check_invariants`] after every event, and each replica's
+//! `check_invariants` after every input): every core log passes `check_invariants`; each
+//! segment has an open file on the disk holding at least the segment's bytes (but an empty
+//! active segment whose roll failed before making its file); no acks=-1 produce still waits
+//! for an answer its replica's high watermark already covers.
 
 mod faults;
 mod meta;
+mod replica;
 
 use std::cell::{Ref, RefMut};
 use std::collections::BTreeMap;
@@ -29,10 +35,8 @@ use std::sync::Arc;
 
 use skein_core::catalog::{Catalog, MetadataRecord};
 use skein_core::config::LogConfig;
-use skein_core::fetch::Grant;
 use skein_core::log::AppendError;
-use skein_storage::fs::FsFile;
-use skein_storage::partition::{read_range, PartitionStore, StorageError};
+use skein_storage::partition::{PartitionStore, StorageError};
 
 pub use faults::Scanned;
 use meta::{
@@ -42,6 +46,7 @@ use meta::{
 use crate::canary::SimCanary;
 use crate::disk::SimDisk;
 use crate::disk_fs::{SimFs, SimFsFile};
+use replica::PartState;
 
 /// A topic id (Kafka's 16-byte UUID) as a number.
 pub type TopicId = u128;
@@ -70,11 +75,12 @@ pub enum ProduceResult {
 /// The result of a fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchResult {
-    /// Whole batches starting at or before the fetch offset (empty at the log end).
+    /// Whole batches starting at or before the fetch offset, all below the high watermark
+    /// (empty at it).
     Ok {
         /// Batch bytes.
         bytes: Vec<u8>,
-        /// High watermark (the log end on a single node).
+        /// High watermark (the replica's: the fsynced end); no batch at or above it is sent.
         high_watermark: i64,
         /// First offset held.
         log_start: i64,
@@ -85,8 +91,8 @@ pub enum FetchResult {
     OutOfRange {
         /// First offset held.
         log_start: i64,
-        /// Log end.
-        log_end: i64,
+        /// High watermark.
+        high_watermark: i64,
         /// The topic the name resolved to.
         topic_id: TopicId,
     },
@@ -151,25 +157,6 @@ pub enum NodeOut {
 
 /// The file a group-commit fsync syncs (the store's `sync_target`).
 pub type SyncFile = Arc<SimFsFile>;
-
-#[derive(Debug)]
-struct Waiter {
-    client: usize,
-    req: u64,
-    end: i64,
-    base_offset: i64,
-    last_offset: i64,
-}
-
-/// One open partition: its store and the group commit's state.
-struct PartState {
-    topic_id: TopicId,
-    store: PartitionStore<SimFs>,
-    synced_end: i64,
-    syncing: bool,
-    sync_requested: bool,
-    waiters: Vec<Waiter>,
-}
 
 /// One simulated broker node.
 pub struct Node {
@@ -278,23 +265,19 @@ impl Node {
             .collect()
     }
 
-    /// Every open partition: key, topic id, log start and end (ListOffsets for each).
+    /// Every open partition: key, topic id, log start and high watermark (ListOffsets
+    /// EARLIEST and LATEST for each, as `offsets.rs` answers them).
     pub fn partitions(&self) -> Vec<(PartKey, TopicId, i64, i64)> {
         self.parts
             .iter()
             .map(|(k, ps)| {
-                let log = ps.store.log();
-                (
-                    k.clone(),
-                    ps.topic_id,
-                    log.log_start_offset(),
-                    log.log_end_offset(),
-                )
+                let start = ps.store.log().log_start_offset();
+                (k.clone(), ps.topic_id, start, ps.replica.hw())
             })
             .collect()
     }
 
-    /// Log start and end of a partition (ListOffsets); `None` while down or unknown.
+    /// Log start and end of a partition (for the trace); `None` while down or unknown.
     pub fn offsets(&self, key: &PartKey) -> Option<(i64, i64)> {
         let log = self.parts.get(key)?.store.log();
         Some((log.log_start_offset(), log.log_end_offset()))
@@ -384,40 +367,48 @@ impl Node {
         to: u32,
         now_ms: u64,
     ) -> Result<(), StorageError> {
-        let id = topic_id(&self.catalog.topic(name).expect("topic exists").id);
         for p in from..to {
             let key = (name.to_string(), p);
-            let ps = self.open_partition(&key, id, now_ms, true)?;
+            let ps = self.open_partition(&self.catalog, &key, now_ms, true)?;
             self.parts.insert(key, ps);
         }
         Ok(())
     }
 
     /// Opens (and, unless `clean`, recovers) a partition's store: `PartitionStore::open`, with
-    /// the canary that lives in skein-core handed to its recovery and log.
+    /// the canary that lives in skein-core handed to its recovery and log; then its replica,
+    /// from the opened log, taking the role `catalog` gives it.
     fn open_partition(
         &self,
+        catalog: &Catalog,
         key: &PartKey,
-        topic_id: TopicId,
         now_ms: u64,
         clean: bool,
     ) -> Result<PartState, StorageError> {
+        let canary = self.canary.and_then(SimCanary::core);
         let store = PartitionStore::open_with_canary(
             self.fs.clone(),
             Path::new(&dir(key)),
             self.config.clone(),
             clean,
             now_ms,
-            self.canary.and_then(SimCanary::core),
+            canary,
         )?;
-        Ok(PartState {
-            topic_id,
-            synced_end: store.log().log_end_offset(),
+        let tid = topic_id(&catalog.topic(&key.0).expect("topic exists").id);
+        let state = catalog
+            .partition(&key.0, key.1 as i32)
+            .expect("partition exists");
+        let min_insync = catalog
+            .log_config(&key.0)
+            .expect("topic exists")
+            .min_insync_replicas as usize;
+        Ok(PartState::new(
+            tid,
             store,
-            syncing: false,
-            sync_requested: false,
-            waiters: Vec::new(),
-        })
+            (state, min_insync),
+            canary,
+            now_ms,
+        ))
     }
 
     fn remove_dir(&mut self, d: &str) {
@@ -426,161 +417,6 @@ impl Node {
             disk.remove(&f);
         }
         disk.sync_dir(d);
-    }
-
-    /// Handles a produce request for one partition (`PartitionStore::append`, then the answer
-    /// by acks: at once, never, or once an fsync covers the batch).
-    #[allow(clippy::too_many_arguments)]
-    pub fn produce(
-        &mut self,
-        now_ms: u64,
-        key: &PartKey,
-        client: usize,
-        req: u64,
-        bytes: &[u8],
-        acks: i16,
-    ) -> Vec<NodeOut> {
-        assert!(self.up, "produce to a down node");
-        let mut out = Vec::new();
-        let reply = |out: &mut Vec<NodeOut>, result: ProduceResult| {
-            if acks != 0 {
-                out.push(NodeOut::Reply {
-                    client,
-                    req,
-                    result,
-                });
-            }
-        };
-        let ack_early = self.canary == Some(SimCanary::AckBeforeFsync);
-        let Some(ps) = self.parts.get_mut(key) else {
-            let msg = format!("topic '{}' has no partition {}", key.0, key.1);
-            reply(&mut out, ProduceResult::Err(UNKNOWN_TOPIC, msg));
-            return out;
-        };
-        let a = match ps.store.append(now_ms, bytes) {
-            Ok(a) => a,
-            Err(e) => {
-                reply(
-                    &mut out,
-                    ProduceResult::Err(storage_code(&e), e.to_string()),
-                );
-                return out;
-            }
-        };
-        let ok = ProduceResult::Ok {
-            base_offset: a.base_offset,
-            last_offset: a.last_offset,
-            topic_id: ps.topic_id,
-        };
-        match acks {
-            0 => {}
-            1 => reply(&mut out, ok),
-            _ if ps.synced_end > a.last_offset || ack_early => reply(&mut out, ok),
-            _ => {
-                ps.waiters.push(Waiter {
-                    client,
-                    req,
-                    end: a.last_offset + 1,
-                    base_offset: a.base_offset,
-                    last_offset: a.last_offset,
-                });
-                if !ps.syncing && !ps.sync_requested {
-                    ps.sync_requested = true;
-                    out.push(NodeOut::NeedSync(key.clone(), ps.topic_id));
-                }
-            }
-        }
-        out
-    }
-
-    /// True when `key` is open and belongs to topic `tid` (a sync of a deleted topic is stale).
-    pub fn holds(&self, key: &PartKey, tid: TopicId) -> bool {
-        self.parts.get(key).is_some_and(|ps| ps.topic_id == tid)
-    }
-
-    /// Starts a group-commit fsync: returns the offset it will cover and the file it syncs
-    /// (the store's `sync_target`).
-    pub fn sync_start(&mut self, key: &PartKey) -> (i64, SyncFile) {
-        let ps = self.parts.get_mut(key).expect("open partition");
-        ps.sync_requested = false;
-        ps.syncing = true;
-        let (file, target) = ps.store.sync_target();
-        (target, file)
-    }
-
-    /// Completes a group-commit fsync (`ok == false`: EIO, nothing became durable).
-    pub fn sync_done(
-        &mut self,
-        key: &PartKey,
-        target: i64,
-        file: &SimFsFile,
-        ok: bool,
-    ) -> Vec<NodeOut> {
-        let ok = ok && file.sync_data().is_ok();
-        let ps = self.parts.get_mut(key).expect("open partition");
-        ps.syncing = false;
-        if ok {
-            ps.store.note_flushed();
-            ps.synced_end = ps.synced_end.max(target);
-        }
-        let mut out = Vec::new();
-        let synced = ps.synced_end;
-        let tid = ps.topic_id;
-        ps.waiters.retain(|w| {
-            let result = if w.end <= synced {
-                ProduceResult::Ok {
-                    base_offset: w.base_offset,
-                    last_offset: w.last_offset,
-                    topic_id: tid,
-                }
-            } else if !ok && w.end <= target {
-                ProduceResult::Err(STORAGE_ERROR, "fsync failed".into())
-            } else {
-                return true;
-            };
-            out.push(NodeOut::Reply {
-                client: w.client,
-                req: w.req,
-                result,
-            });
-            false
-        });
-        if !ps.waiters.is_empty() && !ps.sync_requested {
-            ps.sync_requested = true;
-            out.push(NodeOut::NeedSync(key.clone(), tid));
-        }
-        out
-    }
-
-    /// Serves a fetch (`PartitionStore::plan_fetch` + `read_range`).
-    pub fn fetch(&self, key: &PartKey, offset: i64, max_bytes: u64) -> FetchResult {
-        let Some(ps) = self.parts.get(key) else {
-            return FetchResult::UnknownTopic;
-        };
-        let (log, topic_id) = (ps.store.log(), ps.topic_id);
-        let grant = Grant {
-            max_bytes,
-            whole_first: true,
-        };
-        let bytes = match ps.store.plan_fetch(offset, grant) {
-            Err(e) => {
-                return FetchResult::OutOfRange {
-                    log_start: e.log_start,
-                    log_end: e.log_end,
-                    topic_id,
-                }
-            }
-            Ok(None) => Vec::new(),
-            Ok(Some(range)) => read_range(&range)
-                .expect("segment file shorter than the log says")
-                .to_vec(),
-        };
-        FetchResult::Ok {
-            bytes,
-            high_watermark: log.log_end_offset(),
-            log_start: log.log_start_offset(),
-            topic_id,
-        }
     }
 
     /// A retention pass over every partition (`PartitionStore::retention`); returns the
@@ -633,7 +469,7 @@ impl Node {
         for t in catalog.topics() {
             for p in 0..t.partitions {
                 let key = (t.name.clone(), p);
-                let ps = self.open_partition(&key, topic_id(&t.id), now_ms, clean)?;
+                let ps = self.open_partition(&catalog, &key, now_ms, clean)?;
                 parts.insert(key, ps);
             }
         }
@@ -669,10 +505,7 @@ impl Node {
         for (key, ps) in &self.parts {
             let log = ps.store.log();
             log.check_invariants();
-            assert!(
-                ps.synced_end <= log.log_end_offset(),
-                "synced beyond the log end"
-            );
+            ps.replica.check_invariants();
             for s in log.segments() {
                 // A roll that failed (ENOSPC) before creating its file leaves the new, empty
                 // active segment without one; the next append creates it.
@@ -693,12 +526,11 @@ impl Node {
                     ),
                 }
             }
-            if self.canary != Some(SimCanary::AckBeforeFsync) {
-                assert!(
-                    ps.waiters.iter().all(|w| w.end > ps.synced_end),
-                    "a covered waiter was not answered"
-                );
-            }
+            let hw = ps.replica.hw();
+            assert!(
+                ps.waiters.values().all(|w| w.last_offset >= hw),
+                "{key:?}: an acks=-1 produce covered by the high watermark {hw} was not answered"
+            );
         }
     }
 }

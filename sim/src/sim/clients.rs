@@ -454,15 +454,15 @@ impl Sim {
             }
             FetchResult::OutOfRange {
                 log_start,
-                log_end,
+                high_watermark,
                 topic_id,
             } => {
                 let next = if offset < *log_start {
                     *log_start
                 } else {
-                    *log_end
+                    *high_watermark
                 };
-                f.cursors.insert(key, (*topic_id, next, *log_end));
+                f.cursors.insert(key, (*topic_id, next, *high_watermark));
             }
             FetchResult::UnknownTopic => {
                 f.cursors.remove(&key);

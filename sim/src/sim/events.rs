@@ -92,7 +92,7 @@ impl Sim {
                     key.0,
                     key.1
                 ));
-                let outs = self.node.sync_done(&key, target, &file, ok);
+                let outs = self.node.sync_done(self.now, &key, target, &file, ok);
                 self.node_outs(outs);
                 Ok(())
             }
@@ -227,7 +227,12 @@ impl Sim {
                 if acks != 0 {
                     self.req_conn.insert(req, epoch);
                 }
-                let outs = self.node.produce(self.now, &key, client, req, &bytes, acks);
+                // The produce request's timeout is the client's request timeout, as a Kafka
+                // producer sends it.
+                let timeout = self.swarm.timeout_ms;
+                let outs = self
+                    .node
+                    .produce(self.now, &key, (client, req), &bytes, acks, timeout);
                 let offs = self
                     .node
                     .offsets(&key)
@@ -247,7 +252,8 @@ impl Sim {
                 max_bytes,
             } => {
                 self.req_conn.insert(req, epoch);
-                let result = self.node.fetch(&key, offset, max_bytes);
+                let (result, outs) = self.node.fetch(self.now, &key, offset, max_bytes);
+                self.node_outs(outs);
                 let what = match &result {
                     FetchResult::Ok {
                         bytes,
@@ -255,8 +261,10 @@ impl Sim {
                         ..
                     } => format!("{} bytes hw={high_watermark}", bytes.len()),
                     FetchResult::OutOfRange {
-                        log_start, log_end, ..
-                    } => format!("out of range {log_start}..{log_end}"),
+                        log_start,
+                        high_watermark,
+                        ..
+                    } => format!("out of range {log_start}..{high_watermark}"),
                     FetchResult::UnknownTopic => UNKNOWN_TOPIC.to_string(),
                 };
                 self.log(format!(

@@ -619,14 +619,16 @@ impl Sim {
         self.audit()
     }
 
-    /// Reads every partition from its start to its end through the checker.
+    /// Reads every partition from its start to its high watermark (all a consumer may read)
+    /// through the checker.
     fn audit(&mut self) -> Verdict {
         self.audit_offsets()?;
-        for (key, tid, start, end) in self.node.partitions() {
+        for (key, tid, start, hw) in self.node.partitions() {
             let mut off = start;
             let mut n = 0;
-            while off < end {
-                let r = self.node.fetch(&key, off, 64 * 1024);
+            while off < hw {
+                let (r, outs) = self.node.fetch(self.now, &key, off, 64 * 1024);
+                self.node_outs(outs);
                 self.history.on_fetch(key.1, off, &r, self.now)?;
                 let FetchResult::Ok { bytes, .. } = &r else {
                     return Err(checker::violation(
@@ -641,7 +643,7 @@ impl Sim {
                 }
             }
             self.log(format!(
-                "audit {}-{} ({:08x}) {start}..{end} records={n}",
+                "audit {}-{} ({:08x}) {start}..{hw} records={n}",
                 key.0, key.1, tid as u32
             ));
         }
