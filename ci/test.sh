@@ -208,7 +208,7 @@ run_simulations() {
     if [ "${PIPESTATUS[0]}" != "0" ]; then MODEL_STATUS=1; fi
     # Partition leadership (model 2): the real Catalog, Replica (fsync-before-ack) and
     # PartitionLog; one record, one crash or fence, one clock advance, one ISR proposal in
-    # flight, min.insync.replicas 2 then 1 (0.69M and 0.60M states, 40-70 s each on 2 shared
+    # flight, min.insync.replicas 2 then 1 (0.82M and 0.70M states, about 20 s each on 2 idle
     # cores). Canaries: model/tests/teeth.rs.
     for min_isr in 2 1; do
       say "skein-model check partition --min-isr $min_isr ($(elapsed))"

@@ -1300,6 +1300,37 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn directories_of_deleted_topics_are_swept_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a crash mid-delete leaves: a partition directory with every kind of file a
+        // partition keeps (the leader-epoch checkpoint kept the old sweep from ever removing one).
+        let orphan = dir.path().join("gone-0");
+        std::fs::create_dir_all(&orphan).unwrap();
+        for f in [
+            "00000000000000000000.log",
+            "00000000000000000000.index",
+            "00000000000000000000.timeindex",
+            "leader-epoch-checkpoint",
+            PARTITION_METADATA,
+        ] {
+            std::fs::write(orphan.join(f), b"x").unwrap();
+        }
+        let foreign = dir.path().join("keep-0");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("notes.txt"), b"not skein's").unwrap();
+        let b = Broker::start(settings_in(dir.path())).await.unwrap();
+        assert!(
+            !orphan.exists(),
+            "the deleted topic's directory is still there"
+        );
+        assert!(
+            foreign.join("notes.txt").exists(),
+            "a foreign file was removed"
+        );
+        b.shutting_down.send_replace(true);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_of_an_earlier_topic_with_the_same_name_is_not_served() {
         let dir = tempfile::tempdir().unwrap();
         let settings = settings_in(dir.path());

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use skein_storage::partition::sync_dir;
+use skein_storage::partition::{is_orphan_partition_dir, sync_dir};
 use skein_sys as sys;
 use skein_sys::fs::{self, File};
 use tracing::warn;
@@ -22,8 +22,7 @@ pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
 }
 
-/// Which topic a partition directory belongs to (Kafka's `partition.metadata`).
-pub(crate) const PARTITION_METADATA: &str = "partition.metadata";
+pub(crate) use skein_storage::partition::PARTITION_METADATA;
 
 /// The topic id a partition directory was created for, if it says.
 pub(crate) fn stored_topic_id(pdir: &Path) -> Option<String> {
@@ -62,45 +61,25 @@ pub(crate) fn trash_partition_dir(dir: &Path, topic: &str, index: i32) {
     }
 }
 
-/// Removes partition directories of deleted topics left by a crash mid-delete.
-///
-/// Only directories that look like skein's own (named `<topic>-<n>` or `...-delete`, holding
-/// nothing but segment, index and snapshot files) are touched, so a data dir pointed at a
-/// directory with other content never loses it.
+/// Removes partition directories of deleted topics left by a crash mid-delete (skein-storage's
+/// `is_orphan_partition_dir` decides which).
 pub(crate) fn remove_orphans(dir: &Path, parts: &BTreeMap<(String, i32), Arc<Partition>>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    for e in entries {
-        let name = e.name.to_string_lossy().to_string();
-        let path = e.path;
-        if e.is_file || !only_segment_files(&path) {
+    for e in entries.iter().filter(|e| !e.is_file) {
+        let Ok(inside) = fs::read_dir(&e.path) else {
             continue;
-        }
-        let key = name
-            .rsplit_once('-')
-            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)));
-        let orphan = match key {
-            Some(k) => !parts.contains_key(&k),
-            None => name.ends_with("-delete"),
         };
-        if orphan {
-            warn!(path = %path.display(), "removing directory of a deleted topic");
-            let _ = fs::remove_dir_all(&path);
+        let inside: Vec<(String, bool)> = inside
+            .iter()
+            .map(|f| (f.name.to_string_lossy().to_string(), f.is_file))
+            .collect();
+        let name = e.name.to_string_lossy().to_string();
+        let held = |t: &str, p: i32| parts.contains_key(&(t.to_string(), p));
+        if is_orphan_partition_dir(&name, &inside, held) {
+            warn!(path = %e.path.display(), "removing directory of a deleted topic");
+            let _ = fs::remove_dir_all(&e.path);
         }
     }
-}
-
-fn only_segment_files(dir: &Path) -> bool {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return false;
-    };
-    entries.iter().all(|e| {
-        let n = e.name.to_string_lossy().to_string();
-        e.is_file
-            && (n == PARTITION_METADATA
-                || ["log", "index", "timeindex", "snapshot", "tmp"]
-                    .iter()
-                    .any(|ext| n.ends_with(&format!(".{ext}"))))
-    })
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use skein_core::catalog::{Catalog, MetadataRecord};
 use skein_core::config::LogConfig;
 use skein_core::log::AppendError;
-use skein_storage::partition::{PartitionStore, StorageError};
+use skein_storage::partition::{is_orphan_partition_dir, PartitionStore, StorageError};
 
 pub use faults::Scanned;
 use meta::{
@@ -473,14 +473,21 @@ impl Node {
                 parts.insert(key, ps);
             }
         }
-        // `remove_orphans`: directories of deleted topics left by a crash mid-delete.
+        // As the broker's `remove_orphans`: directories of deleted topics left by a crash
+        // mid-delete, by skein-storage's own rule.
         let dirs = self.disk().dirs();
         for d in dirs {
-            let known = d
-                .rsplit_once('-')
-                .and_then(|(t, p)| Some((t.to_string(), p.parse::<u32>().ok()?)))
-                .is_some_and(|k| parts.contains_key(&k));
-            if d != META_DIR && !known {
+            let prefix = format!("{d}/");
+            let inside: Vec<(String, bool)> = self
+                .disk()
+                .files_in(&d)
+                .iter()
+                .map(|f| (f.strip_prefix(&prefix).unwrap_or(f).to_string(), true))
+                .collect();
+            let held = |t: &str, p: i32| {
+                u32::try_from(p).is_ok_and(|p| parts.contains_key(&(t.to_string(), p)))
+            };
+            if is_orphan_partition_dir(&d, &inside, held) {
                 self.remove_dir(&d);
             }
         }

@@ -15,6 +15,47 @@ pub(super) const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 /// Marks a partition directory whose indexes were built from its records' own timestamps (see `open`).
 pub(super) const TIMESTAMPS_CHECKED: &str = "timestamps-checked";
 
+/// Which topic a partition directory belongs to (Kafka's `partition.metadata`, the broker's).
+pub const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Extensions of the segment-related files a partition directory holds.
+const SEGMENT_EXTS: [&str; 5] = ["log", "index", "timeindex", "snapshot", "tmp"];
+
+/// True when `name` is a file skein keeps in a partition directory.
+pub fn is_partition_file(name: &str) -> bool {
+    name == PARTITION_METADATA
+        || name == EPOCH_CHECKPOINT
+        || name == TIMESTAMPS_CHECKED
+        || name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| SEGMENT_EXTS.contains(&ext))
+}
+
+/// True when directory `name` directly under a data dir, holding `entries` (name, is a plain
+/// file), is the partition directory of a deleted topic, left by a crash mid-delete: named
+/// `<topic>-<n>` for a partition `held(topic, n)` denies, or `...-delete` (moved aside), and
+/// holding nothing but partition files, so a data dir pointed at a directory with other
+/// content never loses it. The broker's start-up sweep and the simulator both ask this.
+pub fn is_orphan_partition_dir(
+    name: &str,
+    entries: &[(String, bool)],
+    held: impl Fn(&str, i32) -> bool,
+) -> bool {
+    if !entries
+        .iter()
+        .all(|(n, plain)| *plain && is_partition_file(n))
+    {
+        return false;
+    }
+    match name
+        .rsplit_once('-')
+        .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?)))
+    {
+        Some((topic, index)) => !held(topic, index),
+        None => name.ends_with("-delete"),
+    }
+}
+
 /// Name of a segment-related file: 20-digit zero-padded base offset plus extension, as Kafka does.
 pub fn file_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
@@ -120,5 +161,58 @@ pub fn sync_dir(dir: &Path) {
 pub(super) fn sync_dir_on<F: Fs>(fs: &F, dir: &Path) {
     if let Err(e) = fs.sync_dir(dir) {
         warn!(dir = %dir.display(), error = %e, "directory sync failed");
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    fn files(names: &[&str]) -> Vec<(String, bool)> {
+        names.iter().map(|n| (n.to_string(), true)).collect()
+    }
+
+    #[test]
+    fn a_deleted_topics_directory_with_every_file_a_partition_keeps_is_an_orphan() {
+        let all = files(&[
+            "00000000000000000000.log",
+            "00000000000000000000.index",
+            "00000000000000000000.timeindex",
+            "00000000000000000042.snapshot",
+            EPOCH_CHECKPOINT,
+            TIMESTAMPS_CHECKED,
+            PARTITION_METADATA,
+        ]);
+        assert!(is_orphan_partition_dir("gone-3", &all, |_, _| false));
+        assert!(!is_orphan_partition_dir("kept-3", &all, |t, p| t == "kept" && p == 3));
+        assert!(is_orphan_partition_dir(
+            "t-0.0123abcd-delete",
+            &all,
+            |_, _| true
+        ));
+        // A hyphenated topic name splits at its last hyphen.
+        assert!(!is_orphan_partition_dir("my-topic-1", &all, |t, p| t
+            == "my-topic"
+            && p == 1));
+    }
+
+    #[test]
+    fn a_directory_with_anything_else_in_it_is_never_an_orphan() {
+        let mut foreign = files(&["00000000000000000000.log", "notes.txt"]);
+        assert!(!is_orphan_partition_dir("gone-3", &foreign, |_, _| false));
+        foreign = vec![
+            ("00000000000000000000.log".into(), true),
+            ("sub".into(), false),
+        ];
+        assert!(!is_orphan_partition_dir("gone-3", &foreign, |_, _| false));
+        // Not named like a partition: kept whatever it holds.
+        assert!(!is_orphan_partition_dir("backup", &files(&[]), |_, _| {
+            false
+        }));
+        assert!(!is_orphan_partition_dir(
+            "__raft",
+            &files(&["x.log"]),
+            |_, _| false
+        ));
     }
 }

@@ -36,7 +36,9 @@ use tracing::{error, info};
 use crate::fs::{Fs, FsFile, OpenMode, OsFs};
 use cache::CacheWindow;
 pub use fetch::{read_range, FetchRange};
-pub use files::{file_name, sync_dir};
+pub use files::{
+    file_name, is_orphan_partition_dir, is_partition_file, sync_dir, PARTITION_METADATA,
+};
 use files::{
     list_bases, mtime_ms, read_epochs, remove_segment_files, sync_dir_on, write_epochs,
     write_indexes, write_synced, TIMESTAMPS_CHECKED,
