@@ -6,8 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use skein_core::catalog::{MetadataRecord, PartitionState};
 
-use super::driver::panic_text;
-use super::{idx, PartitionCanary, PartitionModel, State, TOPIC};
+use super::{idx, panic_text, PartitionCanary, PartitionModel, State, TOPIC};
 
 pub(super) fn incarnation(b: i32, inc: u8) -> String {
     format!("b{b}-{inc}")

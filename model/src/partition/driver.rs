@@ -6,7 +6,6 @@
 //! completes an fsync), `check_invariants` after every input. Nothing here decides
 //! replication; a panic in core or a refused storage step is a fault.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -18,17 +17,7 @@ use skein_core::replica::{
 use skein_core::replication::IsrProposal;
 
 use super::controller::incarnation;
-use super::{idx, Batch, PartitionModel, State, BROKERS, PRODUCE_TIMEOUT_MS};
-
-pub(super) fn panic_text(p: Box<dyn Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
-    }
-}
+use super::{idx, panic_text, Batch, PartitionModel, State, BROKERS, PRODUCE_TIMEOUT_MS};
 
 /// What storage work may need that only the caller of an input has.
 enum Data {
