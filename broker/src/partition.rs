@@ -227,14 +227,8 @@ impl Partition {
                     unreachable!("the replica appends only the produce request it is handed")
                 };
                 let res = st.append(now, batch);
-                let next = match &res {
-                    Ok(a) => Input::LeaderAppended {
-                        token,
-                        base_offset: a.base_offset,
-                        last_offset: a.last_offset,
-                    },
-                    Err(_) => Input::LeaderAppendFailed { token },
-                };
+                let offsets = res.as_ref().ok().map(|a| (a.base_offset, a.last_offset));
+                let next = Input::leader_append_outcome(token, offsets);
                 fx.appended = Some(res);
                 Some(next)
             }

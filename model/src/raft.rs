@@ -238,7 +238,8 @@ fn config(id: NodeId, incarnation: u64) -> RaftConfig {
     c
 }
 
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+/// The message of a caught panic (core code panics on a broken invariant).
+pub(crate) fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

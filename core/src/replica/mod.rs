@@ -217,6 +217,21 @@ pub enum Input {
     Tick,
 }
 
+impl Input {
+    /// The report of a leader append of produce request `token`: the offsets it was given
+    /// (`Some((base, last))`), or that it failed.
+    pub fn leader_append_outcome(token: u64, offsets: Option<(i64, i64)>) -> Input {
+        match offsets {
+            Some((base_offset, last_offset)) => Input::LeaderAppended {
+                token,
+                base_offset,
+                last_offset,
+            },
+            None => Input::LeaderAppendFailed { token },
+        }
+    }
+}
+
 /// Storage work for the driver, carried out in order before the next input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageOp {

@@ -6,7 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use skein_core::catalog::{MetadataRecord, PartitionState};
 
-use super::{idx, panic_text, PartitionCanary, PartitionModel, State, TOPIC};
+use crate::raft::panic_text;
+
+use super::{idx, PartitionCanary, PartitionModel, State, TOPIC};
 
 pub(super) fn incarnation(b: i32, inc: u8) -> String {
     format!("b{b}-{inc}")

@@ -17,7 +17,9 @@ use skein_core::replica::{
 use skein_core::replication::IsrProposal;
 
 use super::controller::incarnation;
-use super::{idx, panic_text, Batch, PartitionModel, State, BROKERS, PRODUCE_TIMEOUT_MS};
+use crate::raft::panic_text;
+
+use super::{idx, Batch, PartitionModel, State, BROKERS, PRODUCE_TIMEOUT_MS};
 
 /// What storage work may need that only the caller of an input has.
 enum Data {

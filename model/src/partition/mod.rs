@@ -211,17 +211,6 @@ fn idx(b: i32) -> usize {
     (b - 1) as usize
 }
 
-/// The message of a caught panic (core code panics on a broken invariant).
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
-    }
-}
-
 impl PartitionModel {
     /// The model.
     pub fn new(bounds: Bounds, canary: Option<PartitionCanary>) -> Self {

@@ -179,14 +179,8 @@ impl PartState {
             StorageOp::AppendProduced { token, .. } => {
                 let batch = batch.expect("the replica appends only the batch it is handed");
                 let res = self.store.append(now_ms, batch);
-                let next = match &res {
-                    Ok(a) => Input::LeaderAppended {
-                        token,
-                        base_offset: a.base_offset,
-                        last_offset: a.last_offset,
-                    },
-                    Err(_) => Input::LeaderAppendFailed { token },
-                };
+                let offsets = res.as_ref().ok().map(|a| (a.base_offset, a.last_offset));
+                let next = Input::leader_append_outcome(token, offsets);
                 fx.appended = Some(res);
                 Some(next)
             }
