@@ -233,8 +233,23 @@ fn walk<S: Source>(
 }
 
 /// Reads a zigzag varint at the start of `b`: the value and the bytes it took.
-#[inline]
+#[inline(always)]
 fn slice_varlong(b: &[u8]) -> Result<(i64, usize), BatchError> {
+    // One or two bytes are the common case (deltas, key, value and record lengths under 8 KiB):
+    // decoded inline.
+    let zigzag = |raw: u64| ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+    match *b {
+        [b0, ..] if b0 & 0x80 == 0 => Ok((zigzag(u64::from(b0)), 1)),
+        [b0, b1, ..] if b1 & 0x80 == 0 => {
+            Ok((zigzag(u64::from(b0 & 0x7f) | (u64::from(b1) << 7)), 2))
+        }
+        _ => slice_varlong_long(b),
+    }
+}
+
+/// [`slice_varlong`] for varints of more than one byte (or none).
+#[inline(never)]
+fn slice_varlong_long(b: &[u8]) -> Result<(i64, usize), BatchError> {
     let mut raw: u64 = 0;
     for (i, byte) in b.iter().enumerate().take(10) {
         raw |= u64::from(byte & 0x7f) << (7 * i);
