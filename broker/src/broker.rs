@@ -870,6 +870,7 @@ impl Broker {
     /// Spawns the background tasks: retention, interval flushes, heartbeats and the controller.
     pub fn spawn_background(self: &Arc<Self>) {
         crate::group_runtime::spawn(self.clone());
+        crate::cleaner::spawn(self);
         let every = |ms: u64| {
             let mut tick = tokio::time::interval(Duration::from_millis(ms.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

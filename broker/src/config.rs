@@ -167,6 +167,43 @@ pub struct BrokerArgs {
     /// [default: 5000].
     #[arg(long, value_name = "MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Run the log cleaner, which compacts topics with cleanup.policy=compact
+    /// (log.cleaner.enable) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub log_cleaner_enable: Option<bool>,
+    /// Cleaner threads (log.cleaner.threads) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub log_cleaner_threads: Option<usize>,
+    /// Memory for the key maps of all cleaner threads together
+    /// (log.cleaner.dedupe.buffer.size) [default: 134217728].
+    #[arg(long, value_name = "BYTES")]
+    pub log_cleaner_dedupe_buffer_size: Option<u64>,
+    /// Bytes a cleaner reads at a time (log.cleaner.io.buffer.size) [default: 524288].
+    #[arg(long, value_name = "BYTES")]
+    pub log_cleaner_io_buffer_size: Option<u64>,
+    /// Most bytes per second all cleaners read and write together
+    /// (log.cleaner.io.max.bytes.per.second) [default: no limit].
+    #[arg(long, value_name = "BYTES")]
+    pub log_cleaner_io_max_bytes_per_second: Option<f64>,
+    /// How long a cleaner with nothing to clean waits before it looks again
+    /// (log.cleaner.backoff.ms) [default: 15000].
+    #[arg(long, value_name = "MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+}
+
+/// The log cleaner's settings (Kafka's `log.cleaner.*`).
+#[derive(Debug, Clone)]
+pub struct CleanerSettings {
+    /// log.cleaner.enable.
+    pub enable: bool,
+    /// log.cleaner.threads.
+    pub threads: usize,
+    /// What one clean may use (the dedupe buffer split among the threads) and reads at a time.
+    pub clean: skein_core::cleaner::CleanerConfig,
+    /// log.cleaner.io.max.bytes.per.second (None: no limit).
+    pub io_max_bytes_per_second: Option<f64>,
+    /// log.cleaner.backoff.ms.
+    pub backoff_ms: u64,
 }
 
 /// Settings after merging flags, file and defaults, and checking them.
@@ -236,6 +273,8 @@ pub struct Settings {
     pub group: skein_core::group::GroupConfig,
     /// KIP-848 consumer group settings.
     pub consumer_group: skein_core::consumer_group::CgConfig,
+    /// The log cleaner.
+    pub cleaner: CleanerSettings,
 }
 
 impl Settings {
@@ -252,6 +291,46 @@ macro_rules! merge {
 }
 
 impl BrokerArgs {
+    /// The log cleaner's settings, checked.
+    fn cleaner_settings(&self) -> anyhow::Result<CleanerSettings> {
+        let d = skein_core::cleaner::CleanerConfig::default();
+        let threads = self.log_cleaner_threads.unwrap_or(1);
+        if threads == 0 {
+            bail!("--log-cleaner-threads must be at least 1");
+        }
+        let dedupe = self
+            .log_cleaner_dedupe_buffer_size
+            .unwrap_or(d.dedupe_buffer_bytes);
+        // Kafka's floor: each thread's map must hold a useful number of keys.
+        if dedupe / (threads as u64) < 1 << 20 {
+            bail!(
+                "--log-cleaner-dedupe-buffer-size ({dedupe}) must give each of the {threads} \
+                 cleaner threads at least 1 MiB"
+            );
+        }
+        let io = self
+            .log_cleaner_io_buffer_size
+            .unwrap_or(d.read_buffer_bytes);
+        if io < 4096 {
+            bail!("--log-cleaner-io-buffer-size ({io}) must be at least 4096");
+        }
+        let rate = self.log_cleaner_io_max_bytes_per_second;
+        if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            bail!("--log-cleaner-io-max-bytes-per-second must be above 0");
+        }
+        Ok(CleanerSettings {
+            enable: self.log_cleaner_enable.unwrap_or(true),
+            threads,
+            clean: skein_core::cleaner::CleanerConfig {
+                dedupe_buffer_bytes: dedupe / threads as u64,
+                read_buffer_bytes: io,
+                write_buffer_bytes: io,
+            },
+            io_max_bytes_per_second: rate.filter(|r| r.is_finite()),
+            backoff_ms: self.log_cleaner_backoff_ms.unwrap_or(15_000).max(1),
+        })
+    }
+
     /// Merges the TOML file (if any) under the flags and checks the result.
     pub fn resolve(mut self) -> anyhow::Result<Settings> {
         if let Some(path) = &self.config {
@@ -304,9 +383,16 @@ impl BrokerArgs {
                 group_max_session_timeout_ms,
                 group_max_size,
                 group_consumer_session_timeout_ms,
-                group_consumer_heartbeat_interval_ms
+                group_consumer_heartbeat_interval_ms,
+                log_cleaner_enable,
+                log_cleaner_threads,
+                log_cleaner_dedupe_buffer_size,
+                log_cleaner_io_buffer_size,
+                log_cleaner_io_max_bytes_per_second,
+                log_cleaner_backoff_ms
             );
         }
+        let cleaner = self.cleaner_settings()?;
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
         let listen: SocketAddr = listen_s
             .parse()
@@ -470,6 +556,7 @@ impl BrokerArgs {
             offsets_retention_ms,
             group,
             consumer_group,
+            cleaner,
             listen,
             advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
             advertise_port: i32::from(port),

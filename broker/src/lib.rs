@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod cleaner;
 pub mod clock;
 pub mod config;
 pub mod dirs;

@@ -249,11 +249,6 @@ fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         "cleanup.policy" => {
             let policy = CleanupPolicy::parse(value)
                 .ok_or_else(|| err(key, value, "must be delete, compact, or compact,delete"))?;
-            // The cleaner's decisions exist (`crate::cleaner`) but no store runs them yet: a
-            // compacted topic would grow without bound, so it is refused until one does.
-            if policy.compact {
-                return Err(err(key, value, "log compaction is not supported yet"));
-            }
             cfg.cleanup_policy = policy;
         }
         "delete.retention.ms" => cfg.delete_retention_ms = parse_int(key, value, 0, i64::MAX)?,
@@ -448,15 +443,9 @@ mod tests {
                 .map(|c| (c.cleanup_policy.delete, c.cleanup_policy.compact))
         };
         assert_eq!(policy("delete"), Ok((true, false)));
-        // Parsed, then refused until a store runs the cleaner.
-        let parsed = |v: &str| CleanupPolicy::parse(v).map(|p| (p.delete, p.compact));
-        assert_eq!(parsed("compact"), Some((false, true)));
-        assert_eq!(parsed("compact,delete"), Some((true, true)));
-        assert_eq!(parsed("delete, compact"), Some((true, true)));
-        for compacted in ["compact", "compact,delete", "delete, compact"] {
-            let e = policy(compacted).unwrap_err();
-            assert!(format!("{e:?}").contains("not supported yet"), "{e:?}");
-        }
+        assert_eq!(policy("compact"), Ok((false, true)));
+        assert_eq!(policy("compact,delete"), Ok((true, true)));
+        assert_eq!(policy("delete, compact"), Ok((true, true)));
         for bad in [
             "",
             ",",

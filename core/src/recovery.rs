@@ -210,10 +210,12 @@ impl PartitionRecovery {
 
     fn new_scan(&self, f: &SegmentFile, loaded: Option<Segment>) -> SegmentScan {
         #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+        // A segment the cleaner wrote has gaps between its batches (offsets still increase).
         let mut s = match loaded {
             Some(s) => SegmentScan::resume(s, self.interval),
             None => SegmentScan::new(f.base, f.modified_ms, self.interval),
-        };
+        }
+        .allow_gaps();
         #[cfg(feature = "canary")]
         s.set_canary(self.canary);
         s

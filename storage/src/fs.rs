@@ -83,6 +83,12 @@ pub trait FsFile {
     /// Makes the file's contents durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
 
+    /// Sets the last-modification time; no effect by default (a file system without mtimes).
+    fn set_modified(&self, t: SystemTime) -> io::Result<()> {
+        let _ = t;
+        Ok(())
+    }
+
     /// Hint: start writing `[offset, offset + len)` back to disk; no effect by default.
     fn start_writeback(&self, offset: u64, len: u64) {
         let _ = (offset, len);
@@ -171,6 +177,10 @@ impl FsFile for skein_sys::fs::File {
 
     fn sync_data(&self) -> io::Result<()> {
         skein_sys::fs::File::sync_data(self)
+    }
+
+    fn set_modified(&self, t: SystemTime) -> io::Result<()> {
+        skein_sys::fs::File::set_modified(self, t)
     }
 
     fn start_writeback(&self, offset: u64, len: u64) {

@@ -177,6 +177,15 @@ pub mod fs {
             inner!(self, f => f.sync_data())
         }
 
+        /// Sets the last-modification time (turmoil's file system keeps none: a no-op there).
+        pub fn set_modified(&self, t: std::time::SystemTime) -> io::Result<()> {
+            match self {
+                File::Os(f) => f.set_modified(t),
+                #[cfg(feature = "turmoil")]
+                File::Sim(_) => Ok(()),
+            }
+        }
+
         /// The file's current length.
         pub fn size(&self) -> io::Result<u64> {
             inner!(self, f => f.metadata().map(|m| m.len()))

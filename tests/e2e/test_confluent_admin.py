@@ -3,8 +3,8 @@
 Kafka behaviour asserted here (error names as the protocol has them):
 - CreateTopics: partitions and configs; validate_only creates nothing; an existing
   name -> TOPIC_ALREADY_EXISTS; an illegal name -> INVALID_TOPIC_EXCEPTION; a bad
-  config value -> INVALID_CONFIG; cleanup.policy=compact refused with INVALID_CONFIG
-  (compaction is a later issue); 0 partitions -> INVALID_PARTITIONS.
+  config value -> INVALID_CONFIG; cleanup.policy=compact accepted, a policy that is
+  neither delete nor compact -> INVALID_CONFIG; 0 partitions -> INVALID_PARTITIONS.
 - DescribeConfigs: topic overrides show their value with source DYNAMIC_TOPIC_CONFIG;
   other keys show their defaults.
 - IncrementalAlterConfigs: SET changes a value, DELETE reverts it to the default;
@@ -152,7 +152,8 @@ def test_create_invalid_topic_name(admin, name):
 
 def test_create_invalid_config_and_partitions(admin):
     assert err_name(err_code(create(admin, unique_topic("adm-badcfg"), 1, {"retention.ms": "soon"}))) == "INVALID_CONFIG"
-    assert err_name(err_code(create(admin, unique_topic("adm-compact"), 1, {"cleanup.policy": "compact"}))) == "INVALID_CONFIG"
+    assert err_code(create(admin, unique_topic("adm-compact"), 1, {"cleanup.policy": "compact"})) is None
+    assert err_name(err_code(create(admin, unique_topic("adm-policy"), 1, {"cleanup.policy": "shred"}))) == "INVALID_CONFIG"
     assert err_name(err_code(create(admin, unique_topic("adm-unknowncfg"), 1, {"no.such.config": "1"}))) == "INVALID_CONFIG"
     bad_parts = NewTopic(unique_topic("adm-zero"), num_partitions=0, replication_factor=1)
     fs = admin.create_topics([bad_parts], operation_timeout=10)

@@ -21,7 +21,8 @@ KAFKA_SH = os.path.join(REPO_ROOT, "ci", "kafka.sh")
 
 # Topic configs skein implements (DescribeConfigs lists these; Kafka lists its whole set).
 SKEIN_TOPIC_CONFIGS = {
-    "cleanup.policy", "index.interval.bytes", "max.message.bytes", "message.timestamp.type",
+    "cleanup.policy", "delete.retention.ms", "index.interval.bytes", "max.compaction.lag.ms",
+    "min.cleanable.dirty.ratio", "min.compaction.lag.ms", "max.message.bytes", "message.timestamp.type",
     "message.timestamp.after.max.ms", "message.timestamp.before.max.ms", "min.insync.replicas",
     "retention.bytes", "retention.ms", "segment.bytes", "segment.ms",
     "unclean.leader.election.enable",
@@ -31,13 +32,11 @@ SKEIN_TOPIC_CONFIGS = {
 ALLOWED = [
     (r"/(create|create_validate_only|create_compacted)/topics\[0\]/configs/(?P<cfg>[a-z0-9.]+)$|"
      r"/describe_configs/topic/diff-topic/(?P<cfg2>[a-z0-9.]+)$",
-     "configs skein does not implement (compaction, tiered storage, throttles, flush, "
+     "configs skein does not implement (tiered storage, throttles, flush, "
      "compression levels, ...) are not listed; Kafka lists its whole set"),
     (r"/(create|create_validate_only|describe_configs)/.*min\.insync\.replicas/config_source$",
      "Kafka 4's KRaft controller records min.insync.replicas=1 as a cluster-wide dynamic default "
      "(DYNAMIC_DEFAULT_BROKER_CONFIG); skein has no dynamic broker configs: DEFAULT_CONFIG"),
-    (r"/create_compacted/",
-     "cleanup.policy=compact is refused with INVALID_CONFIG: skein does not compact logs"),
     (r"/(describe_cluster|describe_groups/diff-group)/authorized_operations$",
      "skein has no ACLs and does not compute authorized operations (null, Kafka's "
      "'not requested' value)"),

@@ -19,13 +19,22 @@ pub(super) const TIMESTAMPS_CHECKED: &str = "timestamps-checked";
 pub const PARTITION_METADATA: &str = "partition.metadata";
 
 /// Extensions of the segment-related files a partition directory holds.
-const SEGMENT_EXTS: [&str; 5] = ["log", "index", "timeindex", "snapshot", "tmp"];
+const SEGMENT_EXTS: [&str; 7] = [
+    "log",
+    "index",
+    "timeindex",
+    "snapshot",
+    "tmp",
+    "cleaned",
+    "swap",
+];
 
 /// True when `name` is a file skein keeps in a partition directory.
 pub fn is_partition_file(name: &str) -> bool {
     name == PARTITION_METADATA
         || name == EPOCH_CHECKPOINT
         || name == TIMESTAMPS_CHECKED
+        || name == super::clean::CLEANER_CHECKPOINT
         || name
             .rsplit_once('.')
             .is_some_and(|(_, ext)| SEGMENT_EXTS.contains(&ext))

@@ -15,6 +15,7 @@
 //! planted skein-core bug to the recovery and the log it builds; nothing else differs.
 
 mod cache;
+mod clean;
 mod fetch;
 mod files;
 mod recover;
@@ -35,6 +36,7 @@ use tracing::{error, info};
 
 use crate::fs::{Fs, FsFile, OpenMode, OsFs};
 use cache::CacheWindow;
+pub use clean::{CleanProgress, Cleaning};
 pub use fetch::{read_range, FetchRange};
 pub use files::{
     file_name, is_orphan_partition_dir, is_partition_file, sync_dir, PARTITION_METADATA,
@@ -97,6 +99,11 @@ pub struct PartitionStore<F: Fs = OsFs> {
     cache: CacheWindow,
     /// The planted bug handed to every recovery of this store (see `open_with_canary`).
     canary: CanaryHook,
+    /// Counts the changes that cut or replace segments (truncation, reset, retention, a clean's
+    /// install): a clean started before one of them is abandoned instead of committed.
+    cuts: u64,
+    /// The cleaner's first dirty offset, as its checkpoint file says.
+    first_dirty: Option<i64>,
 }
 
 impl PartitionStore<OsFs> {
@@ -151,6 +158,7 @@ impl<F: Fs> PartitionStore<F> {
         canary: CanaryHook,
     ) -> Result<Self, StorageError> {
         fs.create_dir_all(dir).map_err(io_err(dir))?;
+        clean::recover_leftovers(&fs, dir, config.index_interval_bytes)?;
         let mut bases = list_bases(&fs, dir, "log").map_err(io_err(dir))?;
         if bases.is_empty() {
             let p = dir.join(file_name(0, "log"));
@@ -198,6 +206,7 @@ impl<F: Fs> PartitionStore<F> {
         if !clean {
             info!(dir = %dir.display(), log_start = log.log_start_offset(), log_end = log.log_end_offset(), "recovered partition");
         }
+        let first_dirty = clean::read_checkpoint(&fs, dir).map(|d| d.min(log.log_end_offset()));
         Ok(Self {
             fs,
             dir: dir.to_path_buf(),
@@ -207,6 +216,8 @@ impl<F: Fs> PartitionStore<F> {
             saved_epochs: saved,
             cache: CacheWindow::default(),
             canary,
+            cuts: 0,
+            first_dirty,
         })
     }
 
@@ -456,10 +467,13 @@ impl<F: Fs> PartitionStore<F> {
     fn reopen(&mut self, now_ms: u64) -> Result<(), StorageError> {
         let config = self.log.config().clone();
         let keep = self.cache.keep;
+        let cuts = self.cuts;
         self.files.clear();
         let (fs, dir) = (self.fs.clone(), self.dir.clone());
         *self = PartitionStore::open_hooked(fs, &dir, config, false, now_ms, self.canary)?;
         self.set_cache_window(keep);
+        self.cuts = cuts;
+        self.note_cut(self.log.log_end_offset());
         Ok(())
     }
 
@@ -624,6 +638,7 @@ impl<F: Fs> PartitionStore<F> {
             remove_segment_files(&self.fs, &self.dir, *base);
         }
         if !r.deleted.is_empty() {
+            self.cuts += 1;
             info!(dir = %self.dir.display(), segments = r.deleted.len(), log_start = self.log.log_start_offset(), "retention deleted segments");
             sync_dir_on(&self.fs, &self.dir);
             self.prune_snapshots();

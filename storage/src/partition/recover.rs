@@ -82,7 +82,7 @@ pub(super) fn carry_out<F: Fs>(
 
 /// Scans a segment file from the scan's position to `size`; returns the segment and whether
 /// the whole file was valid.
-fn scan_file<F: Fs>(
+pub(super) fn scan_file<F: Fs>(
     fs: &F,
     path: &Path,
     mut scan: SegmentScan,

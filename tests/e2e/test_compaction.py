@@ -1,0 +1,162 @@
+"""Log compaction with real clients (cleanup.policy=compact).
+
+Kafka behaviour asserted here:
+- After the cleaner runs, a consumer reading from the beginning sees, for every key, the newest
+  value produced (tombstoned keys disappear once delete.retention.ms has passed), each record at
+  the offset it was produced at; the cleaned log has gaps, and confluent-kafka (librdkafka) and
+  kafka-python both read across them.
+- The partition's data directory shrinks.
+- A `kill -9` and restart keep the cleaned log as it was, and more updates are cleaned again.
+"""
+
+import os
+import time
+
+from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
+
+from helpers import consumer, flush_all, producer, unique_topic
+
+KEYS = 40
+TOMBSTONED = {f"key-{i}" for i in range(5)}
+
+TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.bytes": "16384",
+    "min.cleanable.dirty.ratio": "0.01",
+    "delete.retention.ms": "0",
+}
+
+
+def start_broker(broker_factory):
+    return broker_factory(extra_args=["--log-cleaner-backoff-ms", "200"]).start()
+
+
+def create(bootstrap, topic):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config=TOPIC_CONFIG)])[topic].result(20)
+
+
+def produce_updates(bootstrap, topic, rounds, start):
+    """`rounds` values for every key, then tombstones for TOMBSTONED; returns value -> offset and
+    key -> newest value (None for a tombstone)."""
+    p = producer(bootstrap, **{"linger.ms": 0, "batch.size": 4000})
+    offsets, newest = {}, {}
+
+    def done(err, msg):
+        assert err is None, err
+        offsets[msg.value()] = msg.offset()
+
+    for r in range(start, start + rounds):
+        for k in range(KEYS):
+            key, value = f"key-{k}", f"key-{k}:{r}".encode()
+            p.produce(topic, key=key, value=value, on_delivery=done)
+            newest[key] = value
+        p.poll(0)
+    for key in sorted(TOMBSTONED):
+        p.produce(topic, key=key, value=None)
+        newest[key] = None
+    flush_all(p)
+    return offsets, newest
+
+
+def read_all(bootstrap, topic):
+    """Every record from the log start to the high watermark: (offset, key, value)."""
+    c = consumer(bootstrap)
+    out = []
+    try:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
+        c.assign([TopicPartition(topic, 0, lo)])
+        deadline = time.monotonic() + 30
+        while (not out or out[-1][0] < hi - 1) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or (m.error() and m.error().code() == KafkaError._PARTITION_EOF):
+                continue
+            assert not m.error(), m.error()
+            out.append((m.offset(), m.key().decode(), m.value()))
+    finally:
+        c.close()
+    assert out and out[-1][0] == hi - 1, f"read up to {out[-1:]} of [{lo}, {hi})"
+    return out
+
+
+def read_all_kafka_python(bootstrap, topic, hi):
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                      consumer_timeout_ms=10000)
+    tp = KpTopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    for m in c:
+        out.append((m.offset, m.key.decode(), m.value))
+        if m.offset >= hi - 1:
+            break
+    c.close()
+    return out
+
+
+def check_compacted(records, offsets, newest):
+    """Each key once, with its newest value at the offset it was produced at (or absent once
+    tombstoned); offsets increase."""
+    seen = {}
+    for off, key, value in records:
+        if value is not None:
+            assert offsets[value] == off, f"{value!r} moved from {offsets[value]} to {off}"
+        seen[key] = value
+    assert [o for o, _, _ in records] == sorted({o for o, _, _ in records})
+    for key, value in newest.items():
+        assert seen.get(key) == value, f"{key}: newest {value!r}, read {seen.get(key)!r}"
+
+
+def active_base(part_dir):
+    """The base offset of the partition's active segment (its newest .log file)."""
+    return max(int(f[:-4]) for f in os.listdir(part_dir) if f.endswith(".log"))
+
+
+def wait_cleaned(bootstrap, topic, part_dir):
+    """Waits until below the active segment (all the cleaner may touch) each key appears once."""
+    deadline = time.monotonic() + 60
+    while True:
+        base = active_base(part_dir)
+        records = read_all(bootstrap, topic)
+        head = [k for o, k, _ in records if o < base]
+        if (base > 0 and len(head) == len(set(head))) or time.monotonic() > deadline:
+            return records, base
+        time.sleep(0.5)
+
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+
+
+def test_compacted_topic_keeps_the_newest_value_of_each_key(broker_factory):
+    b = start_broker(broker_factory)
+    topic = unique_topic("compact")
+    create(b.bootstrap, topic)
+    offsets, newest = produce_updates(b.bootstrap, topic, 60, 0)
+    produced = 60 * KEYS + len(TOMBSTONED)
+    part_dir = os.path.join(b.data_dir, f"{topic}-0")
+    size_before = dir_bytes(part_dir)
+    records, base = wait_cleaned(b.bootstrap, topic, part_dir)
+    head = [k for o, k, _ in records if o < base]
+    assert base > 0 and len(head) == len(set(head)), f"not cleaned below {base}: {len(head)} records"
+    assert len(records) < produced // 2, f"{len(records)} of {produced} records remain"
+    assert records[-1][0] == produced - 1
+    check_compacted(records, offsets, newest)
+    assert read_all_kafka_python(b.bootstrap, topic, produced) == records
+    assert dir_bytes(part_dir) < size_before / 2
+
+    # A crash and restart keep the cleaned log; new updates are cleaned again.
+    b.kill9()
+    b.start()
+    assert read_all(b.bootstrap, topic) == records
+    more, newest2 = produce_updates(b.bootstrap, topic, 30, 60)
+    offsets.update(more)
+    newest.update(newest2)
+    produced += 30 * KEYS + len(TOMBSTONED)
+    records, base2 = wait_cleaned(b.bootstrap, topic, part_dir)
+    head = [k for o, k, _ in records if o < base2]
+    assert base2 > base and len(head) == len(set(head)), f"not cleaned below {base2}"
+    check_compacted(records, offsets, newest)
