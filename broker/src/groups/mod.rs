@@ -63,7 +63,19 @@ fn read<T>(b: &Broker, group: &str, f: impl FnOnce(&GroupShard) -> T) -> Result<
 
 /// Creates `__consumer_offsets` if it does not exist yet; true once it exists.
 pub async fn ensure_offsets_topic(b: &Broker) -> bool {
-    if b.with_catalog(|c| c.topic(OFFSETS_TOPIC).is_some()) {
+    let policy = b.with_catalog(|c| {
+        c.topic(OFFSETS_TOPIC)
+            .map(|t| t.config.overrides().get("cleanup.policy").cloned())
+    });
+    if let Some(policy) = policy {
+        if policy.as_deref() != Some("compact") {
+            // Made before skein compacted logs: compact it from now on, as Kafka's is.
+            let changes = vec![("cleanup.policy".to_string(), Some("compact".to_string()))];
+            match b.commit(|c| c.plan_alter(OFFSETS_TOPIC, &changes, false)).await {
+                Ok(_) => info!("{OFFSETS_TOPIC} is compacted from now on"),
+                Err(e) => warn!(error = %e, "making {OFFSETS_TOPIC} compacted failed"),
+            }
+        }
         return true;
     }
     // The cluster's size is its voters (a single node has none configured) or the brokers
@@ -78,9 +90,10 @@ pub async fn ensure_offsets_topic(b: &Broker) -> bool {
         .settings
         .offsets_topic_replication_factor
         .min(i16::try_from(size).unwrap_or(i16::MAX));
+    // As Kafka's: compacted (the newest commit of each group and partition is what counts),
+    // 100 MiB segments.
     let configs = [
-        ("retention.ms".to_string(), "-1".to_string()),
-        ("retention.bytes".to_string(), "-1".to_string()),
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
     ];
     let res = b
