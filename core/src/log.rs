@@ -343,6 +343,10 @@ impl SegmentScan {
     }
 }
 
+/// Why a leader refuses a produced record with a null key on a topic whose cleanup.policy
+/// includes `compact` (as [`AppendError::InvalidRecord`]: INVALID_RECORD, Kafka's wording).
+pub const COMPACTED_NULL_KEY: &str = "compacted topic cannot accept message without key";
+
 /// Why an append was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AppendError {
@@ -821,6 +825,12 @@ impl PartitionLog {
         }
         if h.base_timestamp < -1 {
             return Err(AppendError::InvalidRecord("timestamps below -1"));
+        }
+        // Kafka's LogValidator.validateKey: the cleaner keeps the newest record of each key, so
+        // a record without one has no place in a compacted log. Only the leader checks what a
+        // producer sent; a follower copies whatever its leader stored.
+        if self.config.cleanup_policy.compact && produced.null_key {
+            return Err(AppendError::InvalidRecord(COMPACTED_NULL_KEY));
         }
         let stamp = self.timestamp_stamp(now_ms, &produced)?;
         if h.has_producer_id() {
@@ -1596,6 +1606,191 @@ pub(crate) mod tests {
         assert_eq!(committed_len(&all, 3), 2 * one);
         assert_eq!(committed_len(&all, 6), 3 * one);
         assert_eq!(committed_len(&all[..3 * one - 1], 6), 2 * one);
+    }
+
+    /// `cfg()` with cleanup.policy=compact (set directly: config parsing still refuses it).
+    fn compact_cfg() -> LogConfig {
+        LogConfig {
+            cleanup_policy: crate::config::CleanupPolicy::parse("compact").unwrap(),
+            ..cfg()
+        }
+    }
+
+    /// A record with `key` (`None`: a null key).
+    fn keyed(key: Option<&str>) -> build::SimpleRecord {
+        build::SimpleRecord {
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: Some(b"value".to_vec()),
+            headers: vec![(b"h".to_vec(), None)],
+            timestamp: 0,
+        }
+    }
+
+    /// Leader-appends `recs` as one batch, its records compressed with `codec`, to a new log.
+    fn produce(
+        config: LogConfig,
+        recs: &[build::SimpleRecord],
+        codec: batch::Compression,
+    ) -> Result<Appended, AppendError> {
+        let mut log = PartitionLog::new(config, 0);
+        let mut b = crate::compression::encode(recs, None, codec);
+        let out = log.append(0, &mut b);
+        let held = if out.is_ok() { recs.len() as i64 } else { 0 };
+        assert_eq!(log.log_end_offset(), held, "a refused batch writes nothing");
+        out
+    }
+
+    const NULL_KEY_REFUSED: Result<Appended, AppendError> =
+        Err(AppendError::InvalidRecord(COMPACTED_NULL_KEY));
+
+    #[test]
+    fn compacted_topic_refuses_a_plain_batch_with_a_null_key() {
+        let none = batch::Compression::None;
+        assert_eq!(
+            produce(compact_cfg(), &[keyed(None)], none),
+            NULL_KEY_REFUSED
+        );
+        let all_null = [keyed(None), keyed(None), keyed(None)];
+        assert_eq!(produce(compact_cfg(), &all_null, none), NULL_KEY_REFUSED);
+    }
+
+    #[test]
+    fn compacted_topic_refuses_a_compressed_batch_with_a_null_key() {
+        for codec in [batch::Compression::Lz4, batch::Compression::Zstd] {
+            let recs = [keyed(None), keyed(None)];
+            assert_eq!(
+                produce(compact_cfg(), &recs, codec),
+                NULL_KEY_REFUSED,
+                "{codec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn compacted_topic_refuses_a_batch_mixing_keyed_and_null_key_records() {
+        for codec in [
+            batch::Compression::None,
+            batch::Compression::Lz4,
+            batch::Compression::Zstd,
+        ] {
+            // The null key first, in the middle and last: every record is looked at.
+            for at in 0..3 {
+                let mut recs = vec![keyed(Some("a")), keyed(Some("b")), keyed(Some("c"))];
+                recs[at] = keyed(None);
+                assert_eq!(
+                    produce(compact_cfg(), &recs, codec),
+                    NULL_KEY_REFUSED,
+                    "{codec:?} null key at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compacted_topic_accepts_keyed_batches() {
+        for codec in [
+            batch::Compression::None,
+            batch::Compression::Lz4,
+            batch::Compression::Zstd,
+        ] {
+            // An empty key is a key (length 0), not a null one (length -1).
+            let recs = [keyed(Some("a")), keyed(Some("")), keyed(Some("a"))];
+            let a = produce(compact_cfg(), &recs, codec).unwrap();
+            assert_eq!((a.base_offset, a.last_offset), (0, 2), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn non_compacted_topics_accept_null_keys() {
+        let delete_only = LogConfig {
+            cleanup_policy: crate::config::CleanupPolicy::parse("delete").unwrap(),
+            ..cfg()
+        };
+        for codec in [
+            batch::Compression::None,
+            batch::Compression::Lz4,
+            batch::Compression::Zstd,
+        ] {
+            let recs = [keyed(None), keyed(Some("a")), keyed(None)];
+            assert!(produce(cfg(), &recs, codec).is_ok(), "{codec:?}");
+            assert!(produce(delete_only.clone(), &recs, codec).is_ok());
+        }
+    }
+
+    #[test]
+    fn compact_and_delete_refuses_null_keys_too() {
+        let both = LogConfig {
+            cleanup_policy: crate::config::CleanupPolicy::parse("compact,delete").unwrap(),
+            ..cfg()
+        };
+        let recs = [keyed(Some("a")), keyed(None)];
+        assert_eq!(
+            produce(both, &recs, batch::Compression::None),
+            NULL_KEY_REFUSED
+        );
+    }
+
+    #[test]
+    fn null_key_refusal_is_invalid_record_with_kafkas_message() {
+        let e = produce(compact_cfg(), &[keyed(None)], batch::Compression::None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("compacted topic cannot accept message without key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn followers_copy_null_keys_onto_a_compacted_topic() {
+        // Only the leader validates what a producer sent: a follower takes its leader's batch.
+        let recs = [keyed(None), keyed(Some("a"))];
+        for codec in [batch::Compression::None, batch::Compression::Zstd] {
+            let mut log = PartitionLog::new(compact_cfg(), 0);
+            let b = crate::compression::encode(&recs, None, codec);
+            let a = log.append_replicated(0, &b).unwrap();
+            assert_eq!((a.base_offset, a.last_offset), (0, 1), "{codec:?}");
+            assert_eq!(log.log_end_offset(), 2);
+        }
+    }
+
+    proptest! {
+        /// A compacted topic refuses a produced batch iff some record's key is null, plain or
+        /// compressed; a delete-only topic takes every batch.
+        #[test]
+        fn compacted_topic_refuses_iff_some_key_is_null(
+            keys in proptest::collection::vec(
+                proptest::option::weighted(0.8, proptest::collection::vec(any::<u8>(), 0..12)),
+                1..40,
+            ),
+            codec in prop_oneof![
+                Just(batch::Compression::None),
+                Just(batch::Compression::Gzip),
+                Just(batch::Compression::Snappy),
+                Just(batch::Compression::Lz4),
+                Just(batch::Compression::Zstd),
+            ],
+        ) {
+            let recs: Vec<_> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| build::SimpleRecord {
+                    key: k.clone(),
+                    value: (i % 3 != 0).then(|| vec![i as u8; i]),
+                    headers: vec![],
+                    timestamp: i as i64,
+                })
+                .collect();
+            let some_null = keys.iter().any(Option::is_none);
+            // Segments big enough for any batch here, so only the keys decide.
+            let big = |c: LogConfig| LogConfig { segment_bytes: 1 << 20, ..c };
+            let got = produce(big(compact_cfg()), &recs, codec);
+            if some_null {
+                prop_assert_eq!(got, NULL_KEY_REFUSED);
+            } else {
+                prop_assert!(got.is_ok(), "{:?}", got);
+            }
+            prop_assert!(produce(big(cfg()), &recs, codec).is_ok());
+        }
     }
 
     proptest! {

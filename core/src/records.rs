@@ -1,5 +1,5 @@
 //! The records inside a RecordBatch v2, plain or compressed: one walk checks their framing and
-//! offsets and yields each record's offset delta and timestamp.
+//! offsets and yields each record's offset delta, timestamp and whether its key is null.
 //!
 //! A batch's header says what its records hold (count, first timestamp, max timestamp), but a
 //! client may get it wrong: some leave `max_timestamp` at -1. Retention and time lookups must
@@ -31,6 +31,15 @@ pub struct RecordTimestamps {
     pub max: i64,
     /// Smallest record timestamp other than -1 (no timestamp); `None` when no record has one.
     pub min: Option<i64>,
+}
+
+/// What a walk reads of one record for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Walked {
+    offset_delta: i32,
+    timestamp_delta: i64,
+    /// The key's length is -1 (null): what a compacted topic refuses.
+    null_key: bool,
 }
 
 /// Where a walk reads record bytes from: a plain slice, or a decompressing reader.
@@ -144,13 +153,13 @@ impl<S: Source> Record<'_, S> {
         self.left -= n;
         self.src.skip(n)
     }
-    /// Skips a varint-length-prefixed field (null when the length is negative).
-    fn skip_field(&mut self) -> Result<(), BatchError> {
+    /// Skips a varint-length-prefixed field; true when it is null (a negative length).
+    fn skip_field(&mut self) -> Result<bool, BatchError> {
         let len = self.varint()?;
         if len >= 0 {
             self.skip(len as usize)?;
         }
-        Ok(())
+        Ok(len < 0)
     }
 }
 
@@ -178,10 +187,10 @@ fn first_varint<S: Source>(src: &mut S) -> Result<Option<i32>, BatchError> {
         .map_err(|_| BatchError::Invalid("varint out of range"))
 }
 
-/// Walks every record, calling `f(offset_delta, timestamp_delta)`; returns the record count.
+/// Walks every record, calling `f` with what it read of each; returns the record count.
 fn walk<S: Source>(
     src: &mut S,
-    mut f: impl FnMut(i32, i64) -> ControlFlow<()>,
+    mut f: impl FnMut(Walked) -> ControlFlow<()>,
 ) -> Result<i32, BatchError> {
     let mut count: i32 = 0;
     let mut next_min: i64 = 0;
@@ -205,7 +214,7 @@ fn walk<S: Source>(
             ));
         }
         next_min = i64::from(offset_delta) + 1;
-        rec.skip_field()?; // key
+        let null_key = rec.skip_field()?;
         rec.skip_field()?; // value
         let headers = rec.varint()?;
         if headers < 0 {
@@ -225,7 +234,12 @@ fn walk<S: Source>(
         count = count
             .checked_add(1)
             .ok_or(BatchError::Invalid("too many records"))?;
-        if f(offset_delta, ts_delta).is_break() {
+        let walked = Walked {
+            offset_delta,
+            timestamp_delta: ts_delta,
+            null_key,
+        };
+        if f(walked).is_break() {
             break;
         }
     }
@@ -267,23 +281,26 @@ fn slice_varint(b: &[u8]) -> Result<(i32, usize), BatchError> {
     Ok((v, n))
 }
 
-/// Skips a varint-length-prefixed field (null when negative) at the start of `rec`.
+/// Skips a varint-length-prefixed field at the start of `rec`: the bytes after it, and true when
+/// it is null (a negative length).
 #[inline]
-fn slice_skip_field(rec: &[u8]) -> Result<&[u8], BatchError> {
+fn slice_skip_field(rec: &[u8]) -> Result<(&[u8], bool), BatchError> {
     let (len, n) = slice_varint(rec)?;
     let rec = &rec[n..];
     if len < 0 {
-        return Ok(rec);
+        return Ok((rec, true));
     }
-    rec.get(len as usize..)
-        .ok_or(BatchError::Invalid("field overruns record"))
+    let rest = rec
+        .get(len as usize..)
+        .ok_or(BatchError::Invalid("field overruns record"))?;
+    Ok((rest, false))
 }
 
 /// [`walk`] over a plain body in memory: the same rules, without a byte-at-a-time source (the
 /// produce path's common case; a property test holds the two walks to the same answers).
 fn walk_slice(
     mut body: &[u8],
-    mut f: impl FnMut(i32, i64) -> ControlFlow<()>,
+    mut f: impl FnMut(Walked) -> ControlFlow<()>,
 ) -> Result<i32, BatchError> {
     let mut count: i32 = 0;
     let mut next_min: i64 = 0;
@@ -311,8 +328,8 @@ fn walk_slice(
             ));
         }
         next_min = i64::from(offset_delta) + 1;
-        rec = slice_skip_field(rec)?; // key
-        rec = slice_skip_field(rec)?; // value
+        let (rest, null_key) = slice_skip_field(rec)?;
+        rec = slice_skip_field(rest)?.0; // value
         let (headers, n) = slice_varint(rec)?;
         rec = &rec[n..];
         if headers < 0 {
@@ -326,7 +343,7 @@ fn walk_slice(
             rec = rec[n..]
                 .get(klen as usize..)
                 .ok_or(BatchError::Invalid("field overruns record"))?;
-            rec = slice_skip_field(rec)?;
+            rec = slice_skip_field(rec)?.0;
         }
         if !rec.is_empty() {
             return Err(BatchError::Invalid("trailing bytes in record"));
@@ -334,7 +351,12 @@ fn walk_slice(
         count = count
             .checked_add(1)
             .ok_or(BatchError::Invalid("too many records"))?;
-        if f(offset_delta, ts_delta).is_break() {
+        let walked = Walked {
+            offset_delta,
+            timestamp_delta: ts_delta,
+            null_key,
+        };
+        if f(walked).is_break() {
             break;
         }
     }
@@ -343,14 +365,14 @@ fn walk_slice(
 
 /// Walks the records of an uncompressed body (the bytes after the header); returns the count.
 pub fn walk_plain(body: &[u8]) -> Result<i32, BatchError> {
-    walk_slice(body, |_, _| ControlFlow::Continue(()))
+    walk_slice(body, |_| ControlFlow::Continue(()))
 }
 
 /// Runs `f` over each record of the whole `batch` (header `h`, plain or compressed).
 fn each_record(
     batch: &[u8],
     h: &BatchHeader,
-    f: impl FnMut(i32, i64) -> ControlFlow<()>,
+    f: impl FnMut(Walked) -> ControlFlow<()>,
 ) -> Result<i32, BatchError> {
     let body = &batch[HEADER_LEN..h.size];
     match h.compression()? {
@@ -365,7 +387,7 @@ fn each_record(
 fn walk_compressed(
     codec: Compression,
     body: &[u8],
-    f: impl FnMut(i32, i64) -> ControlFlow<()>,
+    f: impl FnMut(Walked) -> ControlFlow<()>,
 ) -> Result<i32, BatchError> {
     walk(&mut Stream::new(compression::decompressor(codec, body)?), f)
 }
@@ -381,14 +403,20 @@ fn record_timestamp(h: &BatchHeader, delta: i64) -> Option<i64> {
 
 /// Walks a whole batch's records (decompressing if needed): their count and timestamps.
 pub fn timestamps(batch: &[u8], h: &BatchHeader) -> Result<RecordTimestamps, BatchError> {
-    timestamps_and_last_delta(batch, h).map(|(t, _)| t)
+    summarize(batch, h).map(|s| s.timestamps)
 }
 
-/// [`timestamps`], also giving the last record's offset delta (-1 when there is no record).
-fn timestamps_and_last_delta(
-    batch: &[u8],
-    h: &BatchHeader,
-) -> Result<(RecordTimestamps, i32), BatchError> {
+/// What one walk of a batch's records found.
+struct Summary {
+    timestamps: RecordTimestamps,
+    /// The last record's offset delta; -1 when there is no record.
+    last_delta: i32,
+    /// Some record's key is null.
+    null_key: bool,
+}
+
+/// [`timestamps`], also giving the last record's offset delta and whether any key is null.
+fn summarize(batch: &[u8], h: &BatchHeader) -> Result<Summary, BatchError> {
     let mut out = RecordTimestamps {
         count: 0,
         max: -1,
@@ -396,9 +424,11 @@ fn timestamps_and_last_delta(
     };
     let mut bad = false;
     let mut last_delta = -1;
-    out.count = each_record(batch, h, |offset_delta, delta| {
-        last_delta = offset_delta;
-        match record_timestamp(h, delta) {
+    let mut null_key = false;
+    out.count = each_record(batch, h, |w| {
+        last_delta = w.offset_delta;
+        null_key |= w.null_key;
+        match record_timestamp(h, w.timestamp_delta) {
             Some(ts) if ts >= -1 => {
                 out.max = out.max.max(ts);
                 if ts != -1 {
@@ -420,7 +450,11 @@ fn timestamps_and_last_delta(
             "record offset delta past the last offset delta",
         ));
     }
-    Ok((out, last_delta))
+    Ok(Summary {
+        timestamps: out,
+        last_delta,
+        null_key,
+    })
 }
 
 /// The max timestamp a stored batch is judged by: its records' (the header's when it is
@@ -439,14 +473,12 @@ pub fn first_at_or_after(
     ts: i64,
 ) -> Result<Option<(i64, i64)>, BatchError> {
     let mut found = None;
-    each_record(batch, h, |delta_off, delta_ts| {
-        match record_timestamp(h, delta_ts) {
-            Some(t) if t >= ts => {
-                found = Some((h.base_offset + i64::from(delta_off), t));
-                ControlFlow::Break(())
-            }
-            _ => ControlFlow::Continue(()),
+    each_record(batch, h, |w| match record_timestamp(h, w.timestamp_delta) {
+        Some(t) if t >= ts => {
+            found = Some((h.base_offset + i64::from(w.offset_delta), t));
+            ControlFlow::Break(())
         }
+        _ => ControlFlow::Continue(()),
     })?;
     Ok(found)
 }
@@ -458,6 +490,9 @@ pub struct Produced {
     pub header: BatchHeader,
     /// The records' timestamps, computed by walking them (decompressed if need be).
     pub timestamps: RecordTimestamps,
+    /// Some record's key is null, which a compacted topic refuses. Found by the same walk, so
+    /// the check costs a compacted topic no second decompression and others nothing.
+    pub null_key: bool,
 }
 
 /// Full validation of a batch a producer sent: CRC, header and every record (compressed ones
@@ -466,7 +501,7 @@ pub fn validate_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     check_produced(batch).map(|p| p.header)
 }
 
-/// [`validate_produced`], also giving the records' timestamps.
+/// [`validate_produced`], also giving the records' timestamps and whether any key is null.
 pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
     let h = batch::verify_stored(batch)?;
     if h.record_count == 0 {
@@ -485,7 +520,11 @@ pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
             "idempotent batch without epoch or sequence",
         ));
     }
-    let (timestamps, last_delta) = timestamps_and_last_delta(batch, &h)?;
+    let Summary {
+        timestamps,
+        last_delta,
+        null_key,
+    } = summarize(batch, &h)?;
     if timestamps.count != h.record_count {
         return Err(BatchError::Invalid("record count disagrees with records"));
     }
@@ -496,6 +535,7 @@ pub fn check_produced(batch: &[u8]) -> Result<Produced, BatchError> {
     Ok(Produced {
         header: h,
         timestamps,
+        null_key,
     })
 }
 
@@ -562,6 +602,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn null_keys_are_found_plain_and_compressed() {
+        let null = build::SimpleRecord {
+            key: None,
+            ..rec(5)
+        };
+        let empty = build::SimpleRecord {
+            key: Some(vec![]),
+            ..rec(5)
+        };
+        for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let found = |recs: &[build::SimpleRecord]| {
+                let b = crate::compression::encode(recs, None, codec);
+                check_produced(&b).unwrap().null_key
+            };
+            assert!(!found(&[rec(1), rec(2)]), "{codec:?}");
+            // An empty key has length 0: a key, not a null one.
+            assert!(!found(std::slice::from_ref(&empty)), "{codec:?}");
+            assert!(found(std::slice::from_ref(&null)), "{codec:?}");
+            assert!(found(&[rec(1), null.clone(), rec(2)]), "{codec:?}");
+            assert!(found(&[rec(1), rec(2), null.clone()]), "{codec:?}");
+        }
+    }
+
     proptest! {
         /// The streaming walk over a compressed body agrees with the slice walk over the plain one.
         #[test]
@@ -582,11 +646,17 @@ mod tests {
         /// The in-memory walk and the streaming walk give the same answer on any body.
         #[test]
         fn slice_and_stream_walks_agree(
-            stamps in proptest::collection::vec(0i64..1_000_000, 1..10),
+            stamps in proptest::collection::vec((0i64..1_000_000, any::<bool>()), 1..10),
             flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..3),
             cut in any::<proptest::sample::Index>(),
         ) {
-            let recs: Vec<_> = stamps.iter().map(|t| rec(*t)).collect();
+            let recs: Vec<_> = stamps
+                .iter()
+                .map(|(t, null_key)| build::SimpleRecord {
+                    key: (!null_key).then(|| b"k".to_vec()),
+                    ..rec(*t)
+                })
+                .collect();
             let mut body = build::batch(&recs, None)[HEADER_LEN..].to_vec();
             for (at, byte) in flips {
                 let i = at.index(body.len());
@@ -594,12 +664,12 @@ mod tests {
             }
             let body = &body[..cut.index(body.len() + 1)];
             let mut seen_a = Vec::new();
-            let a = walk_slice(body, |o, t| { seen_a.push((o, t)); ControlFlow::Continue(()) });
+            let a = walk_slice(body, |w| { seen_a.push(w); ControlFlow::Continue(()) });
             let mut seen_b = Vec::new();
-            let b = walk(&mut Slice(body), |o, t| { seen_b.push((o, t)); ControlFlow::Continue(()) });
+            let b = walk(&mut Slice(body), |w| { seen_b.push(w); ControlFlow::Continue(()) });
             let mut seen_c = Vec::new();
             let mut stream = Stream::new(body);
-            let c = walk(&mut stream, |o, t| { seen_c.push((o, t)); ControlFlow::Continue(()) });
+            let c = walk(&mut stream, |w| { seen_c.push(w); ControlFlow::Continue(()) });
             prop_assert_eq!(a.is_ok(), b.is_ok());
             prop_assert_eq!(a.is_ok(), c.is_ok());
             if let (Ok(a), Ok(b), Ok(c)) = (a, b, c) {
