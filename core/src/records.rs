@@ -281,19 +281,21 @@ fn slice_varint(b: &[u8]) -> Result<(i32, usize), BatchError> {
     Ok((v, n))
 }
 
-/// Skips a varint-length-prefixed field at the start of `rec`: the bytes after it, and true when
-/// it is null (a negative length).
-#[inline]
-fn slice_skip_field(rec: &[u8]) -> Result<(&[u8], bool), BatchError> {
+/// Skips a varint-length-prefixed field (null when negative) at the start of `rec`.
+#[inline(always)]
+fn slice_skip_field(rec: &[u8]) -> Result<&[u8], BatchError> {
     let (len, n) = slice_varint(rec)?;
-    let rec = &rec[n..];
+    slice_skip_len(&rec[n..], len)
+}
+
+/// Skips `len` bytes of `rec` (none for a null field's negative length).
+#[inline(always)]
+fn slice_skip_len(rec: &[u8], len: i32) -> Result<&[u8], BatchError> {
     if len < 0 {
-        return Ok((rec, true));
+        return Ok(rec);
     }
-    let rest = rec
-        .get(len as usize..)
-        .ok_or(BatchError::Invalid("field overruns record"))?;
-    Ok((rest, false))
+    rec.get(len as usize..)
+        .ok_or(BatchError::Invalid("field overruns record"))
 }
 
 /// [`walk`] over a plain body in memory: the same rules, without a byte-at-a-time source (the
@@ -328,8 +330,10 @@ fn walk_slice(
             ));
         }
         next_min = i64::from(offset_delta) + 1;
-        let (rest, null_key) = slice_skip_field(rec)?;
-        rec = slice_skip_field(rest)?.0; // value
+        let (key_len, n) = slice_varint(rec)?;
+        let null_key = key_len < 0;
+        rec = slice_skip_len(&rec[n..], key_len)?; // key
+        rec = slice_skip_field(rec)?; // value
         let (headers, n) = slice_varint(rec)?;
         rec = &rec[n..];
         if headers < 0 {
@@ -343,7 +347,7 @@ fn walk_slice(
             rec = rec[n..]
                 .get(klen as usize..)
                 .ok_or(BatchError::Invalid("field overruns record"))?;
-            rec = slice_skip_field(rec)?.0;
+            rec = slice_skip_field(rec)?;
         }
         if !rec.is_empty() {
             return Err(BatchError::Invalid("trailing bytes in record"));

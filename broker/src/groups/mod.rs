@@ -71,7 +71,10 @@ pub async fn ensure_offsets_topic(b: &Broker) -> bool {
         if policy.as_deref() != Some("compact") {
             // Made before skein compacted logs: compact it from now on, as Kafka's is.
             let changes = vec![("cleanup.policy".to_string(), Some("compact".to_string()))];
-            match b.commit(|c| c.plan_alter(OFFSETS_TOPIC, &changes, false)).await {
+            match b
+                .commit(|c| c.plan_alter(OFFSETS_TOPIC, &changes, false))
+                .await
+            {
                 Ok(_) => info!("{OFFSETS_TOPIC} is compacted from now on"),
                 Err(e) => warn!(error = %e, "making {OFFSETS_TOPIC} compacted failed"),
             }
