@@ -140,6 +140,10 @@ pub struct BrokerArgs {
     /// (offsets.topic.replication.factor) [default: 3].
     #[arg(long, value_name = "N")]
     pub offsets_topic_replication_factor: Option<i16>,
+    /// Segment size of `__consumer_offsets` when it is created (offsets.topic.segment.bytes)
+    /// [default: 104857600].
+    #[arg(long, value_name = "BYTES")]
+    pub offsets_topic_segment_bytes: Option<u64>,
     /// Committed offsets of a group without members are deleted after this long
     /// (offsets.retention.minutes) [default: 10080].
     #[arg(long, value_name = "MIN")]
@@ -267,6 +271,8 @@ pub struct Settings {
     pub offsets_topic_partitions: i32,
     /// offsets.topic.replication.factor.
     pub offsets_topic_replication_factor: i16,
+    /// offsets.topic.segment.bytes.
+    pub offsets_topic_segment_bytes: u64,
     /// offsets.retention.minutes, in ms.
     pub offsets_retention_ms: i64,
     /// Group coordinator settings.
@@ -377,6 +383,7 @@ impl BrokerArgs {
                 leader_imbalance_check_interval_ms,
                 offsets_topic_num_partitions,
                 offsets_topic_replication_factor,
+                offsets_topic_segment_bytes,
                 offsets_retention_minutes,
                 group_initial_rebalance_delay_ms,
                 group_min_session_timeout_ms,
@@ -500,6 +507,13 @@ impl BrokerArgs {
         if offsets_topic_partitions < 1 {
             bail!("--offsets-topic-num-partitions must be at least 1");
         }
+        let offsets_topic_segment_bytes = self.offsets_topic_segment_bytes.unwrap_or(100 << 20);
+        if !(14..=i32::MAX as u64).contains(&offsets_topic_segment_bytes) {
+            bail!(
+                "--offsets-topic-segment-bytes must be between 14 and {}",
+                i32::MAX
+            );
+        }
         let offsets_topic_replication_factor = self.offsets_topic_replication_factor.unwrap_or(3);
         if offsets_topic_replication_factor < 1 {
             bail!("--offsets-topic-replication-factor must be at least 1");
@@ -553,6 +567,7 @@ impl BrokerArgs {
             leader_imbalance_check_ms: self.leader_imbalance_check_interval_ms.unwrap_or(10_000),
             offsets_topic_partitions,
             offsets_topic_replication_factor,
+            offsets_topic_segment_bytes,
             offsets_retention_ms,
             group,
             consumer_group,

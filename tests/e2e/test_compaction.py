@@ -160,3 +160,52 @@ def test_compacted_topic_keeps_the_newest_value_of_each_key(broker_factory):
     head = [k for o, k, _ in records if o < base2]
     assert base2 > base and len(head) == len(set(head)), f"not cleaned below {base2}"
     check_compacted(records, offsets, newest)
+
+
+def test_a_null_key_is_refused_on_a_compacted_topic(broker_factory):
+    b = start_broker(broker_factory)
+    topic = unique_topic("compact-nokey")
+    create(b.bootstrap, topic)
+    p = producer(b.bootstrap, **{"linger.ms": 0, "retries": 0})
+    errors = []
+    p.produce(topic, value=b"no key", on_delivery=lambda err, msg: errors.append(err))
+    flush_all(p)
+    assert len(errors) == 1 and errors[0] is not None
+    assert errors[0].code() == KafkaError.INVALID_RECORD, errors[0]
+    p.produce(topic, key=b"k", value=b"keyed", on_delivery=lambda err, msg: errors.append(err))
+    flush_all(p)
+    assert errors[1] is None
+
+
+def test_committed_offsets_survive_compaction_of_the_offsets_topic(broker_factory):
+    b = broker_factory(extra_args=[
+        "--log-cleaner-backoff-ms", "200", "--offsets-topic-segment-bytes", "16384",
+        "--offsets-topic-num-partitions", "1", "--offsets-topic-replication-factor", "1",
+    ]).start()
+    topic = unique_topic("compact-commits")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(20)
+    group = unique_topic("group")
+    c = consumer(b.bootstrap, **{"group.id": group})
+    for i in range(1, 301):
+        c.commit(offsets=[TopicPartition(topic, p, i * 10 + p) for p in range(4)],
+                 asynchronous=False)
+    c.close()
+    part_dir = os.path.join(b.data_dir, "__consumer_offsets-0")
+
+    def below_active():
+        base = active_base(part_dir)
+        return sum(os.path.getsize(os.path.join(part_dir, f)) for f in os.listdir(part_dir)
+                   if f.endswith(".log") and int(f[:-4]) < base)
+
+    # 1200 commits fill several segments; cleaned, those below the active segment hold one
+    # commit per group and partition (plus the group's metadata).
+    deadline = time.monotonic() + 60
+    while active_base(part_dir) == 0 or below_active() > 16384 // 4:
+        assert time.monotonic() < deadline, f"{below_active()} bytes below the active segment"
+        time.sleep(0.5)
+    b.restart()
+    c = consumer(b.bootstrap, **{"group.id": group})
+    got = c.committed([TopicPartition(topic, p) for p in range(4)], timeout=30)
+    c.close()
+    assert [tp.offset for tp in got] == [3000 + p for p in range(4)]

@@ -93,11 +93,13 @@ pub async fn ensure_offsets_topic(b: &Broker) -> bool {
         .settings
         .offsets_topic_replication_factor
         .min(i16::try_from(size).unwrap_or(i16::MAX));
-    // As Kafka's: compacted (the newest commit of each group and partition is what counts),
-    // 100 MiB segments.
+    // As Kafka's: compacted (the newest commit of each group and partition is what counts).
     let configs = [
         ("cleanup.policy".to_string(), "compact".to_string()),
-        ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+        (
+            "segment.bytes".to_string(),
+            b.settings.offsets_topic_segment_bytes.to_string(),
+        ),
     ];
     let res = b
         .create_topic(
