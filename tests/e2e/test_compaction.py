@@ -209,3 +209,29 @@ def test_committed_offsets_survive_compaction_of_the_offsets_topic(broker_factor
     got = c.committed([TopicPartition(topic, p) for p in range(4)], timeout=30)
     c.close()
     assert [tp.offset for tp in got] == [3000 + p for p in range(4)]
+
+
+def test_every_replica_of_a_three_broker_cluster_cleans_its_own_log(cluster_factory):
+    nodes = cluster_factory(3, extra_args=["--log-cleaner-backoff-ms", "200"])
+    bootstrap = nodes[0].bootstrap
+    topic = unique_topic("compact-rf3")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 3, config=TOPIC_CONFIG)])[topic].result(30)
+    offsets, newest = produce_updates(bootstrap, topic, 60, 0)
+    produced = 60 * KEYS + len(TOMBSTONED)
+    dirs = [os.path.join(n.data_dir, f"{topic}-0") for n in nodes]
+
+    def head_bytes(d):
+        base = active_base(d)
+        return base, sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)
+                         if f.endswith(".log") and int(f[:-4]) < base)
+
+    # Uncleaned, the segments below the active one hold about 2 KiB per 40 records; cleaned,
+    # one record per key.
+    deadline = time.monotonic() + 60
+    while not all(b > 0 and size < 8192 for b, size in map(head_bytes, dirs)):
+        assert time.monotonic() < deadline, [head_bytes(d) for d in dirs]
+        time.sleep(0.5)
+    records = read_all(bootstrap, topic)
+    assert records[-1][0] == produced - 1
+    check_compacted(records, offsets, newest)
