@@ -61,6 +61,8 @@ pub struct Effects {
     pub fsync: Option<i64>,
     /// Storage work that failed (a follower's append, truncation or reset).
     pub storage_error: Option<StorageError>,
+    /// DeleteRecords answers, by token: the new log start, or why not.
+    pub deleted: Vec<(u64, Result<i64, ReplicaError>)>,
 }
 
 /// Settings every partition of a broker shares.
@@ -199,6 +201,9 @@ impl Partition {
                         }
                         Output::FetchDone { token, result } => fx.fetched.push((token, result)),
                         Output::HwChanged(_) => hw_changed = true,
+                        Output::DeleteRecordsDone { token, result } => {
+                            fx.deleted.push((token, result));
+                        }
                     }
                 }
             }
@@ -269,6 +274,14 @@ impl Partition {
             }
             StorageOp::Fsync { upto } => {
                 fx.fsync = Some(fx.fsync.map_or(upto, |u| u.max(upto)));
+                None
+            }
+            StorageOp::AdvanceLogStart(offset) => {
+                if let Err(e) = st.advance_log_start(offset) {
+                    warn!(topic = %self.topic, partition = self.index, error = %e,
+                        "saving the log start offset failed");
+                    fx.storage_error = Some(e);
+                }
                 None
             }
             StorageOp::SetLeaderEpoch(epoch) => {

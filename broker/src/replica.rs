@@ -279,6 +279,7 @@ fn fetch_reply(pd: &PartitionData) -> FetchReply {
     } else {
         FetchReply::Records {
             hw: pd.high_watermark,
+            log_start: pd.log_start_offset,
         }
     }
 }

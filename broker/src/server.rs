@@ -218,6 +218,10 @@ fn dispatch(
                 let req = decode!(ListOffsetsRequest);
                 reply!(blocking(move || api::list_offsets(&b, req, version)).await?)
             }
+            ApiKey::DeleteRecords => {
+                let req = decode!(DeleteRecordsRequest);
+                reply!(blocking(move || api::delete_records(&b, req)).await?)
+            }
             ApiKey::OffsetForLeaderEpoch => {
                 let req = decode!(OffsetForLeaderEpochRequest);
                 reply!(api::offset_for_leader_epoch(&b, req))

@@ -1,4 +1,4 @@
-//! `skein topics create|list|describe|delete`, shown the way kafka-topics.sh shows them.
+//! `skein topics create|list|describe|delete|delete-records`, shown the way kafka-topics.sh shows them.
 //! The requests are skein-client's ([`skein_client::admin`]); this module parses and prints.
 
 use std::io::Write;
@@ -35,6 +35,18 @@ pub enum TopicsCmd {
     Delete {
         /// Topic name.
         name: String,
+    },
+    /// Delete a topic's records below an offset (moves the log start, as
+    /// kafka-delete-records.sh does).
+    DeleteRecords {
+        /// Topic name.
+        name: String,
+        /// Delete the records below this offset; -1: below the high watermark (all of them).
+        #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..))]
+        offset: i64,
+        /// The partition (repeatable); every partition when none is given.
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
     },
 }
 
@@ -77,6 +89,22 @@ pub async fn run_topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
         TopicsCmd::Delete { name } => {
             admin::delete_topic(&mut cluster, &name).await?;
             println!("Deleted topic {name}.");
+        }
+        TopicsCmd::DeleteRecords {
+            name,
+            offset,
+            mut partitions,
+        } => {
+            if partitions.is_empty() {
+                let info = cluster.topic(&name).await?;
+                partitions = info.partitions.iter().map(|p| p.index).collect();
+            }
+            let lows = admin::delete_records(&mut cluster, &name, &partitions, offset).await?;
+            let mut out = Vec::new();
+            for (p, low) in lows {
+                writeln!(out, "partition: {name}-{p}\tlow_watermark: {low}")?;
+            }
+            write_stdout(&out)?;
         }
     }
     Ok(())

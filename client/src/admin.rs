@@ -245,3 +245,67 @@ pub async fn describe_metadata_quorum(
         }
     }
 }
+
+/// Deletes the records of `topic` below `offset` in each of `partitions` (-1: below the high
+/// watermark), asking each partition's leader; the new low watermark (log start) of each, in
+/// order. A partition whose leader moved is retried after a metadata refresh.
+pub async fn delete_records(
+    cluster: &mut Cluster,
+    topic: &str,
+    partitions: &[i32],
+    offset: i64,
+) -> Result<Vec<(i32, i64)>, ClientError> {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let mut out = Vec::new();
+    for &p in partitions {
+        let what = format!("delete records of '{topic}' partition {p}");
+        let mut attempt = 1;
+        let low = loop {
+            let info = cluster.topic(topic).await?;
+            let leader = info
+                .partitions
+                .iter()
+                .find(|i| i.index == p)
+                .map(|i| i.leader)
+                .ok_or_else(|| ClientError::kafka(&what, 3, Some("no such partition")))?;
+            let res: Result<i64, ClientError> = async {
+                let client = cluster.node(leader).await?;
+                let version = client.pick_version::<DeleteRecordsRequest>(2)?;
+                let request = DeleteRecordsRequest::default()
+                    .with_timeout_ms(SERVER_TIMEOUT_MS)
+                    .with_topics(vec![DeleteRecordsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(vec![DeleteRecordsPartition::default()
+                            .with_partition_index(p)
+                            .with_offset(offset)])]);
+                let response = client.send(request, version).await?;
+                let r = response
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .find(|r| r.partition_index == p)
+                    .ok_or_else(|| {
+                        ClientError::Protocol(format!("DeleteRecords answer lacks partition {p}"))
+                    })?;
+                if r.error_code != 0 {
+                    return Err(ClientError::kafka(&what, r.error_code, None));
+                }
+                Ok(r.low_watermark)
+            }
+            .await;
+            match res {
+                Ok(low) => break low,
+                Err(e) if e.is_retriable() && attempt < ATTEMPTS_MAX => {
+                    attempt += 1;
+                    backoff().await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        out.push((p, low));
+    }
+    Ok(out)
+}

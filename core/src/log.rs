@@ -475,6 +475,9 @@ pub struct PartitionLog {
     epochs: Vec<(i32, i64)>,
     /// What the last append changed, so `abort_append` can put it back exactly.
     undo: Option<Undo>,
+    /// The log start DeleteRecords moved (or a follower took from its leader): may lie inside
+    /// the first segment; the log starts at the larger of it and the first segment's base.
+    start: i64,
     /// A planted bug the simulator turned on (only with the `canary` feature).
     #[cfg(feature = "canary")]
     canary: Option<crate::canary::Canary>,
@@ -530,6 +533,7 @@ impl PartitionLog {
             leader_epoch,
             epochs: vec![(leader_epoch, start)],
             undo: None,
+            start,
             #[cfg(feature = "canary")]
             canary: None,
         };
@@ -539,6 +543,10 @@ impl PartitionLog {
 
     /// Asserts the module's invariants; cheap enough to run after every input in tests and sim.
     pub fn check_invariants(&self) {
+        assert!(
+            self.start <= self.log_end_offset(),
+            "the log start never passes the log end"
+        );
         let mut expect: Option<i64> = None;
         for (base, s) in &self.segments {
             assert_eq!(*base, s.base_offset);
@@ -578,9 +586,33 @@ impl PartitionLog {
         self.config = config;
     }
 
-    /// First offset still held.
+    /// First offset still held: the first segment's base, or past it where DeleteRecords (or
+    /// the leader's log start) moved it.
     pub fn log_start_offset(&self) -> i64 {
-        self.first().base_offset
+        self.first().base_offset.max(self.start)
+    }
+
+    /// Moves the log start up to `offset` (DeleteRecords, or a follower following its leader's
+    /// log start; never past the log end, never back): the segments now wholly below it, other
+    /// than the active one, are returned for the driver to delete (their files) and forgotten.
+    pub fn advance_log_start(&mut self, offset: i64) -> Vec<i64> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset() {
+            return Vec::new();
+        }
+        self.start = offset;
+        let active = self.active().base_offset;
+        let gone: Vec<i64> = self
+            .segments
+            .values()
+            .take_while(|s| s.base_offset != active && s.next_offset <= offset)
+            .map(|s| s.base_offset)
+            .collect();
+        for b in &gone {
+            self.segments.remove(b);
+        }
+        self.check_invariants();
+        gone
     }
 
     /// The largest record timestamp in the log (-1 if no record has one): what ListOffsets

@@ -83,6 +83,9 @@ impl Node {
     fn storage(&mut self, op: StorageOp) {
         match op {
             StorageOp::SetLeaderEpoch(e) => self.log.set_leader_epoch(e),
+            StorageOp::AdvanceLogStart(o) => {
+                self.log.advance_log_start(o);
+            }
             StorageOp::AppendProduced { token, .. } => {
                 let mut b = simple(2, 0, None);
                 let a = self.log.append(self.now, &mut b).expect("append");
@@ -190,6 +193,79 @@ fn fsync_policy_counts_the_leaders_fsynced_end() {
     assert_eq!(done(&out, 7), Some(Ok(0)));
     assert_eq!(n.r.hw(), 2);
     assert!(out.contains(&Output::HwChanged(2)));
+}
+
+fn deleted(out: &[Output], token: u64) -> Option<Result<i64, ReplicaError>> {
+    out.iter().find_map(|o| match o {
+        Output::DeleteRecordsDone { token: t, result } if *t == token => Some(*result),
+        _ => None,
+    })
+}
+
+#[test]
+fn delete_records_moves_the_log_start_up_to_the_high_watermark() {
+    let mut n = Node::new(1, FlushPolicy::FsyncBeforeAck);
+    n.meta(state(&[1], &[1], 1, 0, 0), 1);
+    for t in 0..3 {
+        n.produce(t, 1);
+    }
+    n.sync_all();
+    assert_eq!(n.r.hw(), 6);
+    n.produce(9, 1); // written, not yet fsynced: above the high watermark
+    let del = |n: &mut Node, token, offset| {
+        let out = n.feed(Input::DeleteRecords { token, offset });
+        deleted(&out, token).expect("answered at once")
+    };
+    assert_eq!(del(&mut n, 1, 7), Err(ReplicaError::OffsetOutOfRange));
+    assert_eq!(del(&mut n, 2, -2), Err(ReplicaError::OffsetOutOfRange));
+    assert_eq!(del(&mut n, 3, 3), Ok(3));
+    assert_eq!(n.log.log_start_offset(), 3);
+    // Never back; -1 is the high watermark.
+    assert_eq!(del(&mut n, 4, 1), Ok(3));
+    assert_eq!(del(&mut n, 5, -1), Ok(6));
+    assert_eq!(n.log.log_start_offset(), 6);
+    // A consumer below the new start is out of range.
+    n.feed(Input::ConsumerFetch {
+        token: 6,
+        fetch_offset: 2,
+        current_leader_epoch: -1,
+    });
+    assert_eq!(fetched(&n.seen), Err(ReplicaError::OffsetOutOfRange));
+    // Only a leader deletes records.
+    let mut f = Node::new(2, FlushPolicy::FsyncBeforeAck);
+    f.meta(state(&[1, 2], &[1, 2], 1, 0, 0), 1);
+    assert_eq!(del(&mut f, 7, 0), Err(ReplicaError::NotLeaderOrFollower));
+}
+
+#[test]
+fn a_follower_follows_the_leaders_log_start_up_to_its_high_watermark() {
+    let mut n = Node::new(2, FlushPolicy::FsyncBeforeAck);
+    n.meta(state(&[1, 2], &[1, 2], 1, 0, 0), 1);
+    let mut b = simple(4, 0, None);
+    skein_core::batch::assign_offset(&mut b, 0, 0);
+    n.incoming.push(b);
+    n.feed(Input::FetchResponse {
+        leader_epoch: 0,
+        reply: FetchReply::Records {
+            hw: 2,
+            log_start: 3,
+        },
+    });
+    assert_eq!(n.r.hw(), 2);
+    assert_eq!(
+        n.log.log_start_offset(),
+        2,
+        "not past what it knows is committed"
+    );
+    n.sync_all();
+    n.feed(Input::FetchResponse {
+        leader_epoch: 0,
+        reply: FetchReply::Records {
+            hw: 4,
+            log_start: 3,
+        },
+    });
+    assert_eq!(n.log.log_start_offset(), 3);
 }
 
 #[test]
@@ -327,7 +403,10 @@ fn a_follower_fsyncs_before_it_fetches_again_and_truncates_on_divergence() {
     let mut b = simple(3, 0, None);
     skein_core::batch::assign_offset(&mut b, 0, 0);
     n.incoming.push(b);
-    let reply = FetchReply::Records { hw: 2 };
+    let reply = FetchReply::Records {
+        hw: 2,
+        log_start: 0,
+    };
     n.feed(Input::FetchResponse {
         leader_epoch: 0,
         reply,
@@ -368,7 +447,10 @@ fn a_new_leadership_records_its_epoch_and_flushes() {
     n.incoming.push(b);
     n.feed(Input::FetchResponse {
         leader_epoch: 0,
-        reply: FetchReply::Records { hw: 0 },
+        reply: FetchReply::Records {
+            hw: 0,
+            log_start: 0,
+        },
     });
     n.fsyncs.clear(); // that fsync is lost: the leadership must ask again
     n.meta(state(&[1, 2], &[2], 2, 1, 1), 1);
@@ -480,7 +562,7 @@ proptest! {
                 6 => {
                     if let Some(pos) = n.r.fetch_position(&n.log) {
                         let reply = match who {
-                            0 => FetchReply::Records { hw: k },
+                            0 => FetchReply::Records { hw: k, log_start: 0 },
                             1 => FetchReply::Diverging { epoch: -1, end_offset: -1 },
                             2 => FetchReply::OutOfRange { log_start: 0 },
                             _ => FetchReply::Error(ReplicaError::NotLeaderOrFollower),

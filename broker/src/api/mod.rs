@@ -18,6 +18,7 @@ mod offsets;
 mod produce;
 mod producer_ids;
 mod quorum;
+mod records;
 mod topics;
 
 pub use configs::{alter_configs, describe_configs, incremental_alter_configs};
@@ -30,6 +31,7 @@ pub use producer_ids::init_producer_id;
 pub use quorum::{
     describe_quorum, describe_quorum_from_any, METADATA_TOPIC, QUORUM_RELAY_CLIENT_ID,
 };
+pub use records::delete_records;
 pub use topics::{create_partitions, create_topics, delete_topics};
 
 pub(crate) const RESOURCE_TOPIC: i8 = 2;

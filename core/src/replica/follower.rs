@@ -42,9 +42,10 @@ impl Replica {
             return;
         }
         match reply {
-            FetchReply::Records { hw } => {
+            FetchReply::Records { hw, log_start } => {
                 self.skip_check = false;
                 self.fetched_hw = Some(hw);
+                self.fetched_start = log_start;
                 self.emit(Output::Storage(StorageOp::AppendFetched));
             }
             FetchReply::Diverging { epoch, end_offset } => {
@@ -89,6 +90,13 @@ impl Replica {
         if hw != self.follower_hw {
             self.follower_hw = hw;
             self.emit(Output::HwChanged(hw));
+        }
+        // The leader's log start, as far as this replica's high watermark reaches (as Kafka's
+        // followers do: what DeleteRecords removed on the leader goes here too).
+        let start = self.fetched_start.min(hw);
+        if start > self.log_start {
+            self.log_start = start;
+            self.emit(Output::Storage(StorageOp::AdvanceLogStart(start)));
         }
         if self.config.flush == FlushPolicy::FsyncBeforeAck && self.durable_end < end {
             self.emit(Output::Storage(StorageOp::Fsync { upto: end }));

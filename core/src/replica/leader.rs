@@ -163,6 +163,30 @@ impl Replica {
         self.emit(Output::FetchDone { token, result });
     }
 
+    /// DeleteRecords as Kafka's leader answers it: -1 means the high watermark; an offset
+    /// below 0 or past the high watermark is out of range; the answer is the new log start.
+    pub(super) fn on_delete_records(&mut self, token: u64, offset: i64) {
+        let result = match &self.role {
+            Role::Leader(l) => {
+                let hw = self.exposed(l);
+                let offset = if offset == -1 { hw } else { offset };
+                if offset < 0 || offset > hw {
+                    Err(ReplicaError::OffsetOutOfRange)
+                } else {
+                    Ok(offset.max(self.log_start))
+                }
+            }
+            _ => Err(ReplicaError::NotLeaderOrFollower),
+        };
+        if let Ok(start) = result {
+            if start > self.log_start {
+                self.emit(Output::Storage(StorageOp::AdvanceLogStart(start)));
+                self.log_start = start;
+            }
+        }
+        self.emit(Output::DeleteRecordsDone { token, result });
+    }
+
     pub(super) fn on_isr_rejected(&mut self, proposal: &IsrProposal) {
         if let Role::Leader(l) = &mut self.role {
             l.refused(proposal);

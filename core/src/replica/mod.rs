@@ -119,6 +119,8 @@ pub enum FetchReply {
     Records {
         /// The leader's high watermark.
         hw: i64,
+        /// The leader's log start offset (a follower's follows it, up to its high watermark).
+        log_start: i64,
     },
     /// The follower's log diverges: the leader's `epoch` ends at `end_offset`.
     Diverging {
@@ -211,6 +213,13 @@ pub enum Input {
         reply: FetchReply,
     },
     /// The controller refused this ISR proposal (the committed record did not apply): if it
+    /// DeleteRecords (leader only): move the log start to `offset` (-1: the high watermark).
+    DeleteRecords {
+        /// Names the request in the answer.
+        token: u64,
+        /// The new log start.
+        offset: i64,
+    },
     /// is this leader's pending one, the leader plans again at its next tick.
     IsrRejected(IsrProposal),
     /// Time passed: ISR changes, acks=all timeouts.
@@ -256,6 +265,9 @@ pub enum StorageOp {
     },
     /// Record a new leader epoch starting at the log end.
     SetLeaderEpoch(i32),
+    /// Move the log start up to this offset (DeleteRecords, or the leader's log start) and
+    /// delete the segments wholly below it.
+    AdvanceLogStart(i64),
 }
 
 /// What a fetch may be answered with.
@@ -306,6 +318,13 @@ pub enum Output {
     },
     /// The high watermark known here changed (wake long-polling fetches).
     HwChanged(i64),
+    /// Answer a DeleteRecords request: the new low watermark (log start), or why not.
+    DeleteRecordsDone {
+        /// The request.
+        token: u64,
+        /// Its result.
+        result: Result<i64, ReplicaError>,
+    },
 }
 
 /// Where a follower fetches next.
@@ -367,6 +386,10 @@ pub struct Replica {
     shown: i64,
     /// A fetch response whose batches the driver is appending: the leader's high watermark.
     fetched_hw: Option<i64>,
+    /// The leader's log start the fetch answer being applied carried.
+    fetched_start: i64,
+    /// The log start offset as of the last input.
+    log_start: i64,
     appending: Vec<Appending>,
     waiting: Vec<Waiting>,
     now_ms: u64,
@@ -391,6 +414,8 @@ impl Replica {
             taken_hw: 0,
             shown: -1,
             fetched_hw: None,
+            fetched_start: 0,
+            log_start: 0,
             appending: Vec::new(),
             waiting: Vec::new(),
             now_ms,
@@ -420,6 +445,7 @@ impl Replica {
         assert!(now_ms >= self.now_ms, "time went backwards");
         self.now_ms = now_ms;
         self.log_end = log.log_end_offset();
+        self.log_start = log.log_start_offset();
         match input {
             Input::Metadata {
                 state,
@@ -462,6 +488,7 @@ impl Replica {
                 reply,
             } => self.on_fetch_response(log, leader_epoch, reply),
             Input::IsrRejected(p) => self.on_isr_rejected(&p),
+            Input::DeleteRecords { token, offset } => self.on_delete_records(token, offset),
             Input::Tick => self.on_tick(),
         }
         self.progress();

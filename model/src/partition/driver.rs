@@ -75,6 +75,9 @@ impl State {
                     Output::FetchDone { result, .. } => fx.fetched.push(result),
                     // acks=1 answers and high-watermark wake-ups have no one to reach here.
                     Output::ProduceDone { .. } | Output::HwChanged(_) => {}
+                    Output::DeleteRecordsDone { .. } => {
+                        unreachable!("the model sends no DeleteRecords")
+                    }
                 }
             }
         }
@@ -94,6 +97,10 @@ impl State {
         match op {
             StorageOp::SetLeaderEpoch(e) => {
                 br.log.set_leader_epoch(e);
+                Ok(None)
+            }
+            StorageOp::AdvanceLogStart(o) => {
+                br.log.advance_log_start(o);
                 Ok(None)
             }
             StorageOp::AppendProduced {
@@ -249,7 +256,12 @@ impl State {
             return;
         };
         let (reply, data) = match answer {
-            Ok(FetchAnswer::Records { from, upto, hw, .. }) => {
+            Ok(FetchAnswer::Records {
+                from,
+                upto,
+                hw,
+                log_start,
+            }) => {
                 let store = &self.brokers[idx(leader)].store;
                 let Some(batches) = store.get(from.max(0) as usize..upto.max(0) as usize) else {
                     self.fault = Some(format!(
@@ -258,7 +270,10 @@ impl State {
                     ));
                     return;
                 };
-                (FetchReply::Records { hw }, Data::Fetched(batches.to_vec()))
+                (
+                    FetchReply::Records { hw, log_start },
+                    Data::Fetched(batches.to_vec()),
+                )
             }
             Ok(FetchAnswer::Diverging {
                 epoch, end_offset, ..

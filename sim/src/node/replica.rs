@@ -157,7 +157,7 @@ impl PartState {
                     }
                     Output::ProduceDone { token, result } => fx.produced.push((token, result)),
                     Output::FetchDone { token, result } => fx.fetched.push((token, result)),
-                    Output::HwChanged(_) => {}
+                    Output::HwChanged(_) | Output::DeleteRecordsDone { .. } => {}
                     Output::ProposeIsr(p) => {
                         panic!("the only replica proposed an ISR change: {p:?}")
                     }
@@ -191,6 +191,11 @@ impl PartState {
             StorageOp::SetLeaderEpoch(epoch) => {
                 // As the broker: a failed save is logged there, and the start goes on.
                 let _ = self.store.set_leader_epoch(epoch);
+                None
+            }
+            StorageOp::AdvanceLogStart(offset) => {
+                // As the broker: a failed save is logged there; the log start moved in memory.
+                let _ = self.store.advance_log_start(offset);
                 None
             }
             StorageOp::AppendFetched | StorageOp::TruncateTo(_) | StorageOp::ResetTo(_) => {

@@ -15,6 +15,9 @@ pub(super) const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 /// Marks a partition directory whose indexes were built from its records' own timestamps (see `open`).
 pub(super) const TIMESTAMPS_CHECKED: &str = "timestamps-checked";
 
+/// The log start offset DeleteRecords (or the leader's) moved this log to.
+pub(super) const LOG_START: &str = "log-start-offset-checkpoint";
+
 /// Which topic a partition directory belongs to (Kafka's `partition.metadata`, the broker's).
 pub const PARTITION_METADATA: &str = "partition.metadata";
 
@@ -34,6 +37,7 @@ pub fn is_partition_file(name: &str) -> bool {
     name == PARTITION_METADATA
         || name == EPOCH_CHECKPOINT
         || name == TIMESTAMPS_CHECKED
+        || name == LOG_START
         || name == super::clean::CLEANER_CHECKPOINT
         || name
             .rsplit_once('.')
@@ -114,6 +118,23 @@ pub(super) fn write_epochs<F: Fs>(
     fs.rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir_on(fs, dir);
     Ok(())
+}
+
+/// Reads the saved log start offset (`0`, then the offset), if any.
+pub(super) fn read_log_start<F: Fs>(fs: &F, dir: &Path) -> Option<i64> {
+    let text = String::from_utf8(fs.read(&dir.join(LOG_START)).ok()?).ok()?;
+    let mut lines = text.lines();
+    (lines.next()?.trim() == "0").then_some(())?;
+    lines.next()?.trim().parse().ok()
+}
+
+/// Saves the log start offset durably (temporary file, fsync, rename, directory sync).
+pub(super) fn write_log_start<F: Fs>(fs: &F, dir: &Path, offset: i64) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{LOG_START}.tmp"));
+    write_synced(fs, &tmp, format!("0\n{offset}\n").as_bytes())?;
+    let path = dir.join(LOG_START);
+    fs.rename(&tmp, &path).map_err(io_err(&path))?;
+    fs.sync_dir(dir).map_err(io_err(dir))
 }
 
 /// Creates or replaces `path` with `bytes` and fsyncs it (its directory entry is not synced).

@@ -42,8 +42,8 @@ pub use files::{
     file_name, is_orphan_partition_dir, is_partition_file, sync_dir, PARTITION_METADATA,
 };
 use files::{
-    list_bases, mtime_ms, read_epochs, remove_segment_files, sync_dir_on, write_epochs,
-    write_indexes, write_synced, TIMESTAMPS_CHECKED,
+    list_bases, mtime_ms, read_epochs, read_log_start, remove_segment_files, sync_dir_on,
+    write_epochs, write_indexes, write_log_start, write_synced, TIMESTAMPS_CHECKED,
 };
 
 /// A storage failure, reported to clients as KAFKA_STORAGE_ERROR.
@@ -207,7 +207,8 @@ impl<F: Fs> PartitionStore<F> {
             info!(dir = %dir.display(), log_start = log.log_start_offset(), log_end = log.log_end_offset(), "recovered partition");
         }
         let first_dirty = clean::read_checkpoint(&fs, dir).map(|d| d.min(log.log_end_offset()));
-        Ok(Self {
+        let saved_start = read_log_start(&fs, dir);
+        let mut store = Self {
             fs,
             dir: dir.to_path_buf(),
             log,
@@ -218,7 +219,11 @@ impl<F: Fs> PartitionStore<F> {
             canary,
             cuts: 0,
             first_dirty,
-        })
+        };
+        if let Some(start) = saved_start {
+            store.drop_below_start(start);
+        }
+        Ok(store)
     }
 
     /// Writes the leader-epoch history if it changed since the last write (it changes only
@@ -625,6 +630,33 @@ impl<F: Fs> PartitionStore<F> {
     /// The open file of a segment.
     pub fn segment_file(&self, base: i64) -> Option<Arc<F::File>> {
         self.files.get(&base).cloned()
+    }
+
+    /// Moves the log start up to `offset` (DeleteRecords on a leader, the leader's log start on
+    /// a follower): the new start is made durable in `log-start-offset-checkpoint` first, then
+    /// the segments wholly below it are deleted.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<(), StorageError> {
+        let offset = offset.min(self.log.log_end_offset());
+        if offset <= self.log.log_start_offset() {
+            return Ok(());
+        }
+        write_log_start(&self.fs, &self.dir, offset)?;
+        self.drop_below_start(offset);
+        Ok(())
+    }
+
+    /// Moves the core log's start and deletes the files of the segments it drops.
+    fn drop_below_start(&mut self, offset: i64) {
+        let gone = self.log.advance_log_start(offset);
+        for base in &gone {
+            self.files.remove(base);
+            remove_segment_files(&self.fs, &self.dir, *base);
+        }
+        if !gone.is_empty() {
+            self.cuts += 1;
+            sync_dir_on(&self.fs, &self.dir);
+            self.prune_snapshots();
+        }
     }
 
     /// Applies retention; deletes expired segments' files.

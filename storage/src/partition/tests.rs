@@ -322,3 +322,27 @@ proptest::proptest! {
         proptest::prop_assert_eq!(files(&follower), files(&leader));
     }
 }
+
+/// DeleteRecords' log start is saved before segments go, and a restart keeps it.
+#[test]
+fn the_log_start_moved_by_delete_records_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t-0");
+    let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+    fill(&mut s, 60);
+    let bases: Vec<i64> = s.log().segments().map(|g| g.base_offset).collect();
+    assert!(bases.len() > 3);
+    let cut = bases[2] + 1;
+    s.advance_log_start(cut).unwrap();
+    assert_eq!(s.log().log_start_offset(), cut);
+    assert_eq!(s.log().segments().next().unwrap().base_offset, bases[2]);
+    assert!(!p.join(file_name(bases[0], "log")).exists());
+    // Never back.
+    s.advance_log_start(1).unwrap();
+    assert_eq!(s.log().log_start_offset(), cut);
+    assert!(s.plan_fetch(cut - 1, Grant::single(100)).is_err());
+    drop(s);
+    let s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+    assert_eq!(s.log().log_start_offset(), cut);
+    s.log().check_invariants();
+}

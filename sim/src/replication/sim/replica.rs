@@ -68,6 +68,9 @@ impl ReplSim {
                 }
                 Output::FetchDone { token, result } => answers.push((token, result)),
                 Output::HwChanged(_) => {}
+                Output::DeleteRecordsDone { .. } => {
+                    unreachable!("the replication simulation sends no DeleteRecords")
+                }
             }
         }
         self.observe_hw(b, p)?;
@@ -100,6 +103,9 @@ impl ReplSim {
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         match op {
             StorageOp::SetLeaderEpoch(e) => r.log.set_leader_epoch(e),
+            StorageOp::AdvanceLogStart(o) => {
+                r.log.advance_log_start(o);
+            }
             StorageOp::AppendProduced { token, .. } => {
                 let ids = r.producing.get(&token).cloned().unwrap_or_default();
                 let mut bytes = build_batch(&ids, 8, now as i64, None);
@@ -412,7 +418,8 @@ impl ReplSim {
             }
             FetchBody::Data { batches, hw } => {
                 r.fetched = batches;
-                FetchReply::Records { hw }
+                // The simulated leaders never move their log start (no DeleteRecords here).
+                FetchReply::Records { hw, log_start: 0 }
             }
         };
         let retry = matches!(reply, FetchReply::Error(_) | FetchReply::OutOfRange { .. });
