@@ -180,7 +180,7 @@ def test_kafka_topics_and_configs(broker):
     assert topic not in ok("kafka-topics", "--bootstrap-server", bs, "--list").split()
 
 
-def test_console_producer_consumer_and_get_offsets(broker):
+def test_console_producer_consumer_and_get_offsets(broker, tmp_path):
     bs = broker.bootstrap
     topic = unique_topic("kcp")
     ok("kafka-topics", "--bootstrap-server", bs, "--create", "--topic", topic, "--partitions", "2")
@@ -223,6 +223,11 @@ def test_console_producer_consumer_and_get_offsets(broker):
     out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "-3")
     maxts = {line.rsplit(":", 2)[1]: int(line.rsplit(":", 2)[2]) for line in out.split()}
     assert sorted(maxts) == ["0", "1"] and all(0 <= maxts[p] < per_partition[int(p)] for p in maxts), out
+    # Earliest local (-4, ListOffsets v8): with no tiered storage, the log start; latest tiered
+    # (-5, v9): nothing tiered.
+    out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "-4")
+    assert sorted(out.split()) == [f"{topic}:0:0", f"{topic}:1:0"], out
+    ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "-5")
 
     # confluent-kafka reads the keys and values the Java producer wrote.
     c = Consumer({"bootstrap.servers": bs, "group.id": "kt-" + uuid.uuid4().hex[:8], "enable.auto.commit": False, **COMMON})
@@ -237,6 +242,15 @@ def test_console_producer_consumer_and_get_offsets(broker):
         assert sorted(seen) == sorted(records)
     finally:
         c.close()
+
+    # kafka-delete-records moves partition 0's log start; kafka-get-offsets -2 then says so.
+    spec = os.path.join(str(tmp_path), "delete.json")
+    with open(spec, "w") as f:
+        f.write('{"partitions": [{"topic": "%s", "partition": 0, "offset": 1}], "version": 1}' % topic)
+    out = ok("kafka-delete-records", "--bootstrap-server", bs, "--offset-json-file", spec)
+    assert "low_watermark: 1" in out, out
+    out = ok("kafka-get-offsets", "--bootstrap-server", bs, "--topic", topic, "--time", "-2")
+    assert sorted(out.split()) == [f"{topic}:0:1", f"{topic}:1:0"], out
 
 
 def test_kafka_consumer_groups(broker_factory):
@@ -350,7 +364,7 @@ def test_metadata_quorum_and_broker_api_versions(broker):
         lo = "0" if name == "Produce" else lo  # listed from v0 (see README: Kafka APIs)
         want = f"{lo} [usable: {hi}]" if lo == hi else f"{lo} to {hi} [usable: {hi}]"
         assert listed.get(name) == want, f"{name}: {listed.get(name)!r}, expected {want!r}\n{out}"
-    for name in ("DescribeTopicPartitions", "EndTxn", "DeleteRecords"):
+    for name in ("DescribeTopicPartitions", "EndTxn", "DescribeLogDirs"):
         assert listed.get(name) == "UNSUPPORTED", out
 
 

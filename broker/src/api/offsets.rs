@@ -12,7 +12,9 @@ use crate::broker::Broker;
 
 use super::*;
 
-/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3; listed from v7), or by timestamp.
+/// ListOffsets v1-10: earliest (-2), latest (-1), max timestamp (-3, from v7), earliest local
+/// (-4, from v8), latest tiered (-5, from v9), or by timestamp. v10's timeout (for tiered
+/// storage's remote reads) has nothing to wait for here.
 pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {
@@ -53,8 +55,20 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                 Err(e) => pr.error_code = e.code(),
                 Ok((part, hw)) => {
                     let by_time = match p.timestamp {
+                        // EARLIEST, and EARLIEST_LOCAL (v8, KIP-405): without tiered storage the
+                        // local log starts where the log does.
                         -2 => {
                             pr.offset = part.store.lock().expect("lock").log().log_start_offset();
+                            None
+                        }
+                        -4 if version >= 8 => {
+                            pr.offset = part.store.lock().expect("lock").log().log_start_offset();
+                            None
+                        }
+                        // LATEST_TIERED (v9, KIP-1005): nothing is tiered, so Kafka answers -1.
+                        -5 if version >= 9 => {
+                            pr.offset = -1;
+                            pr.leader_epoch = -1;
                             None
                         }
                         -1 => {
