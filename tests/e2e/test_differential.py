@@ -34,7 +34,7 @@ ALLOWED = [
      r"/describe_configs/topic/diff-topic/(?P<cfg2>[a-z0-9.]+)$",
      "configs skein does not implement (tiered storage, throttles, flush, "
      "compression levels, ...) are not listed; Kafka lists its whole set"),
-    (r"/(create|create_validate_only|describe_configs)/.*min\.insync\.replicas/config_source$",
+    (r"/(create|create_validate_only|create_compacted|describe_configs)/.*min\.insync\.replicas/config_source$",
      "Kafka 4's KRaft controller records min.insync.replicas=1 as a cluster-wide dynamic default "
      "(DYNAMIC_DEFAULT_BROKER_CONFIG); skein has no dynamic broker configs: DEFAULT_CONFIG"),
     (r"/(describe_cluster|describe_groups/diff-group)/authorized_operations$",

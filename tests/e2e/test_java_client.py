@@ -270,7 +270,7 @@ def test_java_admin_client(broker_factory):
     assert r["create_bad_name"] == "InvalidTopicException"
     assert r["create_rf_too_big"] == "InvalidReplicationFactorException"
     assert r["create_validate_only"] == "ok"
-    assert r["listed"] and not r["listed_dry_run"] and not r["listed_failed"]
+    assert r["listed"] and r["listed_compact"] and not r["listed_dry_run"] and not r["listed_failed"]
     d = r["describe_topic"]
     assert d["name"] == topic and not d["internal"] and d["topic_id"] != "AAAAAAAAAAAAAAAAAAAAAA"
     assert [(p["partition"], p["leader"], p["replicas"], p["isr"]) for p in d["partitions"]] == [

@@ -108,12 +108,19 @@ pub async fn create_topics(
                 if version >= 5 {
                     let described = b.with_catalog(|c| {
                         let defaults = c.defaults().clone();
+                        // Validated only (or gone meanwhile): the configs asked for.
+                        let asked = || {
+                            let kv = t
+                                .configs
+                                .iter()
+                                .filter_map(|c| Some((c.name.as_str(), c.value.as_deref()?)));
+                            skein_core::config::TopicConfig::new(kv, &defaults).unwrap_or_default()
+                        };
                         let (id, entries) = match c.topic(&name) {
-                            Some(t) => (Some(t.id), t.config.describe(&defaults)),
-                            None => (
-                                None,
-                                skein_core::config::TopicConfig::default().describe(&defaults),
-                            ),
+                            Some(t) if !req.validate_only => {
+                                (Some(t.id), t.config.describe(&defaults))
+                            }
+                            _ => (None, asked().describe(&defaults)),
                         };
                         (id, entries)
                     });

@@ -91,7 +91,8 @@ final class AdminScenario {
       Set<String> names = get(admin.listTopics().names());
       r.put("listed", names.contains(topic));
       r.put("listed_dry_run", names.contains(prefix + "-dry"));
-      r.put("listed_failed", names.contains(prefix + "-compact") || names.contains(prefix + "-unknown"));
+      r.put("listed_compact", names.contains(prefix + "-compact"));
+      r.put("listed_failed", names.contains(prefix + "-unknown"));
       r.put("describe_topic", describeTopic(admin, topic));
       r.put("describe_missing", outcome(admin.describeTopics(List.of(prefix + "-missing")).allTopicNames()));
       r.put("partitions_to_5", outcome(admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(5))).all()));
