@@ -213,7 +213,9 @@ fn default_value(key: &str, d: &LogConfig) -> String {
         "retention.ms" => d.retention_ms.to_string(),
         "segment.bytes" => d.segment_bytes.to_string(),
         "segment.ms" => d.segment_ms.to_string(),
-        _ => unreachable!("default_value called with unknown key {key}"),
+        _ => crate::config_accepted::find(key)
+            .map(|a| a.default.to_string())
+            .unwrap_or_else(|| unreachable!("default_value called with unknown key {key}")),
     }
 }
 
@@ -295,9 +297,18 @@ fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         "retention.ms" => cfg.retention_ms = parse_int(key, value, -1, i64::MAX)?,
         "segment.bytes" => cfg.segment_bytes = parse_int(key, value, 14, i32::MAX as i64)? as u64,
         "segment.ms" => cfg.segment_ms = parse_int(key, value, 1, i64::MAX)? as u64,
-        _ => return Err(err(key, value, "unknown topic config")),
+        _ => match crate::config_accepted::find(key) {
+            Some(a) => a.check(value).map_err(|r| err(key, value, r))?,
+            None => return Err(err(key, value, "unknown topic config")),
+        },
     }
     Ok(())
+}
+
+/// True for every topic config key skein accepts (its own and those it accepts without a
+/// mechanism, see [`crate::config_accepted`]).
+pub fn is_topic_config(key: &str) -> bool {
+    KNOWN_KEYS.contains(&key) || crate::config_accepted::find(key).is_some()
 }
 
 /// One row of a config description.
@@ -371,7 +382,7 @@ impl TopicConfig {
                     next.overrides.insert(k.to_string(), v.to_string());
                 }
                 None => {
-                    if !KNOWN_KEYS.contains(&k) {
+                    if !is_topic_config(k) {
                         return Err(err(k, "", "unknown topic config"));
                     }
                     next.overrides.remove(k);
@@ -384,9 +395,11 @@ impl TopicConfig {
 
     /// Every known key with its effective value.
     pub fn describe(&self, defaults: &LogConfig) -> Vec<ConfigEntry> {
-        KNOWN_KEYS
-            .iter()
-            .map(|k| match self.overrides.get(*k) {
+        let mut keys: Vec<&str> = KNOWN_KEYS.to_vec();
+        keys.extend(crate::config_accepted::ACCEPTED.iter().map(|a| a.key));
+        keys.sort_unstable();
+        keys.into_iter()
+            .map(|k| match self.overrides.get(k) {
                 Some(v) => ConfigEntry {
                     name: k.to_string(),
                     value: v.clone(),
@@ -526,7 +539,10 @@ mod tests {
         assert!(TopicConfig::new([("retention.ms", "soon")], &d).is_err());
         assert!(TopicConfig::new([("no.such.key", "1")], &d).is_err());
         let rows = c.describe(&d);
-        assert_eq!(rows.len(), KNOWN_KEYS.len());
+        assert_eq!(
+            rows.len(),
+            KNOWN_KEYS.len() + crate::config_accepted::ACCEPTED.len()
+        );
         assert!(rows
             .iter()
             .any(|e| e.name == "retention.ms" && !e.is_default));

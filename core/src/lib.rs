@@ -39,6 +39,7 @@ pub mod catalog;
 pub mod cleaner;
 pub mod compression;
 pub mod config;
+pub mod config_accepted;
 pub mod consumer_group;
 pub mod controller;
 pub mod coordinator;

@@ -169,3 +169,32 @@ def test_retention_empties_the_log(broker_factory):
     assert b.restart() == 0
     assert watermarks(b.bootstrap, topic) == (50, 55)
     b.assert_alive()
+
+
+def test_kafka_topic_configs_without_a_mechanism_are_accepted(broker):
+    """Every topic config Kafka 4 documents is accepted when its value is valid; those skein
+    has no mechanism for are shown with Kafka's defaults and change nothing, and a value that
+    would ask for a missing mechanism is refused with INVALID_CONFIG."""
+    from confluent_kafka.admin import ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topic = unique_topic("accepted-configs")
+    configs = {"compression.type": "producer", "flush.ms": "1000", "preallocate": "true",
+               "segment.jitter.ms": "10", "file.delete.delay.ms": "0",
+               "leader.replication.throttled.replicas": "0:1", "segment.index.bytes": "4096"}
+    admin.create_topics([NewTopic(topic, 1, 1, config=configs)])[topic].result(20)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = list(admin.describe_configs([res]).values())[0].result(20)
+    for k, v in configs.items():
+        assert entries[k].value == v and not entries[k].is_default, (k, entries[k])
+    assert entries["compression.zstd.level"].value == "3" and entries["compression.zstd.level"].is_default
+    assert entries["remote.storage.enable"].value == "false"
+    for bad in ({"compression.type": "zstd"}, {"remote.storage.enable": "true"},
+                {"flush.messages": "0"}, {"compression.gzip.level": "12"}):
+        name = unique_topic("refused-config")
+        fs = admin.create_topics([NewTopic(name, 1, 1, config=bad)])
+        try:
+            fs[name].result(20)
+            raise AssertionError(f"{bad} must be refused")
+        except Exception as e:  # KafkaException carrying INVALID_CONFIG
+            assert "INVALID_CONFIG" in str(e) or "must be" in str(e) or "not supported" in str(e), e

@@ -27,7 +27,7 @@ fn config_type(name: &str) -> i8 {
         | "min.insync.replicas"
         | "segment.bytes"
         | "log.segment.bytes" => 3,
-        _ => 5,
+        k => skein_core::config_accepted::find(k).map_or(5, |a| a.config_type),
     }
 }
 
