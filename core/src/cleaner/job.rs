@@ -263,9 +263,16 @@ impl CleanJob {
             Some(seg) if range.first_dirty < fu => Phase::Map { seg, pos: 0 },
             _ => Phase::Done,
         };
+        // No more keys than offsets in the dirty range: a small partition's clean does not
+        // allocate (and zero) the whole dedupe buffer.
         let map = match phase {
             Phase::Done => KeyMap::with_budget(0),
-            _ => KeyMap::with_budget(cfg.dedupe_buffer_bytes),
+            _ => {
+                let offsets = (fu - range.first_dirty).max(0) as u64;
+                let need = (offsets.saturating_mul(100) / super::keymap::LOAD_FACTOR_PERCENT + 2)
+                    .saturating_mul(super::keymap::ENTRY_BYTES);
+                KeyMap::with_budget(cfg.dedupe_buffer_bytes.min(need))
+            }
         };
         CleanJob {
             segs: segments,

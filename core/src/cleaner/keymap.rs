@@ -26,8 +26,8 @@ const EMPTY: i64 = -1;
 /// A bounded map from key hash to the newest offset seen for it.
 #[derive(Debug, Clone)]
 pub struct KeyMap {
-    hashes: Vec<KeyHash>,
-    offsets: Vec<i64>,
+    /// (hash, newest offset) per slot, side by side so a probe touches one cache line.
+    slots: Vec<(KeyHash, i64)>,
     len: usize,
     capacity: usize,
     latest: i64,
@@ -40,8 +40,7 @@ impl KeyMap {
         let slots = (budget_bytes / ENTRY_BYTES).clamp(2, 1 << 31) as usize;
         let capacity = ((slots as u64 * LOAD_FACTOR_PERCENT / 100) as usize).clamp(1, slots - 1);
         KeyMap {
-            hashes: vec![[0; HASH_BYTES]; slots],
-            offsets: vec![EMPTY; slots],
+            slots: vec![([0; HASH_BYTES], EMPTY); slots],
             len: 0,
             capacity,
             latest: EMPTY,
@@ -75,11 +74,12 @@ impl KeyMap {
 
     /// The slot holding `hash`, or the empty slot where it would go.
     fn slot(&self, hash: &KeyHash) -> usize {
-        let slots = self.hashes.len();
+        let slots = self.slots.len();
         let start = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
         let mut i = (start % slots as u64) as usize;
         loop {
-            if self.offsets[i] == EMPTY || self.hashes[i] == *hash {
+            let (h, off) = &self.slots[i];
+            if *off == EMPTY || h == hash {
                 return i;
             }
             i = if i + 1 == slots { 0 } else { i + 1 };
@@ -94,41 +94,41 @@ impl KeyMap {
             "offsets are put in order"
         );
         let i = self.slot(hash);
-        if self.offsets[i] == EMPTY {
+        if self.slots[i].1 == EMPTY {
             assert!(self.len < self.capacity, "the key map is full");
-            self.hashes[i] = *hash;
+            self.slots[i].0 = *hash;
             self.len += 1;
         }
-        self.offsets[i] = offset;
+        self.slots[i].1 = offset;
         self.latest = offset;
     }
 
     /// The newest offset recorded for `hash`.
     pub fn get(&self, hash: &KeyHash) -> Option<i64> {
-        let i = self.slot(hash);
-        (self.offsets[i] != EMPTY).then_some(self.offsets[i])
+        let off = self.slots[self.slot(hash)].1;
+        (off != EMPTY).then_some(off)
     }
 
     /// Empties the map, keeping its memory.
     pub fn clear(&mut self) {
-        self.offsets.fill(EMPTY);
+        self.slots.iter_mut().for_each(|s| s.1 = EMPTY);
         self.len = 0;
         self.latest = EMPTY;
     }
 
     /// Asserts the module's invariants (linear in the number of slots).
     pub fn check_invariants(&self) {
-        assert!(self.len <= self.capacity && self.capacity < self.hashes.len());
+        assert!(self.len <= self.capacity && self.capacity < self.slots.len());
         let mut occupied = 0;
         let mut max = EMPTY;
-        for (i, off) in self.offsets.iter().enumerate() {
+        for (i, (h, off)) in self.slots.iter().enumerate() {
             if *off == EMPTY {
                 continue;
             }
             assert!(*off >= 0);
             occupied += 1;
             max = max.max(*off);
-            assert_eq!(self.slot(&self.hashes[i]), i, "slot {i} is reachable");
+            assert_eq!(self.slot(h), i, "slot {i} is reachable");
         }
         assert_eq!(occupied, self.len);
         assert_eq!(max, self.latest);
