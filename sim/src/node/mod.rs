@@ -524,7 +524,8 @@ impl Node {
                     );
                     continue;
                 };
-                match disk.len_if_exists(f.name()) {
+                let len = disk.len_if_exists(&f.name());
+                match len {
                     None => panic!("segment file {} missing", f.name()),
                     Some(len) => assert!(
                         len >= s.size,
