@@ -177,20 +177,37 @@ impl<F: Fs> Cleaning<F> {
     /// sleep to keep the cleaner's I/O rate).
     pub fn run(&mut self, throttle: &mut dyn FnMut(u64)) -> CleanProgress {
         loop {
+            if let Some(p) = self.run_steps(usize::MAX, throttle) {
+                return p;
+            }
+        }
+    }
+
+    /// [`Cleaning::run`], but carrying out at most `steps` of the clean's steps (a read, a
+    /// write, a seal, ...); `None` when it stopped after them with more to do. A simulator
+    /// calls it to interleave other work, crashes and disk faults with one clean; calling it
+    /// until it answers is exactly [`Cleaning::run`].
+    pub fn run_steps(
+        &mut self,
+        steps: usize,
+        throttle: &mut dyn FnMut(u64),
+    ) -> Option<CleanProgress> {
+        for _ in 0..steps {
             let step = self.pending.take().unwrap_or_else(|| self.job.poll());
             #[cfg(debug_assertions)]
             self.job.check_invariants();
             match self.carry_out(step, throttle) {
                 Ok(None) => {}
-                Ok(Some(p)) => return p,
+                Ok(Some(p)) => return Some(p),
                 Err(e) => {
                     if let Some((base, _, _)) = self.dest.take() {
                         self.remove_cleaned(base);
                     }
-                    return CleanProgress::Abandoned(e.to_string());
+                    return Some(CleanProgress::Abandoned(e.to_string()));
                 }
             }
         }
+        None
     }
 
     /// The first dirty offset the finished clean recorded.
