@@ -13,8 +13,9 @@
 //! indexed (dropping markers of finished transactions comes with transactions).
 //!
 //! A batch with survivors is kept whole when all survive, else rewritten with them
-//! ([`super::rewrite`]). A batch with none is kept as an empty header when it is the newest
-//! batch of its producer id (idempotent dedup compares sequences with it), or the last batch of
+//! ([`super::rewrite`]). A batch with none is kept as an empty header when it is one of the
+//! batches kept for its producer id (its newest, and its newest below the first uncleanable
+//! offset: idempotent dedup and recovery compare sequences with them), or the last batch of
 //! its destination segment (so the segment's offset range, read back by a scan, still reaches
 //! the next segment's base); otherwise it is dropped.
 //!

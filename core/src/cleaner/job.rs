@@ -242,7 +242,7 @@ fn whole_batches(bytes: &[u8], seg: i64, pos: u64) -> Result<Batches, CleanError
 impl CleanJob {
     /// A clean of the log `segments` (all of them in offset order, the active one last) over
     /// `range` (from [`super::choose::cleanable`]), keeping the batches at `producer_last`
-    /// (from [`crate::producer::ProducerStates::last_batch_offsets`]) at least as headers.
+    /// (from [`crate::producer::ProducerStates::batch_offsets_to_keep`]) at least as headers.
     pub fn new(
         segments: Vec<SegmentInfo>,
         range: &Cleanable,

@@ -98,7 +98,9 @@ impl<F: Fs> PartitionStore<F> {
         let job = CleanJob::new(
             self.segment_infos(),
             range,
-            self.log.producers().last_batch_offsets(),
+            self.log
+                .producers()
+                .batch_offsets_to_keep(range.first_uncleanable),
             c.segment_bytes,
             c.index_interval_bytes,
             cfg,
