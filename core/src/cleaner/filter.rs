@@ -88,6 +88,37 @@ pub fn decide_record(r: &RecordView, map: &KeyMap, drop_tombstone: bool) -> Reco
     RecordVerdict::Keep
 }
 
+/// The `drop-newest-of-key` canary (simulator only): a record the map names as its key's
+/// newest, kept by [`decide_record`], is dropped as superseded all the same.
+#[cfg(feature = "canary")]
+pub fn canary_verdict(
+    v: RecordVerdict,
+    r: &RecordView,
+    map: &KeyMap,
+    canary: Option<crate::canary::Canary>,
+) -> RecordVerdict {
+    let newest = r
+        .key
+        .and_then(|k| map.get(&key_hash(k)))
+        .is_some_and(|newest| newest == r.offset);
+    if canary == Some(crate::canary::Canary::DropNewestOfKey) && v.kept() && newest {
+        RecordVerdict::Superseded
+    } else {
+        v
+    }
+}
+
+/// The `drop-tombstone-early` canary (simulator only): a tombstone below the first dirty offset
+/// may be dropped whatever the delete horizon.
+#[cfg(feature = "canary")]
+pub fn canary_tombstone_droppable(
+    offset: i64,
+    first_dirty: i64,
+    canary: Option<crate::canary::Canary>,
+) -> bool {
+    canary == Some(crate::canary::Canary::DropTombstoneEarly) && offset < first_dirty
+}
+
 /// The fate of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchVerdict {

@@ -208,6 +208,9 @@ pub struct CleanJob {
     waiting: Option<(usize, u64, u64)>,
     min_read: u64,
     stats: CleanStats,
+    /// A planted bug the simulator turned on (only with the `canary` feature).
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 /// The whole batches at the start of `bytes` (read at `pos` of segment `seg`): each batch's
@@ -285,7 +288,15 @@ impl CleanJob {
             waiting: None,
             min_read: 0,
             stats: CleanStats::default(),
+            #[cfg(feature = "canary")]
+            canary: None,
         }
+    }
+
+    /// Turns a planted bug on (simulator only): handed to every batch it cleans.
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
     }
 
     /// What the clean did so far.
@@ -560,6 +571,8 @@ impl CleanJob {
                 segment_modified_ms: s.modified_ms,
                 delete_horizon_ms: self.delete_horizon_ms,
                 keep_header: filter::must_keep_header(&h, &self.producer_last, ends_dest),
+                #[cfg(feature = "canary")]
+                canary: self.canary,
             };
             let stored = &bytes[at..at + h.size];
             let c = rewrite::clean_batch(stored, &h, &ctx).map_err(|error| CleanError::Batch {

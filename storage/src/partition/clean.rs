@@ -69,7 +69,18 @@ impl<F: Fs> PartitionStore<F> {
         }
         let segs = self.segment_infos();
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        Some(choose::cleanable(&segs, self.first_dirty, hw, now, cfg))
+        #[cfg(feature = "canary")]
+        let c = choose::cleanable_with_canary(
+            &segs,
+            self.first_dirty,
+            hw,
+            now,
+            cfg,
+            self.canary.canary,
+        );
+        #[cfg(not(feature = "canary"))]
+        let c = choose::cleanable(&segs, self.first_dirty, hw, now, cfg);
+        Some(c)
     }
 
     /// The cleaner's view of every segment; the first batch's timestamp is read from the file
@@ -95,7 +106,8 @@ impl<F: Fs> PartitionStore<F> {
     /// [`Cleaning::run`] without the partition lock.
     pub fn start_clean(&self, range: &Cleanable, cfg: CleanerConfig) -> Cleaning<F> {
         let c = self.log.config();
-        let job = CleanJob::new(
+        #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+        let mut job = CleanJob::new(
             self.segment_infos(),
             range,
             self.log
@@ -105,6 +117,8 @@ impl<F: Fs> PartitionStore<F> {
             c.index_interval_bytes,
             cfg,
         );
+        #[cfg(feature = "canary")]
+        job.set_canary(self.canary.canary);
         Cleaning {
             fs: self.fs.clone(),
             dir: self.dir.clone(),
