@@ -4,7 +4,9 @@
 //! Invariants: there is no global switch. A canary is off unless a driver hands it to the one
 //! value that consults it (`SegmentScan::set_canary`, `PartitionLog::set_canary` (which hands it to its producer state),
 //! `ProducerStates::set_canary`, `Raft::set_canary`, `Controller::set_canary`, `Group::set_canary`,
-//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`, `Replica::set_canary`, which hands it to each `Leader` it becomes); every consulting site is under
+//! `Shard::set_canary`, which hands it to every group it holds, `ConsumerGroup::set_canary`, `Replica::set_canary`, which hands it to each `Leader` it becomes,
+//! `cleaner::choose::cleanable_with_canary`, `CleanJob::set_canary`, which hands it to each batch
+//! it cleans); every consulting site is under
 //! `#[cfg(feature = "canary")]` (the Raft node consults a private always-off stand-in without it).
 
 /// A deliberately planted bug in skein-core.
@@ -64,4 +66,14 @@ pub enum Canary {
     /// end, towards the high watermark, so acks=all writes are answered and consumers shown
     /// records before an fsync covers them.
     AckBeforeFsync,
+    /// `cleaner::choose`: the first uncleanable offset ignores the active segment (bounded only
+    /// by the high watermark and `min.compaction.lag.ms`), so a clean may rewrite the segment
+    /// appends still go to.
+    CleanActiveSegment,
+    /// `cleaner::filter`: a record the key map names as its key's newest is dropped as if a
+    /// newer one existed, so a key's newest value disappears.
+    DropNewestOfKey,
+    /// `cleaner::filter`: a tombstone below the clean's first dirty offset is dropped whatever
+    /// the delete horizon, ignoring `delete.retention.ms`.
+    DropTombstoneEarly,
 }

@@ -217,32 +217,37 @@ mod tests {
         }
     }
 
-    /// Reads one partition as the shell does: plan, read, trim (re-reading a first batch longer
-    /// than planned), cut at the high watermark.
+    /// Reads one partition as the shell does: plan, read, trim (re-reading while the first
+    /// wanted batch lies further than planned), cut at the high watermark.
     fn read_part(p: &Part, g: Grant) -> Vec<u8> {
         if p.offset >= p.hw || g.is_empty() {
             return vec![];
         }
         let plan = p.log.plan_read(p.offset, g.max_bytes).unwrap();
         let mut bytes = p.files.read(plan);
-        let (s, e) = match trim_read(&bytes, p.offset, g.max_bytes, g.whole_first) {
-            Ok(r) => r,
-            Err(total) => {
-                let ReadPlan::Range {
-                    segment_base,
-                    position,
-                    ..
-                } = plan
-                else {
-                    panic!("a re-read of an empty plan")
-                };
-                let seg = p.log.segment(segment_base).unwrap().size - position;
-                bytes = p.files.read(ReadPlan::Range {
-                    segment_base,
-                    position,
-                    len: (total as u64).min(seg),
-                });
-                trim_read(&bytes, p.offset, g.max_bytes, g.whole_first).unwrap_or((0, 0))
+        let (s, e) = loop {
+            match trim_read(&bytes, p.offset, g.max_bytes, g.whole_first) {
+                Ok(r) => break r,
+                Err(total) => {
+                    let ReadPlan::Range {
+                        segment_base,
+                        position,
+                        ..
+                    } = plan
+                    else {
+                        panic!("a re-read of an empty plan")
+                    };
+                    let seg = p.log.segment(segment_base).unwrap().size - position;
+                    let len = (total as u64).min(seg);
+                    if len <= bytes.len() as u64 {
+                        break (0, 0);
+                    }
+                    bytes = p.files.read(ReadPlan::Range {
+                        segment_base,
+                        position,
+                        len,
+                    });
+                }
             }
         };
         let out = &bytes[s..e];

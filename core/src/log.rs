@@ -1199,7 +1199,9 @@ impl PartitionLog {
 /// asked to be read in full).
 ///
 /// Returns the byte range to send, or `Err(total)` when the first wanted batch extends past the
-/// bytes read and the shell must read `total` bytes from the same start.
+/// bytes read and the shell must read `total` bytes from the same start (and trim again: in a
+/// cleaned segment the wanted batch may lie further than [`PartitionLog::plan_read`] guessed,
+/// past a gap, so reading up to one unwanted batch's end can ask for more once again).
 pub fn trim_read(
     bytes: &[u8],
     offset: i64,
@@ -1221,6 +1223,14 @@ pub fn trim_read(
             Err(_) => break,
         };
         match start {
+            // A batch below the offset cut off by the read: the wanted one lies past it. In a
+            // dense segment the floor index point is less than an interval before the offset's
+            // batch, so the read reaches it; in a cleaned one the offset may sit in a gap whose
+            // next batch is any distance past the floor point (its own index point names a
+            // larger offset).
+            None if h.last_offset() < offset && pos + size > bytes.len() => {
+                return Err(pos + size + batch::HEADER_LEN);
+            }
             None if h.last_offset() < offset => {
                 pos += size;
                 continue;
@@ -1246,6 +1256,9 @@ pub fn trim_read(
     }
     match start {
         Some(s) => Ok((s, pos)),
+        // Every batch read lies below the offset, and the read ended at a batch's end: the
+        // wanted one may follow (the shell reads no further than the segment's end).
+        None if pos == bytes.len() && !bytes.is_empty() => Err(pos + batch::HEADER_LEN),
         None => Ok((pos.min(bytes.len()), pos.min(bytes.len()))),
     }
 }
@@ -1628,6 +1641,31 @@ pub(crate) mod tests {
             trim_read(&all, 2, 2 * one as u64 - 1, false),
             Ok((one, 2 * one))
         );
+    }
+
+    #[test]
+    fn trim_reads_past_a_cut_off_batch_below_the_offset() {
+        // A cleaned segment: the offset (4) sits in a gap after the first batch, whose body the
+        // read cut off; the batch wanted is the next one.
+        let (all, one) = three_batches();
+        assert_eq!(
+            trim_read(&all[..one - 5], 4, 1, true),
+            Err(one + batch::HEADER_LEN)
+        );
+        assert_eq!(
+            trim_read(&all[..one + batch::HEADER_LEN], 4, 1, true),
+            Err(2 * one + batch::HEADER_LEN)
+        );
+        assert_eq!(
+            trim_read(&all[..2 * one + batch::HEADER_LEN], 4, 1, true),
+            Err(3 * one)
+        );
+        // A read ending at a batch's end with every batch below the offset asks for more too.
+        assert_eq!(
+            trim_read(&all[..2 * one], 4, 1, true),
+            Err(2 * one + batch::HEADER_LEN)
+        );
+        assert_eq!(trim_read(&all, 4, 1, true), Ok((2 * one, 3 * one)));
     }
 
     #[test]

@@ -241,6 +241,29 @@ impl ProducerStates {
             .collect()
     }
 
+    /// The base offsets of the batches a clean below `first_uncleanable` must keep (at least as
+    /// headers): each tracked producer's newest batch, and its newest cached batch below
+    /// `first_uncleanable`. The newest batch may lie above the high watermark, and a crash then
+    /// takes it away; the newest one the clean may touch is what recovery, replaying the log from
+    /// a snapshot older than the clean, must still find to learn the producer's last sequence.
+    /// (A producer whose [`DEDUP_WINDOW`] cached batches all lie at or above
+    /// `first_uncleanable` has its newest batch below it unprotected; then none of them was
+    /// committed only if all were in flight at once.)
+    pub fn batch_offsets_to_keep(&self, first_uncleanable: i64) -> std::collections::BTreeSet<i64> {
+        let mut out = std::collections::BTreeSet::new();
+        for e in self.entries.values() {
+            out.extend(e.batches.last().map(|b| b.base_offset));
+            out.extend(
+                e.batches
+                    .iter()
+                    .rev()
+                    .find(|b| b.last_offset < first_uncleanable)
+                    .map(|b| b.base_offset),
+            );
+        }
+        out
+    }
+
     /// Forgets cached batches at or above `offset` (the log was truncated there).
     pub fn truncate_to(&mut self, offset: i64) {
         for e in self.entries.values_mut() {

@@ -3,7 +3,8 @@
 //! Every one is a hook in skein-core (its `canary` feature): `ack-before-fsync` is handed to
 //! each partition's `Replica` (`Replica::set_canary`), the others to the scan, log and producer
 //! state each `PartitionStore` builds through skein-storage's `canary` feature
-//! (`open_with_canary`).
+//! (`open_with_canary`), which also hands them to the cleaner (`cleanable_with_canary`, and
+//! `CleanJob::set_canary` for each clean it starts).
 
 use skein_core::canary::Canary;
 
@@ -21,16 +22,25 @@ pub enum SimCanary {
     TruncateAcked,
     /// The log trusts a produced batch's header max timestamp (-1 or wrong) over its records.
     TrustHeaderTimestamps,
+    /// The cleaner may clean the active segment.
+    CleanActiveSegment,
+    /// The cleaner drops the newest record of a key.
+    DropNewestOfKey,
+    /// The cleaner drops tombstones ignoring `delete.retention.ms`.
+    DropTombstoneEarly,
 }
 
 impl SimCanary {
     /// Every canary, in listing order.
-    pub const ALL: [SimCanary; 5] = [
+    pub const ALL: [SimCanary; 8] = [
         SimCanary::AckBeforeFsync,
         SimCanary::SkipCrcOnRecovery,
         SimCanary::NoDedup,
         SimCanary::TruncateAcked,
         SimCanary::TrustHeaderTimestamps,
+        SimCanary::CleanActiveSegment,
+        SimCanary::DropNewestOfKey,
+        SimCanary::DropTombstoneEarly,
     ];
 
     /// The `--canary` name.
@@ -41,6 +51,9 @@ impl SimCanary {
             SimCanary::NoDedup => "no-dedup",
             SimCanary::TruncateAcked => "truncate-acked",
             SimCanary::TrustHeaderTimestamps => "trust-header-timestamps",
+            SimCanary::CleanActiveSegment => "clean-active-segment",
+            SimCanary::DropNewestOfKey => "drop-newest-of-key",
+            SimCanary::DropTombstoneEarly => "drop-tombstone-early",
         }
     }
 
@@ -58,6 +71,15 @@ impl SimCanary {
             SimCanary::TrustHeaderTimestamps => {
                 "core PartitionLog::append stores a produced header's max timestamp as sent"
             }
+            SimCanary::CleanActiveSegment => {
+                "core cleaner::choose bounds the cleanable range by the high watermark only, not the active segment"
+            }
+            SimCanary::DropNewestOfKey => {
+                "core cleaner::filter drops the record the key map names as its key's newest"
+            }
+            SimCanary::DropTombstoneEarly => {
+                "core cleaner::filter drops a tombstone in the clean head whatever delete.retention.ms"
+            }
         }
     }
 
@@ -74,6 +96,9 @@ impl SimCanary {
             SimCanary::NoDedup => Some(Canary::NoDedup),
             SimCanary::TruncateAcked => Some(Canary::TruncateAcked),
             SimCanary::TrustHeaderTimestamps => Some(Canary::TrustHeaderTimestamps),
+            SimCanary::CleanActiveSegment => Some(Canary::CleanActiveSegment),
+            SimCanary::DropNewestOfKey => Some(Canary::DropNewestOfKey),
+            SimCanary::DropTombstoneEarly => Some(Canary::DropTombstoneEarly),
         }
     }
 }

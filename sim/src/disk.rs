@@ -338,10 +338,34 @@ impl SimDisk {
         if !self.tick() {
             return;
         }
+        // Only the directory's own entries, found by range (a disk holds many directories).
         let prefix = format!("{dir}/");
-        self.dir_durable.retain(|n| !n.starts_with(&prefix));
-        self.graveyard.retain(|n, _| !n.starts_with(&prefix));
-        for n in self.files.keys().filter(|n| n.starts_with(&prefix)) {
+        let in_dir = |n: &&String| n.starts_with(&prefix);
+        let old: Vec<String> = self
+            .dir_durable
+            .range(prefix.clone()..)
+            .take_while(in_dir)
+            .cloned()
+            .collect();
+        for n in old {
+            self.dir_durable.remove(&n);
+        }
+        let buried: Vec<String> = self
+            .graveyard
+            .range(prefix.clone()..)
+            .map(|(n, _)| n)
+            .take_while(in_dir)
+            .cloned()
+            .collect();
+        for n in buried {
+            self.graveyard.remove(&n);
+        }
+        for n in self
+            .files
+            .range(prefix.clone()..)
+            .map(|(n, _)| n)
+            .take_while(in_dir)
+        {
             self.dir_durable.insert(n.clone());
         }
     }

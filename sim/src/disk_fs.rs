@@ -3,8 +3,13 @@
 //! the last one, forgets unsynced directory entries and fills up.
 //!
 //! Mapping: a path is the disk's flat file name (`dir/file`, UTF-8); directories exist
-//! implicitly while they hold a file, so creating one does nothing. An open file is a name:
-//! it reads what the disk holds under that name now (a removed file reads as empty).
+//! implicitly while they hold a file, so creating one does nothing. An open file is a name
+//! that follows the file as a POSIX file descriptor follows its inode: a rename moves every
+//! handle open on the old name to the new one (skein-storage installs a cleaned segment
+//! through a handle opened on `<base>.log.swap`, then renames the file to `<base>.log`), and
+//! unlinking a file (removing it, or renaming another file over it) detaches its handles: they
+//! keep reading the bytes it held when it was unlinked, and their writes and fsyncs reach no
+//! file, as on Linux (the disk forgets the unlinked file's bytes at once).
 //!
 //! Invariant: every call is one or more whole SimDisk operations, so the disk's crash
 //! countdown and failure model apply to the real stores exactly as to any other driver.
@@ -12,7 +17,7 @@
 use std::cell::{Ref, RefCell, RefMut};
 use std::io;
 use std::path::Path;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use skein_storage::fs::{Fs, FsFile, Metadata, OpenMode};
 
@@ -27,6 +32,18 @@ const ENOSPC: i32 = 28;
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
     disk: Rc<RefCell<SimDisk>>,
+    /// What every handle opened through this file system (or a clone of it) refers to, so a
+    /// rename or an unlink can move or detach them.
+    handles: Rc<RefCell<Vec<Weak<RefCell<Target>>>>>,
+}
+
+/// What an open handle refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// The file the disk holds under this name.
+    Named(String),
+    /// A file unlinked while the handle was open: the bytes it held then.
+    Unlinked(Vec<u8>),
 }
 
 impl SimFs {
@@ -34,6 +51,46 @@ impl SimFs {
     pub fn new(disk: SimDisk) -> Self {
         SimFs {
             disk: Rc::new(RefCell::new(disk)),
+            handles: Rc::default(),
+        }
+    }
+
+    /// Remembers a new handle's target (and forgets handles dropped since the list last grew
+    /// to twice what was live).
+    fn register(&self, target: &Rc<RefCell<Target>>) {
+        let mut hs = self.handles.borrow_mut();
+        if hs.len() >= 64 && hs.len().is_power_of_two() {
+            hs.retain(|w| w.strong_count() > 0);
+        }
+        hs.push(Rc::downgrade(target));
+    }
+
+    /// The live handles on `name`.
+    fn handles_on(&self, name: &str) -> Vec<Rc<RefCell<Target>>> {
+        self.handles
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|t| matches!(&*t.borrow(), Target::Named(n) if n == name))
+            .collect()
+    }
+
+    /// Every live handle on `name` is detached: it keeps the bytes the file holds now.
+    fn unlink_handles(&self, name: &str) {
+        let hs = self.handles_on(name);
+        if hs.is_empty() {
+            return;
+        }
+        let bytes = self.disk().read_all(name).unwrap_or_default();
+        for t in hs {
+            *t.borrow_mut() = Target::Unlinked(bytes.clone());
+        }
+    }
+
+    /// Every live handle on `from` now refers to `to`.
+    fn move_handles(&self, from: &str, to: &str) {
+        for t in self.handles_on(from) {
+            *t.borrow_mut() = Target::Named(to.to_string());
         }
     }
 
@@ -52,14 +109,26 @@ impl SimFs {
 #[derive(Debug)]
 pub struct SimFsFile {
     disk: Rc<RefCell<SimDisk>>,
-    name: String,
+    target: Rc<RefCell<Target>>,
     writable: bool,
 }
 
 impl SimFsFile {
-    /// The disk's name of this file (`dir/file`).
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The disk's name of this file (`dir/file`) now, or `(unlinked)` once it was unlinked.
+    pub fn name(&self) -> Ref<'_, str> {
+        Ref::map(self.target.borrow(), |t| match t {
+            Target::Named(n) => n.as_str(),
+            Target::Unlinked(_) => "(unlinked)",
+        })
+    }
+
+    /// The disk's name of this file, `None` once it was unlinked.
+    fn named(&self) -> Option<Ref<'_, str>> {
+        Ref::filter_map(self.target.borrow(), |t| match t {
+            Target::Named(n) => Some(n.as_str()),
+            Target::Unlinked(_) => None,
+        })
+        .ok()
     }
 }
 
@@ -81,10 +150,14 @@ fn no_space(_: NoSpace) -> io::Error {
 
 impl FsFile for SimFsFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let bytes = self
-            .disk
-            .borrow()
-            .read(&self.name, offset, buf.len() as u64);
+        let bytes = match &*self.target.borrow() {
+            Target::Named(name) => self.disk.borrow().read(name, offset, buf.len() as u64),
+            Target::Unlinked(data) => {
+                let start = (offset as usize).min(data.len());
+                let end = start.saturating_add(buf.len()).min(data.len());
+                data[start..end].to_vec()
+            }
+        };
         buf[..bytes.len()].copy_from_slice(&bytes);
         Ok(bytes.len())
     }
@@ -93,9 +166,12 @@ impl FsFile for SimFsFile {
         if !self.writable {
             return Err(io::Error::from_raw_os_error(EBADF));
         }
+        let Some(name) = self.named() else {
+            return Ok(());
+        };
         self.disk
             .borrow_mut()
-            .write(&self.name, offset, buf)
+            .write(&name, offset, buf)
             .map_err(no_space)
     }
 
@@ -103,16 +179,23 @@ impl FsFile for SimFsFile {
         if !self.writable {
             return Err(io::Error::from_raw_os_error(EBADF));
         }
-        self.disk.borrow_mut().set_len(&self.name, len);
+        if let Some(name) = self.named() {
+            self.disk.borrow_mut().set_len(&name, len);
+        }
         Ok(())
     }
 
     fn size(&self) -> io::Result<u64> {
-        Ok(self.disk.borrow().len(&self.name))
+        Ok(match &*self.target.borrow() {
+            Target::Named(name) => self.disk.borrow().len(name),
+            Target::Unlinked(data) => data.len() as u64,
+        })
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        self.disk.borrow_mut().fsync(&self.name);
+        if let Some(name) = self.named() {
+            self.disk.borrow_mut().fsync(&name);
+        }
         Ok(())
     }
 
@@ -133,9 +216,11 @@ impl Fs for SimFs {
             OpenMode::Truncate => self.disk_mut().create(&name),
             _ => {}
         }
+        let target = Rc::new(RefCell::new(Target::Named(name)));
+        self.register(&target);
         Ok(SimFsFile {
             disk: self.disk.clone(),
-            name,
+            target,
             writable: mode != OpenMode::Read,
         })
     }
@@ -191,6 +276,7 @@ impl Fs for SimFs {
         if !self.disk().exists(&name) {
             return Err(not_found(&name));
         }
+        self.unlink_handles(&name);
         self.disk_mut().remove(&name);
         Ok(())
     }
@@ -200,6 +286,11 @@ impl Fs for SimFs {
         if !self.disk().exists(&from) {
             return Err(not_found(&from));
         }
+        if from == to {
+            return Ok(());
+        }
+        self.unlink_handles(&to);
+        self.move_handles(&from, &to);
         self.disk_mut().rename(&from, &to);
         Ok(())
     }

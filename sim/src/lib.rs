@@ -6,7 +6,8 @@
 //! latencies ([`net`]). A failing run shrinks to a smaller replayable schedule ([`schedule`]).
 //! There is no async runtime: a discrete-event loop jumps simulated time to the next event and drives skein-core directly.
 //! The real skein-storage stores run on a node's disk through [`disk_fs`]: each partition of the
-//! node simulation is a `PartitionStore`.
+//! node simulation is a `PartitionStore`, and the broker's log cleaner compacts the topics the
+//! swarm made compacted, one piece of a clean per event.
 //! A client-side history checker ([`checker`], one file per property) judges every
 //! acknowledgement and every record read; node invariants are asserted after every event; a
 //! liveness phase without faults ends each run; the trace hash proves determinism ([`trace`]).

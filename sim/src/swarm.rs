@@ -20,6 +20,77 @@ pub struct ProducerShape {
     pub in_flight: u32,
 }
 
+/// How one workload topic is compacted (its topic configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactShape {
+    /// `cleanup.policy=compact,delete` (retention deletes too), else `compact`.
+    pub delete_too: bool,
+    /// `segment.bytes`, small so segments seal and become cleanable.
+    pub segment_bytes: u64,
+    /// `delete.retention.ms`: how long a tombstone stays after its segment was cleaned.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in thousandths.
+    pub dirty_ratio_permille: u32,
+}
+
+impl CompactShape {
+    /// The topic configs that ask for this shape (CreateTopics' configs).
+    pub fn configs(&self) -> Vec<(String, String)> {
+        let policy = if self.delete_too {
+            "compact,delete"
+        } else {
+            "compact"
+        };
+        let ratio = format!("{}", f64::from(self.dirty_ratio_permille) / 1000.0);
+        [
+            ("cleanup.policy", policy.to_string()),
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("delete.retention.ms", self.delete_retention_ms.to_string()),
+            (
+                "min.compaction.lag.ms",
+                self.min_compaction_lag_ms.to_string(),
+            ),
+            ("min.cleanable.dirty.ratio", ratio),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// How the workload and the node's cleaner exercise compaction. Drawn by
+/// [`Swarm::draw_compaction`] from its own stream, after everything else, so a seed without a
+/// compacted topic runs as it did before compaction existed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Compaction {
+    /// Per workload topic (in `sim::TOPICS` order): its compaction, if it is compacted.
+    pub topics: [Option<CompactShape>; 3],
+    /// Keys producers draw from on a compacted topic (small, so keys repeat).
+    pub keys: u32,
+    /// Per keyed record: chance it is a tombstone.
+    pub tombstone_ppm: u32,
+    /// Interval between cleaner passes (the broker's `log.cleaner.backoff.ms`).
+    pub pass_ms: u64,
+    /// Steps of a clean (reads, writes, seals) carried out per event.
+    pub steps: u32,
+    /// Longest delay between a clean's events (its runs and its commits).
+    pub gap_max_ms: u64,
+    /// The cleaner's key-map budget (`log.cleaner.dedupe.buffer.size`): small budgets split a
+    /// clean into several passes.
+    pub dedupe_bytes: u64,
+    /// The cleaner's read and write buffers (`log.cleaner.io.buffer.size`).
+    pub io_bytes: u64,
+}
+
+impl Compaction {
+    /// True when some topic is compacted.
+    pub fn any(&self) -> bool {
+        self.topics.iter().any(Option::is_some)
+    }
+}
+
 /// One run's shape and fault rates; rates are parts per million.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Swarm {
@@ -96,6 +167,8 @@ pub struct Swarm {
     pub admin_mean_ms: u64,
     /// Chance a producer leaves its batches' header max timestamp unset (-1) or wrong.
     pub bad_timestamp_ppm: u32,
+    /// Compacted topics and the cleaner (drawn last, by [`Swarm::draw_compaction`]).
+    pub compaction: Compaction,
 }
 
 fn pct(ppm: u32) -> String {
@@ -174,7 +247,37 @@ impl Swarm {
             misdirect_ppm: 0,
             admin_mean_ms: 0,
             bad_timestamp_ppm: 0,
+            compaction: Compaction::default(),
         }
+    }
+
+    /// Draws which workload topics are compacted, their configs and the cleaner's pace, from
+    /// their own stream. About half the seeds compact nothing (and run as before compaction was
+    /// simulated); the others compact one to three topics.
+    pub fn draw_compaction(&mut self, r: &mut Rng) {
+        let ppm = r.pick(&[0u32, 0, 400_000, 700_000]);
+        let mut topics = [None; 3];
+        for t in &mut topics {
+            if r.chance(ppm) {
+                *t = Some(CompactShape {
+                    delete_too: r.chance(250_000),
+                    segment_bytes: r.pick(&[1500u64, 2048, 4096]),
+                    delete_retention_ms: r.pick(&[0i64, 50, 500, 1_000_000]),
+                    min_compaction_lag_ms: r.pick(&[0i64, 0, 20, 300]),
+                    dirty_ratio_permille: r.pick(&[1u32, 10, 100]),
+                });
+            }
+        }
+        self.compaction = Compaction {
+            topics,
+            keys: r.pick(&[1u32, 4, 16, 64]),
+            tombstone_ppm: r.pick(&[0u32, 100_000, 300_000]),
+            pass_ms: r.pick(&[20u64, 100, 400]),
+            steps: r.pick(&[2u32, 8, 1000]),
+            gap_max_ms: r.pick(&[0u64, 5, 50]),
+            dedupe_bytes: r.pick(&[192u64, 1024, 65_536]),
+            io_bytes: r.pick(&[600u64, 4096, 65_536]),
+        };
     }
 
     /// Draws the rates added after the first swarm (network duplication and partitions, pauses,
@@ -257,6 +360,38 @@ impl fmt::Display for Swarm {
             pct(self.misdirect_ppm),
             self.admin_mean_ms,
             pct(self.bad_timestamp_ppm),
+        )?;
+        let c = &self.compaction;
+        if !c.any() {
+            return Ok(());
+        }
+        let topics: Vec<String> = c
+            .topics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let t = t.as_ref()?;
+                Some(format!(
+                    "t{i}:{}/seg{}/dr{}/lag{}/r{}",
+                    if t.delete_too { "cd" } else { "c" },
+                    t.segment_bytes,
+                    t.delete_retention_ms,
+                    t.min_compaction_lag_ms,
+                    f64::from(t.dirty_ratio_permille) / 1000.0
+                ))
+            })
+            .collect();
+        write!(
+            f,
+            " compact=[{}] keys={} tomb={} clean={}ms/{}steps/{}ms map={} io={}",
+            topics.join(","),
+            c.keys,
+            pct(c.tombstone_ppm),
+            c.pass_ms,
+            c.steps,
+            c.gap_max_ms,
+            c.dedupe_bytes,
+            c.io_bytes
         )
     }
 }

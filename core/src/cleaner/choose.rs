@@ -90,16 +90,23 @@ impl Cleanable {
     }
 }
 
-/// The first uncleanable offset of `segments` (see the module docs).
+/// The first uncleanable offset of `segments` (see the module docs). `active_cleanable` is the
+/// `clean-active-segment` canary's planted bug (always false outside the simulator): the
+/// active segment counts as sealed, so only the high watermark and the lag bound the range.
 fn first_uncleanable(
     segments: &[SegmentInfo],
     first_dirty: i64,
     high_watermark: i64,
     now_ms: i64,
     cfg: &LogConfig,
+    active_cleanable: bool,
 ) -> i64 {
-    let active = segments[segments.len() - 1].base;
-    let sealed = &segments[..segments.len() - 1];
+    let last = &segments[segments.len() - 1];
+    let (active, sealed) = if active_cleanable {
+        (last.next_offset, segments)
+    } else {
+        (last.base, &segments[..segments.len() - 1])
+    };
     let hw_seg = sealed
         .iter()
         .find(|s| s.next_offset > high_watermark)
@@ -126,13 +133,53 @@ pub fn cleanable(
     now_ms: i64,
     cfg: &LogConfig,
 ) -> Cleanable {
+    cleanable_hooked(segments, checkpoint, high_watermark, now_ms, cfg, false)
+}
+
+/// [`cleanable`] with a planted bug turned on (simulator only): `CleanActiveSegment` lets the
+/// active segment be cleaned.
+#[cfg(feature = "canary")]
+pub fn cleanable_with_canary(
+    segments: &[SegmentInfo],
+    checkpoint: Option<i64>,
+    high_watermark: i64,
+    now_ms: i64,
+    cfg: &LogConfig,
+    canary: Option<crate::canary::Canary>,
+) -> Cleanable {
+    let active_cleanable = canary == Some(crate::canary::Canary::CleanActiveSegment);
+    cleanable_hooked(
+        segments,
+        checkpoint,
+        high_watermark,
+        now_ms,
+        cfg,
+        active_cleanable,
+    )
+}
+
+fn cleanable_hooked(
+    segments: &[SegmentInfo],
+    checkpoint: Option<i64>,
+    high_watermark: i64,
+    now_ms: i64,
+    cfg: &LogConfig,
+    active_cleanable: bool,
+) -> Cleanable {
     assert!(!segments.is_empty(), "a log has at least one segment");
     let log_start = segments[0].base;
     let log_end = segments[segments.len() - 1].next_offset;
     let first_dirty = checkpoint
         .filter(|c| (log_start..=log_end).contains(c))
         .unwrap_or(log_start);
-    let fu = first_uncleanable(segments, first_dirty, high_watermark, now_ms, cfg);
+    let fu = first_uncleanable(
+        segments,
+        first_dirty,
+        high_watermark,
+        now_ms,
+        cfg,
+        active_cleanable,
+    );
     let below = || segments.iter().filter(|s| s.base < fu);
     let is_clean = |s: &&SegmentInfo| s.next_offset <= first_dirty;
     let clean_bytes = below().filter(is_clean).map(|s| s.size).sum();

@@ -13,8 +13,9 @@
 //! indexed (dropping markers of finished transactions comes with transactions).
 //!
 //! A batch with survivors is kept whole when all survive, else rewritten with them
-//! ([`super::rewrite`]). A batch with none is kept as an empty header when it is the newest
-//! batch of its producer id (idempotent dedup compares sequences with it), or the last batch of
+//! ([`super::rewrite`]). A batch with none is kept as an empty header when it is one of the
+//! batches kept for its producer id (its newest, and its newest below the first uncleanable
+//! offset: idempotent dedup and recovery compare sequences with them), or the last batch of
 //! its destination segment (so the segment's offset range, read back by a scan, still reaches
 //! the next segment's base); otherwise it is dropped.
 //!
@@ -85,6 +86,37 @@ pub fn decide_record(r: &RecordView, map: &KeyMap, drop_tombstone: bool) -> Reco
         return RecordVerdict::TombstoneExpired;
     }
     RecordVerdict::Keep
+}
+
+/// The `drop-newest-of-key` canary (simulator only): a record the map names as its key's
+/// newest, kept by [`decide_record`], is dropped as superseded all the same.
+#[cfg(feature = "canary")]
+pub fn canary_verdict(
+    v: RecordVerdict,
+    r: &RecordView,
+    map: &KeyMap,
+    canary: Option<crate::canary::Canary>,
+) -> RecordVerdict {
+    let newest = r
+        .key
+        .and_then(|k| map.get(&key_hash(k)))
+        .is_some_and(|newest| newest == r.offset);
+    if canary == Some(crate::canary::Canary::DropNewestOfKey) && v.kept() && newest {
+        RecordVerdict::Superseded
+    } else {
+        v
+    }
+}
+
+/// The `drop-tombstone-early` canary (simulator only): a tombstone below the first dirty offset
+/// may be dropped whatever the delete horizon.
+#[cfg(feature = "canary")]
+pub fn canary_tombstone_droppable(
+    offset: i64,
+    first_dirty: i64,
+    canary: Option<crate::canary::Canary>,
+) -> bool {
+    canary == Some(crate::canary::Canary::DropTombstoneEarly) && offset < first_dirty
 }
 
 /// The fate of one batch.

@@ -208,6 +208,9 @@ pub struct CleanJob {
     waiting: Option<(usize, u64, u64)>,
     min_read: u64,
     stats: CleanStats,
+    /// A planted bug the simulator turned on (only with the `canary` feature).
+    #[cfg(feature = "canary")]
+    canary: Option<crate::canary::Canary>,
 }
 
 /// The whole batches at the start of `bytes` (read at `pos` of segment `seg`): each batch's
@@ -242,7 +245,7 @@ fn whole_batches(bytes: &[u8], seg: i64, pos: u64) -> Result<Batches, CleanError
 impl CleanJob {
     /// A clean of the log `segments` (all of them in offset order, the active one last) over
     /// `range` (from [`super::choose::cleanable`]), keeping the batches at `producer_last`
-    /// (from [`crate::producer::ProducerStates::last_batch_offsets`]) at least as headers.
+    /// (from [`crate::producer::ProducerStates::batch_offsets_to_keep`]) at least as headers.
     pub fn new(
         segments: Vec<SegmentInfo>,
         range: &Cleanable,
@@ -292,7 +295,15 @@ impl CleanJob {
             waiting: None,
             min_read: 0,
             stats: CleanStats::default(),
+            #[cfg(feature = "canary")]
+            canary: None,
         }
+    }
+
+    /// Turns a planted bug on (simulator only): handed to every batch it cleans.
+    #[cfg(feature = "canary")]
+    pub fn set_canary(&mut self, canary: Option<crate::canary::Canary>) {
+        self.canary = canary;
     }
 
     /// What the clean did so far.
@@ -567,6 +578,8 @@ impl CleanJob {
                 segment_modified_ms: s.modified_ms,
                 delete_horizon_ms: self.delete_horizon_ms,
                 keep_header: filter::must_keep_header(&h, &self.producer_last, ends_dest),
+                #[cfg(feature = "canary")]
+                canary: self.canary,
             };
             let stored = &bytes[at..at + h.size];
             let c = rewrite::clean_batch(stored, &h, &ctx).map_err(|error| CleanError::Batch {

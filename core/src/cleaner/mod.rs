@@ -21,8 +21,10 @@
 //!   for the map or rewritten.
 //! - A tombstone is dropped only below the clean's first dirty offset, in a segment last
 //!   modified at or before the delete horizon.
-//! - Each producer's newest batch keeps its header (base offset, last offset delta, producer
-//!   id, epoch, base sequence); control batches are kept whole.
+//! - Each producer's newest batch, and its newest batch below the first uncleanable offset
+//!   (what recovery must find if a crash takes the newer, uncommitted ones away), keep their
+//!   headers (base offset, last offset delta, producer id, epoch, base sequence); control
+//!   batches are kept whole.
 //! - Every destination segment ends with a batch whose last offset is its range's last offset,
 //!   so a scan of the segment after a restart finds the same offset range.
 //! - Several passes with a small map keep the same records as one pass with a big map (up to

@@ -33,6 +33,10 @@ pub struct BatchContext<'a> {
     pub delete_horizon_ms: i64,
     /// The header must survive even without records ([`filter::must_keep_header`]).
     pub keep_header: bool,
+    /// A planted bug the simulator turned on (only with the `canary` feature; see
+    /// [`filter::canary_verdict`]).
+    #[cfg(feature = "canary")]
+    pub canary: Option<crate::canary::Canary>,
 }
 
 /// Counts of what cleaning one batch (or more) did.
@@ -133,7 +137,12 @@ pub fn clean_batch<'a>(
                 ctx.segment_modified_ms,
                 ctx.delete_horizon_ms,
             );
+            #[cfg(feature = "canary")]
+            let drop_tomb = drop_tomb
+                || filter::canary_tombstone_droppable(r.offset, ctx.first_dirty, ctx.canary);
             let v = filter::decide_record(&view, ctx.map, drop_tomb);
+            #[cfg(feature = "canary")]
+            let v = filter::canary_verdict(v, &view, ctx.map, ctx.canary);
             counts.count(v);
             v.kept()
         })
@@ -223,6 +232,8 @@ mod tests {
             segment_modified_ms: 0,
             delete_horizon_ms: 100,
             keep_header: false,
+            #[cfg(feature = "canary")]
+            canary: None,
         };
         let c = clean_batch(&b, &h, &ctx).unwrap();
         assert_eq!(c.verdict, BatchVerdict::Rewrite);

@@ -33,6 +33,13 @@
 //!   clients leave it at -1). Judged at each pass from the log starts right after it (as
 //!   ListOffsets answers them), for the observations standing below the new start; skipped when
 //!   size retention is on too (it may delete young records by design).
+//! - `compaction.rs`: on a compacted topic, records may be cleaned away, so the fetch checks
+//!   allow gaps (`offsets.rs`), and a record a read covers but does not return must have been
+//!   cleanable: below every bound a clean started under (the high watermark, the active
+//!   segment), superseded by a newer record of its key below it, or a tombstone older than
+//!   `delete.retention.ms`; a reader from the log start sees every key's newest acknowledged
+//!   value (or a later one); a read record has the key and value its producer gave it. Retention
+//!   on `compact,delete` topics is judged only above the clean bound.
 //! - `liveness.rs`: after the faults stop, every idempotent produce is acknowledged within a bound.
 //! - `topics.rs`: topics are judged by topic id (produce and fetch answers carry it), so a topic
 //!   deleted and created again under the same name is a new history. A topic whose creation was
@@ -43,6 +50,7 @@
 //!
 //! Partitions are keyed by (topic id, partition index).
 
+pub mod compaction;
 pub mod consistency;
 pub mod duplicates;
 pub mod durability;
@@ -56,8 +64,8 @@ pub mod topics;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::node::{FetchResult, TopicId};
-use crate::records::RecordId;
+use crate::node::{FetchResult, PartKey, TopicId};
+use crate::records::{KeyedSpec, RecordId};
 
 /// A broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +119,8 @@ pub struct PartHistory {
     pub observed: BTreeMap<i64, RecordId>,
     /// Standing observations by record: record -> offsets.
     pub placed: BTreeMap<RecordId, BTreeSet<i64>>,
+    /// A partition of a compacted topic: what `compaction.rs` tracks.
+    pub compact: Option<compaction::CompactPart>,
 }
 
 impl PartHistory {
@@ -122,6 +132,9 @@ impl PartHistory {
                 if set.is_empty() {
                     self.placed.remove(&id);
                 }
+            }
+            if let Some(c) = &mut self.compact {
+                c.unknow(offset);
             }
         }
     }
@@ -158,6 +171,15 @@ pub struct History {
     pub records_read: u64,
     /// The record timestamp each producer gave a batch: (client, batch serial) -> ms.
     pub stamps: BTreeMap<(u32, u32), i64>,
+    /// Compacted topics, by name: their `delete.retention.ms`.
+    pub compacted: BTreeMap<String, i64>,
+    /// The key and null-ness of every record produced for a compacted topic.
+    pub specs: BTreeMap<RecordId, KeyedSpec>,
+    /// The records produced for a compacted topic, by (topic name, partition, key).
+    pub sent: BTreeMap<(String, u32, u32), Vec<RecordId>>,
+    /// Produce requests sent for each batch of a compacted topic: (client, batch serial) ->
+    /// attempts (each may have appended a copy).
+    pub attempts: BTreeMap<(u32, u32), u32>,
 }
 
 impl History {
@@ -174,13 +196,66 @@ impl History {
         self.parts.get(&part).map_or(0, |p| p.frontier)
     }
 
+    /// The first offset a crash may damage (sector rot, misdirected writes): the durable
+    /// frontier, and on a compacted partition not below its clean bound either. A clean drops
+    /// records superseded by newer ones below the high watermark, which clients may not have
+    /// been promised yet; damaging those would lose what the clients were promised (the older
+    /// records they superseded) with them: a fault one replica cannot survive.
+    pub fn damage_floor(&self, part: Part) -> i64 {
+        self.parts.get(&part).map_or(0, |p| {
+            p.compact
+                .as_ref()
+                .map_or(p.frontier, |c| p.frontier.max(c.bound))
+        })
+    }
+
     fn part(&mut self, part: Part) -> &mut PartHistory {
         self.parts.entry(part).or_default()
+    }
+
+    /// The history of `part` of topic `name`, tracking compaction when the topic is compacted.
+    fn part_of(&mut self, name: &str, part: Part) -> &mut PartHistory {
+        let compacted = self.compacted.contains_key(name);
+        let ph = self.parts.entry(part).or_default();
+        if compacted && ph.compact.is_none() {
+            ph.compact = Some(compaction::CompactPart::default());
+        }
+        ph
+    }
+
+    /// Topic `name` is compacted, with `delete.retention.ms` `delete_retention_ms`.
+    pub fn set_compacted(&mut self, name: &str, delete_retention_ms: i64) {
+        self.compacted.insert(name.to_string(), delete_retention_ms);
+    }
+
+    /// A producer built records `ids` for partition `key` of a compacted topic, as `specs` say.
+    pub fn sent_keyed(&mut self, key: &PartKey, ids: &[RecordId], specs: &[KeyedSpec]) {
+        for (id, spec) in ids.iter().zip(specs) {
+            self.specs.insert(*id, *spec);
+            self.sent
+                .entry((key.0.clone(), key.1, spec.key))
+                .or_default()
+                .push(*id);
+        }
+    }
+
+    /// A produce request for batch `serial` of `client` went out.
+    pub fn attempt(&mut self, client: u32, serial: u32) {
+        *self.attempts.entry((client, serial)).or_default() += 1;
+    }
+
+    /// A clean of compacted partition `part` started while its high watermark and its active
+    /// segment's base were both at or above `bound`.
+    pub fn on_clean_start(&mut self, name: &str, part: Part, bound: i64) {
+        if let Some(c) = &mut self.part_of(name, part).compact {
+            c.bound = c.bound.max(bound);
+        }
     }
 
     /// Records that `offset` of `part` holds `id`.
     pub fn observe(&mut self, part: Part, offset: i64, id: RecordId) -> Verdict {
         let idempotent = self.idempotent.contains(&id.client);
+        let key = self.specs.get(&id).map(|s| s.key);
         let p = part.1 as usize;
         let ph = self.part(part);
         if offset < ph.log_start {
@@ -191,16 +266,29 @@ impl History {
             duplicates::check(ph, p, offset, id)?;
             order::check(ph, p, offset, id)?;
         }
+        if let Some(c) = &mut ph.compact {
+            if let Some(prev) = c.gone.get(&offset).filter(|prev| **prev != id) {
+                return Err(violation(
+                    "consistency",
+                    format!(
+                        "p{p} offset {offset} held {prev} (cleaned away since), now holds {id}"
+                    ),
+                ));
+            }
+            if let Some(k) = key {
+                c.know(offset, k);
+            }
+        }
         ph.observed.insert(offset, id);
         ph.placed.entry(id).or_default().insert(offset);
         Ok(())
     }
 
-    /// A produce acknowledgement: `ids` were written at `base_offset..=last_offset` of `part`;
-    /// the produce was sent at `sent_ms`.
+    /// A produce acknowledgement: `ids` were written at `base_offset..=last_offset` of `part`
+    /// (of topic `name`); the produce was sent at `sent_ms`.
     pub fn on_ack(
         &mut self,
-        part: Part,
+        (name, part): (&str, Part),
         ids: &[RecordId],
         base_offset: i64,
         last_offset: i64,
@@ -208,6 +296,7 @@ impl History {
         sent_ms: u64,
     ) -> Verdict {
         self.acks += 1;
+        self.part_of(name, part);
         topics::check_reached(self, part.0, sent_ms, "produce")?;
         offsets::check_ack(part.1 as usize, ids.len(), base_offset, last_offset)?;
         for (i, id) in ids.iter().enumerate() {
@@ -219,8 +308,15 @@ impl History {
         Ok(())
     }
 
-    /// A fetch response for `offset` of partition index `p`, sent at `sent_ms`.
-    pub fn on_fetch(&mut self, p: u32, offset: i64, result: &FetchResult, sent_ms: u64) -> Verdict {
+    /// A fetch response for `offset` of partition `key`, sent at `sent_ms`, judged at `now_ms`.
+    pub fn on_fetch(
+        &mut self,
+        key: &PartKey,
+        offset: i64,
+        result: &FetchResult,
+        (sent_ms, now_ms): (u64, u64),
+    ) -> Verdict {
+        let p = key.1;
         match result {
             FetchResult::UnknownTopic => Ok(()),
             FetchResult::OutOfRange {
@@ -246,6 +342,11 @@ impl History {
                 durability::advance(self.part(part), *high_watermark);
                 let pi = p as usize;
                 let batches = integrity::check(pi, bytes)?;
+                if self.compacted(&key.0).is_some() {
+                    self.part_of(&key.0, part);
+                    let at = (offset, *high_watermark);
+                    return self.on_compacted_fetch((&key.0, part), at, &batches, now_ms);
+                }
                 let records = offsets::check_fetch(pi, offset, *high_watermark, &batches)?;
                 for (off, value) in records {
                     let Some(id) = RecordId::parse(&value) else {
@@ -262,6 +363,44 @@ impl History {
         }
     }
 
+    /// The records of a fetch at `offset` (answered with high watermark `hw`) of compacted
+    /// partition `part` (of topic `name`):
+    /// each judged as on any topic and against what its producer built; then every standing
+    /// observation the fetch covers but did not return (`compaction.rs`).
+    fn on_compacted_fetch(
+        &mut self,
+        (name, part): (&str, Part),
+        (offset, hw): (i64, i64),
+        batches: &[Vec<u8>],
+        now_ms: u64,
+    ) -> Verdict {
+        let p = part.1 as usize;
+        let (records, end) = offsets::check_fetch_compacted(p, offset, hw, batches)?;
+        let mut returned = BTreeSet::new();
+        for r in records {
+            let Some(id) = r.id() else {
+                return Err(violation(
+                    "integrity",
+                    format!("p{p} offset {}: a record no client produced", r.offset),
+                ));
+            };
+            compaction::check_record(p, &r, id, self.specs.get(&id))?;
+            self.records_read += 1;
+            self.observe(part, r.offset, id)?;
+            returned.insert(r.offset);
+        }
+        let missing: Vec<(i64, RecordId)> = self.parts[&part]
+            .observed
+            .range(offset..end)
+            .filter(|(o, _)| !returned.contains(*o))
+            .map(|(o, id)| (*o, *id))
+            .collect();
+        for (o, id) in missing {
+            self.judge_missing((name, part), o, id, now_ms)?;
+        }
+        Ok(())
+    }
+
     /// The log start moved (retention): observations below it no longer stand.
     pub fn on_log_start(&mut self, part: Part, log_start: i64) {
         let ph = self.part(part);
@@ -270,6 +409,12 @@ impl History {
             let gone: Vec<i64> = ph.observed.range(..log_start).map(|(o, _)| *o).collect();
             for o in gone {
                 ph.forget(o);
+            }
+            if let Some(c) = &mut ph.compact {
+                let cleaned: Vec<i64> = c.gone.range(..log_start).map(|(o, _)| *o).collect();
+                for o in cleaned {
+                    c.unknow(o);
+                }
             }
         }
     }
@@ -303,13 +448,17 @@ impl History {
         for (part, log_start, _) in parts {
             if !by_size && retention_ms >= 0 {
                 let ph = self.parts.entry(*part).or_default();
+                // A compacted partition's records below the clean bound may have been cleaned
+                // away before the pass (and a cleaned segment's newest timestamp is its
+                // survivors').
+                let from = ph.compact.as_ref().map_or(ph.log_start, |c| c.bound);
                 retention::check(
                     ph,
                     &self.stamps,
                     part.1 as usize,
                     now_ms,
                     retention_ms,
-                    *log_start,
+                    (from, *log_start),
                 )?;
             }
             self.on_log_start(*part, *log_start);

@@ -7,16 +7,20 @@ use std::collections::BTreeMap;
 use super::{violation, PartHistory, Verdict};
 
 /// The pass at `now_ms` moved the log start of partition `p` to `new_start`: every standing
-/// observation below it must hold a record older than `retention_ms`.
+/// observation from `from` up to it must hold a record older than `retention_ms`.
 pub fn check(
     ph: &PartHistory,
     stamps: &BTreeMap<(u32, u32), i64>,
     p: usize,
     now_ms: u64,
     retention_ms: i64,
-    new_start: i64,
+    (from, new_start): (i64, i64),
 ) -> Verdict {
-    for (offset, id) in ph.observed.range(ph.log_start..new_start) {
+    let from = from.max(ph.log_start);
+    if from >= new_start {
+        return Ok(());
+    }
+    for (offset, id) in ph.observed.range(from..new_start) {
         let Some(ts) = stamps.get(&(id.client, id.serial)) else {
             continue;
         };

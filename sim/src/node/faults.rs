@@ -6,7 +6,10 @@
 //! above the durable frontier the checker holds, and only where recovery must scan (the
 //! active segment, or a sealed segment after its last index point). So the checker may forget
 //! everything at or above the frontier at a crash (see `checker/durability.rs`) and still
-//! demand that no corrupt batch is ever served. Corruption before a sealed segment's last index
+//! demand that no corrupt batch is ever served. On a compacted partition the floor is also the
+//! clean bound (`History::damage_floor`): a clean may have dropped promised records in favour
+//! of newer, committed ones the clients were not yet promised, and damaging those would lose
+//! the promised values too. Corruption before a sealed segment's last index
 //! point is not injected: neither Kafka nor skein re-verifies sealed segments on recovery, so it
 //! would be served (a Kafka client's CRC check would catch it); that needs a scrubber or
 //! fetch-side checks first.

@@ -104,7 +104,22 @@ impl Sim {
             }
         });
         let ts = self.now as i64;
-        let mut bytes = records::build_batch(&ids, filler, ts, identity);
+        let compaction = &self.swarm.compaction;
+        let mut bytes = if compaction.topics[topic].is_some() {
+            // Keyed records from a small key space, some tombstones (never a null key: the
+            // leader refuses those on a compacted topic).
+            let specs: Vec<records::KeyedSpec> = ids
+                .iter()
+                .map(|_| records::KeyedSpec {
+                    key: self.rng.keys.below(u64::from(compaction.keys)) as u32,
+                    tombstone: self.rng.keys.chance(compaction.tombstone_ppm),
+                })
+                .collect();
+            self.history.sent_keyed(&key, &ids, &specs);
+            records::build_keyed_batch(&ids, &specs, filler, ts, identity)
+        } else {
+            records::build_batch(&ids, filler, ts, identity)
+        };
         let wrong = match p.stamps {
             Stamps::Right => None,
             Stamps::Unset => Some(-1),
@@ -172,10 +187,12 @@ impl Sim {
             0 => {
                 let partitions = r.range(1, 3) as u32;
                 let id = self.topic_id_bytes();
+                let configs = self.topic_configs(topic_index(&name));
                 AdminOp::Create {
                     name,
                     partitions,
                     id,
+                    configs,
                 }
             }
             1 => AdminOp::Delete { name },
@@ -265,6 +282,9 @@ impl Sim {
                     sent: self.now,
                 },
             );
+            if self.history.compacted(&key.0).is_some() {
+                self.history.attempt(c as u32, serial);
+            }
             self.log(format!(
                 "send c{c} req{req} batch{serial} {}-{} acks={acks}",
                 key.0, key.1
@@ -328,7 +348,7 @@ impl Sim {
                 topic_id,
             } => {
                 self.history.on_ack(
-                    (topic_id, info.key.1),
+                    (&info.key.0, (topic_id, info.key.1)),
                     &info.ids,
                     base_offset,
                     last_offset,
@@ -435,7 +455,8 @@ impl Sim {
             "fetch reply c{client} req{req} {}-{} at {offset}",
             key.0, key.1
         ));
-        self.history.on_fetch(key.1, offset, &result, sent)?;
+        self.history
+            .on_fetch(&key, offset, &result, (sent, self.now))?;
         let Client::Fetcher(f) = &mut self.clients[client] else {
             unreachable!()
         };

@@ -148,6 +148,11 @@ impl Sim {
                 }
                 Ok(())
             }
+            Event::Clean => self.clean_pass(),
+            Event::CleanPiece { commit, inc } => {
+                self.clean_piece(commit, inc);
+                Ok(())
+            }
             Event::Partition => {
                 self.partition();
                 Ok(())

@@ -59,14 +59,14 @@ impl Sim {
         let (rep, scanned) = self.node.crash(&mut self.rng.faults, &self.swarm);
         let rot = if self.rng.faults.chance(self.swarm.corrupt_ppm) && self.decide("rot") {
             let h = &self.history;
-            let frontier = |t: TopicId, p: u32| h.frontier((t, p));
+            let frontier = |t: TopicId, p: u32| h.damage_floor((t, p));
             self.node.rot(&mut self.rng.faults, &scanned, &frontier)
         } else {
             None
         };
         let mis = if self.rng.disk.chance(self.swarm.misdirect_ppm) && self.decide("misdirect") {
             let h = &self.history;
-            let frontier = |t: TopicId, p: u32| h.frontier((t, p));
+            let frontier = |t: TopicId, p: u32| h.damage_floor((t, p));
             self.node.misdirect(&mut self.rng.disk, &scanned, &frontier)
         } else {
             None

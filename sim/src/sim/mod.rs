@@ -4,7 +4,9 @@
 //! (`swarm.safety_ms` of simulated time) with crashes and clean stops, pauses, torn and lost
 //! writes, sector rot and misdirected writes, fsync EIO, full disks (ENOSPC), connection resets,
 //! duplicated messages and network partitions (see `net.rs`), and an admin client creating and
-//! deleting topics and adding partitions; then a liveness phase with every fault off and healed, in which every producer's last batch must be
+//! deleting topics and adding partitions, and the log cleaner compacting the topics the swarm
+//! made compacted (`cleaner.rs`: a clean's reads, writes and commits spread over several events,
+//! so crashes, full disks and the workload fall between and inside them); then a liveness phase with every fault off and healed, in which every producer's last batch must be
 //! acknowledged within [`checker::liveness::ACK_BOUND_MS`]; then a final audit reads every
 //! partition from its log start to its end through the checker.
 //!
@@ -34,6 +36,7 @@ use crate::trace::Trace;
 
 pub use schedule::{Options, Outcome, Replay, Schedule};
 
+mod cleaner;
 mod clients;
 mod events;
 mod faults;
@@ -145,6 +148,14 @@ enum Event {
     Crash,
     Restart,
     Retention,
+    /// A cleaner pass: starts a clean of the dirtiest partition due for one.
+    Clean,
+    /// The clean in progress runs its next steps (`commit: false`) or commits its sealed
+    /// destination (`commit: true`); stale after a restart.
+    CleanPiece {
+        commit: bool,
+        inc: u32,
+    },
     Partition,
     Heal(Vec<(usize, Dir)>),
     Pause,
@@ -160,7 +171,11 @@ impl Event {
     fn is_node_side(&self) -> bool {
         match self {
             Event::Deliver { msg, .. } => msg.dir() == Dir::Request,
-            Event::SyncStart { .. } | Event::SyncDone { .. } | Event::Retention => true,
+            Event::SyncStart { .. }
+            | Event::SyncDone { .. }
+            | Event::Retention
+            | Event::Clean
+            | Event::CleanPiece { .. } => true,
             _ => false,
         }
     }
@@ -247,6 +262,10 @@ struct Streams {
     admin: Rng,
     /// Batch headers whose max timestamp is left unset (-1) or wrong, as some clients send them.
     stamps: Rng,
+    /// Record keys and tombstones on compacted topics.
+    keys: Rng,
+    /// The cleaner's pace (delays between a clean's events).
+    clean: Rng,
 }
 
 struct Sim {
@@ -332,8 +351,12 @@ pub fn run(opts: Options) -> Outcome {
         admin: more.fork(),
         // Forked last, so adding it left every earlier stream of a seed as it was.
         stamps: more.fork(),
+        // Forked after that, for the same reason.
+        keys: more.fork(),
+        clean: more.fork(),
     };
     swarm.bad_timestamp_ppm = rng.stamps.pick(&[0u32, 500_000, 1_000_000, 1_000_000]);
+    swarm.draw_compaction(&mut more.fork());
     let config = LogConfig {
         segment_bytes: swarm.segment_bytes,
         index_interval_bytes: swarm.index_interval_bytes,
@@ -373,6 +396,12 @@ pub fn run(opts: Options) -> Outcome {
         clients.push(Client::Admin(Admin { waiting: None }));
     }
     let n_clients = clients.len();
+    let mut history = History::new(idempotent);
+    for (name, t) in TOPICS.iter().zip(&swarm.compaction.topics) {
+        if let Some(t) = t {
+            history.set_compacted(name, t.delete_retention_ms);
+        }
+    }
     let mut sim = Sim {
         now: 0,
         seq: 0,
@@ -384,7 +413,7 @@ pub fn run(opts: Options) -> Outcome {
         conn_seen: vec![0; n_clients],
         refused: vec![None; n_clients],
         req_conn: BTreeMap::new(),
-        history: History::new(idempotent),
+        history,
         swarm,
         rng,
         clients,
@@ -475,6 +504,15 @@ impl Sim {
         let t = self.net.fifo_time(client, NODE, dir, self.now + d);
         let dup = safety && self.rng.netmore.chance(self.swarm.dup_ppm) && self.decide("dup");
         if dup {
+            if let Msg::Produce { req, key, .. } = &msg {
+                // The node may append a non-idempotent batch twice: one more copy the checker
+                // may not see (compaction lets an unseen copy supersede a seen one).
+                if let Some(r) = self.requests.get(req) {
+                    if self.history.compacted(&key.0).is_some() {
+                        self.history.attempt(client as u32, r.serial);
+                    }
+                }
+            }
             let d2 = self.rng.netmore.range(0, self.swarm.latency_max_ms);
             let t2 = self.net.fifo_time(client, NODE, dir, t + d2);
             self.log(format!("c{client} {dir:?} duplicated"));
@@ -532,6 +570,7 @@ impl Sim {
             name: TOPICS[0].into(),
             partitions: parts,
             id,
+            configs: self.topic_configs(0),
         };
         match self.node.admin(0, &op) {
             AdminResult::Ok(tid) => topics::created(&mut self.history, tid, TOPICS[0], parts),
@@ -545,6 +584,9 @@ impl Sim {
         self.schedule_crash();
         if self.swarm.retention_pass_ms > 0 {
             self.at(self.swarm.retention_pass_ms, Event::Retention);
+        }
+        if self.swarm.compaction.any() {
+            self.at(self.swarm.compaction.pass_ms, Event::Clean);
         }
         self.at(self.swarm.safety_ms, Event::Liveness);
         self.schedule_partition();
@@ -574,6 +616,13 @@ impl Sim {
             }
         }
         Err(checker::violation("liveness", "event queue ran dry".into()))
+    }
+
+    /// The topic configs workload topic `TOPICS[i]` is created with (a compacted topic's).
+    fn topic_configs(&self, i: usize) -> Vec<(String, String)> {
+        self.swarm.compaction.topics[i]
+            .map(|t| t.configs())
+            .unwrap_or_default()
     }
 
     fn topic_id_bytes(&mut self) -> [u8; 16] {
@@ -629,7 +678,7 @@ impl Sim {
             while off < hw {
                 let (r, outs) = self.node.fetch(self.now, &key, off, 64 * 1024);
                 self.node_outs(outs);
-                self.history.on_fetch(key.1, off, &r, self.now)?;
+                self.history.on_fetch(&key, off, &r, (self.now, self.now))?;
                 let FetchResult::Ok { bytes, .. } = &r else {
                     return Err(checker::violation(
                         "offsets",
@@ -642,6 +691,8 @@ impl Sim {
                     off = h.next_offset();
                 }
             }
+            // A reader from the log start to the high watermark saw every key's newest value.
+            self.history.judge_keys((&key.0, (tid, key.1)), self.now)?;
             self.log(format!(
                 "audit {}-{} ({:08x}) {start}..{hw} records={n}",
                 key.0, key.1, tid as u32

@@ -69,7 +69,18 @@ impl<F: Fs> PartitionStore<F> {
         }
         let segs = self.segment_infos();
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        Some(choose::cleanable(&segs, self.first_dirty, hw, now, cfg))
+        #[cfg(feature = "canary")]
+        let c = choose::cleanable_with_canary(
+            &segs,
+            self.first_dirty,
+            hw,
+            now,
+            cfg,
+            self.canary.canary,
+        );
+        #[cfg(not(feature = "canary"))]
+        let c = choose::cleanable(&segs, self.first_dirty, hw, now, cfg);
+        Some(c)
     }
 
     /// The cleaner's view of every segment; the first batch's timestamp is read from the file
@@ -95,14 +106,19 @@ impl<F: Fs> PartitionStore<F> {
     /// [`Cleaning::run`] without the partition lock.
     pub fn start_clean(&self, range: &Cleanable, cfg: CleanerConfig) -> Cleaning<F> {
         let c = self.log.config();
-        let job = CleanJob::new(
+        #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+        let mut job = CleanJob::new(
             self.segment_infos(),
             range,
-            self.log.producers().last_batch_offsets(),
+            self.log
+                .producers()
+                .batch_offsets_to_keep(range.first_uncleanable),
             c.segment_bytes,
             c.index_interval_bytes,
             cfg,
         );
+        #[cfg(feature = "canary")]
+        job.set_canary(self.canary.canary);
         Cleaning {
             fs: self.fs.clone(),
             dir: self.dir.clone(),
@@ -177,20 +193,37 @@ impl<F: Fs> Cleaning<F> {
     /// sleep to keep the cleaner's I/O rate).
     pub fn run(&mut self, throttle: &mut dyn FnMut(u64)) -> CleanProgress {
         loop {
+            if let Some(p) = self.run_steps(usize::MAX, throttle) {
+                return p;
+            }
+        }
+    }
+
+    /// [`Cleaning::run`], but carrying out at most `steps` of the clean's steps (a read, a
+    /// write, a seal, ...); `None` when it stopped after them with more to do. A simulator
+    /// calls it to interleave other work, crashes and disk faults with one clean; calling it
+    /// until it answers is exactly [`Cleaning::run`].
+    pub fn run_steps(
+        &mut self,
+        steps: usize,
+        throttle: &mut dyn FnMut(u64),
+    ) -> Option<CleanProgress> {
+        for _ in 0..steps {
             let step = self.pending.take().unwrap_or_else(|| self.job.poll());
             #[cfg(debug_assertions)]
             self.job.check_invariants();
             match self.carry_out(step, throttle) {
                 Ok(None) => {}
-                Ok(Some(p)) => return p,
+                Ok(Some(p)) => return Some(p),
                 Err(e) => {
                     if let Some((base, _, _)) = self.dest.take() {
                         self.remove_cleaned(base);
                     }
-                    return CleanProgress::Abandoned(e.to_string());
+                    return Some(CleanProgress::Abandoned(e.to_string()));
                 }
             }
         }
+        None
     }
 
     /// The first dirty offset the finished clean recorded.

@@ -136,6 +136,122 @@ fn a_clean_keeps_the_newest_record_of_each_key_at_its_offset() {
 }
 
 #[test]
+fn a_fetch_at_any_offset_of_a_cleaned_log_returns_the_batch_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c-0");
+    let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+    // Every third record has a key of its own and survives; the others share one key, so the
+    // cleaned log has a gap of two offsets after each survivor, and records large enough that
+    // a gap's floor index point lies more than an index interval before the next batch.
+    for i in 0..300usize {
+        let key = if i % 3 == 0 {
+            format!("u{i}")
+        } else {
+            "hot".into()
+        };
+        let r = SimpleRecord {
+            key: Some(key.into_bytes()),
+            value: Some(vec![b'v'; 100]),
+            headers: vec![],
+            timestamp: 1_000 + i as i64,
+        };
+        let b = skein_core::compression::encode(&[r], None, batch::Compression::None);
+        s.append(1_000 + i as u64, &b).unwrap();
+    }
+    assert!(matches!(clean_once(&mut s), CleanProgress::Done(_)));
+    let kept = records(&s);
+    let mut batches = Vec::new();
+    let mut off = s.log().log_start_offset();
+    while let Some(range) = s.plan_fetch(off, Grant::single(1 << 20)).unwrap() {
+        let bytes = read_range(&range).unwrap();
+        let h = batch::verify_stored(&bytes).unwrap();
+        batches.push((h.base_offset, h.last_offset()));
+        off = h.next_offset();
+    }
+    assert!(kept.len() < 150 && batches.windows(2).any(|w| w[1].0 > w[0].1 + 1));
+    for o in s.log().log_start_offset()..s.log().log_end_offset() {
+        let range = s.plan_fetch(o, Grant::single(1)).unwrap().unwrap();
+        let bytes = read_range(&range).unwrap();
+        assert!(
+            !bytes.is_empty(),
+            "a fetch at {o} below the log end is empty"
+        );
+        let h = batch::verify_stored(&bytes).unwrap();
+        let want = batches.iter().find(|(_, last)| *last >= o).unwrap();
+        assert_eq!((h.base_offset, h.last_offset()), *want, "fetch at {o}");
+    }
+}
+
+/// One record with `key` from idempotent producer `pid` at sequence `seq`.
+fn idempotent(pid: i64, seq: i32, key: &str) -> Vec<u8> {
+    let r = SimpleRecord {
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(vec![b'v'; 20]),
+        headers: vec![],
+        timestamp: 1_000,
+    };
+    let p = skein_core::batch::build::ProducerIdentity {
+        id: pid,
+        epoch: 0,
+        base_sequence: seq,
+    };
+    skein_core::compression::encode(&[r], Some(p), batch::Compression::None)
+}
+
+#[test]
+fn a_clean_keeps_a_producers_newest_batch_below_the_uncleanable_offset() {
+    // Producer 7's newest batch lies in the active segment, above the high watermark; its
+    // newest batch below (seq 39) holds only records producer 8 superseded. A crash then takes
+    // the active segment's batch away, and recovery replays the cleaned log without a snapshot:
+    // it must still find seq 39, or producer 7's retry of seq 40 is refused as out of order.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c-0");
+    let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+    s.append(1_000, &idempotent(7, 0, "b")).unwrap();
+    for seq in 1..40 {
+        s.append(1_000, &idempotent(7, seq, "a")).unwrap();
+    }
+    for seq in 0..40 {
+        s.append(1_000, &idempotent(8, seq, "a")).unwrap();
+    }
+    let segments = s.log().segments().count();
+    let mut seq = 40;
+    while s.log().segments().count() == segments {
+        s.append(1_000, &idempotent(8, seq, "z")).unwrap();
+        seq += 1;
+    }
+    let hw = s.log().segments().last().unwrap().base_offset;
+    assert_eq!(
+        s.log().log_end_offset(),
+        hw + 1,
+        "the roll left one batch in the active segment"
+    );
+    s.truncate_to(hw, 1_000).unwrap();
+    s.append(1_000, &idempotent(7, 40, "a")).unwrap();
+    let range = s.cleanable(10_000, hw).unwrap();
+    assert_eq!(range.first_uncleanable, hw);
+    let mut c = s.start_clean(&range, CleanerConfig::default());
+    loop {
+        match c.run(&mut |_| {}) {
+            CleanProgress::Commit => assert!(s.commit_clean(&mut c).unwrap()),
+            CleanProgress::Done(_) => break,
+            p => panic!("{p:?}"),
+        }
+    }
+    s.truncate_to(hw, 2_000).unwrap();
+    drop(s);
+    for e in std::fs::read_dir(&p).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "snapshot") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+    s.append(3_000, &idempotent(7, 40, "a"))
+        .expect("producer 7's next sequence is accepted");
+}
+
+#[test]
 fn a_clean_stopped_before_its_commit_point_leaves_the_old_log() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c-0");

@@ -24,18 +24,23 @@ pub struct FetchRange<F: Fs = OsFs> {
     pub grant: Grant,
 }
 
-/// Reads a planned range and trims it to whole batches from the fetch offset (re-reading once if
-/// the first batch is longer than the plan guessed).
+/// Reads a planned range and trims it to whole batches from the fetch offset (re-reading while
+/// the first wanted batch lies further than the plan guessed: longer than planned, or past a
+/// cleaned segment's gap; each re-read is longer, and none passes the segment's end).
 pub fn read_range<F: Fs>(r: &FetchRange<F>) -> io::Result<bytes::Bytes> {
     let (file, position, seg_size, offset) = (&r.file, r.position, r.segment_size, r.offset);
     let (max_bytes, whole_first) = (r.grant.max_bytes, r.grant.whole_first);
     let mut buf = file.read_vec_at(r.len as usize, position)?;
-    let (s, e) = match trim_read(&buf, offset, max_bytes, whole_first) {
-        Ok(r) => r,
-        Err(total) => {
-            let total = (total as u64).min(seg_size - position);
-            buf = file.read_vec_at(total as usize, position)?;
-            trim_read(&buf, offset, max_bytes, whole_first).unwrap_or((0, 0))
+    let (s, e) = loop {
+        match trim_read(&buf, offset, max_bytes, whole_first) {
+            Ok(r) => break r,
+            Err(total) => {
+                let total = (total as u64).min(seg_size - position);
+                if total <= buf.len() as u64 {
+                    break (0, 0);
+                }
+                buf = file.read_vec_at(total as usize, position)?;
+            }
         }
     };
     let mut bytes = bytes::Bytes::from(buf);

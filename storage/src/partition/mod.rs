@@ -12,7 +12,8 @@
 //! simulator's crash-losing disk in skein-sim.
 //!
 //! With the `canary` feature (skein-sim only, never the broker), `open_with_canary` hands a
-//! planted skein-core bug to the recovery and the log it builds; nothing else differs.
+//! planted skein-core bug to the recovery and the log it builds, and to the cleaner's choice of
+//! what is cleanable and each clean it starts; nothing else differs.
 
 mod cache;
 mod clean;

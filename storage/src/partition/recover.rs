@@ -90,7 +90,11 @@ pub(super) fn scan_file<F: Fs>(
 ) -> Result<(Segment, bool), StorageError> {
     let f = fs.open(path, OpenMode::Read).map_err(io_err(path))?;
     let mut pos = scan.position();
-    let mut r = BufReader::with_capacity(1 << 20, ReadAt { file: &f, pos });
+    // No larger than what is left to scan: the buffer is zeroed before its first fill.
+    let cap = usize::try_from(size.saturating_sub(pos))
+        .unwrap_or(usize::MAX)
+        .clamp(batch::LOG_OVERHEAD, 1 << 20);
+    let mut r = BufReader::with_capacity(cap, ReadAt { file: &f, pos });
     let mut buf = Vec::new();
     let mut complete = true;
     while pos < size {
