@@ -997,6 +997,20 @@ impl crate::reconciler::ReconcileHost for Broker {
     }
 }
 
+impl crate::cleaner::CleanerHost for Broker {
+    fn cleaner_settings(&self) -> &crate::config::CleanerSettings {
+        &self.settings.cleaner
+    }
+
+    fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.all_partitions()
+    }
+
+    fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutting_down.subscribe()
+    }
+}
+
 impl crate::replica::ReplicaHost for Broker {
     fn node_id(&self) -> i32 {
         self.settings.node_id

@@ -18,27 +18,40 @@ use skein_storage::partition::CleanProgress;
 use skein_sys as sys;
 use tracing::{info, warn};
 
-use crate::broker::Broker;
+use tokio::sync::watch;
+
+use crate::config::CleanerSettings;
 use crate::partition::Partition;
 
 type Key = (String, i32);
 
+/// What the cleaner threads need of the broker.
+pub trait CleanerHost: Send + Sync + 'static {
+    /// The cleaner's settings.
+    fn cleaner_settings(&self) -> &CleanerSettings;
+    /// Every open partition.
+    fn partitions(&self) -> Vec<Arc<Partition>>;
+    /// Turns true when the broker shuts down.
+    fn stopping(&self) -> watch::Receiver<bool>;
+}
+
 /// Starts the cleaner threads, unless `log.cleaner.enable` is false.
-pub fn spawn(b: &Arc<Broker>) {
-    let s = &b.settings.cleaner;
+pub fn spawn<H: CleanerHost>(b: &Arc<H>) {
+    let s = b.cleaner_settings();
     if !s.enable {
         return;
     }
     let busy: Arc<Mutex<BTreeSet<Key>>> = Arc::default();
     for _ in 0..s.threads {
         let (b, busy) = (b.clone(), busy.clone());
-        let mut stop = b.shutting_down.subscribe();
+        let mut stop = b.stopping();
         tokio::spawn(async move {
             loop {
                 let (b2, busy2) = (b.clone(), busy.clone());
-                let _ = sys::blocking(move || clean_while_due(&b2, &busy2)).await;
+                let _ = sys::blocking(move || clean_while_due(b2.as_ref(), &busy2)).await;
+                let backoff = Duration::from_millis(b.cleaner_settings().backoff_ms);
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(b.settings.cleaner.backoff_ms)) => {}
+                    _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -48,9 +61,13 @@ pub fn spawn(b: &Arc<Broker>) {
 
 /// The partitions due for a clean now, not being cleaned by another thread nor given up on in
 /// this round, with their cleanable ranges.
-fn candidates(b: &Broker, busy: &BTreeSet<Key>, skip: &BTreeSet<Key>) -> Vec<(Key, Cleanable)> {
+fn candidates(
+    b: &impl CleanerHost,
+    busy: &BTreeSet<Key>,
+    skip: &BTreeSet<Key>,
+) -> Vec<(Key, Cleanable)> {
     let now = crate::clock::now_ms();
-    b.all_partitions()
+    b.partitions()
         .into_iter()
         .filter_map(|p| {
             let key = (p.topic.clone(), p.index);
@@ -65,11 +82,12 @@ fn candidates(b: &Broker, busy: &BTreeSet<Key>, skip: &BTreeSet<Key>) -> Vec<(Ke
 }
 
 /// Cleans the dirtiest due partition, again and again, until none is due or the broker stops.
-fn clean_while_due(b: &Broker, busy: &Mutex<BTreeSet<Key>>) {
+fn clean_while_due(b: &impl CleanerHost, busy: &Mutex<BTreeSet<Key>>) {
     let mut skip = BTreeSet::new();
-    let mut throttle = Throttle::new(b.settings.cleaner.io_max_bytes_per_second);
+    let mut throttle = Throttle::new(b.cleaner_settings().io_max_bytes_per_second);
+    let stop = b.stopping();
     loop {
-        if *b.shutting_down.borrow() {
+        if *stop.borrow() {
             return;
         }
         let picked = {
@@ -85,9 +103,11 @@ fn clean_while_due(b: &Broker, busy: &Mutex<BTreeSet<Key>>) {
         let Some((key, range)) = picked else {
             return;
         };
-        let progressed = b
-            .partition(&key.0, key.1)
-            .is_some_and(|p| clean(b, &p, &range, &mut throttle));
+        let p = b
+            .partitions()
+            .into_iter()
+            .find(|p| p.topic == key.0 && p.index == key.1);
+        let progressed = p.is_some_and(|p| clean(b, &stop, &p, &range, &mut throttle));
         busy.lock().expect("cleaner lock").remove(&key);
         if !progressed {
             skip.insert(key);
@@ -96,8 +116,14 @@ fn clean_while_due(b: &Broker, busy: &Mutex<BTreeSet<Key>>) {
 }
 
 /// One clean of `p`; true when it finished and moved the first dirty offset forward.
-fn clean(b: &Broker, p: &Arc<Partition>, range: &Cleanable, throttle: &mut Throttle) -> bool {
-    let cfg = b.settings.cleaner.clean;
+fn clean(
+    b: &impl CleanerHost,
+    stop: &watch::Receiver<bool>,
+    p: &Arc<Partition>,
+    range: &Cleanable,
+    throttle: &mut Throttle,
+) -> bool {
+    let cfg = b.cleaner_settings().clean;
     let mut c = p
         .store
         .lock()
@@ -105,7 +131,7 @@ fn clean(b: &Broker, p: &Arc<Partition>, range: &Cleanable, throttle: &mut Throt
         .start_clean(range, cfg);
     let started = Instant::now();
     loop {
-        if *b.shutting_down.borrow() {
+        if *stop.borrow() {
             // The `.cleaned` files left are removed by the next start.
             return false;
         }

@@ -29,13 +29,12 @@ use skein_core::cleaner::CleanerConfig;
 use skein_core::log::{Segment, SegmentScan};
 use tracing::{info, warn};
 
-use super::files::{file_name, remove_segment_files, sync_dir_on, write_synced};
+use super::files::{
+    file_name, remove_segment_files, sync_dir_on, write_synced, CLEANER_CHECKPOINT,
+};
 use super::recover::scan_file;
 use super::{io_err, PartitionStore, StorageError};
 use crate::fs::{Fs, FsFile, OpenMode};
-
-/// The file holding a partition's cleaner checkpoint (its first dirty offset).
-pub(super) const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 /// Where a clean stands after [`Cleaning::run`].
 #[derive(Debug, PartialEq, Eq)]

@@ -15,6 +15,9 @@ pub(super) const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 /// Marks a partition directory whose indexes were built from its records' own timestamps (see `open`).
 pub(super) const TIMESTAMPS_CHECKED: &str = "timestamps-checked";
 
+/// The file holding a partition's cleaner checkpoint (its first dirty offset).
+pub(super) const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
+
 /// The log start offset DeleteRecords (or the leader's) moved this log to.
 pub(super) const LOG_START: &str = "log-start-offset-checkpoint";
 
@@ -38,7 +41,7 @@ pub fn is_partition_file(name: &str) -> bool {
         || name == EPOCH_CHECKPOINT
         || name == TIMESTAMPS_CHECKED
         || name == LOG_START
-        || name == super::clean::CLEANER_CHECKPOINT
+        || name == CLEANER_CHECKPOINT
         || name
             .rsplit_once('.')
             .is_some_and(|(_, ext)| SEGMENT_EXTS.contains(&ext))
