@@ -91,11 +91,14 @@ kafka-cluster kafka-features kafka-delete-records kafka-log-dirs kafka-groups ka
 kafka-leader-election kafka-producer-perf-test kafka-consumer-perf-test kafka-storage
 kafka-server-start"
 
-resolved() {
-  [ -s "$CP_FILE" ] || return 1
+# True when classpath file $1 exists and every jar it lists is there.
+classpath_ok() {
+  [ -s "$1" ] || return 1
   local jar
-  while IFS= read -r jar; do [ -f "$jar" ] || return 1; done < <(tr ':' '\n' <"$CP_FILE")
+  while IFS= read -r jar; do [ -f "$jar" ] || return 1; done < <(tr ':' '\n' <"$1")
 }
+
+resolved() { classpath_ok "$CP_FILE"; }
 
 resolve() {
   resolved && return 0
@@ -160,11 +163,7 @@ EOF
   log "Apache Kafka $KAFKA_VERSION: $(ls "$LIBS" | wc -l) jars, $(du -sh "$LIBS" | cut -f1) in $LIBS"
 }
 
-connect_resolved() {
-  [ -s "$CCP_FILE" ] || return 1
-  local jar
-  while IFS= read -r jar; do [ -f "$jar" ] || return 1; done < <(tr ':' '\n' <"$CCP_FILE")
-}
+connect_resolved() { classpath_ok "$CCP_FILE"; }
 
 resolve_connect() {
   connect_resolved && return 0

@@ -235,6 +235,14 @@ fn delete_records_moves_the_log_start_up_to_the_high_watermark() {
     let mut f = Node::new(2, FlushPolicy::FsyncBeforeAck);
     f.meta(state(&[1, 2], &[1, 2], 1, 0, 0), 1);
     assert_eq!(del(&mut f, 7, 0), Err(ReplicaError::NotLeaderOrFollower));
+    // A compact-only topic's records are not deleted.
+    let mut c = Node::new(1, FlushPolicy::FsyncBeforeAck);
+    c.log.set_config(LogConfig {
+        cleanup_policy: skein_core::config::CleanupPolicy::parse("compact").unwrap(),
+        ..LogConfig::default()
+    });
+    c.meta(state(&[1], &[1], 1, 0, 0), 1);
+    assert_eq!(del(&mut c, 8, 0), Err(ReplicaError::PolicyViolation));
 }
 
 #[test]

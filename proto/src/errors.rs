@@ -101,6 +101,7 @@ pub fn replica_error(e: ReplicaError) -> E {
         ReplicaError::RequestTimedOut => E::RequestTimedOut,
         ReplicaError::OffsetOutOfRange => E::OffsetOutOfRange,
         ReplicaError::InvalidRequiredAcks => E::InvalidRequiredAcks,
+        ReplicaError::PolicyViolation => E::PolicyViolation,
     }
 }
 

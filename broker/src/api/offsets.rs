@@ -57,11 +57,7 @@ pub fn list_offsets(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOf
                     let by_time = match p.timestamp {
                         // EARLIEST, and EARLIEST_LOCAL (v8, KIP-405): without tiered storage the
                         // local log starts where the log does.
-                        -2 => {
-                            pr.offset = part.store.lock().expect("lock").log().log_start_offset();
-                            None
-                        }
-                        -4 if version >= 8 => {
+                        t if t == -2 || (t == -4 && version >= 8) => {
                             pr.offset = part.store.lock().expect("lock").log().log_start_offset();
                             None
                         }

@@ -13,8 +13,9 @@ use crate::broker::Broker;
 use crate::partition::Data;
 
 /// DeleteRecords v0-2: for each partition, the new low watermark (log start offset) or an error.
-/// As Kafka: -1 means the high watermark; an offset past it is OFFSET_OUT_OF_RANGE; internal
-/// topics are INVALID_TOPIC_EXCEPTION; a compact-only topic is POLICY_VIOLATION. The answer is
+/// As Kafka: internal topics are INVALID_TOPIC_EXCEPTION; the rest (-1 for the high watermark,
+/// OFFSET_OUT_OF_RANGE past it, POLICY_VIOLATION on a compact-only topic) is the leader's
+/// replica's decision. The answer is
 /// the leader's new log start (Kafka waits for every replica's; skein's followers follow as they
 /// fetch).
 pub fn delete_records(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -43,16 +44,6 @@ fn delete_one(b: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64, E
         return Err(E::InvalidTopicException);
     }
     let (part, _) = b.leader_partition(topic, index)?;
-    let policy = part
-        .store
-        .lock()
-        .expect("lock")
-        .log()
-        .config()
-        .cleanup_policy;
-    if policy.compact && !policy.delete {
-        return Err(E::PolicyViolation);
-    }
     let token = part.token();
     let fx = part.drive(Input::DeleteRecords { token, offset }, Data::None);
     if let Some(e) = &fx.storage_error {

@@ -164,9 +164,14 @@ impl Replica {
     }
 
     /// DeleteRecords as Kafka's leader answers it: -1 means the high watermark; an offset
-    /// below 0 or past the high watermark is out of range; the answer is the new log start.
-    pub(super) fn on_delete_records(&mut self, token: u64, offset: i64) {
+    /// below 0 or past the high watermark is out of range; a compact-only topic's records are
+    /// not deleted; the answer is the new log start.
+    pub(super) fn on_delete_records(&mut self, log: &PartitionLog, token: u64, offset: i64) {
+        let policy = log.config().cleanup_policy;
         let result = match &self.role {
+            Role::Leader(_) if policy.compact && !policy.delete => {
+                Err(ReplicaError::PolicyViolation)
+            }
             Role::Leader(l) => {
                 let hw = self.exposed(l);
                 let offset = if offset == -1 { hw } else { offset };

@@ -110,6 +110,9 @@ pub enum ReplicaError {
     /// acks is not -1, 0 or 1.
     #[error("acks must be -1, 0 or 1")]
     InvalidRequiredAcks,
+    /// The topic's cleanup policy forbids the request (DeleteRecords on a compact-only topic).
+    #[error("records of a compact-only topic cannot be deleted")]
+    PolicyViolation,
 }
 
 /// What a leader's fetch answer (a follower's response) says.
@@ -488,7 +491,7 @@ impl Replica {
                 reply,
             } => self.on_fetch_response(log, leader_epoch, reply),
             Input::IsrRejected(p) => self.on_isr_rejected(&p),
-            Input::DeleteRecords { token, offset } => self.on_delete_records(token, offset),
+            Input::DeleteRecords { token, offset } => self.on_delete_records(log, token, offset),
             Input::Tick => self.on_tick(),
         }
         self.progress();

@@ -90,6 +90,7 @@ pub(super) fn replica_code(e: ReplicaError) -> &'static str {
         ReplicaError::RequestTimedOut => "REQUEST_TIMED_OUT",
         ReplicaError::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
         ReplicaError::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
+        ReplicaError::PolicyViolation => "POLICY_VIOLATION",
     }
 }
 

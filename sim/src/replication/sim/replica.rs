@@ -28,6 +28,7 @@ fn error_name(e: ReplicaError) -> &'static str {
         ReplicaError::RequestTimedOut => "REQUEST_TIMED_OUT",
         ReplicaError::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
         ReplicaError::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
+        ReplicaError::PolicyViolation => "POLICY_VIOLATION",
     }
 }
 
