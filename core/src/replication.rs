@@ -339,21 +339,31 @@ impl Leader {
     }
 
     /// Records an accepted fetch at `fetch_offset` (the follower holds everything below it);
-    /// returns whether the high watermark advanced.
-    pub fn on_fetch(&mut self, replica: i32, fetch_offset: i64, log_end: i64, now_ms: u64) -> bool {
+    /// returns whether the high watermark advanced. `ends` is the leader's (written, counted)
+    /// end: the follower's progress and lag are measured against what the leader wrote, the
+    /// high watermark against what it counts (under fsync-before-ack its fsynced end), so a
+    /// follower that reports an end the leader has not fsynced yet keeps it for the leader's
+    /// fsync to release.
+    pub fn on_fetch(
+        &mut self,
+        replica: i32,
+        fetch_offset: i64,
+        (written, counted): (i64, i64),
+        now_ms: u64,
+    ) -> bool {
         let Some(f) = self.followers.get_mut(&replica) else {
             return false;
         };
-        let fetch_offset = fetch_offset.min(log_end);
-        if fetch_offset >= log_end {
+        let fetch_offset = fetch_offset.min(written);
+        if fetch_offset >= written {
             f.caught_up_ms = f.caught_up_ms.max(now_ms);
         } else if fetch_offset >= f.last_fetch_leader_end {
             f.caught_up_ms = f.caught_up_ms.max(f.last_fetch_ms);
         }
         f.last_fetch_ms = now_ms;
-        f.last_fetch_leader_end = log_end;
+        f.last_fetch_leader_end = written;
         f.end = fetch_offset;
-        self.advance(log_end)
+        self.advance(counted)
     }
 
     /// The leader's own log grew to `log_end`; returns whether the high watermark advanced.
@@ -520,10 +530,10 @@ mod tests {
     fn hw_is_the_smallest_isr_end() {
         let mut l = Leader::new(1, &state(&[1, 2, 3], 0, 0), 10, 0, 0, cfg(2));
         assert_eq!(l.hw(), 0);
-        assert!(!l.on_fetch(2, 10, 10, 1));
-        assert!(l.on_fetch(3, 7, 10, 1));
+        assert!(!l.on_fetch(2, 10, (10, 10), 1));
+        assert!(l.on_fetch(3, 7, (10, 10), 1));
         assert_eq!(l.hw(), 7);
-        l.on_fetch(3, 10, 10, 2);
+        l.on_fetch(3, 10, (10, 10), 2);
         assert_eq!(l.hw(), 10);
         assert!(l.hw_settled());
     }
@@ -531,15 +541,15 @@ mod tests {
     #[test]
     fn a_lagging_follower_leaves_and_a_caught_up_one_joins() {
         let mut l = Leader::new(1, &state(&[1, 2, 3], 0, 0), 10, 10, 0, cfg(2));
-        l.on_fetch(2, 10, 10, 100);
+        l.on_fetch(2, 10, (10, 10), 100);
         assert_eq!(l.tick(500), None);
         let p = l.tick(1_050).expect("3 lags");
         assert_eq!(p.isr, vec![1, 2]);
         assert_eq!(l.tick(1_060), None, "one change pending at a time");
         l.update(&state(&[1, 2], 0, 1), 10, 1_070);
         assert_eq!(l.isr(), &[1, 2]);
-        l.on_fetch(2, 10, 10, 1_080);
-        l.on_fetch(3, 10, 10, 1_080);
+        l.on_fetch(2, 10, (10, 10), 1_080);
+        l.on_fetch(3, 10, (10, 10), 1_080);
         let p = l.tick(1_090).expect("3 caught up");
         assert_eq!((p.isr, p.partition_epoch), (vec![1, 2, 3], 1));
     }
@@ -630,12 +640,12 @@ mod tests {
     #[test]
     fn a_retried_expansion_still_holds_back_the_high_watermark() {
         let mut l = Leader::new(1, &state(&[1, 2], 0, 0), 10, 10, 0, cfg(1));
-        l.on_fetch(2, 10, 10, 1);
-        l.on_fetch(3, 10, 10, 1);
+        l.on_fetch(2, 10, (10, 10), 1);
+        l.on_fetch(3, 10, (10, 10), 1);
         assert_eq!(l.tick(2).unwrap().isr, vec![1, 2, 3]);
         // Nothing answers; the proposal times out and another replaces it.
         l.on_append(20);
-        l.on_fetch(2, 20, 20, 600);
+        l.on_fetch(2, 20, (20, 20), 600);
         assert!(l.tick(2_000).is_some());
         assert_eq!(
             l.hw(),
@@ -656,13 +666,13 @@ mod tests {
     #[test]
     fn a_follower_the_controller_removed_rejoins_only_after_a_new_fetch() {
         let mut l = Leader::new(1, &state(&[1, 2, 3], 0, 0), 10, 10, 0, cfg(1));
-        l.on_fetch(2, 10, 10, 100);
-        l.on_fetch(3, 10, 10, 100);
+        l.on_fetch(2, 10, (10, 10), 100);
+        l.on_fetch(3, 10, (10, 10), 100);
         // 3 dies; the controller fences it: ISR [1, 2] at the same leader epoch.
         l.update(&state(&[1, 2], 0, 1), 10, 300);
         assert_eq!(l.tick(400), None, "3 has not fetched since it left the ISR");
         l.on_append(20);
-        l.on_fetch(2, 20, 20, 500);
+        l.on_fetch(2, 20, (20, 20), 500);
         assert_eq!(
             l.hw(),
             20,
@@ -670,7 +680,7 @@ mod tests {
         );
         assert_eq!(l.tick(600), None);
         // 3 comes back and catches up: it rejoins.
-        l.on_fetch(3, 20, 20, 700);
+        l.on_fetch(3, 20, (20, 20), 700);
         assert_eq!(l.tick(800).expect("3 caught up").isr, vec![1, 2, 3]);
     }
 
@@ -679,13 +689,13 @@ mod tests {
     #[test]
     fn an_unresolved_addition_is_settled_by_proposing_the_committed_isr() {
         let mut l = Leader::new(1, &state(&[1, 2], 0, 0), 10, 10, 0, cfg(1));
-        l.on_fetch(2, 10, 10, 1);
-        l.on_fetch(3, 10, 10, 1);
+        l.on_fetch(2, 10, (10, 10), 1);
+        l.on_fetch(3, 10, (10, 10), 1);
         let p = l.tick(2).expect("3 caught up");
         assert_eq!(p.isr, vec![1, 2, 3]);
         // The proposal is lost; 3 goes silent, 2 keeps up.
         l.on_append(20);
-        l.on_fetch(2, 20, 20, 600);
+        l.on_fetch(2, 20, (20, 20), 600);
         assert_eq!(l.hw(), 10, "the lost proposal may still commit");
         let p = l.tick(1_100).expect("the committed ISR, proposed again");
         assert_eq!((p.isr, p.partition_epoch), (vec![1, 2], 0));
@@ -698,7 +708,7 @@ mod tests {
     #[test]
     fn a_refusal_of_the_pending_proposal_lets_the_leader_plan_again() {
         let mut l = Leader::new(1, &state(&[1, 2], 0, 0), 10, 10, 0, cfg(1));
-        l.on_fetch(3, 10, 10, 1);
+        l.on_fetch(3, 10, (10, 10), 1);
         let p = l.tick(2).expect("3 caught up");
         let stale = IsrProposal {
             partition_epoch: 7,
@@ -720,7 +730,7 @@ mod tests {
     #[test]
     fn a_pending_addition_does_not_count_towards_min_insync() {
         let mut l = Leader::new(1, &state(&[1], 0, 0), 10, 0, 0, cfg(2));
-        l.on_fetch(2, 10, 10, 1);
+        l.on_fetch(2, 10, (10, 10), 1);
         let p = l.tick(2).expect("2 caught up");
         assert_eq!(p.isr, vec![1, 2]);
         assert_eq!(l.hw(), 0, "not while the addition is pending");
@@ -729,39 +739,40 @@ mod tests {
     }
 
     proptest! {
-        /// Random fetches, appends, ticks and committed ISR changes: the high watermark never
-        /// falls, never passes a maximal-ISR member's end, and stays put while the committed
-        /// ISR is below min ISR.
+        /// Random fetches, appends, fsyncs, ticks and committed ISR changes: the high watermark
+        /// never falls, never passes the leader's counted (fsynced) end or a maximal-ISR
+        /// member's end, and stays put while the committed ISR is below min ISR.
         #[test]
-        fn hw_safety(ops in proptest::collection::vec((0u8..5, 0u8..3, 0i64..20), 1..200), min in 1usize..4) {
+        fn hw_safety(ops in proptest::collection::vec((0u8..6, 0u8..3, 0i64..20), 1..200), min in 1usize..4) {
             let mut st = state(&[1, 2, 3], 0, 0);
-            let mut end = 0i64;
+            let (mut written, mut counted) = (0i64, 0i64);
             let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
             let mut now = 0u64;
-            let mut l = Leader::new(1, &st, end, 0, now, cfg(min));
+            let mut l = Leader::new(1, &st, counted, 0, now, cfg(min));
             for (op, who, n) in ops {
                 now += 100;
                 let before = l.hw();
                 let f = 2 + i32::from(who % 2);
                 match op {
-                    0 => { end += n; l.on_append(end); }
+                    0 => written += n,
+                    5 => { counted = (counted + n).min(written); l.on_append(counted); }
                     1 | 2 => {
                         let e = ends.entry(f).or_insert(0);
-                        *e = (*e + n).min(end);
+                        *e = (*e + n).min(written);
                         let at = *e;
-                        l.on_fetch(f, at, end, now);
+                        l.on_fetch(f, at, (written, counted), now);
                     }
                     3 => {
                         if let Some(p) = l.tick(now) {
                             st.isr = p.isr;
                             st.partition_epoch += 1;
-                            l.update(&st, end, now);
+                            l.update(&st, counted, now);
                         }
                     }
                     _ => { l.tick(now); }
                 }
                 prop_assert!(l.hw() >= before);
-                prop_assert!(l.hw() <= end);
+                prop_assert!(l.hw() <= counted);
                 for r in l.maximal_isr() {
                     if r != 1 && l.hw() > before {
                         prop_assert!(l.hw() <= ends.get(&r).copied().unwrap_or(0));

@@ -344,6 +344,34 @@ fn acks_all_waits_for_the_followers_and_times_out() {
     assert_eq!(done(&out, 2), Some(Err(ReplicaError::RequestTimedOut)));
 }
 
+/// A follower's fetch that reports its end before the leader's own fsync finishes is remembered:
+/// the leader's fsync alone then releases the write (it used to wait for the follower's next
+/// fetch, which came only with the next append: W7's p99 was the gap between two messages).
+#[test]
+fn a_follower_fetch_ahead_of_the_leaders_fsync_counts_once_the_fsync_lands() {
+    let mut n = Node::new(1, FlushPolicy::FsyncBeforeAck);
+    n.meta(state(&[1, 2], &[1, 2], 1, 0, 0), 2);
+    n.produce(1, -1);
+    let fetch = |offset| Input::FollowerFetch {
+        token: 9,
+        replica: 2,
+        fetch_offset: offset,
+        last_fetched_epoch: if offset == 0 { -1 } else { 0 },
+        current_leader_epoch: 0,
+    };
+    n.feed(fetch(0));
+    let out = n.feed(fetch(2));
+    assert_eq!(done(&out, 1), None, "the leader has not fsynced yet");
+    assert_eq!(n.r.hw(), 0);
+    let out = n.sync_all();
+    assert_eq!(
+        done(&out, 1),
+        Some(Ok(0)),
+        "the follower already holds offset 2"
+    );
+    assert_eq!(n.r.hw(), 2);
+}
+
 #[test]
 fn losing_leadership_fails_waiting_writes() {
     let mut n = Node::new(1, FlushPolicy::FsyncBeforeAck);

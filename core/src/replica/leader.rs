@@ -123,7 +123,7 @@ impl Replica {
                 Err(ReplicaError::OffsetOutOfRange)
             }
             FetchCheck::Accepted => {
-                l.on_fetch(replica, fetch_offset, counted, now);
+                l.on_fetch(replica, fetch_offset, (end, counted), now);
                 let l = self.leader().expect("leading");
                 Ok(FetchAnswer::Records {
                     from: fetch_offset,
