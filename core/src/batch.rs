@@ -360,6 +360,18 @@ pub fn cleaned(batch: &[u8], body: &[u8], record_count: i32, max_timestamp: i64)
     out
 }
 
+/// `out`, a batch header followed by a records body compressed with `codec`, with its length,
+/// codec bits and CRC set to match: how a recompressed batch is framed.
+pub fn reframe(mut out: Vec<u8>, codec: Compression) -> Vec<u8> {
+    let len = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    let attrs = (be_i16(&out, OFF_ATTRIBUTES) & !ATTR_COMPRESSION_MASK) | codec.id();
+    out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// A header-only batch standing for `h` after the cleaner removed all its records: same base
 /// offset, last offset delta, producer id, epoch, base sequence, leader epoch and flags, no
 /// codec, no records, both timestamps set to `h`'s max (as Kafka writes an empty batch).
@@ -525,13 +537,7 @@ pub mod build {
     pub fn with_body(batch: &[u8], body: &[u8], codec: Compression) -> Vec<u8> {
         let mut out = batch[..HEADER_LEN].to_vec();
         out.extend_from_slice(body);
-        let len = (out.len() - LOG_OVERHEAD) as i32;
-        out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
-        let attrs = (be_i16(&out, OFF_ATTRIBUTES) & !ATTR_COMPRESSION_MASK) | codec.id();
-        out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
-        let crc = compute_crc(&out);
-        out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        out
+        super::reframe(out, codec)
     }
 
     /// Overwrites the header's max timestamp with `max_ts` and fixes the CRC, as a client that

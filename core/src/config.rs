@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use crate::batch::Compression;
+
 /// A configuration refused, with Kafka's INVALID_CONFIG meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid config {key}={value}: {reason}")]
@@ -96,6 +98,49 @@ impl DirtyRatio {
     }
 }
 
+/// `compression.type` and its levels: how a leader stores the batches producers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicCompression {
+    /// The codec batches are stored with; `None` is Kafka's `producer` (as sent).
+    pub codec: Option<Compression>,
+    /// `compression.gzip.level`: -1 (zlib's default) or 1-9.
+    pub gzip_level: i32,
+    /// `compression.lz4.level`: 1-17.
+    pub lz4_level: i32,
+    /// `compression.zstd.level`: -131072 to 22.
+    pub zstd_level: i32,
+}
+
+impl Default for TopicCompression {
+    fn default() -> Self {
+        Self {
+            codec: None,
+            gzip_level: -1,
+            lz4_level: 9,
+            zstd_level: 3,
+        }
+    }
+}
+
+impl TopicCompression {
+    /// The codec a batch sent with `sent` is stored with, when it differs.
+    pub fn recode(&self, sent: Compression) -> Option<Compression> {
+        self.codec.filter(|&c| c != sent)
+    }
+}
+
+/// Kafka's name of a `compression.type` value.
+fn codec_name(c: Option<Compression>) -> &'static str {
+    match c {
+        None => "producer",
+        Some(Compression::None) => "uncompressed",
+        Some(Compression::Gzip) => "gzip",
+        Some(Compression::Snappy) => "snappy",
+        Some(Compression::Lz4) => "lz4",
+        Some(Compression::Zstd) => "zstd",
+    }
+}
+
 /// The resolved settings a partition log runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -135,6 +180,8 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// Clean a log once this fraction of it is dirty (`min.cleanable.dirty.ratio`).
     pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// `compression.type` and the levels it compresses with.
+    pub compression: TopicCompression,
 }
 
 impl LogConfig {
@@ -170,6 +217,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: DirtyRatio(0.5),
+            compression: TopicCompression::default(),
         }
     }
 }
@@ -177,6 +225,10 @@ impl Default for LogConfig {
 /// Every topic config key skein accepts.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.type",
+    "compression.zstd.level",
     "delete.retention.ms",
     "index.interval.bytes",
     "max.compaction.lag.ms",
@@ -198,6 +250,10 @@ pub const KNOWN_KEYS: &[&str] = &[
 fn default_value(key: &str, d: &LogConfig) -> String {
     match key {
         "cleanup.policy" => d.cleanup_policy.name().into(),
+        "compression.type" => codec_name(d.compression.codec).into(),
+        "compression.gzip.level" => d.compression.gzip_level.to_string(),
+        "compression.lz4.level" => d.compression.lz4_level.to_string(),
+        "compression.zstd.level" => d.compression.zstd_level.to_string(),
         "delete.retention.ms" => d.delete_retention_ms.to_string(),
         "min.compaction.lag.ms" => d.min_compaction_lag_ms.to_string(),
         "max.compaction.lag.ms" => d.max_compaction_lag_ms.to_string(),
@@ -252,6 +308,34 @@ fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
             let policy = CleanupPolicy::parse(value)
                 .ok_or_else(|| err(key, value, "must be delete, compact, or compact,delete"))?;
             cfg.cleanup_policy = policy;
+        }
+        "compression.type" => {
+            cfg.compression.codec = match value.trim() {
+                "producer" => None,
+                "uncompressed" => Some(Compression::None),
+                "gzip" => Some(Compression::Gzip),
+                "snappy" => Some(Compression::Snappy),
+                "lz4" => Some(Compression::Lz4),
+                "zstd" => Some(Compression::Zstd),
+                _ => {
+                    return Err(err(
+                        key,
+                        value,
+                        "must be uncompressed, gzip, snappy, lz4, zstd or producer",
+                    ))
+                }
+            }
+        }
+        "compression.gzip.level" => {
+            let v = parse_int(key, value, -1, 9)
+                .ok()
+                .filter(|v| *v != 0)
+                .ok_or_else(|| err(key, value, "must be -1 or between 1 and 9"))?;
+            cfg.compression.gzip_level = v as i32;
+        }
+        "compression.lz4.level" => cfg.compression.lz4_level = parse_int(key, value, 1, 17)? as i32,
+        "compression.zstd.level" => {
+            cfg.compression.zstd_level = parse_int(key, value, -131_072, 22)? as i32
         }
         "delete.retention.ms" => cfg.delete_retention_ms = parse_int(key, value, 0, i64::MAX)?,
         "min.compaction.lag.ms" => cfg.min_compaction_lag_ms = parse_int(key, value, 0, i64::MAX)?,
@@ -446,6 +530,50 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compression_configs() {
+        let d = LogConfig::default();
+        let r = |kv: &[(&str, &str)]| {
+            TopicConfig::new(kv.iter().copied(), &d).map(|c| c.resolve(&d).unwrap().compression)
+        };
+        assert_eq!(r(&[]).unwrap(), TopicCompression::default());
+        assert_eq!(r(&[("compression.type", "producer")]).unwrap().codec, None);
+        assert_eq!(
+            r(&[("compression.type", "uncompressed")]).unwrap().codec,
+            Some(Compression::None)
+        );
+        let z = r(&[
+            ("compression.type", "zstd"),
+            ("compression.zstd.level", "-5"),
+        ])
+        .unwrap();
+        assert_eq!((z.codec, z.zstd_level), (Some(Compression::Zstd), -5));
+        assert_eq!(z.recode(Compression::Gzip), Some(Compression::Zstd));
+        assert_eq!(z.recode(Compression::Zstd), None);
+        for bad in [
+            ("compression.type", "brotli"),
+            ("compression.gzip.level", "0"),
+            ("compression.gzip.level", "10"),
+            ("compression.lz4.level", "18"),
+            ("compression.zstd.level", "23"),
+        ] {
+            assert!(r(&[bad]).is_err(), "{bad:?}");
+        }
+        let described = TopicConfig::default().describe(&d);
+        let value = |k: &str| {
+            described
+                .iter()
+                .find(|e| e.name == k)
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert_eq!(value("compression.type"), "producer");
+        assert_eq!(value("compression.gzip.level"), "-1");
+        assert_eq!(value("compression.lz4.level"), "9");
+        assert_eq!(value("compression.zstd.level"), "3");
+    }
 
     #[test]
     fn compaction_configs() {

@@ -1,9 +1,9 @@
 //! Topic configs Kafka 4 documents for which skein has no mechanism: accepted when their value
 //! is valid (as Kafka validates it) and shown by DescribeConfigs, but they change nothing
 //! (file deletion delays, per-topic flushing, replication throttles, index preallocation,
-//! segment jitter, tiered storage settings while tiered storage is off, compression levels).
-//! Values that would ask for a mechanism skein lacks (`remote.storage.enable=true`, a
-//! `compression.type` other than `producer`) are refused, so no client believes it has it.
+//! segment jitter, tiered storage settings while tiered storage is off). A value that would ask
+//! for a mechanism skein lacks (`remote.storage.enable=true`) is refused, so no client believes
+//! it has it.
 //!
 //! Invariant: every key here is absent from [`crate::config`]'s own keys, and every default
 //! passes its own check.
@@ -53,17 +53,6 @@ fn throttled(v: &str) -> Result<(), String> {
     }
 }
 
-fn compression(v: &str) -> Result<(), String> {
-    match v.trim() {
-        "producer" => Ok(()),
-        "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Err(
-            "only producer is supported: skein stores batches as the producer compressed them"
-                .into(),
-        ),
-        _ => Err("must be uncompressed, gzip, snappy, lz4, zstd or producer".into()),
-    }
-}
-
 fn remote_storage(v: &str) -> Result<(), String> {
     boolean(v)?;
     if v.trim() == "true" {
@@ -77,33 +66,6 @@ const INT_MAX: i64 = i32::MAX as i64;
 
 /// Every accepted config, sorted by key.
 pub const ACCEPTED: &[Accepted] = &[
-    Accepted {
-        key: "compression.gzip.level",
-        default: "-1",
-        config_type: 3,
-        check: |v| match v.trim() {
-            "-1" => Ok(()),
-            _ => int_in(v, 1, 9).map_err(|_| "must be -1 or between 1 and 9".to_string()),
-        },
-    },
-    Accepted {
-        key: "compression.lz4.level",
-        default: "9",
-        config_type: 3,
-        check: |v| int_in(v, 1, 17),
-    },
-    Accepted {
-        key: "compression.type",
-        default: "producer",
-        config_type: 2,
-        check: compression,
-    },
-    Accepted {
-        key: "compression.zstd.level",
-        default: "3",
-        config_type: 3,
-        check: |v| int_in(v, -131_072, 22),
-    },
     Accepted {
         key: "file.delete.delay.ms",
         default: "60000",
@@ -212,14 +174,6 @@ mod tests {
     #[test]
     fn values_are_checked_as_kafka_does() {
         let check = |k: &str, v: &str| find(k).unwrap().check(v);
-        assert!(check("compression.type", "producer").is_ok());
-        assert!(check("compression.type", "zstd")
-            .unwrap_err()
-            .contains("only producer"));
-        assert!(check("compression.type", "brotli").is_err());
-        assert!(check("compression.gzip.level", "-1").is_ok());
-        assert!(check("compression.gzip.level", "0").is_err());
-        assert!(check("compression.zstd.level", "-5").is_ok());
         assert!(check("flush.messages", "0").is_err());
         assert!(check("follower.replication.throttled.replicas", "0:1, 1:2").is_ok());
         assert!(check("follower.replication.throttled.replicas", "*").is_ok());

@@ -49,6 +49,7 @@ pub mod log;
 pub mod offsets;
 pub mod producer;
 pub mod raft;
+pub mod recompress;
 pub mod reconcile;
 pub mod records;
 pub mod recovery;

@@ -21,7 +21,8 @@ KAFKA_SH = os.path.join(REPO_ROOT, "ci", "kafka.sh")
 
 # Topic configs skein implements (DescribeConfigs lists these; Kafka lists its whole set).
 SKEIN_TOPIC_CONFIGS = {
-    "cleanup.policy", "delete.retention.ms", "index.interval.bytes", "max.compaction.lag.ms",
+    "cleanup.policy", "compression.gzip.level", "compression.lz4.level", "compression.type",
+    "compression.zstd.level", "delete.retention.ms", "index.interval.bytes", "max.compaction.lag.ms",
     "min.cleanable.dirty.ratio", "min.compaction.lag.ms", "max.message.bytes", "message.timestamp.type",
     "message.timestamp.after.max.ms", "message.timestamp.before.max.ms", "min.insync.replicas",
     "retention.bytes", "retention.ms", "segment.bytes", "segment.ms",

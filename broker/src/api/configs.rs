@@ -20,13 +20,16 @@ fn config_type(name: &str) -> i8 {
     match name {
         "cleanup.policy" => 7,
         "min.cleanable.dirty.ratio" => 6,
-        "message.timestamp.type" => 2,
+        "message.timestamp.type" | "compression.type" => 2,
         "unclean.leader.election.enable" => 1,
         "index.interval.bytes"
         | "max.message.bytes"
         | "min.insync.replicas"
         | "segment.bytes"
-        | "log.segment.bytes" => 3,
+        | "log.segment.bytes"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level" => 3,
         k => skein_core::config_accepted::find(k).map_or(5, |a| a.config_type),
     }
 }

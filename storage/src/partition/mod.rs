@@ -520,9 +520,12 @@ impl<F: Fs> PartitionStore<F> {
         self.log.set_config(config);
     }
 
-    /// Appends one produced batch, written as its stamped header followed by its records, so
-    /// the batch itself is never copied or changed; returns where it went.
+    /// Appends one produced batch, written as its stamped header followed by its records (so
+    /// the batch itself is never copied or changed, unless the topic's `compression.type`
+    /// recompresses it); returns where it went.
     pub fn append(&mut self, now_ms: u64, records: &[u8]) -> Result<Appended, StorageError> {
+        let recoded = skein_core::recompress::for_topic(self.log.config(), records)?;
+        let records = recoded.as_deref().unwrap_or(records);
         let (appended, header) = self.log.append_split(now_ms, records)?;
         // A failed roll stands in the core (its new segment is empty); the batch was not
         // written, so it is undone and reported. The next append makes a missing file.
