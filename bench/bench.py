@@ -544,11 +544,13 @@ def w4(cfg):
 
 
 def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_args=(),
-                producers=2, linger_ms=1):
-    """Producers at a fixed total rate plus one consumer, all measuring latency."""
-    c = new_cluster(cfg, 3, extra_broker_args)
+                producers=2, linger_ms=1, brokers=3, configs=W4_CONFIGS, keys=0):
+    """Producers at a fixed total rate plus one consumer, all measuring latency (`keys` > 0:
+    keyed records over that many keys, for compacted topics)."""
+    c = new_cluster(cfg, brokers, extra_broker_args)
+    log_bytes = None
     try:
-        c.create_topic(tag, partitions, 3, W4_CONFIGS)
+        c.create_topic(tag, partitions, brokers, configs)
         expect = int(rate_total / producers * seconds) * producers
         lat_file = c.root / "e2e-latency.txt"
         args = [cfg.rdkafka_performance, "-C", "-t", tag, "-b", c.bootstrap, "-o", "beginning",
@@ -561,7 +563,7 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
         pub_files = [c.root / f"publish-latency-{i}.txt" for i in range(producers)]
         prods = [Client([cfg.rate_producer, c.bootstrap, tag, rate_total / producers, seconds,
                          size, f, "acks=all", f"linger.ms={linger_ms}",
-                         "enable.idempotence=false"])
+                         "enable.idempotence=false", f"bench.keys={keys}"])
                  for f in pub_files]
         pouts = []
         for p, f in zip(prods, pub_files):
@@ -576,6 +578,8 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
         cout = parse_consumed(cons.wait(180))
         e2e = [int(x) for x in lat_file.read_text().split()]
         cpu, hwm = c.measure()
+        if cfg.system == "skein":
+            log_bytes = sum(f.stat().st_size for f in c.root.glob(f"d*/{tag}-*/*.log"))
     finally:
         c.stop()
     publish = [x for o in pouts for x in o["latency_us"]]
@@ -595,7 +599,23 @@ def latency_run(cfg, tag, rate_total, seconds, size, partitions, extra_broker_ar
         "cpu_busy_fraction": (cpu + sum(p.cpu for p in prods) + cons.cpu) / (wall * os.cpu_count()),
         "publish_latency": latency_summary(publish),
         "e2e_latency": latency_summary(e2e),
+        **({"log_MB_at_end": log_bytes / 1e6} if log_bytes is not None else {}),
     }
+
+
+# WC: a compacted topic written at a fixed rate over 10,000 keys, with small segments so the
+# cleaner has work all along; WC0 is the same with the cleaner off. The cleaner is throttled as
+# an operator would run it beside producers. Issue 20's target: WC's produce p99 within +10% of
+# WC0's (skein only: the point is the cleaner's cost, not a comparison with Kafka).
+WC_CONFIGS = ["cleanup.policy=compact", "segment.bytes=8388608", "min.cleanable.dirty.ratio=0.1"]
+WC_CLEANER = ["--log-cleaner-io-max-bytes-per-second", "30000000",
+              "--log-cleaner-backoff-ms", "500"]
+
+
+def wc(cfg, cleaner=True):
+    args = WC_CLEANER if cleaner else ["--log-cleaner-enable", "false"]
+    return latency_run(cfg, "wc", 10_000, cfg.w5_seconds, 1024, 1, args, producers=1,
+                       brokers=1, configs=WC_CONFIGS, keys=10_000)
 
 
 def w5(cfg, w4_rate, fraction=0.5):
@@ -756,6 +776,8 @@ TITLES = {
     "W6x2": "W6 read by two consumer processes, 3 partitions each",
     "W7": "one message in flight, 1 KiB, RF 3, acks=all (fsync before ack)",
     "W7i": "W7 with the interval flush policy (--flush-ms 1000)",
+    "WC": "compacted topic, 10k msg/s of 1 KiB over 10,000 keys, 1 broker, throttled cleaner",
+    "WC0": "WC with the cleaner off",
     "flood": "3 producers, acks=0, as fast as they go (RSS must stay bounded)",
     "J1": "W1 produced by kafka-producer-perf-test (Java client)",
     "J3": "W3 produced by kafka-producer-perf-test (Java client, idempotent)",
@@ -830,7 +852,7 @@ def main():
             f"max {s['max'] / 1e6:.3f})" if s else "done"))
 
     def systems(name):
-        if cfg.no_kafka:
+        if cfg.no_kafka or name in ("WC", "WC0"):
             return ["skein"]
         return ["skein", "kafka"] + (["kafka-flush"] if name in FSYNC_WORKLOADS else [])
 
@@ -909,6 +931,16 @@ def main():
             f"{pct(fs3, 50) * 1e3:.3f} ms, loopback round trip {pct(rtt, 50) * 1e3:.3f} ms")
         repeat("W7", w7)
         repeat("W7i", w7_interval)
+    if want("WC"):
+        repeat("WC", wc)
+        repeat("WC0", lambda c: wc(c, cleaner=False))
+        on, off = summary_of("WC", "skein"), summary_of("WC0", "skein")
+        if on and off:
+            ratio = on["publish_latency"]["p99_ms"]["median"] / off["publish_latency"]["p99_ms"]["median"]
+            result["cleaner_produce_p99_ratio"] = ratio
+            log(f"WC: produce p99 with the throttled cleaner / without: {ratio:.2f} "
+                f"(target <= 1.10); log at the end {on['log_MB_at_end']['median']:.0f} MB "
+                f"vs {off['log_MB_at_end']['median']:.0f} MB")
     if want("flood"):
         repeat("flood", flood)
     if want("J1"):

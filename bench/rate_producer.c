@@ -9,6 +9,8 @@
  * rd_kafka_message_latency) is written, in µs, one per line, to the file given.
  *
  * usage: rate_producer BROKERS TOPIC RATE SECONDS SIZE LATENCY_FILE [key=value ...]
+ * (bench.keys=N: each message gets key "key-<i mod N>", for compacted topics; the other pairs
+ * are librdkafka settings)
  * prints: sent=N acked=N failed=N seconds=S
  */
 #include <inttypes.h>
@@ -71,6 +73,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
+        long keys = 0;
         for (int i = 7; i < argc; i++) {
                 char *eq = strchr(argv[i], '=');
                 if (!eq) {
@@ -78,6 +81,10 @@ int main(int argc, char **argv) {
                         return 2;
                 }
                 *eq = '\0';
+                if (!strcmp(argv[i], "bench.keys")) {
+                        keys = atol(eq + 1);
+                        continue;
+                }
                 if (rd_kafka_conf_set(conf, argv[i], eq + 1, err, sizeof err)) {
                         fprintf(stderr, "%s\n", err);
                         return 1;
@@ -101,7 +108,10 @@ int main(int argc, char **argv) {
                 int n = snprintf(value, (size_t)size, "LATENCY:%lld", wall_us());
                 value[n] = ' ';
                 while (sent < due) {
+                        char key[32];
+                        int klen = keys > 0 ? snprintf(key, sizeof key, "key-%lld", sent % keys) : 0;
                         if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                              RD_KAFKA_V_KEY(keys > 0 ? key : NULL, (size_t)klen),
                                               RD_KAFKA_V_VALUE(value, (size_t)size),
                                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                               RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 NUMERIC_KEYS = ["records_per_s", "payload_MBps", "broker_cpu_s_per_GB", "peak_broker_rss_MiB",
-                "consumed_records_per_s", "cpu_busy_fraction"]
+                "consumed_records_per_s", "cpu_busy_fraction", "log_MB_at_end"]
 
 
 def aggregate(runs):
