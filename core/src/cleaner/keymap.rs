@@ -1,18 +1,21 @@
 //! The cleaner's key map: from a key's hash to the offset of its newest record in the range
 //! indexed so far, in a fixed memory budget (`log.cleaner.dedupe.buffer.size`).
 //!
-//! An open-addressing table with linear probing over two flat arrays (hashes, offsets): 24 bytes
-//! a slot, `budget / 24` slots, filled to at most Kafka's load factor 0.9 so a probe always
-//! meets an empty slot quickly. The hash is [`super::hash::key_hash`] (16 bytes of SHA-256);
-//! its first 8 bytes pick the starting slot.
+//! An open-addressing table with linear probing over one flat array of (hash, offset) slots: 24
+//! bytes a slot, at most `budget / 24` slots, filled to at most Kafka's load factor 0.9 so a
+//! probe always meets an empty slot quickly. The table starts small and doubles (rehashing)
+//! as keys arrive, up to the budget: a log with few keys is deduplicated in a table that stays
+//! in the CPU's caches instead of one spread over the whole budget (where every probe missed
+//! the cache and the TLB). The hash is [`super::hash::key_hash`] (16 bytes of SHA-256); its
+//! first 8 bytes pick the starting slot.
 //!
 //! The builder asks [`KeyMap::has_room_for`] before indexing a batch and ends the pass at that
 //! batch when the answer is no, so a pass always ends at the last offset fully indexed.
 //!
-//! Invariants ([`KeyMap::check_invariants`]): `len <= capacity < slots`; an occupied slot holds
-//! an offset >= 0 and is reachable from its hash's starting slot without crossing an empty slot;
-//! no hash occupies two slots; offsets are put in non-decreasing order, and `latest_offset` is
-//! the largest put.
+//! Invariants ([`KeyMap::check_invariants`]): `len <= capacity < slots <= max_slots`, and
+//! `len <= 90%` of the slots in use; an occupied slot holds an offset >= 0 and is reachable
+//! from its hash's starting slot without crossing an empty slot; no hash occupies two slots;
+//! offsets are put in non-decreasing order, and `latest_offset` is the largest put.
 
 use super::hash::{KeyHash, HASH_BYTES};
 
@@ -20,6 +23,8 @@ use super::hash::{KeyHash, HASH_BYTES};
 pub const ENTRY_BYTES: u64 = HASH_BYTES as u64 + 8;
 /// The fraction of slots the map fills at most, as Kafka's `log.cleaner.io.buffer.load.factor`.
 pub const LOAD_FACTOR_PERCENT: u64 = 90;
+/// Slots a map starts with (when its budget allows): 192 KiB.
+const INITIAL_SLOTS: usize = 8 << 10;
 
 const EMPTY: i64 = -1;
 
@@ -29,20 +34,28 @@ pub struct KeyMap {
     /// (hash, newest offset) per slot, side by side so a probe touches one cache line.
     slots: Vec<(KeyHash, i64)>,
     len: usize,
+    /// The most keys the whole budget holds.
     capacity: usize,
+    /// The most slots the budget pays for.
+    max_slots: usize,
     latest: i64,
 }
 
+/// The most keys `slots` slots hold at the load factor (at least 1, fewer than `slots`).
+fn fill_limit(slots: usize) -> usize {
+    ((slots as u64 * LOAD_FACTOR_PERCENT / 100) as usize).clamp(1, slots - 1)
+}
+
 impl KeyMap {
-    /// A map in `budget_bytes` of memory: `budget / 24` slots (at least 2), of which at most
-    /// 90% are used.
+    /// A map in `budget_bytes` of memory: up to `budget / 24` slots (at least 2), of which at
+    /// most 90% are used.
     pub fn with_budget(budget_bytes: u64) -> KeyMap {
-        let slots = (budget_bytes / ENTRY_BYTES).clamp(2, 1 << 31) as usize;
-        let capacity = ((slots as u64 * LOAD_FACTOR_PERCENT / 100) as usize).clamp(1, slots - 1);
+        let max_slots = (budget_bytes / ENTRY_BYTES).clamp(2, 1 << 31) as usize;
         KeyMap {
-            slots: vec![([0; HASH_BYTES], EMPTY); slots],
+            slots: vec![([0; HASH_BYTES], EMPTY); max_slots.min(INITIAL_SLOTS)],
             len: 0,
-            capacity,
+            capacity: fill_limit(max_slots),
+            max_slots,
             latest: EMPTY,
         }
     }
@@ -72,17 +85,32 @@ impl KeyMap {
         (self.latest >= 0).then_some(self.latest)
     }
 
+    /// The starting slot of `hash` among `slots` (multiply-shift: no division).
+    fn start(hash: &KeyHash, slots: usize) -> usize {
+        let h = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+        ((u128::from(h) * slots as u128) >> 64) as usize
+    }
+
     /// The slot holding `hash`, or the empty slot where it would go.
     fn slot(&self, hash: &KeyHash) -> usize {
         let slots = self.slots.len();
-        let start = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
-        let mut i = (start % slots as u64) as usize;
+        let mut i = Self::start(hash, slots);
         loop {
             let (h, off) = &self.slots[i];
             if *off == EMPTY || h == hash {
                 return i;
             }
             i = if i + 1 == slots { 0 } else { i + 1 };
+        }
+    }
+
+    /// Doubles the table (up to the budget), rehashing every key.
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).min(self.max_slots);
+        let old = std::mem::replace(&mut self.slots, vec![([0; HASH_BYTES], EMPTY); n]);
+        for (h, off) in old.into_iter().filter(|(_, off)| *off != EMPTY) {
+            let i = self.slot(&h);
+            self.slots[i] = (h, off);
         }
     }
 
@@ -93,9 +121,13 @@ impl KeyMap {
             offset >= 0 && offset >= self.latest,
             "offsets are put in order"
         );
-        let i = self.slot(hash);
+        let mut i = self.slot(hash);
         if self.slots[i].1 == EMPTY {
             assert!(self.len < self.capacity, "the key map is full");
+            if self.len + 1 > fill_limit(self.slots.len()) {
+                self.grow();
+                i = self.slot(hash);
+            }
             self.slots[i].0 = *hash;
             self.len += 1;
         }
@@ -118,7 +150,9 @@ impl KeyMap {
 
     /// Asserts the module's invariants (linear in the number of slots).
     pub fn check_invariants(&self) {
-        assert!(self.len <= self.capacity && self.capacity < self.slots.len());
+        assert!(self.len <= self.capacity && self.capacity < self.max_slots);
+        assert!(self.slots.len() <= self.max_slots);
+        assert!(self.len <= fill_limit(self.slots.len()));
         let mut occupied = 0;
         let mut max = EMPTY;
         for (i, (h, off)) in self.slots.iter().enumerate() {
@@ -141,6 +175,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn the_table_grows_up_to_its_budget() {
+        let mut m = KeyMap::with_budget(24 * 100_000);
+        assert_eq!(m.slots.len(), INITIAL_SLOTS);
+        for i in 0..89_000u32 {
+            m.put(&key_hash(&i.to_be_bytes()), i64::from(i));
+        }
+        assert_eq!(m.slots.len(), 100_000, "grown to the budget, not past it");
+        m.check_invariants();
+        assert_eq!(m.get(&key_hash(&7u32.to_be_bytes())), Some(7));
+    }
 
     #[test]
     fn budget_gives_capacity() {
