@@ -156,10 +156,24 @@ fn field<'a>(rec: &mut &'a [u8], what: &str) -> Result<Option<&'a [u8]>, String>
     Ok(Some(v))
 }
 
-/// Every record in one stored, uncompressed batch.
+/// Every record in one stored batch (a compressed one is decompressed first).
 pub fn decode_records(stored: &[u8]) -> Result<Vec<Decoded>, String> {
+    use std::io::Read;
     let h = batch::parse_header(stored).map_err(|e| e.to_string())?;
-    let mut body = &stored[batch::HEADER_LEN..h.size.min(stored.len())];
+    let raw = &stored[batch::HEADER_LEN..h.size.min(stored.len())];
+    let codec = h.compression().map_err(|e| e.to_string())?;
+    let mut plain = Vec::new();
+    if codec != batch::Compression::None {
+        skein_core::compression::decompressor(codec, raw)
+            .map_err(|e| e.to_string())?
+            .read_to_end(&mut plain)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut body = if codec == batch::Compression::None {
+        raw
+    } else {
+        &plain[..]
+    };
     let mut out = Vec::new();
     let vi = |b: &[u8]| batch::read_varint(b).map_err(|e| e.to_string());
     while !body.is_empty() {
@@ -199,8 +213,7 @@ pub fn decode_records(stored: &[u8]) -> Result<Vec<Decoded>, String> {
     Ok(out)
 }
 
-/// The (offset, value) of every record in one stored, uncompressed batch (a null value reads
-/// as empty).
+/// The (offset, value) of every record in one stored batch (a null value reads as empty).
 pub fn decode(stored: &[u8]) -> Result<Vec<(i64, Vec<u8>)>, String> {
     Ok(decode_records(stored)?
         .into_iter()

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use skein_core::batch::Compression;
+
 use crate::rng::Rng;
 
 /// What one producer does.
@@ -169,6 +171,20 @@ pub struct Swarm {
     pub bad_timestamp_ppm: u32,
     /// Compacted topics and the cleaner (drawn last, by [`Swarm::draw_compaction`]).
     pub compaction: Compaction,
+    /// Per workload topic: its `compression.type` codec, if it names one (the leader then
+    /// recompresses what producers send); drawn after compaction by [`Swarm::draw_codecs`].
+    pub topic_codecs: [Option<Compression>; 3],
+}
+
+/// Kafka's `compression.type` name of a codec.
+pub fn codec_name(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "uncompressed",
+        Compression::Gzip => "gzip",
+        Compression::Snappy => "snappy",
+        Compression::Lz4 => "lz4",
+        Compression::Zstd => "zstd",
+    }
 }
 
 fn pct(ppm: u32) -> String {
@@ -248,6 +264,24 @@ impl Swarm {
             admin_mean_ms: 0,
             bad_timestamp_ppm: 0,
             compaction: Compaction::default(),
+            topic_codecs: [None; 3],
+        }
+    }
+
+    /// Draws which workload topics name a `compression.type` codec, from their own stream:
+    /// half the seeds none (they run as before), the others some topics each.
+    pub fn draw_codecs(&mut self, r: &mut Rng) {
+        let ppm = r.pick(&[0u32, 0, 300_000, 700_000]);
+        for t in &mut self.topic_codecs {
+            if r.chance(ppm) {
+                *t = Some(r.pick(&[
+                    Compression::None,
+                    Compression::Gzip,
+                    Compression::Snappy,
+                    Compression::Lz4,
+                    Compression::Zstd,
+                ]));
+            }
         }
     }
 
@@ -361,6 +395,15 @@ impl fmt::Display for Swarm {
             self.admin_mean_ms,
             pct(self.bad_timestamp_ppm),
         )?;
+        let codecs: Vec<String> = self
+            .topic_codecs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some(format!("t{i}:{}", codec_name((*c)?))))
+            .collect();
+        if !codecs.is_empty() {
+            write!(f, " codecs=[{}]", codecs.join(","))?;
+        }
         let c = &self.compaction;
         if !c.any() {
             return Ok(());

@@ -357,6 +357,7 @@ pub fn run(opts: Options) -> Outcome {
     };
     swarm.bad_timestamp_ppm = rng.stamps.pick(&[0u32, 500_000, 1_000_000, 1_000_000]);
     swarm.draw_compaction(&mut more.fork());
+    swarm.draw_codecs(&mut more.fork());
     let config = LogConfig {
         segment_bytes: swarm.segment_bytes,
         index_interval_bytes: swarm.index_interval_bytes,
@@ -618,11 +619,17 @@ impl Sim {
         Err(checker::violation("liveness", "event queue ran dry".into()))
     }
 
-    /// The topic configs workload topic `TOPICS[i]` is created with (a compacted topic's).
+    /// The topic configs workload topic `TOPICS[i]` is created with (a compacted topic's, its
+    /// `compression.type`).
     fn topic_configs(&self, i: usize) -> Vec<(String, String)> {
-        self.swarm.compaction.topics[i]
+        let mut configs = self.swarm.compaction.topics[i]
             .map(|t| t.configs())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(c) = self.swarm.topic_codecs[i] {
+            let name = crate::swarm::codec_name(c);
+            configs.push(("compression.type".to_string(), name.to_string()));
+        }
+        configs
     }
 
     fn topic_id_bytes(&mut self) -> [u8; 16] {
