@@ -253,6 +253,10 @@ impl ProducerStates {
     /// above the high watermark has its newest committed batch unprotected.)
     pub fn batch_offsets_to_keep(&self) -> std::collections::BTreeSet<i64> {
         let mut out = std::collections::BTreeSet::new();
+        #[cfg(feature = "canary")]
+        if self.canary == Some(crate::canary::Canary::LoseProducerLastBatch) {
+            return out;
+        }
         for e in self.entries.values() {
             out.extend(e.batches.iter().map(|b| b.base_offset));
         }
