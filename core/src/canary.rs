@@ -76,4 +76,12 @@ pub enum Canary {
     /// `cleaner::filter`: a tombstone below the clean's first dirty offset is dropped whatever
     /// the delete horizon, ignoring `delete.retention.ms`.
     DropTombstoneEarly,
+    /// `cleaner::choose`: the first uncleanable offset ignores the high watermark (bounded only
+    /// by the active segment and `min.compaction.lag.ms`), so a clean may rewrite records not
+    /// yet committed.
+    CleanPastHw,
+    /// `ProducerStates::batch_offsets_to_keep` names no batch, so a clean drops a producer's last
+    /// batch when its records are all superseded, and recovery replaying the cleaned log loses
+    /// the producer's last sequence.
+    LoseProducerLastBatch,
 }

@@ -28,11 +28,15 @@ pub enum SimCanary {
     DropNewestOfKey,
     /// The cleaner drops tombstones ignoring `delete.retention.ms`.
     DropTombstoneEarly,
+    /// The cleaner may clean at or above the high watermark.
+    CleanPastHw,
+    /// The cleaner drops a producer's last batch when a newer record supersedes all of it.
+    LoseProducerLastBatch,
 }
 
 impl SimCanary {
     /// Every canary, in listing order.
-    pub const ALL: [SimCanary; 8] = [
+    pub const ALL: [SimCanary; 10] = [
         SimCanary::AckBeforeFsync,
         SimCanary::SkipCrcOnRecovery,
         SimCanary::NoDedup,
@@ -41,6 +45,8 @@ impl SimCanary {
         SimCanary::CleanActiveSegment,
         SimCanary::DropNewestOfKey,
         SimCanary::DropTombstoneEarly,
+        SimCanary::CleanPastHw,
+        SimCanary::LoseProducerLastBatch,
     ];
 
     /// The `--canary` name.
@@ -54,6 +60,8 @@ impl SimCanary {
             SimCanary::CleanActiveSegment => "clean-active-segment",
             SimCanary::DropNewestOfKey => "drop-newest-of-key",
             SimCanary::DropTombstoneEarly => "drop-tombstone-early",
+            SimCanary::CleanPastHw => "clean-past-hw",
+            SimCanary::LoseProducerLastBatch => "lose-producer-last-batch",
         }
     }
 
@@ -80,6 +88,12 @@ impl SimCanary {
             SimCanary::DropTombstoneEarly => {
                 "core cleaner::filter drops a tombstone in the clean head whatever delete.retention.ms"
             }
+            SimCanary::CleanPastHw => {
+                "core cleaner::choose bounds the cleanable range by the active segment only, not the high watermark"
+            }
+            SimCanary::LoseProducerLastBatch => {
+                "core ProducerStates::batch_offsets_to_keep keeps no producer's last batch from a clean"
+            }
         }
     }
 
@@ -99,6 +113,8 @@ impl SimCanary {
             SimCanary::CleanActiveSegment => Some(Canary::CleanActiveSegment),
             SimCanary::DropNewestOfKey => Some(Canary::DropNewestOfKey),
             SimCanary::DropTombstoneEarly => Some(Canary::DropTombstoneEarly),
+            SimCanary::CleanPastHw => Some(Canary::CleanPastHw),
+            SimCanary::LoseProducerLastBatch => Some(Canary::LoseProducerLastBatch),
         }
     }
 }

@@ -90,26 +90,34 @@ impl Cleanable {
     }
 }
 
-/// The first uncleanable offset of `segments` (see the module docs). `active_cleanable` is the
-/// `clean-active-segment` canary's planted bug (always false outside the simulator): the
-/// active segment counts as sealed, so only the high watermark and the lag bound the range.
+/// The canaries' planted bugs in choosing (all off outside the simulator).
+#[derive(Debug, Clone, Copy, Default)]
+struct Planted {
+    /// `clean-active-segment`: the active segment counts as sealed, so only the high watermark
+    /// and the lag bound the range.
+    active_cleanable: bool,
+    /// `clean-past-hw`: the high watermark does not bound the range.
+    hw_ignored: bool,
+}
+
+/// The first uncleanable offset of `segments` (see the module docs).
 fn first_uncleanable(
     segments: &[SegmentInfo],
     first_dirty: i64,
     high_watermark: i64,
     now_ms: i64,
     cfg: &LogConfig,
-    active_cleanable: bool,
+    planted: Planted,
 ) -> i64 {
     let last = &segments[segments.len() - 1];
-    let (active, sealed) = if active_cleanable {
+    let (active, sealed) = if planted.active_cleanable {
         (last.next_offset, segments)
     } else {
         (last.base, &segments[..segments.len() - 1])
     };
     let hw_seg = sealed
         .iter()
-        .find(|s| s.next_offset > high_watermark)
+        .find(|s| s.next_offset > high_watermark && !planted.hw_ignored)
         .map_or(active, |s| s.base);
     let mut fu = active.min(hw_seg);
     if cfg.min_compaction_lag_ms > 0 {
@@ -133,11 +141,18 @@ pub fn cleanable(
     now_ms: i64,
     cfg: &LogConfig,
 ) -> Cleanable {
-    cleanable_hooked(segments, checkpoint, high_watermark, now_ms, cfg, false)
+    cleanable_hooked(
+        segments,
+        checkpoint,
+        high_watermark,
+        now_ms,
+        cfg,
+        Planted::default(),
+    )
 }
 
 /// [`cleanable`] with a planted bug turned on (simulator only): `CleanActiveSegment` lets the
-/// active segment be cleaned.
+/// active segment be cleaned, `CleanPastHw` the segments at or above the high watermark.
 #[cfg(feature = "canary")]
 pub fn cleanable_with_canary(
     segments: &[SegmentInfo],
@@ -147,15 +162,12 @@ pub fn cleanable_with_canary(
     cfg: &LogConfig,
     canary: Option<crate::canary::Canary>,
 ) -> Cleanable {
-    let active_cleanable = canary == Some(crate::canary::Canary::CleanActiveSegment);
-    cleanable_hooked(
-        segments,
-        checkpoint,
-        high_watermark,
-        now_ms,
-        cfg,
-        active_cleanable,
-    )
+    use crate::canary::Canary;
+    let planted = Planted {
+        active_cleanable: canary == Some(Canary::CleanActiveSegment),
+        hw_ignored: canary == Some(Canary::CleanPastHw),
+    };
+    cleanable_hooked(segments, checkpoint, high_watermark, now_ms, cfg, planted)
 }
 
 fn cleanable_hooked(
@@ -164,7 +176,7 @@ fn cleanable_hooked(
     high_watermark: i64,
     now_ms: i64,
     cfg: &LogConfig,
-    active_cleanable: bool,
+    planted: Planted,
 ) -> Cleanable {
     assert!(!segments.is_empty(), "a log has at least one segment");
     let log_start = segments[0].base;
@@ -172,14 +184,7 @@ fn cleanable_hooked(
     let first_dirty = checkpoint
         .filter(|c| (log_start..=log_end).contains(c))
         .unwrap_or(log_start);
-    let fu = first_uncleanable(
-        segments,
-        first_dirty,
-        high_watermark,
-        now_ms,
-        cfg,
-        active_cleanable,
-    );
+    let fu = first_uncleanable(segments, first_dirty, high_watermark, now_ms, cfg, planted);
     let below = || segments.iter().filter(|s| s.base < fu);
     let is_clean = |s: &&SegmentInfo| s.next_offset <= first_dirty;
     let clean_bytes = below().filter(is_clean).map(|s| s.size).sum();

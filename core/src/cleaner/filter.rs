@@ -14,8 +14,8 @@
 //!
 //! A batch with survivors is kept whole when all survive, else rewritten with them
 //! ([`super::rewrite`]). A batch with none is kept as an empty header when it is one of the
-//! batches kept for its producer id (its newest, and its newest below the first uncleanable
-//! offset: idempotent dedup and recovery compare sequences with them), or the last batch of
+//! batches kept for its producer id (every batch its idempotent-producer state caches:
+//! idempotent dedup and recovery compare sequences with them), or the last batch of
 //! its destination segment (so the segment's offset range, read back by a scan, still reaches
 //! the next segment's base); otherwise it is dropped.
 //!
@@ -132,9 +132,9 @@ pub enum BatchVerdict {
     Drop,
 }
 
-/// Whether a batch's header must survive even without records: it is its producer's newest
-/// batch (`producer_last` holds those batches' base offsets), or the last batch of its
-/// destination segment.
+/// Whether a batch's header must survive even without records: it is one of the batches kept
+/// for its producer (`producer_last` holds those batches' base offsets), or the last batch of
+/// its destination segment.
 pub fn must_keep_header(
     h: &BatchHeader,
     producer_last: &BTreeSet<i64>,

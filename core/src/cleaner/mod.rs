@@ -21,8 +21,9 @@
 //!   for the map or rewritten.
 //! - A tombstone is dropped only below the clean's first dirty offset, in a segment last
 //!   modified at or before the delete horizon.
-//! - Each producer's newest batch, and its newest batch below the first uncleanable offset
-//!   (what recovery must find if a crash takes the newer, uncommitted ones away), keep their
+//! - Each producer's cached batches (its newest [`crate::producer::DEDUP_WINDOW`]: what
+//!   recovery must find if a crash takes the newer, uncommitted ones away, and what a retry of
+//!   one still in flight is recognised by) keep their
 //!   headers (base offset, last offset delta, producer id, epoch, base sequence); control
 //!   batches are kept whole.
 //! - Every destination segment ends with a batch whose last offset is its range's last offset,

@@ -8,7 +8,10 @@
 //!    away lies below the *clean bound*, the largest `min(high watermark, base of the active
 //!    segment)` at the start of any clean so far (the node tells it at each clean's start, as
 //!    it tells log starts after a retention pass; it is not skein-core's own choice of what is
-//!    cleanable, which a planted bug may get wrong).
+//!    cleanable, which a planted bug may get wrong). Clients read only below the high
+//!    watermark, so the driver also reads as a follower would, from that bound up, at each
+//!    clean's start and after each of its commits: every batch read at the start must still be
+//!    there byte for byte ([`check_tail_unchanged`]).
 //! 3. What supersedes a record was cleanable: when a newer record of its key is known, one lies
 //!    below the clean bound (unless the record is a tombstone old enough to go anyway, 4).
 //! 4. For every key, a reader from the log start sees the newest acknowledged value of that key
@@ -281,6 +284,36 @@ impl History {
         }
         Ok(())
     }
+}
+
+/// Rule 2 for one clean of partition `p` that started with bound `bound`: every batch a reader
+/// ignoring the high watermark read at or above the bound then (`before`: base offset, last
+/// offset, bytes) is in what it reads now (`after`), unless it lies below the log start now.
+pub fn check_tail_unchanged(
+    p: usize,
+    bound: i64,
+    before: &[(i64, i64, Vec<u8>)],
+    after: &[(i64, i64, Vec<u8>)],
+    log_start: i64,
+) -> Verdict {
+    let now: BTreeMap<i64, &(i64, i64, Vec<u8>)> = after.iter().map(|b| (b.0, b)).collect();
+    for b in before.iter().filter(|b| b.0 >= log_start) {
+        let what = match now.get(&b.0) {
+            Some(a) if a.1 == b.1 && a.2 == b.2 => continue,
+            Some(a) => format!("is now {}..={} of {} bytes", a.0, a.1, a.2.len()),
+            None => "is gone".to_string(),
+        };
+        return Err(violation(
+            "compaction",
+            format!(
+                "p{p}: the batch at {}..={} ({} bytes), at or above the high watermark or the active segment ({bound}) when a clean started, {what} after its commit",
+                b.0,
+                b.1,
+                b.2.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn newest_lost(what: &str, spec: KeyedSpec, dr: i64) -> String {

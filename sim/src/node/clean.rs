@@ -14,10 +14,12 @@
 //! partition (and topic id) it started on, and ends when the node stops or the partition goes;
 //! `commit_clean` is called only after a run said `Commit`.
 
+use skein_core::batch;
 use skein_core::cleaner::choose::rank_dirtiest;
 use skein_core::cleaner::job::CleanStats;
 use skein_core::cleaner::CleanerConfig;
-use skein_storage::partition::{CleanProgress, Cleaning, StorageError};
+use skein_core::fetch::Grant;
+use skein_storage::partition::{read_range, CleanProgress, Cleaning, StorageError};
 
 use super::{Node, PartKey, TopicId};
 use crate::disk_fs::SimFs;
@@ -114,6 +116,38 @@ impl Node {
             sealed: false,
         });
         Some(started)
+    }
+
+    /// Every whole batch of partition `key` holding an offset at or above `from` (and at or above
+    /// its log start), read from the files as a follower's fetch reads them, ignoring the high
+    /// watermark: (base offset, last offset, bytes). `None` when the partition is not open.
+    pub fn batches_from(&self, key: &PartKey, from: i64) -> Option<Vec<(i64, i64, Vec<u8>)>> {
+        let store = &self.parts.get(key)?.store;
+        let end = store.log().log_end_offset();
+        let mut off = from.max(store.log().log_start_offset());
+        let mut out = Vec::new();
+        while off < end {
+            let Ok(Some(range)) = store.plan_fetch(off, Grant::single(1 << 20)) else {
+                break;
+            };
+            let bytes = read_range(&range).expect("segment file shorter than the log says");
+            let before = off;
+            for item in batch::iter_headers(&bytes) {
+                let Ok((at, h)) = item else { break };
+                if h.last_offset() >= from {
+                    out.push((
+                        h.base_offset,
+                        h.last_offset(),
+                        bytes[at..at + h.size].to_vec(),
+                    ));
+                }
+                off = h.next_offset();
+            }
+            if off == before {
+                break;
+            }
+        }
+        Some(out)
     }
 
     /// The clean's partition is gone (deleted, or the node restarted since): the clean ends.

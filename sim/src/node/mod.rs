@@ -62,6 +62,8 @@ pub type TopicId = u128;
 pub const UNKNOWN_TOPIC: &str = "UNKNOWN_TOPIC_OR_PARTITION";
 /// Kafka's KAFKA_STORAGE_ERROR (retriable).
 pub const STORAGE_ERROR: &str = "KAFKA_STORAGE_ERROR";
+/// Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER.
+pub const OUT_OF_ORDER: &str = "OUT_OF_ORDER_SEQUENCE_NUMBER";
 
 /// The result of a produce, as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +205,7 @@ fn storage_code(e: &StorageError) -> &'static str {
             A::InvalidRecord(_) => "INVALID_RECORD",
             A::TooLarge { .. } => "MESSAGE_TOO_LARGE",
             A::LargerThanSegment { .. } => "RECORD_LIST_TOO_LARGE",
-            A::OutOfOrderSequence(_) => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            A::OutOfOrderSequence(_) => OUT_OF_ORDER,
             A::InvalidProducerEpoch(_) => "INVALID_PRODUCER_EPOCH",
             A::InvalidTimestamp { .. } => "INVALID_TIMESTAMP",
         },

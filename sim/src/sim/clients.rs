@@ -356,6 +356,9 @@ impl Sim {
                     info.sent,
                 )?;
                 if let Some(i) = current {
+                    if idempotent {
+                        self.note_acked(client, i, (base_offset, last_offset));
+                    }
                     self.finish_batch(client, i);
                 }
             }

@@ -149,10 +149,7 @@ impl Sim {
                 Ok(())
             }
             Event::Clean => self.clean_pass(),
-            Event::CleanPiece { commit, inc } => {
-                self.clean_piece(commit, inc);
-                Ok(())
-            }
+            Event::CleanPiece { commit, inc } => self.clean_piece(commit, inc),
             Event::Partition => {
                 self.partition();
                 Ok(())

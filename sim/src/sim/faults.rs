@@ -117,6 +117,7 @@ impl Sim {
             offs.join(" ")
         ));
         self.audit_offsets()?;
+        self.probe_retries()?;
         self.refresh_view();
         self.schedule_crash();
         Ok(())

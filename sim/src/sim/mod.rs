@@ -40,6 +40,7 @@ mod cleaner;
 mod clients;
 mod events;
 mod faults;
+mod probe;
 pub mod schedule;
 pub mod shrink;
 
@@ -202,6 +203,8 @@ struct Producer {
     resend_armed: bool,
     /// Whether this client leaves its batches' header max timestamp unset or wrong.
     stamps: Stamps,
+    /// An idempotent producer's newest acknowledged batch per partition (`probe.rs`).
+    acked: BTreeMap<PartKey, probe::Acked>,
 }
 
 /// How a producer fills in a batch header's max timestamp (its records always carry the time
@@ -292,6 +295,8 @@ struct Sim {
     /// Topics and partition counts as the clients last learned them (Metadata).
     view: BTreeMap<String, u32>,
     history: History,
+    /// The tail a reader saw when the clean in progress started (`cleaner.rs`).
+    tail_watch: Option<cleaner::TailWatch>,
     trace: Trace,
     phase: Phase,
     liveness_at: u64,
@@ -385,6 +390,7 @@ pub fn run(opts: Options) -> Outcome {
             } else {
                 Stamps::Wrong
             },
+            acked: BTreeMap::new(),
         }));
     }
     for _ in 0..swarm.fetchers {
@@ -415,6 +421,7 @@ pub fn run(opts: Options) -> Outcome {
         refused: vec![None; n_clients],
         req_conn: BTreeMap::new(),
         history,
+        tail_watch: None,
         swarm,
         rng,
         clients,

@@ -109,9 +109,7 @@ impl<F: Fs> PartitionStore<F> {
         let mut job = CleanJob::new(
             self.segment_infos(),
             range,
-            self.log
-                .producers()
-                .batch_offsets_to_keep(range.first_uncleanable),
+            self.log.producers().batch_offsets_to_keep(),
             c.segment_bytes,
             c.index_interval_bytes,
             cfg,

@@ -252,6 +252,54 @@ fn a_clean_keeps_a_producers_newest_batch_below_the_uncleanable_offset() {
 }
 
 #[test]
+fn a_clean_keeps_every_batch_a_producer_may_still_retry() {
+    // Producer 7 has two batches in flight (seq 0 and 1, both key "a"); producer 8 supersedes
+    // them; the log rolls and a clean below the high watermark drops their records. Recovery then
+    // replays the cleaned log without a snapshot: a retry of seq 0 (its answer was lost) must be
+    // recognised as a duplicate, not refused out of order (skein-sim node seed 151, retry probes).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c-0");
+    let mut s = PartitionStore::open(&p, cfg(), true, 0).unwrap();
+    let first = s.append(1_000, &idempotent(7, 0, "a")).unwrap();
+    s.append(1_000, &idempotent(7, 1, "a")).unwrap();
+    let segments = s.log().segments().count();
+    let mut seq = 0;
+    while s.log().segments().count() == segments {
+        s.append(1_000, &idempotent(8, seq, "a")).unwrap();
+        seq += 1;
+    }
+    let hw = s.log().log_end_offset();
+    let range = s.cleanable(10_000, hw).unwrap();
+    let mut c = s.start_clean(&range, CleanerConfig::default());
+    loop {
+        match c.run(&mut |_| {}) {
+            CleanProgress::Commit => assert!(s.commit_clean(&mut c).unwrap()),
+            CleanProgress::Done(_) => break,
+            p => panic!("{p:?}"),
+        }
+    }
+    assert!(
+        records(&s).keys().all(|o| *o > 1),
+        "producer 7's records are gone"
+    );
+    drop(s);
+    for e in std::fs::read_dir(&p).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "snapshot") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut s = PartitionStore::open(&p, cfg(), false, 0).unwrap();
+    let again = s
+        .append(3_000, &idempotent(7, 0, "a"))
+        .expect("a retry of producer 7's seq 0 is a duplicate");
+    assert_eq!(
+        (again.base_offset, again.write.is_none()),
+        (first.base_offset, true)
+    );
+}
+
+#[test]
 fn a_clean_stopped_before_its_commit_point_leaves_the_old_log() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c-0");
