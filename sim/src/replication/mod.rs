@@ -21,7 +21,11 @@
 //! follower and consumer fetches, fetch responses, fsync completions and ticks, and carries
 //! out what it asks (appends, truncations, fsyncs after a random disk delay, answers, ISR
 //! proposals). Nothing about roles, fetch gates, follower truncation, acks or the high
-//! watermark is decided in this driver. The replicas run the fsync-before-ack flush policy:
+//! watermark is decided in this driver. A follower's fetch that finds nothing new is held by
+//! the leader (the long poll, as the broker's fetch handler does) until the leader appends,
+//! when it is served again (recording the follower's progress again), or until `sim`'s
+//! `FETCH_WAIT_MS` passes; a follower fetches again as soon as it is answered (after fsyncing
+//! what it copied). The replicas run the fsync-before-ack flush policy:
 //! followers fsync what they appended before they fetch again, and the leader's fsynced end
 //! (not its written end) counts towards the high watermark, while followers may already copy
 //! its unsynced tail. Producers send acks=-1 (some acks=1) batches; an acks=-1 batch is

@@ -30,7 +30,14 @@ const TOPIC: &str = "t";
 const HEARTBEAT_MS: u64 = 100;
 const TICK_MS: u64 = 50;
 const CTL_TICK_MS: u64 = 50;
-const FETCH_WAIT_MS: u64 = 20;
+/// The leader's long-poll wait (replica.fetch.wait.max.ms): a follower's fetch that finds
+/// nothing new is held until the leader appends or this passes, and the follower fetches again
+/// as soon as it is answered. Below the smallest replica.lag.time.max.ms a seed draws (300)
+/// less a round trip at the largest delay (80): core counts a follower as caught up only when
+/// one of its fetches finds the leader's end, so an idle follower must be seen within it.
+const FETCH_WAIT_MS: u64 = 200;
+/// A follower's fetch unanswered for this long is sent again (its request timeout: longer than
+/// the long-poll wait plus a round trip).
 const FETCH_RETRY_MS: u64 = 300;
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
 const QUIET_MS: u64 = 20_000;
@@ -139,6 +146,14 @@ enum Ev {
         p: usize,
         seq: u64,
     },
+    /// The long-poll wait of follower `f`'s fetch `seq`, held by leader `b`, is over.
+    FetchExpire {
+        b: i32,
+        inc: u64,
+        p: usize,
+        f: i32,
+        seq: u64,
+    },
     Heartbeat {
         b: i32,
         inc: u64,
@@ -175,6 +190,7 @@ impl Ev {
             Ev::Deliver { to: Node::B(b), .. }
             | Ev::Sync { b, .. }
             | Ev::FetchRetry { b, .. }
+            | Ev::FetchExpire { b, .. }
             | Ev::Heartbeat { b, .. }
             | Ev::Tick { b, .. } => Some(*b),
             _ => None,
@@ -278,6 +294,16 @@ struct Broker {
     parts: Vec<Replica>,
 }
 
+/// A follower's fetch the leader holds (the long poll), as it came.
+#[derive(Debug, Clone, Copy)]
+struct Parked {
+    /// The leader's incarnation that holds it.
+    inc: u64,
+    offset: i64,
+    last_epoch: i32,
+    epoch: i32,
+}
+
 /// Who a cut-off broker cannot reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cut {
@@ -317,6 +343,8 @@ pub struct ReplSim {
     override_leader: BTreeMap<usize, (i32, i32)>,
     // brokers and clients
     brokers: BTreeMap<i32, Broker>,
+    /// Follower fetches the leaders hold: (leader, partition, follower, fetch seq).
+    parked: BTreeMap<(i32, usize, i32, u64), Parked>,
     cut: BTreeMap<i32, Cut>,
     client: Client,
     healed: bool,
@@ -433,6 +461,7 @@ impl ReplSim {
             last_hb,
             override_leader: BTreeMap::new(),
             brokers,
+            parked: BTreeMap::new(),
             cut: BTreeMap::new(),
             client: Client {
                 version: 0,
@@ -688,6 +717,7 @@ impl ReplSim {
                     self.send_fetch(b, p);
                 }
             }
+            Ev::FetchExpire { b, inc, p, f, seq } => self.expire_fetch(b, inc, p, f, seq)?,
             Ev::Heartbeat { b, inc } => {
                 if self.brokers[&b].inc == inc {
                     let v = self.brokers[&b].inc;
@@ -892,6 +922,8 @@ impl ReplSim {
         br.up = false;
         br.stopping = false;
         br.inc += 1;
+        self.parked.retain(|k, _| k.0 != b);
+        let br = self.brokers.get_mut(&b).expect("broker");
         br.paused_until = None;
         // The broker's metadata is durable: it never goes back to an older version (a delayed
         // reply to the previous incarnation must not resurrect old leaderships), but the
@@ -1128,8 +1160,14 @@ impl ReplSim {
                 epoch,
             } => {
                 let Node::B(f) = from else { return Ok(()) };
-                let body = self.serve_fetch(b, p, f, offset, last_epoch, epoch)?;
-                self.send(Node::B(b), from, Msg::FetchResp { p, seq, body });
+                let inc = self.brokers[&b].inc;
+                let fetch = Parked {
+                    inc,
+                    offset,
+                    last_epoch,
+                    epoch,
+                };
+                self.on_follower_fetch(b, p, f, seq, fetch)?;
             }
             Msg::FetchResp { p, seq, body } => self.on_fetch_resp(b, p, seq, body)?,
             Msg::Produce { p, req, acks, ids } => self.on_produce(b, p, req, acks, ids)?,
