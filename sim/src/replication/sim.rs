@@ -21,6 +21,7 @@ use crate::checker::{violation, Violation};
 use crate::records::RecordId;
 use crate::rng::Rng;
 
+mod ack_latency;
 mod replica;
 mod settle;
 
@@ -207,8 +208,15 @@ struct Replica {
     /// The core replica state machine this driver carries out.
     core: CoreReplica,
     fetch_seq: u64,
-    /// Produce requests between the core's append request and the append: their records.
-    producing: BTreeMap<u64, Vec<RecordId>>,
+    /// Produce requests between the core's append request and the append: their acks and
+    /// records.
+    producing: BTreeMap<u64, (i8, Vec<RecordId>)>,
+    /// acks=-1 writes this replica appended as leader and has not answered yet: (token,
+    /// leader epoch, append time), oldest first.
+    unanswered: Vec<(u64, i32, u64)>,
+    /// The leader and epoch this follower last got records (or an empty answer) from; `None`
+    /// after an error, a divergence, a role change or a restart, until such an answer comes.
+    replicating: Option<(i32, i32)>,
     /// A fetch response's batches, until the core asks for them to be appended.
     fetched: Vec<Stored>,
     /// Largest hw this leadership exposed, and its epoch (the sim's own hw-monotonic check).
@@ -228,6 +236,8 @@ impl Replica {
             core,
             fetch_seq: 0,
             producing: BTreeMap::new(),
+            unanswered: Vec::new(),
+            replicating: None,
             fetched: Vec::new(),
             lead_hw: (-1, 0),
         }
@@ -273,6 +283,8 @@ impl Replica {
         self.core = CoreReplica::new(config, &self.log, hw, now);
         self.core.set_canary(canary);
         self.producing.clear();
+        self.unanswered.clear();
+        self.replicating = None;
         self.fetched.clear();
         self.lead_hw = (-1, 0);
     }
@@ -355,6 +367,12 @@ pub struct ReplSim {
     epoch_leader: BTreeMap<(usize, i32), i32>,
     /// Since when each healthy leader's maximal ISR has differed from its committed ISR.
     unsettled: BTreeMap<(i32, usize), u64>,
+    /// Since when each leader (broker, partition) and its ISR have been healthy without a
+    /// lapse (the acknowledgement-latency check).
+    ack_clock: BTreeMap<(i32, usize), u64>,
+    /// Until when a message between two brokers (the smaller id first) that was lost,
+    /// duplicated or slowed may still hold up their replication (see `disturb`).
+    disturbed: BTreeMap<(i32, i32), u64>,
     stats: Stats,
     hasher: TraceHasher,
     tail: VecDeque<String>,
@@ -477,6 +495,8 @@ impl ReplSim {
             exposed: BTreeMap::new(),
             epoch_leader: BTreeMap::new(),
             unsettled: BTreeMap::new(),
+            ack_clock: BTreeMap::new(),
+            disturbed: BTreeMap::new(),
             stats: Stats::default(),
             hasher: TraceHasher::new(),
             tail: VecDeque::new(),
@@ -598,9 +618,11 @@ impl ReplSim {
 
     fn send(&mut self, from: Node, to: Node, msg: Msg) {
         if self.blocked(from, to) {
+            self.disturb(from, to, self.now + FETCH_RETRY_MS);
             return;
         }
         if !self.healed && self.net_rng.below(1000) < self.swarm.drop_pm {
+            self.disturb(from, to, self.now + FETCH_RETRY_MS);
             return;
         }
         let copies = if !self.healed && self.net_rng.below(1000) < self.swarm.dup_pm {
@@ -616,6 +638,10 @@ impl ReplSim {
                         d += self.net_rng.range(0, self.swarm.slow_ms);
                     }
                 }
+            }
+            // A duplicate, or a copy slowed past the normal delays, may arrive stale.
+            if copies > 1 || d > self.swarm.delay_max_ms {
+                self.disturb(from, to, self.now + d + FETCH_WAIT_MS);
             }
             self.at(
                 d,
@@ -682,6 +708,7 @@ impl ReplSim {
         match ev {
             Ev::Deliver { from, to, msg } => {
                 if self.blocked(from, to) {
+                    self.disturb(from, to, self.now + FETCH_RETRY_MS);
                     return Ok(());
                 }
                 (self.now, 1u8, from, to, msg_key(&msg)).hash(&mut self.hasher);
@@ -1315,6 +1342,7 @@ impl ReplSim {
 
     fn check_step(&mut self) -> Res {
         self.check_settled()?;
+        self.check_ack_latency()?;
         let parts = self.catalog.topic(TOPIC).expect("topic").parts.clone();
         for (p, st) in parts.iter().enumerate() {
             let dup: BTreeSet<&i32> = st.isr.iter().chain(&st.elr).collect();
@@ -1482,6 +1510,7 @@ fn core_canary(c: Option<ReplCanary>) -> Option<Canary> {
         ReplCanary::SkipTruncation => Some(Canary::SkipTruncation),
         ReplCanary::HwFromLeaderOnly => Some(Canary::HwFromLeaderOnly),
         ReplCanary::KeepRefusedIsr => Some(Canary::KeepRefusedIsr),
+        ReplCanary::FollowerEndClampedToFsynced => Some(Canary::FollowerEndClampedToFsynced),
         ReplCanary::ElectOutsideIsr => None,
     }
 }

@@ -56,6 +56,9 @@ impl ReplSim {
                 Output::ProduceDone { token, result } => {
                     let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
                     r.producing.remove(&token);
+                    if let Some(i) = r.unanswered.iter().position(|w| w.0 == token) {
+                        r.unanswered.remove(i);
+                    }
                     if let Ok(base) = result {
                         let hw = r.hw();
                         self.note(format!("b{b} p{p} answers req {token} at {base} (hw {hw})"));
@@ -108,7 +111,7 @@ impl ReplSim {
                 r.log.advance_log_start(o);
             }
             StorageOp::AppendProduced { token, .. } => {
-                let ids = r.producing.get(&token).cloned().unwrap_or_default();
+                let (acks, ids) = r.producing.get(&token).cloned().unwrap_or((1, Vec::new()));
                 let mut bytes = build_batch(&ids, 8, now as i64, None);
                 let a = r.log.append(now, &mut bytes).map_err(|e| {
                     violation("node-invariant", format!("b{b} p{p} leader append: {e}"))
@@ -132,6 +135,9 @@ impl ReplSim {
                     bytes,
                     ids,
                 });
+                if acks == -1 {
+                    r.unanswered.push((token, h.leader_epoch, now));
+                }
                 r.core.handle(
                     now,
                     &r.log,
@@ -246,6 +252,7 @@ impl ReplSim {
         }
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         r.fetch_seq += 1;
+        r.replicating = None;
         let end = r.end();
         match after {
             (true, epoch) => self.took_leadership(b, p, epoch, end),
@@ -481,6 +488,10 @@ impl ReplSim {
         };
         let retry = matches!(reply, FetchReply::Error(_) | FetchReply::OutOfRange { .. });
         let diverged = matches!(reply, FetchReply::Diverging { .. });
+        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
+        r.replicating = matches!(reply, FetchReply::Records { .. })
+            .then(|| r.core.following())
+            .flatten();
         self.drive(
             b,
             p,
@@ -506,7 +517,7 @@ impl ReplSim {
         ids: Vec<RecordId>,
     ) -> Res {
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        r.producing.insert(req, ids);
+        r.producing.insert(req, (acks, ids));
         self.drive(
             b,
             p,
