@@ -66,6 +66,12 @@ pub enum Canary {
     /// end, towards the high watermark, so acks=all writes are answered and consumers shown
     /// records before an fsync covers them.
     AckBeforeFsync,
+    /// `Replica` (its leader's `serve_follower`): a follower's fetch is clamped to, and its lag
+    /// measured against, the leader's counted (fsynced) end instead of its written end, so a
+    /// follower that reports an end the leader has not fsynced yet is remembered below it and
+    /// the leader's fsync cannot release the acks=all write: it waits for the follower's next
+    /// fetch (the bug 6e12435 fixed).
+    FollowerEndClampedToFsynced,
     /// `cleaner::choose`: the first uncleanable offset ignores the active segment (bounded only
     /// by the high watermark and `min.compaction.lag.ms`), so a clean may rewrite the segment
     /// appends still go to.

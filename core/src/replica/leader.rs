@@ -107,6 +107,16 @@ impl Replica {
         current_epoch: i32,
     ) -> Result<FetchAnswer, ReplicaError> {
         let counted = self.counted_end();
+        // The leader's end a follower's progress is clamped to and its lag measured against:
+        // what it wrote (the canary: what it counts, so a report ahead of its fsync is lost).
+        #[cfg(feature = "canary")]
+        let written = if self.canary_on(crate::canary::Canary::FollowerEndClampedToFsynced) {
+            counted
+        } else {
+            self.log_end
+        };
+        #[cfg(not(feature = "canary"))]
+        let written = self.log_end;
         let (now, end, start) = (self.now_ms, self.log_end, log.log_start_offset());
         let Role::Leader(l) = &mut self.role else {
             return Err(ReplicaError::NotLeaderOrFollower);
@@ -123,7 +133,7 @@ impl Replica {
                 Err(ReplicaError::OffsetOutOfRange)
             }
             FetchCheck::Accepted => {
-                l.on_fetch(replica, fetch_offset, (end, counted), now);
+                l.on_fetch(replica, fetch_offset, (written, counted), now);
                 let l = self.leader().expect("leading");
                 Ok(FetchAnswer::Records {
                     from: fetch_offset,

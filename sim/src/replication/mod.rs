@@ -21,7 +21,11 @@
 //! follower and consumer fetches, fetch responses, fsync completions and ticks, and carries
 //! out what it asks (appends, truncations, fsyncs after a random disk delay, answers, ISR
 //! proposals). Nothing about roles, fetch gates, follower truncation, acks or the high
-//! watermark is decided in this driver. The replicas run the fsync-before-ack flush policy:
+//! watermark is decided in this driver. A follower's fetch that finds nothing new is held by
+//! the leader (the long poll, as the broker's fetch handler does) until the leader appends,
+//! when it is served again (recording the follower's progress again), or until `sim`'s
+//! `FETCH_WAIT_MS` passes; a follower fetches again as soon as it is answered (after fsyncing
+//! what it copied). The replicas run the fsync-before-ack flush policy:
 //! followers fsync what they appended before they fetch again, and the leader's fsynced end
 //! (not its written end) counts towards the high watermark, while followers may already copy
 //! its unsynced tail. Producers send acks=-1 (some acks=1) batches; an acks=-1 batch is
@@ -53,13 +57,27 @@
 //!   for longer than [`sim`]'s `SETTLE_MS`: an addition refused or lost must not keep holding
 //!   back the high watermark (a fenced broker that still reaches the leader, cut off from the
 //!   controller only or in controlled shutdown, is what makes additions be refused);
+//! - acknowledgement latency (liveness during the run, `sim`'s `ack_latency`): while a
+//!   partition's leader and every member of its committed ISR are healthy (as above, and the
+//!   catalog holds that ISR, no change is pending, it meets min.insync.replicas, every follower
+//!   replicates from the leader within one fetch of its end, and no message between them was
+//!   lost, duplicated or slowed lately), an acks=-1 write the leader appended is answered within
+//!   three replication rounds at the seed's largest delays (a round: two one-way delays and an
+//!   fsync; healthy runs take at most two). The long-poll wait is not in the bound: the leader's
+//!   fsync, not a later fetch, must release a write its followers already reported;
 //! - liveness at the end: after every fault heals (all brokers up, network whole) and a quiet
 //!   period, every partition has a leader, a full ISR, and every replica holds exactly the
 //!   leader's log with the high watermark at its end.
 //!
 //! Canaries ([`ReplCanary`]): `elect-outside-isr` is planted in this driver's controller;
-//! `ack-before-isr`, `skip-truncation`, `hw-from-leader-only` and `keep-refused-isr` turn on
-//! the core replica's canaries of the same names (`skein_core::canary::Canary`).
+//! `ack-before-isr`, `skip-truncation`, `hw-from-leader-only`, `keep-refused-isr` and
+//! `follower-end-clamped-to-fsynced` turn on the core replica's canaries of the same names
+//! (`skein_core::canary::Canary`). The last brings back a bug the simulation missed and a
+//! benchmark found (fixed in 6e12435): the leader clamped a follower's reported end to its own
+//! fsynced end, so a report that beat the leader's fsync was forgotten and the acks=-1 write
+//! waited for the follower's next fetch. The acknowledgement-latency check catches it; it
+//! could not before followers long-polled (they fetched again every 20 ms, so a forgotten
+//! report cost one more poll and the canary's latencies overlapped the healthy ones).
 //!
 //! ## Core bugs found
 //!
@@ -106,16 +124,20 @@ pub enum ReplCanary {
     HwFromLeaderOnly,
     /// The leader proposes fenced replicas and never settles a refused addition (core canary).
     KeepRefusedIsr,
+    /// The leader clamps a follower's reported end to its own fsynced end, so its fsync cannot
+    /// release an acks=-1 write the follower already holds (core canary).
+    FollowerEndClampedToFsynced,
 }
 
 impl ReplCanary {
     /// Every canary.
-    pub const ALL: [ReplCanary; 5] = [
+    pub const ALL: [ReplCanary; 6] = [
         ReplCanary::AckBeforeIsr,
         ReplCanary::ElectOutsideIsr,
         ReplCanary::SkipTruncation,
         ReplCanary::HwFromLeaderOnly,
         ReplCanary::KeepRefusedIsr,
+        ReplCanary::FollowerEndClampedToFsynced,
     ];
 
     /// Its command-line name.
@@ -126,6 +148,7 @@ impl ReplCanary {
             ReplCanary::SkipTruncation => "skip-truncation",
             ReplCanary::HwFromLeaderOnly => "hw-from-leader-only",
             ReplCanary::KeepRefusedIsr => "keep-refused-isr",
+            ReplCanary::FollowerEndClampedToFsynced => "follower-end-clamped-to-fsynced",
         }
     }
 
@@ -138,6 +161,9 @@ impl ReplCanary {
             ReplCanary::HwFromLeaderOnly => "leader exposes its own log end as the HW",
             ReplCanary::KeepRefusedIsr => {
                 "leader proposes fenced replicas and never settles a refused ISR addition"
+            }
+            ReplCanary::FollowerEndClampedToFsynced => {
+                "leader forgets a follower's report past its fsynced end; acks wait for a fetch"
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::checker::{violation, Violation};
 use crate::records::RecordId;
 use crate::rng::Rng;
 
+mod ack_latency;
 mod replica;
 mod settle;
 
@@ -30,7 +31,14 @@ const TOPIC: &str = "t";
 const HEARTBEAT_MS: u64 = 100;
 const TICK_MS: u64 = 50;
 const CTL_TICK_MS: u64 = 50;
-const FETCH_WAIT_MS: u64 = 20;
+/// The leader's long-poll wait (replica.fetch.wait.max.ms): a follower's fetch that finds
+/// nothing new is held until the leader appends or this passes, and the follower fetches again
+/// as soon as it is answered. Below the smallest replica.lag.time.max.ms a seed draws (300)
+/// less a round trip at the largest delay (80): core counts a follower as caught up only when
+/// one of its fetches finds the leader's end, so an idle follower must be seen within it.
+const FETCH_WAIT_MS: u64 = 200;
+/// A follower's fetch unanswered for this long is sent again (its request timeout: longer than
+/// the long-poll wait plus a round trip).
 const FETCH_RETRY_MS: u64 = 300;
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
 const QUIET_MS: u64 = 20_000;
@@ -139,6 +147,14 @@ enum Ev {
         p: usize,
         seq: u64,
     },
+    /// The long-poll wait of follower `f`'s fetch `seq`, held by leader `b`, is over.
+    FetchExpire {
+        b: i32,
+        inc: u64,
+        p: usize,
+        f: i32,
+        seq: u64,
+    },
     Heartbeat {
         b: i32,
         inc: u64,
@@ -175,6 +191,7 @@ impl Ev {
             Ev::Deliver { to: Node::B(b), .. }
             | Ev::Sync { b, .. }
             | Ev::FetchRetry { b, .. }
+            | Ev::FetchExpire { b, .. }
             | Ev::Heartbeat { b, .. }
             | Ev::Tick { b, .. } => Some(*b),
             _ => None,
@@ -191,8 +208,15 @@ struct Replica {
     /// The core replica state machine this driver carries out.
     core: CoreReplica,
     fetch_seq: u64,
-    /// Produce requests between the core's append request and the append: their records.
-    producing: BTreeMap<u64, Vec<RecordId>>,
+    /// Produce requests between the core's append request and the append: their acks and
+    /// records.
+    producing: BTreeMap<u64, (i8, Vec<RecordId>)>,
+    /// acks=-1 writes this replica appended as leader and has not answered yet: (token,
+    /// leader epoch, append time), oldest first.
+    unanswered: Vec<(u64, i32, u64)>,
+    /// The leader and epoch this follower last got records (or an empty answer) from; `None`
+    /// after an error, a divergence, a role change or a restart, until such an answer comes.
+    replicating: Option<(i32, i32)>,
     /// A fetch response's batches, until the core asks for them to be appended.
     fetched: Vec<Stored>,
     /// Largest hw this leadership exposed, and its epoch (the sim's own hw-monotonic check).
@@ -212,6 +236,8 @@ impl Replica {
             core,
             fetch_seq: 0,
             producing: BTreeMap::new(),
+            unanswered: Vec::new(),
+            replicating: None,
             fetched: Vec::new(),
             lead_hw: (-1, 0),
         }
@@ -257,6 +283,8 @@ impl Replica {
         self.core = CoreReplica::new(config, &self.log, hw, now);
         self.core.set_canary(canary);
         self.producing.clear();
+        self.unanswered.clear();
+        self.replicating = None;
         self.fetched.clear();
         self.lead_hw = (-1, 0);
     }
@@ -276,6 +304,16 @@ struct Broker {
     fresh: bool,
     view: Vec<PartitionState>,
     parts: Vec<Replica>,
+}
+
+/// A follower's fetch the leader holds (the long poll), as it came.
+#[derive(Debug, Clone, Copy)]
+struct Parked {
+    /// The leader's incarnation that holds it.
+    inc: u64,
+    offset: i64,
+    last_epoch: i32,
+    epoch: i32,
 }
 
 /// Who a cut-off broker cannot reach.
@@ -317,6 +355,8 @@ pub struct ReplSim {
     override_leader: BTreeMap<usize, (i32, i32)>,
     // brokers and clients
     brokers: BTreeMap<i32, Broker>,
+    /// Follower fetches the leaders hold: (leader, partition, follower, fetch seq).
+    parked: BTreeMap<(i32, usize, i32, u64), Parked>,
     cut: BTreeMap<i32, Cut>,
     client: Client,
     healed: bool,
@@ -327,6 +367,12 @@ pub struct ReplSim {
     epoch_leader: BTreeMap<(usize, i32), i32>,
     /// Since when each healthy leader's maximal ISR has differed from its committed ISR.
     unsettled: BTreeMap<(i32, usize), u64>,
+    /// Since when each leader (broker, partition) and its ISR have been healthy without a
+    /// lapse (the acknowledgement-latency check).
+    ack_clock: BTreeMap<(i32, usize), u64>,
+    /// Until when a message between two brokers (the smaller id first) that was lost,
+    /// duplicated or slowed may still hold up their replication (see `disturb`).
+    disturbed: BTreeMap<(i32, i32), u64>,
     stats: Stats,
     hasher: TraceHasher,
     tail: VecDeque<String>,
@@ -433,6 +479,7 @@ impl ReplSim {
             last_hb,
             override_leader: BTreeMap::new(),
             brokers,
+            parked: BTreeMap::new(),
             cut: BTreeMap::new(),
             client: Client {
                 version: 0,
@@ -448,6 +495,8 @@ impl ReplSim {
             exposed: BTreeMap::new(),
             epoch_leader: BTreeMap::new(),
             unsettled: BTreeMap::new(),
+            ack_clock: BTreeMap::new(),
+            disturbed: BTreeMap::new(),
             stats: Stats::default(),
             hasher: TraceHasher::new(),
             tail: VecDeque::new(),
@@ -569,9 +618,11 @@ impl ReplSim {
 
     fn send(&mut self, from: Node, to: Node, msg: Msg) {
         if self.blocked(from, to) {
+            self.disturb(from, to, self.now + FETCH_RETRY_MS);
             return;
         }
         if !self.healed && self.net_rng.below(1000) < self.swarm.drop_pm {
+            self.disturb(from, to, self.now + FETCH_RETRY_MS);
             return;
         }
         let copies = if !self.healed && self.net_rng.below(1000) < self.swarm.dup_pm {
@@ -587,6 +638,10 @@ impl ReplSim {
                         d += self.net_rng.range(0, self.swarm.slow_ms);
                     }
                 }
+            }
+            // A duplicate, or a copy slowed past the normal delays, may arrive stale.
+            if copies > 1 || d > self.swarm.delay_max_ms {
+                self.disturb(from, to, self.now + d + FETCH_WAIT_MS);
             }
             self.at(
                 d,
@@ -653,6 +708,7 @@ impl ReplSim {
         match ev {
             Ev::Deliver { from, to, msg } => {
                 if self.blocked(from, to) {
+                    self.disturb(from, to, self.now + FETCH_RETRY_MS);
                     return Ok(());
                 }
                 (self.now, 1u8, from, to, msg_key(&msg)).hash(&mut self.hasher);
@@ -688,6 +744,7 @@ impl ReplSim {
                     self.send_fetch(b, p);
                 }
             }
+            Ev::FetchExpire { b, inc, p, f, seq } => self.expire_fetch(b, inc, p, f, seq)?,
             Ev::Heartbeat { b, inc } => {
                 if self.brokers[&b].inc == inc {
                     let v = self.brokers[&b].inc;
@@ -892,6 +949,8 @@ impl ReplSim {
         br.up = false;
         br.stopping = false;
         br.inc += 1;
+        self.parked.retain(|k, _| k.0 != b);
+        let br = self.brokers.get_mut(&b).expect("broker");
         br.paused_until = None;
         // The broker's metadata is durable: it never goes back to an older version (a delayed
         // reply to the previous incarnation must not resurrect old leaderships), but the
@@ -1128,8 +1187,14 @@ impl ReplSim {
                 epoch,
             } => {
                 let Node::B(f) = from else { return Ok(()) };
-                let body = self.serve_fetch(b, p, f, offset, last_epoch, epoch)?;
-                self.send(Node::B(b), from, Msg::FetchResp { p, seq, body });
+                let inc = self.brokers[&b].inc;
+                let fetch = Parked {
+                    inc,
+                    offset,
+                    last_epoch,
+                    epoch,
+                };
+                self.on_follower_fetch(b, p, f, seq, fetch)?;
             }
             Msg::FetchResp { p, seq, body } => self.on_fetch_resp(b, p, seq, body)?,
             Msg::Produce { p, req, acks, ids } => self.on_produce(b, p, req, acks, ids)?,
@@ -1277,6 +1342,7 @@ impl ReplSim {
 
     fn check_step(&mut self) -> Res {
         self.check_settled()?;
+        self.check_ack_latency()?;
         let parts = self.catalog.topic(TOPIC).expect("topic").parts.clone();
         for (p, st) in parts.iter().enumerate() {
             let dup: BTreeSet<&i32> = st.isr.iter().chain(&st.elr).collect();
@@ -1444,6 +1510,7 @@ fn core_canary(c: Option<ReplCanary>) -> Option<Canary> {
         ReplCanary::SkipTruncation => Some(Canary::SkipTruncation),
         ReplCanary::HwFromLeaderOnly => Some(Canary::HwFromLeaderOnly),
         ReplCanary::KeepRefusedIsr => Some(Canary::KeepRefusedIsr),
+        ReplCanary::FollowerEndClampedToFsynced => Some(Canary::FollowerEndClampedToFsynced),
         ReplCanary::ElectOutsideIsr => None,
     }
 }

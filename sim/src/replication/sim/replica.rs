@@ -11,8 +11,8 @@ use skein_core::catalog::PartitionState;
 use skein_core::replica::{FetchAnswer, FetchReply, Input, Output, ReplicaError, StorageOp};
 
 use super::Ev;
-use super::{FetchBody, Msg, Node, ReplSim, Res, Stored, BATCHES_PER_FETCH, FETCH_RETRY_MS};
-use super::{FETCH_WAIT_MS, REQUEST_TIMEOUT_MS};
+use super::{FetchBody, Msg, Node, Parked, ReplSim, Res, Stored};
+use super::{BATCHES_PER_FETCH, FETCH_RETRY_MS, FETCH_WAIT_MS, REQUEST_TIMEOUT_MS};
 use crate::checker::{violation, Violation};
 use crate::records::{build_batch, decode, RecordId};
 
@@ -56,6 +56,9 @@ impl ReplSim {
                 Output::ProduceDone { token, result } => {
                     let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
                     r.producing.remove(&token);
+                    if let Some(i) = r.unanswered.iter().position(|w| w.0 == token) {
+                        r.unanswered.remove(i);
+                    }
                     if let Ok(base) = result {
                         let hw = r.hw();
                         self.note(format!("b{b} p{p} answers req {token} at {base} (hw {hw})"));
@@ -108,7 +111,7 @@ impl ReplSim {
                 r.log.advance_log_start(o);
             }
             StorageOp::AppendProduced { token, .. } => {
-                let ids = r.producing.get(&token).cloned().unwrap_or_default();
+                let (acks, ids) = r.producing.get(&token).cloned().unwrap_or((1, Vec::new()));
                 let mut bytes = build_batch(&ids, 8, now as i64, None);
                 let a = r.log.append(now, &mut bytes).map_err(|e| {
                     violation("node-invariant", format!("b{b} p{p} leader append: {e}"))
@@ -132,6 +135,9 @@ impl ReplSim {
                     bytes,
                     ids,
                 });
+                if acks == -1 {
+                    r.unanswered.push((token, h.leader_epoch, now));
+                }
                 r.core.handle(
                     now,
                     &r.log,
@@ -162,9 +168,9 @@ impl ReplSim {
                 }
                 r.core.handle(now, &r.log, Input::FetchedAppended);
                 if !got {
-                    // Nothing new: ask again after the leader's long-poll wait.
+                    // Nothing new within the leader's long-poll wait: ask again at once.
                     let seq = r.fetch_seq;
-                    self.at(FETCH_WAIT_MS, Ev::FetchRetry { b, inc, p, seq });
+                    self.at(0, Ev::FetchRetry { b, inc, p, seq });
                 }
             }
             StorageOp::TruncateTo(cut) => {
@@ -246,6 +252,7 @@ impl ReplSim {
         }
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
         r.fetch_seq += 1;
+        r.replicating = None;
         let end = r.end();
         match after {
             (true, epoch) => self.took_leadership(b, p, epoch, end),
@@ -318,7 +325,63 @@ impl ReplSim {
         self.at(FETCH_RETRY_MS, Ev::FetchRetry { b, inc, p, seq });
     }
 
-    pub(super) fn serve_fetch(
+    /// Follower `f`'s fetch `seq` reached leader `b`: answered at once if it brings records, a
+    /// divergence or an error, else held (the long poll) until `b` appends or
+    /// [`FETCH_WAIT_MS`] passes, as the broker's fetch handler does.
+    pub(super) fn on_follower_fetch(
+        &mut self,
+        b: i32,
+        p: usize,
+        f: i32,
+        seq: u64,
+        fetch: Parked,
+    ) -> Res {
+        let body = self.serve_fetch(b, p, f, fetch.offset, fetch.last_epoch, fetch.epoch)?;
+        if matches!(&body, FetchBody::Data { batches, .. } if batches.is_empty()) {
+            self.parked.insert((b, p, f, seq), fetch);
+            let inc = fetch.inc;
+            self.at(FETCH_WAIT_MS, Ev::FetchExpire { b, inc, p, f, seq });
+        } else {
+            self.send(Node::B(b), Node::B(f), Msg::FetchResp { p, seq, body });
+        }
+        Ok(())
+    }
+
+    /// Leader `b` appended to `p`: serves the fetches it holds for `p` again (each records the
+    /// follower's progress again, as the broker's woken fetch does); those that now bring
+    /// records are answered.
+    fn wake_fetches(&mut self, b: i32, p: usize) -> Res {
+        let held: Vec<((i32, usize, i32, u64), Parked)> = self
+            .parked
+            .range((b, p, i32::MIN, 0)..=(b, p, i32::MAX, u64::MAX))
+            .map(|(k, q)| (*k, *q))
+            .collect();
+        for (key, q) in held {
+            let (_, _, f, seq) = key;
+            let body = self.serve_fetch(b, p, f, q.offset, q.last_epoch, q.epoch)?;
+            if !matches!(&body, FetchBody::Data { batches, .. } if batches.is_empty()) {
+                self.parked.remove(&key);
+                self.send(Node::B(b), Node::B(f), Msg::FetchResp { p, seq, body });
+            }
+        }
+        Ok(())
+    }
+
+    /// The long-poll wait of a held fetch is over: it is served again and answered, whatever
+    /// it brings.
+    pub(super) fn expire_fetch(&mut self, b: i32, inc: u64, p: usize, f: i32, seq: u64) -> Res {
+        let Some(q) = self.parked.remove(&(b, p, f, seq)) else {
+            return Ok(());
+        };
+        if q.inc != inc || self.brokers[&b].inc != inc {
+            return Ok(());
+        }
+        let body = self.serve_fetch(b, p, f, q.offset, q.last_epoch, q.epoch)?;
+        self.send(Node::B(b), Node::B(f), Msg::FetchResp { p, seq, body });
+        Ok(())
+    }
+
+    fn serve_fetch(
         &mut self,
         b: i32,
         p: usize,
@@ -425,6 +488,10 @@ impl ReplSim {
         };
         let retry = matches!(reply, FetchReply::Error(_) | FetchReply::OutOfRange { .. });
         let diverged = matches!(reply, FetchReply::Diverging { .. });
+        let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
+        r.replicating = matches!(reply, FetchReply::Records { .. })
+            .then(|| r.core.following())
+            .flatten();
         self.drive(
             b,
             p,
@@ -450,7 +517,7 @@ impl ReplSim {
         ids: Vec<RecordId>,
     ) -> Res {
         let r = &mut self.brokers.get_mut(&b).expect("broker").parts[p];
-        r.producing.insert(req, ids);
+        r.producing.insert(req, (acks, ids));
         self.drive(
             b,
             p,
@@ -460,7 +527,7 @@ impl ReplSim {
                 timeout_ms: REQUEST_TIMEOUT_MS,
             },
         )?;
-        Ok(())
+        self.wake_fetches(b, p)
     }
 
     pub(super) fn broker_tick(&mut self, b: i32) -> Res {

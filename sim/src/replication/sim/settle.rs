@@ -14,16 +14,23 @@ use crate::checker::violation;
 pub(super) const SETTLE_MS: u64 = 2_000;
 
 impl ReplSim {
+    /// Whether broker `id` is up, not shutting down, unpaused (and past the events a pause held
+    /// back), not cut off and not slow.
+    pub(super) fn healthy(&self, id: i32) -> bool {
+        let br = &self.brokers[&id];
+        br.up
+            && !br.stopping
+            && br.paused_until.is_none()
+            && br.held_until <= self.now
+            && !br.slow
+            && !self.cut.contains_key(&id)
+    }
+
     /// Checks every leader's ISR settling, after every step.
     pub(super) fn check_settled(&mut self) -> Res {
         let parts = self.catalog.topic(TOPIC).expect("topic").parts.clone();
         for (id, br) in &self.brokers {
-            let healthy = br.up
-                && !br.stopping
-                && br.paused_until.is_none()
-                && br.held_until <= self.now
-                && !br.slow
-                && !self.cut.contains_key(id);
+            let healthy = self.healthy(*id);
             for (p, r) in br.parts.iter().enumerate() {
                 let unsettled = r.core.leader().filter(|l| {
                     healthy
