@@ -131,14 +131,7 @@ impl TopicCompression {
 
 /// Kafka's name of a `compression.type` value.
 fn codec_name(c: Option<Compression>) -> &'static str {
-    match c {
-        None => "producer",
-        Some(Compression::None) => "uncompressed",
-        Some(Compression::Gzip) => "gzip",
-        Some(Compression::Snappy) => "snappy",
-        Some(Compression::Lz4) => "lz4",
-        Some(Compression::Zstd) => "zstd",
-    }
+    c.map_or("producer", Compression::config_name)
 }
 
 /// The resolved settings a partition log runs with.
@@ -310,21 +303,19 @@ fn apply(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
             cfg.cleanup_policy = policy;
         }
         "compression.type" => {
-            cfg.compression.codec = match value.trim() {
-                "producer" => None,
-                "uncompressed" => Some(Compression::None),
-                "gzip" => Some(Compression::Gzip),
-                "snappy" => Some(Compression::Snappy),
-                "lz4" => Some(Compression::Lz4),
-                "zstd" => Some(Compression::Zstd),
-                _ => {
-                    return Err(err(
-                        key,
-                        value,
-                        "must be uncompressed, gzip, snappy, lz4, zstd or producer",
-                    ))
+            let v = value.trim();
+            cfg.compression.codec =
+                match Compression::ALL.into_iter().find(|c| c.config_name() == v) {
+                    Some(c) => Some(c),
+                    None if v == "producer" => None,
+                    None => {
+                        return Err(err(
+                            key,
+                            value,
+                            "must be uncompressed, gzip, snappy, lz4, zstd or producer",
+                        ))
+                    }
                 }
-            }
         }
         "compression.gzip.level" => {
             let v = parse_int(key, value, -1, 9)

@@ -176,17 +176,6 @@ pub struct Swarm {
     pub topic_codecs: [Option<Compression>; 3],
 }
 
-/// Kafka's `compression.type` name of a codec.
-pub fn codec_name(c: Compression) -> &'static str {
-    match c {
-        Compression::None => "uncompressed",
-        Compression::Gzip => "gzip",
-        Compression::Snappy => "snappy",
-        Compression::Lz4 => "lz4",
-        Compression::Zstd => "zstd",
-    }
-}
-
 fn pct(ppm: u32) -> String {
     if ppm.is_multiple_of(10_000) {
         format!("{}%", ppm / 10_000)
@@ -274,13 +263,7 @@ impl Swarm {
         let ppm = r.pick(&[0u32, 0, 300_000, 700_000]);
         for t in &mut self.topic_codecs {
             if r.chance(ppm) {
-                *t = Some(r.pick(&[
-                    Compression::None,
-                    Compression::Gzip,
-                    Compression::Snappy,
-                    Compression::Lz4,
-                    Compression::Zstd,
-                ]));
+                *t = Some(r.pick(&Compression::ALL));
             }
         }
     }
@@ -399,7 +382,7 @@ impl fmt::Display for Swarm {
             .topic_codecs
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| Some(format!("t{i}:{}", codec_name((*c)?))))
+            .filter_map(|(i, c)| Some(format!("t{i}:{}", (*c)?.config_name())))
             .collect();
         if !codecs.is_empty() {
             write!(f, " codecs=[{}]", codecs.join(","))?;

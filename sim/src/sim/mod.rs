@@ -633,8 +633,7 @@ impl Sim {
             .map(|t| t.configs())
             .unwrap_or_default();
         if let Some(c) = self.swarm.topic_codecs[i] {
-            let name = crate::swarm::codec_name(c);
-            configs.push(("compression.type".to_string(), name.to_string()));
+            configs.push(("compression.type".to_string(), c.config_name().to_string()));
         }
         configs
     }
